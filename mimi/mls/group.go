@@ -1,0 +1,427 @@
+package mls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// PSKStore supplies pre-shared keys a group's commits or Welcomes name.
+type PSKStore interface {
+	// PSK returns the secret for id, or false if it is not known.
+	PSK(id *PreSharedKeyID) ([]byte, bool)
+}
+
+// GroupOptions tunes a member's group.
+type GroupOptions struct {
+	Config
+	// PSKs supplies external PSKs and other groups' resumption PSKs.
+	PSKs PSKStore
+	// Random is the source of randomness; nil means crypto/rand.
+	Random io.Reader
+	// Now returns the current time in Unix seconds, for KeyPackage
+	// lifetimes; nil means the system clock.
+	Now func() uint64
+}
+
+// ErrPendingCommit is returned by Process while this member's own commit
+// awaits the hub's answer: merge or discard it first.
+var ErrPendingCommit = errors.New("a commit of this member is pending")
+
+// ErrRemoved is returned once this member has been removed from the group.
+var ErrRemoved = errors.New("this member was removed from the group")
+
+// ErrConfirmation reports a commit whose confirmation tag, membership tag or
+// path secrets do not match what this member derives: the committer and this
+// member disagree on the group's secrets.
+var ErrConfirmation = errors.New("group secrets disagree")
+
+// Group is one member's state of an MLS group: the public state a hub also
+// keeps, plus the member's private keys and the epoch's secrets. It always
+// sends handshake messages as PublicMessage, so that a hub can follow them.
+// A Group is not safe for concurrent use.
+type Group struct {
+	groupState
+	opts GroupOptions
+
+	me              LeafIndex
+	signer          *SigningKey
+	secrets         *epochSecrets
+	keys            *messageKeys
+	confirmationTag []byte
+	// nodeKeys holds the HPKE private keys this member knows, by node.
+	nodeKeys map[nodeIndex][]byte
+	// updateKeys holds private keys of this member's pending Update
+	// proposals, by the public key.
+	updateKeys map[string][]byte
+	// resumption keeps this group's resumption PSKs by epoch.
+	resumption map[uint64][]byte
+	staged     *stagedCommit
+	removed    bool
+	// joinerLeaf is the leaf an external joiner brings, before it has one.
+	joinerLeaf *LeafNode
+}
+
+const resumptionPSKsKept = 8
+
+func (g *Group) now() uint64 {
+	if g.opts.Now != nil {
+		return g.opts.Now()
+	}
+	return unixNow()
+}
+
+// MyLeaf returns this member's leaf index.
+func (g *Group) MyLeaf() LeafIndex { return g.me }
+
+// Epoch returns the current epoch.
+func (g *Group) Epoch() uint64 { return g.ctx.Epoch }
+
+// GroupID returns the group id.
+func (g *Group) GroupID() []byte { return g.ctx.GroupID }
+
+// Suite returns the group's cipher suite.
+func (g *Group) Suite() *Suite { return g.suite }
+
+// Tree returns the ratchet tree. Callers must not modify it.
+func (g *Group) Tree() *Tree { return g.tree }
+
+// GroupContext returns a copy of the current GroupContext.
+func (g *Group) GroupContext() GroupContext { return g.ctx.clone() }
+
+// EpochAuthenticator returns the epoch authenticator (RFC 9420 section 8.7).
+func (g *Group) EpochAuthenticator() []byte { return bytes.Clone(g.secrets.epochAuthenticator) }
+
+// Export derives an exporter secret (RFC 9420 section 8.5).
+func (g *Group) Export(label string, context []byte, length int) ([]byte, error) {
+	return g.suite.export(g.secrets.exporter, label, context, length)
+}
+
+// Removed reports whether a commit removed this member.
+func (g *Group) Removed() bool { return g.removed }
+
+// installEpoch makes secrets the epoch's secrets.
+func (g *Group) installEpoch(es *epochSecrets, confirmationTag []byte) {
+	g.secrets = es
+	g.confirmationTag = confirmationTag
+	g.keys = &messageKeys{
+		suite:      g.suite,
+		epoch:      g.ctx.Epoch,
+		senderData: es.senderData,
+		tree:       newSecretTree(g.suite, es.encryption, g.tree.nLeaves),
+		membership: es.membershipKey,
+	}
+	if g.resumption == nil {
+		g.resumption = map[uint64][]byte{}
+	}
+	g.resumption[g.ctx.Epoch] = es.resumptionPSK
+	delete(g.resumption, g.ctx.Epoch-resumptionPSKsKept)
+	g.pruneNodeKeys()
+}
+
+// pruneNodeKeys forgets private keys of nodes that are now blank or hold
+// another public key.
+func (g *Group) pruneNodeKeys() {
+	for x, priv := range g.nodeKeys {
+		if g.tree.blank(x) {
+			delete(g.nodeKeys, x)
+			continue
+		}
+		pub, err := g.suite.HPKEPublicKey(priv)
+		if err != nil || !bytes.Equal(pub, g.tree.encryptionKey(x)) {
+			delete(g.nodeKeys, x)
+		}
+	}
+}
+
+// lookupPSKs resolves the secrets of ids, from this group's resumption PSKs
+// or the PSK store.
+func (g *Group) lookupPSKs(ids []PreSharedKeyID) ([]PSK, error) {
+	out := make([]PSK, 0, len(ids))
+	for _, id := range ids {
+		if id.Type == PSKResumption && bytes.Equal(id.GroupID, g.ctx.GroupID) {
+			if secret, ok := g.resumption[id.Epoch]; ok {
+				out = append(out, PSK{ID: id, Secret: secret})
+				continue
+			}
+		}
+		secret, ok := lookupStore(g.opts.PSKs, &id)
+		if !ok {
+			return nil, fmt.Errorf("PSK %x (type %d) is not available", id.ID, id.Type)
+		}
+		out = append(out, PSK{ID: id, Secret: secret})
+	}
+	return out, nil
+}
+
+func lookupStore(store PSKStore, id *PreSharedKeyID) ([]byte, bool) {
+	if store == nil {
+		return nil, false
+	}
+	return store.PSK(id)
+}
+
+// signedContent frames body content from this member for the current epoch.
+func (g *Group) signedContent(wf WireFormat, c FramedContent) (*AuthenticatedContent, error) {
+	c.GroupID = g.ctx.GroupID
+	c.Epoch = g.ctx.Epoch
+	c.Sender = MemberSender(g.me)
+	ac := &AuthenticatedContent{WireFormat: wf, Content: c}
+	if err := ac.Sign(g.signer, g.ctxEnc); err != nil {
+		return nil, err
+	}
+	return ac, nil
+}
+
+// publicMessage protects ac as a PublicMessage with this epoch's membership
+// tag.
+func (g *Group) publicMessage(ac *AuthenticatedContent) (*Message, error) {
+	tag, err := membershipTag(g.suite, g.keys.membership, ac, g.ctxEnc)
+	if err != nil {
+		return nil, err
+	}
+	return NewPublicMessage(&PublicMessage{Content: ac.Content, Auth: ac.Auth, MembershipTag: tag}), nil
+}
+
+func (g *Group) usable() error {
+	switch {
+	case g.removed:
+		return ErrRemoved
+	case g.staged != nil:
+		return ErrPendingCommit
+	case g.closed:
+		return rejectf(ErrGroupClosed, "the group was reinitialized")
+	}
+	return nil
+}
+
+// Encrypt protects an application message as a PrivateMessage.
+func (g *Group) Encrypt(plaintext, authenticatedData []byte) (*Message, error) {
+	if err := g.usable(); err != nil {
+		return nil, err
+	}
+	ac, err := g.signedContent(WirePrivateMessage, FramedContent{
+		AuthenticatedData: authenticatedData, ContentType: ContentApplication, ApplicationData: plaintext,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pm, err := g.keys.encryptPrivate(ac, g.me, 0, g.opts.Random)
+	if err != nil {
+		return nil, err
+	}
+	return &Message{Version: MLS10, WireFormat: WirePrivateMessage, Private: pm}, nil
+}
+
+// Propose sends a proposal by reference, as a PublicMessage, and records it
+// as pending so a later commit of this member can include it.
+func (g *Group) Propose(p *Proposal) (*Message, error) {
+	if err := g.usable(); err != nil {
+		return nil, err
+	}
+	ac, err := g.signedContent(WirePublicMessage, FramedContent{ContentType: ContentProposal, Proposal: p})
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.receiveProposal(ac, g.now())
+	if err != nil {
+		return nil, fmt.Errorf("propose %s: %w", p.Type, err)
+	}
+	m, err := g.publicMessage(ac)
+	if err != nil {
+		return nil, err
+	}
+	g.addPending(res, ac, wire.MustMarshal(m))
+	return m, nil
+}
+
+// ProposeUpdate proposes replacing this member's leaf with a fresh
+// encryption key (and otherwise the same contents).
+func (g *Group) ProposeUpdate() (*Message, error) {
+	if err := g.usable(); err != nil {
+		return nil, err
+	}
+	leaf, _ := g.tree.Leaf(g.me)
+	priv, pub, err := g.suite.GenerateHPKEKey()
+	if err != nil {
+		return nil, err
+	}
+	next := *leaf
+	next.EncryptionKey = pub
+	next.Source = SourceUpdate
+	next.Lifetime, next.ParentHash = Lifetime{}, nil
+	if err := next.Sign(g.signer, g.ctx.GroupID, g.me); err != nil {
+		return nil, err
+	}
+	m, err := g.Propose(UpdateProposal(&next))
+	if err != nil {
+		return nil, err
+	}
+	if g.updateKeys == nil {
+		g.updateKeys = map[string][]byte{}
+	}
+	g.updateKeys[string(pub)] = priv
+	return m, nil
+}
+
+// Received is what Process found in a message.
+type Received struct {
+	// ContentType says which of the fields below is set.
+	ContentType       ContentType
+	Sender            Sender
+	AuthenticatedData []byte
+	ApplicationData   []byte
+	Proposal          *ProposalResult
+	Commit            *CommitResult
+}
+
+// Process handles a message from the group: it decrypts or authenticates it
+// and applies proposals and commits. An application message or proposal of
+// the current epoch, or a commit for it, is accepted.
+func (g *Group) Process(m *Message) (*Received, error) {
+	if g.removed {
+		return nil, ErrRemoved
+	}
+	if g.staged != nil {
+		if !isCommitFor(m, g.ctx.Epoch) {
+			return nil, ErrPendingCommit
+		}
+		if bytes.Equal(wire.MustMarshal(m), g.staged.message) {
+			res := g.staged.result
+			g.MergePendingCommit()
+			return &Received{ContentType: ContentCommit, Sender: MemberSender(g.me), Commit: res}, nil
+		}
+		// Another member's commit won the epoch.
+		g.DiscardPendingCommit()
+	}
+	ac, err := g.unprotect(m)
+	if err != nil {
+		return nil, err
+	}
+	c := &ac.Content
+	out := &Received{ContentType: c.ContentType, Sender: c.Sender, AuthenticatedData: c.AuthenticatedData}
+	switch c.ContentType {
+	case ContentApplication:
+		if err := g.checkFraming(c, ContentApplication); err != nil {
+			return nil, err
+		}
+		if c.Sender.Type != SenderMember || m.WireFormat != WirePrivateMessage {
+			return nil, rejectf(ErrMalformed, "application messages must come from members as PrivateMessage")
+		}
+		key, err := g.memberKey(c.Sender.Index)
+		if err != nil {
+			return nil, err
+		}
+		if err := ac.VerifySignature(g.suite, key, g.ctxEnc); err != nil {
+			return nil, rejectAs(ErrSignature, err)
+		}
+		out.ApplicationData = c.ApplicationData
+	case ContentProposal:
+		if err := g.checkFraming(c, ContentProposal); err != nil {
+			return nil, err
+		}
+		res, err := g.receiveProposal(ac, g.now())
+		if err != nil {
+			return nil, err
+		}
+		g.addPending(res, ac, wire.MustMarshal(m))
+		out.Proposal = res
+	case ContentCommit:
+		res, err := g.processCommit(ac)
+		if err != nil {
+			return nil, err
+		}
+		out.Commit = res
+	}
+	return out, nil
+}
+
+func isCommitFor(m *Message, epoch uint64) bool {
+	switch {
+	case m.Public != nil:
+		return m.Public.Content.ContentType == ContentCommit && m.Public.Content.Epoch == epoch
+	case m.Private != nil:
+		return m.Private.ContentType == ContentCommit && m.Private.Epoch == epoch
+	}
+	return false
+}
+
+// unprotect checks the membership tag of a PublicMessage or decrypts a
+// PrivateMessage of the current epoch.
+func (g *Group) unprotect(m *Message) (*AuthenticatedContent, error) {
+	switch {
+	case m.WireFormat == WirePublicMessage && m.Public != nil:
+		ac := m.Public.Authenticated()
+		if ac.Content.Epoch != g.ctx.Epoch {
+			return nil, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", ac.Content.Epoch, g.ctx.Epoch)
+		}
+		if ac.Content.Sender.Type == SenderMember {
+			tag, err := membershipTag(g.suite, g.keys.membership, ac, g.ctxEnc)
+			if err != nil {
+				return nil, rejectAs(ErrMalformed, err)
+			}
+			if !constantTimeEqual(tag, m.Public.MembershipTag) {
+				return nil, rejectf(ErrConfirmation, "membership tag does not verify")
+			}
+		}
+		return ac, nil
+	case m.WireFormat == WirePrivateMessage && m.Private != nil:
+		pm := m.Private
+		if !bytes.Equal(pm.GroupID, g.ctx.GroupID) {
+			return nil, rejectf(ErrWrongGroup, "group id %x", pm.GroupID)
+		}
+		if pm.Epoch != g.ctx.Epoch {
+			return nil, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", pm.Epoch, g.ctx.Epoch)
+		}
+		ac, err := g.keys.decryptPrivate(pm)
+		if err != nil {
+			return nil, rejectAs(ErrMalformed, err)
+		}
+		return ac, nil
+	}
+	return nil, rejectf(ErrMalformed, "a group processes public and private messages, not %s", m.WireFormat)
+}
+
+// GroupInfoOptions says what a GroupInfo carries besides the GroupContext.
+type GroupInfoOptions struct {
+	// RatchetTree adds the ratchet_tree extension.
+	RatchetTree bool
+	// ExternalPub adds the external_pub extension, enabling external joins.
+	ExternalPub bool
+	// Extensions are added as they are.
+	Extensions Extensions
+}
+
+// GroupInfo returns a GroupInfo for the current epoch, signed by this member.
+func (g *Group) GroupInfo(opts GroupInfoOptions) (*Message, error) {
+	if err := g.usable(); err != nil {
+		return nil, err
+	}
+	gi, err := g.makeGroupInfo(&g.ctx, g.secrets, g.confirmationTag, g.me, opts)
+	if err != nil {
+		return nil, err
+	}
+	return NewGroupInfoMessage(gi), nil
+}
+
+func (g *Group) makeGroupInfo(ctx *GroupContext, es *epochSecrets, tag []byte, signer LeafIndex, opts GroupInfoOptions) (*GroupInfo, error) {
+	ext := append(Extensions(nil), opts.Extensions...)
+	if opts.RatchetTree {
+		ext = append(ext, Extension{Type: ExtRatchetTree, Data: wire.MustMarshal(g.tree)})
+	}
+	if opts.ExternalPub {
+		_, pub, err := g.suite.externalKeyPair(es)
+		if err != nil {
+			return nil, err
+		}
+		ext = append(ext, ExternalPubExtension(pub))
+	}
+	gi := &GroupInfo{GroupContext: ctx.clone(), Extensions: ext, ConfirmationTag: tag, Signer: signer}
+	if err := gi.Sign(g.signer); err != nil {
+		return nil, err
+	}
+	return gi, nil
+}
