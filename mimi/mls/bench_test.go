@@ -120,7 +120,7 @@ func (g *steadyGroup) puppet(tb testing.TB, f *Follower) *Group {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &Group{groupState: copyOf.groupState, opts: testOptions(), nodeKeys: map[nodeIndex][]byte{}}
+	p := &Group{groupState: copyOf.groupState, opts: testOptions(), nodeKeys: keyRing{}}
 	es, err := g.suite.epochSecretsFromJoiner(randomKey(tb, 32), nil, p.ctxEnc)
 	if err != nil {
 		tb.Fatal(err)

@@ -48,7 +48,7 @@ type stagedCommit struct {
 	next     GroupContext
 	secrets  *epochSecrets
 	tag      []byte
-	nodeKeys map[nodeIndex][]byte
+	nodeKeys keyRing
 	me       LeafIndex
 	result   *CommitResult
 }
@@ -105,7 +105,7 @@ func (g *Group) stageOwnCommit(commit *Commit, sender Sender, initSecret []byte,
 		return nil, err
 	}
 	var commitSecret []byte
-	var newKeys map[nodeIndex][]byte
+	var newKeys keyRing
 	var pathSecrets map[nodeIndex][]byte
 	if withPath {
 		me := g.committerLeaf(sender, res)
@@ -196,7 +196,7 @@ func (g *Group) stageOwnCommit(commit *Commit, sender Sender, initSecret []byte,
 // resolution of each copath node (new members excluded). It returns the
 // UpdatePath, the commit secret, the new private keys by node and the path
 // secret of every filtered-direct-path node.
-func (g *Group) createPath(me LeafIndex, ext Extensions, added []LeafIndex) (*UpdatePath, []byte, map[nodeIndex][]byte, map[nodeIndex][]byte, error) {
+func (g *Group) createPath(me LeafIndex, ext Extensions, added []LeafIndex) (*UpdatePath, []byte, keyRing, map[nodeIndex][]byte, error) {
 	s := g.suite
 	t := g.tree
 	leafPriv, leafPub, err := s.GenerateHPKEKey()
@@ -209,7 +209,7 @@ func (g *Group) createPath(me LeafIndex, ext Extensions, added []LeafIndex) (*Up
 		return nil, nil, nil, nil, err
 	}
 	keys := make([][]byte, len(steps))
-	newKeys := map[nodeIndex][]byte{leafNode(me): leafPriv}
+	newKeys := keyRing{leafNode(me): {leafPriv, leafPub}}
 	secrets := map[nodeIndex][]byte{}
 	for i, st := range steps {
 		if i > 0 {
@@ -220,7 +220,7 @@ func (g *Group) createPath(me LeafIndex, ext Extensions, added []LeafIndex) (*Up
 			return nil, nil, nil, nil, err
 		}
 		keys[i] = pub
-		newKeys[st.node] = priv
+		newKeys[st.node] = hpkeKey{priv, pub}
 		secrets[st.node] = pathSecret
 	}
 	commitSecret := pathSecret
@@ -330,11 +330,12 @@ func (g *Group) stageCommit(ac *AuthenticatedContent, res *CommitResult) error {
 		}
 	}
 	var commitSecret []byte
-	newKeys := map[nodeIndex][]byte{}
+	newKeys := keyRing{}
 	// If the commit applied this member's Update, its leaf key is the one
 	// the Update proposed.
-	if priv, ok := g.updateKeys[string(g.tree.encryptionKey(leafNode(g.me)))]; ok {
-		newKeys[leafNode(g.me)] = priv
+	leafKey := g.tree.encryptionKey(leafNode(g.me))
+	if priv, ok := g.updateKeys[string(leafKey)]; ok {
+		newKeys[leafNode(g.me)] = hpkeKey{priv, leafKey}
 	}
 	if path := ac.Content.Commit.Path; path != nil {
 		if err := g.applyPath(path, ac.Content.Sender, res, added); err != nil {
@@ -407,7 +408,7 @@ func (g *Group) externalInitSecret(res *CommitResult) ([]byte, error) {
 // decryptPath finds the path secret meant for this member in a merged
 // UpdatePath, derives the keys above it, checks them against the path and
 // returns the commit secret (RFC 9420 section 7.5).
-func (g *Group) decryptPath(path *UpdatePath, committer LeafIndex, ext Extensions, added []LeafIndex, newKeys map[nodeIndex][]byte) ([]byte, error) {
+func (g *Group) decryptPath(path *UpdatePath, committer LeafIndex, ext Extensions, added []LeafIndex, newKeys keyRing) ([]byte, error) {
 	s := g.suite
 	t := g.tree
 	steps := t.filteredDirectPath(committer)
@@ -420,14 +421,14 @@ func (g *Group) decryptPath(path *UpdatePath, committer LeafIndex, ext Extension
 		}
 		res := t.resolution(st.copathChild, added, nil)
 		for j, x := range res {
-			priv, ok := newKeys[x]
+			k, ok := newKeys[x]
 			if !ok {
-				priv, ok = g.nodeKeys[x]
+				k, ok = g.nodeKeys[x]
 			}
 			if !ok {
 				continue
 			}
-			secret, err := s.DecryptWithLabel(priv, "UpdatePathNode", ctx, path.Nodes[i].EncryptedPathSecret[j])
+			secret, err := s.DecryptWithLabel(k.priv, "UpdatePathNode", ctx, path.Nodes[i].EncryptedPathSecret[j])
 			if err != nil {
 				return nil, rejectf(ErrConfirmation, "path secret for node %d: %v", st.node, err)
 			}
@@ -441,7 +442,7 @@ func (g *Group) decryptPath(path *UpdatePath, committer LeafIndex, ext Extension
 // derivePathKeys derives the key pairs of steps from the first step's path
 // secret, checks them against the tree, records the private keys and returns
 // the next path secret (the commit secret).
-func (g *Group) derivePathKeys(steps []pathStep, secret []byte, newKeys map[nodeIndex][]byte) ([]byte, error) {
+func (g *Group) derivePathKeys(steps []pathStep, secret []byte, newKeys keyRing) ([]byte, error) {
 	s := g.suite
 	for i, st := range steps {
 		if i > 0 {
@@ -454,7 +455,7 @@ func (g *Group) derivePathKeys(steps []pathStep, secret []byte, newKeys map[node
 		if !bytes.Equal(pub, g.tree.encryptionKey(st.node)) {
 			return nil, rejectf(ErrConfirmation, "the path secret for node %d derives a different public key", st.node)
 		}
-		newKeys[st.node] = priv
+		newKeys[st.node] = hpkeKey{priv, pub}
 	}
 	return s.DeriveSecret(secret, "path"), nil
 }

@@ -281,7 +281,9 @@ func TestFollowerExternalJoinAndResync(t *testing.T) {
 	if err := wire.Unmarshal(r.hub.GroupInfo(), &gi); err != nil {
 		t.Fatal(err)
 	}
-	opts := ExternalJoinOptions{GroupOptions: testOptions(), Credential: BasicCredential([]byte("mimi://b.example/u/ext"))}
+	selfRemove := Capabilities{Proposals: []ProposalType{ProposalSelfRemove}}
+	opts := ExternalJoinOptions{GroupOptions: testOptions(), Credential: BasicCredential([]byte("mimi://b.example/u/ext")),
+		Capabilities: selfRemove, Commit: CommitOptions{GroupInfo: GroupInfoOptions{ExternalPub: true}}}
 	g, b, err := JoinExternal(&gi, wire.MustMarshal(r.hub.Tree()), joinerKey, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -306,6 +308,47 @@ func TestFollowerExternalJoinAndResync(t *testing.T) {
 	r.accept(b2, g2)
 	if len(b2.Result.Removed) != 1 || b2.Result.Removed[0].Leaf != old {
 		t.Fatalf("resync removed %+v", b2.Result.Removed)
+	}
+
+	// Leaf 1 leaves with a SelfRemove; the next external joiner commits it,
+	// taking the pending proposal from the hub with the GroupInfo.
+	leaving := r.members[1]
+	sr, err := leaving.Propose(SelfRemoveProposal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.hub.ProcessProposal(transmit(t, sr), testNow, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range r.members {
+		if m != nil && m != leaving {
+			if _, err := m.Process(transmit(t, sr)); err != nil {
+				t.Fatalf("leaf %d: %v", i, err)
+			}
+		}
+	}
+	var pending []*Message
+	for _, enc := range r.hub.PendingMessages() {
+		pending = append(pending, must(DecodeMessage(enc)))
+	}
+	var gi3 GroupInfo
+	if err := wire.Unmarshal(r.hub.GroupInfo(), &gi3); err != nil {
+		t.Fatal(err)
+	}
+	thirdKey, _ := s.GenerateSigningKey()
+	g3, b3, err := JoinExternal(&gi3, wire.MustMarshal(r.hub.Tree()), thirdKey, ExternalJoinOptions{
+		GroupOptions: testOptions(), Credential: BasicCredential([]byte("mimi://c.example/u/third")), Capabilities: selfRemove, PendingSelfRemoves: pending,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.members[1] = nil
+	r.accept(b3, g3)
+	if len(b3.Result.Removed) != 1 || b3.Result.Removed[0].Leaf != 1 || !b3.Result.Removed[0].SelfRemove {
+		t.Fatalf("external commit removed %+v, want leaf 1 by SelfRemove", b3.Result.Removed)
+	}
+	if _, err := leaving.Process(transmit(t, b3.Commit)); err != nil || !leaving.Removed() {
+		t.Fatalf("the leaving member: removed=%v, %v", leaving.Removed(), err)
 	}
 }
 

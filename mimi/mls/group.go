@@ -9,6 +9,14 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
+// hpkeKey is an HPKE key pair, both halves serialized.
+type hpkeKey struct {
+	priv, pub []byte
+}
+
+// keyRing holds the key pairs a member knows, by tree node.
+type keyRing map[nodeIndex]hpkeKey
+
 // PSKStore supplies pre-shared keys a group's commits or Welcomes name.
 type PSKStore interface {
 	// PSK returns the secret for id, or false if it is not known.
@@ -52,8 +60,8 @@ type Group struct {
 	secrets         *epochSecrets
 	keys            *messageKeys
 	confirmationTag []byte
-	// nodeKeys holds the HPKE private keys this member knows, by node.
-	nodeKeys map[nodeIndex][]byte
+	// nodeKeys holds the HPKE key pairs this member knows, by node.
+	nodeKeys keyRing
 	// updateKeys holds private keys of this member's pending Update
 	// proposals, by the public key.
 	updateKeys map[string][]byte
@@ -125,13 +133,8 @@ func (g *Group) installEpoch(es *epochSecrets, confirmationTag []byte) {
 // pruneNodeKeys forgets private keys of nodes that are now blank or hold
 // another public key.
 func (g *Group) pruneNodeKeys() {
-	for x, priv := range g.nodeKeys {
-		if g.tree.blank(x) {
-			delete(g.nodeKeys, x)
-			continue
-		}
-		pub, err := g.suite.HPKEPublicKey(priv)
-		if err != nil || !bytes.Equal(pub, g.tree.encryptionKey(x)) {
+	for x, k := range g.nodeKeys {
+		if g.tree.blank(x) || !bytes.Equal(k.pub, g.tree.encryptionKey(x)) {
 			delete(g.nodeKeys, x)
 		}
 	}

@@ -23,13 +23,13 @@ func (g *steadyGroup) members(tb testing.TB, leaves ...LeafIndex) []*Group {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		m := &Group{groupState: groupState{suite: g.suite, tree: t}, opts: testOptions(), me: l, signer: g.signers[l], nodeKeys: map[nodeIndex][]byte{}}
+		m := &Group{groupState: groupState{suite: g.suite, tree: t}, opts: testOptions(), me: l, signer: g.signers[l], nodeKeys: keyRing{}}
 		m.setContext(&gc)
 		m.interim = interimTranscriptHash(g.suite, gc.ConfirmedTranscriptHash, tag)
 		x := leafNode(l)
-		m.nodeKeys[x] = g.privs[x]
+		m.nodeKeys[x] = hpkeKey{g.privs[x], t.encryptionKey(x)}
 		for _, p := range directPath(x, t.nLeaves) {
-			m.nodeKeys[p] = g.privs[p]
+			m.nodeKeys[p] = hpkeKey{g.privs[p], t.encryptionKey(p)}
 		}
 		es, err := g.suite.epochSecretsFromJoiner(joiner, nil, m.ctxEnc)
 		if err != nil {

@@ -58,7 +58,7 @@ func CreateGroup(s *Suite, signer *SigningKey, opts CreateOptions) (*Group, erro
 		groupState: groupState{cfg: opts.Config, suite: s, tree: t},
 		opts:       opts.GroupOptions,
 		signer:     signer,
-		nodeKeys:   map[nodeIndex][]byte{leafNode(0): encPriv},
+		nodeKeys:   keyRing{leafNode(0): {encPriv, encPub}},
 	}
 	g.setContext(&GroupContext{Version: MLS10, CipherSuite: s.id, GroupID: groupID, TreeHash: t.Hash(), ConfirmedTranscriptHash: []byte{}, Extensions: opts.Extensions})
 	// A random joiner secret gives a random epoch secret, as section 11 asks.
@@ -142,7 +142,7 @@ func JoinFromWelcome(w *Welcome, bundle *KeyPackageBundle, tree []byte, opts Gro
 		opts:       opts,
 		me:         me,
 		signer:     bundle.SignatureKey,
-		nodeKeys:   map[nodeIndex][]byte{leafNode(me): bundle.EncryptionKey},
+		nodeKeys:   keyRing{leafNode(me): {bundle.EncryptionKey, kp.LeafNode.EncryptionKey}},
 	}
 	if gs.HasPath {
 		steps := g.tree.filteredDirectPath(gi.Signer)
@@ -326,7 +326,7 @@ func JoinExternal(gi *GroupInfo, tree []byte, signer *SigningKey, opts ExternalJ
 		groupState: *st,
 		opts:       opts.GroupOptions,
 		signer:     signer,
-		nodeKeys:   map[nodeIndex][]byte{},
+		nodeKeys:   keyRing{},
 		joinerLeaf: &LeafNode{
 			SignatureKey: signer.PublicKey(),
 			Credential:   opts.Credential,

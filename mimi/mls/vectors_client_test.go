@@ -86,13 +86,17 @@ func TestVectorsTreeKEMPrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 			lp := v.LeavesPrivate[k]
-			g := &Group{groupState: groupState{suite: s, tree: tree}, me: LeafIndex(lp.Index), nodeKeys: map[nodeIndex][]byte{leafNode(LeafIndex(lp.Index)): lp.EncryptionPriv}}
+			leafPub, err := s.HPKEPublicKey(lp.EncryptionPriv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := &Group{groupState: groupState{suite: s, tree: tree}, me: LeafIndex(lp.Index), nodeKeys: keyRing{leafNode(LeafIndex(lp.Index)): {lp.EncryptionPriv, leafPub}}}
 			for _, ps := range lp.PathSecrets {
-				priv, _, err := s.DeriveKeyPair(s.DeriveSecret(ps.PathSecret, "node"))
+				priv, pub, err := s.DeriveKeyPair(s.DeriveSecret(ps.PathSecret, "node"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				g.nodeKeys[nodeIndex(ps.Node)] = priv
+				g.nodeKeys[nodeIndex(ps.Node)] = hpkeKey{priv, pub}
 			}
 			// The provisional context of the path is the vector's epoch.
 			g.setContext(&GroupContext{Version: MLS10, CipherSuite: s.id, GroupID: v.GroupID, Epoch: v.Epoch - 1, ConfirmedTranscriptHash: v.ConfirmedTranscriptHash})
@@ -113,7 +117,7 @@ func TestVectorsTreeKEMPrivate(t *testing.T) {
 				if err := g.applyPath(&path, Sender{Type: SenderMember, Index: up.Sender}, res, nil); err != nil {
 					t.Fatalf("%d/%d: merge: %v", i, j, err)
 				}
-				keys := map[nodeIndex][]byte{}
+				keys := keyRing{}
 				commitSecret, err := g.decryptPath(&path, LeafIndex(up.Sender), nil, nil, keys)
 				if err != nil {
 					t.Fatalf("%d/%d leaf %d: decrypt: %v", i, j, lp.Index, err)
@@ -124,7 +128,7 @@ func TestVectorsTreeKEMPrivate(t *testing.T) {
 				lca := commonAncestor(leafNode(LeafIndex(lp.Index)), leafNode(LeafIndex(up.Sender)))
 				want := up.PathSecrets[lp.Index]
 				derived, _, _ := s.DeriveKeyPair(s.DeriveSecret(want, "node"))
-				if !bytes.Equal(keys[lca], derived) {
+				if !bytes.Equal(keys[lca].priv, derived) {
 					t.Errorf("%d/%d leaf %d: key at the common ancestor %d does not come from the vector's path secret", i, j, lp.Index, lca)
 				}
 			}
