@@ -1,7 +1,8 @@
-// Package mlsvectors finds and loads the MLS working group's test vectors for
-// tests. The folder is $MLS_TEST_VECTORS, or ../shared/mls-test-vectors
-// relative to the repository root. When MLS_TEST_VECTORS is set (CI sets it)
-// a missing folder fails the test; otherwise tests skip and say why.
+// Package mlsvectors finds and loads the MLS working group's test vectors
+// for tests, and carries their hex byte strings (Hex). The folder is
+// $MLS_TEST_VECTORS, or ../shared/mls-test-vectors relative to the
+// repository root. When MLS_TEST_VECTORS is set (CI sets it) a missing folder
+// fails the test; otherwise tests skip and say why.
 package mlsvectors
 
 import (
@@ -18,6 +19,14 @@ import (
 
 // Hex is a byte string that JSON carries as lowercase hex.
 type Hex []byte
+
+// MarshalJSON encodes lowercase hex; nil encodes as null.
+func (h Hex) MarshalJSON() ([]byte, error) {
+	if h == nil {
+		return []byte("null"), nil
+	}
+	return json.Marshal(hex.EncodeToString(h))
+}
 
 // UnmarshalJSON decodes a hex string; null decodes to nil.
 func (h *Hex) UnmarshalJSON(b []byte) error {

@@ -690,15 +690,9 @@ func (st *groupState) nextContext(ac *AuthenticatedContent, ext Extensions) (Gro
 	if err != nil {
 		return GroupContext{}, rejectAs(ErrMalformed, err)
 	}
-	return GroupContext{
-		Version:                 st.ctx.Version,
-		CipherSuite:             st.ctx.CipherSuite,
-		GroupID:                 st.ctx.GroupID,
-		Epoch:                   st.ctx.Epoch + 1,
-		TreeHash:                st.tree.Hash(),
-		ConfirmedTranscriptHash: confirmed,
-		Extensions:              ext,
-	}, nil
+	next := st.provisionalContext(ext)
+	next.ConfirmedTranscriptHash = confirmed
+	return next, nil
 }
 
 // provisionalContext is the context path secrets are encrypted under: the

@@ -1,40 +1,19 @@
 package interop_test
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/mimihub/mimi-hub/internal/mlsvectors"
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // hexBytes is a byte string carried as lowercase hex in the harness's JSON.
-type hexBytes []byte
-
-func (h hexBytes) MarshalJSON() ([]byte, error) {
-	if h == nil {
-		return []byte("null"), nil
-	}
-	return json.Marshal(hex.EncodeToString(h))
-}
-
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*h = nil
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := hex.DecodeString(s)
-	*h = d
-	return err
-}
+type hexBytes = mlsvectors.Hex
 
 // transcript is the format both directions share (see tsmls/README.md).
 type transcript struct {
