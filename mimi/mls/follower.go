@@ -197,3 +197,56 @@ func (f *Follower) stageCommit(ac *AuthenticatedContent, gi *GroupInfo, res *Com
 	}
 	return nil
 }
+
+// PendingCount returns the number of proposals stored for the current epoch.
+func (f *Follower) PendingCount() int { return len(f.pending) }
+
+// TruncatePending forgets the proposals stored after the first n, so that a
+// caller accepting several proposals as one request can undo a partial
+// batch.
+func (f *Follower) TruncatePending(n int) {
+	if n < len(f.pending) {
+		clear(f.pending[n:])
+		f.pending = f.pending[:n]
+	}
+}
+
+// OpenReported decrypts an application message of the current epoch with the
+// content key and nonce a reporter disclosed for it (an abuse report), and
+// checks that the member at leaf signed it. It returns the application data.
+func (f *Follower) OpenReported(m *Message, key, nonce []byte, leaf LeafIndex) ([]byte, error) {
+	pm := m.Private
+	if m.WireFormat != WirePrivateMessage || pm == nil || pm.ContentType != ContentApplication {
+		return nil, rejectf(ErrMalformed, "a reported message must be an application PrivateMessage")
+	}
+	if !bytes.Equal(pm.GroupID, f.ctx.GroupID) {
+		return nil, rejectf(ErrWrongGroup, "group id %x", pm.GroupID)
+	}
+	if pm.Epoch != f.ctx.Epoch {
+		return nil, rejectf(ErrWrongEpoch, "reported message of epoch %d; the hub can check only the current epoch %d", pm.Epoch, f.ctx.Epoch)
+	}
+	signer, err := f.memberKey(uint32(leaf))
+	if err != nil {
+		return nil, err
+	}
+	plaintext, err := f.suite.open(key, nonce, privateContentAAD(pm), pm.Ciphertext)
+	if err != nil {
+		return nil, rejectf(ErrSignature, "the disclosed key and nonce do not decrypt the message: %v", err)
+	}
+	ac := &AuthenticatedContent{
+		WireFormat: WirePrivateMessage,
+		Content: FramedContent{GroupID: pm.GroupID, Epoch: pm.Epoch, Sender: MemberSender(leaf),
+			AuthenticatedData: pm.AuthenticatedData, ContentType: ContentApplication},
+	}
+	r := wire.NewReader(plaintext)
+	ac.Content.decodeBody(r)
+	ac.Auth.decode(r, ContentApplication)
+	r.Rest()
+	if err := r.Err(); err != nil {
+		return nil, rejectAs(ErrMalformed, err)
+	}
+	if err := ac.VerifySignature(f.suite, signer, f.ctxEnc); err != nil {
+		return nil, rejectAs(ErrSignature, fmt.Errorf("reported message is not signed by leaf %d: %w", leaf, err))
+	}
+	return ac.Content.ApplicationData, nil
+}

@@ -277,8 +277,11 @@ type Received struct {
 	Sender            Sender
 	AuthenticatedData []byte
 	ApplicationData   []byte
-	Proposal          *ProposalResult
-	Commit            *CommitResult
+	// ContentKey and ContentNonce decrypt this application message and no
+	// other; a member discloses them to report the message as abusive.
+	ContentKey, ContentNonce []byte
+	Proposal                 *ProposalResult
+	Commit                   *CommitResult
 }
 
 // Process handles a message from the group: it decrypts or authenticates it
@@ -300,7 +303,7 @@ func (g *Group) Process(m *Message) (*Received, error) {
 		// Another member's commit won the epoch.
 		g.DiscardPendingCommit()
 	}
-	ac, err := g.unprotect(m)
+	ac, kn, err := g.unprotect(m)
 	if err != nil {
 		return nil, err
 	}
@@ -322,6 +325,7 @@ func (g *Group) Process(m *Message) (*Received, error) {
 			return nil, rejectAs(ErrSignature, err)
 		}
 		out.ApplicationData = c.ApplicationData
+		out.ContentKey, out.ContentNonce = kn.key, kn.nonce
 	case ContentProposal:
 		if err := g.checkFraming(c, ContentProposal); err != nil {
 			return nil, err
@@ -353,39 +357,41 @@ func isCommitFor(m *Message, epoch uint64) bool {
 }
 
 // unprotect checks the membership tag of a PublicMessage or decrypts a
-// PrivateMessage of the current epoch.
-func (g *Group) unprotect(m *Message) (*AuthenticatedContent, error) {
+// PrivateMessage of the current epoch (returning the content key and nonce
+// it used).
+func (g *Group) unprotect(m *Message) (*AuthenticatedContent, keyAndNonce, error) {
+	var none keyAndNonce
 	switch {
 	case m.WireFormat == WirePublicMessage && m.Public != nil:
 		ac := m.Public.Authenticated()
 		if ac.Content.Epoch != g.ctx.Epoch {
-			return nil, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", ac.Content.Epoch, g.ctx.Epoch)
+			return nil, none, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", ac.Content.Epoch, g.ctx.Epoch)
 		}
 		if ac.Content.Sender.Type == SenderMember {
 			tag, err := membershipTag(g.suite, g.keys.membership, ac, g.ctxEnc)
 			if err != nil {
-				return nil, rejectAs(ErrMalformed, err)
+				return nil, none, rejectAs(ErrMalformed, err)
 			}
 			if !constantTimeEqual(tag, m.Public.MembershipTag) {
-				return nil, rejectf(ErrConfirmation, "membership tag does not verify")
+				return nil, none, rejectf(ErrConfirmation, "membership tag does not verify")
 			}
 		}
-		return ac, nil
+		return ac, none, nil
 	case m.WireFormat == WirePrivateMessage && m.Private != nil:
 		pm := m.Private
 		if !bytes.Equal(pm.GroupID, g.ctx.GroupID) {
-			return nil, rejectf(ErrWrongGroup, "group id %x", pm.GroupID)
+			return nil, none, rejectf(ErrWrongGroup, "group id %x", pm.GroupID)
 		}
 		if pm.Epoch != g.ctx.Epoch {
-			return nil, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", pm.Epoch, g.ctx.Epoch)
+			return nil, none, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", pm.Epoch, g.ctx.Epoch)
 		}
-		ac, err := g.keys.decryptPrivate(pm)
+		ac, kn, err := g.keys.decryptPrivateKeys(pm)
 		if err != nil {
-			return nil, rejectAs(ErrMalformed, err)
+			return nil, none, rejectAs(ErrMalformed, err)
 		}
-		return ac, nil
+		return ac, kn, nil
 	}
-	return nil, rejectf(ErrMalformed, "a group processes public and private messages, not %s", m.WireFormat)
+	return nil, none, rejectf(ErrMalformed, "a group processes public and private messages, not %s", m.WireFormat)
 }
 
 // GroupInfoOptions says what a GroupInfo carries besides the GroupContext.

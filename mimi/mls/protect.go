@@ -155,14 +155,22 @@ func applyGuard(nonce, guard []byte) []byte {
 // decryptPrivate opens a PrivateMessage into its AuthenticatedContent. The
 // signature is the caller's to verify.
 func (k *messageKeys) decryptPrivate(pm *PrivateMessage) (*AuthenticatedContent, error) {
+	ac, _, err := k.decryptPrivateKeys(pm)
+	return ac, err
+}
+
+// decryptPrivateKeys is decryptPrivate that also returns the content key and
+// nonce it used, which open this one message and nothing else.
+func (k *messageKeys) decryptPrivateKeys(pm *PrivateMessage) (*AuthenticatedContent, keyAndNonce, error) {
 	s := k.suite
+	var none keyAndNonce
 	sdKey, sdNonce, err := senderDataKeys(s, k.senderData, pm.Ciphertext)
 	if err != nil {
-		return nil, err
+		return nil, none, err
 	}
 	senderData, err := s.open(sdKey, sdNonce, senderDataAAD(pm), pm.EncryptedSenderData)
 	if err != nil {
-		return nil, fmt.Errorf("sender data does not decrypt: %w", err)
+		return nil, none, fmt.Errorf("sender data does not decrypt: %w", err)
 	}
 	var leaf, gen uint32
 	var guard []byte
@@ -171,19 +179,20 @@ func (k *messageKeys) decryptPrivate(pm *PrivateMessage) (*AuthenticatedContent,
 	r.Uint32(&gen)
 	r.Fixed(&guard, 4)
 	if err := r.Finish(); err != nil {
-		return nil, fmt.Errorf("sender data: %w", err)
+		return nil, none, fmt.Errorf("sender data: %w", err)
 	}
 	ratchet, err := k.tree.ratchet(LeafIndex(leaf), ratchetKindFor(pm.ContentType))
 	if err != nil {
-		return nil, err
+		return nil, none, err
 	}
 	kn, err := ratchet.get(gen)
 	if err != nil {
-		return nil, fmt.Errorf("leaf %d: %w", leaf, err)
+		return nil, none, fmt.Errorf("leaf %d: %w", leaf, err)
 	}
-	plaintext, err := s.open(kn.key, applyGuard(kn.nonce, guard), privateContentAAD(pm), pm.Ciphertext)
+	used := keyAndNonce{kn.key, applyGuard(kn.nonce, guard)}
+	plaintext, err := s.open(used.key, used.nonce, privateContentAAD(pm), pm.Ciphertext)
 	if err != nil {
-		return nil, fmt.Errorf("content does not decrypt: %w", err)
+		return nil, none, fmt.Errorf("content does not decrypt: %w", err)
 	}
 	ac := &AuthenticatedContent{
 		WireFormat: WirePrivateMessage,
@@ -197,11 +206,11 @@ func (k *messageKeys) decryptPrivate(pm *PrivateMessage) (*AuthenticatedContent,
 	ac.Auth.decode(pr, pm.ContentType)
 	for _, b := range pr.Rest() {
 		if b != 0 {
-			return nil, fmt.Errorf("padding holds a non-zero byte")
+			return nil, none, fmt.Errorf("padding holds a non-zero byte")
 		}
 	}
 	if err := pr.Err(); err != nil {
-		return nil, fmt.Errorf("decrypted content: %w", err)
+		return nil, none, fmt.Errorf("decrypted content: %w", err)
 	}
-	return ac, nil
+	return ac, used, nil
 }

@@ -1,0 +1,110 @@
+package room
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+)
+
+// member is the client at one leaf of the room's group.
+type member struct {
+	client proto.URI
+	user   proto.URI
+	domain string
+}
+
+// memberOf reads the client a leaf node names: its basic credential's
+// identity must be a client URI (DECISIONS.md item 8).
+func memberOf(leaf *mls.LeafNode) (member, error) {
+	if leaf.Credential.Type != mls.CredentialBasic {
+		return member{}, fmt.Errorf("credential type 0x%04x: rooms need basic credentials naming a client URI", uint16(leaf.Credential.Type))
+	}
+	uri := proto.URI(leaf.Credential.Identity)
+	id, err := uri.Parse()
+	if err != nil {
+		return member{}, fmt.Errorf("credential identity: %w", err)
+	}
+	if id.Kind != proto.KindClient {
+		return member{}, fmt.Errorf("credential identity %s is not a client URI", uri)
+	}
+	return member{client: uri, user: proto.UserURI(id.Domain, id.User), domain: id.Domain}, nil
+}
+
+// memberIndex maps the group's leaves to clients, users and providers, and
+// counts clients per user and per provider, so that policy checks and fanout
+// need no scan of the tree. It is derived state: restore rebuilds it.
+type memberIndex struct {
+	byLeaf   map[mls.LeafIndex]member
+	byUser   map[proto.URI][]proto.URI // sorted clients
+	byDomain map[string]int
+	byClient map[proto.URI]mls.LeafIndex
+}
+
+func newMemberIndex() memberIndex {
+	return memberIndex{byLeaf: map[mls.LeafIndex]member{}, byUser: map[proto.URI][]proto.URI{}, byDomain: map[string]int{}, byClient: map[proto.URI]mls.LeafIndex{}}
+}
+
+// indexTree builds the index of a tree, refusing leaves that do not name a
+// client or name one twice.
+func indexTree(t *mls.Tree) (memberIndex, error) {
+	idx := newMemberIndex()
+	for l, leaf := range t.Members() {
+		m, err := memberOf(leaf)
+		if err != nil {
+			return memberIndex{}, fmt.Errorf("leaf %d: %w", l, err)
+		}
+		if err := idx.add(l, m); err != nil {
+			return memberIndex{}, err
+		}
+	}
+	return idx, nil
+}
+
+func (x *memberIndex) add(l mls.LeafIndex, m member) error {
+	if other, dup := x.byClient[m.client]; dup {
+		return fmt.Errorf("client %s is at leaves %d and %d", m.client, other, l)
+	}
+	x.byLeaf[l] = m
+	x.byClient[m.client] = l
+	cs := x.byUser[m.user]
+	i, _ := slices.BinarySearch(cs, m.client)
+	x.byUser[m.user] = slices.Insert(cs, i, m.client)
+	x.byDomain[m.domain]++
+	return nil
+}
+
+func (x *memberIndex) remove(l mls.LeafIndex) {
+	m, ok := x.byLeaf[l]
+	if !ok {
+		return
+	}
+	delete(x.byLeaf, l)
+	delete(x.byClient, m.client)
+	cs := x.byUser[m.user]
+	if i, ok := slices.BinarySearch(cs, m.client); ok {
+		cs = slices.Delete(cs, i, i+1)
+	}
+	if len(cs) == 0 {
+		delete(x.byUser, m.user)
+	} else {
+		x.byUser[m.user] = cs
+	}
+	if x.byDomain[m.domain]--; x.byDomain[m.domain] == 0 {
+		delete(x.byDomain, m.domain)
+	}
+}
+
+// domains returns the providers with member clients, sorted.
+func (x *memberIndex) domains() []string {
+	out := make([]string, 0, len(x.byDomain))
+	for d := range x.byDomain {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// clientsOf returns the member clients of user, sorted.
+func (x *memberIndex) clientsOf(user proto.URI) []proto.URI { return x.byUser[user] }

@@ -1,0 +1,52 @@
+package room
+
+import (
+	"bytes"
+
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+)
+
+// ProvisionalMessage is a provisionalMessage request (seed section 7.5): an
+// application message from provider From.
+//
+// The hub cannot read a PrivateMessage's sender, so the message names its
+// sending client in authenticated_data (DECISIONS.md item 21): the hub checks
+// that this client is a member of the sending provider whose user may send;
+// members check, after decrypting, that it names the real sender.
+type ProvisionalMessage struct {
+	From    string
+	Message *mls.Message
+}
+
+func (q *ProvisionalMessage) apply(r *Room, at uint64) Outcome {
+	m := q.Message
+	if m == nil || m.WireFormat != mls.WirePrivateMessage || m.Private == nil || m.Private.ContentType != mls.ContentApplication {
+		return respond(proto.UpdateInvalidProposal, "a provisional message is an application message sent as PrivateMessage")
+	}
+	pm := m.Private
+	if !bytes.Equal(pm.GroupID, []byte(r.id)) {
+		return respond(proto.UpdateInvalidProposal, "the message is for group %q, not this room", pm.GroupID)
+	}
+	if pm.Epoch != r.Epoch() {
+		return respond(proto.UpdateWrongEpoch, "the message is for epoch %d, the room is at epoch %d", pm.Epoch, r.Epoch())
+	}
+	sender := proto.URI(pm.AuthenticatedData)
+	l, ok := r.members.byClient[sender]
+	if !ok {
+		return respond(proto.UpdateNotAllowed, "authenticated_data must name the sending client, and %q is not a member", sender)
+	}
+	a, err := r.memberActor(l, q.From)
+	if err != nil {
+		return refuse(err)
+	}
+	policy := r.Policy()
+	if !a.active || !proto.Allows(policy.Send, a.roles) {
+		return respond(proto.UpdateNotAllowed, "%s may not send messages in this room", a.user)
+	}
+	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{r.accept(m, at, r.recipients())}}
+}
+
+// SenderHint returns the authenticated_data a client puts on its
+// application messages so the hub can authorize them.
+func SenderHint(client proto.URI) []byte { return []byte(client) }

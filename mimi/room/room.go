@@ -1,0 +1,387 @@
+package room
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// Config describes the hub a room lives on. It is static: every replica
+// passes the same.
+type Config struct {
+	// Hub is the hub provider's domain; rooms it hosts have URIs under it.
+	Hub string
+	// MaxVector bounds vectors when decoding MIMI and MLS objects; zero
+	// means 64 MiB, room for the ratchet tree of 100,000 members.
+	MaxVector int
+}
+
+func (c Config) maxVector() int {
+	if c.MaxVector == 0 {
+		return 64 << 20
+	}
+	return c.MaxVector
+}
+
+// MLSConfig is how rooms treat MIMI's MLS proposal types.
+func MLSConfig(maxVector int) mls.Config {
+	return mls.Config{
+		CustomProposals: map[mls.ProposalType]mls.ProposalTypeInfo{
+			proto.ProposalParticipantListPatch: {PathRequired: false, External: false},
+		},
+		MaxVector: maxVector,
+	}
+}
+
+// Room is the hub's state of one room: its MLS group as a public-state
+// follower, its participant list, the proposals the next commit must cover,
+// and where Welcomes go. It is pure: no clock, randomness or I/O, so every
+// replica applying the same requests reaches the same state (EncodeTLS is
+// byte-identical). A Room is not safe for concurrent use.
+type Room struct {
+	cfg          Config
+	id           proto.URI
+	group        *mls.Follower
+	participants participants
+	// queued are refs of pending proposals that must be committed as soon
+	// as possible: the next commit must cover them (seed section 4).
+	queued [][]byte
+	// routes maps KeyPackageRefs claimed for this room to the provider
+	// that served them, for Welcome routing (seed section 7.3).
+	routes []Route
+	// seq numbers the messages the hub accepted, in hub order.
+	seq uint64
+	// used remembers the KeyPackages added to the room until they expire,
+	// sorted by ref, so that none is added twice (last-resort ones may be).
+	used []usedKeyPackage
+
+	// Derived state, rebuilt on restore.
+	members   memberIndex
+	lingering map[proto.URI]bool // users with clients who are not active participants
+}
+
+type usedKeyPackage struct {
+	ref      []byte
+	notAfter uint64 // Unix seconds
+}
+
+// wasUsed reports whether ref was added to the room before.
+func (r *Room) wasUsed(ref []byte) bool {
+	_, found := slices.BinarySearchFunc(r.used, ref, func(u usedKeyPackage, ref []byte) int { return bytes.Compare(u.ref, ref) })
+	return found
+}
+
+// markUsed remembers ref until notAfter and forgets KeyPackages expired at
+// now (Unix seconds): nobody can add those anyway.
+func (r *Room) markUsed(ref []byte, notAfter, now uint64) {
+	r.used = slices.DeleteFunc(r.used, func(u usedKeyPackage) bool { return u.notAfter < now })
+	i, found := slices.BinarySearchFunc(r.used, ref, func(u usedKeyPackage, ref []byte) int { return bytes.Compare(u.ref, ref) })
+	if !found {
+		r.used = slices.Insert(r.used, i, usedKeyPackage{ref: bytes.Clone(ref), notAfter: notAfter})
+	}
+}
+
+// Route ties a claimed KeyPackage to the provider that served it.
+type Route struct {
+	Ref    []byte
+	Domain string
+}
+
+// ID returns the room URI.
+func (r *Room) ID() proto.URI { return r.id }
+
+// Epoch returns the group's current epoch.
+func (r *Room) Epoch() uint64 { return r.group.Epoch() }
+
+// Sequence returns the number of the last message the hub accepted.
+func (r *Room) Sequence() uint64 { return r.seq }
+
+// Group returns the room's MLS group. Callers must not modify it.
+func (r *Room) Group() *mls.Follower { return r.group }
+
+// Participants returns a copy of the participant list, sorted by user.
+func (r *Room) Participants() []Participant { return r.participants.clone() }
+
+// Policy returns the room's base policy.
+func (r *Room) Policy() proto.BasePolicy {
+	ctx := r.group.GroupContext()
+	p, err := proto.PolicyOf(ctx.Extensions)
+	if err != nil {
+		panic(fmt.Sprintf("room %s: %v", r.id, err)) // checked on every change
+	}
+	return *p
+}
+
+// Providers returns the providers with member clients, sorted.
+func (r *Room) Providers() []string { return r.members.domains() }
+
+// Clients returns the member clients of user, sorted.
+func (r *Room) Clients(user proto.URI) []proto.URI { return slices.Clone(r.members.clientsOf(user)) }
+
+// Errors for requests that have no MIMI response code of their own.
+var (
+	// ErrNotAllowed: the requester may not do this.
+	ErrNotAllowed = errors.New("not allowed")
+	// ErrInvalid: the request is malformed or inconsistent.
+	ErrInvalid = errors.New("invalid request")
+)
+
+// CreateRequest asks the hub to host a new room whose MLS group the creator
+// made (out of the seed's scope: between a client and its provider).
+type CreateRequest struct {
+	Room    proto.URI
+	Creator proto.URI // the creating user; it becomes owner, admin and regular user
+	// GroupInfo is the group's GroupInfo (epoch any, signed by a creator's
+	// client), with the external_pub extension; Tree its ratchet tree.
+	GroupInfo *mls.GroupInfo
+	Tree      []byte
+}
+
+// Create makes a room. The group must name the room (group id = room URI),
+// carry a base policy, and hold only the creator's clients.
+func Create(cfg Config, req CreateRequest, acceptedAt uint64) (*Room, error) {
+	id, err := req.Room.Parse()
+	if err != nil || id.Kind != proto.KindRoom {
+		return nil, fmt.Errorf("%w: %q is not a room URI", ErrInvalid, req.Room)
+	}
+	if id.Domain != cfg.Hub {
+		return nil, fmt.Errorf("%w: room %s is not hosted on %s", ErrNotAllowed, req.Room, cfg.Hub)
+	}
+	if cid, err := req.Creator.Parse(); err != nil || cid.Kind != proto.KindUser {
+		return nil, fmt.Errorf("%w: creator %q is not a user URI", ErrInvalid, req.Creator)
+	}
+	gc := &req.GroupInfo.GroupContext
+	if !bytes.Equal(gc.GroupID, []byte(req.Room)) {
+		return nil, fmt.Errorf("%w: the group id must be the room URI %s", ErrInvalid, req.Room)
+	}
+	if _, err := proto.PolicyOf(gc.Extensions); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if _, ok, err := req.GroupInfo.ExternalPub(); err != nil || !ok {
+		return nil, fmt.Errorf("%w: the GroupInfo must carry external_pub so that clients can join by external commit", ErrInvalid)
+	}
+	f, err := mls.NewFollower(req.GroupInfo, req.Tree, MLSConfig(cfg.maxVector()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	r := &Room{cfg: cfg, id: req.Room, group: f}
+	if r.members, err = indexTree(f.Tree()); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for user := range r.members.byUser {
+		if user != req.Creator {
+			return nil, fmt.Errorf("%w: the new group holds a client of %s; only the creator's clients may start a room", ErrInvalid, user)
+		}
+	}
+	r.participants.set(req.Creator, []proto.Role{proto.RoleOwner, proto.RoleAdmin, proto.RoleRegularUser})
+	r.lingering = map[proto.URI]bool{}
+	return r, nil
+}
+
+// Request is one of the requests a room takes: *UpdateRoom,
+// *ProvisionalMessage, *ClaimGroupInfo, *ReportAbuse, *RouteKeyPackages.
+type Request interface {
+	apply(r *Room, acceptedAt uint64) Outcome
+}
+
+// Outcome is what a request produced: its answer and its effects.
+type Outcome struct {
+	// Response answers updateRoom and provisionalMessage.
+	Response proto.UpdateRoomResponse
+	// GroupInfo answers claimGroupInfo.
+	GroupInfo *proto.GroupInfoResponse
+	// Report is the accepted abuse report.
+	Report *Report
+	// Err is set when a request without a MIMI response code is refused
+	// (wraps ErrNotAllowed or ErrInvalid).
+	Err error
+	// Effects are the messages to fan out, in hub order.
+	Effects []Effect
+}
+
+// Effect is one message the hub accepted and must deliver.
+type Effect struct {
+	// Seq is the message's number in the room's hub order.
+	Seq    uint64
+	Fanout proto.FanoutMessage
+	// To lists the providers that receive it, sorted by domain.
+	To []Recipient
+}
+
+// Recipient is a provider that receives a fanout message.
+type Recipient struct {
+	Domain string
+	// Exclude lists clients the provider must not deliver to: those of users
+	// removed or banned while their clients are still members (seed section
+	// 7.4: the hub must keep them from receiving).
+	Exclude []proto.URI
+	// WelcomeRefs, for a Welcome, are the KeyPackageRefs of this provider's
+	// new members; the provider delivers to the clients it served them to.
+	WelcomeRefs [][]byte
+}
+
+// Apply runs a request at the hub's acceptance time (milliseconds since the
+// Unix epoch, stamped by the Raft leader). A refused request changes nothing.
+func (r *Room) Apply(req Request, acceptedAt uint64) Outcome {
+	return req.apply(r, acceptedAt)
+}
+
+// RouteKeyPackages records which provider served KeyPackages claimed for
+// this room, so their Welcome reaches it.
+type RouteKeyPackages struct {
+	Routes []Route
+}
+
+func (q *RouteKeyPackages) apply(r *Room, _ uint64) Outcome {
+	for _, rt := range q.Routes {
+		if len(rt.Ref) == 0 || rt.Domain == "" {
+			return Outcome{Err: fmt.Errorf("%w: empty KeyPackage route", ErrInvalid)}
+		}
+	}
+	for _, rt := range q.Routes {
+		i, found := slices.BinarySearchFunc(r.routes, rt.Ref, func(a Route, ref []byte) int { return bytes.Compare(a.Ref, ref) })
+		if found {
+			r.routes[i].Domain = rt.Domain
+		} else {
+			r.routes = slices.Insert(r.routes, i, Route{Ref: bytes.Clone(rt.Ref), Domain: rt.Domain})
+		}
+	}
+	return Outcome{}
+}
+
+// takeRoute returns and forgets the provider that served ref.
+func (r *Room) takeRoute(ref []byte) (string, bool) {
+	i, found := slices.BinarySearchFunc(r.routes, ref, func(a Route, ref []byte) int { return bytes.Compare(a.Ref, ref) })
+	if !found {
+		return "", false
+	}
+	d := r.routes[i].Domain
+	r.routes = slices.Delete(r.routes, i, i+1)
+	return d, true
+}
+
+// recipients lists the providers with member clients, each with the
+// clients it must skip.
+func (r *Room) recipients() []Recipient {
+	excluded := map[string][]proto.URI{}
+	users := make([]proto.URI, 0, len(r.lingering))
+	for u := range r.lingering {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	for _, u := range users {
+		for _, c := range r.members.clientsOf(u) {
+			d, _ := c.Domain()
+			excluded[d] = append(excluded[d], c)
+		}
+	}
+	var out []Recipient
+	for _, d := range r.members.domains() {
+		out = append(out, Recipient{Domain: d, Exclude: excluded[d]})
+	}
+	return out
+}
+
+// accept numbers an accepted message and addresses it.
+func (r *Room) accept(m *mls.Message, at uint64, to []Recipient) Effect {
+	r.seq++
+	return Effect{Seq: r.seq, Fanout: proto.FanoutMessage{Message: m, Timestamp: at}, To: to}
+}
+
+// updateLingering recomputes whether each of users lingers: has member
+// clients but is not an active participant.
+func (r *Room) updateLingering(users []proto.URI) {
+	for _, u := range users {
+		if len(r.members.clientsOf(u)) > 0 && !r.participants.active(u) {
+			r.lingering[u] = true
+		} else {
+			delete(r.lingering, u)
+		}
+	}
+}
+
+// stateVersion is the format of Room.EncodeTLS.
+const stateVersion = 1
+
+// EncodeTLS writes the room's state for snapshots.
+func (r *Room) EncodeTLS(w *wire.Writer) {
+	w.Uint8(stateVersion)
+	r.id.EncodeTLS(w)
+	w.Vector(func(w *wire.Writer) { r.group.EncodeTLS(w) })
+	r.participants.EncodeTLS(w)
+	w.Vector(func(w *wire.Writer) {
+		for _, q := range r.queued {
+			w.Opaque(q)
+		}
+	})
+	w.Vector(func(w *wire.Writer) {
+		for _, rt := range r.routes {
+			w.Opaque(rt.Ref)
+			w.Opaque([]byte(rt.Domain))
+		}
+	})
+	w.Uint64(r.seq)
+	w.Vector(func(w *wire.Writer) {
+		for _, u := range r.used {
+			w.Opaque(u.ref)
+			w.Uint64(u.notAfter)
+		}
+	})
+}
+
+// Restore rebuilds a room from EncodeTLS output.
+func Restore(cfg Config, state []byte) (*Room, error) {
+	rd := wire.NewReader(state)
+	rd.SetMaxVector(cfg.maxVector())
+	var version uint8
+	rd.Uint8(&version)
+	if rd.OK() && version != stateVersion {
+		return nil, fmt.Errorf("restore room: state format %d, want %d", version, stateVersion)
+	}
+	r := &Room{cfg: cfg}
+	r.id.DecodeTLS(rd)
+	var group []byte
+	rd.Opaque(&group)
+	r.participants.DecodeTLS(rd)
+	rd.VectorEach(func(rd *wire.Reader) {
+		var q []byte
+		rd.Opaque(&q)
+		r.queued = append(r.queued, bytes.Clone(q))
+	})
+	rd.VectorEach(func(rd *wire.Reader) {
+		var ref, domain []byte
+		rd.Opaque(&ref)
+		rd.Opaque(&domain)
+		r.routes = append(r.routes, Route{Ref: bytes.Clone(ref), Domain: string(domain)})
+	})
+	rd.Uint64(&r.seq)
+	rd.VectorEach(func(rd *wire.Reader) {
+		var u usedKeyPackage
+		rd.Opaque(&u.ref)
+		rd.Uint64(&u.notAfter)
+		u.ref = bytes.Clone(u.ref)
+		r.used = append(r.used, u)
+	})
+	if err := rd.Finish(); err != nil {
+		return nil, fmt.Errorf("restore room: %w", err)
+	}
+	var err error
+	if r.group, err = mls.RestoreFollower(group, MLSConfig(cfg.maxVector())); err != nil {
+		return nil, fmt.Errorf("restore room %s: %w", r.id, err)
+	}
+	if r.members, err = indexTree(r.group.Tree()); err != nil {
+		return nil, fmt.Errorf("restore room %s: %w", r.id, err)
+	}
+	r.lingering = map[proto.URI]bool{}
+	users := make([]proto.URI, 0, len(r.members.byUser))
+	for u := range r.members.byUser {
+		users = append(users, u)
+	}
+	r.updateLingering(users)
+	return r, nil
+}
