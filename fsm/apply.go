@@ -1,0 +1,546 @@
+package fsm
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/mimihub/mimi-hub/mimi/consent"
+	"github.com/mimihub/mimi-hub/mimi/keymaterial"
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/room"
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// apply runs one command. A refused command leaves the state unchanged.
+func (s *State) apply(c *Command) *Result {
+	if len(c.RequestID) > 0 {
+		if r, ok := s.dedup.get(c.RequestID); ok {
+			return r
+		}
+	}
+	res := s.dispatch(c)
+	if len(c.RequestID) > 0 {
+		s.dedup.put(c.RequestID, c.AcceptedAt, s.cfg.DedupWindow, res)
+	}
+	return res
+}
+
+// body decodes a command body.
+func body[T any, P interface {
+	*T
+	wire.Decoder
+}](c *Command, maxVector int) (P, *Result) {
+	b := P(new(T))
+	if err := proto.Decode(c.Body, b, maxVector); err != nil {
+		return nil, refused(Invalid, "%s body: %v", c.Type, err)
+	}
+	return b, nil
+}
+
+func (s *State) maxVector() int {
+	if s.cfg.MaxVector == 0 {
+		return 64 << 20
+	}
+	return s.cfg.MaxVector
+}
+
+func (s *State) dispatch(c *Command) *Result {
+	mv := s.maxVector()
+	local := func() *Result {
+		if c.Peer != "" {
+			return refused(NotAllowed, "%s is for this provider's own clients, not for %s", c.Type, c.Peer)
+		}
+		return nil
+	}
+	switch c.Type {
+	case CmdRegister:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[RegisterBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.register(b)
+	case CmdUploadKeyPackages:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[UploadBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.upload(b, c.AcceptedAt)
+	case CmdCreateRoom:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[CreateRoomBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.createRoom(b, c.AcceptedAt)
+	case CmdUpdateRoom, CmdProvisional, CmdReportAbuse:
+		b, r := body[RoomBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.roomRequest(c, b)
+	case CmdRouteKeyPackages:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[RouteBody](c, mv)
+		if r != nil {
+			return r
+		}
+		rm, ok := s.rooms[b.Room]
+		if !ok {
+			return refused(NotFound, "room %s is not hosted here", b.Room)
+		}
+		if out := rm.Apply(&room.RouteKeyPackages{Routes: b.Routes}, c.AcceptedAt); out.Err != nil {
+			return refused(Invalid, "%v", out.Err)
+		}
+		return success(nil)
+	case CmdClaimKeyMaterial:
+		b, r := body[ClaimBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.claim(c, &b.Request)
+	case CmdConsent:
+		b, r := body[ConsentBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.consentOp(c, &b.Entry)
+	case CmdFanout:
+		b, r := body[FanoutBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.fanout(c, b)
+	case CmdDelivered:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[DeliveredBody](c, mv)
+		if r != nil {
+			return r
+		}
+		if q, ok := s.outbox[b.Domain]; ok {
+			q.delivered(b.UpTo)
+		}
+		return success(nil)
+	case CmdAck:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[AckBody](c, mv)
+		if r != nil {
+			return r
+		}
+		rec, ok := s.clients[b.Client]
+		if !ok {
+			return refused(NotFound, "no client %s", b.Client)
+		}
+		rec.inbox.ack(b.UpTo)
+		return success(nil)
+	case CmdSubscribe:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[SubscribeBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.subscribe(b)
+	case CmdPrune:
+		if r := local(); r != nil {
+			return r
+		}
+		s.keys.Prune(c.AcceptedAt / 1000)
+		return success(nil)
+	}
+	return refused(Invalid, "unknown command type %d", c.Type)
+}
+
+// localClient checks uri names a client of a local user.
+func (s *State) localClient(uri proto.URI) (proto.Identifier, *Result) {
+	id, err := uri.Parse()
+	if err != nil || id.Kind != proto.KindClient {
+		return id, refused(Invalid, "%q is not a client URI", uri)
+	}
+	if id.Domain != s.cfg.Domain {
+		return id, refused(NotAllowed, "client %s is not of %s", uri, s.cfg.Domain)
+	}
+	return id, nil
+}
+
+func (s *State) register(b *RegisterBody) *Result {
+	id, r := s.localClient(b.Client)
+	if r != nil {
+		return r
+	}
+	if len(b.TokenHash) != 32 {
+		return refused(Invalid, "token hash is %d bytes, want 32 (SHA-256)", len(b.TokenHash))
+	}
+	if _, ok := s.clients[b.Client]; ok {
+		return refused(Conflict, "client %s is already registered", b.Client)
+	}
+	user := proto.UserURI(id.Domain, id.User)
+	switch s.keys.UserStatus(user) {
+	case keymaterial.UserDeleted:
+		return refused(NotAllowed, "user %s was deleted", user)
+	case keymaterial.UserActive:
+		if cs, _ := s.keys.Clients(user); len(cs) >= s.keys.Limits().MaxClientsPerUser {
+			return refused(Limit, "user %s has %d clients, the most allowed", user, len(cs))
+		}
+	default:
+		if err := s.keys.AddUser(user); err != nil {
+			return refused(Invalid, "%v", err)
+		}
+		s.users[user] = &userRecord{}
+	}
+	if err := s.keys.AddClient(b.Client); err != nil {
+		return refused(Invalid, "%v", err) // unreachable after the checks above
+	}
+	if len(b.Profile) > 0 {
+		s.users[user].profile = b.Profile
+	}
+	s.clients[b.Client] = &clientRecord{tokenHash: b.TokenHash}
+	return success(nil)
+}
+
+func (s *State) upload(b *UploadBody, at uint64) *Result {
+	if _, ok := s.clients[b.Client]; !ok {
+		return refused(NotFound, "no client %s", b.Client)
+	}
+	kps := make([]*mls.KeyPackage, len(b.KeyPackages))
+	for i, m := range b.KeyPackages {
+		kps[i] = m.KeyPackage
+	}
+	if err := s.keys.Upload(b.Client, kps, at/1000); err != nil {
+		return refused(kindOfKeys(err), "%v", err)
+	}
+	return success(nil)
+}
+
+func kindOfKeys(err error) ErrorKind {
+	switch {
+	case errors.Is(err, keymaterial.ErrLimit):
+		return Limit
+	case errors.Is(err, keymaterial.ErrUnknownClient), errors.Is(err, keymaterial.ErrUnknownUser):
+		return NotFound
+	case errors.Is(err, keymaterial.ErrDuplicateKeyPackage), errors.Is(err, keymaterial.ErrClientExists), errors.Is(err, keymaterial.ErrUserExists):
+		return Conflict
+	case errors.Is(err, keymaterial.ErrNotLocal), errors.Is(err, keymaterial.ErrUserDeleted):
+		return NotAllowed
+	}
+	return Invalid
+}
+
+func (s *State) createRoom(b *CreateRoomBody, at uint64) *Result {
+	if _, ok := s.clients[b.Client]; !ok {
+		return refused(NotFound, "no client %s", b.Client)
+	}
+	if _, ok := s.rooms[b.Room]; ok {
+		return refused(Conflict, "room %s exists", b.Room)
+	}
+	user, _ := b.Client.UserOf()
+	rm, err := room.Create(s.cfg.roomConfig(), room.CreateRequest{Room: b.Room, Creator: user, GroupInfo: b.GroupInfo.GroupInfo, Tree: b.Tree}, at)
+	if err != nil {
+		if errors.Is(err, room.ErrNotAllowed) {
+			return refused(NotAllowed, "%v", err)
+		}
+		return refused(Invalid, "%v", err)
+	}
+	if !slices.Contains(rm.Clients(user), b.Client) {
+		return refused(Invalid, "the creating client %s is not in the room's group", b.Client)
+	}
+	s.rooms[b.Room] = rm
+	st := &roomStream{hub: s.cfg.Domain}
+	st.subscribe(b.Client)
+	s.streams[b.Room] = st
+	return success(nil)
+}
+
+// roomRequest runs updateRoom, provisionalMessage or reportAbuse on a hosted
+// room and dispatches its effects.
+func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
+	rm, ok := s.rooms[b.Room]
+	if !ok {
+		return refused(NotFound, "room %s is not hosted here", b.Room)
+	}
+	from := c.Peer
+	if from == "" {
+		from = s.cfg.Domain
+	}
+	var req room.Request
+	switch c.Type {
+	case CmdUpdateRoom:
+		u := new(proto.UpdateRoomRequest)
+		if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
+			return refused(Invalid, "updateRoom body: %v", err)
+		}
+		req = &room.UpdateRoom{From: from, Body: u}
+	case CmdProvisional:
+		m := new(mls.Message)
+		if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
+			return refused(Invalid, "provisionalMessage body: %v", err)
+		}
+		req = &room.ProvisionalMessage{From: from, Message: m}
+	case CmdReportAbuse:
+		rep := new(proto.AbuseReport)
+		if err := proto.Decode(b.Request, rep, s.maxVector()); err != nil {
+			return refused(Invalid, "reportAbuse body: %v", err)
+		}
+		req = &room.ReportAbuse{From: from, Body: rep}
+	}
+	out := rm.Apply(req, c.AcceptedAt)
+	if out.Err != nil {
+		if errors.Is(out.Err, room.ErrNotAllowed) {
+			return refused(NotAllowed, "%v", out.Err)
+		}
+		return refused(Invalid, "%v", out.Err)
+	}
+	if out.Report != nil {
+		s.reports = append(s.reports, *out.Report)
+		if over := len(s.reports) - s.cfg.ReportLimit; over > 0 {
+			s.reports = slices.Delete(s.reports, 0, over)
+		}
+		return success(nil)
+	}
+	s.dispatchEffects(b.Room, out.Effects, c.AcceptedAt)
+	return success(&out.Response)
+}
+
+// dispatchEffects delivers a hosted room's accepted messages: to local
+// clients at once, to peers through the outbox.
+func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) {
+	for _, e := range effects {
+		for _, rc := range e.To {
+			if rc.Domain == s.cfg.Domain {
+				st := s.streams[id]
+				if st == nil {
+					st = &roomStream{hub: s.cfg.Domain}
+					s.streams[id] = st
+				}
+				s.deliverLocal(id, st, e.Seq, &e.Fanout, rc.Exclude)
+				continue
+			}
+			q := s.outbox[rc.Domain]
+			if q == nil {
+				q = &outQueue{}
+				s.outbox[rc.Domain] = q
+			}
+			q.push(OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: wire.MustMarshal(&e.Fanout), Exclude: rc.Exclude, Enqueued: at})
+		}
+	}
+}
+
+// deliverLocal puts one fanout message of a room into local clients'
+// streams: a Welcome to the clients whose KeyPackages it names (who then
+// follow the room), anything else to the room's followers but the excluded.
+func (s *State) deliverLocal(id proto.URI, st *roomStream, seq uint64, fm *proto.FanoutMessage, exclude []proto.URI) {
+	data := wire.MustMarshal(fm.Message)
+	if fm.Message.WireFormat == mls.WireWelcome {
+		for _, sec := range fm.Message.Welcome.Secrets {
+			client, ok := s.keys.RouteWelcome(sec.NewMember)
+			if !ok {
+				continue
+			}
+			s.keys.ForgetRoute(sec.NewMember)
+			if rec, ok := s.clients[client]; ok {
+				st.subscribe(client)
+				rec.inbox.push(Item{Kind: ItemWelcome, Room: id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit)
+			}
+		}
+	} else {
+		for _, c := range st.clients {
+			if slices.Contains(exclude, c) {
+				continue
+			}
+			if rec, ok := s.clients[c]; ok {
+				rec.inbox.push(Item{Kind: ItemMessage, Room: id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit)
+			}
+		}
+	}
+	st.lastSeq = max(st.lastSeq, seq)
+}
+
+// fanout receives a batch from a room's hub.
+func (s *State) fanout(c *Command, b *FanoutBody) *Result {
+	id, err := b.Room.Parse()
+	if err != nil || id.Kind != proto.KindRoom {
+		return refused(Invalid, "%q is not a room URI", b.Room)
+	}
+	if c.Peer == "" || id.Domain != c.Peer {
+		return refused(NotAllowed, "fanout for %s is accepted only from its hub %s, not %q", b.Room, id.Domain, c.Peer)
+	}
+	if id.Domain == s.cfg.Domain {
+		return refused(NotAllowed, "this provider hosts %s", b.Room)
+	}
+	if b.FirstSeq == 0 {
+		return refused(Invalid, "fanout sequence numbers start at 1")
+	}
+	st := s.streams[b.Room]
+	if st == nil {
+		st = &roomStream{hub: id.Domain}
+		s.streams[b.Room] = st
+	}
+	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
+		st.gaps++
+	}
+	for i := range b.Batch {
+		seq := b.FirstSeq + uint64(i)
+		if seq <= st.lastSeq {
+			continue // a redelivery
+		}
+		s.deliverLocal(b.Room, st, seq, &b.Batch[i], b.Exclude)
+	}
+	return success(nil)
+}
+
+func (s *State) subscribe(b *SubscribeBody) *Result {
+	if _, ok := s.clients[b.Client]; !ok {
+		return refused(NotFound, "no client %s", b.Client)
+	}
+	id, err := b.Room.Parse()
+	if err != nil || id.Kind != proto.KindRoom {
+		return refused(Invalid, "%q is not a room URI", b.Room)
+	}
+	st := s.streams[b.Room]
+	if !b.Subscribe {
+		if st != nil {
+			st.unsubscribe(b.Client)
+		}
+		return success(nil)
+	}
+	if rm, hosted := s.rooms[b.Room]; hosted {
+		user, _ := b.Client.UserOf()
+		if !slices.Contains(rm.Clients(user), b.Client) {
+			return refused(NotAllowed, "%s is not a member of %s", b.Client, b.Room)
+		}
+	}
+	if st == nil {
+		st = &roomStream{hub: id.Domain}
+		s.streams[b.Room] = st
+	}
+	st.subscribe(b.Client)
+	return success(nil)
+}
+
+// claim answers a key material claim on local users.
+func (s *State) claim(c *Command, req *proto.KeyMaterialRequest) *Result {
+	from := c.Peer
+	if from == "" {
+		from = s.cfg.Domain
+	}
+	// A claim comes from the requester's provider, or from the hub of the
+	// room it names, which relays claims for its rooms (seed section 7.3).
+	requester, err := req.RequestingUser.Domain()
+	if err != nil {
+		return refused(Invalid, "requesting user %q: %v", req.RequestingUser, err)
+	}
+	if hub, _ := req.Room.Domain(); from != requester && (req.Room == "" || from != hub) {
+		return refused(NotAllowed, "%s may not claim on behalf of %s", from, req.RequestingUser)
+	}
+	resp, claimed, err := s.keys.Claim(req, s.consent.Check, c.AcceptedAt/1000)
+	if err != nil {
+		return refused(kindOfKeys(err), "%v", err)
+	}
+	// A claim for a room hosted here routes its Welcome to this provider.
+	if rm, hosted := s.rooms[req.Room]; hosted && len(claimed) > 0 {
+		routes := make([]room.Route, len(claimed))
+		for i, cl := range claimed {
+			routes[i] = room.Route{Ref: cl.Ref, Domain: s.cfg.Domain}
+		}
+		rm.Apply(&room.RouteKeyPackages{Routes: routes}, c.AcceptedAt)
+	}
+	return success(resp)
+}
+
+// consentOp applies a consent operation and tells the users concerned.
+func (s *State) consentOp(c *Command, e *proto.ConsentEntry) *Result {
+	// A grant's KeyPackages must be usable: the book checks their form, the
+	// FSM their signatures and lifetimes at the command's time.
+	for i, m := range e.KeyPackages {
+		if err := m.KeyPackage.Validate(c.AcceptedAt / 1000); err != nil {
+			return refused(Invalid, "grant KeyPackage %d: %v", i, err)
+		}
+	}
+	if c.Peer == "" {
+		out, err := s.consent.ApplyLocal(*e)
+		if err != nil {
+			return refused(kindOfConsent(err), "%v", err)
+		}
+		for _, o := range out {
+			kind := OutRequestConsent
+			if o.Primitive == proto.UpdateConsent {
+				kind = OutUpdateConsent
+			}
+			q := s.outbox[o.Domain]
+			if q == nil {
+				q = &outQueue{}
+				s.outbox[o.Domain] = q
+			}
+			q.push(OutItem{Kind: kind, Data: wire.MustMarshal(&o.Entry), Enqueued: c.AcceptedAt})
+		}
+		if len(out) == 0 {
+			s.notifyConsent(e, c.AcceptedAt) // both users are local
+		}
+		return success(nil)
+	}
+	local := e.Target
+	if e.Operation == proto.ConsentGrant || e.Operation == proto.ConsentRevoke {
+		local = e.Requester
+	}
+	if s.keys.UserStatus(local) != keymaterial.UserActive {
+		return refused(NotFound, "no user %s here", local)
+	}
+	if err := s.consent.ApplyRemote(c.Peer, *e); err != nil {
+		return refused(kindOfConsent(err), "%v", err)
+	}
+	s.notifyConsent(e, c.AcceptedAt)
+	return success(nil)
+}
+
+// notifyConsent puts a request into the local target's streams and a grant
+// into the local requester's. Revokes and cancels are not announced.
+func (s *State) notifyConsent(e *proto.ConsentEntry, at uint64) {
+	var user proto.URI
+	switch e.Operation {
+	case proto.ConsentRequest:
+		user = e.Target
+	case proto.ConsentGrant:
+		user = e.Requester
+	default:
+		return
+	}
+	cs, err := s.keys.Clients(user)
+	if err != nil {
+		return
+	}
+	data := wire.MustMarshal(e)
+	for _, c := range cs {
+		if rec, ok := s.clients[c]; ok {
+			var room proto.URI
+			if e.Room != nil {
+				room = *e.Room
+			}
+			rec.inbox.push(Item{Kind: ItemConsent, Room: room, At: at, Data: data}, s.cfg.InboxLimit)
+		}
+	}
+}
+
+func kindOfConsent(err error) ErrorKind {
+	switch {
+	case errors.Is(err, consent.ErrLimit):
+		return Limit
+	case errors.Is(err, consent.ErrNotLocal), errors.Is(err, consent.ErrWrongPeer):
+		return NotAllowed
+	}
+	return Invalid
+}

@@ -1,0 +1,236 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"slices"
+	"strings"
+
+	"github.com/mimihub/mimi-hub/mimi/keymaterial"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/room"
+)
+
+// Reads for the API and the delivery worker. They run under FSM.Read and
+// return copies, never references into the state.
+
+// Domain returns the provider's domain.
+func (s *State) Domain() string { return s.cfg.Domain }
+
+// Authenticate reports whether tokenHash is client's token hash.
+func (s *State) Authenticate(client proto.URI, tokenHash []byte) bool {
+	rec, ok := s.clients[client]
+	return ok && subtle.ConstantTimeCompare(rec.tokenHash, tokenHash) == 1
+}
+
+// HasClient reports whether client is registered here.
+func (s *State) HasClient(client proto.URI) bool {
+	_, ok := s.clients[client]
+	return ok
+}
+
+// Hosts reports whether the room is hosted here.
+func (s *State) Hosts(id proto.URI) bool {
+	_, ok := s.rooms[id]
+	return ok
+}
+
+// GroupInfo answers claimGroupInfo for a hosted room; ok is false when the
+// room is not hosted here.
+func (s *State) GroupInfo(id proto.URI, from string, req *proto.GroupInfoRequest) (resp *proto.GroupInfoResponse, ok bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return nil, false
+	}
+	return rm.Apply(&room.ClaimGroupInfo{From: from, Body: req}, 0).GroupInfo, true
+}
+
+// RoomInfo describes a hosted room.
+type RoomInfo struct {
+	ID           proto.URI
+	Epoch        uint64
+	Sequence     uint64
+	Policy       proto.BasePolicy
+	Participants []room.Participant
+	Providers    []string
+	Members      int
+}
+
+// Room describes a hosted room.
+func (s *State) Room(id proto.URI) (RoomInfo, bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return RoomInfo{}, false
+	}
+	return RoomInfo{ID: id, Epoch: rm.Epoch(), Sequence: rm.Sequence(), Policy: rm.Policy(), Participants: rm.Participants(),
+		Providers: rm.Providers(), Members: rm.Group().Tree().NumMembers()}, true
+}
+
+// Stream returns up to limit items of client's stream after seq, whether
+// items after seq were dropped unread, and the stream's last sequence.
+func (s *State) Stream(client proto.URI, after uint64, limit int) (items []Item, gap bool, last uint64, ok bool) {
+	rec, ok := s.clients[client]
+	if !ok {
+		return nil, false, 0, false
+	}
+	items, gap = rec.inbox.after(after, limit)
+	for i := range items {
+		items[i].Data = bytes.Clone(items[i].Data)
+	}
+	return items, gap, rec.inbox.next - 1, true
+}
+
+// PeerQueue is one peer's undelivered outbox items.
+type PeerQueue struct {
+	Domain string
+	Items  []OutItem
+}
+
+// Outbox returns every peer's undelivered items, peers sorted, at most
+// limit items each.
+func (s *State) Outbox(limit int) []PeerQueue {
+	var out []PeerQueue
+	for _, d := range sortedKeys(s.outbox) {
+		q := s.outbox[d]
+		if len(q.items) == 0 {
+			continue
+		}
+		n := min(limit, len(q.items))
+		items := make([]OutItem, n)
+		for i := range n {
+			items[i] = q.items[i]
+			items[i].Data = bytes.Clone(q.items[i].Data)
+			items[i].Exclude = slices.Clone(q.items[i].Exclude)
+		}
+		out = append(out, PeerQueue{Domain: d, Items: items})
+	}
+	return out
+}
+
+// OutboxDepth returns, per peer, the undelivered items and the enqueue time
+// (ms) of the oldest.
+func (s *State) OutboxDepth() map[string][2]uint64 {
+	out := map[string][2]uint64{}
+	for d, q := range s.outbox {
+		var oldest uint64
+		if len(q.items) > 0 {
+			oldest = q.items[0].Enqueued
+		}
+		out[d] = [2]uint64{uint64(len(q.items)), oldest}
+	}
+	return out
+}
+
+// ConsentPending lists consent requests addressed to a local user.
+func (s *State) ConsentPending(user proto.URI) ([]proto.ConsentEntry, error) {
+	return s.consent.Pending(user)
+}
+
+// ConsentReceived lists grants a local user received.
+func (s *State) ConsentReceived(user proto.URI) ([]proto.ConsentEntry, error) {
+	return s.consent.Received(user)
+}
+
+// ConsentGiven lists the decisions a local user made.
+func (s *State) ConsentGiven(user proto.URI) ([]proto.ConsentEntry, error) {
+	return s.consent.Given(user)
+}
+
+// KeyPackages counts a local client's KeyPackages.
+func (s *State) KeyPackages(client proto.URI) (keymaterial.ClientCount, error) {
+	return s.keys.Count(client)
+}
+
+// Reports returns the abuse reports kept, oldest first.
+func (s *State) Reports() []room.Report { return slices.Clone(s.reports) }
+
+// Counts summarizes the state for operators.
+type Counts struct {
+	Rooms, Users, Clients, Streams, Reports int
+	OutboxItems                             int
+}
+
+// Counts returns the state's sizes.
+func (s *State) Counts() Counts {
+	c := Counts{Rooms: len(s.rooms), Users: len(s.users), Clients: len(s.clients), Streams: len(s.streams), Reports: len(s.reports)}
+	for _, q := range s.outbox {
+		c.OutboxItems += len(q.items)
+	}
+	return c
+}
+
+// IdentifierQuery searches local users' profiles (seed section 7.10).
+// Exact searches (handle, nick, email, phone, claims and vCard fields) are
+// ambiguous when several users match; name searches list every match.
+func (s *State) IdentifierQuery(q *proto.IdentifierRequest) *proto.IdentifierResponse {
+	value := strings.TrimSpace(q.Value)
+	if value == "" {
+		return &proto.IdentifierResponse{Code: proto.QueryNotFound}
+	}
+	lower := strings.ToLower(value)
+	exact := true
+	match := func(u proto.URI, rec *userRecord) bool {
+		id, _ := u.Parse()
+		has := func(source proto.FieldSource, names []string, eq func(string) bool) bool {
+			return slices.ContainsFunc(rec.profile, func(f proto.ProfileField) bool {
+				return f.Source == source && slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, f.Name) }) && eq(string(f.Value))
+			})
+		}
+		same := func(v string) bool { return strings.EqualFold(v, value) }
+		switch q.Type {
+		case proto.SearchHandle:
+			return strings.EqualFold(id.User, value)
+		case proto.SearchNick:
+			return has(proto.FieldVCardField, []string{"NICKNAME"}, same) || has(proto.FieldOIDCStdClaim, []string{"nickname", "preferred_username"}, same)
+		case proto.SearchEmail:
+			return has(proto.FieldVCardField, []string{"EMAIL"}, same) || has(proto.FieldOIDCStdClaim, []string{"email"}, same)
+		case proto.SearchPhone:
+			norm := func(v string) string { return strings.Map(phoneDigit, v) }
+			want := norm(value)
+			eq := func(v string) bool { return want != "" && norm(v) == want }
+			return has(proto.FieldVCardField, []string{"TEL"}, eq) || has(proto.FieldOIDCStdClaim, []string{"phone_number"}, eq)
+		case proto.SearchPartialName:
+			exact = false
+			contains := func(v string) bool { return strings.Contains(strings.ToLower(v), lower) }
+			return has(proto.FieldVCardField, []string{"FN", "N"}, contains) || has(proto.FieldOIDCStdClaim, []string{"name", "given_name", "family_name"}, contains)
+		case proto.SearchWholeProfile:
+			exact = false
+			return strings.EqualFold(id.User, value) || slices.ContainsFunc(rec.profile, func(f proto.ProfileField) bool {
+				return strings.Contains(strings.ToLower(string(f.Value)), lower)
+			})
+		case proto.SearchOIDCStdClaim:
+			return has(proto.FieldOIDCStdClaim, []string{q.Field}, same)
+		case proto.SearchVCardField:
+			return has(proto.FieldVCardField, []string{q.Field}, same)
+		}
+		return false
+	}
+	if (q.Type == proto.SearchOIDCStdClaim || q.Type == proto.SearchVCardField) && strings.TrimSpace(q.Field) == "" {
+		return &proto.IdentifierResponse{Code: proto.QueryUnsupportedField}
+	}
+	resp := &proto.IdentifierResponse{}
+	for _, u := range sortedKeys(s.users) {
+		if s.keys.UserStatus(u) != keymaterial.UserActive {
+			continue
+		}
+		if rec := s.users[u]; match(u, rec) {
+			resp.URIs = append(resp.URIs, u)
+			resp.Profiles = append(resp.Profiles, proto.UserProfile{URI: u, Fields: slices.Clone(rec.profile)})
+		}
+	}
+	switch {
+	case len(resp.URIs) == 0:
+		return &proto.IdentifierResponse{Code: proto.QueryNotFound}
+	case exact && len(resp.URIs) > 1:
+		return &proto.IdentifierResponse{Code: proto.QueryAmbiguous}
+	}
+	resp.Code = proto.QuerySuccess
+	return resp
+}
+
+func phoneDigit(r rune) rune {
+	if r >= '0' && r <= '9' || r == '+' {
+		return r
+	}
+	return -1
+}

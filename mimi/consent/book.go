@@ -1,0 +1,527 @@
+package consent
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// Errors callers branch on. Every error the package returns wraps one of
+// them (test with errors.Is) with a message that says what was wrong.
+var (
+	// ErrInvalidEntry: the entry is malformed: an unknown operation, a URI
+	// that does not parse or names the wrong kind of identifier, a requester
+	// who is the target, or KeyPackages that are malformed, belong to
+	// another user or come with an operation other than grant.
+	ErrInvalidEntry = errors.New("invalid consent entry")
+	// ErrNotLocal: a user who must belong to this provider does not.
+	ErrNotLocal = errors.New("user is not local")
+	// ErrWrongPeer: the authenticated peer may not make this operation: it
+	// is not the requester's domain (request, cancel), not the target's
+	// domain (grant, revoke), or it is this provider's own domain.
+	ErrWrongPeer = errors.New("consent operation not allowed from this peer")
+	// ErrLimit: the operation would exceed one of the book's Limits. The
+	// book is unchanged.
+	ErrLimit = errors.New("consent limit reached")
+)
+
+// Outgoing is a MIMI message ApplyLocal asks the provider to send:
+// Entry goes to Domain's Primitive endpoint (/requestConsent/{Domain} or
+// /updateConsent/{Domain}).
+type Outgoing struct {
+	Primitive proto.Primitive
+	Domain    string
+	Entry     proto.ConsentEntry
+}
+
+// Limits bound what a Book holds. They restrict growth only: a Book whose
+// limits are lowered keeps what it has and refuses to add more.
+type Limits struct {
+	// MaxPendingPerTarget bounds the pending requests (one per requester
+	// and scope) addressed to one local user.
+	MaxPendingPerTarget int
+	// MaxScopesPerPair bounds the scopes (any room and each room) of one
+	// pair of users in each table: pending requests, decisions, received
+	// grants.
+	MaxScopesPerPair int
+	// MaxDecisionsPerTarget bounds the grants and revokes one local user
+	// keeps in force.
+	MaxDecisionsPerTarget int
+	// MaxGrantsPerRequester bounds the grants one local user keeps as
+	// received.
+	MaxGrantsPerRequester int
+	// MaxRecordsPerPeer bounds what one remote domain makes the book hold:
+	// the pending requests of its users plus the grants they sent.
+	MaxRecordsPerPeer int
+	// MaxKeyPackagesPerGrant bounds the KeyPackages of one grant.
+	MaxKeyPackagesPerGrant int
+}
+
+// DefaultLimits returns the limits NewBook starts with.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxPendingPerTarget:    1000,
+		MaxScopesPerPair:       100,
+		MaxDecisionsPerTarget:  10000,
+		MaxGrantsPerRequester:  10000,
+		MaxRecordsPerPeer:      100000,
+		MaxKeyPackagesPerGrant: 100,
+	}
+}
+
+// maxLimit is the largest value a limit may take.
+const maxLimit = 1 << 24
+
+func (l *Limits) fields() []*int {
+	return []*int{&l.MaxPendingPerTarget, &l.MaxScopesPerPair, &l.MaxDecisionsPerTarget,
+		&l.MaxGrantsPerRequester, &l.MaxRecordsPerPeer, &l.MaxKeyPackagesPerGrant}
+}
+
+func (l Limits) validate() error {
+	for i, p := range l.fields() {
+		if *p < 1 || *p > maxLimit {
+			return fmt.Errorf("consent limit %d is %d, want 1..%d", i, *p, maxLimit)
+		}
+	}
+	return nil
+}
+
+// Book is one provider's consent book. It is not safe for concurrent use;
+// the state machine applies operations one at a time.
+type Book struct {
+	domain         string
+	requireConsent bool
+	limits         Limits
+	// pending: requests addressed to local targets (owner target, other
+	// requester).
+	pending table[struct{}]
+	// decisions: grants and revokes local targets made (owner target,
+	// other requester); values are ConsentGrant or ConsentRevoke.
+	decisions table[proto.ConsentOperation]
+	// received: grants local requesters received (owner requester, other
+	// target), with their KeyPackages.
+	received table[[]*mls.Message]
+}
+
+// NewBook returns an empty book for the provider of domain, which must be a
+// valid lowercase DNS name. requireConsent false models providers that
+// consent by default: everything is allowed until revoked.
+func NewBook(domain string, requireConsent bool) (*Book, error) {
+	if !validDomain(domain) {
+		return nil, fmt.Errorf("consent: %w: invalid provider domain %q", ErrInvalidEntry, domain)
+	}
+	return newBook(domain, requireConsent, DefaultLimits()), nil
+}
+
+func newBook(domain string, requireConsent bool, l Limits) *Book {
+	return &Book{
+		domain:         domain,
+		requireConsent: requireConsent,
+		limits:         l,
+		pending:        newTable[struct{}](domain),
+		decisions:      newTable[proto.ConsentOperation](domain),
+		received:       newTable[[]*mls.Message](domain),
+	}
+}
+
+// validDomain reports whether d is a domain MIMI identifiers accept.
+func validDomain(d string) bool {
+	got, err := proto.UserURI(d, "x").Domain()
+	return err == nil && got == d
+}
+
+// Domain returns the provider domain the book belongs to.
+func (b *Book) Domain() string { return b.domain }
+
+// RequireConsent reports whether a grant is needed where no decision exists.
+func (b *Book) RequireConsent() bool { return b.requireConsent }
+
+// Limits returns the book's limits.
+func (b *Book) Limits() Limits { return b.limits }
+
+// SetLimits replaces the book's limits; each must be in 1..2^24.
+func (b *Book) SetLimits(l Limits) error {
+	if err := l.validate(); err != nil {
+		return fmt.Errorf("consent: %w", err)
+	}
+	b.limits = l
+	return nil
+}
+
+// parsed is a validated entry.
+type parsed struct {
+	op                   proto.ConsentOperation
+	requester, target    proto.URI
+	reqDomain, tgtDomain string
+	scope                proto.URI
+	keyPackages          []*mls.Message // grant only; copies
+}
+
+// parse validates an entry on its own: the operation, the kinds of its
+// URIs, and the KeyPackages of a grant.
+func (b *Book) parse(e *proto.ConsentEntry) (parsed, error) {
+	return b.parseWith(e, b.limits.MaxKeyPackagesPerGrant)
+}
+
+// parseWith is parse with maxKeyPackages KeyPackages allowed in a grant.
+func (b *Book) parseWith(e *proto.ConsentEntry, maxKeyPackages int) (parsed, error) {
+	p := parsed{op: e.Operation, requester: e.Requester, target: e.Target, scope: scopeOf(e.Room)}
+	if e.Operation > proto.ConsentRevoke {
+		return p, fmt.Errorf("%w: unknown operation %d", ErrInvalidEntry, e.Operation)
+	}
+	var err error
+	if p.reqDomain, err = userDomain(e.Requester); err != nil {
+		return p, fmt.Errorf("%w: requester: %v", ErrInvalidEntry, err)
+	}
+	if p.tgtDomain, err = userDomain(e.Target); err != nil {
+		return p, fmt.Errorf("%w: target: %v", ErrInvalidEntry, err)
+	}
+	if e.Requester == e.Target {
+		return p, fmt.Errorf("%w: %s is both requester and target", ErrInvalidEntry, e.Requester)
+	}
+	if e.Room != nil {
+		id, err := e.Room.Parse()
+		if err != nil {
+			return p, fmt.Errorf("%w: room: %v", ErrInvalidEntry, err)
+		}
+		if id.Kind != proto.KindRoom {
+			return p, fmt.Errorf("%w: room %q is not a room identifier", ErrInvalidEntry, *e.Room)
+		}
+	}
+	if e.Operation != proto.ConsentGrant {
+		if len(e.KeyPackages) > 0 {
+			return p, fmt.Errorf("%w: %s carries KeyPackages", ErrInvalidEntry, e.Operation)
+		}
+		return p, nil
+	}
+	p.keyPackages, err = checkKeyPackages(e.Target, e.KeyPackages, maxKeyPackages)
+	return p, err
+}
+
+// userDomain returns the domain of a user URI.
+func userDomain(u proto.URI) (string, error) {
+	id, err := u.Parse()
+	if err != nil {
+		return "", err
+	}
+	if id.Kind != proto.KindUser {
+		return "", fmt.Errorf("%q is not a user identifier", u)
+	}
+	return id.Domain, nil
+}
+
+// checkKeyPackages checks what needs no clock of the KeyPackages of a grant
+// by target: each is an MLSMessage holding a KeyPackage whose basic
+// credential names a client of target. It returns copies that share no
+// memory with the input. Signatures and lifetimes need the current time;
+// the receiving client checks them (KeyPackage.Validate) before use.
+func checkKeyPackages(target proto.URI, list []*mls.Message, max int) ([]*mls.Message, error) {
+	if len(list) > max {
+		return nil, fmt.Errorf("%w: grant carries %d KeyPackages, at most %d allowed", ErrLimit, len(list), max)
+	}
+	var out []*mls.Message
+	for i, m := range list {
+		c, err := checkKeyPackage(target, m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: KeyPackage %d: %v", ErrInvalidEntry, i, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func checkKeyPackage(target proto.URI, m *mls.Message) (*mls.Message, error) {
+	if m == nil || m.WireFormat != mls.WireKeyPackage || m.KeyPackage == nil {
+		return nil, fmt.Errorf("not an MLSMessage holding a KeyPackage")
+	}
+	cred := &m.KeyPackage.LeafNode.Credential
+	if cred.Type != mls.CredentialBasic {
+		return nil, fmt.Errorf("credential type 0x%04x is not basic", uint16(cred.Type))
+	}
+	client := proto.URI(cred.Identity)
+	id, err := client.Parse()
+	if err != nil {
+		return nil, fmt.Errorf("credential identity: %v", err)
+	}
+	if id.Kind != proto.KindClient {
+		return nil, fmt.Errorf("credential identity %q is not a client identifier", client)
+	}
+	if user, _ := client.UserOf(); user != target {
+		return nil, fmt.Errorf("credential identity %q is not a client of %s", client, target)
+	}
+	return cloneMessage(m)
+}
+
+// cloneMessage returns a deep copy of m by re-decoding its encoding, which
+// also proves that it encodes.
+func cloneMessage(m *mls.Message) (*mls.Message, error) {
+	enc, err := wire.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return mls.DecodeMessage(enc)
+}
+
+func cloneMessages(list []*mls.Message) ([]*mls.Message, error) {
+	var out []*mls.Message
+	for _, m := range list {
+		c, err := cloneMessage(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// ApplyLocal applies an operation a local user makes through the client
+// API: request and cancel by a local requester, grant and revoke by a local
+// target. It returns the MIMI message to send, if any: request and cancel
+// to a remote target's provider, grant to a remote requester's provider.
+// Revokes and operations between two local users send nothing.
+func (b *Book) ApplyLocal(e proto.ConsentEntry) ([]Outgoing, error) {
+	p, err := b.parse(&e)
+	if err != nil {
+		return nil, fmt.Errorf("consent: local %s: %w", e.Operation, err)
+	}
+	switch p.op {
+	case proto.ConsentRequest, proto.ConsentCancel:
+		if p.reqDomain != b.domain {
+			return nil, fmt.Errorf("consent: local %s: %w: requester %s", p.op, ErrNotLocal, p.requester)
+		}
+		if p.tgtDomain != b.domain {
+			return []Outgoing{{Primitive: proto.RequestConsent, Domain: p.tgtDomain, Entry: outgoingEntry(p)}}, nil
+		}
+		if p.op == proto.ConsentCancel {
+			b.pending.del(p.target, p.requester, p.scope)
+			return nil, nil
+		}
+		if err := b.request(p); err != nil {
+			return nil, fmt.Errorf("consent: local request by %s to %s: %w", p.requester, p.target, err)
+		}
+		return nil, nil
+	default:
+		if p.tgtDomain != b.domain {
+			return nil, fmt.Errorf("consent: local %s: %w: target %s", p.op, ErrNotLocal, p.target)
+		}
+		if err := b.decide(p); err != nil {
+			return nil, fmt.Errorf("consent: local %s by %s for %s: %w", p.op, p.target, p.requester, err)
+		}
+		if p.op == proto.ConsentRevoke || p.reqDomain == b.domain {
+			return nil, nil
+		}
+		return []Outgoing{{Primitive: proto.UpdateConsent, Domain: p.reqDomain, Entry: outgoingEntry(p)}}, nil
+	}
+}
+
+// outgoingEntry rebuilds the entry to send from its validated parts, which
+// share no memory with the caller's entry or the book.
+func outgoingEntry(p parsed) proto.ConsentEntry {
+	return proto.ConsentEntry{Operation: p.op, Requester: p.requester, Target: p.target,
+		Room: roomOf(p.scope), KeyPackages: p.keyPackages}
+}
+
+// ApplyRemote applies an operation that arrived over MIMI from the
+// authenticated peer fromDomain: request and cancel from the requester's
+// provider for a local target, grant and revoke from the target's provider
+// for a local requester. The caller should check that the local user
+// exists. A nil error is the acknowledgement; it says nothing of what the
+// target will see.
+func (b *Book) ApplyRemote(fromDomain string, e proto.ConsentEntry) error {
+	p, err := b.parse(&e)
+	if err != nil {
+		return fmt.Errorf("consent: %s from %s: %w", e.Operation, fromDomain, err)
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("consent: %s from %s (requester %s, target %s): %w", p.op, fromDomain, p.requester, p.target, err)
+	}
+	if fromDomain == b.domain {
+		return wrap(fmt.Errorf("%w: %s is this provider's own domain", ErrWrongPeer, fromDomain))
+	}
+	switch p.op {
+	case proto.ConsentRequest, proto.ConsentCancel:
+		if p.reqDomain != fromDomain {
+			return wrap(fmt.Errorf("%w: only the requester's provider %s may send it", ErrWrongPeer, p.reqDomain))
+		}
+		if p.tgtDomain != b.domain {
+			return wrap(fmt.Errorf("%w: target", ErrNotLocal))
+		}
+		if p.op == proto.ConsentCancel {
+			b.pending.del(p.target, p.requester, p.scope)
+			return nil
+		}
+		if err := b.request(p); err != nil {
+			return wrap(err)
+		}
+		return nil
+	default:
+		if p.tgtDomain != fromDomain {
+			return wrap(fmt.Errorf("%w: only the target's provider %s may send it", ErrWrongPeer, p.tgtDomain))
+		}
+		if p.reqDomain != b.domain {
+			return wrap(fmt.Errorf("%w: requester", ErrNotLocal))
+		}
+		if p.op == proto.ConsentRevoke {
+			b.forgetGrant(p)
+			return nil
+		}
+		if err := b.checkReceive(p); err != nil {
+			return wrap(err)
+		}
+		b.receive(p)
+		return nil
+	}
+}
+
+// peerRecords returns how many records the book holds for remote domain d.
+func (b *Book) peerRecords(d string) int {
+	return b.pending.peers[d] + b.received.peers[d]
+}
+
+// limitErr reports an exceeded limit.
+func limitErr(what string, max int) error {
+	return fmt.Errorf("%w: %s (at most %d)", ErrLimit, what, max)
+}
+
+// request stores a pending request for a local target, unless the target
+// has revoked consent for its scope: then the request is acknowledged and
+// dropped, so a refused requester cannot fill the target's inbox.
+func (b *Book) request(p parsed) error {
+	if b.covering(p.target, p.requester, p.scope) == proto.ConsentRevoke {
+		return nil
+	}
+	if _, ok := b.pending.get(p.target, p.requester, p.scope); ok {
+		return nil
+	}
+	if len(b.pending.pair(p.target, p.requester)) >= b.limits.MaxScopesPerPair {
+		return limitErr("too many pending requests between these users", b.limits.MaxScopesPerPair)
+	}
+	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
+		return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
+	}
+	if p.reqDomain != b.domain && b.peerRecords(p.reqDomain) >= b.limits.MaxRecordsPerPeer {
+		return limitErr("too many records for "+p.reqDomain, b.limits.MaxRecordsPerPeer)
+	}
+	b.pending.put(p.target, p.requester, p.scope, struct{}{})
+	return nil
+}
+
+// covering returns the decision that counts for scope (ConsentGrant or
+// ConsentRevoke), or ConsentCancel when there is none: the room's own
+// decision, else the decision for any room.
+func (b *Book) covering(target, requester, scope proto.URI) proto.ConsentOperation {
+	d := b.decisions.pair(target, requester)
+	if op, ok := d[scope]; ok {
+		return op
+	}
+	if op, ok := d[anyRoom]; ok {
+		return op
+	}
+	return proto.ConsentCancel
+}
+
+// decide records a local target's grant or revoke. A decision for any room
+// replaces every earlier decision about the requester; a room decision
+// replaces the room's. It answers the pending requests it covers, and a
+// grant to a local requester is also recorded as received.
+func (b *Book) decide(p parsed) error {
+	d := b.decisions.pair(p.target, p.requester)
+	delta := 1 // change in the number of the target's decisions
+	if p.scope == anyRoom {
+		delta = 1 - len(d)
+	} else if _, ok := d[p.scope]; ok {
+		delta = 0
+	} else if len(d) >= b.limits.MaxScopesPerPair {
+		return limitErr("too many room decisions about this requester", b.limits.MaxScopesPerPair)
+	}
+	if delta > 0 && b.decisions.counts[p.target] >= b.limits.MaxDecisionsPerTarget {
+		return limitErr("too many decisions by the target", b.limits.MaxDecisionsPerTarget)
+	}
+	local := p.op == proto.ConsentGrant && p.reqDomain == b.domain
+	if local {
+		if err := b.checkReceive(p); err != nil {
+			return err
+		}
+	}
+
+	if p.scope == anyRoom {
+		b.decisions.delPair(p.target, p.requester)
+		b.pending.delPair(p.target, p.requester)
+	} else {
+		b.pending.del(p.target, p.requester, p.scope)
+	}
+	b.decisions.put(p.target, p.requester, p.scope, p.op)
+	if local {
+		b.receive(p)
+	}
+	return nil
+}
+
+// checkReceive checks that a grant for a local requester fits.
+func (b *Book) checkReceive(p parsed) error {
+	g := b.received.pair(p.requester, p.target)
+	delta := 1
+	if p.scope == anyRoom {
+		delta = 1 - len(g)
+	} else if _, ok := g[p.scope]; ok {
+		delta = 0
+	} else if len(g) >= b.limits.MaxScopesPerPair {
+		return limitErr("too many room grants from this target", b.limits.MaxScopesPerPair)
+	}
+	if delta <= 0 {
+		return nil
+	}
+	if b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester {
+		return limitErr("too many grants received by the requester", b.limits.MaxGrantsPerRequester)
+	}
+	if p.tgtDomain != b.domain && b.peerRecords(p.tgtDomain) >= b.limits.MaxRecordsPerPeer {
+		return limitErr("too many records for "+p.tgtDomain, b.limits.MaxRecordsPerPeer)
+	}
+	return nil
+}
+
+// receive records a grant for a local requester; checkReceive has passed.
+// A grant for any room replaces the earlier grants of the same target.
+func (b *Book) receive(p parsed) {
+	if p.scope == anyRoom {
+		b.received.delPair(p.requester, p.target)
+	}
+	b.received.put(p.requester, p.target, p.scope, p.keyPackages)
+}
+
+// forgetGrant drops the received grants a remote revoke covers.
+func (b *Book) forgetGrant(p parsed) {
+	if p.scope == anyRoom {
+		b.received.delPair(p.requester, p.target)
+	} else {
+		b.received.del(p.requester, p.target, p.scope)
+	}
+}
+
+// localUser checks that user is a user of this provider.
+func (b *Book) localUser(user proto.URI) error {
+	d, err := userDomain(user)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+	}
+	if d != b.domain {
+		return fmt.Errorf("%w: %s", ErrNotLocal, user)
+	}
+	return nil
+}
+
+// RemoveUser forgets everything about a local user who is deleted: the
+// requests addressed to it, its decisions, its received grants, and what
+// other local users decided or received about it.
+func (b *Book) RemoveUser(user proto.URI) error {
+	if err := b.localUser(user); err != nil {
+		return fmt.Errorf("consent: remove user: %w", err)
+	}
+	b.pending.delUser(user)
+	b.decisions.delUser(user)
+	b.received.delUser(user)
+	return nil
+}
