@@ -14,12 +14,16 @@ import (
 
 // apply runs one command. A refused command leaves the state unchanged.
 func (s *State) apply(c *Command) *Result {
+	c.AcceptedAt = max(c.AcceptedAt, s.lastAt)
 	if len(c.RequestID) > 0 {
 		if r, ok := s.dedup.get(c.RequestID); ok {
 			return r
 		}
 	}
 	res := s.dispatch(c)
+	if res.Kind == OK {
+		s.lastAt = c.AcceptedAt
+	}
 	if len(c.RequestID) > 0 {
 		s.dedup.put(c.RequestID, c.AcceptedAt, s.cfg.DedupWindow, res)
 	}

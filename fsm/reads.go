@@ -14,6 +14,9 @@ import (
 // Reads for the API and the delivery worker. They run under FSM.Read and
 // return copies, never references into the state.
 
+// LastAcceptedAt returns the acceptance time (ms) of the last command.
+func (s *State) LastAcceptedAt() uint64 { return s.lastAt }
+
 // Domain returns the provider's domain.
 func (s *State) Domain() string { return s.cfg.Domain }
 

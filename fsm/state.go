@@ -68,6 +68,9 @@ type State struct {
 	outbox  map[string]*outQueue      // per peer domain
 	reports []room.Report
 	dedup   dedupTable
+	// lastAt is the latest acceptance time applied: the FSM's clock never
+	// runs backwards, even when a new leader's clock is behind the old one's.
+	lastAt uint64
 }
 
 // userRecord is a local user's searchable profile.
@@ -157,6 +160,7 @@ func (s *State) EncodeTLS(w *wire.Writer) {
 		}
 	})
 	s.dedup.EncodeTLS(w)
+	w.Uint64(s.lastAt)
 }
 
 // decodeState reads a snapshot into a fresh state for cfg.
@@ -220,6 +224,7 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 		s.reports = append(s.reports, rep)
 	})
 	s.dedup.DecodeTLS(r)
+	r.Uint64(&s.lastAt)
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("decode snapshot: %w", err)
 	}

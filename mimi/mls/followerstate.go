@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -67,19 +66,8 @@ func RestoreFollower(state []byte, cfg Config) (*Follower, error) {
 	if f.tree, err = DecodeTree(s, tree, wire.DefaultMaxVector); err != nil {
 		return nil, fmt.Errorf("restore follower: %w", err)
 	}
-	for i, raw := range pending {
-		enc := bytes.Clone(raw)
-		m, err := DecodeMessage(enc)
-		if err != nil || m.Public == nil || m.Public.Content.Proposal == nil {
-			return nil, fmt.Errorf("restore follower: pending proposal %d does not decode as a proposal: %v", i, err)
-		}
-		ac := m.Public.Authenticated()
-		f.pending = append(f.pending, &pendingProposal{
-			ref:     s.RefHash("MLS 1.0 Proposal Reference", wire.MustMarshal(ac)),
-			sender:  ac.Content.Sender,
-			message: enc,
-			content: ac,
-		})
+	if f.pending, err = restorePending(s, pending); err != nil {
+		return nil, fmt.Errorf("restore follower: %w", err)
 	}
 	return f, nil
 }

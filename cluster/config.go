@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Defaults applied by Start to zero-valued Config fields. The timing defaults
+// are hashicorp/raft's own (tuned for a LAN); the snapshot policy keeps about
+// 10k entries of log behind each snapshot so a lagging follower catches up by
+// log replay rather than a snapshot transfer.
+const (
+	DefaultRaftAddr           = "127.0.0.1:0"
+	DefaultSnapshotThreshold  = 8192
+	DefaultSnapshotInterval   = 2 * time.Minute
+	DefaultTrailingLogs       = 10240
+	DefaultSnapshotRetain     = 2
+	DefaultApplyTimeout       = 10 * time.Second
+	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
+	DefaultElectionTimeout    = 1000 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
+	DefaultCommitTimeout      = 50 * time.Millisecond
+	DefaultStoreOpenTimeout   = 2 * time.Second
+	DefaultTransportTimeout   = 10 * time.Second
+	DefaultTransportMaxPool   = 3
+
+	// logCacheSize is the number of recent log entries kept in memory in
+	// front of the BoltDB log store.
+	logCacheSize = 512
+)
+
+// Config configures a Node. Zero-valued fields take the Default* values.
+type Config struct {
+	// NodeID identifies this server in the Raft configuration for all time.
+	// Required.
+	NodeID string
+
+	// DataDir holds the Raft state: logs.db (the log), stable.db (term and
+	// vote) and snapshots/. Created (0700) if missing. Required.
+	DataDir string
+
+	// RaftAddr is the address the Raft transport listens on, host:port.
+	// Port 0 picks a free port. Default DefaultRaftAddr (loopback).
+	RaftAddr string
+
+	// AdvertiseAddr is the address other servers use to reach this one,
+	// host:port. Empty means the address RaftAddr is bound to, which must
+	// then not be an unspecified address (0.0.0.0 or ::).
+	AdvertiseAddr string
+
+	// Bootstrap makes this node bootstrap a cluster in which it is the only
+	// voter, but only if DataDir holds no Raft state yet. A restarted node
+	// never bootstraps again.
+	Bootstrap bool
+
+	// SnapshotThreshold is how many log entries must accumulate since the
+	// last snapshot before an automatic one is taken.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often the threshold is checked (randomly
+	// staggered between 1x and 2x).
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries are kept in the log after a snapshot.
+	TrailingLogs uint64
+	// SnapshotRetain is how many snapshots are kept on disk.
+	SnapshotRetain int
+
+	// ApplyTimeout bounds Apply and Barrier when the caller's context has
+	// no deadline.
+	ApplyTimeout time.Duration
+
+	// Raft timing. Tests shorten these; production keeps the defaults.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+
+	// StoreOpenTimeout bounds the wait for the BoltDB file locks, so a second
+	// process on the same DataDir fails instead of hanging.
+	StoreOpenTimeout time.Duration
+
+	// Transport builds the Raft transport. Nil means TCPTransport (plain TCP
+	// on RaftAddr). A TLS stream layer plugs in through StreamTransport.
+	Transport TransportFactory
+	// TransportTimeout is the I/O deadline of transport RPCs.
+	TransportTimeout time.Duration
+	// TransportMaxPool is the number of pooled connections per peer.
+	TransportMaxPool int
+
+	// Logger receives the node's and hashicorp/raft's logs. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every zero-valued field set to its default.
+func (c Config) withDefaults() Config {
+	setDefault(&c.RaftAddr, DefaultRaftAddr)
+	setDefault(&c.SnapshotThreshold, DefaultSnapshotThreshold)
+	setDefault(&c.SnapshotInterval, DefaultSnapshotInterval)
+	setDefault(&c.TrailingLogs, DefaultTrailingLogs)
+	setDefault(&c.SnapshotRetain, DefaultSnapshotRetain)
+	setDefault(&c.ApplyTimeout, DefaultApplyTimeout)
+	setDefault(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	setDefault(&c.ElectionTimeout, DefaultElectionTimeout)
+	setDefault(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
+	setDefault(&c.CommitTimeout, DefaultCommitTimeout)
+	setDefault(&c.StoreOpenTimeout, DefaultStoreOpenTimeout)
+	setDefault(&c.TransportTimeout, DefaultTransportTimeout)
+	setDefault(&c.TransportMaxPool, DefaultTransportMaxPool)
+	if c.Transport == nil {
+		c.Transport = TCPTransport
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
+
+// validate checks a Config that has been through withDefaults.
+func (c Config) validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("NodeID is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		errs = append(errs, fmt.Errorf("RaftAddr: %w", err))
+	}
+	if c.AdvertiseAddr != "" {
+		if _, err := advertiseAddr(c.AdvertiseAddr); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.SnapshotRetain < 1 {
+		errs = append(errs, errors.New("SnapshotRetain must be at least 1"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ApplyTimeout", c.ApplyTimeout},
+		{"StoreOpenTimeout", c.StoreOpenTimeout},
+		{"TransportTimeout", c.TransportTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", d.name))
+		}
+	}
+	if c.TransportMaxPool < 0 {
+		errs = append(errs, errors.New("TransportMaxPool must not be negative"))
+	}
+	if len(errs) == 0 {
+		// The Raft timing rules (lease <= heartbeat <= election, minimums)
+		// are raft's; check them here so Start fails before touching disk.
+		if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cluster: invalid config: %w", err)
+	}
+	return nil
+}
+
+// advertiseAddr resolves an advertised host:port. Raft peers dial it, so it
+// must name a concrete address.
+func advertiseAddr(s string) (*net.TCPAddr, error) {
+	a, err := net.ResolveTCPAddr("tcp", s)
+	if err != nil {
+		return nil, fmt.Errorf("AdvertiseAddr: %w", err)
+	}
+	if a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
+		return nil, fmt.Errorf("AdvertiseAddr %q: need a concrete IP and port", s)
+	}
+	return a, nil
+}
+
+// raftConfig maps c onto hashicorp/raft's configuration.
+func (c Config) raftConfig(logger *slog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.TrailingLogs = c.TrailingLogs
+	if logger != nil {
+		rc.Logger = newHCLogger(logger, "raft")
+	}
+	return rc
+}

@@ -1,0 +1,244 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// fakeSender records deliveries and fails as told.
+type fakeSender struct {
+	mu      sync.Mutex
+	fail    []error // errors to return, in order, before succeeding
+	calls   int
+	consent []proto.ConsentEntry
+	fanouts []fanoutCall
+	done    chan struct{}
+}
+
+type fanoutCall struct {
+	peer     string
+	room     proto.URI
+	firstSeq uint64
+	n        int
+	exclude  []proto.URI
+}
+
+func (f *fakeSender) next() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if len(f.fail) > 0 {
+		err := f.fail[0]
+		f.fail = f.fail[1:]
+		return err
+	}
+	return nil
+}
+
+func (f *fakeSender) RequestConsent(_ context.Context, _ string, e *proto.ConsentEntry) error {
+	if err := f.next(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.consent = append(f.consent, *e)
+	f.mu.Unlock()
+	select {
+	case f.done <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (f *fakeSender) UpdateConsent(ctx context.Context, d string, e *proto.ConsentEntry) error {
+	return f.RequestConsent(ctx, d, e)
+}
+
+func (f *fakeSender) Fanout(_ context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error {
+	if err := f.next(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.fanouts = append(f.fanouts, fanoutCall{peer, room, firstSeq, len(batch), exclude})
+	f.mu.Unlock()
+	return nil
+}
+
+type retryLater struct{ after time.Duration }
+
+func (e retryLater) Error() string { return "503 busy" }
+
+type refusedForGood struct{}
+
+func (refusedForGood) Error() string   { return "403 forbidden" }
+func (refusedForGood) Permanent() bool { return true }
+
+func startStore(t *testing.T) *Store {
+	t.Helper()
+	f, err := fsm.New(fsm.Config{Domain: "a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, testConfig(t, t.TempDir()), f, true)
+	return NewStore(n, f, "a.example")
+}
+
+func outboxLen(t *testing.T, s *Store) int {
+	n := 0
+	_ = s.Read(context.Background(), false, func(st *fsm.State) error {
+		for _, q := range st.Outbox(1000) {
+			n += len(q.Items)
+		}
+		return nil
+	})
+	return n
+}
+
+// TestDeliveryRetriesThenDelivers queues a consent request for b.example,
+// has the peer fail twice (honouring its Retry-After) and checks the item is
+// delivered once and marked delivered through Raft.
+func TestDeliveryRetriesThenDelivers(t *testing.T) {
+	s := startStore(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	h := sha256.Sum256([]byte("tok"))
+	alice := proto.ClientURI("a.example", "alice", "phone")
+	mustApply(t, s, fsm.CmdRegister, &fsm.RegisterBody{Client: alice, TokenHash: h[:]})
+	mustApply(t, s, fsm.CmdConsent, &fsm.ConsentBody{Entry: proto.ConsentEntry{Operation: proto.ConsentRequest, Requester: proto.UserURI("a.example", "alice"), Target: proto.UserURI("b.example", "bob")}})
+	if n := outboxLen(t, s); n != 1 {
+		t.Fatalf("%d outbox items, want 1", n)
+	}
+
+	sender := &fakeSender{fail: []error{retryLater{10 * time.Millisecond}, errors.New("connection refused")}, done: make(chan struct{}, 1)}
+	var retryAfterCalls int
+	d := NewDelivery(s, sender, DeliveryConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: testLogger(t),
+		RetryAfter: func(err error) time.Duration {
+			var r retryLater
+			if errors.As(err, &r) {
+				retryAfterCalls++
+				return r.after
+			}
+			return 0
+		}})
+	go d.Run(ctx)
+	select {
+	case <-sender.done:
+	case <-ctx.Done():
+		t.Fatal("nothing delivered")
+	}
+	waitStats(t, ctx, d, func(st PeerStats) bool { return st.Delivered == 1 })
+	if n := outboxLen(t, s); n != 0 {
+		t.Fatalf("%d items left after delivery", n)
+	}
+	st := d.Stats()["b.example"]
+	if sender.calls != 3 || st.Delivered != 1 || st.Failures != 2 || retryAfterCalls == 0 {
+		t.Fatalf("calls %d, stats %+v, Retry-After consulted %d times", sender.calls, st, retryAfterCalls)
+	}
+	if len(sender.consent) != 1 || sender.consent[0].Target != proto.UserURI("b.example", "bob") {
+		t.Fatalf("delivered %+v", sender.consent)
+	}
+}
+
+func TestDeliveryDropsWhatAPeerRefusesForGood(t *testing.T) {
+	s := startStore(t)
+	ctx := ctxTimeout(t, 30*time.Second)
+	h := sha256.Sum256([]byte("tok"))
+	mustApply(t, s, fsm.CmdRegister, &fsm.RegisterBody{Client: proto.ClientURI("a.example", "alice", "phone"), TokenHash: h[:]})
+	for _, target := range []string{"bob", "carl"} {
+		mustApply(t, s, fsm.CmdConsent, &fsm.ConsentBody{Entry: proto.ConsentEntry{Operation: proto.ConsentRequest, Requester: proto.UserURI("a.example", "alice"), Target: proto.UserURI("b.example", target)}})
+	}
+	sender := &fakeSender{fail: []error{refusedForGood{}}, done: make(chan struct{}, 1)}
+	d := NewDelivery(s, sender, DeliveryConfig{MinBackoff: time.Millisecond, Logger: testLogger(t)})
+	go d.Run(ctx)
+	waitStats(t, ctx, d, func(st PeerStats) bool { return st.Delivered+st.Dropped == 2 })
+	st := d.Stats()["b.example"]
+	if st.Dropped != 1 || st.Delivered != 1 || len(sender.consent) != 1 || sender.consent[0].Target != proto.UserURI("b.example", "carl") {
+		t.Fatalf("stats %+v, delivered %+v", st, sender.consent)
+	}
+}
+
+// TestDeliveryBatches checks how outbox items become requests: consecutive
+// messages of one room go together; a change of room, a sequence gap or
+// other exclusions start a new request.
+func TestDeliveryBatches(t *testing.T) {
+	s, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
+	signer, _ := s.GenerateSigningKey()
+	g, err := mls.CreateGroup(s, signer, mls.CreateOptions{Credential: mls.BasicCredential([]byte("x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := g.Encrypt([]byte("m"), nil)
+	fm := wire.MustMarshal(&proto.FanoutMessage{Message: msg, Timestamp: 1})
+	r1, r2 := proto.RoomURI("a.example", "one"), proto.RoomURI("a.example", "two")
+	ex := []proto.URI{proto.ClientURI("b.example", "u", "d")}
+	items := []fsm.OutItem{
+		{ID: 1, Kind: fsm.OutFanout, Room: r1, Seq: 5, Data: fm},
+		{ID: 2, Kind: fsm.OutFanout, Room: r1, Seq: 6, Data: fm},
+		{ID: 3, Kind: fsm.OutFanout, Room: r1, Seq: 7, Data: fm, Exclude: ex},
+		{ID: 4, Kind: fsm.OutFanout, Room: r2, Seq: 1, Data: fm},
+		{ID: 5, Kind: fsm.OutFanout, Room: r2, Seq: 3, Data: fm},
+	}
+	sender := &fakeSender{}
+	d := NewDelivery(nil, sender, DeliveryConfig{})
+	var got []int
+	for len(items) > 0 {
+		n, err := d.deliver(context.Background(), "b.example", items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n)
+		items = items[n:]
+	}
+	if want := []int{2, 1, 1, 1}; !equalInts(got, want) {
+		t.Fatalf("requests of %v items, want %v", got, want)
+	}
+	if c := sender.fanouts[1]; c.firstSeq != 7 || len(c.exclude) != 1 {
+		t.Fatalf("second request %+v", c)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func mustApply(t *testing.T, s *Store, typ fsm.CommandType, body wire.Encoder) {
+	t.Helper()
+	res, err := s.Apply(context.Background(), typ, nil, "", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatalf("%s: %v", typ, err)
+	}
+}
+
+// waitStats waits until b.example's stats satisfy ok.
+func waitStats(t *testing.T, ctx context.Context, d *Delivery, ok func(PeerStats) bool) {
+	t.Helper()
+	for {
+		changed := d.statsChanged()
+		if ok(d.Stats()["b.example"]) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("stats never got there: %+v", d.Stats()["b.example"])
+		}
+	}
+}
