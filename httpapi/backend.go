@@ -1,0 +1,35 @@
+package httpapi
+
+import (
+	"context"
+
+	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// Backend is the replicated provider state as the API sees it. The cluster
+// package implements it over Raft; it forwards writes to the leader and
+// stamps them with the leader's time.
+type Backend interface {
+	// Domain is the provider's domain.
+	Domain() string
+	// Apply proposes a command and returns its result once it is committed
+	// and applied. requestID (optional, at most 64 bytes) makes a retry
+	// return the first result instead of applying twice; peer is the
+	// authenticated provider for federation requests, empty for the
+	// provider's own clients. A cluster without a leader fails with an
+	// error for which Unavailable reports true.
+	Apply(ctx context.Context, t fsm.CommandType, requestID []byte, peer string, body wire.Encoder) (*fsm.Result, error)
+	// Read runs fn on the state under a read lock. With linearizable set it
+	// first makes sure every write committed before the call is applied
+	// here.
+	Read(ctx context.Context, linearizable bool, fn func(*fsm.State) error) error
+	// Changed returns a channel closed when the next command is applied.
+	Changed() <-chan struct{}
+}
+
+// Unavailable reports whether err means the cluster cannot serve writes
+// right now (no leader): the API answers 503 with Retry-After.
+type Unavailable interface {
+	Unavailable() bool
+}

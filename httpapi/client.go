@@ -1,0 +1,418 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// clientAPI serves the provider's own clients (openapi.yaml).
+type clientAPI struct {
+	cfg     Config
+	backend Backend
+	peers   Peers
+	domain  string
+	log     *slog.Logger
+	// timer starts the stream's wait; tests replace it.
+	timer func(time.Duration) (<-chan time.Time, func() bool)
+}
+
+// principal is the authenticated client.
+type principal struct {
+	client proto.URI
+	user   proto.URI
+}
+
+// clientHandler handles a request of an authenticated client (nil for
+// /v1/register).
+type clientHandler func(w http.ResponseWriter, r *http.Request, p *principal) error
+
+// Client API route names, for Config.Middleware (RouteName).
+const (
+	RouteRegister          = "client.register"
+	RouteWhoami            = "client.whoami"
+	RouteUploadKeyPackages = "client.uploadKeyPackages"
+	RouteCountKeyPackages  = "client.countKeyPackages"
+	RouteKeyMaterial       = "client.keyMaterial"
+	RouteCreateRoom        = "client.createRoom"
+	RouteRoom              = "client.room"
+	RouteCommit            = "client.commit"
+	RouteProposals         = "client.proposals"
+	RouteMessages          = "client.messages"
+	RouteGroupInfo         = "client.groupInfo"
+	RouteSubscribe         = "client.subscribe"
+	RouteUnsubscribe       = "client.unsubscribe"
+	RouteAbuse             = "client.abuse"
+	RouteConsent           = "client.consent"
+	RouteConsentLists      = "client.consentLists"
+	RouteIdentifiers       = "client.identifiers"
+	RouteStream            = "client.stream"
+	RouteAck               = "client.ack"
+)
+
+// NewClientAPI returns the router of the client API (openapi.yaml beside
+// this file): JSON, bearer tokens, errors as {"error", "kind"}. Requests
+// about rooms hosted elsewhere are relayed to their hub through peers (nil:
+// every relay fails as unreachable).
+func NewClientAPI(cfg Config, backend Backend, peers Peers) http.Handler {
+	return newClientAPI(cfg, backend, peers).router()
+}
+
+func newClientAPI(cfg Config, backend Backend, peers Peers) *clientAPI {
+	domain := backend.Domain()
+	c := &clientAPI{cfg: cfg.withDefaults(domain), backend: backend, peers: orNoPeers(peers), domain: domain}
+	c.log = c.cfg.Logger
+	c.timer = func(d time.Duration) (<-chan time.Time, func() bool) {
+		t := time.NewTimer(d)
+		return t.C, t.Stop
+	}
+	return c
+}
+
+func (c *clientAPI) router() *mux.Router {
+	jsonStatus := func(status int, msg string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSONError(c.log, w, r, fail(status, "%s", msg))
+		})
+	}
+	r := newRouter(&c.cfg, jsonStatus(http.StatusNotFound, "no such endpoint"), jsonStatus(http.StatusMethodNotAllowed, "method not allowed"))
+	t := c.cfg.RequestTimeout
+	routes := []struct {
+		method, path, name string
+		h                  clientHandler
+		timeout            time.Duration
+	}{
+		{http.MethodPost, "/v1/register", RouteRegister, c.register, t},
+		{http.MethodGet, "/v1/whoami", RouteWhoami, c.whoami, t},
+		{http.MethodPost, "/v1/keypackages", RouteUploadKeyPackages, c.uploadKeyPackages, t},
+		{http.MethodGet, "/v1/keypackages", RouteCountKeyPackages, c.countKeyPackages, t},
+		{http.MethodPost, "/v1/keymaterial", RouteKeyMaterial, c.claimKeyMaterial, t},
+		{http.MethodPost, "/v1/rooms", RouteCreateRoom, c.createRoom, t},
+		{http.MethodGet, "/v1/rooms/{hub}/{room}", RouteRoom, c.room, t},
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/commit", RouteCommit, c.commit, t},
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/proposals", RouteProposals, c.proposals, t},
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/messages", RouteMessages, c.message, t},
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/groupinfo", RouteGroupInfo, c.groupInfo, t},
+		{http.MethodPut, "/v1/rooms/{hub}/{room}/subscription", RouteSubscribe, c.subscription(true), t},
+		{http.MethodDelete, "/v1/rooms/{hub}/{room}/subscription", RouteUnsubscribe, c.subscription(false), t},
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/abuse", RouteAbuse, c.abuse, t},
+		{http.MethodPost, "/v1/consent", RouteConsent, c.consent, t},
+		{http.MethodGet, "/v1/consent", RouteConsentLists, c.consentLists, t},
+		{http.MethodPost, "/v1/identifiers", RouteIdentifiers, c.identifiers, t},
+		{http.MethodGet, "/v1/stream", RouteStream, c.stream, t + c.cfg.MaxStreamWait},
+		{http.MethodPost, "/v1/stream/ack", RouteAck, c.ack, t},
+	}
+	for _, rt := range routes {
+		r.Path(rt.path).Methods(rt.method).Name(rt.name).Handler(c.wrap(rt.h, rt.name != RouteRegister, rt.timeout))
+	}
+	return r
+}
+
+// wrap authenticates the client (unless public), bounds the request's time
+// and answers errors.
+func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		var p *principal
+		if authenticate {
+			var err error
+			if p, err = c.authenticate(r); err != nil {
+				writeJSONError(c.log, w, r, err)
+				return
+			}
+		}
+		if err := h(w, r, p); err != nil {
+			writeJSONError(c.log, w, r, err)
+		}
+	})
+}
+
+// Bearer tokens: mimi1.<base64url(client URI)>.<base64url(32 random bytes)>.
+const tokenPrefix = "mimi1"
+
+// newToken returns a fresh token for client and its SHA-256.
+func newToken(client proto.URI) (string, []byte) {
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret) // never fails (crypto/rand)
+	token := tokenPrefix + "." + base64.RawURLEncoding.EncodeToString([]byte(client)) + "." + base64.RawURLEncoding.EncodeToString(secret)
+	h := sha256.Sum256([]byte(token))
+	return token, h[:]
+}
+
+// parseToken returns the client a token claims to be.
+func parseToken(token string) (proto.URI, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || parts[0] != tokenPrefix {
+		return "", errors.New("not a mimi1 token")
+	}
+	uri, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", errors.New("the token's client part is not base64url")
+	}
+	if secret, err := base64.RawURLEncoding.DecodeString(parts[2]); err != nil || len(secret) != 32 {
+		return "", errors.New("the token's secret is not 32 base64url bytes")
+	}
+	client := proto.URI(uri)
+	if id, err := client.Parse(); err != nil || id.Kind != proto.KindClient {
+		return "", errors.New("the token does not name a client")
+	}
+	return client, nil
+}
+
+// authenticate checks the bearer token against the (possibly slightly
+// stale) local state.
+func (c *clientAPI) authenticate(r *http.Request) (*principal, error) {
+	auth := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, fail(http.StatusUnauthorized, "an Authorization: Bearer token is required")
+	}
+	client, err := parseToken(strings.TrimSpace(token))
+	if err != nil {
+		return nil, fail(http.StatusUnauthorized, "invalid token: %v", err)
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	var valid bool
+	if err := c.backend.Read(r.Context(), false, func(s *fsm.State) error {
+		valid = s.Authenticate(client, sum[:])
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if !valid {
+		return nil, fail(http.StatusUnauthorized, "invalid token")
+	}
+	user, _ := client.UserOf()
+	return &principal{client: client, user: user}, nil
+}
+
+// readJSON decodes a JSON body strictly: no unknown fields, one value.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fail(http.StatusBadRequest, "JSON body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fail(http.StatusBadRequest, "JSON body: data after the object")
+	}
+	return nil
+}
+
+// roomJSONLimit bounds JSON bodies carrying room-sized MLS objects in
+// base64.
+func (c *clientAPI) roomJSONLimit() int64 { return c.cfg.MaxRoomBody/3*4 + 64<<10 }
+
+// apply proposes a local command for p (nil p: no idempotency).
+func (c *clientAPI) apply(r *http.Request, p *principal, op string, t fsm.CommandType, body wire.Encoder) (*fsm.Result, error) {
+	var id []byte
+	if p != nil {
+		var err error
+		if id, err = requestID(r, string(p.client), op); err != nil {
+			return nil, err
+		}
+	}
+	res, err := c.backend.Apply(r.Context(), t, id, "", body)
+	if err != nil {
+		return nil, err
+	}
+	return res, resultErr(res)
+}
+
+// decodeMessage decodes a base64-carried MLSMessage of wire format want.
+func (c *clientAPI) decodeMessage(data []byte, want mls.WireFormat, what string) (*mls.Message, error) {
+	if len(data) == 0 {
+		return nil, fail(http.StatusBadRequest, "%s is required", what)
+	}
+	m := new(mls.Message)
+	if err := decode(data, m, c.cfg.MaxVector, what); err != nil {
+		return nil, err
+	}
+	if m.WireFormat != want {
+		return nil, fail(http.StatusBadRequest, "%s is a %s, want %s", what, m.WireFormat, want)
+	}
+	return m, nil
+}
+
+// registerRequest is /v1/register's body.
+type registerRequest struct {
+	User    string         `json:"user"`
+	Device  string         `json:"device"`
+	Profile []profileField `json:"profile,omitempty"`
+}
+
+type profileField struct {
+	Source string `json:"source"`
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+}
+
+func fieldsFromJSON(in []profileField) ([]proto.ProfileField, error) {
+	var out []proto.ProfileField
+	for i, f := range in {
+		var src proto.FieldSource
+		switch f.Source {
+		case "vcard":
+			src = proto.FieldVCardField
+		case "oidc":
+			src = proto.FieldOIDCStdClaim
+		default:
+			return nil, fail(http.StatusBadRequest, "profile[%d]: source %q is neither vcard nor oidc", i, f.Source)
+		}
+		if f.Name == "" {
+			return nil, fail(http.StatusBadRequest, "profile[%d]: the field has no name", i)
+		}
+		out = append(out, proto.ProfileField{Source: src, Name: f.Name, Value: []byte(f.Value)})
+	}
+	return out, nil
+}
+
+func fieldsToJSON(in []proto.ProfileField) []profileField {
+	out := make([]profileField, 0, len(in))
+	for _, f := range in {
+		src := "vcard"
+		if f.Source == proto.FieldOIDCStdClaim {
+			src = "oidc"
+		}
+		out = append(out, profileField{Source: src, Name: f.Name, Value: string(f.Value)})
+	}
+	return out
+}
+
+// register: POST /v1/register. Registration has no idempotency: a retry
+// could only return a token whose hash was not stored.
+func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if c.cfg.RegistrationKey != "" {
+		key := r.Header.Get("Mimi-Registration-Key")
+		if subtle.ConstantTimeCompare([]byte(key), []byte(c.cfg.RegistrationKey)) != 1 {
+			return fail(http.StatusForbidden, "registration needs a valid Mimi-Registration-Key header")
+		}
+	}
+	var in registerRequest
+	if err := readJSON(w, r, c.cfg.MaxBody, &in); err != nil {
+		return err
+	}
+	client := proto.ClientURI(c.domain, in.User, in.Device)
+	if _, err := client.Parse(); err != nil {
+		return fail(http.StatusBadRequest, "user and device must be 1 to 255 characters of [A-Za-z0-9._~-]")
+	}
+	profile, err := fieldsFromJSON(in.Profile)
+	if err != nil {
+		return err
+	}
+	token, hash := newToken(client)
+	if _, err := c.apply(r, nil, "", fsm.CmdRegister, &fsm.RegisterBody{Client: client, TokenHash: hash, Profile: profile}); err != nil {
+		return err
+	}
+	user, _ := client.UserOf()
+	writeJSON(w, http.StatusCreated, map[string]string{"client": string(client), "user": string(user), "token": token})
+	return nil
+}
+
+// whoami: GET /v1/whoami.
+func (c *clientAPI) whoami(w http.ResponseWriter, _ *http.Request, p *principal) error {
+	writeJSON(w, http.StatusOK, map[string]string{"client": string(p.client), "user": string(p.user), "domain": c.domain})
+	return nil
+}
+
+// uploadKeyPackages: POST /v1/keypackages.
+func (c *clientAPI) uploadKeyPackages(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var in struct {
+		KeyPackages [][]byte `json:"key_packages"`
+	}
+	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		return err
+	}
+	if len(in.KeyPackages) == 0 {
+		return fail(http.StatusBadRequest, "key_packages is empty")
+	}
+	body := &fsm.UploadBody{Client: p.client}
+	for i, b := range in.KeyPackages {
+		m, err := c.decodeMessage(b, mls.WireKeyPackage, fmt.Sprintf("key_packages[%d]", i))
+		if err != nil {
+			return err
+		}
+		body.KeyPackages = append(body.KeyPackages, m)
+	}
+	if _, err := c.apply(r, p, RouteUploadKeyPackages, fsm.CmdUploadKeyPackages, body); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// countKeyPackages: GET /v1/keypackages.
+func (c *clientAPI) countKeyPackages(w http.ResponseWriter, r *http.Request, p *principal) error {
+	out := struct {
+		KeyPackages int      `json:"key_packages"`
+		LastResort  []uint16 `json:"last_resort_suites"`
+	}{LastResort: []uint16{}}
+	err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+		n, err := s.KeyPackages(p.client)
+		if err != nil {
+			return fail(http.StatusNotFound, "%v", err)
+		}
+		out.KeyPackages = n.KeyPackages
+		for _, suite := range n.LastResort {
+			out.LastResort = append(out.LastResort, uint16(suite))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// createRoom: POST /v1/rooms, a room hosted here.
+func (c *clientAPI) createRoom(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var in struct {
+		Room        string `json:"room"`
+		GroupInfo   []byte `json:"group_info"`
+		RatchetTree []byte `json:"ratchet_tree"`
+	}
+	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		return err
+	}
+	room := proto.RoomURI(c.domain, in.Room)
+	if _, err := room.Parse(); err != nil {
+		return fail(http.StatusBadRequest, "room must be 1 to 255 characters of [A-Za-z0-9._~-]")
+	}
+	gi, err := c.decodeMessage(in.GroupInfo, mls.WireGroupInfo, "group_info")
+	if err != nil {
+		return err
+	}
+	if len(in.RatchetTree) == 0 {
+		return fail(http.StatusBadRequest, "ratchet_tree is required")
+	}
+	if _, err := c.apply(r, p, RouteCreateRoom, fsm.CmdCreateRoom, &fsm.CreateRoomBody{Room: room, Client: p.client, GroupInfo: gi, Tree: in.RatchetTree}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"room": string(room)})
+	return nil
+}

@@ -1,0 +1,400 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/room"
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// roomPath returns the room /v1/rooms/{hub}/{room} names and whether it is
+// hosted here (its hub is this provider).
+func (c *clientAPI) roomPath(r *http.Request) (proto.URI, bool, error) {
+	hub, err := domainVar(r, "hub")
+	if err != nil {
+		return "", false, err
+	}
+	uri, err := roomVar(r, "room", hub)
+	if err != nil {
+		return "", false, err
+	}
+	return uri, hub == c.domain, nil
+}
+
+// room: GET /v1/rooms/{hub}/{room}, a hosted room as its participants see
+// it.
+func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, local, err := c.roomPath(r)
+	if err != nil {
+		return err
+	}
+	if !local {
+		return fail(http.StatusNotFound, "room %s is not hosted here; only its hub describes it", id)
+	}
+	type participant struct {
+		User  string   `json:"user"`
+		Roles []string `json:"roles"`
+	}
+	var out struct {
+		Room         string        `json:"room"`
+		Epoch        uint64        `json:"epoch"`
+		Sequence     uint64        `json:"sequence"`
+		Members      int           `json:"members"`
+		Providers    []string      `json:"providers"`
+		Participants []participant `json:"participants"`
+	}
+	err = c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+		info, ok := s.Room(id)
+		if !ok {
+			return fail(http.StatusNotFound, "room %s is not hosted here", id)
+		}
+		if !slices.ContainsFunc(info.Participants, func(pt room.Participant) bool { return pt.User == p.user }) {
+			return fail(http.StatusForbidden, "%s is not a participant of %s", p.user, id)
+		}
+		out.Room, out.Epoch, out.Sequence, out.Members = string(info.ID), info.Epoch, info.Sequence, info.Members
+		out.Providers = append([]string{}, info.Providers...)
+		out.Participants = []participant{}
+		for _, pt := range info.Participants {
+			roles := []string{}
+			for _, role := range pt.Roles {
+				roles = append(roles, role.String())
+			}
+			out.Participants = append(out.Participants, participant{User: string(pt.User), Roles: roles})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// updateResult is the JSON form of an UpdateRoomResponse.
+type updateResult struct {
+	Code        uint8  `json:"code"`
+	CodeName    string `json:"code_name"`
+	Description string `json:"description,omitempty"`
+}
+
+func toUpdateResult(resp *proto.UpdateRoomResponse) updateResult {
+	return updateResult{Code: uint8(resp.Code), CodeName: resp.Code.String(), Description: resp.Description}
+}
+
+// submit sends an updateRoom or provisionalMessage body to the room: to
+// the room engine when hosted here, else to its hub. A hub that does not
+// answer yields hubUnresponsive; a hub's own refusal passes through.
+func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal, id proto.URI, local bool, t fsm.CommandType, body wire.Encoder,
+	relay func(ctx context.Context) (*proto.UpdateRoomResponse, error)) error {
+	var resp *proto.UpdateRoomResponse
+	if local {
+		enc, err := wire.Marshal(body)
+		if err != nil {
+			return fail(http.StatusBadRequest, "%s: %v", t, err)
+		}
+		res, err := c.apply(r, p, RouteName(r), t, &fsm.RoomBody{Room: id, Request: enc})
+		if err != nil {
+			return err
+		}
+		resp = new(proto.UpdateRoomResponse)
+		if err := wire.Unmarshal(res.Body, resp); err != nil {
+			return fmt.Errorf("the room's response does not decode: %w", err)
+		}
+	} else {
+		var err error
+		if resp, err = relay(r.Context()); err != nil {
+			hub, _ := id.Domain()
+			if s, ok := peerRefusal(err); ok {
+				return &apiError{status: s, msg: fmt.Sprintf("the hub %s refused: %v", hub, err), cause: err}
+			}
+			c.log.DebugContext(r.Context(), "hub unresponsive", "room", id, "error", err)
+			resp = &proto.UpdateRoomResponse{Code: proto.UpdateHubUnresponsive, Description: fmt.Sprintf("the hub %s did not answer: %v", hub, err)}
+		}
+	}
+	writeJSON(w, http.StatusOK, toUpdateResult(resp))
+	return nil
+}
+
+// checkGroup checks a handshake or application message is for the room.
+func checkGroup(groupID []byte, id proto.URI, what string) error {
+	if !bytes.Equal(groupID, []byte(id)) {
+		return fail(http.StatusBadRequest, "%s is for group %q, not the room %s", what, groupID, id)
+	}
+	return nil
+}
+
+// checkJoiner checks that a client joining by itself (external commit or
+// external Add proposal) joins as itself: the hub can only check the
+// joiner belongs to this provider, so this provider checks which client.
+func checkJoiner(pm *mls.PublicMessage, client proto.URI, what string) error {
+	var cred *mls.Credential
+	switch pm.Content.Sender.Type {
+	case mls.SenderMember:
+		return nil
+	case mls.SenderNewMemberCommit:
+		if pm.Content.Commit == nil || pm.Content.Commit.Path == nil {
+			return fail(http.StatusBadRequest, "%s: an external commit needs an UpdatePath", what)
+		}
+		cred = &pm.Content.Commit.Path.LeafNode.Credential
+	case mls.SenderNewMemberProposal:
+		if pm.Content.Proposal == nil || pm.Content.Proposal.KeyPackage == nil {
+			return fail(http.StatusBadRequest, "%s: a new member's proposal must be an Add", what)
+		}
+		cred = &pm.Content.Proposal.KeyPackage.LeafNode.Credential
+	default:
+		return fail(http.StatusForbidden, "%s: a client cannot send as a %s", what, pm.Content.Sender.Type)
+	}
+	if cred.Type != mls.CredentialBasic || !bytes.Equal(cred.Identity, []byte(client)) {
+		return fail(http.StatusForbidden, "%s: a joining client must use a basic credential naming itself, %s", what, client)
+	}
+	return nil
+}
+
+// commit: POST /v1/rooms/{hub}/{room}/commit (updateRoom with a commit).
+func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, local, err := c.roomPath(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Commit      []byte `json:"commit"`
+		Welcome     []byte `json:"welcome"`
+		GroupInfo   []byte `json:"group_info"`
+		RatchetTree []byte `json:"ratchet_tree"`
+	}
+	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		return err
+	}
+	m, err := c.decodeMessage(in.Commit, mls.WirePublicMessage, "commit")
+	if err != nil {
+		return err
+	}
+	if m.Public.Content.ContentType != mls.ContentCommit {
+		return fail(http.StatusBadRequest, "commit carries a %s, not a commit", m.Public.Content.ContentType)
+	}
+	if err := checkGroup(m.Public.Content.GroupID, id, "commit"); err != nil {
+		return err
+	}
+	if err := checkJoiner(m.Public, p.client, "commit"); err != nil {
+		return err
+	}
+	req := &proto.UpdateRoomRequest{Message: m, RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
+	if len(in.Welcome) > 0 {
+		if req.Welcome, err = c.decodeMessage(in.Welcome, mls.WireWelcome, "welcome"); err != nil {
+			return err
+		}
+	}
+	if req.GroupInfo, err = c.decodeMessage(in.GroupInfo, mls.WireGroupInfo, "group_info"); err != nil {
+		return err
+	}
+	if len(in.RatchetTree) > 0 {
+		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: in.RatchetTree}
+		// The tree is taken as encoded; check its framing as a peer would.
+		if err := decode(wire.MustMarshal(&req.RatchetTree), new(proto.RatchetTreeOption), c.cfg.MaxVector, "ratchet_tree"); err != nil {
+			return err
+		}
+	}
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+		return c.peers.UpdateRoom(ctx, id, req)
+	})
+}
+
+// proposals: POST /v1/rooms/{hub}/{room}/proposals (updateRoom with
+// proposals).
+func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, local, err := c.roomPath(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Proposals [][]byte `json:"proposals"`
+	}
+	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		return err
+	}
+	if len(in.Proposals) == 0 {
+		return fail(http.StatusBadRequest, "proposals is empty")
+	}
+	var msgs []*mls.Message
+	for i, b := range in.Proposals {
+		what := fmt.Sprintf("proposals[%d]", i)
+		m, err := c.decodeMessage(b, mls.WirePublicMessage, what)
+		if err != nil {
+			return err
+		}
+		if m.Public.Content.ContentType != mls.ContentProposal {
+			return fail(http.StatusBadRequest, "%s carries a %s, not a proposal", what, m.Public.Content.ContentType)
+		}
+		if err := checkGroup(m.Public.Content.GroupID, id, what); err != nil {
+			return err
+		}
+		if err := checkJoiner(m.Public, p.client, what); err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	req := &proto.UpdateRoomRequest{Message: msgs[0], MoreProposals: msgs[1:]}
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+		return c.peers.UpdateRoom(ctx, id, req)
+	})
+}
+
+// message: POST /v1/rooms/{hub}/{room}/messages (provisionalMessage). The
+// message's authenticated_data must name the sending client, which is what
+// the hub authorizes (DECISIONS.md item 21), so this provider checks it is
+// the authenticated one.
+func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, local, err := c.roomPath(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Message []byte `json:"message"`
+	}
+	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		return err
+	}
+	m, err := c.decodeMessage(in.Message, mls.WirePrivateMessage, "message")
+	if err != nil {
+		return err
+	}
+	if m.Private.ContentType != mls.ContentApplication {
+		return fail(http.StatusBadRequest, "message carries a %s, not an application message", m.Private.ContentType)
+	}
+	if err := checkGroup(m.Private.GroupID, id, "message"); err != nil {
+		return err
+	}
+	if !bytes.Equal(m.Private.AuthenticatedData, room.SenderHint(p.client)) {
+		return fail(http.StatusForbidden, "the message's authenticated_data must be the sending client's URI, %s", p.client)
+	}
+	return c.submit(w, r, p, id, local, fsm.CmdProvisional, m, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+		return c.peers.ProvisionalMessage(ctx, id, m)
+	})
+}
+
+// groupInfo: POST /v1/rooms/{hub}/{room}/groupinfo (claimGroupInfo) for
+// the authenticated client.
+func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, local, err := c.roomPath(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		SignatureKey []byte `json:"signature_key"`
+	}
+	if err := readJSON(w, r, c.cfg.MaxBody, &in); err != nil {
+		return err
+	}
+	if len(in.SignatureKey) == 0 {
+		return fail(http.StatusBadRequest, "signature_key is required")
+	}
+	req := &proto.GroupInfoRequest{SignatureKey: in.SignatureKey, Credential: mls.BasicCredential([]byte(p.client))}
+	var resp *proto.GroupInfoResponse
+	if local {
+		var enc []byte
+		err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+			gi, ok := s.GroupInfo(id, c.domain, req)
+			if !ok {
+				gi = &proto.GroupInfoResponse{Status: proto.GroupInfoNoSuchRoom}
+			}
+			var err error
+			enc, err = wire.Marshal(gi)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		resp = new(proto.GroupInfoResponse)
+		if err := wire.Unmarshal(enc, resp); err != nil {
+			return fmt.Errorf("the room's GroupInfo response does not decode: %w", err)
+		}
+	} else {
+		hub, _ := id.Domain()
+		if resp, err = c.peers.ClaimGroupInfo(r.Context(), id, req); err != nil {
+			return relayFailure(err, hub)
+		}
+	}
+	out := struct {
+		Status           string   `json:"status"`
+		GroupInfo        []byte   `json:"group_info,omitempty"`
+		RatchetTree      []byte   `json:"ratchet_tree,omitempty"`
+		PendingProposals [][]byte `json:"pending_proposals,omitempty"`
+	}{Status: resp.Status.String()}
+	if resp.Status == proto.GroupInfoSuccess {
+		if out.GroupInfo, err = wire.Marshal(resp.GroupInfo); err != nil {
+			return fmt.Errorf("encode GroupInfo: %w", err)
+		}
+		if resp.RatchetTree.Representation == proto.TreeFull {
+			out.RatchetTree = resp.RatchetTree.Tree
+		}
+		out.PendingProposals = [][]byte{}
+		for _, m := range resp.PendingProposals {
+			b, err := wire.Marshal(m)
+			if err != nil {
+				return fmt.Errorf("encode pending proposal: %w", err)
+			}
+			out.PendingProposals = append(out.PendingProposals, b)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// subscription: PUT and DELETE /v1/rooms/{hub}/{room}/subscription.
+func (c *clientAPI) subscription(subscribe bool) clientHandler {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		id, _, err := c.roomPath(r)
+		if err != nil {
+			return err
+		}
+		if _, err := c.apply(r, p, RouteName(r), fsm.CmdSubscribe, &fsm.SubscribeBody{Client: p.client, Room: id, Subscribe: subscribe}); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
+
+// abuse: POST /v1/rooms/{hub}/{room}/abuse (reportAbuse), reported by the
+// authenticated client's user.
+func (c *clientAPI) abuse(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, local, err := c.roomPath(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Report []byte `json:"report"`
+	}
+	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		return err
+	}
+	if len(in.Report) == 0 {
+		return fail(http.StatusBadRequest, "report is required")
+	}
+	var rep proto.AbuseReport
+	if err := decode(in.Report, &rep, c.cfg.MaxVector, "report"); err != nil {
+		return err
+	}
+	if rep.ReportingUser != p.user {
+		return fail(http.StatusForbidden, "the reporting user must be %s", p.user)
+	}
+	if local {
+		if _, err := c.apply(r, p, RouteAbuse, fsm.CmdReportAbuse, &fsm.RoomBody{Room: id, Request: in.Report}); err != nil {
+			return err
+		}
+	} else {
+		hub, _ := id.Domain()
+		if err := c.peers.ReportAbuse(r.Context(), id, &rep); err != nil {
+			return relayFailure(err, hub)
+		}
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

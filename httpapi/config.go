@@ -1,0 +1,139 @@
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config configures both routers. The zero value works for tests; a
+// deployment sets PublicURL, AssetHosts and, for open registration, nothing
+// else.
+type Config struct {
+	// PublicURL is the https base URL peers reach this provider's
+	// federation endpoints at (scheme, host, optional path prefix), e.g.
+	// "https://mimi.a.example". The directory lists absolute URL templates
+	// under it. Default: "https://" + the provider's domain.
+	PublicURL string
+
+	// PeerIdentity returns the domain of the provider that sent a
+	// federation request, or an error (answered 401). Default: PeerFromTLS,
+	// the DNS SAN of the verified TLS client certificate. Tests inject
+	// their own.
+	PeerIdentity func(*http.Request) (string, error)
+
+	// MaxBody bounds request bodies (default 1 MiB); MaxRoomBody bounds
+	// the bodies that carry commits and messages: updateRoom,
+	// provisionalMessage and fanout, and on the client API room creation,
+	// commits, proposals, messages and KeyPackage uploads (plus base64
+	// overhead). Default 16 MiB. Larger bodies get 413.
+	MaxBody     int64
+	MaxRoomBody int64
+	// MaxVector bounds every vector when decoding MIMI bodies (default
+	// MaxRoomBody).
+	MaxVector int
+
+	// RequestTimeout bounds one request's work: replicated writes, reads
+	// and relays to other providers (default 30s). A long-polling stream
+	// request gets its wait on top.
+	RequestTimeout time.Duration
+	// MaxStreamWait caps the stream's wait parameter (default and at most
+	// 60s).
+	MaxStreamWait time.Duration
+
+	// AssetHosts lists the hosts downloadFile may fetch from: "host"
+	// allows any port, "host:port" exactly that one. Empty: downloadFile
+	// answers 403 to everything.
+	AssetHosts []string
+	// AssetClient fetches assets (default: a plain http.Client). A copy is
+	// used, with DownloadTimeout when it has no Timeout, and, when it has
+	// no CheckRedirect, one that follows redirects only to allowed hosts.
+	AssetClient *http.Client
+	// MaxDownload bounds an asset's size (default 100 MiB);
+	// DownloadTimeout the whole download (default 5 minutes).
+	MaxDownload     int64
+	DownloadTimeout time.Duration
+
+	// RegistrationKey, when set, must be presented in the
+	// Mimi-Registration-Key header of /v1/register.
+	RegistrationKey string
+
+	// Middleware wraps every matched route of both routers, innermost
+	// last. Inside, RouteName(r) is the route's name, e.g.
+	// "mimi.updateRoom" or "client.commit", for metrics.
+	Middleware []func(http.Handler) http.Handler
+
+	// Logger receives request logs (debug) and internal errors. Default:
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config's zero fields.
+const (
+	DefaultMaxBody         = 1 << 20
+	DefaultMaxRoomBody     = 16 << 20
+	DefaultRequestTimeout  = 30 * time.Second
+	DefaultMaxStreamWait   = 60 * time.Second
+	DefaultMaxDownload     = 100 << 20
+	DefaultDownloadTimeout = 5 * time.Minute
+)
+
+func (c Config) withDefaults(domain string) Config {
+	if c.PublicURL == "" {
+		c.PublicURL = "https://" + domain
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.PeerIdentity == nil {
+		c.PeerIdentity = PeerFromTLS
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.MaxRoomBody <= 0 {
+		c.MaxRoomBody = DefaultMaxRoomBody
+	}
+	if c.MaxVector <= 0 {
+		c.MaxVector = int(c.MaxRoomBody)
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxStreamWait <= 0 || c.MaxStreamWait > DefaultMaxStreamWait {
+		c.MaxStreamWait = DefaultMaxStreamWait
+	}
+	if c.MaxDownload <= 0 {
+		c.MaxDownload = DefaultMaxDownload
+	}
+	if c.DownloadTimeout <= 0 {
+		c.DownloadTimeout = DefaultDownloadTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.AssetHosts = slices.Clone(c.AssetHosts)
+	c.Middleware = slices.Clone(c.Middleware)
+	// Redirects, too, may lead only to allowed hosts.
+	allowed := (&Config{AssetHosts: c.AssetHosts}).assetAllowed
+	ac := http.Client{}
+	if c.AssetClient != nil {
+		ac = *c.AssetClient
+	}
+	if ac.Timeout == 0 {
+		ac.Timeout = c.DownloadTimeout
+	}
+	if ac.CheckRedirect == nil {
+		ac.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errTooManyRedirects
+			}
+			if !allowed(req.URL) {
+				return errRedirectNotAllowed
+			}
+			return nil
+		}
+	}
+	c.AssetClient = &ac
+	return c
+}

@@ -1,0 +1,284 @@
+// Package hub assembles one provider node from its parts: the Raft node and
+// FSM (cluster, fsm), the federation and client API routers (httpapi), the
+// outbound MIMI client (mimi/client) and the fanout delivery worker. The
+// daemon (cmd/mimi-hub) and the end-to-end tests start providers through it,
+// so both run exactly the same wiring.
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/httpapi"
+	"github.com/mimihub/mimi-hub/mimi/client"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+)
+
+// Config describes one provider node.
+type Config struct {
+	// Domain is the provider's domain (its certificate names it).
+	Domain string
+	// DataDir holds the Raft log, stable store and snapshots.
+	DataDir string
+	// FederationAddr, ClientAddr and OpsAddr are the listen addresses of
+	// the MIMI (mutual TLS), client API (TLS) and operations (plain HTTP)
+	// servers; RaftAddr the Raft transport's.
+	FederationAddr, ClientAddr, OpsAddr, RaftAddr string
+	// PublicURL is where peers reach the federation endpoints (for the
+	// directory); default https://{Domain}.
+	PublicURL string
+	// Certificate is the provider's certificate, used as TLS server
+	// certificate and as client certificate towards peers.
+	Certificate tls.Certificate
+	// PeerRoots verify peers' certificates, both ways.
+	PeerRoots *x509.CertPool
+	// Peers maps peer domains to the host:port their federation endpoints
+	// listen on, like a hosts file: requests still name the domain (and
+	// its certificate must), but connect to that address. Unlisted domains
+	// are reached at https://{domain}.
+	Peers map[string]string
+	// AssetHosts are the hosts downloadFile may fetch from.
+	AssetHosts []string
+	// RegistrationKey, when set, guards client registration.
+	RegistrationKey string
+	// RequireConsent makes claims for local users need their grant.
+	RequireConsent bool
+	// Raft tunes the Raft node (NodeID, DataDir, RaftAddr and Bootstrap
+	// are set from the fields above).
+	Raft cluster.Config
+	// Delivery tunes the fanout worker.
+	Delivery cluster.DeliveryConfig
+	Logger   *slog.Logger
+}
+
+// Hub is a running provider node.
+type Hub struct {
+	cfg      Config
+	fsm      *fsm.FSM
+	node     *cluster.Node
+	store    *cluster.Store
+	fed      *client.Federation
+	delivery *cluster.Delivery
+	servers  []*http.Server
+	addrs    map[string]string
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closed   sync.Once
+}
+
+// Start starts a provider node: Raft (bootstrapping a single voter on first
+// start), the delivery worker and the three servers.
+func Start(ctx context.Context, cfg Config) (*Hub, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if _, err := proto.UserURI(cfg.Domain, "x").Parse(); err != nil {
+		return nil, fmt.Errorf("hub: invalid domain %q", cfg.Domain)
+	}
+	log := cfg.Logger.With("domain", cfg.Domain)
+	f, err := fsm.New(fsm.Config{Domain: cfg.Domain, RequireConsent: cfg.RequireConsent})
+	if err != nil {
+		return nil, err
+	}
+	rc := cfg.Raft
+	rc.NodeID = cfg.Domain
+	rc.DataDir = filepath.Join(cfg.DataDir, "raft")
+	rc.RaftAddr = cfg.RaftAddr
+	rc.Bootstrap = true
+	rc.Logger = log
+	node, err := cluster.Start(ctx, rc, f)
+	if err != nil {
+		return nil, fmt.Errorf("hub: raft: %w", err)
+	}
+	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), addrs: map[string]string{}}
+	fail := func(err error) (*Hub, error) {
+		h.Close(context.Background())
+		return nil, err
+	}
+	h.fed, err = client.NewFederation(client.FederationConfig{
+		Domain:     cfg.Domain,
+		HTTPClient: peerClient(cfg),
+		Resolve: func(domain string) (string, error) {
+			if addr, ok := cfg.Peers[domain]; ok {
+				_, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					return "", fmt.Errorf("peer %s address %q: %w", domain, addr, err)
+				}
+				return "https://" + net.JoinHostPort(domain, port), nil
+			}
+			return "https://" + domain, nil
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	dc := cfg.Delivery
+	dc.RetryAfter = client.RetryAfter
+	dc.Logger = log
+	h.delivery = cluster.NewDelivery(h.store, permanentOn4xx{h.fed}, dc)
+	runCtx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.delivery.Run(runCtx)
+	}()
+
+	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log}
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, MinVersion: tls.VersionTLS12}
+	fedTLS := serverTLS.Clone()
+	fedTLS.ClientAuth = tls.VerifyClientCertIfGiven
+	fedTLS.ClientCAs = cfg.PeerRoots
+	for _, s := range []struct {
+		name, addr string
+		handler    http.Handler
+		tls        *tls.Config
+	}{
+		{"federation", cfg.FederationAddr, httpapi.NewFederation(api, h.store, h.fed), fedTLS},
+		{"client", cfg.ClientAddr, httpapi.NewClientAPI(api, h.store, h.fed), serverTLS},
+		{"ops", cfg.OpsAddr, h.opsHandler(), nil},
+	} {
+		if s.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fail(fmt.Errorf("hub: %s listener: %w", s.name, err))
+		}
+		h.addrs[s.name] = ln.Addr().String()
+		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		if s.tls != nil {
+			srv.TLSConfig = s.tls
+			ln = tls.NewListener(ln, s.tls)
+		}
+		h.servers = append(h.servers, srv)
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("server stopped", "server", s.name, "err", err)
+			}
+		}()
+	}
+	log.Info("provider started", "federation", h.addrs["federation"], "client", h.addrs["client"], "ops", h.addrs["ops"], "raft", node.Addr())
+	return h, nil
+}
+
+// Addr returns the bound address of a server: "federation", "client" or
+// "ops".
+func (h *Hub) Addr(server string) string { return h.addrs[server] }
+
+// Store returns the replicated state.
+func (h *Hub) Store() *cluster.Store { return h.store }
+
+// Delivery returns the fanout worker.
+func (h *Hub) Delivery() *cluster.Delivery { return h.delivery }
+
+// WaitReady waits until the node leads (a single node elects itself).
+func (h *Hub) WaitReady(ctx context.Context) error {
+	_, _, err := h.node.WaitLeader(ctx)
+	if err != nil {
+		return err
+	}
+	return h.node.Barrier(ctx)
+}
+
+// Close stops the servers (letting requests in flight finish until ctx
+// ends), the delivery worker and Raft, which snapshots on the way out.
+func (h *Hub) Close(ctx context.Context) error {
+	var errs []error
+	h.closed.Do(func() {
+		for _, s := range h.servers {
+			if err := s.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+				s.Close()
+			}
+		}
+		if h.cancel != nil {
+			h.cancel()
+		}
+		h.wg.Wait()
+		if err := h.node.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (h *Hub) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if id, _ := h.node.Leader(); id == "" {
+			http.Error(w, "no leader", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// peerClient is the HTTP client for federation requests: mutual TLS with
+// the provider's certificate, peers verified against PeerRoots for the
+// domain the request names, and connections to listed peers dialed at
+// their configured address.
+func peerClient(cfg Config) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, RootCAs: cfg.PeerRoots, MinVersion: tls.VersionTLS12}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err == nil {
+			if to, ok := cfg.Peers[host]; ok {
+				addr = to
+			}
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: t}
+}
+
+// permanentOn4xx marks a peer's 4xx refusals (but 408 and 429) as permanent
+// for the delivery worker: resending the same request cannot succeed.
+type permanentOn4xx struct{ *client.Federation }
+
+type permanentError struct{ error }
+
+func (permanentError) Permanent() bool { return true }
+func (e permanentError) Unwrap() error { return e.error }
+
+func classify(err error) error {
+	var se *client.StatusError
+	if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != http.StatusRequestTimeout && se.Status != http.StatusTooManyRequests {
+		return permanentError{err}
+	}
+	return err
+}
+
+func (p permanentOn4xx) Fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error {
+	return classify(p.Federation.Fanout(ctx, peer, room, firstSeq, batch, exclude))
+}
+
+func (p permanentOn4xx) RequestConsent(ctx context.Context, domain string, e *proto.ConsentEntry) error {
+	return classify(p.Federation.RequestConsent(ctx, domain, e))
+}
+
+func (p permanentOn4xx) UpdateConsent(ctx context.Context, domain string, e *proto.ConsentEntry) error {
+	return classify(p.Federation.UpdateConsent(ctx, domain, e))
+}
