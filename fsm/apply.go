@@ -316,6 +316,9 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		}
 		return success(nil)
 	}
+	if _, local := s.clients[out.Joined]; local {
+		s.stream(b.Room, s.cfg.Domain).subscribe(out.Joined)
+	}
 	s.dispatchEffects(b.Room, out.Effects, c.AcceptedAt)
 	return success(&out.Response)
 }
@@ -326,12 +329,7 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 	for _, e := range effects {
 		for _, rc := range e.To {
 			if rc.Domain == s.cfg.Domain {
-				st := s.streams[id]
-				if st == nil {
-					st = &roomStream{hub: s.cfg.Domain}
-					s.streams[id] = st
-				}
-				s.deliverLocal(id, st, e.Seq, &e.Fanout, rc.Exclude)
+				s.deliverLocal(id, s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, rc.Exclude)
 				continue
 			}
 			q := s.outbox[rc.Domain]
@@ -342,6 +340,16 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 			q.push(OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: wire.MustMarshal(&e.Fanout), Exclude: rc.Exclude, Enqueued: at})
 		}
 	}
+}
+
+// stream returns the stream of a room, creating it.
+func (s *State) stream(id proto.URI, hub string) *roomStream {
+	st := s.streams[id]
+	if st == nil {
+		st = &roomStream{hub: hub}
+		s.streams[id] = st
+	}
+	return st
 }
 
 // deliverLocal puts one fanout message of a room into local clients'
@@ -389,11 +397,7 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 	if b.FirstSeq == 0 {
 		return refused(Invalid, "fanout sequence numbers start at 1")
 	}
-	st := s.streams[b.Room]
-	if st == nil {
-		st = &roomStream{hub: id.Domain}
-		s.streams[b.Room] = st
-	}
+	st := s.stream(b.Room, id.Domain)
 	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
 		st.gaps++
 	}
@@ -428,11 +432,7 @@ func (s *State) subscribe(b *SubscribeBody) *Result {
 			return refused(NotAllowed, "%s is not a member of %s", b.Client, b.Room)
 		}
 	}
-	if st == nil {
-		st = &roomStream{hub: id.Domain}
-		s.streams[b.Room] = st
-	}
-	st.subscribe(b.Client)
+	s.stream(b.Room, id.Domain).subscribe(b.Client)
 	return success(nil)
 }
 

@@ -201,9 +201,35 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 			return err
 		}
 	}
-	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	relay := func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.UpdateRoom(ctx, id, req)
-	})
+	}
+	if !local && m.Public.Content.Sender.Type == mls.SenderNewMemberCommit {
+		// An external joiner follows the room from before the hub accepts
+		// its commit, so no message accepted right after it is missed; a
+		// refused join stops following again. (For hosted rooms the FSM
+		// subscribes the joiner in the same command.)
+		relay = c.followWhileJoining(r, p, id, relay)
+	}
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, relay)
+}
+
+// followWhileJoining subscribes p's client to a remote room around the relay
+// of its external commit, keeping the subscription only if the hub accepts.
+func (c *clientAPI) followWhileJoining(r *http.Request, p *principal, id proto.URI,
+	relay func(ctx context.Context) (*proto.UpdateRoomResponse, error)) func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	return func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+		if _, err := c.apply(r, p, RouteName(r)+"/follow", fsm.CmdSubscribe, &fsm.SubscribeBody{Client: p.client, Room: id, Subscribe: true}); err != nil {
+			return nil, err
+		}
+		resp, err := relay(ctx)
+		if err != nil || resp.Code != proto.UpdateSuccess {
+			if _, uerr := c.apply(r, p, RouteName(r)+"/unfollow", fsm.CmdSubscribe, &fsm.SubscribeBody{Client: p.client, Room: id, Subscribe: false}); uerr != nil {
+				c.log.WarnContext(ctx, "unsubscribing a refused joiner", "room", id, "client", p.client, "error", uerr)
+			}
+		}
+		return resp, err
+	}
 }
 
 // proposals: POST /v1/rooms/{hub}/{room}/proposals (updateRoom with

@@ -202,6 +202,10 @@ type Outcome struct {
 	Err error
 	// Effects are the messages to fan out, in hub order.
 	Effects []Effect
+	// Joined names the client that joined by external commit, if any: its
+	// provider starts delivering the room to it at once, so it misses
+	// nothing accepted after its commit.
+	Joined proto.URI
 }
 
 // Effect is one message the hub accepted and must deliver.

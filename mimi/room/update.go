@@ -291,7 +291,11 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, at uint64) Out
 	if body.Welcome != nil {
 		effects = append(effects, r.accept(body.Welcome, at, plan.welcome))
 	}
-	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: effects}
+	out := Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: effects}
+	if res.External {
+		out.Joined = r.members.byLeaf[res.Committer].client
+	}
+	return out
 }
 
 // planCommit applies the room's rules to a commit the MLS layer accepted
