@@ -57,6 +57,10 @@ type RoomInfo struct {
 	Participants []room.Participant
 	Providers    []string
 	Members      int
+	// TranscriptHash is the confirmed transcript hash of the current
+	// epoch: it names the chain of commits that led here, so two readers
+	// that see the same epoch and hash saw the same history.
+	TranscriptHash []byte
 }
 
 // Room describes a hosted room.
@@ -66,7 +70,8 @@ func (s *State) Room(id proto.URI) (RoomInfo, bool) {
 		return RoomInfo{}, false
 	}
 	return RoomInfo{ID: id, Epoch: rm.Epoch(), Sequence: rm.Sequence(), Policy: rm.Policy(), Participants: rm.Participants(),
-		Providers: rm.Providers(), Members: rm.Group().Tree().NumMembers()}, true
+		Providers: rm.Providers(), Members: rm.Group().Tree().NumMembers(),
+		TranscriptHash: rm.Group().GroupContext().ConfirmedTranscriptHash}, true
 }
 
 // Stream returns up to limit items of client's stream after seq, whether

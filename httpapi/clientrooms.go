@@ -49,6 +49,8 @@ func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) e
 		Members      int           `json:"members"`
 		Providers    []string      `json:"providers"`
 		Participants []participant `json:"participants"`
+		// TranscriptHash names the commit chain up to this epoch.
+		TranscriptHash []byte `json:"transcript_hash"`
 	}
 	err = c.backend.Read(r.Context(), true, func(s *fsm.State) error {
 		info, ok := s.Room(id)
@@ -59,6 +61,7 @@ func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) e
 			return fail(http.StatusForbidden, "%s is not a participant of %s", p.user, id)
 		}
 		out.Room, out.Epoch, out.Sequence, out.Members = string(info.ID), info.Epoch, info.Sequence, info.Members
+		out.TranscriptHash = info.TranscriptHash
 		out.Providers = append([]string{}, info.Providers...)
 		out.Participants = []participant{}
 		for _, pt := range info.Participants {

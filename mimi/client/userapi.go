@@ -299,6 +299,9 @@ type RoomInfo struct {
 	Members      int
 	Providers    []string
 	Participants []proto.UserRoles
+	// TranscriptHash is the confirmed transcript hash of the epoch: equal
+	// epochs with equal hashes have the same commit history.
+	TranscriptHash []byte
 }
 
 // roleByName maps a role's name (proto.Role.String) back to the role.
@@ -327,11 +330,12 @@ func (u *User) Room(ctx context.Context, room proto.URI) (*RoomInfo, error) {
 			User  string   `json:"user"`
 			Roles []string `json:"roles"`
 		} `json:"participants"`
+		TranscriptHash []byte `json:"transcript_hash"`
 	}
 	if err := u.do(ctx, apiCall{op: "room " + string(room), method: http.MethodGet, path: p, out: &out}); err != nil {
 		return nil, err
 	}
-	info := &RoomInfo{Room: proto.URI(out.Room), Epoch: out.Epoch, Sequence: out.Sequence, Members: out.Members, Providers: out.Providers}
+	info := &RoomInfo{Room: proto.URI(out.Room), Epoch: out.Epoch, Sequence: out.Sequence, Members: out.Members, Providers: out.Providers, TranscriptHash: out.TranscriptHash}
 	for _, pt := range out.Participants {
 		ur := proto.UserRoles{User: proto.URI(pt.User)}
 		for _, name := range pt.Roles {
