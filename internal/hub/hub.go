@@ -54,6 +54,8 @@ type Config struct {
 	RegistrationKey string
 	// RequireConsent makes claims for local users need their grant.
 	RequireConsent bool
+	// AdminToken, when set, is the bearer token the ops listener's /v1/ endpoints require (see ops.go).
+	AdminToken string
 	// Raft tunes the Raft node (NodeID, DataDir, RaftAddr and Bootstrap
 	// are set from the fields above).
 	Raft cluster.Config
@@ -216,22 +218,6 @@ func (h *Hub) Close(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-func (h *Hub) opsHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if id, _ := h.node.Leader(); id == "" {
-			http.Error(w, "no leader", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	return mux
 }
 
 // peerClient is the HTTP client for federation requests: mutual TLS with
