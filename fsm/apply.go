@@ -397,7 +397,17 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 	if b.FirstSeq == 0 {
 		return refused(Invalid, "fanout sequence numbers start at 1")
 	}
-	st := s.stream(b.Room, id.Domain)
+	st, ok := s.streams[b.Room]
+	if !ok {
+		if !s.welcomesLocal(b.Batch) {
+			// No local client follows the room and the batch welcomes
+			// none: there is nothing to deliver and nothing to keep. (A
+			// peer must not grow this provider's state with rooms that
+			// nobody here follows.)
+			return success(nil)
+		}
+		st = s.stream(b.Room, id.Domain)
+	}
 	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
 		st.gaps++
 	}
@@ -409,6 +419,25 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 		s.deliverLocal(b.Room, st, seq, &b.Batch[i], b.Exclude)
 	}
 	return success(nil)
+}
+
+// welcomesLocal reports whether a fanout batch holds a Welcome that
+// deliverLocal would hand to a local client.
+func (s *State) welcomesLocal(batch proto.FanoutBatch) bool {
+	for i := range batch {
+		m := batch[i].Message
+		if m == nil || m.WireFormat != mls.WireWelcome {
+			continue
+		}
+		for _, sec := range m.Welcome.Secrets {
+			if c, ok := s.keys.RouteWelcome(sec.NewMember); ok {
+				if _, ok := s.clients[c]; ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func (s *State) subscribe(b *SubscribeBody) *Result {

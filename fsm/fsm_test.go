@@ -376,6 +376,42 @@ func TestRefusalsChangeNothing(t *testing.T) {
 	}
 }
 
+// TestFanoutForUnfollowedRooms checks that a peer cannot grow this
+// provider's state with fanout for rooms no local client follows: such
+// batches are accepted and dropped, and keep nothing. A room a local
+// client follows gets its messages.
+func TestFanoutForUnfollowedRooms(t *testing.T) {
+	hub, prov := newNode(t, "a.example"), newNode(t, "b.example")
+	alice := newMember(t, proto.ClientURI("a.example", "alice", "phone"))
+	bob := proto.ClientURI("b.example", "bob", "laptop")
+	hub.register(alice.uri, "t")
+	prov.register(bob, "t")
+	followed := proto.RoomURI("a.example", "followed")
+	hub.createRoom(alice, followed)
+	batch := proto.FanoutBatch{{Message: must(alice.group.Encrypt([]byte("x"), nil)), Timestamp: 1}}
+	streams := func() int {
+		var n int
+		_ = prov.f.Read(func(s *State) error { n = s.Counts().Streams; return nil })
+		return n
+	}
+	for i := range 20 {
+		room := proto.RoomURI("a.example", fmt.Sprintf("r%d", i))
+		prov.ok(prov.apply(CmdFanout, nil, "a.example", &FanoutBody{Room: room, FirstSeq: 1, Batch: batch}), "fanout for an unfollowed room")
+	}
+	if n := streams(); n != 0 {
+		t.Fatalf("fanout for rooms nobody follows left %d streams", n)
+	}
+	if items := prov.stream(bob, 0); len(items) != 0 {
+		t.Fatalf("Bob got %d items of rooms he does not follow", len(items))
+	}
+	prov.ok(prov.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: bob, Room: followed, Subscribe: true}), "subscribe")
+	prov.ok(prov.apply(CmdFanout, nil, "a.example", &FanoutBody{Room: followed, FirstSeq: 1, Batch: batch}), "fanout for a followed room")
+	if items := prov.stream(bob, 0); streams() != 1 || len(items) != 1 || items[0].Room != followed || items[0].HubSeq != 1 {
+		t.Fatalf("%d streams, Bob's items %+v", streams(), items)
+	}
+	replay(t, prov)
+}
+
 func TestInboxLimitAndGap(t *testing.T) {
 	var b inbox
 	for i := range 60 {

@@ -236,6 +236,10 @@ func TestMemberScenario(t *testing.T) {
 		if len(ev) < 2 || ev[len(ev)-1].Kind != EventRemoved || len(b.Rooms()) != 0 {
 			t.Fatalf("%s: [%s], rooms %v", b.Client(), kinds(ev), b.Rooms())
 		}
+		// The removed members learn who removed them.
+		if c, gone := ev[len(ev)-2], ev[len(ev)-1]; c.Kind != EventCommit || c.Sender != alice.Client() || gone.Sender != alice.Client() {
+			t.Fatalf("%s: the removing commit is from %q, the removal event names %q; want %s", b.Client(), c.Sender, gone.Sender, alice.Client())
+		}
 	}
 	info, err = alice.API().Room(ctx, r)
 	if err != nil || info.Members != 3 || slices.ContainsFunc(info.Participants, func(p proto.UserRoles) bool { return p.User == bob1.User() }) {

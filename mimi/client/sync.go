@@ -255,6 +255,13 @@ func identity(g *mls.Group, l mls.LeafIndex) proto.URI {
 // processMessage applies a room message to the member's group.
 func (m *Member) processMessage(ctx context.Context, r proto.URI, mr *memberRoom, msg *mls.Message, e Event) ([]Event, error) {
 	epoch := mr.group.Epoch()
+	// A commit that removes this member leaves no committer leaf in its
+	// result (nothing after the removal is derived), so the committer is
+	// named from the tree as it was before.
+	var committer proto.URI
+	if msg.Public != nil && msg.Public.Content.ContentType == mls.ContentCommit && msg.Public.Content.Sender.Type == mls.SenderMember {
+		committer = identity(mr.group, mls.LeafIndex(msg.Public.Content.Sender.Index))
+	}
 	res, err := mr.group.Process(msg)
 	if err != nil {
 		return nil, fmt.Errorf("processing a message of %s at epoch %d: %w", r, epoch, err)
@@ -281,6 +288,8 @@ func (m *Member) processMessage(ctx context.Context, r proto.URI, mr *memberRoom
 			e.Epoch = c.Epoch
 			if c.CommitterLeaf != nil {
 				e.Sender = proto.URI(c.CommitterLeaf.Credential.Identity)
+			} else {
+				e.Sender = committer
 			}
 			for _, cp := range c.Proposals {
 				patch, ok, err := proto.PatchOf(cp.Proposal, m.cfg.MaxVector)
