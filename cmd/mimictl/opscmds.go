@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mimihub/mimi-hub/internal/hub"
+)
+
+// Operator commands read a provider node's operations listener
+// (internal/hub/ops.go): plain HTTP, meant for a private network.
+const (
+	defaultOpsURL = "http://127.0.0.1:8445"
+	// opsTimeout bounds one request to the operations listener.
+	opsTimeout = 15 * time.Second
+	// maxOpsAnswer bounds an answer's size.
+	maxOpsAnswer = 16 << 20
+)
+
+// opsFlags are the flags of the operator commands.
+type opsFlags struct {
+	url, token string
+}
+
+func (o *opsFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&o.url, "ops", defaultOpsURL, "`URL` of the provider node's operations listener (mimi-hub -ops-addr)")
+	fs.StringVar(&o.token, "admin-token", "", "the node's admin bearer `token`, when it has one (default $MIMICTL_ADMIN_TOKEN)")
+}
+
+// get fetches path from the operations listener into out, or returns the
+// raw answer when out is nil.
+func (o *opsFlags) get(ctx context.Context, e *env, path string, query url.Values, out any) ([]byte, error) {
+	base := strings.TrimRight(o.url, "/")
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		return nil, &usageError{msg: fmt.Sprintf("-ops %q is not an http:// or https:// URL", o.url), hint: "Example: -ops http://127.0.0.1:8445"}
+	}
+	target := base + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	ctx, cancel := context.WithTimeout(ctx, opsTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	token := o.token
+	if token == "" {
+		token = e.getenv("MIMICTL_ADMIN_TOKEN")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w\nhint: is the provider running, and is -ops its operations listener (mimi-hub -ops-addr, default 127.0.0.1:8445)?", target, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxOpsAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: reading the answer: %w", target, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var je struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &je) == nil && je.Error != "" {
+			msg = je.Error
+		}
+		err := fmt.Errorf("GET %s: HTTP %d: %s", target, resp.StatusCode, sanitize(msg))
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			err = fmt.Errorf("%w\nhint: pass the node's admin token with -admin-token or $MIMICTL_ADMIN_TOKEN", err)
+		case http.StatusNotFound:
+			err = fmt.Errorf("%w\nhint: is -ops the operations listener of a mimi-hub recent enough to serve %s?", err, path)
+		}
+		return nil, err
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return nil, fmt.Errorf("GET %s: decoding the answer: %w", target, err)
+		}
+	}
+	return body, nil
+}
+
+func statusCommand() *command {
+	return &command{
+		name: "status", summary: "show a provider node's Raft state, state sizes and fanout queues (operator)",
+		noProfile: true,
+		help: `Reads GET /v1/status from the node's operations listener: the provider's
+domain, this node's Raft state (leader or not, term, log indexes), the
+sizes of the replicated state, and per peer provider the fanout items
+waiting and the delivery counters. -json prints the node's answer as it is.`,
+		setup: func(fs *flag.FlagSet) runFunc {
+			o := &opsFlags{}
+			o.define(fs)
+			return func(ctx context.Context, e *env, args []string) error {
+				if err := wantArgs("status", args, 0, 0); err != nil {
+					return err
+				}
+				var st hub.OpsStatus
+				raw, err := o.get(ctx, e, "/v1/status", nil, &st)
+				if err != nil {
+					return err
+				}
+				if e.json {
+					return writeCompactJSON(e, raw)
+				}
+				return printStatus(e, &st)
+			}
+		},
+	}
+}
+
+// writeCompactJSON writes a JSON answer on one line.
+func writeCompactJSON(e *env, raw []byte) error {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return fmt.Errorf("the node's answer is not JSON: %w", err)
+	}
+	b.WriteByte('\n')
+	_, err := e.stdout.Write(b.Bytes())
+	return err
+}
+
+// printStatus writes a status as text.
+func printStatus(e *env, st *hub.OpsStatus) error {
+	when := func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.DateTime), st.Now.Sub(*t).Round(time.Second))
+	}
+	leader := st.Raft.LeaderID
+	if leader == "" {
+		leader = "none known"
+	} else if st.Raft.LeaderAddr != "" {
+		leader += " at " + st.Raft.LeaderAddr
+	}
+	c := st.Counts
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "domain\t%s\n", st.Domain)
+	fmt.Fprintf(tw, "node\t%s: Raft %s at %s\n", st.NodeID, strings.ToLower(st.Raft.State), st.Raft.Addr)
+	fmt.Fprintf(tw, "leader\t%s\n", leader)
+	fmt.Fprintf(tw, "term\t%d\n", st.Raft.Term)
+	fmt.Fprintf(tw, "log\tlast %d, committed %d, applied %d, snapshot %d\n", st.Raft.LastIndex, st.Raft.CommitIndex, st.Raft.AppliedIndex, st.Raft.LastSnapshotIndex)
+	if !st.Raft.Leader {
+		fmt.Fprintf(tw, "leader contact\t%s\n", when(st.Raft.LastContact))
+	}
+	fmt.Fprintf(tw, "last accepted\t%s\n", when(st.LastAcceptedAt))
+	fmt.Fprintf(tw, "state\t%d rooms, %d users, %d clients, %d room streams, %d abuse reports, %d outbox items\n",
+		c.Rooms, c.Users, c.Clients, c.Streams, c.Reports, c.OutboxItems)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Peers) == 0 {
+		_, err := fmt.Fprintln(e.stdout, "\npeers: none yet")
+		return err
+	}
+	fmt.Fprintln(e.stdout)
+	tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tQUEUED\tOLDEST\tDELIVERED\tDROPPED\tFAILURES\tLAST ERROR")
+	for _, name := range slices.Sorted(maps.Keys(st.Peers)) {
+		p := st.Peers[name]
+		oldest := "-"
+		if p.OldestEnqueued != nil {
+			oldest = st.Now.Sub(*p.OldestEnqueued).Round(time.Second).String()
+		}
+		lastErr := "-"
+		if p.LastError != "" {
+			lastErr = sanitize(p.LastError)
+			if len(lastErr) > 100 {
+				lastErr = lastErr[:97] + "..."
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", name, p.Outbox, oldest, p.Delivered, p.Dropped, p.Failures, lastErr)
+	}
+	return tw.Flush()
+}
+
+func reportsCommand() *command {
+	return &command{
+		name: "reports", summary: "list the abuse reports a provider received (operator)",
+		noProfile: true,
+		help: `Reads GET /v1/reports from the node's operations listener: the abuse
+reports users sent about rooms this provider hosts, oldest first. Each
+report has an index that does not change; -after INDEX lists the reports
+after it, so a later 'mimictl reports -after LAST' shows only new ones.
+-all follows the pages to the end. "verified" counts the reported messages
+the hub decrypted with the disclosed keys and found sent by the alleged
+abuser.`,
+		setup: func(fs *flag.FlagSet) runFunc {
+			o := &opsFlags{}
+			o.define(fs)
+			after := fs.Uint64("after", 0, "list reports after this `index`")
+			limit := fs.Int("limit", hub.DefaultReportsLimit, "reports per page (at most 1000)")
+			all := fs.Bool("all", false, "follow the pages until the last report")
+			return func(ctx context.Context, e *env, args []string) error {
+				if err := wantArgs("reports", args, 0, 0); err != nil {
+					return err
+				}
+				if *limit < 1 || *limit > hub.MaxReportsLimit {
+					return usagef("reports", "reports: -limit must be between 1 and %d", hub.MaxReportsLimit)
+				}
+				return e.reports(ctx, o, *after, *limit, *all)
+			}
+		},
+	}
+}
+
+// maxReportPages bounds reports -all.
+const maxReportPages = 10_000
+
+// reports runs the reports command.
+func (e *env) reports(ctx context.Context, o *opsFlags, after uint64, limit int, all bool) error {
+	var tw *tabwriter.Writer
+	if !e.json {
+		tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "INDEX\tRECEIVED\tROOM\tREPORTER\tABUSER\tREASON\tMESSAGES\tVERIFIED\tNOTE")
+	}
+	shown := 0
+	var page hub.OpsReports
+	for range maxReportPages {
+		q := url.Values{"after": {strconv.FormatUint(after, 10)}, "limit": {strconv.Itoa(limit)}}
+		raw, err := o.get(ctx, e, "/v1/reports", q, &page)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			if err := writeCompactJSON(e, raw); err != nil {
+				return err
+			}
+		} else {
+			for _, r := range page.Reports {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.Index, r.ReceivedAt.Local().Format(time.DateTime), r.Room,
+					short(r.ReportingUser), short(r.AllegedAbuser), r.Reason, r.Messages, r.Verified, sanitize(r.Note))
+			}
+		}
+		shown += len(page.Reports)
+		after = page.Next
+		if !all || !page.More || len(page.Reports) == 0 {
+			break
+		}
+	}
+	if e.json {
+		return nil
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case shown == 0:
+		_, err := fmt.Fprintf(e.stdout, "no reports after index %d (%d kept in all)\n", after, page.Total)
+		return err
+	case page.More:
+		_, err := fmt.Fprintf(e.stdout, "more reports follow: mimictl reports -after %d (or -all)\n", page.Next)
+		return err
+	}
+	return nil
+}
