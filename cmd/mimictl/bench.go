@@ -358,11 +358,14 @@ func (b *bencher) newMember(ctx context.Context, server, name string, keyPackage
 	b.closers = append(b.closers, tr.CloseIdleConnections)
 	b.mu.Unlock()
 	tr.MaxIdleConnsPerHost = 4
-	api, err := client.NewUser(client.UserConfig{BaseURL: server, HTTPClient: hc, Logger: b.e.logger()})
+	// Senders log errors only (everything with -v): a warning per sender
+	// cut off at the end of a level is noise.
+	log := b.e.providerLogger()
+	api, err := client.NewUser(client.UserConfig{BaseURL: server, HTTPClient: hc, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	m, err := client.RegisterMember(ctx, api, name, "bench", b.e.memberConfig())
+	m, err := client.RegisterMember(ctx, api, name, "bench", client.MemberConfig{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("registering %s at %s: %w", name, server, err)
 	}

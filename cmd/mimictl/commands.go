@@ -301,8 +301,8 @@ func (e *env) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// providerLogger is the logger of an in-process provider: errors only,
-// everything with -v.
+// providerLogger is the logger of an in-process provider and of bench's
+// senders: errors only, everything with -v.
 func (e *env) providerLogger() *slog.Logger {
 	level := slog.LevelError
 	if e.verbose {
