@@ -28,6 +28,11 @@ const (
 	DefaultStoreOpenTimeout   = 2 * time.Second
 	DefaultTransportTimeout   = 10 * time.Second
 	DefaultTransportMaxPool   = 3
+	DefaultLeaderWait         = 5 * time.Second
+	DefaultReconcileInterval  = time.Second
+	DefaultDeadServerRemoval  = 15 * time.Minute
+	DefaultPromoteAfter       = 5 * time.Second
+	DefaultMaxPromoteLag      = 256
 
 	// logCacheSize is the number of recent log entries kept in memory in
 	// front of the BoltDB log store.
@@ -53,10 +58,43 @@ type Config struct {
 	// then not be an unspecified address (0.0.0.0 or ::).
 	AdvertiseAddr string
 
-	// Bootstrap makes this node bootstrap a cluster in which it is the only
-	// voter, but only if DataDir holds no Raft state yet. A restarted node
-	// never bootstraps again.
-	Bootstrap bool
+	// BootstrapExpect is the number of voters of a brand-new cluster. A node
+	// with no Raft state bootstraps the cluster once it sees, through
+	// gossip, exactly this many nodes that all expect the same number and
+	// all have no state; every one of them writes the same configuration.
+	// 1 bootstraps a single voter at once. 0 never bootstraps: the node
+	// waits to be added by the leader of an existing cluster. A node with
+	// Raft state never bootstraps again.
+	BootstrapExpect int
+
+	// TLS authenticates the Raft transport and the internal channel (both
+	// on RaftAddr) with the cluster CA. Without it the node has no network
+	// transport at all: it can only be a single voter.
+	TLS *TLS
+
+	// Gossip configures discovery (hashicorp/memberlist). Nil means no
+	// gossip: a single node.
+	Gossip *GossipConfig
+
+	// LeaderWait bounds how long a request waits for a leader (during an
+	// election) before failing as unavailable.
+	LeaderWait time.Duration
+
+	// Membership reconciliation, done by the leader from gossip.
+	// ReconcileInterval is how often it runs (and after gossip events).
+	ReconcileInterval time.Duration
+	// DeadServerRemoveAfter is how long a server must have been failed in
+	// gossip before it is removed from the Raft configuration. Removal
+	// never takes the voters below MinVoters or a live quorum.
+	DeadServerRemoveAfter time.Duration
+	// PromoteAfter is how long a new non-voter must stay caught up (within
+	// MaxPromoteLag entries of the leader's commit index) before it is
+	// promoted to voter.
+	PromoteAfter  time.Duration
+	MaxPromoteLag uint64
+	// MinVoters is the fewest voters dead-server removal leaves. Default
+	// BootstrapExpect (at least 1).
+	MinVoters int
 
 	// SnapshotThreshold is how many log entries must accumulate since the
 	// last snapshot before an automatic one is taken.
@@ -83,9 +121,6 @@ type Config struct {
 	// process on the same DataDir fails instead of hanging.
 	StoreOpenTimeout time.Duration
 
-	// Transport builds the Raft transport. Nil means TCPTransport (plain TCP
-	// on RaftAddr). A TLS stream layer plugs in through StreamTransport.
-	Transport TransportFactory
 	// TransportTimeout is the I/O deadline of transport RPCs.
 	TransportTimeout time.Duration
 	// TransportMaxPool is the number of pooled connections per peer.
@@ -111,9 +146,12 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.StoreOpenTimeout, DefaultStoreOpenTimeout)
 	setDefault(&c.TransportTimeout, DefaultTransportTimeout)
 	setDefault(&c.TransportMaxPool, DefaultTransportMaxPool)
-	if c.Transport == nil {
-		c.Transport = TCPTransport
-	}
+	setDefault(&c.LeaderWait, DefaultLeaderWait)
+	setDefault(&c.ReconcileInterval, DefaultReconcileInterval)
+	setDefault(&c.DeadServerRemoveAfter, DefaultDeadServerRemoval)
+	setDefault(&c.PromoteAfter, DefaultPromoteAfter)
+	setDefault(&c.MaxPromoteLag, DefaultMaxPromoteLag)
+	setDefault(&c.MinVoters, max(c.BootstrapExpect, 1))
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -161,6 +199,17 @@ func (c Config) validate() error {
 	}
 	if c.TransportMaxPool < 0 {
 		errs = append(errs, errors.New("TransportMaxPool must not be negative"))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, errors.New("BootstrapExpect must not be negative"))
+	}
+	if c.TLS == nil && (c.BootstrapExpect > 1 || c.Gossip != nil) {
+		errs = append(errs, errors.New("a cluster of several nodes needs TLS (the cluster CA)"))
+	}
+	if c.Gossip != nil {
+		if err := c.Gossip.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) == 0 {
 		// The Raft timing rules (lease <= heartbeat <= election, minimums)

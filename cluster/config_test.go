@@ -26,8 +26,10 @@ func TestConfigDefaults(t *testing.T) {
 		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 50 * time.Millisecond,
 		StoreOpenTimeout: 2 * time.Second, TransportTimeout: 10 * time.Second, TransportMaxPool: 3,
+		LeaderWait: 5 * time.Second, ReconcileInterval: time.Second, DeadServerRemoveAfter: 15 * time.Minute,
+		PromoteAfter: 5 * time.Second, MaxPromoteLag: 256, MinVoters: 1,
 	}
-	c.Transport, c.Logger = nil, nil
+	c.Logger = nil
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("withDefaults =\n%+v\nwant\n%+v", c, want)
 	}
@@ -51,6 +53,15 @@ func TestConfigValidate(t *testing.T) {
 			c.HeartbeatTimeout, c.LeaderLeaseTimeout = 100*time.Millisecond, time.Second
 		}, "LeaderLeaseTimeout"},
 		{"negative timeout", func(c *Config) { c.ApplyTimeout = -1 }, "ApplyTimeout"},
+		{"several voters without TLS", func(c *Config) { c.BootstrapExpect = 3 }, "needs TLS"},
+		{"gossip without key", func(c *Config) {
+			c.TLS = &TLS{}
+			c.Gossip = &GossipConfig{BindAddr: "127.0.0.1:7946", ClusterName: "c"}
+		}, "gossip Key"},
+		{"gossip on an unspecified address", func(c *Config) {
+			c.TLS = &TLS{}
+			c.Gossip = &GossipConfig{BindAddr: "0.0.0.0:7946", ClusterName: "c", Key: make([]byte, 32)}
+		}, "concrete"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Config{NodeID: "n1", DataDir: "/x"}
@@ -66,6 +77,7 @@ func TestConfigValidate(t *testing.T) {
 func TestDataDirLayout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	cfg := testConfig(t, dir)
+	cfg.TLS = testTLS(t, newTestCA(t), "n1")
 	cfg.AdvertiseAddr = "127.0.0.1:7999" // advertised, not bound
 	n := startNode(t, cfg, newCounterFSM(), true)
 	if n.Addr() != "127.0.0.1:7999" {

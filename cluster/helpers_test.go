@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/mimihub/mimi-hub/internal/devca"
 )
 
 // errRejected is the test FSM's own rejection, returned as a response.
@@ -141,7 +143,7 @@ func testConfig(t testing.TB, dir string) Config {
 		NodeID:             "n1",
 		DataDir:            dir,
 		RaftAddr:           "127.0.0.1:0",
-		Bootstrap:          true,
+		BootstrapExpect:    1,
 		HeartbeatTimeout:   50 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond, // a candidate must persist its vote in time
 		LeaderLeaseTimeout: 50 * time.Millisecond,
@@ -229,4 +231,23 @@ func seq(from, to int64) []int64 {
 		s = append(s, i)
 	}
 	return s
+}
+
+// testTLS issues a node certificate from a fresh cluster CA.
+func testTLS(t testing.TB, ca *devca.CA, id string) *TLS {
+	t.Helper()
+	cert, err := ca.Issue(id + ".cluster.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &TLS{Certificate: cert, Roots: ca.Pool()}
+}
+
+func newTestCA(t testing.TB) *devca.CA {
+	t.Helper()
+	ca, err := devca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }

@@ -5,23 +5,44 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
 // Node is one Raft server: the replicated log, its durable stores, the
-// transport, and the FSM it drives. Its methods are safe for concurrent use.
+// transport and internal channel, gossip, and the FSM it drives. Its
+// methods are safe for concurrent use.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	raft  *raft.Raft
-	st    *stores
-	addr  raft.ServerAddress
-	lead  *leadership
+	cfg    Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	st     *stores
+	fsm    *indexedFSM
+	addr   raft.ServerAddress
+	lead   *leadership
+	mux    *mux       // nil without TLS
+	rpc    *rpcClient // nil without TLS
+	rpcSrv *rpcServer // nil without TLS
+	gossip *gossip    // nil without gossip
+	trans  raft.Transport
+
+	// readyTerm is the term in which this node, as leader, has applied its
+	// own noop entry, so its FSM holds everything committed before it
+	// led; 0 when not a ready leader. Linearizable reads and leader-only
+	// work wait for it.
+	readyTerm atomic.Uint64
+	// handedTo names the node a graceful shutdown handed leadership to.
+	handedTo atomic.Pointer[string]
+
 	watch sync.WaitGroup // the leadership pump
+	bg    sync.WaitGroup // gossip joins, bootstrap, reconciliation
+
+	recon reconcileState // the leader's membership bookkeeping
 
 	shutdownOnce sync.Once
 	stopping     chan struct{} // closed when Shutdown begins
@@ -30,12 +51,13 @@ type Node struct {
 }
 
 // Start opens (or creates) the Raft state in cfg.DataDir, starts the
-// transport and the Raft node driving fsm, and returns without waiting for
-// an election (see WaitLeader). A node with existing state restores its
-// latest snapshot into fsm before Start returns; the log entries after the
-// snapshot are re-applied once they are known to be committed, which for a
-// single voter is right after it elects itself. ctx is checked between the
-// start-up steps (restoring a snapshot cannot be interrupted); Raft keeps
+// transport, the internal channel and gossip, and the Raft node driving
+// fsm, and returns without waiting for an election (see WaitLeader). A
+// node with existing state restores its latest snapshot into fsm before
+// Start returns; the log entries after the snapshot are re-applied once
+// they are known to be committed. A new node bootstraps as
+// Config.BootstrapExpect says, at once (1) or once the expected peers are
+// seen (more). ctx is checked between the start-up steps; Raft keeps
 // running after Start returns until Shutdown.
 func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	if fsm == nil {
@@ -55,82 +77,212 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start: %w", err)
 	}
-	var trans raft.Transport
+	n := &Node{
+		cfg:      cfg,
+		log:      logger,
+		st:       st,
+		fsm:      newIndexedFSM(fsm),
+		lead:     newLeadership(),
+		stopping: make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
 	defer func() {
-		if err == nil {
-			return
-		}
-		if c, ok := trans.(raft.WithClose); ok {
-			c.Close()
-		}
-		st.close()
-	}()
-
-	opts := TransportOptions{
-		BindAddr: cfg.RaftAddr,
-		MaxPool:  cfg.TransportMaxPool,
-		Timeout:  cfg.TransportTimeout,
-		Logger:   logger,
-	}
-	if cfg.AdvertiseAddr != "" {
-		a, err := advertiseAddr(cfg.AdvertiseAddr)
 		if err != nil {
-			return nil, fmt.Errorf("cluster: start: %w", err)
+			n.closeNetwork()
+			st.close()
 		}
-		opts.Advertise = a
-	}
-	if trans, err = cfg.Transport(opts); err != nil {
+	}()
+	if err := n.openTransport(); err != nil {
 		return nil, fmt.Errorf("cluster: start: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, contextError("start", ctx)
 	}
-
-	rc := cfg.raftConfig(logger)
-	if cfg.Bootstrap {
-		did, err := bootstrapIfNew(rc, st, trans, bootstrapServers(cfg, trans.LocalAddr()))
-		if err != nil {
-			return nil, fmt.Errorf("cluster: start: %w", err)
-		}
-		if did {
-			logger.Info("bootstrapped a single-voter cluster", "addr", trans.LocalAddr())
-		}
-	}
-
-	r, err := raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
+	hasState, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
 	if err != nil {
+		return nil, fmt.Errorf("cluster: start: check existing raft state: %w", err)
+	}
+	rc := cfg.raftConfig(logger)
+	if !hasState && cfg.BootstrapExpect == 1 {
+		servers := []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: n.addr}}
+		if err := raft.BootstrapCluster(rc, st.logs, st.stable, st.snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
+			return nil, fmt.Errorf("cluster: start: bootstrap: %w", err)
+		}
+		hasState = true
+		logger.Info("bootstrapped a single-voter cluster", "addr", n.addr)
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, st.logs, st.stable, st.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
-	n := &Node{
-		cfg:      cfg,
-		log:      logger,
-		raft:     r,
-		st:       st,
-		addr:     trans.LocalAddr(),
-		lead:     newLeadership(),
-		stopping: make(chan struct{}),
-		stopped:  make(chan struct{}),
+	if n.rpcSrv != nil {
+		n.registerRPC()
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			n.rpcSrv.serve(n.mux.subs[protoRPC])
+		}()
+	}
+	if cfg.Gossip != nil {
+		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState}
+		if n.gossip, err = startGossip(cfg.Gossip, cfg.NodeID, meta, logger); err != nil {
+			n.raft.Shutdown().Error()
+			return nil, fmt.Errorf("cluster: start: %w", err)
+		}
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			n.joinLoop(cfg.Gossip.Join)
+		}()
+		if !hasState && cfg.BootstrapExpect > 1 {
+			n.bg.Add(1)
+			go func() {
+				defer n.bg.Done()
+				n.bootstrapLoop()
+			}()
+		}
 	}
 	n.watch.Add(1)
 	go n.pumpLeadership()
-	logger.Info("raft node started", "addr", n.addr, "data_dir", cfg.DataDir)
+	logger.Info("raft node started", "addr", n.addr, "data_dir", cfg.DataDir, "tls", cfg.TLS != nil, "gossip", cfg.Gossip != nil)
 	return n, nil
 }
 
-// pumpLeadership copies raft's leadership signal to the watchers until
-// Shutdown begins. It is raft.LeaderCh's only reader.
+// openTransport opens the Raft transport: the TLS mux on RaftAddr with the
+// internal channel beside Raft, or, without TLS, an in-memory transport
+// that reaches no one (a single voter needs none).
+func (n *Node) openTransport() error {
+	cfg := n.cfg
+	if cfg.TLS == nil {
+		addr, trans := raft.NewInmemTransport(raft.ServerAddress("inmem:" + cfg.NodeID))
+		n.addr, n.trans = addr, trans
+		return nil
+	}
+	var adv net.Addr
+	if cfg.AdvertiseAddr != "" {
+		a, err := advertiseAddr(cfg.AdvertiseAddr)
+		if err != nil {
+			return err
+		}
+		adv = a
+	}
+	m, err := newMux(cfg.RaftAddr, adv, cfg.TLS, n.log)
+	if err != nil {
+		return fmt.Errorf("raft transport: %w", err)
+	}
+	n.mux = m
+	n.addr = raft.ServerAddress(m.advertise.String())
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  raftLayer{subListener: m.subs[protoRaft], m: m},
+		MaxPool: cfg.TransportMaxPool,
+		Timeout: cfg.TransportTimeout,
+		Logger:  newHCLogger(n.log, "raft-net"),
+	})
+	n.rpc = newRPCClient(m)
+	n.rpcSrv = newRPCServer(n.log)
+	return nil
+}
+
+// closeNetwork closes the transport, the internal channel and the mux
+// (Raft must be shut down already, or never started).
+func (n *Node) closeNetwork() {
+	if n.rpcSrv != nil {
+		n.rpcSrv.server.Close()
+	}
+	if n.rpc != nil {
+		n.rpc.close()
+	}
+	if c, ok := n.trans.(raft.WithClose); ok {
+		c.Close()
+	}
+	if n.mux != nil {
+		n.mux.close()
+	}
+}
+
+// pumpLeadership turns raft's leadership signal into ready leadership and
+// copies it to the watchers until Shutdown begins. It is raft.LeaderCh's
+// only reader. On gaining leadership it first applies a noop entry, so
+// watchers told "true" see every entry committed by earlier leaders.
 func (n *Node) pumpLeadership() {
 	defer n.watch.Done()
 	ch := n.raft.LeaderCh()
+	var stopLeaderWork context.CancelFunc
+	defer func() {
+		if stopLeaderWork != nil {
+			stopLeaderWork()
+		}
+	}()
 	for {
 		select {
 		case v := <-ch:
-			n.log.Info("leadership changed", "leader", v)
-			n.lead.set(v)
+			if stopLeaderWork != nil {
+				stopLeaderWork()
+				stopLeaderWork = nil
+			}
+			if !v {
+				n.readyTerm.Store(0)
+				n.log.Info("leadership lost")
+				n.lead.set(false)
+				continue
+			}
+			term := n.raft.CurrentTerm()
+			if err := n.markReady(); err != nil {
+				n.log.Warn("won an election but could not commit the noop entry", "term", term, "err", err)
+				continue
+			}
+			n.readyTerm.Store(term)
+			n.log.Info("leading", "term", term)
+			n.lead.set(true)
+			if n.gossip != nil {
+				ctx, cancel := context.WithCancel(context.Background())
+				stopLeaderWork = cancel
+				n.bg.Add(1)
+				go func() {
+					defer n.bg.Done()
+					n.reconcileLoop(ctx)
+				}()
+			}
 		case <-n.stopping:
 			return
 		}
 	}
+}
+
+// markReady applies a noop entry and waits until the FSM has consumed it.
+// Raft's own noop at the start of a term never reaches the FSM; this one
+// does, so after it the FSM's index has caught up with the commit index.
+func (n *Node) markReady() error {
+	ctx, cancel := n.untilStopping(context.Background(), n.cfg.ApplyTimeout)
+	defer cancel()
+	timeout, err := enqueueTimeout("noop", ctx)
+	if err != nil {
+		return err
+	}
+	_, err = n.await(ctx, "noop", func() (any, error) {
+		return nil, n.raft.ApplyLog(raft.Log{Extensions: noopExtension}, timeout).Error()
+	})
+	return err
+}
+
+// untilStopping derives a context from parent that ends after timeout or
+// when Shutdown begins.
+func (n *Node) untilStopping(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	go func() {
+		select {
+		case <-n.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// isReadyLeader reports whether this node leads and has caught up in its
+// current term.
+func (n *Node) isReadyLeader() bool {
+	t := n.readyTerm.Load()
+	return t != 0 && n.raft.State() == raft.Leader && t == n.raft.CurrentTerm()
 }
 
 // Addr is the address peers reach this node's Raft transport at.
@@ -154,49 +306,104 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 // The wait is bounded by ctx, or by Config.ApplyTimeout if ctx has no
 // deadline. cmd must not be modified after the call.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
+	resp, _, err := n.applyIndexed(ctx, cmd)
+	return resp, err
+}
+
+// applyIndexed is Apply that also returns the entry's log index.
+func (n *Node) applyIndexed(ctx context.Context, cmd []byte) (any, uint64, error) {
 	if n.isStopping() {
-		return nil, fmt.Errorf("cluster: apply: %w", ErrShutdown)
+		return nil, 0, fmt.Errorf("cluster: apply: %w", ErrShutdown)
 	}
 	ctx, cancel := n.withDefaultDeadline(ctx)
 	defer cancel()
 	timeout, err := enqueueTimeout("apply", ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return n.await(ctx, "apply", func() (any, error) {
+	type applied struct {
+		resp  any
+		index uint64
+	}
+	v, err := n.await(ctx, "apply", func() (any, error) {
 		f := n.raft.Apply(cmd, timeout)
 		if err := f.Error(); err != nil {
 			return nil, err
 		}
-		return f.Response(), nil
+		return applied{f.Response(), f.Index()}, nil
 	})
+	if err != nil {
+		return nil, 0, err
+	}
+	a := v.(applied)
+	return a.resp, a.index, nil
 }
 
-// Barrier prepares a linearizable read: it confirms with a quorum that this
-// node is still the leader and waits until every entry committed before the
-// call has been applied to the local FSM. After it returns nil, reading the
-// FSM observes every write acknowledged before Barrier was called. It
-// fails with ErrNotLeader on a follower. Bounded like Apply.
+// Barrier prepares a linearizable read on this node, leader or follower:
+// it obtains a read index (the leader's commit index, once a quorum has
+// confirmed it still leads) and waits until the local FSM has consumed
+// that index. After it returns nil, reading the local FSM observes every
+// write acknowledged before Barrier was called. A follower asks the leader
+// over the internal channel; while there is no leader it waits up to
+// Config.LeaderWait, then fails with ErrNotLeader. Bounded like Apply.
 func (n *Node) Barrier(ctx context.Context) error {
 	if n.isStopping() {
 		return fmt.Errorf("cluster: barrier: %w", ErrShutdown)
 	}
 	ctx, cancel := n.withDefaultDeadline(ctx)
 	defer cancel()
-	if _, err := n.await(ctx, "verify leader", func() (any, error) {
-		return nil, n.raft.VerifyLeader().Error()
-	}); err != nil {
-		return err
-	}
-	timeout, err := enqueueTimeout("barrier", ctx)
+	idx, err := n.ReadIndex(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = n.await(ctx, "barrier", func() (any, error) {
-		return nil, n.raft.Barrier(timeout).Error()
-	})
-	return err
+	if err := n.fsm.waitIndex(ctx, idx, n.stopping); err != nil {
+		if errors.Is(err, ErrShutdown) {
+			return fmt.Errorf("cluster: barrier: %w", ErrShutdown)
+		}
+		return contextError("barrier", ctx)
+	}
+	return nil
 }
+
+// ReadIndex returns an index at or above every entry committed before the
+// call: the leader's commit index after a quorum confirmed its leadership.
+// A follower forwards the question to the leader.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	var idx uint64
+	err := n.onLeader(ctx, "read index", true, func(ctx context.Context, leader string, local bool) error {
+		if local {
+			var err error
+			idx, err = n.readIndexLocal(ctx)
+			return err
+		}
+		var out readIndexAnswer
+		err := n.rpc.call(ctx, leader, rpcReadIndex, struct{}{}, &out)
+		idx = out.Index
+		return err
+	})
+	return idx, err
+}
+
+type readIndexAnswer struct {
+	Index uint64 `json:"index"`
+}
+
+// readIndexLocal is ReadIndex on the leader.
+func (n *Node) readIndexLocal(ctx context.Context) (uint64, error) {
+	if !n.isReadyLeader() {
+		id, addr := n.Leader()
+		return 0, &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+	}
+	if _, err := n.await(ctx, "verify leader", func() (any, error) {
+		return nil, n.raft.VerifyLeader().Error()
+	}); err != nil {
+		return 0, err
+	}
+	return n.raft.CommitIndex(), nil
+}
+
+// FSMIndex returns the index of the last log entry the FSM consumed.
+func (n *Node) FSMIndex() uint64 { return n.fsm.Index() }
 
 // IsLeader reports whether this node currently believes it is the leader.
 // Use Barrier before a read that must not be stale.
@@ -214,8 +421,10 @@ func (n *Node) Leader() (id, addr string) {
 // coalesced: a slow receiver gets the latest state, and two equal values in
 // a row mean leadership was lost and regained in between. The channel
 // receives a final false and is closed when the node shuts down, and is
-// closed when ctx ends. A worker that must run only on the leader starts on
-// true (after a Barrier, to see all committed state) and stops on false.
+// closed when ctx ends. True is sent only once the new leader's FSM holds
+// every entry committed before it led (its noop entry is applied), so a
+// worker that must run only on the leader starts on true and stops on
+// false.
 func (n *Node) WatchLeadership(ctx context.Context) <-chan bool {
 	return n.lead.watch(ctx)
 }
@@ -260,6 +469,8 @@ type Stats struct {
 	// AppliedIndex is the highest index handed to the FSM (it may still be
 	// applying it).
 	AppliedIndex uint64
+	// FSMIndex is the index of the last entry the FSM has consumed.
+	FSMIndex uint64
 	// LastSnapshotIndex and LastSnapshotTerm identify the latest snapshot;
 	// zero if none.
 	LastSnapshotIndex uint64
@@ -287,6 +498,7 @@ func (n *Node) Stats() Stats {
 		LastLogIndex:      n.raft.LastIndex(),
 		CommitIndex:       n.raft.CommitIndex(),
 		AppliedIndex:      n.raft.AppliedIndex(),
+		FSMIndex:          n.fsm.Index(),
 		LastSnapshotIndex: u("last_snapshot_index"),
 		LastSnapshotTerm:  u("last_snapshot_term"),
 		LastContact:       n.raft.LastContact(),
@@ -313,12 +525,14 @@ func (n *Node) snapshot(ctx context.Context) error {
 
 // Shutdown stops the node: it refuses new operations, tells leadership
 // watchers false and closes their channels (so leader-only workers stop
-// while Raft still runs), takes a snapshot if entries were applied since the
-// last one (so the next start replays little log), stops Raft and its
-// transport, and closes the stores. ctx bounds the
-// snapshot and the wait; if ctx ends first, the snapshot is skipped and the
-// rest of the shutdown finishes in the background. Shutdown is idempotent:
-// every call waits for the same shutdown and returns its result.
+// while Raft still runs), hands leadership to another voter if it leads,
+// takes a snapshot if entries were applied since the last one (so the next
+// start replays little log), drains the internal channel, stops gossip
+// (without leaving: a restarting node stays a member; see Leave), Raft
+// and its transport, and closes the stores. ctx bounds the transfer, the
+// snapshot and the wait; if ctx ends first, what remains is skipped or
+// finishes in the background. Shutdown is idempotent: every call waits
+// for the same shutdown and returns its result.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() {
 		close(n.stopping)
@@ -332,23 +546,77 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 }
 
-// shutdown does the work of Shutdown; snapshot false simulates a crash-stop
-// in tests (the log is left for replay).
-func (n *Node) shutdown(ctx context.Context, snapshot bool) {
+// shutdown does the work of Shutdown; graceful false simulates a
+// crash-stop in tests (no transfer, no snapshot: the log is left for
+// replay).
+func (n *Node) shutdown(ctx context.Context, graceful bool) {
 	defer close(n.stopped)
 	// Leader-only workers stop first, while Raft still runs.
 	n.watch.Wait()
 	n.lead.close()
-	if snapshot {
+	if graceful {
+		n.handOffLeadership(ctx)
 		n.finalSnapshot(ctx)
+	}
+	if n.rpcSrv != nil {
+		drain, cancel := context.WithTimeout(ctx, 2*time.Second)
+		n.rpcSrv.server.Shutdown(drain)
+		cancel()
+	}
+	if n.gossip != nil {
+		if err := n.gossip.shutdown(); err != nil {
+			n.log.Warn("gossip shutdown", "err", err)
+		}
 	}
 	if err := n.raft.Shutdown().Error(); err != nil {
 		n.shutdownErr = fmt.Errorf("cluster: shutdown raft: %w", err)
 	}
+	n.closeNetwork()
+	n.bg.Wait()
 	if err := n.st.close(); err != nil {
 		n.shutdownErr = errors.Join(n.shutdownErr, fmt.Errorf("cluster: shutdown: %w", err))
 	}
 	n.log.Info("raft node stopped")
+}
+
+// handOffLeadership transfers leadership to another voter before a
+// graceful stop, so the cluster does not wait out an election timeout.
+func (n *Node) handOffLeadership(ctx context.Context) {
+	if n.raft.State() != raft.Leader || n.otherVoters() == 0 {
+		return
+	}
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := n.await(tctx, "transfer leadership", func() (any, error) {
+		return nil, n.raft.LeadershipTransfer().Error()
+	})
+	if err != nil {
+		n.log.Warn("leadership transfer before shutdown failed", "err", err)
+		return
+	}
+	// The new leader announces itself with its first heartbeat.
+	id, _ := n.Leader()
+	for deadline := time.Now().Add(2 * time.Second); id == "" && time.Now().Before(deadline); id, _ = n.Leader() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.handedTo.Store(&id)
+	n.log.Info("handed leadership over before shutdown", "to", id)
+}
+
+// otherVoters counts the voters of the latest configuration besides this
+// node.
+func (n *Node) otherVoters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(n.cfg.NodeID) {
+			c++
+		}
+	}
+	return c
 }
 
 func (n *Node) finalSnapshot(ctx context.Context) {

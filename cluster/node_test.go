@@ -265,7 +265,8 @@ func TestApplyHonoursContext(t *testing.T) {
 
 func TestNotLeader(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
-	cfg.Bootstrap = false
+	cfg.BootstrapExpect = 0
+	cfg.LeaderWait = 50 * time.Millisecond
 	n := startNode(t, cfg, newCounterFSM(), false)
 
 	ctx := ctxTimeout(t, testWait)
@@ -371,6 +372,7 @@ func TestStartErrors(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
 	cfg.RaftAddr = l.Addr().String()
+	cfg.TLS = testTLS(t, newTestCA(t), "n1")
 	if _, err := Start(t.Context(), cfg, newCounterFSM()); err == nil {
 		t.Fatal("Start on a busy port succeeded")
 	}
@@ -404,51 +406,23 @@ func TestWatchLeadership(t *testing.T) {
 	}
 }
 
-func TestStreamTransport(t *testing.T) {
-	var calls int
-	cfg := testConfig(t, t.TempDir())
-	cfg.Transport = StreamTransport(func(o TransportOptions) (raft.StreamLayer, error) {
-		calls++
-		l, err := net.Listen("tcp", o.BindAddr)
-		if err != nil {
-			return nil, err
-		}
-		return tcpLayer{l}, nil
-	})
-	f := newCounterFSM()
-	n := startNode(t, cfg, f, true)
-	applyAll(t, n, 2, 3)
-	if got := readTotal(t, n, f); got != 5 || calls != 1 {
-		t.Fatalf("total = %d, layer built %d times", got, calls)
-	}
-}
-
-// tcpLayer is a minimal raft.StreamLayer, standing in for a TLS one.
-type tcpLayer struct{ net.Listener }
-
-func (l tcpLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(addr), timeout)
-}
-
 func TestBootstrapOnlyWhenNew(t *testing.T) {
-	cfg := testConfig(t, t.TempDir()).withDefaults()
-	st, err := openStores(cfg, newHCLogger(cfg.Logger, "raft"))
-	if err != nil {
+	dir := t.TempDir()
+	f := newCounterFSM()
+	n := startNode(t, testConfig(t, dir), f, true)
+	applyAll(t, n, 1)
+	if err := n.Shutdown(ctxTimeout(t, testWait)); err != nil {
 		t.Fatal(err)
 	}
-	defer st.close()
-	trans, err := TCPTransport(TransportOptions{BindAddr: "127.0.0.1:0", MaxPool: 1, Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
+	// A restart with BootstrapExpect still 1 must not write a second
+	// configuration: the node comes back with its log and leads again.
+	f2 := newCounterFSM()
+	n2 := startNode(t, testConfig(t, dir), f2, true)
+	if got := readTotal(t, n2, f2); got != 1 {
+		t.Fatalf("total after restart = %d, want 1", got)
 	}
-	defer trans.(raft.WithClose).Close()
-	rc := cfg.raftConfig(cfg.Logger)
-	servers := bootstrapServers(cfg, trans.LocalAddr())
-	if did, err := bootstrapIfNew(rc, st, trans, servers); err != nil || !did {
-		t.Fatalf("first bootstrap: %v, %v", did, err)
-	}
-	if did, err := bootstrapIfNew(rc, st, trans, servers); err != nil || did {
-		t.Fatalf("second bootstrap: %v, %v; want skipped", did, err)
+	if s := n2.Stats(); s.LastLogIndex < 3 {
+		t.Fatalf("log after restart: %+v", s)
 	}
 }
 

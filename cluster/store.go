@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/mimihub/mimi-hub/fsm"
@@ -11,7 +14,9 @@ import (
 )
 
 // Store is the replicated provider state as the API uses it: commands go
-// through Raft, reads go to the local FSM. It implements httpapi.Backend.
+// through Raft on the leader (forwarded there over the internal channel
+// from any other node), reads go to the local FSM after a read index when
+// they must be linearizable. It implements httpapi.Backend.
 type Store struct {
 	node   *Node
 	fsm    *fsm.FSM
@@ -19,9 +24,12 @@ type Store struct {
 	now    func() time.Time
 }
 
-// NewStore joins a started node and the FSM it applies to.
+// NewStore joins a started node and the FSM it applies to, and serves
+// writes forwarded by the other nodes.
 func NewStore(node *Node, f *fsm.FSM, domain string) *Store {
-	return &Store{node: node, fsm: f, domain: domain, now: time.Now}
+	s := &Store{node: node, fsm: f, domain: domain, now: time.Now}
+	node.handleRPC(rpcApply, http.HandlerFunc(s.serveForwarded))
+	return s
 }
 
 // Domain returns the provider's domain.
@@ -33,47 +41,153 @@ func (s *Store) Node() *Node { return s.node }
 // FSM returns the state machine.
 func (s *Store) FSM() *fsm.FSM { return s.fsm }
 
-// unavailableError is a write the cluster cannot take now: there is no
-// leader (or this node is shutting down). The API answers 503.
-type unavailableError struct{ err error }
+// unavailableError is a request the cluster cannot serve now: there is no
+// leader, this node is shutting down, or a write's outcome is unknown.
+// The API answers 503 with Retry-After.
+type unavailableError struct {
+	reason string
+	err    error
+}
 
 func (e *unavailableError) Error() string     { return "cluster unavailable: " + e.err.Error() }
 func (e *unavailableError) Unwrap() error     { return e.err }
 func (e *unavailableError) Unavailable() bool { return true }
 
-// Apply proposes a command, stamped with the leader's clock, and returns its
-// result. The FSM keeps its clock monotonic whatever the stamp says.
+// Reason is a message for the API's client (it names no internal
+// addresses).
+func (e *unavailableError) Reason() string { return e.reason }
+
+func unavailable(err error) error {
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		return &unavailableError{reason: "the cluster has no leader right now; retry", err: err}
+	case errors.Is(err, ErrShutdown):
+		return &unavailableError{reason: "this node is shutting down; retry", err: err}
+	case ambiguous(err):
+		return &unavailableError{reason: "the outcome of the write is unknown; retry with the same Idempotency-Key", err: err}
+	}
+	return err
+}
+
+// requestIDSize is the size of the request ids the store makes up for
+// commands that come without one.
+const requestIDSize = 16
+
+// Apply proposes a command and returns its result. On a follower it is
+// forwarded to the leader, which stamps it with its clock (the FSM keeps its
+// clock monotonic whatever the stamp says). Every command carries a request
+// id (a random one if the caller gave none), so when the outcome of an
+// attempt is unknown the same command is sent again and the FSM returns
+// the first result instead of applying it twice.
 func (s *Store) Apply(ctx context.Context, t fsm.CommandType, requestID []byte, peer string, body wire.Encoder) (*fsm.Result, error) {
+	if len(requestID) == 0 {
+		requestID = make([]byte, requestIDSize)
+		rand.Read(requestID)
+	}
 	cmd, err := fsm.NewCommand(t, requestID, peer, body)
 	if err != nil {
 		return nil, err
 	}
-	if cmd, err = fsm.Stamp(cmd, uint64(s.now().UnixMilli())); err != nil {
-		return nil, err
-	}
-	resp, err := s.node.Apply(ctx, cmd)
-	if err != nil {
-		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrShutdown) {
-			return nil, &unavailableError{err: err}
+	ctx, cancel := s.node.withDefaultDeadline(ctx)
+	defer cancel()
+	var res *fsm.Result
+	err = s.node.onLeader(ctx, "apply "+t.String(), true, func(ctx context.Context, leader string, local bool) error {
+		if local {
+			var err error
+			res, err = s.applyLocal(ctx, cmd)
+			return err
 		}
-		return nil, fmt.Errorf("apply %s: %w", t, err)
-	}
-	res, ok := resp.(*fsm.Result)
-	if !ok {
-		return nil, fmt.Errorf("apply %s: the FSM returned %T", t, resp)
+		var out []byte
+		if err := s.node.rpc.call(ctx, leader, rpcApply, cmd, &out); err != nil {
+			return err
+		}
+		var fa forwardedAnswer
+		if err := wire.Unmarshal(out, &fa); err != nil {
+			return fmt.Errorf("cluster: apply %s: leader's answer: %w", t, err)
+		}
+		res = &fa.Result
+		// Read your writes: this node answers once its own state holds
+		// the entry. The entry is committed either way; a wait cut short
+		// by ctx only means a read right after may not see it yet.
+		s.node.fsm.waitIndex(ctx, fa.Index, s.node.stopping)
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable(err)
 	}
 	return res, nil
 }
 
-// Read runs fn on the local state; linearizable reads wait until every
-// write committed before the call is applied here.
+// forwardedAnswer is the leader's answer to a forwarded command: the
+// result and the entry's log index.
+type forwardedAnswer struct {
+	Index  uint64
+	Result fsm.Result
+}
+
+// EncodeTLS implements wire.Encoder.
+func (a *forwardedAnswer) EncodeTLS(w *wire.Writer) {
+	w.Uint64(a.Index)
+	a.Result.EncodeTLS(w)
+}
+
+// DecodeTLS implements wire.Decoder.
+func (a *forwardedAnswer) DecodeTLS(r *wire.Reader) {
+	r.Uint64(&a.Index)
+	a.Result.DecodeTLS(r)
+}
+
+// applyLocal stamps and applies an encoded command on the leader.
+func (s *Store) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	res, _, err := s.applyLocalIndexed(ctx, cmd)
+	return res, err
+}
+
+func (s *Store) applyLocalIndexed(ctx context.Context, cmd []byte) (*fsm.Result, uint64, error) {
+	if !s.node.isReadyLeader() {
+		id, addr := s.node.Leader()
+		return nil, 0, &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+	}
+	stamped, err := fsm.Stamp(cmd, uint64(s.now().UnixMilli()))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", errInvalidRPC, err)
+	}
+	resp, index, err := s.node.applyIndexed(ctx, stamped)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, ok := resp.(*fsm.Result)
+	if !ok {
+		return nil, 0, fmt.Errorf("cluster: apply: the FSM returned %T", resp)
+	}
+	return res, index, nil
+}
+
+// serveForwarded applies a command another node forwarded.
+func (s *Store) serveForwarded(w http.ResponseWriter, r *http.Request) {
+	cmd, err := io.ReadAll(io.LimitReader(r.Body, maxRPCBody+1))
+	if err != nil || len(cmd) > maxRPCBody {
+		encodeRPCError(w, fmt.Errorf("%w: unreadable or oversized command", errInvalidRPC))
+		return
+	}
+	ctx, cancel := s.node.withDefaultDeadline(r.Context())
+	defer cancel()
+	res, index, err := s.applyLocalIndexed(ctx, cmd)
+	if err != nil {
+		encodeRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(wire.MustMarshal(&forwardedAnswer{Index: index, Result: *res}))
+}
+
+// Read runs fn on the local state; linearizable reads first wait until
+// every write committed before the call is applied here (see
+// Node.Barrier), which works on followers too.
 func (s *Store) Read(ctx context.Context, linearizable bool, fn func(*fsm.State) error) error {
 	if linearizable {
 		if err := s.node.Barrier(ctx); err != nil {
-			if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrShutdown) {
-				return &unavailableError{err: err}
-			}
-			return err
+			return unavailable(err)
 		}
 	}
 	return s.fsm.Read(fn)

@@ -21,9 +21,13 @@ func (s *State) apply(c *Command) *Result {
 		}
 	}
 	res := s.dispatch(c)
-	if res.Kind == OK {
-		s.lastAt = c.AcceptedAt
+	if res.Kind != OK || res.unchanged {
+		// Nothing was applied, so nothing is remembered: a retry is a
+		// fresh attempt, which is safe exactly because this one did
+		// nothing.
+		return res
 	}
+	s.lastAt = c.AcceptedAt
 	if len(c.RequestID) > 0 {
 		s.dedup.put(c.RequestID, c.AcceptedAt, s.cfg.DedupWindow, res)
 	}
@@ -316,6 +320,9 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		}
 		return success(nil)
 	}
+	if out.Response.Code != proto.UpdateSuccess && len(out.Effects) == 0 {
+		return answerUnchanged(&out.Response) // a MIMI-level refusal
+	}
 	if _, local := s.clients[out.Joined]; local {
 		s.stream(b.Room, s.cfg.Domain).subscribe(out.Joined)
 	}
@@ -404,7 +411,7 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 			// none: there is nothing to deliver and nothing to keep. (A
 			// peer must not grow this provider's state with rooms that
 			// nobody here follows.)
-			return success(nil)
+			return answerUnchanged(nil)
 		}
 		st = s.stream(b.Room, id.Domain)
 	}

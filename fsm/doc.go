@@ -10,10 +10,12 @@
 //
 // Apply is deterministic: time comes only from the command, nothing is
 // random, maps are visited in sorted order, and nothing does I/O. Results
-// are values returned to the proposer; a refused command changes nothing. A
-// command carrying a request id that was applied within the dedup window
-// returns the first result again without being applied twice, so a client
-// may retry after an ambiguous failure.
+// are values returned to the proposer; a refused command changes nothing,
+// not even the clock or the dedup table. A command carrying a request id
+// that was applied within the dedup window returns the first result again
+// without being applied twice, so a client (or the cluster, forwarding to a
+// new leader) may retry after an ambiguous failure; a retry of a refused
+// command is simply a new attempt.
 //
 // Snapshots are the versioned encoding of the whole State; two FSMs fed the
 // same log encode identically. DESIGN.md beside this file says more.

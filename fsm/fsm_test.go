@@ -367,7 +367,8 @@ func TestRefusalsChangeNothing(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := n.state()
-			r := n.apply(c.typ, nil, c.peer, c.body)
+			// With a request id: a refusal leaves no dedup entry either.
+			r := n.apply(c.typ, []byte("id "+c.name), c.peer, c.body)
 			if c.want == OK {
 				return // subscribing to a room not hosted here is allowed
 			}

@@ -47,6 +47,12 @@ type Result struct {
 	// Body is the encoded MIMI response, for commands that have one
 	// (UpdateRoomResponse, KeyMaterialResponse).
 	Body []byte
+
+	// unchanged marks an answer that changed nothing (a MIMI-level
+	// refusal such as wrongEpoch, a fanout with nothing to keep): like a
+	// refusal, it leaves no trace, not even in the dedup table or the
+	// clock. Not encoded.
+	unchanged bool
 }
 
 // Err returns the result as an error, or nil when it succeeded.
@@ -76,6 +82,14 @@ func KindOf(err error) ErrorKind {
 
 func refused(kind ErrorKind, format string, args ...any) *Result {
 	return &Result{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// answerUnchanged is a successful answer to a command that changed
+// nothing.
+func answerUnchanged(body wire.Encoder) *Result {
+	r := success(body)
+	r.unchanged = true
+	return r
 }
 
 func success(body wire.Encoder) *Result {

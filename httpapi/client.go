@@ -193,11 +193,20 @@ func (c *clientAPI) authenticate(r *http.Request) (*principal, error) {
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	var valid bool
-	if err := c.backend.Read(r.Context(), false, func(s *fsm.State) error {
+	check := func(s *fsm.State) error {
 		valid = s.Authenticate(client, sum[:])
 		return nil
-	}); err != nil {
+	}
+	// The local state answers at once; a miss is confirmed with a
+	// linearizable read, since a node of a cluster may not have applied a
+	// registration made through another node yet.
+	if err := c.backend.Read(r.Context(), false, check); err != nil {
 		return nil, err
+	}
+	if !valid {
+		if err := c.backend.Read(r.Context(), true, check); err != nil {
+			return nil, err
+		}
 	}
 	if !valid {
 		return nil, fail(http.StatusUnauthorized, "invalid token")

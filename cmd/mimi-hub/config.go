@@ -1,122 +1,229 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/mimihub/mimi-hub/internal/devca"
+	"time"
 )
 
 // config is the daemon's configuration: defaults, then a JSON file
-// (-config), then MIMI_HUB_* environment variables, then flags.
+// (-config), then MIMI_HUB_* environment variables, then flags. JSON keys
+// are the flag names with underscores; durations are strings ("15m").
 type config struct {
 	Domain          string            `json:"domain"`
-	DataDir         string            `json:"data_dir"`
+	DataDir         string            `json:"data"`
+	NodeID          string            `json:"node_id"`
 	FederationAddr  string            `json:"federation_addr"`
 	ClientAddr      string            `json:"client_addr"`
 	OpsAddr         string            `json:"ops_addr"`
 	RaftAddr        string            `json:"raft_addr"`
+	RaftAdvertise   string            `json:"raft_advertise"`
+	GossipAddr      string            `json:"gossip_addr"`
+	GossipAdvertise string            `json:"gossip_advertise"`
+	Join            []string          `json:"join"`
+	BootstrapExpect int               `json:"bootstrap_expect"`
+	ClusterName     string            `json:"cluster_name"`
+	GossipKeyFile   string            `json:"gossip_key_file"`
+	ClusterCert     string            `json:"cluster_cert"`
+	ClusterKey      string            `json:"cluster_key"`
+	ClusterCA       string            `json:"cluster_ca"`
 	PublicURL       string            `json:"public_url"`
 	Cert            string            `json:"cert"`
 	Key             string            `json:"key"`
 	PeerCA          string            `json:"peer_ca"`
 	DevCADir        string            `json:"dev_ca_dir"`
-	Peers           map[string]string `json:"peers"`
-	AssetHosts      []string          `json:"asset_hosts"`
+	Peers           map[string]string `json:"peer"`
+	AssetHosts      []string          `json:"asset_host"`
 	RegistrationKey string            `json:"registration_key"`
+	AdminToken      string            `json:"admin_token"`
 	RequireConsent  bool              `json:"require_consent"`
 	LogLevel        string            `json:"log_level"`
+
+	DeadNodeRemoveAfter  duration `json:"dead_node_remove_after"`
+	LeaderWait           duration `json:"leader_wait"`
+	SnapshotThreshold    uint64   `json:"snapshot_threshold"`
+	SnapshotInterval     duration `json:"snapshot_interval"`
+	TrailingLogs         uint64   `json:"trailing_logs"`
+	RaftHeartbeatTimeout duration `json:"raft_heartbeat_timeout"`
+	RaftElectionTimeout  duration `json:"raft_election_timeout"`
+	RaftLeaseTimeout     duration `json:"raft_lease_timeout"`
 }
 
 func defaults() config {
 	return config{
-		Domain:         "localhost",
-		DataDir:        "mimi-hub-data",
-		FederationAddr: "127.0.0.1:8443",
-		ClientAddr:     "127.0.0.1:8444",
-		OpsAddr:        "127.0.0.1:8445",
-		RaftAddr:       "127.0.0.1:8446",
-		LogLevel:       "info",
+		Domain:          "localhost",
+		DataDir:         "mimi-hub-data",
+		FederationAddr:  "127.0.0.1:8443",
+		ClientAddr:      "127.0.0.1:8444",
+		OpsAddr:         "127.0.0.1:8445",
+		RaftAddr:        "127.0.0.1:8446",
+		GossipAddr:      "127.0.0.1:8447",
+		BootstrapExpect: 1,
+		LogLevel:        "info",
+		Peers:           map[string]string{},
 	}
 }
 
-// kvFlag is a repeatable flag of domain=address pairs.
-type kvFlag map[string]string
+// duration is a time.Duration that reads "15m" from JSON and flags.
+type duration time.Duration
 
-func (k kvFlag) String() string {
-	var parts []string
-	for d, a := range k {
-		parts = append(parts, d+"="+a)
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"15m\": %w", err)
 	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
+	v, err := time.ParseDuration(s)
+	*d = duration(v)
+	return err
 }
 
-func (k kvFlag) Set(v string) error {
-	for _, item := range strings.Split(v, ",") {
-		d, a, ok := strings.Cut(strings.TrimSpace(item), "=")
-		if !ok || d == "" || a == "" {
-			return fmt.Errorf("want domain=host:port, got %q", item)
+// option is one setting: a flag, an environment variable and a JSON key.
+type option struct {
+	name  string
+	usage string
+	// set applies a value given as text to c (repeatable options append).
+	set func(c *config, v string) error
+}
+
+func stringOpt(name, usage string, field func(*config) *string) option {
+	return option{name, usage, func(c *config, v string) error { *field(c) = v; return nil }}
+}
+
+func intOpt(name, usage string, field func(*config) *int) option {
+	return option{name, usage, func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		*field(c) = n
+		return err
+	}}
+}
+
+func uintOpt(name, usage string, field func(*config) *uint64) option {
+	return option{name, usage, func(c *config, v string) error {
+		n, err := strconv.ParseUint(v, 10, 64)
+		*field(c) = n
+		return err
+	}}
+}
+
+func durationOpt(name, usage string, field func(*config) *duration) option {
+	return option{name, usage, func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		*field(c) = duration(d)
+		return err
+	}}
+}
+
+func boolOpt(name, usage string, field func(*config) *bool) option {
+	return option{name, usage, func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		*field(c) = b
+		return err
+	}}
+}
+
+// listOpt appends comma-separated values.
+func listOpt(name, usage string, field func(*config) *[]string) option {
+	return option{name, usage, func(c *config, v string) error {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*field(c) = append(*field(c), s)
+			}
 		}
-		k[d] = a
-	}
-	return nil
+		return nil
+	}}
 }
 
-// listFlag is a repeatable flag of strings.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
+func options() []option {
+	return []option{
+		stringOpt("domain", "the provider's domain", func(c *config) *string { return &c.Domain }),
+		stringOpt("data", "data directory (Raft log, snapshots, dev certificates)", func(c *config) *string { return &c.DataDir }),
+		stringOpt("node-id", "this node's name within the provider's cluster (default: the domain)", func(c *config) *string { return &c.NodeID }),
+		stringOpt("federation-addr", "listen address of the MIMI federation endpoints (mutual TLS)", func(c *config) *string { return &c.FederationAddr }),
+		stringOpt("client-addr", "listen address of the client API (TLS)", func(c *config) *string { return &c.ClientAddr }),
+		stringOpt("ops-addr", "listen address of /healthz, /readyz, /metrics and the operator API (plain HTTP; keep it private)", func(c *config) *string { return &c.OpsAddr }),
+		stringOpt("raft-addr", "listen address of Raft and the internal channel (mutual TLS, cluster CA)", func(c *config) *string { return &c.RaftAddr }),
+		stringOpt("raft-advertise", "address other nodes reach -raft-addr at (default: -raft-addr, which must then be a concrete IP)", func(c *config) *string { return &c.RaftAdvertise }),
+		stringOpt("gossip-addr", "listen address of gossip, TCP and UDP", func(c *config) *string { return &c.GossipAddr }),
+		stringOpt("gossip-advertise", "address other nodes reach -gossip-addr at (default: -gossip-addr)", func(c *config) *string { return &c.GossipAdvertise }),
+		listOpt("join", "gossip addresses of other nodes of this provider (comma-separated, repeatable)", func(c *config) *[]string { return &c.Join }),
+		intOpt("bootstrap-expect", "voters of a brand-new cluster: bootstrap once this many empty nodes see each other (1: alone; 0: only join an existing cluster)", func(c *config) *int { return &c.BootstrapExpect }),
+		stringOpt("cluster-name", "gossip label; nodes of other clusters are ignored (default: the domain)", func(c *config) *string { return &c.ClusterName }),
+		stringOpt("gossip-key-file", "file with the base64 gossip key (16, 24 or 32 bytes); default: made in the dev CA folder", func(c *config) *string { return &c.GossipKeyFile }),
+		stringOpt("cluster-cert", "PEM certificate of this node from the cluster CA; default: issued by the dev cluster CA", func(c *config) *string { return &c.ClusterCert }),
+		stringOpt("cluster-key", "PEM private key of -cluster-cert", func(c *config) *string { return &c.ClusterKey }),
+		stringOpt("cluster-ca", "PEM root of the cluster CA (verifies other nodes)", func(c *config) *string { return &c.ClusterCA }),
+		stringOpt("public-url", "URL peers reach the federation endpoints at (default https://DOMAIN:PORT)", func(c *config) *string { return &c.PublicURL }),
+		stringOpt("cert", "PEM certificate naming DOMAIN (server and client auth); default: issued by the dev CA", func(c *config) *string { return &c.Cert }),
+		stringOpt("key", "PEM private key of -cert", func(c *config) *string { return &c.Key }),
+		stringOpt("peer-ca", "PEM roots that verify peer providers; default: the dev CA", func(c *config) *string { return &c.PeerCA }),
+		stringOpt("dev-ca-dir", "folder of the development CAs and gossip key, created on first use (default DATA/dev-ca); share it between local providers and the nodes of a local cluster", func(c *config) *string { return &c.DevCADir }),
+		{"peer", "peer provider address override, DOMAIN=HOST:PORT (comma-separated, repeatable)", func(c *config, v string) error {
+			for _, item := range strings.Split(v, ",") {
+				d, a, ok := strings.Cut(strings.TrimSpace(item), "=")
+				if !ok || d == "" || a == "" {
+					return fmt.Errorf("want DOMAIN=HOST:PORT, got %q", item)
+				}
+				c.Peers[d] = a
+			}
+			return nil
+		}},
+		listOpt("asset-host", "host downloadFile may fetch from (repeatable)", func(c *config) *[]string { return &c.AssetHosts }),
+		stringOpt("registration-key", "secret clients must present to register (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
+		stringOpt("admin-token", "bearer token the operator API (/v1/ on -ops-addr) requires (default: none)", func(c *config) *string { return &c.AdminToken }),
+		boolOpt("require-consent", "claims for local users need their explicit consent", func(c *config) *bool { return &c.RequireConsent }),
+		stringOpt("log-level", "debug, info, warn or error", func(c *config) *string { return &c.LogLevel }),
+		durationOpt("dead-node-remove-after", "remove a node from Raft after it has been failed this long (default 15m; never below the bootstrap size or a live quorum)", func(c *config) *duration { return &c.DeadNodeRemoveAfter }),
+		durationOpt("leader-wait", "how long a request waits for a leader before answering 503 (default 5s)", func(c *config) *duration { return &c.LeaderWait }),
+		uintOpt("snapshot-threshold", "log entries between automatic snapshots (default 8192)", func(c *config) *uint64 { return &c.SnapshotThreshold }),
+		durationOpt("snapshot-interval", "how often the snapshot threshold is checked (default 2m)", func(c *config) *duration { return &c.SnapshotInterval }),
+		uintOpt("trailing-logs", "log entries kept after a snapshot (default 10240)", func(c *config) *uint64 { return &c.TrailingLogs }),
+		durationOpt("raft-heartbeat-timeout", "Raft heartbeat timeout (default 1s)", func(c *config) *duration { return &c.RaftHeartbeatTimeout }),
+		durationOpt("raft-election-timeout", "Raft election timeout (default 1s)", func(c *config) *duration { return &c.RaftElectionTimeout }),
+		durationOpt("raft-lease-timeout", "Raft leader lease timeout (default 500ms)", func(c *config) *duration { return &c.RaftLeaseTimeout }),
 	}
-	return nil
+}
+
+// envName is the environment variable of an option.
+func envName(name string) string {
+	return "MIMI_HUB_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
 // loadConfig parses args (and the environment) into a config.
-func loadConfig(args []string, getenv func(string) string) (config, error) {
-	c := defaults()
+func loadConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
+	opts := options()
 	fs := flag.NewFlagSet("mimi-hub", flag.ContinueOnError)
-	file := fs.String("config", "", "JSON configuration file")
-	peers, assets := kvFlag{}, listFlag{}
-	str := map[string]*string{
-		"domain":           fs.String("domain", c.Domain, "the provider's domain"),
-		"data":             fs.String("data", c.DataDir, "data directory (Raft log, snapshots, dev certificates)"),
-		"federation-addr":  fs.String("federation-addr", c.FederationAddr, "listen address of the MIMI federation endpoints (mutual TLS)"),
-		"client-addr":      fs.String("client-addr", c.ClientAddr, "listen address of the client API (TLS)"),
-		"ops-addr":         fs.String("ops-addr", c.OpsAddr, "listen address of /healthz and /readyz (plain HTTP; keep it private)"),
-		"raft-addr":        fs.String("raft-addr", c.RaftAddr, "listen address of the Raft transport"),
-		"public-url":       fs.String("public-url", "", "URL peers reach the federation endpoints at (default https://DOMAIN:PORT)"),
-		"cert":             fs.String("cert", "", "PEM certificate naming DOMAIN (server and client auth); default: issued by the dev CA"),
-		"key":              fs.String("key", "", "PEM private key of -cert"),
-		"peer-ca":          fs.String("peer-ca", "", "PEM roots that verify peer providers; default: the dev CA"),
-		"dev-ca-dir":       fs.String("dev-ca-dir", "", "folder of the development CA, created on first use (default DATA/dev-ca); share it between local providers"),
-		"registration-key": fs.String("registration-key", "", "secret clients must present to register (default: open registration)"),
-		"log-level":        fs.String("log-level", c.LogLevel, "debug, info, warn or error"),
+	fs.SetOutput(usage)
+	file := fs.String("config", "", "JSON configuration file (keys: the flag names with underscores)")
+	type given struct{ name, value string }
+	var flags []given
+	probe := defaults()
+	for _, o := range opts {
+		fs.Func(o.name, o.usage+" [env "+envName(o.name)+"]", func(v string) error {
+			if err := o.set(&probe, v); err != nil {
+				return err
+			}
+			flags = append(flags, given{o.name, v})
+			return nil
+		})
 	}
-	consent := fs.Bool("require-consent", false, "claims for local users need their explicit consent")
-	fs.Var(peers, "peer", "peer provider address override, DOMAIN=HOST:PORT (repeatable)")
-	fs.Var(&assets, "asset-host", "host downloadFile may fetch from (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	c := defaults()
 	if *file != "" {
 		b, err := os.ReadFile(*file)
 		if err != nil {
@@ -127,39 +234,28 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		if err := dec.Decode(&c); err != nil {
 			return config{}, fmt.Errorf("config file %s: %w", *file, err)
 		}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	targets := map[string]*string{
-		"domain": &c.Domain, "data": &c.DataDir, "federation-addr": &c.FederationAddr, "client-addr": &c.ClientAddr,
-		"ops-addr": &c.OpsAddr, "raft-addr": &c.RaftAddr, "public-url": &c.PublicURL, "cert": &c.Cert, "key": &c.Key,
-		"peer-ca": &c.PeerCA, "dev-ca-dir": &c.DevCADir, "registration-key": &c.RegistrationKey, "log-level": &c.LogLevel,
-	}
-	for name, dst := range targets {
-		env := "MIMI_HUB_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		switch {
-		case set[name]:
-			*dst = *str[name]
-		case getenv(env) != "":
-			*dst = getenv(env)
+		if c.Peers == nil {
+			c.Peers = map[string]string{}
 		}
 	}
-	if set["require-consent"] {
-		c.RequireConsent = *consent
-	} else if v := getenv("MIMI_HUB_REQUIRE_CONSENT"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return config{}, fmt.Errorf("MIMI_HUB_REQUIRE_CONSENT: %w", err)
+	for _, o := range opts {
+		if v := getenv(envName(o.name)); v != "" {
+			if err := o.set(&c, v); err != nil {
+				return config{}, fmt.Errorf("%s: %w", envName(o.name), err)
+			}
 		}
-		c.RequireConsent = b
 	}
-	if c.Peers == nil {
-		c.Peers = map[string]string{}
+	for _, g := range flags {
+		i := slices.IndexFunc(opts, func(o option) bool { return o.name == g.name })
+		if err := opts[i].set(&c, g.value); err != nil {
+			return config{}, fmt.Errorf("-%s: %w", g.name, err)
+		}
 	}
-	for d, a := range peers {
-		c.Peers[d] = a
-	}
-	c.AssetHosts = append(c.AssetHosts, assets...)
+	return c.complete()
+}
+
+// complete fills derived defaults and checks the combination.
+func (c config) complete() (config, error) {
 	if c.PublicURL == "" {
 		_, port, err := net.SplitHostPort(c.FederationAddr)
 		if err != nil {
@@ -170,91 +266,47 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if c.DevCADir == "" {
 		c.DevCADir = filepath.Join(c.DataDir, "dev-ca")
 	}
-	if (c.Cert == "") != (c.Key == "") {
-		return config{}, errors.New("-cert and -key go together")
+	if c.NodeID == "" {
+		c.NodeID = c.Domain
 	}
-	return c, nil
+	if c.ClusterName == "" {
+		c.ClusterName = c.Domain
+	}
+	var errs []error
+	for _, pair := range [][3]string{{"cert", c.Cert, c.Key}, {"cluster-cert", c.ClusterCert, c.ClusterKey}} {
+		if (pair[1] == "") != (pair[2] == "") {
+			errs = append(errs, fmt.Errorf("-%s and its key go together", pair[0]))
+		}
+	}
+	if c.ClusterCert != "" && c.ClusterCA == "" {
+		errs = append(errs, errors.New("-cluster-cert needs -cluster-ca"))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, errors.New("-bootstrap-expect must not be negative"))
+	}
+	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
+		errs = append(errs, errors.New("-bootstrap-expect 0 joins an existing cluster: give -join"))
+	}
+	return c, errors.Join(errs...)
 }
 
-// certificates returns the provider's certificate and the roots peers are
-// verified against: the configured files, or else the development CA's.
-func (c config) certificates(log *slog.Logger) (tls.Certificate, *x509.CertPool, error) {
-	var ca *devca.CA
-	devCA := func() (*devca.CA, error) {
-		if ca == nil {
-			var err error
-			if ca, err = devca.LoadOrCreate(c.DevCADir); err != nil {
-				return nil, fmt.Errorf("dev CA: %w", err)
-			}
-		}
-		return ca, nil
-	}
-	var cert tls.Certificate
-	if c.Cert != "" {
-		var err error
-		if cert, err = tls.LoadX509KeyPair(c.Cert, c.Key); err != nil {
-			return tls.Certificate{}, nil, fmt.Errorf("certificate: %w", err)
-		}
-	} else {
-		ca, err := devCA()
-		if err != nil {
-			return tls.Certificate{}, nil, err
-		}
-		certFile := filepath.Join(c.DataDir, "dev-cert.pem")
-		keyFile := filepath.Join(c.DataDir, "dev-key.pem")
-		if loaded, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil && namesDomain(loaded, c.Domain) && issuedBy(loaded, ca) {
-			cert = loaded
-		} else {
-			if cert, err = ca.Issue(c.Domain, "localhost", "127.0.0.1", "::1"); err != nil {
-				return tls.Certificate{}, nil, err
-			}
-			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-				return tls.Certificate{}, nil, err
-			}
-			if err := devca.WriteCert(cert, certFile, keyFile); err != nil {
-				return tls.Certificate{}, nil, err
-			}
-			log.Info("issued a development certificate", "domain", c.Domain, "cert", certFile, "ca", filepath.Join(c.DevCADir, "dev-ca.pem"))
-		}
-	}
-	var roots *x509.CertPool
-	if c.PeerCA != "" {
-		pemBytes, err := os.ReadFile(c.PeerCA)
-		if err != nil {
-			return tls.Certificate{}, nil, err
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemBytes) {
-			return tls.Certificate{}, nil, fmt.Errorf("%s holds no PEM certificates", c.PeerCA)
-		}
-	} else {
-		ca, err := devCA()
-		if err != nil {
-			return tls.Certificate{}, nil, err
-		}
-		roots = ca.Pool()
-	}
-	return cert, roots, nil
-}
-
-func namesDomain(c tls.Certificate, domain string) bool {
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
-	return err == nil && leaf.VerifyHostname(domain) == nil
-}
-
-func issuedBy(c tls.Certificate, ca *devca.CA) bool {
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
+// readGossipKey reads a gossip key file (base64).
+func readGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return false
+		return nil, err
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	return err == nil
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("gossip key %s: not base64: %w", path, err)
+	}
+	return key, nil
 }
 
-func (c config) logger() (*slog.Logger, error) {
+func (c config) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
 }

@@ -3,12 +3,16 @@
 //
 // With no arguments it runs a single-node provider for "localhost": the MIMI
 // federation endpoints on 127.0.0.1:8443 (mutual TLS), the client API on
-// 127.0.0.1:8444, /healthz and /readyz on 127.0.0.1:8445 and Raft on
-// 127.0.0.1:8446, with its data in ./mimi-hub-data and a development CA and
-// certificate made there on first start. `mimi-hub -h` lists the flags;
-// every flag can also come from a JSON file (-config) or a MIMI_HUB_*
+// 127.0.0.1:8444, the operations endpoints (/healthz, /readyz, /metrics,
+// the operator API) on 127.0.0.1:8445, Raft and the internal channel on
+// 127.0.0.1:8446 and gossip on 127.0.0.1:8447, with its data in
+// ./mimi-hub-data and development CAs, certificates and gossip key made
+// there on first start. The same binary runs the nodes of a provider's
+// cluster: give each a -node-id, its addresses, -join and
+// -bootstrap-expect (see the README). `mimi-hub -h` lists the flags; every
+// flag can also come from a JSON file (-config) or a MIMI_HUB_*
 // environment variable. SIGTERM and SIGINT stop it cleanly: servers drain,
-// then Raft snapshots and closes.
+// a leader hands leadership over, then Raft snapshots and closes.
 package main
 
 import (
@@ -16,16 +20,19 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/internal/hub"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -34,16 +41,16 @@ func main() {
 	}
 }
 
-func run(args []string) error {
-	cfg, err := loadConfig(args, os.Getenv)
+func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := cfg.logger()
+	log, err := cfg.logger(stderr)
 	if err != nil {
 		return err
 	}
-	cert, roots, err := cfg.certificates(log)
+	mat, err := cfg.loadMaterial(log)
 	if err != nil {
 		return err
 	}
@@ -51,22 +58,7 @@ func run(args []string) error {
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	h, err := hub.Start(startCtx, hub.Config{
-		Domain:          cfg.Domain,
-		DataDir:         cfg.DataDir,
-		FederationAddr:  cfg.FederationAddr,
-		ClientAddr:      cfg.ClientAddr,
-		OpsAddr:         cfg.OpsAddr,
-		RaftAddr:        cfg.RaftAddr,
-		PublicURL:       cfg.PublicURL,
-		Certificate:     cert,
-		PeerRoots:       roots,
-		Peers:           cfg.Peers,
-		AssetHosts:      cfg.AssetHosts,
-		RegistrationKey: cfg.RegistrationKey,
-		RequireConsent:  cfg.RequireConsent,
-		Logger:          log,
-	})
+	h, err := hub.Start(startCtx, cfg.hubConfig(mat, log))
 	if err != nil {
 		return err
 	}
@@ -75,4 +67,46 @@ func run(args []string) error {
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelClose()
 	return h.Close(closeCtx)
+}
+
+// hubConfig maps the daemon's configuration onto the provider's.
+func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
+	return hub.Config{
+		Domain:          c.Domain,
+		NodeID:          c.NodeID,
+		DataDir:         c.DataDir,
+		FederationAddr:  c.FederationAddr,
+		ClientAddr:      c.ClientAddr,
+		OpsAddr:         c.OpsAddr,
+		RaftAddr:        c.RaftAddr,
+		PublicURL:       c.PublicURL,
+		Certificate:     m.cert,
+		PeerRoots:       m.peerRoots,
+		Peers:           c.Peers,
+		AssetHosts:      c.AssetHosts,
+		RegistrationKey: c.RegistrationKey,
+		AdminToken:      c.AdminToken,
+		RequireConsent:  c.RequireConsent,
+		Raft: cluster.Config{
+			AdvertiseAddr:   c.RaftAdvertise,
+			BootstrapExpect: c.BootstrapExpect,
+			TLS:             m.cluster,
+			Gossip: &cluster.GossipConfig{
+				BindAddr:      c.GossipAddr,
+				AdvertiseAddr: c.GossipAdvertise,
+				Join:          c.Join,
+				Key:           m.gossipKey,
+				ClusterName:   c.ClusterName,
+			},
+			LeaderWait:            time.Duration(c.LeaderWait),
+			DeadServerRemoveAfter: time.Duration(c.DeadNodeRemoveAfter),
+			SnapshotThreshold:     c.SnapshotThreshold,
+			SnapshotInterval:      time.Duration(c.SnapshotInterval),
+			TrailingLogs:          c.TrailingLogs,
+			HeartbeatTimeout:      time.Duration(c.RaftHeartbeatTimeout),
+			ElectionTimeout:       time.Duration(c.RaftElectionTimeout),
+			LeaderLeaseTimeout:    time.Duration(c.RaftLeaseTimeout),
+		},
+		Logger: log,
+	}
 }

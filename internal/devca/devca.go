@@ -36,30 +36,77 @@ const (
 )
 
 // LoadOrCreate returns the CA kept in dir, creating it (and dir) on first
-// use.
+// use. Creation holds a lock on the folder, so providers starting at the
+// same moment on a shared folder end up with one CA.
 func LoadOrCreate(dir string) (*CA, error) {
-	certPEM, errCert := os.ReadFile(filepath.Join(dir, caCertFile))
-	keyPEM, errKey := os.ReadFile(filepath.Join(dir, caKeyFile))
-	if errCert == nil && errKey == nil {
-		return parse(certPEM, keyPEM)
-	}
-	if !errors.Is(errCert, os.ErrNotExist) || !errors.Is(errKey, os.ErrNotExist) {
-		return nil, fmt.Errorf("dev CA in %s is incomplete: %v, %v", dir, errCert, errKey)
-	}
-	ca, keyPEM, err := create()
-	if err != nil {
-		return nil, err
-	}
+	var ca *CA
+	err := withLock(dir, func() error {
+		certPEM, errCert := os.ReadFile(filepath.Join(dir, caCertFile))
+		keyPEM, errKey := os.ReadFile(filepath.Join(dir, caKeyFile))
+		if errCert == nil && errKey == nil {
+			var err error
+			ca, err = parse(certPEM, keyPEM)
+			return err
+		}
+		if !errors.Is(errCert, os.ErrNotExist) || !errors.Is(errKey, os.ErrNotExist) {
+			return fmt.Errorf("dev CA in %s is incomplete: %v, %v", dir, errCert, errKey)
+		}
+		created, keyPEM, err := create()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, caKeyFile), keyPEM, 0o600); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, caCertFile), created.PEM, 0o644); err != nil {
+			return err
+		}
+		ca = created
+		return nil
+	})
+	return ca, err
+}
+
+// LoadOrCreateSecret returns the random secret of size bytes kept in
+// dir/name, creating it on first use (under the folder's lock), such as the
+// gossip key every node of a development cluster shares.
+func LoadOrCreateSecret(dir, name string, size int) ([]byte, error) {
+	var secret []byte
+	err := withLock(dir, func() error {
+		path := filepath.Join(dir, name)
+		b, err := os.ReadFile(path)
+		if err == nil {
+			if len(b) != size {
+				return fmt.Errorf("%s holds %d bytes, want %d", path, len(b), size)
+			}
+			secret = b
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		secret = make([]byte, size)
+		rand.Read(secret)
+		return os.WriteFile(path, secret, 0o600)
+	})
+	return secret, err
+}
+
+// withLock creates dir if needed and runs fn holding an exclusive lock on
+// dir/.lock.
+func withLock(dir string, fn func() error) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, caKeyFile), keyPEM, 0o600); err != nil {
-		return nil, err
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, caCertFile), ca.PEM, 0o644); err != nil {
-		return nil, err
+	defer f.Close()
+	if err := lockFile(f); err != nil {
+		return fmt.Errorf("lock %s: %w", dir, err)
 	}
-	return ca, nil
+	return fn()
 }
 
 // New returns a fresh CA held in memory (for tests).

@@ -1,9 +1,11 @@
 package devca
 
 import (
+	"bytes"
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -40,5 +42,39 @@ func TestCAIssuesMutualTLSCertificates(t *testing.T) {
 	}
 	if _, err := LoadOrCreate(dir); err == nil {
 		t.Fatal("a CA without its key loaded")
+	}
+}
+
+// TestLoadOrCreateConcurrently: providers starting together on a shared
+// folder all get the same CA and the same secret.
+func TestLoadOrCreateConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	cas := make([]*CA, n)
+	secrets := make([][]byte, n)
+	errs := make([]error, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			cas[i], errs[i] = LoadOrCreate(dir)
+		}()
+		go func() {
+			defer wg.Done()
+			secrets[i], errs[n+i] = LoadOrCreateSecret(dir, "gossip.key", 32)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || errs[n+i] != nil {
+			t.Fatalf("caller %d: %v, %v", i, errs[i], errs[n+i])
+		}
+		if !cas[i].Cert.Equal(cas[0].Cert) || !bytes.Equal(secrets[i], secrets[0]) || len(secrets[i]) != 32 {
+			t.Fatalf("caller %d got a different CA or secret", i)
+		}
+	}
+	if _, err := LoadOrCreateSecret(dir, "gossip.key", 16); err == nil {
+		t.Fatal("a secret of the wrong size was accepted")
 	}
 }

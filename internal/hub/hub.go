@@ -56,8 +56,13 @@ type Config struct {
 	RequireConsent bool
 	// AdminToken, when set, is the bearer token the ops listener's /v1/ endpoints require (see ops.go).
 	AdminToken string
-	// Raft tunes the Raft node (NodeID, DataDir, RaftAddr and Bootstrap
-	// are set from the fields above).
+	// NodeID names this node within its provider's cluster; default
+	// Domain (a single node).
+	NodeID string
+	// Raft configures the Raft node: timing, snapshots, and for a cluster
+	// of several nodes TLS (the cluster CA), Gossip and BootstrapExpect.
+	// NodeID, DataDir and RaftAddr are set from the fields above. Without
+	// Gossip the node is a single voter (BootstrapExpect 1).
 	Raft cluster.Config
 	// Delivery tunes the fanout worker.
 	Delivery cluster.DeliveryConfig
@@ -93,11 +98,16 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = cfg.Domain
+	}
 	rc := cfg.Raft
-	rc.NodeID = cfg.Domain
+	rc.NodeID = cfg.NodeID
 	rc.DataDir = filepath.Join(cfg.DataDir, "raft")
 	rc.RaftAddr = cfg.RaftAddr
-	rc.Bootstrap = true
+	if rc.Gossip == nil {
+		rc.BootstrapExpect = 1
+	}
 	rc.Logger = log
 	node, err := cluster.Start(ctx, rc, f)
 	if err != nil {
@@ -189,13 +199,21 @@ func (h *Hub) Store() *cluster.Store { return h.store }
 // Delivery returns the fanout worker.
 func (h *Hub) Delivery() *cluster.Delivery { return h.delivery }
 
-// WaitReady waits until the node leads (a single node elects itself).
+// WaitReady waits until the node can serve linearizable requests: a
+// leader is known (a single node elects itself) and this node's state has
+// caught up with it.
 func (h *Hub) WaitReady(ctx context.Context) error {
-	_, _, err := h.node.WaitLeader(ctx)
-	if err != nil {
-		return err
+	for {
+		err := h.node.Barrier(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return h.node.Barrier(ctx)
 }
 
 // Close stops the servers (letting requests in flight finish until ctx

@@ -1,0 +1,277 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// GossipConfig configures discovery with hashicorp/memberlist. Gossip only
+// finds nodes and tells who is alive; the Raft configuration, changed by
+// the leader, is what makes a node a member.
+type GossipConfig struct {
+	// BindAddr is the host:port memberlist listens on (TCP and UDP).
+	BindAddr string
+	// AdvertiseAddr is the host:port other nodes reach it at; empty means
+	// BindAddr, which must then name a concrete IP. It is never guessed.
+	AdvertiseAddr string
+	// Join lists gossip addresses of other nodes; any one that answers
+	// is enough. The node keeps retrying in the background until one does.
+	Join []string
+	// Key encrypts and authenticates gossip (AES-GCM, 16, 24 or 32 bytes).
+	// Every node of a cluster has the same key. Required.
+	Key []byte
+	// ClusterName labels every gossip packet; nodes of other clusters
+	// (another label) are ignored even if they share the key.
+	ClusterName string
+	// Profile picks memberlist's timing: "lan" (default) or "local"
+	// (fast failure detection, for tests on one machine).
+	Profile string
+}
+
+func (g *GossipConfig) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(g.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("gossip BindAddr: %w", err))
+	}
+	if a := g.AdvertiseAddr; a != "" {
+		if _, err := concreteAddr(a); err != nil {
+			errs = append(errs, fmt.Errorf("gossip AdvertiseAddr: %w", err))
+		}
+	} else if _, err := concreteAddr(g.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("gossip BindAddr %q: without AdvertiseAddr it must be a concrete IP:port", g.BindAddr))
+	}
+	switch len(g.Key) {
+	case 16, 24, 32:
+	default:
+		errs = append(errs, fmt.Errorf("gossip Key must be 16, 24 or 32 bytes, not %d", len(g.Key)))
+	}
+	if g.ClusterName == "" {
+		errs = append(errs, errors.New("gossip ClusterName is required"))
+	}
+	switch g.Profile {
+	case "", "lan", "local":
+	default:
+		errs = append(errs, fmt.Errorf("gossip Profile %q: want lan or local", g.Profile))
+	}
+	return errors.Join(errs...)
+}
+
+// concreteAddr parses host:port where host is an IP that is not
+// unspecified and port is not zero.
+func concreteAddr(s string) (*net.TCPAddr, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return nil, err
+	}
+	ip := net.ParseIP(host)
+	p, err := strconv.Atoi(port)
+	if ip == nil || ip.IsUnspecified() || err != nil || p <= 0 || p > 65535 {
+		return nil, fmt.Errorf("%q: need a concrete IP and port", s)
+	}
+	return &net.TCPAddr{IP: ip, Port: p}, nil
+}
+
+// nodeMeta is what a node tells the others about itself through gossip
+// (memberlist limits it to 512 bytes).
+type nodeMeta struct {
+	Version  int    `json:"v"`
+	RaftAddr string `json:"raft"`
+	Expect   int    `json:"expect"`
+	HasState bool   `json:"state"`
+}
+
+// MemberStatus is a node's gossip status.
+type MemberStatus string
+
+// Gossip statuses.
+const (
+	StatusAlive   MemberStatus = "alive"
+	StatusSuspect MemberStatus = "suspect"
+	StatusFailed  MemberStatus = "failed" // memberlist: dead
+	StatusLeft    MemberStatus = "left"   // left gracefully
+)
+
+// member is what gossip knows about a node.
+type member struct {
+	ID         string
+	GossipAddr string
+	Meta       nodeMeta
+	Status     MemberStatus
+	// Since is when Status last changed (local clock).
+	Since time.Time
+}
+
+// gossip runs memberlist for one node and keeps the member table.
+type gossip struct {
+	ml  *memberlist.Memberlist
+	log *slog.Logger
+
+	mu      sync.Mutex
+	meta    nodeMeta
+	members map[string]*member
+	notify  chan struct{} // one-slot: something changed
+	now     func() time.Time
+}
+
+func startGossip(cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger) (*gossip, error) {
+	g := &gossip{log: log.With("component", "gossip"), meta: meta, members: map[string]*member{},
+		notify: make(chan struct{}, 1), now: time.Now}
+	var mc *memberlist.Config
+	if cfg.Profile == "local" {
+		mc = memberlist.DefaultLocalConfig()
+	} else {
+		mc = memberlist.DefaultLANConfig()
+	}
+	mc.Name = id
+	host, port, _ := net.SplitHostPort(cfg.BindAddr)
+	mc.BindAddr = host
+	mc.BindPort, _ = strconv.Atoi(port)
+	adv := cfg.AdvertiseAddr
+	if adv == "" {
+		adv = cfg.BindAddr
+	}
+	a, err := concreteAddr(adv)
+	if err != nil {
+		return nil, fmt.Errorf("gossip advertise address: %w", err)
+	}
+	mc.AdvertiseAddr, mc.AdvertisePort = a.IP.String(), a.Port
+	mc.SecretKey = cfg.Key
+	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	mc.Label = cfg.ClusterName
+	mc.Delegate = g
+	mc.Events = g
+	mc.Logger = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+// join contacts the given addresses; it succeeds if any one answers.
+func (g *gossip) join(addrs []string) (int, error) {
+	return g.ml.Join(addrs)
+}
+
+// setMeta changes what this node advertises and pushes it out.
+func (g *gossip) setMeta(update func(*nodeMeta)) {
+	g.mu.Lock()
+	update(&g.meta)
+	g.mu.Unlock()
+	if err := g.ml.UpdateNode(5 * time.Second); err != nil {
+		g.log.Warn("gossip metadata update not acknowledged", "err", err)
+	}
+}
+
+// leave announces a graceful departure and waits (bounded) for it to
+// spread.
+func (g *gossip) leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
+
+func (g *gossip) shutdown() error { return g.ml.Shutdown() }
+
+// snapshot returns the member table, sorted by ID.
+func (g *gossip) snapshot() []member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]member, 0, len(g.members))
+	for _, m := range g.members {
+		out = append(out, *m)
+	}
+	slices.SortFunc(out, func(a, b member) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// changed returns the one-slot channel signalled on membership changes.
+func (g *gossip) changed() <-chan struct{} { return g.notify }
+
+func (g *gossip) update(n *memberlist.Node, status MemberStatus) {
+	var meta nodeMeta
+	if len(n.Meta) > 0 {
+		if err := json.Unmarshal(n.Meta, &meta); err != nil {
+			g.log.Warn("unreadable gossip metadata", "node", n.Name, "err", err)
+		}
+	}
+	g.mu.Lock()
+	m, ok := g.members[n.Name]
+	if !ok {
+		m = &member{ID: n.Name}
+		g.members[n.Name] = m
+	}
+	if m.Status != status {
+		m.Since = g.now()
+	}
+	m.Status = status
+	m.GossipAddr = n.Address()
+	if len(n.Meta) > 0 {
+		m.Meta = meta
+	}
+	g.mu.Unlock()
+	select {
+	case g.notify <- struct{}{}:
+	default:
+	}
+}
+
+// NodeMeta implements memberlist.Delegate.
+func (g *gossip) NodeMeta(limit int) []byte {
+	g.mu.Lock()
+	b, _ := json.Marshal(g.meta)
+	g.mu.Unlock()
+	if len(b) > limit {
+		g.log.Error("gossip metadata too large", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+
+// NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState implement
+// memberlist.Delegate; this node uses only the metadata.
+func (g *gossip) NotifyMsg([]byte)                           {}
+func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (g *gossip) LocalState(join bool) []byte                { return nil }
+func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
+
+// NotifyJoin implements memberlist.EventDelegate.
+func (g *gossip) NotifyJoin(n *memberlist.Node) { g.update(n, StatusAlive) }
+
+// NotifyUpdate implements memberlist.EventDelegate.
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.update(n, gossipStatus(n)) }
+
+// NotifyLeave implements memberlist.EventDelegate: a node failed or left.
+func (g *gossip) NotifyLeave(n *memberlist.Node) {
+	if n.State == memberlist.StateLeft {
+		g.update(n, StatusLeft)
+		return
+	}
+	g.update(n, StatusFailed)
+}
+
+func gossipStatus(n *memberlist.Node) MemberStatus {
+	switch n.State {
+	case memberlist.StateSuspect:
+		return StatusSuspect
+	case memberlist.StateDead:
+		return StatusFailed
+	case memberlist.StateLeft:
+		return StatusLeft
+	}
+	return StatusAlive
+}

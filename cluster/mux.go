@@ -1,0 +1,249 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// TLS is a node's identity towards the other nodes of its cluster: a
+// certificate issued by the cluster CA, and that CA. Raft and the internal
+// channel accept only peers whose certificate chains to Roots, in both
+// directions; host names are not checked, because nodes dial each other by
+// address and membership of the cluster is what the CA certifies. Use a CA
+// dedicated to one cluster.
+type TLS struct {
+	Certificate tls.Certificate
+	Roots       *x509.CertPool
+}
+
+// Verify checks that a peer's certificate chain (DER, leaf first) leads to
+// the cluster CA.
+func (t *TLS) Verify(rawCerts [][]byte) error {
+	if len(rawCerts) == 0 {
+		return errors.New("peer presented no certificate")
+	}
+	certs := make([]*x509.Certificate, len(rawCerts))
+	for i, raw := range rawCerts {
+		c, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return fmt.Errorf("peer certificate: %w", err)
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: t.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return fmt.Errorf("peer certificate is not from the cluster CA: %w", err)
+	}
+	return nil
+}
+
+func (t *TLS) serverConfig() *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{t.Certificate},
+		ClientAuth:   tls.RequireAnyClientCert,
+		MinVersion:   tls.VersionTLS13,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return t.Verify(raw)
+		},
+	}
+}
+
+func (t *TLS) clientConfig() *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{t.Certificate},
+		MinVersion:   tls.VersionTLS13,
+		// The chain is checked against the cluster CA below; the host
+		// name is not (peers are dialled by address).
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return t.Verify(raw)
+		},
+	}
+}
+
+// Protocol bytes: the first byte a dialer writes on a new connection says
+// which service it wants. Raft and the internal channel share one port.
+const (
+	protoRaft byte = 'R'
+	protoRPC  byte = 'I'
+)
+
+// handshakeTimeout bounds a new connection's TLS handshake and first byte,
+// so a silent peer cannot hold an accept slot.
+const handshakeTimeout = 10 * time.Second
+
+// mux accepts mutually authenticated TLS connections on the Raft port and
+// hands each to the service its first byte names.
+type mux struct {
+	ln        net.Listener
+	advertise net.Addr
+	server    *tls.Config
+	client    *tls.Config
+	log       *slog.Logger
+	subs      map[byte]*subListener
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func newMux(bind string, advertise net.Addr, t *TLS, log *slog.Logger) (*mux, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", bind, err)
+	}
+	if advertise == nil {
+		advertise = ln.Addr()
+		if a, ok := advertise.(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+			ln.Close()
+			return nil, fmt.Errorf("listening on %s: set an advertise address peers can dial", bind)
+		}
+	}
+	m := &mux{ln: ln, advertise: advertise, server: t.serverConfig(), client: t.clientConfig(), log: log,
+		subs: map[byte]*subListener{}, closed: make(chan struct{})}
+	for _, p := range []byte{protoRaft, protoRPC} {
+		m.subs[p] = &subListener{addr: advertise, conns: make(chan net.Conn), closed: make(chan struct{})}
+	}
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m, nil
+}
+
+func (m *mux) acceptLoop() {
+	defer m.wg.Done()
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			m.log.Error("raft port accept failed", "err", err)
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(conn)
+		}()
+	}
+}
+
+// route authenticates conn, reads its protocol byte and hands it over.
+func (m *mux) route(raw net.Conn) {
+	conn := tls.Server(raw, m.server)
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := conn.HandshakeContext(ctx); err != nil {
+		m.log.Warn("refused a connection on the raft port", "remote", raw.RemoteAddr(), "err", err)
+		raw.Close()
+		return
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		conn.Close()
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	sub, ok := m.subs[b[0]]
+	if !ok {
+		m.log.Warn("unknown protocol byte on the raft port", "remote", raw.RemoteAddr(), "byte", b[0])
+		conn.Close()
+		return
+	}
+	select {
+	case sub.conns <- conn:
+	case <-sub.closed:
+		conn.Close()
+	case <-m.closed:
+		conn.Close()
+	}
+}
+
+// dial opens an authenticated connection to a peer's Raft port for proto.
+func (m *mux) dial(ctx context.Context, addr string, proto byte) (*tls.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: m.client}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conn := c.(*tls.Conn)
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetWriteDeadline(dl)
+	}
+	if _, err := conn.Write([]byte{proto}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetWriteDeadline(time.Time{})
+	return conn, nil
+}
+
+// close stops accepting and closes the sub-listeners; connections already
+// handed over belong to their services.
+func (m *mux) close() {
+	m.closeOnce.Do(func() {
+		close(m.closed)
+		m.ln.Close()
+		for _, s := range m.subs {
+			s.Close()
+		}
+	})
+	m.wg.Wait()
+}
+
+// subListener is the net.Listener one service accepts from.
+type subListener struct {
+	addr      net.Addr
+	conns     chan net.Conn
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (l *subListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *subListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *subListener) Addr() net.Addr { return l.addr }
+
+// raftLayer is the raft.StreamLayer over the mux.
+type raftLayer struct {
+	*subListener
+	m *mux
+}
+
+func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return l.m.dial(ctx, string(addr), protoRaft)
+}

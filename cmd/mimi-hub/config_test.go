@@ -1,0 +1,107 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.json")
+	os.WriteFile(file, []byte(`{"domain":"a.example","join":["10.0.0.1:8447"],"dead_node_remove_after":"1h","peer":{"b.example":"10.0.0.9:443"}}`), 0o600)
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"domian":"typo"}`), 0o600)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c config)
+		err   string
+	}{
+		{name: "defaults", check: func(t *testing.T, c config) {
+			if c.Domain != "localhost" || c.NodeID != "localhost" || c.ClusterName != "localhost" || c.BootstrapExpect != 1 ||
+				c.GossipAddr != "127.0.0.1:8447" || c.PublicURL != "https://localhost:8443" || c.DevCADir != filepath.Join("mimi-hub-data", "dev-ca") {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "file then env then flags", args: []string{"-config", file, "-node-id", "n2", "-join", "10.0.0.2:8447,10.0.0.3:8447", "-peer", "c.example=10.0.0.8:443"},
+			env: map[string]string{"MIMI_HUB_NODE_ID": "from-env", "MIMI_HUB_BOOTSTRAP_EXPECT": "3", "MIMI_HUB_LEADER_WAIT": "2s"},
+			check: func(t *testing.T, c config) {
+				if c.Domain != "a.example" || c.NodeID != "n2" || c.BootstrapExpect != 3 || time.Duration(c.LeaderWait) != 2*time.Second ||
+					time.Duration(c.DeadNodeRemoveAfter) != time.Hour {
+					t.Fatalf("%+v", c)
+				}
+				if !slices.Equal(c.Join, []string{"10.0.0.1:8447", "10.0.0.2:8447", "10.0.0.3:8447"}) {
+					t.Fatalf("join = %v", c.Join)
+				}
+				if c.Peers["b.example"] != "10.0.0.9:443" || c.Peers["c.example"] != "10.0.0.8:443" {
+					t.Fatalf("peers = %v", c.Peers)
+				}
+			}},
+		{name: "unknown file key", args: []string{"-config", bad}, err: "unknown field"},
+		{name: "bad duration", args: []string{"-leader-wait", "soon"}, err: "invalid"},
+		{name: "bad env", env: map[string]string{"MIMI_HUB_BOOTSTRAP_EXPECT": "three"}, err: "MIMI_HUB_BOOTSTRAP_EXPECT"},
+		{name: "join-only needs join", args: []string{"-bootstrap-expect", "0"}, err: "give -join"},
+		{name: "cert without key", args: []string{"-cert", "x.pem"}, err: "go together"},
+		{name: "cluster cert without CA", args: []string{"-cluster-cert", "x.pem", "-cluster-key", "k.pem"}, err: "-cluster-ca"},
+		{name: "stray argument", args: []string{"extra"}, err: "unexpected"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestDevMaterial(t *testing.T) {
+	dir := t.TempDir()
+	c, err := loadConfig([]string{"-data", filepath.Join(dir, "n1"), "-dev-ca-dir", filepath.Join(dir, "ca"), "-domain", "a.example", "-node-id", "n1"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.loadMaterial(discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.cert.Leaf.DNSNames, []string{"a.example"}) {
+		t.Fatalf("provider certificate names %v, want exactly the domain", m.cert.Leaf.DNSNames)
+	}
+	if len(m.gossipKey) != 32 || m.cluster.Roots == nil {
+		t.Fatalf("material %+v", m)
+	}
+	// A second node sharing the dev CA folder gets the same CAs and key,
+	// and the first node's stored certificates are reused.
+	c2 := c
+	c2.DataDir, c2.NodeID = filepath.Join(dir, "n2"), "n2"
+	m2, err := c2.loadMaterial(discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m2.gossipKey) != string(m.gossipKey) {
+		t.Fatal("nodes of one dev cluster got different gossip keys")
+	}
+	if err := m.cluster.Verify(m2.cluster.Certificate.Certificate); err != nil {
+		t.Fatalf("node 1 does not trust node 2: %v", err)
+	}
+	again, err := c.loadMaterial(discardLogger())
+	if err != nil || string(again.cert.Certificate[0]) != string(m.cert.Certificate[0]) {
+		t.Fatalf("certificate not reused: %v", err)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
