@@ -129,7 +129,31 @@ type Config struct {
 	// Logger receives the node's and hashicorp/raft's logs. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	// Observer receives timings for metrics; nil means none.
+	Observer Observer
 }
+
+// Observer receives a node's timings, for metrics. Its methods are called
+// on hot paths and must not block.
+type Observer interface {
+	// Committed reports an entry proposed on this node (the leader): the
+	// time from proposal until the FSM's response, so replication, commit
+	// and apply together.
+	Committed(d time.Duration)
+	// FSMApplied reports the FSM applying one entry, on every node.
+	FSMApplied(d time.Duration)
+	// Forwarded reports a write this node forwarded to the leader: the
+	// round trip, and the error if it failed.
+	Forwarded(d time.Duration, err error)
+}
+
+// noObserver is the Observer when none is configured.
+type noObserver struct{}
+
+func (noObserver) Committed(time.Duration)        {}
+func (noObserver) FSMApplied(time.Duration)       {}
+func (noObserver) Forwarded(time.Duration, error) {}
 
 // withDefaults returns c with every zero-valued field set to its default.
 func (c Config) withDefaults() Config {
@@ -154,6 +178,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MinVoters, max(c.BootstrapExpect, 1))
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return c
 }

@@ -29,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 		LeaderWait: 5 * time.Second, ReconcileInterval: time.Second, DeadServerRemoveAfter: 15 * time.Minute,
 		PromoteAfter: 5 * time.Second, MaxPromoteLag: 256, MinVoters: 1,
 	}
-	c.Logger = nil
+	c.Logger, c.Observer = nil, nil
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("withDefaults =\n%+v\nwant\n%+v", c, want)
 	}

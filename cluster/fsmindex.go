@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -31,14 +32,15 @@ const snapshotMagic = "mimi-hub-snapshot/1\n"
 // term's invisible noop is followed by a visible one of its own.
 type indexedFSM struct {
 	inner raft.FSM
+	obs   Observer
 
 	mu      sync.Mutex
 	index   uint64
 	changed chan struct{} // closed and replaced when index moves
 }
 
-func newIndexedFSM(inner raft.FSM) *indexedFSM {
-	return &indexedFSM{inner: inner, changed: make(chan struct{})}
+func newIndexedFSM(inner raft.FSM, obs Observer) *indexedFSM {
+	return &indexedFSM{inner: inner, obs: obs, changed: make(chan struct{})}
 }
 
 var (
@@ -52,7 +54,9 @@ func (f *indexedFSM) Apply(l *raft.Log) any {
 		f.advance(l.Index)
 		return nil
 	}
+	start := time.Now()
 	resp := f.inner.Apply(l)
+	f.obs.FSMApplied(time.Since(start))
 	f.advance(l.Index)
 	return resp
 }

@@ -81,7 +81,7 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 		cfg:      cfg,
 		log:      logger,
 		st:       st,
-		fsm:      newIndexedFSM(fsm),
+		fsm:      newIndexedFSM(fsm, cfg.Observer),
 		lead:     newLeadership(),
 		stopping: make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -325,6 +325,7 @@ func (n *Node) applyIndexed(ctx context.Context, cmd []byte) (any, uint64, error
 		resp  any
 		index uint64
 	}
+	start := time.Now()
 	v, err := n.await(ctx, "apply", func() (any, error) {
 		f := n.raft.Apply(cmd, timeout)
 		if err := f.Error(); err != nil {
@@ -335,6 +336,7 @@ func (n *Node) applyIndexed(ctx context.Context, cmd []byte) (any, uint64, error
 	if err != nil {
 		return nil, 0, err
 	}
+	n.cfg.Observer.Committed(time.Since(start))
 	a := v.(applied)
 	return a.resp, a.index, nil
 }

@@ -98,7 +98,10 @@ func (s *Store) Apply(ctx context.Context, t fsm.CommandType, requestID []byte, 
 			return err
 		}
 		var out []byte
-		if err := s.node.rpc.call(ctx, leader, rpcApply, cmd, &out); err != nil {
+		start := time.Now()
+		err := s.node.rpc.call(ctx, leader, rpcApply, cmd, &out)
+		s.node.cfg.Observer.Forwarded(time.Since(start), err)
+		if err != nil {
 			return err
 		}
 		var fa forwardedAnswer
