@@ -431,6 +431,22 @@ func TestInboxLimitAndGap(t *testing.T) {
 	}
 }
 
+// TestEmptyStreamLast: a client whose stream never held an item is at 0.
+func TestEmptyStreamLast(t *testing.T) {
+	n := newNode(t, "a.example")
+	c := proto.ClientURI("a.example", "u", "d")
+	n.register(c, "t")
+	var last uint64
+	var ok bool
+	_ = n.f.Read(func(s *State) error {
+		_, _, last, ok = s.Stream(c, 0, 10)
+		return nil
+	})
+	if !ok || last != 0 {
+		t.Fatalf("empty stream: last %d, ok %v; want 0, true", last, ok)
+	}
+}
+
 func TestDuplicateRequestsAndWindow(t *testing.T) {
 	n := newNode(t, "a.example")
 	id := []byte("req-1")

@@ -85,7 +85,7 @@ func (s *State) Stream(client proto.URI, after uint64, limit int) (items []Item,
 	for i := range items {
 		items[i].Data = bytes.Clone(items[i].Data)
 	}
-	return items, gap, rec.inbox.next - 1, true
+	return items, gap, max(rec.inbox.next, 1) - 1, true // next is 0 before the first item
 }
 
 // PeerQueue is one peer's undelivered outbox items.

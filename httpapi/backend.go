@@ -28,8 +28,10 @@ type Backend interface {
 	Changed() <-chan struct{}
 }
 
-// Unavailable reports whether err means the cluster cannot serve writes
-// right now (no leader): the API answers 503 with Retry-After.
+// Unavailable reports whether err means the cluster cannot serve the
+// request right now (no leader, shutting down, or a write's outcome is
+// unknown): the API answers 503 with Retry-After. If the error also has a
+// Reason() string method, that is the message the client sees.
 type Unavailable interface {
 	Unavailable() bool
 }

@@ -151,9 +151,11 @@ func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Durati
 const tokenPrefix = "mimi1"
 
 // newToken returns a fresh token for client and its SHA-256.
-func newToken(client proto.URI) (string, []byte) {
-	secret := make([]byte, 32)
-	_, _ = rand.Read(secret) // never fails (crypto/rand)
+func newToken(client proto.URI, secret []byte) (string, []byte) {
+	if secret == nil {
+		secret = make([]byte, tokenSecretSize)
+		_, _ = rand.Read(secret) // never fails (crypto/rand)
+	}
 	token := tokenPrefix + "." + base64.RawURLEncoding.EncodeToString([]byte(client)) + "." + base64.RawURLEncoding.EncodeToString(secret)
 	h := sha256.Sum256([]byte(token))
 	return token, h[:]
@@ -272,7 +274,14 @@ type registerRequest struct {
 	User    string         `json:"user"`
 	Device  string         `json:"device"`
 	Profile []profileField `json:"profile,omitempty"`
+	// TokenSecret, when given, is the secret part of the token: a client
+	// that picks it can retry a registration whose answer it lost and
+	// still hold the token the provider stored.
+	TokenSecret []byte `json:"token_secret,omitempty"`
 }
+
+// tokenSecretSize is the size of a token's secret part.
+const tokenSecretSize = 32
 
 type profileField struct {
 	Source string `json:"source"`
@@ -333,8 +342,24 @@ func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principa
 	if err != nil {
 		return err
 	}
-	token, hash := newToken(client)
-	if _, err := c.apply(r, nil, "", fsm.CmdRegister, &fsm.RegisterBody{Client: client, TokenHash: hash, Profile: profile}); err != nil {
+	if in.TokenSecret != nil && len(in.TokenSecret) != tokenSecretSize {
+		return fail(http.StatusBadRequest, "token_secret must be %d bytes, not %d", tokenSecretSize, len(in.TokenSecret))
+	}
+	token, hash := newToken(client, in.TokenSecret)
+	// With an Idempotency-Key (and a chosen secret, so that the retry's
+	// token is the stored one) a retried registration answers like the
+	// first instead of 409.
+	var id []byte
+	if in.TokenSecret != nil {
+		if id, err = requestID(r, "register "+string(client), RouteName(r)); err != nil {
+			return err
+		}
+	}
+	res, err := c.backend.Apply(r.Context(), fsm.CmdRegister, id, "", &fsm.RegisterBody{Client: client, TokenHash: hash, Profile: profile})
+	if err != nil {
+		return err
+	}
+	if err := resultErr(res); err != nil {
 		return err
 	}
 	user, _ := client.UserOf()

@@ -79,11 +79,29 @@ func TestRegistration(t *testing.T) {
 		{"trailing data", []byte(`{"user":"bob","device":"x"} {}`), 400, kindInvalid},
 		{"not JSON", []byte(`user=bob`), 400, kindInvalid},
 		{"oversized", append(append([]byte(`{"user":"`), bytes.Repeat([]byte("a"), 2<<20)...), `","device":"x"}`...), 413, kindLimit},
+		{"a short token secret", map[string]any{"user": "bob", "device": "x", "token_secret": []byte{1, 2, 3}}, 400, kindInvalid},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wantJSONError(t, e.apiDo(http.MethodPost, "/v1/register", "", c.body), c.status, c.kind, c.name)
 		})
 	}
+
+	// A client that picks its token's secret can retry a registration
+	// whose answer it lost: the same key and body answer like the first
+	// time, with the token the provider stored. Without a secret, a second
+	// registration of the same client is a conflict.
+	secret := bytes.Repeat([]byte{7}, 32)
+	retry := map[string]any{"user": "carol", "device": "x", "token_secret": secret}
+	first := e.apiDo(http.MethodPost, "/v1/register", "", retry, "Idempotency-Key", "k1")
+	want(t, first, http.StatusCreated, "register with a secret")
+	again := e.apiDo(http.MethodPost, "/v1/register", "", retry, "Idempotency-Key", "k1")
+	want(t, again, http.StatusCreated, "the retry")
+	tok1, tok2 := decodeJSON[map[string]string](t, first)["token"], decodeJSON[map[string]string](t, again)["token"]
+	if tok1 != tok2 || !strings.HasSuffix(tok1, base64.RawURLEncoding.EncodeToString(secret)) {
+		t.Fatalf("retry answered %q, first %q", tok2, tok1)
+	}
+	want(t, e.apiDo(http.MethodGet, "/v1/whoami", tok1, nil), http.StatusOK, "whoami with the chosen token")
+	wantJSONError(t, e.apiDo(http.MethodPost, "/v1/register", "", retry, "Idempotency-Key", "k2"), http.StatusConflict, kindConflict, "another key")
 
 	// With a registration key, only holders register.
 	k := newEnv(t, "a.example", func(c *Config) { c.RegistrationKey = "sesame" })

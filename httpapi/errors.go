@@ -96,7 +96,12 @@ func classify(err error) *apiError {
 	}
 	var un Unavailable
 	if errors.As(err, &un) && un.Unavailable() {
-		return &apiError{status: http.StatusServiceUnavailable, msg: "the cluster cannot serve writes right now (no leader); retry", cause: err}
+		msg := "the cluster cannot serve this right now (no leader); retry"
+		var r interface{ Reason() string }
+		if errors.As(err, &r) && r.Reason() != "" {
+			msg = r.Reason()
+		}
+		return &apiError{status: http.StatusServiceUnavailable, msg: msg, cause: err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &apiError{status: http.StatusGatewayTimeout, msg: "the request timed out", cause: err}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/mls"
@@ -36,10 +37,15 @@ var _ Peers = (*client.Federation)(nil)
 
 // peerRefusal returns the status of a peer's 4xx refusal (a
 // *client.StatusError): a relay passes it on to the client. Any other
-// failure means the peer is unreachable (hubUnresponsive or 502).
+// failure means the peer is unreachable (hubUnresponsive or 502). A peer's
+// 401 (it did not accept this provider's certificate) becomes 502: to the
+// client, 401 means its own token was refused, and this is not its fault.
 func peerRefusal(err error) (int, bool) {
 	var se *client.StatusError
 	if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+		if se.Status == http.StatusUnauthorized {
+			return http.StatusBadGateway, true
+		}
 		return se.Status, true
 	}
 	return 0, false

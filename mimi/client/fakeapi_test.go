@@ -2,7 +2,6 @@ package client
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -283,7 +282,8 @@ func (f *fakeAPI) register(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		User    string             `json:"user"`
 		Device  string             `json:"device"`
-		Profile []jsonProfileField `json:"profile"`
+		Profile     []jsonProfileField `json:"profile"`
+		TokenSecret []byte             `json:"token_secret"`
 	}
 	if !decodeJSON(w, r, &in) {
 		return
@@ -299,8 +299,11 @@ func (f *fakeAPI) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, "conflict", "the client is registered")
 		return
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
+	secret := in.TokenSecret
+	if len(secret) != 32 {
+		writeErr(w, http.StatusBadRequest, "invalid", "token_secret must be 32 bytes")
+		return
+	}
 	tok := "mimi1." + base64.RawURLEncoding.EncodeToString([]byte(uri)) + "." + base64.RawURLEncoding.EncodeToString(secret)
 	f.clients[uri] = &fakeClient{uri: uri, user: proto.UserURI(fakeDomain, in.User), next: 1}
 	f.tokens[tok] = uri

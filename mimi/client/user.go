@@ -55,6 +55,9 @@ type UserConfig struct {
 	AllowHTTP bool
 	// Token is the bearer token; Register sets it.
 	Token string
+	// RegistrationKey is sent with Register, for providers that require
+	// one (the Mimi-Registration-Key header).
+	RegistrationKey string
 	// Timeout bounds each attempt of a request (Stream adds its wait).
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -232,6 +235,8 @@ type apiCall struct {
 	body   any // JSON; nil for none
 	out    any // JSON answer; nil when none is expected
 	noAuth bool
+	// header holds extra request headers.
+	header http.Header
 	// extraTimeout lengthens the attempt timeout (long polls).
 	extraTimeout time.Duration
 }
@@ -318,6 +323,9 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 	req.Header.Set("Accept", "application/json")
 	if key != "" {
 		req.Header.Set(HeaderIdempotencyKey, key)
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
 	}
 	if !c.noAuth {
 		tok := u.Token()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -74,17 +75,29 @@ func (u *User) Register(ctx context.Context, user, device string, profile []prot
 	if err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
+	// The client picks its token's secret, so a retry after a lost answer
+	// (same Idempotency-Key, same body) ends with the token the provider
+	// stored.
+	secret := make([]byte, 32)
+	if _, err := io.ReadFull(u.cfg.Random, secret); err != nil {
+		return nil, fmt.Errorf("register: token secret: %w", err)
+	}
 	in := struct {
-		User    string             `json:"user"`
-		Device  string             `json:"device"`
-		Profile []jsonProfileField `json:"profile,omitempty"`
-	}{user, device, prof}
+		User        string             `json:"user"`
+		Device      string             `json:"device"`
+		Profile     []jsonProfileField `json:"profile,omitempty"`
+		TokenSecret []byte             `json:"token_secret"`
+	}{user, device, prof, secret}
+	var header http.Header
+	if u.cfg.RegistrationKey != "" {
+		header = http.Header{"Mimi-Registration-Key": {u.cfg.RegistrationKey}}
+	}
 	var out struct {
 		Client string `json:"client"`
 		User   string `json:"user"`
 		Token  string `json:"token"`
 	}
-	if err := u.do(ctx, apiCall{op: "register", method: http.MethodPost, path: "/v1/register", body: in, out: &out, noAuth: true}); err != nil {
+	if err := u.do(ctx, apiCall{op: "register", method: http.MethodPost, path: "/v1/register", body: in, out: &out, noAuth: true, header: header}); err != nil {
 		return nil, err
 	}
 	c, err := TokenClient(out.Token)
