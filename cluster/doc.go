@@ -1,25 +1,25 @@
-// Package cluster runs the Raft node that replicates mimi-hub's state
-// machine (package fsm) with hashicorp/raft.
+// Package cluster runs a provider's Raft cluster: the replicated log that
+// sequences every room and provider table (package fsm), with
+// hashicorp/raft, raft-boltdb/v2 stores and hashicorp/memberlist gossip.
 //
-// It owns the node's durable Raft state in a data directory (BoltDB log and
-// stable store, file snapshots), the Raft transport, bootstrapping a new
-// cluster, and the operations the rest of the server needs from Raft:
+// A Node is one server. It owns its durable Raft state in a data directory,
+// a mutually authenticated TLS port (cluster CA) that carries both Raft and
+// the internal channel, gossip discovery, bootstrap (alone, or once the
+// expected number of empty nodes see each other), and, as leader, the
+// reconciliation of the Raft configuration with gossip (non-voters added,
+// promoted once caught up, failed servers removed only after a
+// conservative delay and never below quorum).
 //
-//   - Apply: append a command and wait for the FSM's response, with typed
-//     errors for "not the leader" (ErrNotLeader, naming the leader),
-//     "outcome unknown" (ErrTimeout, ErrLeadershipLost, cancellation) and
-//     "stopped" (ErrShutdown). The FSM's own rejections are responses,
-//     not errors.
-//   - Barrier: the step before a linearizable read on the leader.
-//   - WatchLeadership: leadership changes, for leader-only workers such as
-//     the fanout delivery worker.
-//   - Stats, Snapshot, Shutdown (snapshot on graceful stop, idempotent).
+// A Store is the replicated provider state as the API uses it
+// (httpapi.Backend): any node accepts writes and forwards them to the
+// leader with a request id, so a retry after an ambiguous failure can never
+// apply twice; linearizable reads use a read index from the leader and wait
+// until the local FSM has caught up. Delivery is the leader-only worker
+// that drains the replicated fanout outbox to peer providers.
 //
-// Every blocking call takes a context. Raft's own logs go to the node's
-// *slog.Logger through an hclog adapter.
-//
-// This version runs a single voter over plain TCP on loopback. Peers
-// (discovery and membership), the TLS stream layer and forwarding writes to
-// the leader attach through Config.Transport (see StreamTransport) and
-// bootstrapServers; DESIGN.md describes the choices and those seams.
+// Every blocking call takes a context; errors callers branch on are
+// ErrNotLeader (nothing done), ErrShutdown, and the "outcome unknown"
+// family (ErrTimeout, ErrLeadershipLost, cancellation). DESIGN.md explains
+// the choices: readiness after election, read index, forwarding,
+// membership rules, shutdown, backups.
 package cluster
