@@ -142,10 +142,14 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	h.delivery = cluster.NewDelivery(h.store, permanentOn4xx{h.fed}, dc)
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go func() {
 		defer h.wg.Done()
 		h.delivery.Run(runCtx)
+	}()
+	go func() {
+		defer h.wg.Done()
+		h.store.RunMaintenance(runCtx, 0)
 	}()
 
 	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log}
