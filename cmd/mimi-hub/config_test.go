@@ -105,3 +105,21 @@ func TestDevMaterial(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestDeployConfigs: the example configurations in deploy/ load.
+func TestDeployConfigs(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "deploy", "config", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configurations: %v", err)
+	}
+	for _, f := range files {
+		c, err := loadConfig([]string{"-config", f}, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if c.BootstrapExpect != 3 || len(c.Join) != 3 || c.ClusterCert == "" || c.GossipKeyFile == "" {
+			t.Errorf("%s: %+v", f, c)
+		}
+	}
+}
