@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -385,6 +387,99 @@ func TestRelayToHub(t *testing.T) {
 		})
 	}
 	f.peers.taken()
+}
+
+// TestRelayIdempotency: a write relayed to a room's hub carries an
+// Idempotency-Key derived from the client's, the same for every retry of
+// one client request and different for other keys, clients and routes;
+// and a relay that may have reached the hub (connection lost after it was
+// made, the hub's 5xx) answers 504 "retry with the same key" instead of
+// the definitive-looking hubUnresponsive, which is kept for relays the hub
+// cannot have seen. Before, a relay cut off after the hub applied it
+// answered hubUnresponsive: the client discarded a message or commit the
+// room had accepted (a system test caught it when a hub node was killed).
+func TestRelayIdempotency(t *testing.T) {
+	f := newRemoteFixture(t)
+	alice, id := f.alice, f.room
+	bob := f.register("bob", "phone")
+	f.peers.update = proto.UpdateRoomResponse{Code: proto.UpdateSuccess}
+	hi, err := alice.group.Encrypt([]byte("hi"), room.SenderHint(alice.uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := map[string]any{"message": wire.MustMarshal(hi)}
+	bobHi, err := alice.group.Encrypt([]byte("hi"), room.SenderHint(bob.uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := alice.group.Commit(mls.CommitOptions{GroupInfo: mls.GroupInfoOptions{ExternalPub: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.group.DiscardPendingCommit()
+	commit := commitJSON(b, nil)
+	relayedKey := func(m *member, path string, body any, hdr ...string) string {
+		t.Helper()
+		rec := f.apiDo(http.MethodPost, path, m.token, body, hdr...)
+		want(t, rec, http.StatusOK, path)
+		calls := f.peers.taken()
+		if len(calls) != 1 {
+			t.Fatalf("%d relays", len(calls))
+		}
+		return calls[0].key
+	}
+	msgPath, commitPath := roomPath(id, "messages"), roomPath(id, "commit")
+	k1 := relayedKey(alice, msgPath, msg, "Idempotency-Key", "k1")
+	if k1 == "" || k1 == "k1" || len(k1) > 64 {
+		t.Fatalf("relay key %q for client key k1", k1)
+	}
+	if again := relayedKey(alice, msgPath, msg, "Idempotency-Key", "k1"); again != k1 {
+		t.Errorf("a retry relays under %q, the first try under %q", again, k1)
+	}
+	for name, k := range map[string]string{
+		"another key":    relayedKey(alice, msgPath, msg, "Idempotency-Key", "k2"),
+		"another client": relayedKey(bob, msgPath, map[string]any{"message": wire.MustMarshal(bobHi)}, "Idempotency-Key", "k1"),
+		"another route":  relayedKey(alice, commitPath, commit, "Idempotency-Key", "k1"),
+	} {
+		if k == k1 || k == "" {
+			t.Errorf("%s: relay key %q (k1's: %q)", name, k, k1)
+		}
+	}
+	if k := relayedKey(alice, msgPath, msg); k != "" {
+		t.Errorf("no client key, yet relay key %q", k)
+	}
+
+	for _, c := range []struct {
+		name string
+		err  error
+		// unknown: 504; else hubUnresponsive.
+		unknown bool
+	}{
+		{"connection lost", &client.TransportError{Method: "POST", URL: "/provisionalMessage/q", Err: io.ErrUnexpectedEOF}, true},
+		{"hub's 503", &client.StatusError{Status: http.StatusServiceUnavailable, Message: "no leader"}, true},
+		{"no connection", &client.TransportError{Method: "POST", URL: "/provisionalMessage/q", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}, false},
+		{"not sent", errors.New("no route"), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f.peers.setErr(fmt.Errorf("relay: %w", c.err))
+			defer f.peers.setErr(nil)
+			for _, r := range []struct {
+				path string
+				body any
+			}{{msgPath, msg}, {commitPath, commit}} {
+				rec := f.apiDo(http.MethodPost, r.path, alice.token, r.body, "Idempotency-Key", "k3")
+				if c.unknown {
+					wantJSONError(t, rec, http.StatusGatewayTimeout, kindUnavailable, r.path)
+					continue
+				}
+				want(t, rec, http.StatusOK, r.path)
+				if res := decodeJSON[updateResult](t, rec); res.Code != uint8(proto.UpdateHubUnresponsive) {
+					t.Errorf("%s: result %+v, want hubUnresponsive", r.path, res)
+				}
+			}
+			f.peers.taken()
+		})
+	}
 }
 
 func TestClaimRouting(t *testing.T) {

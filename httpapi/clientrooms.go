@@ -3,11 +3,16 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 
 	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
@@ -92,8 +97,13 @@ func toUpdateResult(resp *proto.UpdateRoomResponse) updateResult {
 }
 
 // submit sends an updateRoom or provisionalMessage body to the room: to
-// the room engine when hosted here, else to its hub. A hub that does not
-// answer yields hubUnresponsive; a hub's own refusal passes through.
+// the room engine when hosted here, else to its hub. A hub's own refusal
+// passes through. A relay that carries the client's Idempotency-Key
+// carries a key derived from it (relayKey), so the hub applies a retried
+// relay once. A hub that cannot have received the request yields
+// hubUnresponsive; a relay whose outcome is unknown (the request may have
+// reached the hub) answers 504, which tells the client to retry with the
+// same Idempotency-Key.
 func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal, id proto.URI, local bool, t fsm.CommandType, body wire.Encoder,
 	relay func(ctx context.Context) (*proto.UpdateRoomResponse, error)) error {
 	var resp *proto.UpdateRoomResponse
@@ -111,11 +121,24 @@ func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal,
 			return fmt.Errorf("the room's response does not decode: %w", err)
 		}
 	} else {
+		ctx := r.Context()
+		if p != nil {
+			key, err := relayKey(r, string(p.client))
+			if err != nil {
+				return err
+			}
+			if key != "" {
+				ctx = client.WithIdempotencyKey(ctx, key)
+			}
+		}
 		var err error
-		if resp, err = relay(r.Context()); err != nil {
+		if resp, err = relay(ctx); err != nil {
 			hub, _ := id.Domain()
 			if s, ok := peerRefusal(err); ok {
 				return &apiError{status: s, msg: fmt.Sprintf("the hub %s refused: %v", hub, err), cause: err}
+			}
+			if relayOutcomeUnknown(err) {
+				return &apiError{status: http.StatusGatewayTimeout, msg: fmt.Sprintf("the hub %s did not answer and may have applied the request: retry with the same Idempotency-Key: %v", hub, err), cause: err}
 			}
 			c.log.DebugContext(r.Context(), "hub unresponsive", "room", id, "error", err)
 			resp = &proto.UpdateRoomResponse{Code: proto.UpdateHubUnresponsive, Description: fmt.Sprintf("the hub %s did not answer: %v", hub, err)}
@@ -123,6 +146,44 @@ func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal,
 	}
 	writeJSON(w, http.StatusOK, toUpdateResult(resp))
 	return nil
+}
+
+// relayKey derives the Idempotency-Key of a relayed write from the
+// client's own key: the request id of the client's request (principal,
+// route and key), so retries of one client request relay under one key
+// and different clients or routes never share one. No client key, no
+// relay key.
+func relayKey(r *http.Request, principal string) (string, error) {
+	id, err := requestID(r, principal, "relay "+RouteName(r))
+	if err != nil || id == nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(id), nil
+}
+
+// relayOutcomeUnknown reports whether a failed relay may have reached the
+// hub: its answer was a 5xx, or the connection failed after it was made
+// (reset, EOF, timeout). A failure to connect (dial, TLS handshake) or to
+// build the request means the hub never saw it.
+func relayOutcomeUnknown(err error) bool {
+	var se *client.StatusError
+	if errors.As(err, &se) {
+		return se.Status >= 500
+	}
+	var te *client.TransportError
+	if !errors.As(err, &te) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var (
+		cve   *tls.CertificateVerificationError
+		alert tls.AlertError
+		rhe   tls.RecordHeaderError
+	)
+	return !errors.As(err, &cve) && !errors.As(err, &alert) && !errors.As(err, &rhe)
 }
 
 // checkGroup checks a handshake or application message is for the room.

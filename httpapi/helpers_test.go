@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
@@ -142,6 +143,7 @@ type peerCall struct {
 	target string // ClaimKeyMaterial's targetDomain
 	room   proto.URI
 	body   wire.Encoder
+	key    string // the Idempotency-Key the relay would send
 }
 
 // fakePeers records calls and answers from its fields.
@@ -168,16 +170,16 @@ func (p *fakePeers) record(c peerCall) error {
 	return p.err
 }
 
-func (p *fakePeers) UpdateRoom(_ context.Context, room proto.URI, req *proto.UpdateRoomRequest) (*proto.UpdateRoomResponse, error) {
-	if err := p.record(peerCall{method: "UpdateRoom", room: room, body: req}); err != nil {
+func (p *fakePeers) UpdateRoom(ctx context.Context, room proto.URI, req *proto.UpdateRoomRequest) (*proto.UpdateRoomResponse, error) {
+	if err := p.record(peerCall{method: "UpdateRoom", room: room, body: req, key: client.IdempotencyKey(ctx)}); err != nil {
 		return nil, err
 	}
 	r := p.update
 	return &r, nil
 }
 
-func (p *fakePeers) ProvisionalMessage(_ context.Context, room proto.URI, msg *mls.Message) (*proto.UpdateRoomResponse, error) {
-	if err := p.record(peerCall{method: "ProvisionalMessage", room: room, body: msg}); err != nil {
+func (p *fakePeers) ProvisionalMessage(ctx context.Context, room proto.URI, msg *mls.Message) (*proto.UpdateRoomResponse, error) {
+	if err := p.record(peerCall{method: "ProvisionalMessage", room: room, body: msg, key: client.IdempotencyKey(ctx)}); err != nil {
 		return nil, err
 	}
 	r := p.update

@@ -394,6 +394,9 @@ func (f *Federation) call(ctx context.Context, op, peer string, p proto.Primitiv
 	}
 	req.Header.Set("Content-Type", ContentTypeMIMI)
 	req.Header.Set("Accept", ContentTypeMIMI)
+	if key := IdempotencyKey(ctx); key != "" && method == http.MethodPost {
+		req.Header.Set(HeaderIdempotencyKey, key)
+	}
 	start := time.Now()
 	resp, err := f.hc.Do(req)
 	if err != nil {

@@ -686,3 +686,43 @@ func TestFederationTransportError(t *testing.T) {
 		t.Error("a user URI was taken for a room")
 	}
 }
+
+// TestFederationIdempotencyKey: a request sent with a context that
+// carries an idempotency key (WithIdempotencyKey) carries it in the
+// Idempotency-Key header, so a provider relaying its client's write can
+// retry the relay without the hub applying it twice; without one, no
+// header is sent.
+func TestFederationIdempotencyKey(t *testing.T) {
+	ca := newTestCA(t)
+	peer := newTestPeer(t, ca)
+	peer.answer = mimiAnswer(&proto.UpdateRoomResponse{})
+	f := newTestFederation(t, ca, peer.srv, nil)
+	fx := newMLSFixture(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"with a key", WithIdempotencyKey(ctx, "relay-key-1"), "relay-key-1"},
+		{"without", ctx, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := f.UpdateRoom(c.ctx, fx.room, fx.commit); err != nil {
+				t.Fatal(err)
+			}
+			if got := peer.last(t).header.Get(HeaderIdempotencyKey); got != c.want {
+				t.Errorf("updateRoom: Idempotency-Key %q, want %q", got, c.want)
+			}
+			if _, err := f.ProvisionalMessage(c.ctx, fx.room, fx.app); err != nil {
+				t.Fatal(err)
+			}
+			if got := peer.last(t).header.Get(HeaderIdempotencyKey); got != c.want {
+				t.Errorf("provisionalMessage: Idempotency-Key %q, want %q", got, c.want)
+			}
+		})
+	}
+	if got := IdempotencyKey(WithIdempotencyKey(ctx, "k")); got != "k" {
+		t.Errorf("IdempotencyKey: %q", got)
+	}
+}

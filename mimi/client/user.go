@@ -212,8 +212,18 @@ type idempotencyKeyCtx struct{}
 // its Idempotency-Key (at most 64 bytes) instead of a fresh random one:
 // sending the same write again with the same key returns the first answer
 // within the server's window (ten minutes) instead of applying it twice.
+// Federation requests sent with ctx carry the key too (mimi-hub honours it
+// as an extension of the federation protocol), which is how a provider
+// relaying its client's write to a hub makes the relay idempotent.
 func WithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, idempotencyKeyCtx{}, key)
+}
+
+// IdempotencyKey returns the key WithIdempotencyKey put in ctx ("" if
+// none).
+func IdempotencyKey(ctx context.Context) string {
+	key, _ := ctx.Value(idempotencyKeyCtx{}).(string)
+	return key
 }
 
 // NewIdempotencyKey returns a random key for WithIdempotencyKey, read from
@@ -252,7 +262,7 @@ func (u *User) do(ctx context.Context, c apiCall) error {
 	}
 	var key string
 	if c.method != http.MethodGet {
-		key, _ = ctx.Value(idempotencyKeyCtx{}).(string)
+		key = IdempotencyKey(ctx)
 		if key == "" {
 			var err error
 			if key, err = u.NewIdempotencyKey(); err != nil {
