@@ -383,6 +383,15 @@ func (l loader) CaughtUp(ctx context.Context, id string) error {
 	return fmt.Errorf("%s did not catch up", id)
 }
 
+// Progress reads a node's applied and snapshot indexes.
+func (l loader) Progress(ctx context.Context, id string) (uint64, uint64, error) {
+	s, err := l.cluster.Status(ctx, id)
+	if err != nil {
+		return 0, 0, err
+	}
+	return s.Raft.AppliedIndex, s.Raft.LastSnapshotIndex, nil
+}
+
 // healAll flushes every nemesis rule, continues paused nodes and starts
 // killed ones.
 func healAll(ctx context.Context, c *hubproc.Cluster, n *testnet.Network, log *slog.Logger) error {

@@ -96,8 +96,10 @@ type Snapshot struct {
 	// Writes is how many writes to drive while the follower is paused.
 	Writes int
 
-	mu     sync.Mutex
-	paused string
+	mu      sync.Mutex
+	paused  string
+	applied uint64 // the paused node's applied index when paused
+	result  string
 }
 
 // Kind implements Nemesis.
@@ -118,6 +120,8 @@ func (s *Snapshot) Start(ctx context.Context) (Fault, error) {
 		return Fault{}, errors.New("snapshot: no follower to hold back")
 	}
 	id := followers[s.Rand.IntN(len(followers))]
+	s.applied, _, _ = s.Loader.Progress(ctx, id)
+	s.result = ""
 	if err := s.Cluster.Pause(ctx, id); err != nil {
 		return Fault{}, fmt.Errorf("snapshot: pause %s: %w", id, err)
 	}
@@ -145,7 +149,22 @@ func (s *Snapshot) Stop(ctx context.Context) error {
 		return fmt.Errorf("snapshot: resume %s: %w", id, err)
 	}
 	if err := s.Loader.CaughtUp(ctx, id); err != nil {
+		s.result = id + " did not catch up"
 		return fmt.Errorf("snapshot: %s did not catch up: %w", id, err)
 	}
+	if _, snap, err := s.Loader.Progress(ctx, id); err != nil {
+		s.result = fmt.Sprintf("%s caught up (snapshot index unknown: %v)", id, err)
+	} else if snap > s.applied {
+		s.result = fmt.Sprintf("%s caught up by InstallSnapshot (snapshot index %d, applied %d when paused)", id, snap, s.applied)
+	} else {
+		s.result = fmt.Sprintf("%s caught up from the log: no snapshot past index %d (drive more writes or lower the snapshot threshold)", id, s.applied)
+	}
 	return nil
+}
+
+// Result implements Reporter: how the held-back node caught up.
+func (s *Snapshot) Result() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.result
 }

@@ -57,6 +57,15 @@ type Loader interface {
 	// CaughtUp waits until node id has applied everything the leader
 	// committed.
 	CaughtUp(ctx context.Context, id string) error
+	// Progress returns node id's applied index and the index of its
+	// latest snapshot.
+	Progress(ctx context.Context, id string) (applied, snapshot uint64, err error)
+}
+
+// Reporter is a nemesis that says, after healing, how its fault played
+// out (the snapshot nemesis: whether the node caught up by snapshot).
+type Reporter interface {
+	Result() string
 }
 
 // Fault describes an injected fault.
@@ -85,6 +94,8 @@ type Window struct {
 	Detail  string   `json:"detail,omitempty"`
 	Start   int64    `json:"start"`
 	End     int64    `json:"end"`
+	// Result is what the nemesis observed after healing, if it says.
+	Result string `json:"result,omitempty"`
 	// Error is set when the fault could not be injected or healed.
 	Error string `json:"error,omitempty"`
 }
@@ -107,11 +118,13 @@ func (l *Log) Begin(kind string, f Fault) int {
 	return len(l.windows) - 1
 }
 
-// End records the end of window i, with the error of healing if any.
-func (l *Log) End(i int, err error) {
+// End records the end of window i, with the error of healing if any and
+// what the nemesis observed.
+func (l *Log) End(i int, err error, result string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.windows[i].End = l.now()
+	l.windows[i].Result = result
 	if err != nil {
 		l.windows[i].Error = err.Error()
 	}

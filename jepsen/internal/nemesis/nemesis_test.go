@@ -99,6 +99,8 @@ type fakeCluster struct {
 	spares int
 	added  int
 	calls  []string
+	// applied and snapshot are what Progress reports.
+	applied, snapshot uint64
 }
 
 func newFakeCluster(n int) *fakeCluster {
@@ -158,7 +160,12 @@ func (c *fakeCluster) Load(_ context.Context, n int, avoid []string) error {
 }
 func (c *fakeCluster) CaughtUp(_ context.Context, id string) error {
 	c.record("caught up " + id)
+	c.applied += 600
+	c.snapshot = c.applied - 10
 	return nil
+}
+func (c *fakeCluster) Progress(context.Context, string) (uint64, uint64, error) {
+	return c.applied, c.snapshot, nil
 }
 
 // fakeFW records iptables invocations; -N fails for chains already made.
@@ -353,6 +360,9 @@ func TestSnapshotHoldsBackAFollower(t *testing.T) {
 	want := []string{"pause " + id, fmt.Sprintf("load 500 avoiding [%s]", id), "resume " + id, "caught up " + id}
 	if !slices.Equal(c.calls, want) {
 		t.Errorf("calls %v, want %v", c.calls, want)
+	}
+	if r := s.Result(); !strings.Contains(r, "by InstallSnapshot") {
+		t.Errorf("result %q, want a snapshot install", r)
 	}
 }
 

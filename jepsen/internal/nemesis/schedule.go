@@ -48,7 +48,11 @@ func (s *Schedule) Run(ctx context.Context) error {
 			break
 		}
 		n := s.Nemeses[s.Rand.IntN(len(s.Nemeses))]
-		f, err := n.Start(ctx)
+		// A fault, once begun, is injected completely even if the run
+		// ends meanwhile; it is healed right after.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
+		f, err := n.Start(sctx)
+		cancel()
 		var w int
 		if err != nil {
 			log.Warn("nemesis failed to start", "kind", n.Kind(), "err", err)
@@ -64,7 +68,11 @@ func (s *Schedule) Run(ctx context.Context) error {
 		herr := n.Stop(hctx)
 		cancel()
 		if w >= 0 {
-			s.Log.End(w, herr)
+			result := ""
+			if r, ok := n.(Reporter); ok {
+				result = r.Result()
+			}
+			s.Log.End(w, herr, result)
 		}
 		if herr != nil {
 			log.Error("nemesis failed to heal", "kind", n.Kind(), "err", herr)

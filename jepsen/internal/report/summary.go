@@ -176,6 +176,24 @@ func WriteSummary(w io.Writer, run Run, stats []KindStats, res check.Result, win
 		fmt.Fprintf(&b, ", %d failed to inject", failed)
 	}
 	b.WriteString("\n")
+	listed := 0
+	for _, w := range windows {
+		if w.Result == "" && w.Error == "" {
+			continue
+		}
+		if listed == maxListed {
+			b.WriteString("  ... more in results.json\n")
+			break
+		}
+		listed++
+		at := round(time.Duration(w.Start))
+		if w.Error != "" {
+			fmt.Fprintf(&b, "  %s at %v: error: %s\n", w.Kind, at, w.Error)
+		}
+		if w.Result != "" {
+			fmt.Fprintf(&b, "  %s at %v: %s\n", w.Kind, at, w.Result)
+		}
+	}
 
 	verdicts := map[string]int{}
 	for _, r := range res.Rooms {

@@ -88,7 +88,7 @@ func WriteTimeline(w io.Writer, ops []history.Op, windows []nemesis.Window, end 
 		col := faultColor(win.Kind)
 		x0, x1 := x(win.Start), x(e)
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.15"><title>%s %s %s</title></rect>`+"\n",
-			x0, throughTop, math.Max(x1-x0, 1), latTop+panelH-throughTop, col, esc(win.Kind), esc(strings.Join(win.Targets, ",")), esc(win.Detail))
+			x0, throughTop, math.Max(x1-x0, 1), latTop+panelH-throughTop, col, esc(win.Kind), esc(strings.Join(win.Targets, ",")), esc(win.Detail+" "+win.Result))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="%s" font-size="10">%s</text>`+"\n", x0+2, throughTop+panelH+12, col, esc(win.Kind))
 	}
 

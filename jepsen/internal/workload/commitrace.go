@@ -98,12 +98,13 @@ func (e *Env) readRoom(ctx context.Context, r *raceRoom, id *identity, proc int)
 		op = e.cfg.History.Invoke(history.Op{Process: proc, Kind: history.KindRead, Room: string(r.uri), Node: ep.Node, As: string(id.client)})
 	}
 	// A read, once sent, runs to its answer even when the run ends.
-	info, err := api.Room(context.WithoutCancel(ctx), r.uri)
+	tctx, wrote := traced(context.WithoutCancel(ctx))
+	info, err := api.Room(tctx, r.uri)
 	if op >= 0 {
 		e.cfg.History.Complete(op, func(o *history.Op) {
 			o.Attempts = 1
 			if err != nil {
-				o.Result, o.Code = classify(err)
+				o.Result, o.Code = classifyAttempt(err, wrote.Load())
 				o.Error = err.Error()
 				return
 			}

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
@@ -126,13 +127,37 @@ func newKey() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
+// traced returns a context whose HTTP requests report, in the returned
+// flag, whether any of their bytes were written. net/http sends a request
+// carrying an Idempotency-Key again on a fresh connection when a reused
+// one breaks, so a request can be applied by a node and still end with a
+// dial error (the second connection refused): only a request never
+// written failed for sure.
+func traced(ctx context.Context) (context.Context, *atomic.Bool) {
+	wrote := new(atomic.Bool)
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	}), wrote
+}
+
+// classifyAttempt is classify for a request traced with traced: a
+// connection failure after the request was written is unknown.
+func classifyAttempt(err error, wrote bool) (history.Outcome, string) {
+	out, code := classify(err)
+	if out == history.Fail && code == "connect" && wrote {
+		return history.Unknown, "transport"
+	}
+	return out, code
+}
+
 // classify turns a client error into an outcome: 4xx refusals and
 // connections that could not be made failed; everything else (5xx, no
-// answer, an unreadable answer) is unknown.
+// answer, an unreadable answer) is unknown. A dial error means nothing was
+// sent only if the request was never written (see traced).
 func classify(err error) (history.Outcome, string) {
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Op == "dial" {
-		// The request was never sent.
 		return history.Fail, "connect"
 	}
 	var se *client.StatusError
@@ -183,7 +208,8 @@ func (e *Env) retryWrite(ctx context.Context, maxTries int, key string, send fun
 		}
 		a.attempts++
 		a.node = ep.Node
-		code, err := send(rctx, ep)
+		tctx, wrote := traced(rctx)
+		code, err := send(tctx, ep)
 		if err == nil {
 			a.result, a.code, a.err = history.Fail, code, nil
 			if code == proto.UpdateSuccess.String() {
@@ -191,7 +217,7 @@ func (e *Env) retryWrite(ctx context.Context, maxTries int, key string, send fun
 			}
 			return a
 		}
-		a.result, a.code = classify(err)
+		a.result, a.code = classifyAttempt(err, wrote.Load())
 		a.err = err
 		if a.result == history.Fail && !unknown {
 			return a

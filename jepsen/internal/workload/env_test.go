@@ -34,4 +34,12 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%s: classify = %s %q, want %s %q", tt.name, out, code, tt.out, tt.code)
 		}
 	}
+	// A dial error after the request was written (net/http resent it on a
+	// fresh connection) may hide an applied request.
+	if out, code := classifyAttempt(&client.TransportError{Err: dial}, true); out != history.Unknown || code != "transport" {
+		t.Errorf("dial error after writing: %s %q, want unknown", out, code)
+	}
+	if out, _ := classifyAttempt(&client.TransportError{Err: dial}, false); out != history.Fail {
+		t.Errorf("dial error before writing: %s, want fail", out)
+	}
 }

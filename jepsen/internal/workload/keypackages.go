@@ -187,10 +187,11 @@ func (w *KeyPackages) claim(ctx context.Context, id *identity, user proto.URI, l
 	}
 	op := e.cfg.History.Invoke(history.Op{Process: id.proc, Kind: history.KindClaim, User: string(user), Node: ep.Node, Attempts: 1, As: string(id.client)})
 	// A claim, once sent, runs to its answer even when the run ends.
-	resp, err := api.ClaimKeyMaterial(context.WithoutCancel(ctx), client.ClaimRequest{Users: []proto.URI{user}, LastResortAllowed: lastResort})
+	tctx, wrote := traced(context.WithoutCancel(ctx))
+	resp, err := api.ClaimKeyMaterial(tctx, client.ClaimRequest{Users: []proto.URI{user}, LastResortAllowed: lastResort})
 	e.cfg.History.Complete(op, func(o *history.Op) {
 		if err != nil {
-			o.Result, o.Code = classify(err)
+			o.Result, o.Code = classifyAttempt(err, wrote.Load())
 			o.Error = err.Error()
 			return
 		}

@@ -1,7 +1,9 @@
 package workload
 
 import (
+	"bytes"
 	"context"
+	crand "crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -56,10 +58,17 @@ func (e *Env) registerAvoiding(ctx context.Context, user, device string, avoid [
 	op := h.Invoke(history.Op{Process: id.proc, Kind: history.KindRegister, Client: string(id.client), User: string(id.user)})
 	var node string
 	attempts := 0
+	// Every attempt sends the same token secret under the same key, so a
+	// retry after a lost answer ends with the token the provider stored.
+	var secret [32]byte
+	if _, err := crand.Read(secret[:]); err != nil {
+		return nil, err
+	}
 	err = e.setupCall(ctx, "register "+user, avoid, func(ctx context.Context, ep Endpoint) error {
 		attempts++
 		node = ep.Node
-		api, err := client.NewUser(client.UserConfig{BaseURL: ep.URL, HTTPClient: e.hc, Timeout: e.cfg.Timeout, Tries: 1})
+		api, err := client.NewUser(client.UserConfig{BaseURL: ep.URL, HTTPClient: e.hc, Timeout: e.cfg.Timeout, Tries: 1,
+			Random: bytes.NewReader(secret[:])})
 		if err != nil {
 			return err
 		}

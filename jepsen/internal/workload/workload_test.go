@@ -3,6 +3,7 @@ package workload_test
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,21 +49,20 @@ func TestWorkloadsAgainstAnInProcessProvider(t *testing.T) {
 			t.Fatalf("%s setup: %v", name, err)
 		}
 	}
-	runCtx, stop := context.WithTimeout(ctx, 4*time.Second)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, run := range []func(context.Context) error{race.Run, kps.Run, msgs.Run} {
-			go func() { _ = run(runCtx) }()
-		}
-		<-runCtx.Done()
-	}()
-	time.Sleep(time.Second) // let the workloads get going before the restart
+	// Run until every kind of operation succeeded a few times on both
+	// sides of a restart (bounded: the test fails if that takes a minute).
+	runCtx, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{race.Run, kps.Run, msgs.Run} {
+		wg.Go(func() { _ = run(runCtx) })
+	}
+	waitOK(t, runCtx, h, 3)
 	p.Stop(t)
 	p.Start(t)
-	<-done
+	waitOK(t, runCtx, h, 6)
 	stop()
-	time.Sleep(500 * time.Millisecond) // let the last requests finish
+	wg.Wait()
 
 	// Final state: every race room through the node, the hub's order.
 	for _, r := range race.RoomURIs() {
@@ -109,6 +109,31 @@ func hexString(b []byte) string {
 		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
 	}
 	return string(out)
+}
+
+// waitOK waits until every kind of operation succeeded at least n times.
+func waitOK(t *testing.T, ctx context.Context, h *history.History, n int) {
+	t.Helper()
+	for {
+		counts := map[history.Kind]int{}
+		for _, o := range h.Snapshot().Ops {
+			if o.Result == history.OK {
+				counts[o.Kind]++
+			}
+		}
+		done := true
+		for _, k := range []history.Kind{history.KindCommit, history.KindRead, history.KindClaim, history.KindSend} {
+			done = done && counts[k] >= n
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("operations still missing when the run ended: %v", counts)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // waitDelivered waits until the provider's outbox for the follower is
