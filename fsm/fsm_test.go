@@ -19,13 +19,13 @@ const t0 = 1_700_000_000_000
 // node is one provider's FSM fed a log the test records, so it can be
 // replayed into another FSM.
 type node struct {
-	t   *testing.T
+	t   testing.TB
 	f   *FSM
 	log [][]byte
 	now uint64
 }
 
-func newNode(t *testing.T, domain string) *node {
+func newNode(t testing.TB, domain string) *node {
 	t.Helper()
 	f, err := New(Config{Domain: domain, InboxLimit: 50})
 	if err != nil {
@@ -93,7 +93,7 @@ type member struct {
 	group  *mls.Group
 }
 
-func newMember(t *testing.T, uri proto.URI) *member {
+func newMember(t testing.TB, uri proto.URI) *member {
 	t.Helper()
 	s, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
 	signer, err := s.GenerateSigningKey()
@@ -103,7 +103,7 @@ func newMember(t *testing.T, uri proto.URI) *member {
 	return &member{uri: uri, signer: signer}
 }
 
-func (m *member) keyPackage(t *testing.T, now uint64) *mls.KeyPackageBundle {
+func (m *member) keyPackage(t testing.TB, now uint64) *mls.KeyPackageBundle {
 	t.Helper()
 	s, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
 	kp, err := mls.NewKeyPackage(s, m.signer, mls.KeyPackageOptions{Credential: mls.BasicCredential([]byte(m.uri)), Capabilities: caps,
