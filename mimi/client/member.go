@@ -66,6 +66,11 @@ type MemberConfig struct {
 	Now func() time.Time
 	// Random is the MLS randomness; nil means crypto/rand.
 	Random io.Reader
+	// PastEpochs is how many past epochs each room's MLS group keeps to
+	// decrypt application messages that arrive after the commit that ended
+	// their epoch (mls.GroupOptions.PastEpochs): zero means
+	// mls.DefaultPastEpochs, mls.NoPastEpochs none.
+	PastEpochs int
 }
 
 func (c *MemberConfig) defaults() {
@@ -242,7 +247,7 @@ func (m *Member) lifetime() mls.Lifetime {
 }
 
 func (m *Member) groupOptions() mls.GroupOptions {
-	return mls.GroupOptions{Config: room.MLSConfig(m.cfg.MaxVector), Random: m.cfg.Random, Now: m.now}
+	return mls.GroupOptions{Config: room.MLSConfig(m.cfg.MaxVector), Random: m.cfg.Random, Now: m.now, PastEpochs: m.cfg.PastEpochs}
 }
 
 func (m *Member) credential() mls.Credential { return mls.BasicCredential([]byte(m.client)) }
@@ -825,7 +830,8 @@ func (m *Member) JoinExternal(ctx context.Context, r proto.URI) error {
 
 // ReportAbuse reports an application message Sync returned as abusive to
 // the room's hub, disclosing the key and nonce of that message only. The
-// hub can verify it only while the room is still in the message's epoch.
+// hub can verify it only while the room is still in the message's epoch
+// (so not for a message that arrived after the commit ending its epoch).
 func (m *Member) ReportAbuse(ctx context.Context, ev *Event, reason proto.AbuseType, note string) error {
 	if ev == nil || ev.Kind != EventMessage || ev.Message == nil || ev.ContentKey == nil {
 		return errors.New("report abuse: only a received application message can be reported")

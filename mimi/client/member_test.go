@@ -3,11 +3,13 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
 )
@@ -15,8 +17,14 @@ import (
 // newTestMember registers user/device at the fake, with KeyPackages.
 func newTestMember(t *testing.T, f *fakeAPI, user, device string) *Member {
 	t.Helper()
+	return newTestMemberWith(t, f, user, device, MemberConfig{})
+}
+
+// newTestMemberWith is newTestMember with a configuration.
+func newTestMemberWith(t *testing.T, f *fakeAPI, user, device string, cfg MemberConfig) *Member {
+	t.Helper()
 	api := f.user(t, func(c *UserConfig) { c.Tries = 1 })
-	m, err := RegisterMember(context.Background(), api, user, device, MemberConfig{})
+	m, err := RegisterMember(context.Background(), api, user, device, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,4 +489,140 @@ func TestMemberWelcomeWithoutTree(t *testing.T) {
 	if err != nil || len(events) != 2 || events[0].Kind != EventError || events[1].Kind != EventMessage {
 		t.Fatalf("alice: [%s] %v", kinds(events), err)
 	}
+}
+
+// TestMemberLateMessages sends a message that the hub accepts just before
+// a commit the receiver processes first (its own, made without reading its
+// stream): the receiver still delivers it, as a message of its epoch from
+// the member that sent it then, as long as its groups keep that epoch.
+func TestMemberLateMessages(t *testing.T) {
+	ctx := context.Background()
+	regular := []proto.Role{proto.RoleRegularUser}
+	cases := []struct {
+		name string
+		// cfg is Alice's configuration.
+		cfg MemberConfig
+		// between runs after Bob's or Cathy's message and before Alice
+		// syncs; it returns Alice (restored, possibly) and how many epochs
+		// it moved the room.
+		between func(t *testing.T, w *lateWorld) (*Member, int)
+		// fromCathy: Cathy sends the message instead of Bob.
+		fromCathy bool
+		// wantErr is nil when Alice must deliver the message.
+		wantErr error
+	}{
+		{
+			name: "Alice's own commit",
+			between: func(t *testing.T, w *lateWorld) (*Member, int) {
+				must(t, w.alice.CommitPending(ctx, w.room), "alice commits")
+				return w.alice, 1
+			},
+		},
+		{
+			name: "Alice's two commits and a restart",
+			between: func(t *testing.T, w *lateWorld) (*Member, int) {
+				must(t, w.alice.CommitPending(ctx, w.room), "alice commits")
+				must(t, w.alice.SetRoles(ctx, w.room, w.bob.User(), []proto.Role{proto.RoleRegularUser, proto.RoleAdmin}), "alice promotes bob")
+				state, err := w.alice.Save()
+				must(t, err, "save alice")
+				alice, err := LoadMember(w.f.user(t, func(c *UserConfig) { c.Tries = 1 }), state, MemberConfig{})
+				must(t, err, "load alice")
+				return alice, 2
+			},
+		},
+		{
+			// Cathy is removed and Dave takes her leaf before Alice reads
+			// Cathy's message: it is Cathy's, checked against her leaf of
+			// the message's epoch.
+			name:      "the sender removed and its leaf reused",
+			fromCathy: true,
+			between: func(t *testing.T, w *lateWorld) (*Member, int) {
+				must(t, w.alice.RemoveUser(ctx, w.room, w.cathy.User()), "alice removes cathy")
+				dave := newTestMember(t, w.f, "dave", "phone")
+				must(t, w.alice.AddUsers(ctx, w.room, []proto.UserRoles{{User: dave.User(), Roles: regular}}), "alice adds dave")
+				members, err := w.alice.Members(w.room)
+				must(t, err, "members")
+				if len(members) != 3 || members[2] != dave.Client() {
+					t.Fatalf("members %v: dave did not take cathy's leaf", members)
+				}
+				return w.alice, 2
+			},
+		},
+		{
+			name: "older than the kept epochs",
+			between: func(t *testing.T, w *lateWorld) (*Member, int) {
+				for i := range 3 {
+					must(t, w.alice.CommitPending(ctx, w.room), fmt.Sprintf("alice commits %d", i))
+				}
+				return w.alice, 3
+			},
+			wantErr: mls.ErrEpochNotRetained,
+		},
+		{
+			name: "no epoch kept",
+			cfg:  MemberConfig{PastEpochs: mls.NoPastEpochs},
+			between: func(t *testing.T, w *lateWorld) (*Member, int) {
+				must(t, w.alice.CommitPending(ctx, w.room), "alice commits")
+				return w.alice, 1
+			},
+			wantErr: mls.ErrEpochNotRetained,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAPI(t)
+			w := &lateWorld{
+				f:     f,
+				alice: newTestMemberWith(t, f, "alice", "phone", tc.cfg),
+				bob:   newTestMember(t, f, "bob", "laptop"),
+				cathy: newTestMember(t, f, "cathy", "laptop"),
+			}
+			var err error
+			w.room, err = w.alice.CreateRoom(ctx, "late", proto.DefaultPolicy())
+			must(t, err, "create")
+			must(t, w.alice.AddUsers(ctx, w.room, []proto.UserRoles{{User: w.bob.User(), Roles: regular}, {User: w.cathy.User(), Roles: regular}}), "add bob and cathy")
+			syncOK(t, w.bob)
+			syncOK(t, w.cathy)
+			epoch, _ := w.alice.Epoch(w.room)
+
+			sender, other := w.bob, w.cathy
+			if tc.fromCathy {
+				sender, other = w.cathy, w.bob
+			}
+			must(t, sender.Send(ctx, w.room, []byte("crossing")), "send")
+			alice, moved := tc.between(t, w)
+			if now, _ := alice.Epoch(w.room); now != epoch+uint64(moved) {
+				t.Fatalf("alice is at epoch %d, want %d", now, epoch+uint64(moved))
+			}
+
+			events, err := alice.Sync(ctx)
+			must(t, err, "alice syncs")
+			if tc.wantErr != nil {
+				if len(events) != 1 || events[0].Kind != EventError || !errors.Is(events[0].Err, tc.wantErr) || !errors.Is(events[0].Err, mls.ErrWrongEpoch) {
+					t.Fatalf("alice: [%s] %+v, want an error event wrapping %v", kinds(events), events, tc.wantErr)
+				}
+				return
+			}
+			ev := expectMessage(t, events, sender, "crossing")
+			if ev.Epoch != epoch {
+				t.Fatalf("the late message has epoch %d, want %d", ev.Epoch, epoch)
+			}
+			// Members that read the stream in order see the message
+			// before the commits, in the same epoch.
+			if tc.fromCathy {
+				return // cathy was removed; bob reads in order below
+			}
+			got := syncOK(t, other)
+			if len(got) != moved+1 || got[0].Kind != EventMessage || got[0].Epoch != epoch || got[0].Sender != sender.Client() {
+				t.Fatalf("%s: [%s] %+v", other.Client(), kinds(got), got)
+			}
+		})
+	}
+}
+
+// lateWorld is a room of Alice, Bob and Cathy at the fake.
+type lateWorld struct {
+	f                 *fakeAPI
+	room              proto.URI
+	alice, bob, cathy *Member
 }

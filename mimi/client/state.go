@@ -18,7 +18,8 @@ const memberStateVersion = 1
 
 // Save returns the member's whole state: its client URI and token, its
 // signature key, the KeyPackages it keeps, each room's MLS group (see
-// mls.Group.EncodeTLS) with the digests of its messages not yet echoed,
+// mls.Group.EncodeTLS; it includes the keys of the past epochs the group
+// keeps for late messages) with the digests of its messages not yet echoed,
 // and its stream cursor. It is secret material: store it encrypted or in a
 // protected file, and save again after every call that changes the member
 // (any flow, and Sync): restoring an old state would reuse message keys.
@@ -71,7 +72,9 @@ func (m *Member) Save() ([]byte, error) {
 
 // LoadMember restores a Member from Save's output. api must have no token
 // (it gets the saved one) or a token for the same client. cfg supplies what
-// is not state; its Suite is ignored (the saved one applies).
+// is not state; its Suite is ignored (the saved one applies), and its
+// PastEpochs applies to the restored groups (they drop kept epochs beyond
+// it). States saved before groups kept past epochs load, keeping none yet.
 func LoadMember(api *User, state []byte, cfg MemberConfig) (*Member, error) {
 	if api == nil {
 		return nil, errors.New("load member: no client API")

@@ -82,7 +82,10 @@ type Event struct {
 	// messages it is checked against the message's authenticated_data.
 	Sender proto.URI
 	// Epoch is the epoch a message or proposal was sent in, or the epoch a
-	// commit or join moved the member to.
+	// commit or join moved the member to. An application message may be of
+	// an epoch before the room's current one: it was accepted by the hub
+	// before a commit this member processed first (typically its own), and
+	// its group kept that epoch's keys (MemberConfig.PastEpochs).
 	Epoch uint64
 	// Text is an application message's content.
 	Text []byte
@@ -117,7 +120,8 @@ func (m *Member) Sync(ctx context.Context) ([]Event, error) { return m.SyncWait(
 // from the member's cursor (waiting up to wait for the first item) until it
 // is drained, and processes every item: it applies commits and proposals,
 // decrypts application messages (checking their sender against their
-// authenticated_data), joins rooms from Welcomes addressed to its
+// authenticated_data), including those of the past epochs its groups keep,
+// joins rooms from Welcomes addressed to its
 // KeyPackages, skips the echoes of its own messages, and decodes consent
 // items. It returns the events in stream order; on error, the events
 // processed before it.
@@ -266,11 +270,16 @@ func (m *Member) processMessage(ctx context.Context, r proto.URI, mr *memberRoom
 	if err != nil {
 		return nil, fmt.Errorf("processing a message of %s at epoch %d: %w", r, epoch, err)
 	}
-	e.Epoch = epoch
+	e.Epoch = res.Epoch
 	switch res.ContentType {
 	case mls.ContentApplication:
+		// The sender as it was in the message's epoch: a late message's
+		// leaf may have changed hands since.
 		l := mls.LeafIndex(res.Sender.Index)
-		e.Kind, e.Sender, e.SenderLeaf, e.Text = EventMessage, identity(mr.group, l), l, res.ApplicationData
+		if res.SenderLeaf != nil {
+			e.Sender = proto.URI(res.SenderLeaf.Credential.Identity)
+		}
+		e.Kind, e.SenderLeaf, e.Text = EventMessage, l, res.ApplicationData
 		e.Message, e.ContentKey, e.ContentNonce = msg, res.ContentKey, res.ContentNonce
 		if !bytes.Equal(res.AuthenticatedData, room.SenderHint(e.Sender)) {
 			return nil, fmt.Errorf("%w: a message in %s names %q but was sent by %s (leaf %d)", ErrSenderMismatch, r, res.AuthenticatedData, e.Sender, l)

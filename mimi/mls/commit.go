@@ -271,6 +271,7 @@ func (g *Group) MergePendingCommit() {
 		return
 	}
 	g.staged = nil
+	retired := g.retireEpoch()
 	g.tree.commit()
 	g.advance(&p.next, p.tag, p.result)
 	g.me = p.me
@@ -279,6 +280,7 @@ func (g *Group) MergePendingCommit() {
 	}
 	g.updateKeys = nil
 	g.installEpoch(p.secrets, p.tag)
+	g.keepPast(retired)
 }
 
 // DiscardPendingCommit drops this member's pending commit, for instance
@@ -323,9 +325,11 @@ func (g *Group) stageCommit(ac *AuthenticatedContent, res *CommitResult) error {
 	}
 	for _, r := range res.Removed {
 		if r.Leaf == g.me {
-			// Nothing more can be derived; the group is over for us.
+			// Nothing more can be derived; the group is over for us, and
+			// the past epochs' keys go too (Process refuses everything now).
 			g.tree.commit()
 			g.removed = true
+			g.forgetPast()
 			return nil
 		}
 	}
@@ -378,6 +382,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent, res *CommitResult) error {
 	if !s.VerifyMAC(es.confirmationKey, next.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag) {
 		return rejectf(ErrConfirmation, "the commit's confirmation tag does not match the derived epoch secrets")
 	}
+	retired := g.retireEpoch()
 	g.tree.commit()
 	g.advance(&next, ac.Auth.ConfirmationTag, res)
 	for x, k := range newKeys {
@@ -385,6 +390,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent, res *CommitResult) error {
 	}
 	g.updateKeys = nil // proposals do not outlive their epoch
 	g.installEpoch(es, ac.Auth.ConfirmationTag)
+	g.keepPast(retired)
 	return nil
 }
 

@@ -33,6 +33,14 @@ type GroupOptions struct {
 	// Now returns the current time in Unix seconds, for KeyPackage
 	// lifetimes; nil means the system clock.
 	Now func() uint64
+	// PastEpochs is how many epochs before the current one keep what
+	// decrypting their late application messages needs (sender data
+	// secret, the secret tree's unused keys, the epoch's GroupContext and
+	// the leaves its commit changed). Zero means DefaultPastEpochs;
+	// NoPastEpochs (or any negative value) keeps none; values above
+	// MaxPastEpochs mean MaxPastEpochs. Handshake messages are never
+	// accepted for a past epoch.
+	PastEpochs int
 }
 
 // ErrPendingCommit is returned by Process while this member's own commit
@@ -71,6 +79,9 @@ type Group struct {
 	removed    bool
 	// joinerLeaf is the leaf an external joiner brings, before it has one.
 	joinerLeaf *LeafNode
+	// past holds the kept past epochs, oldest first, consecutive and
+	// ending just before the current epoch.
+	past []*pastEpoch
 }
 
 const resumptionPSKsKept = 8
@@ -273,10 +284,19 @@ func (g *Group) ProposeUpdate() (*Message, error) {
 // Received is what Process found in a message.
 type Received struct {
 	// ContentType says which of the fields below is set.
-	ContentType       ContentType
+	ContentType ContentType
+	// Epoch is the epoch the message was sent in. For an application
+	// message it may be a past epoch the group keeps (GroupOptions.PastEpochs):
+	// the message arrived after the commit that ended its epoch. Proposals
+	// and commits are always for the epoch the group was at.
+	Epoch             uint64
 	Sender            Sender
 	AuthenticatedData []byte
 	ApplicationData   []byte
+	// SenderLeaf is an application message's sender's leaf node in the
+	// message's epoch (a late message's sender may have left or been
+	// replaced since).
+	SenderLeaf *LeafNode
 	// ContentKey and ContentNonce decrypt this application message and no
 	// other; a member discloses them to report the message as abusive.
 	ContentKey, ContentNonce []byte
@@ -286,7 +306,12 @@ type Received struct {
 
 // Process handles a message from the group: it decrypts or authenticates it
 // and applies proposals and commits. An application message or proposal of
-// the current epoch, or a commit for it, is accepted.
+// the current epoch, or a commit for it, is accepted, and so is an
+// application message (a PrivateMessage) of a past epoch the group keeps
+// (GroupOptions.PastEpochs); Received.Epoch tells which. Proposals and
+// commits of other epochs are refused with ErrWrongEpoch, application
+// messages of epochs no longer kept with ErrEpochNotRetained (which wraps
+// it). Every message key decrypts one message: a replay is refused.
 func (g *Group) Process(m *Message) (*Received, error) {
 	if g.removed {
 		return nil, ErrRemoved
@@ -296,35 +321,41 @@ func (g *Group) Process(m *Message) (*Received, error) {
 			return nil, ErrPendingCommit
 		}
 		if bytes.Equal(wire.MustMarshal(m), g.staged.message) {
-			res := g.staged.result
+			res, epoch := g.staged.result, g.ctx.Epoch
 			g.MergePendingCommit()
-			return &Received{ContentType: ContentCommit, Sender: MemberSender(g.me), Commit: res}, nil
+			return &Received{ContentType: ContentCommit, Epoch: epoch, Sender: MemberSender(g.me), Commit: res}, nil
 		}
 		// Another member's commit won the epoch.
 		g.DiscardPendingCommit()
 	}
-	ac, kn, err := g.unprotect(m)
+	ac, kn, past, err := g.unprotect(m)
 	if err != nil {
 		return nil, err
 	}
 	c := &ac.Content
-	out := &Received{ContentType: c.ContentType, Sender: c.Sender, AuthenticatedData: c.AuthenticatedData}
+	out := &Received{ContentType: c.ContentType, Epoch: c.Epoch, Sender: c.Sender, AuthenticatedData: c.AuthenticatedData}
 	switch c.ContentType {
 	case ContentApplication:
-		if err := g.checkFraming(c, ContentApplication); err != nil {
-			return nil, err
+		// A past epoch's message was framed by unprotect: its group, its
+		// epoch (a kept one) and its content type (application, bound to
+		// the ciphertext as AAD).
+		if past == nil {
+			if err := g.checkFraming(c, ContentApplication); err != nil {
+				return nil, err
+			}
 		}
 		if c.Sender.Type != SenderMember || m.WireFormat != WirePrivateMessage {
 			return nil, rejectf(ErrMalformed, "application messages must come from members as PrivateMessage")
 		}
-		key, err := g.memberKey(c.Sender.Index)
+		leaf, ctxEnc, err := g.applicationSender(past, c.Sender.Index)
 		if err != nil {
 			return nil, err
 		}
-		if err := ac.VerifySignature(g.suite, key, g.ctxEnc); err != nil {
+		if err := ac.VerifySignature(g.suite, leaf.SignatureKey, ctxEnc); err != nil {
 			return nil, rejectAs(ErrSignature, err)
 		}
 		out.ApplicationData = c.ApplicationData
+		out.SenderLeaf = leaf
 		out.ContentKey, out.ContentNonce = kn.key, kn.nonce
 	case ContentProposal:
 		if err := g.checkFraming(c, ContentProposal); err != nil {
@@ -356,42 +387,49 @@ func isCommitFor(m *Message, epoch uint64) bool {
 	return false
 }
 
-// unprotect checks the membership tag of a PublicMessage or decrypts a
-// PrivateMessage of the current epoch (returning the content key and nonce
-// it used).
-func (g *Group) unprotect(m *Message) (*AuthenticatedContent, keyAndNonce, error) {
+// unprotect checks the membership tag of a PublicMessage of the current
+// epoch, or decrypts a PrivateMessage of the current epoch or an
+// application message of a kept past epoch (returning the content key and
+// nonce it used, and the past epoch, nil for the current one).
+func (g *Group) unprotect(m *Message) (*AuthenticatedContent, keyAndNonce, *pastEpoch, error) {
 	var none keyAndNonce
 	switch {
 	case m.WireFormat == WirePublicMessage && m.Public != nil:
 		ac := m.Public.Authenticated()
 		if ac.Content.Epoch != g.ctx.Epoch {
-			return nil, none, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", ac.Content.Epoch, g.ctx.Epoch)
+			return nil, none, nil, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", ac.Content.Epoch, g.ctx.Epoch)
 		}
 		if ac.Content.Sender.Type == SenderMember {
 			tag, err := membershipTag(g.suite, g.keys.membership, ac, g.ctxEnc)
 			if err != nil {
-				return nil, none, rejectAs(ErrMalformed, err)
+				return nil, none, nil, rejectAs(ErrMalformed, err)
 			}
 			if !constantTimeEqual(tag, m.Public.MembershipTag) {
-				return nil, none, rejectf(ErrConfirmation, "membership tag does not verify")
+				return nil, none, nil, rejectf(ErrConfirmation, "membership tag does not verify")
 			}
 		}
-		return ac, none, nil
+		return ac, none, nil, nil
 	case m.WireFormat == WirePrivateMessage && m.Private != nil:
 		pm := m.Private
 		if !bytes.Equal(pm.GroupID, g.ctx.GroupID) {
-			return nil, none, rejectf(ErrWrongGroup, "group id %x", pm.GroupID)
+			return nil, none, nil, rejectf(ErrWrongGroup, "group id %x", pm.GroupID)
 		}
+		keys := g.keys
+		var past *pastEpoch
 		if pm.Epoch != g.ctx.Epoch {
-			return nil, none, rejectf(ErrWrongEpoch, "message for epoch %d, the group is at epoch %d", pm.Epoch, g.ctx.Epoch)
+			var err error
+			if past, err = g.pastEpochFor(pm); err != nil {
+				return nil, none, nil, err
+			}
+			keys = past.keys
 		}
-		ac, kn, err := g.keys.decryptPrivateKeys(pm)
+		ac, kn, err := keys.decryptPrivateKeys(pm)
 		if err != nil {
-			return nil, none, rejectAs(ErrMalformed, err)
+			return nil, none, nil, rejectAs(ErrMalformed, err)
 		}
-		return ac, kn, nil
+		return ac, kn, past, nil
 	}
-	return nil, none, rejectf(ErrMalformed, "a group processes public and private messages, not %s", m.WireFormat)
+	return nil, none, nil, rejectf(ErrMalformed, "a group processes public and private messages, not %s", m.WireFormat)
 }
 
 // GroupInfoOptions says what a GroupInfo carries besides the GroupContext.

@@ -15,7 +15,7 @@ import (
 // of RFC 8446 with MLS's variable-length vectors:
 //
 //	struct {
-//	    uint8 version = 1;
+//	    uint8 version = 2;
 //	    GroupContext group_context;
 //	    opaque interim_transcript_hash<V>;
 //	    opaque ratchet_tree<V>;            // Tree.EncodeTLS: optional<Node> nodes<V>
@@ -33,7 +33,22 @@ import (
 //	    struct { uint64 epoch; opaque psk<V>; } resumption_psks<V>;         // by epoch
 //	    SecretTree secret_tree;
 //	    bool removed;
+//	    PastEpoch past_epochs<V>;          // oldest first, consecutive, the last
+//	                                       // one just before group_context.epoch;
+//	                                       // empty for a removed member
 //	} MemberState;
+//
+//	struct {
+//	    GroupContext group_context;        // the past epoch's
+//	    opaque sender_data_secret<V>;
+//	    SecretTree secret_tree;            // application ratchets only: a
+//	                                       // ratchet is Ratchet application
+//	    struct {
+//	        uint32 leaf;                   // below the epoch's width
+//	        optional<LeafNode> node;       // the leaf in this epoch, absent if blank
+//	    } changed_leaves<V>;               // by leaf: the leaves that differ in
+//	                                       // the next epoch
+//	} PastEpoch;
 //
 //	struct {
 //	    opaque message<V>;                 // the MLSMessage as received
@@ -45,7 +60,7 @@ import (
 //	    uint32 n_leaves;
 //	    struct { uint32 node; opaque secret<V>; } node_secrets<V>;         // by node
 //	    struct { uint32 leaf; Ratchet handshake; Ratchet application; } ratchets<V>; // by leaf
-//	} SecretTree;
+//	} SecretTree;                                                          // (in PastEpoch, no handshake)
 //
 //	struct {
 //	    uint32 next_generation;
@@ -53,13 +68,20 @@ import (
 //	    struct { uint32 generation; opaque key<V>; opaque nonce<V>; } skipped<V>; // by generation
 //	} Ratchet;
 //
-// Every list is in strictly increasing key order, so the encoding is
-// canonical: RestoreGroup refuses anything else.
+// Every list is in strictly increasing key order, and a past epoch's
+// changed_leaves lists exactly the leaves that differ in the next epoch, so
+// the encoding is canonical: RestoreGroup refuses anything else.
+//
+// Version 1 is version 2 without past_epochs; RestoreGroup still reads it,
+// as a group that keeps no past epoch yet.
 
-// memberStateVersion is the format of Group.EncodeTLS. A state of another
-// format is refused rather than guessed at: misreading one field would leave
-// a member with secrets that silently disagree with its group.
-const memberStateVersion = 1
+// memberStateVersion is the format Group.EncodeTLS writes. A state of an
+// unknown format is refused rather than guessed at: misreading one field
+// would leave a member with secrets that silently disagree with its group.
+const memberStateVersion = 2
+
+// memberStateV1 is the format before past epochs were kept.
+const memberStateV1 = 1
 
 // EncodeTLS writes everything a member needs to continue: the public state
 // (as Follower.EncodeTLS does: GroupContext, interim transcript hash, tree,
@@ -67,8 +89,9 @@ const memberStateVersion = 1
 // private key, the epoch secrets, the current confirmation tag, its node key
 // pairs, pending Update keys, kept resumption PSKs, the secret tree's state
 // (unexpanded node secrets and every leaf's handshake/application ratchet
-// position, secret and skipped keys), and the removed flag. It is secret
-// material: callers store it encrypted or in a protected file.
+// position, secret and skipped keys), the removed flag, and the past epochs
+// the group keeps for late application messages (see GroupOptions.PastEpochs).
+// It is secret material: callers store it encrypted or in a protected file.
 //
 // The encoding is deterministic (every map is written in key order), so a
 // restored group encodes to the same bytes. A group whose own commit is
@@ -135,26 +158,53 @@ func (g *Group) EncodeTLS(w *wire.Writer) {
 	})
 	g.keys.tree.encodeState(w)
 	w.Bool(g.removed)
+	w.Vector(func(w *wire.Writer) {
+		for _, p := range g.past {
+			p.encodeState(w)
+		}
+	})
+}
+
+// encodeState writes a past epoch: its GroupContext, sender data secret,
+// application-only secret tree and changed leaves.
+func (p *pastEpoch) encodeState(w *wire.Writer) {
+	w.Raw(p.ctxEnc)
+	w.Opaque(p.keys.senderData)
+	p.keys.tree.encodeState(w)
+	w.Vector(func(w *wire.Writer) {
+		for _, l := range slices.Sorted(maps.Keys(p.leaves)) {
+			enc := p.leaves[l]
+			w.Uint32(uint32(l))
+			w.Optional(enc != nil, func(w *wire.Writer) { w.Raw(enc) })
+		}
+	})
 }
 
 // RestoreGroup rebuilds a Group from EncodeTLS output. opts supplies what is
-// not state (PSK store, randomness, clock, Config). A group with a pending
-// (staged) commit cannot be saved: EncodeTLS fails (w.Fail) with a clear
-// error; merge or discard first.
+// not state (PSK store, randomness, clock, Config, how many past epochs to
+// keep). A group with a pending (staged) commit cannot be saved: EncodeTLS
+// fails (w.Fail) with a clear error; merge or discard first.
+//
+// A state of the previous format (version 1, from before past epochs were
+// kept) restores as a group keeping no past epoch yet, and is saved in the
+// current format. A state holding more past epochs than opts keeps loses
+// the oldest.
 //
 // The state is decoded strictly (a restored group re-encodes to exactly the
-// input) and checked for consistency, so that a damaged file is refused
-// rather than restored into a member that fails later: every secret has the
-// suite's length, the tree hash and confirmation tag match the GroupContext
-// and the epoch secrets, the member's leaf holds its signature key, every
-// private key matches its public key in the tree, and the secret tree
-// accounts for every leaf exactly once. Leaf signatures in the tree and the
-// signatures of pending proposals are not re-verified (the state comes from
-// this member's own EncodeTLS, and a large group would pay one verification
-// per member). These checks catch damage, not tampering: most secrets are
-// random bytes nothing can check, so a changed secret restores into a member
-// that no longer agrees with its group. Authenticated encryption of the
-// saved state is what guarantees its integrity.
+// input, format and trimmed past epochs aside) and checked for consistency,
+// so that a damaged file is refused rather than restored into a member that
+// fails later: every secret has the suite's length, the tree hash and
+// confirmation tag match the GroupContext and the epoch secrets, the member's
+// leaf holds its signature key, every private key matches its public key in
+// the tree, and the secret tree accounts for every leaf exactly once. Leaf
+// signatures in the tree and the signatures of pending proposals are not
+// re-verified (the state comes from this member's own EncodeTLS, and a large
+// group would pay one verification per member), nor are the leaves of past
+// epochs (their trees are not kept, so nothing hashes them). These checks
+// catch damage, not tampering: most secrets are random bytes nothing can
+// check, so a changed secret restores into a member that no longer agrees
+// with its group. Authenticated encryption of the saved state is what
+// guarantees its integrity.
 func RestoreGroup(state []byte, opts GroupOptions) (*Group, error) {
 	g, err := decodeMemberState(state, opts)
 	if err != nil {
@@ -163,6 +213,7 @@ func RestoreGroup(state []byte, opts GroupOptions) (*Group, error) {
 	if err := g.checkRestored(); err != nil {
 		return nil, fmt.Errorf("restore group: %w", err)
 	}
+	g.trimPast()
 	return g, nil
 }
 
@@ -173,8 +224,8 @@ func decodeMemberState(state []byte, opts GroupOptions) (*Group, error) {
 	r := wire.NewReader(state)
 	var version uint8
 	r.Uint8(&version)
-	if r.OK() && version != memberStateVersion {
-		return nil, fmt.Errorf("state format %d, want %d", version, memberStateVersion)
+	if r.OK() && version != memberStateVersion && version != memberStateV1 {
+		return nil, fmt.Errorf("state format %d, want %d (or %d)", version, memberStateVersion, memberStateV1)
 	}
 	g := &Group{groupState: groupState{cfg: opts.Config}, opts: opts}
 	r.Decode(&g.ctx)
@@ -264,8 +315,20 @@ func decodeMemberState(state []byte, opts GroupOptions) (*Group, error) {
 		prevEpoch = epoch
 		g.resumption[epoch] = psk
 	})
-	st := decodeSecretTree(r, s)
+	st := decodeSecretTree(r, s, false)
 	r.Bool(&g.removed)
+	if version != memberStateV1 {
+		r.VectorEach(func(r *wire.Reader) {
+			p := decodePastEpoch(r, s)
+			switch {
+			case !r.OK():
+			case len(g.past) == MaxPastEpochs:
+				r.Failf("more than %d past epochs", MaxPastEpochs)
+			default:
+				g.past = append(g.past, p)
+			}
+		})
+	}
 	if err := r.Finish(); err != nil {
 		return nil, err
 	}
@@ -337,6 +400,9 @@ func (g *Group) checkRestored() error {
 	if err := st.checkCoverage(); err != nil {
 		return fmt.Errorf("secret tree: %w", err)
 	}
+	if err := g.checkPast(); err != nil {
+		return err
+	}
 	if g.removed {
 		// The commit that removed this member changed the tree but installed
 		// no epoch for it: the tree no longer matches the GroupContext, the
@@ -387,6 +453,49 @@ func (g *Group) checkMember() error {
 		if c.Proposal.Type == ProposalRemove {
 			if _, ok := t.Leaf(c.Proposal.Removed); !ok {
 				return fmt.Errorf("pending proposal %d removes leaf %d, which is not a member", i, c.Proposal.Removed)
+			}
+		}
+	}
+	return nil
+}
+
+// checkPast checks the past epochs against the current one and each
+// other: consecutive epochs of this group ending just before the current
+// one, secret trees that account for every leaf, and leaf changes that are
+// inside their epoch's tree and are changes.
+func (g *Group) checkPast() error {
+	n := uint64(len(g.past))
+	if n == 0 {
+		return nil
+	}
+	if g.removed {
+		return errors.New("a removed member keeps past epochs")
+	}
+	if g.ctx.Epoch < n {
+		return fmt.Errorf("%d past epochs before epoch %d", n, g.ctx.Epoch)
+	}
+	for i, p := range g.past {
+		ctx := new(GroupContext)
+		if err := wire.Unmarshal(p.ctxEnc, ctx); err != nil {
+			return fmt.Errorf("past epoch %d: %w", i, err)
+		}
+		want := g.ctx.Epoch - n + uint64(i)
+		switch {
+		case ctx.Version != g.ctx.Version || ctx.CipherSuite != g.ctx.CipherSuite || !bytes.Equal(ctx.GroupID, g.ctx.GroupID):
+			return fmt.Errorf("past epoch %d is of another group, version or suite", ctx.Epoch)
+		case ctx.Epoch != want:
+			return fmt.Errorf("past epoch %d where epoch %d belongs (the group is at epoch %d)", ctx.Epoch, want, g.ctx.Epoch)
+		}
+		if err := p.keys.tree.checkCoverage(); err != nil {
+			return fmt.Errorf("secret tree of past epoch %d: %w", p.epoch, err)
+		}
+		for l, enc := range p.leaves {
+			if uint32(l) >= p.keys.tree.nLeaves {
+				return fmt.Errorf("past epoch %d changes leaf %d, outside its %d-leaf tree", p.epoch, l, p.keys.tree.nLeaves)
+			}
+			next, _ := g.leafIn(i+1, l)
+			if bytes.Equal(enc, next) && (enc == nil) == (next == nil) {
+				return fmt.Errorf("past epoch %d lists leaf %d as changed, but the next epoch has the same leaf", p.epoch, l)
 			}
 		}
 	}
@@ -458,14 +567,18 @@ func (t *secretTree) encodeState(w *wire.Writer) {
 		for _, l := range slices.Sorted(maps.Keys(t.ratchets)) {
 			w.Uint32(uint32(l))
 			pair := t.ratchets[l]
-			pair[handshakeRatchet].encodeState(w)
+			if !t.applicationOnly {
+				pair[handshakeRatchet].encodeState(w)
+			}
 			pair[applicationRatchet].encodeState(w)
 		}
 	})
 }
 
-func decodeSecretTree(r *wire.Reader, s *Suite) *secretTree {
-	t := &secretTree{suite: s, nodes: map[nodeIndex][]byte{}, ratchets: map[LeafIndex]*[2]*hashRatchet{}}
+// decodeSecretTree reads what encodeState wrote; applicationOnly says the
+// tree is a past epoch's, whose ratchets are application ratchets only.
+func decodeSecretTree(r *wire.Reader, s *Suite, applicationOnly bool) *secretTree {
+	t := &secretTree{suite: s, nodes: map[nodeIndex][]byte{}, ratchets: map[LeafIndex]*[2]*hashRatchet{}, applicationOnly: applicationOnly}
 	r.Uint32(&t.nLeaves)
 	if r.OK() && (t.nLeaves == 0 || t.nLeaves&(t.nLeaves-1) != 0) {
 		r.Failf("secret tree width %d is not a power of two", t.nLeaves)
@@ -490,7 +603,9 @@ func decodeSecretTree(r *wire.Reader, s *Suite) *secretTree {
 		var l uint32
 		r.Uint32(&l)
 		var pair [2]*hashRatchet
-		pair[handshakeRatchet] = decodeRatchet(r, s)
+		if !applicationOnly {
+			pair[handshakeRatchet] = decodeRatchet(r, s)
+		}
 		pair[applicationRatchet] = decodeRatchet(r, s)
 		switch {
 		case !r.OK():
@@ -504,6 +619,37 @@ func decodeSecretTree(r *wire.Reader, s *Suite) *secretTree {
 		}
 	})
 	return t
+}
+
+// decodePastEpoch reads what pastEpoch.encodeState wrote, checking each
+// field on its own; checkPast checks them against the group.
+func decodePastEpoch(r *wire.Reader, s *Suite) *pastEpoch {
+	p := &pastEpoch{leaves: map[LeafIndex][]byte{}}
+	var ctx GroupContext
+	p.ctxEnc = bytes.Clone(r.Capture(func(r *wire.Reader) { ctx.DecodeTLS(r) }))
+	p.epoch = ctx.Epoch
+	senderData := readSized(r, s.nh, "past sender data secret")
+	st := decodeSecretTree(r, s, true)
+	p.keys = &messageKeys{suite: s, epoch: p.epoch, senderData: senderData, tree: st}
+	var prev uint32
+	r.VectorEach(func(r *wire.Reader) {
+		var l uint32
+		r.Uint32(&l)
+		var enc []byte
+		r.Optional(func(r *wire.Reader) {
+			// Copy, so the group does not pin the caller's buffer.
+			enc = bytes.Clone(r.Capture(func(r *wire.Reader) { new(LeafNode).DecodeTLS(r) }))
+		})
+		switch {
+		case !r.OK():
+		case len(p.leaves) > 0 && l <= prev:
+			r.Failf("changed leaf %d follows leaf %d: not in increasing order", l, prev)
+		default:
+			prev = l
+			p.leaves[LeafIndex(l)] = enc
+		}
+	})
+	return p
 }
 
 // encodeState writes the ratchet's position: the next generation, its

@@ -566,11 +566,13 @@ func runPassiveRestoring(t *testing.T, s *Suite, v *passiveVector) {
 }
 
 // FuzzRestoreGroup feeds corrupted member states to RestoreGroup: nothing may
-// panic, whatever restores must encode back to its input, and a restored
-// group must be usable. The seeds are kept small (a one- and a two-member
-// group) because the fuzzer minimizes every new input in time quadratic in
-// its length; between them they cover every part of the state: ratchets with
-// skipped keys, a pending proposal, an Update's key, a removed member.
+// panic, whatever restores must encode back to its input (a version 1 input
+// to its version 2 form), and a restored group must be usable. The seeds are
+// kept small (a one- and a two-member group) because the fuzzer minimizes
+// every new input in time quadratic in its length; between them they cover
+// every part of the state: ratchets with skipped keys, a pending proposal,
+// an Update's key, a removed member, and past epochs with used ratchets and
+// changed leaves. testdata/fuzz/FuzzRestoreGroup adds states of version 1.
 func FuzzRestoreGroup(f *testing.F) {
 	r := newTestRoom(f, 1)
 	f.Add(saveGroup(f, r.members[0]))
@@ -584,13 +586,30 @@ func FuzzRestoreGroup(f *testing.F) {
 	leaving := r.members[1]
 	r.commit(0, CommitOptions{Proposals: []*Proposal{RemoveProposal(1)}})
 	f.Add(saveGroup(f, leaving))
+	f.Add(saveGroup(f, r.members[0])) // two past epochs, leaf 1 changed
+	// No trimming: whatever restores must be the whole input.
+	opts := testOptions()
+	opts.PastEpochs = MaxPastEpochs
 	f.Fuzz(func(t *testing.T, state []byte) {
-		g, err := RestoreGroup(state, testOptions())
+		g, err := RestoreGroup(state, opts)
 		if err != nil {
 			return
 		}
-		if re := saveGroup(t, g); !bytes.Equal(re, state) {
+		want := state
+		if state[0] == memberStateV1 {
+			want = upgradeV1(state)
+		}
+		if re := saveGroup(t, g); !bytes.Equal(re, want) {
 			t.Fatalf("a restored group encodes differently")
+		}
+		// Every leaf a past epoch can name must decode (a late message's
+		// sender is looked up this way).
+		for i, p := range g.past {
+			for l := range min(p.keys.tree.nLeaves, 64) {
+				if enc, ok := g.leafIn(i, LeafIndex(l)); ok {
+					_ = mustDecodeLeaf(enc)
+				}
+			}
 		}
 		_ = g.PendingProposals()
 		_, _ = g.Export("fuzz", nil, 16)

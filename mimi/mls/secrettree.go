@@ -30,11 +30,21 @@ func ratchetKindFor(ct ContentType) ratchetKind {
 // secretTree derives per-sender message keys (RFC 9420 section 9). Node
 // secrets are expanded lazily, on the way from the root to the leaf that
 // needs them, and deleted once expanded, as section 9.2 asks.
+//
+// It holds at most one node secret per level for every leaf that used its
+// secrets (the siblings of its path that were not expanded), plus the root
+// while nobody has: for t senders in an n-leaf tree, at most t*log2(n)+1
+// node secrets and t ratchet pairs, each with at most maxSkippedKeys skipped
+// keys.
 type secretTree struct {
 	suite    *Suite
 	nLeaves  uint32
 	nodes    map[nodeIndex][]byte
 	ratchets map[LeafIndex]*[2]*hashRatchet
+	// applicationOnly marks the tree of a past epoch: it only decrypts
+	// late application messages, so it holds no handshake ratchets and
+	// derives none.
+	applicationOnly bool
 }
 
 func newSecretTree(s *Suite, encryptionSecret []byte, nLeaves uint32) *secretTree {
@@ -51,6 +61,9 @@ func newSecretTree(s *Suite, encryptionSecret []byte, nLeaves uint32) *secretTre
 func (t *secretTree) ratchet(l LeafIndex, kind ratchetKind) (*hashRatchet, error) {
 	if uint32(l) >= t.nLeaves {
 		return nil, fmt.Errorf("leaf %d is outside the %d-leaf secret tree", l, t.nLeaves)
+	}
+	if kind == handshakeRatchet && t.applicationOnly {
+		return nil, errors.New("the handshake keys of a past epoch are deleted")
 	}
 	if r, ok := t.ratchets[l]; ok {
 		return r[kind], nil
@@ -87,6 +100,9 @@ func (t *secretTree) ratchet(l LeafIndex, kind ratchetKind) (*hashRatchet, error
 	delete(t.nodes, target)
 	var pair [2]*hashRatchet
 	for kind, label := range []string{"handshake", "application"} {
+		if kind == int(handshakeRatchet) && t.applicationOnly {
+			continue
+		}
 		secret, err := t.suite.ExpandWithLabel(leafSecret, label, nil, t.suite.nh)
 		if err != nil {
 			return nil, err
@@ -95,6 +111,17 @@ func (t *secretTree) ratchet(l LeafIndex, kind ratchetKind) (*hashRatchet, error
 	}
 	t.ratchets[l] = &pair
 	return pair[kind], nil
+}
+
+// retire turns the tree of an epoch that ended into one that only decrypts
+// late application messages: every handshake ratchet is deleted (a
+// handshake message for a past epoch is refused unread) and none is derived
+// again.
+func (t *secretTree) retire() {
+	t.applicationOnly = true
+	for _, pair := range t.ratchets {
+		pair[handshakeRatchet] = nil
+	}
 }
 
 type keyAndNonce struct {

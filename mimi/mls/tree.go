@@ -70,6 +70,10 @@ type Tree struct {
 	caps    capabilityCounts
 
 	undo []func() // non-nil while a transaction is open
+	// leavesBefore holds, for every leaf the open transaction changed, its
+	// encoding when the transaction began (nil for blank): what a member
+	// keeps of an epoch's membership once a commit ends it.
+	leavesBefore map[LeafIndex][]byte
 }
 
 // newTree returns an empty tree for suite s.
@@ -225,18 +229,38 @@ func mustDecodeLeaf(enc []byte) *LeafNode {
 
 // begin opens a transaction: every mutation until commit or rollback is
 // recorded so rollback can undo it.
-func (t *Tree) begin() { t.undo = []func(){} }
+func (t *Tree) begin() { t.undo, t.leavesBefore = []func(){}, nil }
 
 // commit closes the transaction and keeps its changes.
-func (t *Tree) commit() { t.undo = nil }
+func (t *Tree) commit() { t.undo, t.leavesBefore = nil, nil }
 
 // rollback undoes every mutation since begin, newest first.
 func (t *Tree) rollback() {
 	u := t.undo
-	t.undo = nil
+	t.undo, t.leavesBefore = nil, nil
 	for i := len(u) - 1; i >= 0; i-- {
 		u[i]()
 	}
+}
+
+// leafChanges returns, for every leaf whose encoding the open transaction
+// changed, the encoding it had when the transaction began (nil for a blank
+// leaf). Leaves changed and changed back are left out, so the result is
+// exactly the leaves that differ between the tree before and after, and
+// what it holds is shared with no later mutation (encodings are never
+// modified in place).
+func (t *Tree) leafChanges() map[LeafIndex][]byte {
+	out := map[LeafIndex][]byte{}
+	for l, before := range t.leavesBefore {
+		var now []byte
+		if x := leafNode(l); !t.blank(x) && uint32(l) < t.nLeaves {
+			now = t.nodes[x]
+		}
+		if !bytes.Equal(before, now) || (before == nil) != (now == nil) {
+			out[l] = before
+		}
+	}
+	return out
 }
 
 // resize sets the width to n leaves (a power of two), dropping or adding
@@ -286,6 +310,14 @@ func (t *Tree) setRaw(x nodeIndex, enc []byte) error {
 				}
 			}
 			return err
+		}
+	}
+	if t.undo != nil && x.isLeaf() {
+		if _, seen := t.leavesBefore[x.leaf()]; !seen {
+			if t.leavesBefore == nil {
+				t.leavesBefore = map[LeafIndex][]byte{}
+			}
+			t.leavesBefore[x.leaf()] = old
 		}
 	}
 	t.nodes[x] = enc
