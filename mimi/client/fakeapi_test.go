@@ -280,8 +280,8 @@ func (f *fakeAPI) register(w http.ResponseWriter, r *http.Request) {
 		f.t.Error("register carries an Authorization header")
 	}
 	var in struct {
-		User    string             `json:"user"`
-		Device  string             `json:"device"`
+		User        string             `json:"user"`
+		Device      string             `json:"device"`
 		Profile     []jsonProfileField `json:"profile"`
 		TokenSecret []byte             `json:"token_secret"`
 	}
