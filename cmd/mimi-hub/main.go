@@ -58,7 +58,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	h, err := hub.Start(startCtx, cfg.hubConfig(mat, log))
+	hc := cfg.hubConfig(mat, log)
+	hc.OnLeave = stop // after `mimictl cluster leave`, stop as on SIGTERM
+	h, err := hub.Start(startCtx, hc)
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,7 @@ func commands() []*command {
 		whoisCommand(),
 		statusCommand(),
 		reportsCommand(),
+		clusterCommand(),
 		benchCommand(),
 	}
 }

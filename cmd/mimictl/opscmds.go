@@ -42,19 +42,65 @@ func (o *opsFlags) define(fs *flag.FlagSet) {
 // get fetches path from the operations listener into out, or returns the
 // raw answer when out is nil.
 func (o *opsFlags) get(ctx context.Context, e *env, path string, query url.Values, out any) ([]byte, error) {
+	return o.call(ctx, e, http.MethodGet, path, query, nil, out)
+}
+
+// post sends in (nil: no body) as JSON to path and decodes the answer
+// into out, returning the raw answer.
+func (o *opsFlags) post(ctx context.Context, e *env, path string, in, out any) ([]byte, error) {
+	var body []byte
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("POST %s: encoding the request: %w", path, err)
+		}
+		body = b
+	}
+	return o.call(ctx, e, http.MethodPost, path, nil, body, out)
+}
+
+// call sends one request of at most opsTimeout and decodes a JSON answer
+// into out (unless out is nil), returning the raw answer.
+func (o *opsFlags) call(ctx context.Context, e *env, method, path string, query url.Values, body []byte, out any) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, opsTimeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	resp, target, err := o.request(ctx, e, method, path, query, rd, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxOpsAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, target, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, fmt.Errorf("%s %s: decoding the answer: %w", method, target, err)
+		}
+	}
+	return raw, nil
+}
+
+// request sends a request to the operations listener, bounded by ctx
+// only, and returns a 200 answer for the caller to read and close (with
+// the URL it went to). Any other answer becomes an error carrying the
+// node's message and, where one helps, a hint.
+func (o *opsFlags) request(ctx context.Context, e *env, method, path string, query url.Values, body io.Reader, contentType string) (*http.Response, string, error) {
 	base := strings.TrimRight(o.url, "/")
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		return nil, &usageError{msg: fmt.Sprintf("-ops %q is not an http:// or https:// URL", o.url), hint: "Example: -ops http://127.0.0.1:8445"}
+		return nil, "", &usageError{msg: fmt.Sprintf("-ops %q is not an http:// or https:// URL", o.url), hint: "Example: -ops http://127.0.0.1:8445"}
 	}
 	target := base + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	ctx, cancel := context.WithTimeout(ctx, opsTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, target, fmt.Errorf("%s: %w", path, err)
 	}
 	token := o.token
 	if token == "" {
@@ -63,39 +109,41 @@ func (o *opsFlags) get(ctx context.Context, e *env, path string, query url.Value
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w\nhint: is the provider running, and is -ops its operations listener (mimi-hub -ops-addr, default 127.0.0.1:8445)?", target, err)
+		return nil, target, fmt.Errorf("%s %s: %w\nhint: is the provider running, and is -ops its operations listener (mimi-hub -ops-addr, default 127.0.0.1:8445)?", method, target, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, target, nil
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxOpsAnswer))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading the answer: %w", target, err)
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxOpsAnswer))
+	var je struct {
+		Error string `json:"error"`
 	}
-	if resp.StatusCode != http.StatusOK {
-		var je struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(body))
-		if json.Unmarshal(body, &je) == nil && je.Error != "" {
-			msg = je.Error
-		}
-		err := fmt.Errorf("GET %s: HTTP %d: %s", target, resp.StatusCode, sanitize(msg))
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			err = fmt.Errorf("%w\nhint: pass the node's admin token with -admin-token or $MIMICTL_ADMIN_TOKEN", err)
-		case http.StatusNotFound:
+	msg := strings.TrimSpace(string(raw))
+	isJSON := json.Unmarshal(raw, &je) == nil && je.Error != ""
+	if isJSON {
+		msg = je.Error
+	}
+	err = fmt.Errorf("%s %s: HTTP %d: %s", method, target, resp.StatusCode, sanitize(msg))
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		err = fmt.Errorf("%w\nhint: pass the node's admin token with -admin-token or $MIMICTL_ADMIN_TOKEN", err)
+	case http.StatusNotFound:
+		if !isJSON || strings.HasPrefix(msg, "no such operations endpoint") {
 			err = fmt.Errorf("%w\nhint: is -ops the operations listener of a mimi-hub recent enough to serve %s?", err, path)
 		}
-		return nil, err
+	case http.StatusServiceUnavailable:
+		err = fmt.Errorf("%w\nhint: the cluster has no leader right now (an election, or too few nodes up), or the node is stopping; retry shortly", err)
+	case http.StatusGatewayTimeout:
+		err = fmt.Errorf("%w\nhint: check the outcome with 'mimictl cluster status' before retrying", err)
 	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			return nil, fmt.Errorf("GET %s: decoding the answer: %w", target, err)
-		}
-	}
-	return body, nil
+	return nil, target, err
 }
 
 func statusCommand() *command {
@@ -157,6 +205,12 @@ func printStatus(e *env, st *hub.OpsStatus) error {
 	fmt.Fprintf(tw, "domain\t%s\n", st.Domain)
 	fmt.Fprintf(tw, "node\t%s: Raft %s at %s\n", st.NodeID, strings.ToLower(st.Raft.State), st.Raft.Addr)
 	fmt.Fprintf(tw, "leader\t%s\n", leader)
+	switch {
+	case st.Ready:
+		fmt.Fprintf(tw, "ready\tyes\n")
+	case st.NotReady != "": // older nodes say neither
+		fmt.Fprintf(tw, "ready\tno: %s\n", sanitize(st.NotReady))
+	}
 	fmt.Fprintf(tw, "term\t%d\n", st.Raft.Term)
 	fmt.Fprintf(tw, "log\tlast %d, committed %d, applied %d, snapshot %d\n", st.Raft.LastIndex, st.Raft.CommitIndex, st.Raft.AppliedIndex, st.Raft.LastSnapshotIndex)
 	if !st.Raft.Leader {

@@ -66,7 +66,12 @@ type Config struct {
 	Raft cluster.Config
 	// Delivery tunes the fanout worker.
 	Delivery cluster.DeliveryConfig
-	Logger   *slog.Logger
+	// OnLeave, when set, is called once after this node left its cluster
+	// on request (POST /v1/cluster/leave), in its own goroutine: the
+	// process should stop (mimi-hub cancels its run context). Without it,
+	// the operator stops the process.
+	OnLeave func()
+	Logger  *slog.Logger
 }
 
 // Hub is a running provider node.
@@ -77,6 +82,8 @@ type Hub struct {
 	store    *cluster.Store
 	fed      *client.Federation
 	delivery *cluster.Delivery
+	metrics  *metrics
+	ops      opsState
 	servers  []*http.Server
 	addrs    map[string]string
 	cancel   context.CancelFunc
@@ -109,11 +116,16 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		rc.BootstrapExpect = 1
 	}
 	rc.Logger = log
+	m, err := newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	rc.Observer = m.observer(rc.Observer)
 	node, err := cluster.Start(ctx, rc, f)
 	if err != nil {
 		return nil, fmt.Errorf("hub: raft: %w", err)
 	}
-	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), addrs: map[string]string{}}
+	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), metrics: m, addrs: map[string]string{}}
 	fail := func(err error) (*Hub, error) {
 		h.Close(context.Background())
 		return nil, err
@@ -151,6 +163,9 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		defer h.wg.Done()
 		h.store.RunMaintenance(runCtx, 0)
 	}()
+	if err := h.startOps(runCtx); err != nil {
+		return fail(err)
+	}
 
 	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log}
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, MinVersion: tls.VersionTLS12}
@@ -162,8 +177,8 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		handler    http.Handler
 		tls        *tls.Config
 	}{
-		{"federation", cfg.FederationAddr, httpapi.NewFederation(api, h.store, h.fed), fedTLS},
-		{"client", cfg.ClientAddr, httpapi.NewClientAPI(api, h.store, h.fed), serverTLS},
+		{"federation", cfg.FederationAddr, httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed), fedTLS},
+		{"client", cfg.ClientAddr, httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed), serverTLS},
 		{"ops", cfg.OpsAddr, h.opsHandler(), nil},
 	} {
 		if s.addr == "" {

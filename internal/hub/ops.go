@@ -1,35 +1,73 @@
 package hub
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
 )
 
 // The operations listener (Config.OpsAddr) is plain HTTP for operators and
-// orchestrators, never for users. /healthz and /readyz are always open;
-// the JSON endpoints under /v1/ need `Authorization: Bearer
+// orchestrators, never for users. /healthz, /readyz and /metrics are
+// always open; the endpoints under /v1/ need `Authorization: Bearer
 // <Config.AdminToken>` when an admin token is configured.
 //
-//	GET /healthz      200 "ok" while the process serves
-//	GET /readyz       200 "ready" when the node knows a Raft leader, else 503
-//	GET /v1/status    OpsStatus
-//	GET /v1/reports   OpsReports (?after=INDEX&limit=N)
+//	GET  /healthz                  200 "ok" while the process serves
+//	GET  /readyz                   200 "ready" when the node can serve (see Hub.Ready), else 503 and the reason
+//	GET  /metrics                  Prometheus metrics (metrics.go)
+//	GET  /v1/status                OpsStatus
+//	GET  /v1/reports               OpsReports (?after=INDEX&limit=N)
+//	GET  /v1/cluster/status        cluster.ClusterStatus: every node, its suffrage, gossip status and own report
+//	POST /v1/cluster/transfer-leader  optional OpsServerRequest (no id: the most up-to-date voter) -> OpsLeaderAnswer
+//	POST /v1/cluster/leave         this node leaves the cluster for good -> OpsLeaveAnswer; then it stops (Config.OnLeave) or must be stopped
+//	POST /v1/cluster/join          OpsJoinRequest: gossip addresses to contact -> OpsJoinAnswer
+//	POST /v1/cluster/remove        OpsServerRequest: remove a server (a dead node) from the Raft configuration now -> OpsRemoveAnswer
+//	GET  /v1/cluster/snapshot      a backup of the replicated state (application/octet-stream, trailers Mimi-Backup-Index, -Term, -Size)
+//	POST /v1/cluster/restore       body: a backup; replaces the state on every node -> OpsRestoreAnswer
+//
+// Errors are JSON {"error", "kind"}: 400 for bad input, 404 for an unknown
+// server, 409 for a refused change (it would cost the quorum, the node is
+// the leader, ...), 502 when no gossip peer answered, 503 with Retry-After
+// while the cluster has no leader or the node is stopping, 504 when the
+// outcome is unknown (see mimictl cluster status).
 const (
 	// DefaultReportsLimit is the page size of /v1/reports without ?limit.
 	DefaultReportsLimit = 100
 	// MaxReportsLimit is the largest ?limit /v1/reports accepts.
 	MaxReportsLimit = 1000
+
+	// ReadyMaxLag is how many committed log entries a follower's state
+	// machine may trail by and still be ready.
+	ReadyMaxLag = 128
+	// maxOpsRequest bounds the JSON body of an operations request.
+	maxOpsRequest = 64 << 10
+	// clusterOpTimeout bounds a membership change requested through the
+	// operations listener; restoreTimeout a restore, which ships the
+	// backup to the leader and installs it.
+	clusterOpTimeout = 30 * time.Second
+	restoreTimeout   = 5 * time.Minute
+	// transferSettle bounds the wait, after a leadership transfer, for
+	// the new leader to announce itself.
+	transferSettle = 5 * time.Second
 )
 
 // OpsStatus is the answer of GET /v1/status: this node's view of its
@@ -39,6 +77,9 @@ type OpsStatus struct {
 	Domain string `json:"domain"`
 	// NodeID is this node's Raft id.
 	NodeID string `json:"node_id"`
+	// Ready is /readyz's verdict (see Hub.Ready); NotReady says why not.
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
 	// Raft is the node's Raft state.
 	Raft OpsRaft `json:"raft"`
 	// Counts are the replicated state's sizes (as applied on this node).
@@ -153,6 +194,34 @@ type OpsReport struct {
 	Verified int `json:"verified"`
 }
 
+// opsState is the operations listener's state in a Hub.
+type opsState struct {
+	// readyLeader is whether this node leads and has applied every entry
+	// of earlier terms (cluster.Node.WatchLeadership).
+	readyLeader atomic.Bool
+	// leaveOnce calls Config.OnLeave at most once.
+	leaveOnce sync.Once
+}
+
+// startOps registers the hub's metrics collector and follows this node's
+// leadership for readiness until ctx ends. Start calls it once the
+// delivery worker exists.
+func (h *Hub) startOps(ctx context.Context) error {
+	if err := h.metrics.reg.Register(hubCollector{h}); err != nil {
+		return fmt.Errorf("hub: metrics: %w", err)
+	}
+	leading := h.node.WatchLeadership(ctx)
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for v := range leading {
+			h.ops.readyLeader.Store(v)
+		}
+		h.ops.readyLeader.Store(false)
+	}()
+	return nil
+}
+
 // opsHandler serves the operations listener.
 func (h *Hub) opsHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -161,18 +230,71 @@ func (h *Hub) opsHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if id, _ := h.node.Leader(); id == "" {
-			http.Error(w, "no leader", http.StatusServiceUnavailable)
+		w.Header().Set("Cache-Control", "no-store")
+		if err := h.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /v1/status", h.adminOnly(http.HandlerFunc(h.opsStatus)))
-	mux.Handle("GET /v1/reports", h.adminOnly(http.HandlerFunc(h.opsReports)))
+	mux.Handle("GET /metrics", h.metrics.handler())
+	methods := map[string]string{} // the method of each /v1/ path
+	admin := func(method, path string, f http.HandlerFunc) {
+		mux.Handle(method+" "+path, h.adminOnly(f))
+		methods[path] = method
+	}
+	admin(http.MethodGet, "/v1/status", h.opsStatus)
+	admin(http.MethodGet, "/v1/reports", h.opsReports)
+	admin(http.MethodGet, "/v1/cluster/status", h.opsClusterStatus)
+	admin(http.MethodPost, "/v1/cluster/transfer-leader", h.opsTransferLeader)
+	admin(http.MethodPost, "/v1/cluster/leave", h.opsLeave)
+	admin(http.MethodPost, "/v1/cluster/join", h.opsJoin)
+	admin(http.MethodPost, "/v1/cluster/remove", h.opsRemove)
+	admin(http.MethodGet, "/v1/cluster/snapshot", h.opsSnapshot)
+	admin(http.MethodPost, "/v1/cluster/restore", h.opsRestore)
 	mux.Handle("/v1/", h.adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m, ok := methods[r.URL.Path]; ok {
+			w.Header().Set("Allow", m)
+			opsError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, m))
+			return
+		}
 		opsError(w, http.StatusNotFound, "no such operations endpoint: "+r.Method+" "+r.URL.Path)
 	})))
-	return mux
+	return h.metrics.middleware("ops", func(r *http.Request) string { return r.Pattern })(mux)
+}
+
+// Ready reports whether this node can serve requests now, and if not why:
+// a leader must have applied every entry of earlier terms; a follower must
+// know the leader, have heard from it within twice the Raft heartbeat
+// timeout, and have applied all but at most ReadyMaxLag committed entries.
+// GET /readyz answers it.
+func (h *Hub) Ready() error {
+	st := h.node.Stats()
+	switch {
+	case st.State == "Shutdown":
+		return errors.New("the node is shutting down")
+	case st.State == "Leader":
+		if !h.ops.readyLeader.Load() {
+			return errors.New("leader, but still applying the entries of earlier terms")
+		}
+		return nil
+	case st.LeaderID == "":
+		return fmt.Errorf("%s: no leader known (an election, or this node is not a member yet)", strings.ToLower(st.State))
+	}
+	limit := 2 * h.cfg.Raft.HeartbeatTimeout
+	if limit == 0 {
+		limit = 2 * cluster.DefaultHeartbeatTimeout
+	}
+	if st.LastContact.IsZero() {
+		return fmt.Errorf("no contact with the leader %s yet", st.LeaderID)
+	}
+	if age := time.Since(st.LastContact); age > limit {
+		return fmt.Errorf("last contact with the leader %s was %s ago (limit %s)", st.LeaderID, age.Round(time.Millisecond), limit)
+	}
+	if st.CommitIndex > st.FSMIndex && st.CommitIndex-st.FSMIndex > ReadyMaxLag {
+		return fmt.Errorf("catching up: applied index %d is %d entries behind the commit index %d", st.FSMIndex, st.CommitIndex-st.FSMIndex, st.CommitIndex)
+	}
+	return nil
 }
 
 // adminOnly requires the admin bearer token when one is configured.
@@ -202,6 +324,7 @@ func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
 	out := OpsStatus{
 		Domain: h.cfg.Domain,
 		NodeID: st.NodeID,
+		Ready:  true,
 		Raft: OpsRaft{
 			State: st.State, Leader: st.State == "Leader", Addr: st.Addr, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 			Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
@@ -212,6 +335,9 @@ func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	if !st.LastContact.IsZero() && !out.Raft.Leader {
 		out.Raft.LastContact = timePtr(st.LastContact)
+	}
+	if err := h.Ready(); err != nil {
+		out.Ready, out.NotReady = false, err.Error()
 	}
 	var depth map[string][2]uint64
 	err := h.fsm.Read(func(s *fsm.State) error {
@@ -366,6 +492,12 @@ func opsError(w http.ResponseWriter, status int, msg string) {
 		kind = "not_allowed"
 	case http.StatusNotFound:
 		kind = "not_found"
+	case http.StatusConflict:
+		kind = "conflict"
+	case http.StatusRequestEntityTooLarge:
+		kind = "limit"
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		kind = "unavailable"
 	case http.StatusInternalServerError:
 		kind = "internal"
 	}
@@ -377,4 +509,403 @@ func opsError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// OpsServerRequest is the body of POST /v1/cluster/remove and, optionally,
+// of POST /v1/cluster/transfer-leader: a server's Raft node id.
+type OpsServerRequest struct {
+	ID string `json:"id"`
+}
+
+// OpsLeaderAnswer answers POST /v1/cluster/transfer-leader: the leader
+// once the transfer is done (empty if none announced itself in time).
+type OpsLeaderAnswer struct {
+	LeaderID   string `json:"leader_id"`
+	LeaderAddr string `json:"leader_addr"`
+}
+
+// OpsRemoveAnswer answers POST /v1/cluster/remove.
+type OpsRemoveAnswer struct {
+	// Removed is the id of the server no longer in the configuration.
+	Removed string `json:"removed"`
+}
+
+// OpsLeaveAnswer answers POST /v1/cluster/leave.
+type OpsLeaveAnswer struct {
+	// Left is the id of the node that left (the one asked).
+	Left string `json:"left"`
+	// ShuttingDown reports whether the node is stopping by itself
+	// (Config.OnLeave is set, as in mimi-hub); if not, stop it now.
+	ShuttingDown bool `json:"shutting_down"`
+}
+
+// OpsJoinRequest is the body of POST /v1/cluster/join: gossip addresses
+// (host:port) of nodes to contact.
+type OpsJoinRequest struct {
+	Addrs []string `json:"addrs"`
+}
+
+// OpsJoinAnswer answers POST /v1/cluster/join.
+type OpsJoinAnswer struct {
+	// Contacted is the number of nodes that answered.
+	Contacted int `json:"contacted"`
+}
+
+// OpsRestoreAnswer answers POST /v1/cluster/restore.
+type OpsRestoreAnswer struct {
+	// Bytes is the size of the backup restored.
+	Bytes int `json:"bytes"`
+}
+
+// Backup trailers of GET /v1/cluster/snapshot: the snapshot's last log
+// index and term, and its size (the body's size less the backup header).
+// They arrive only when the whole backup was written.
+const (
+	TrailerBackupIndex = "Mimi-Backup-Index"
+	TrailerBackupTerm  = "Mimi-Backup-Term"
+	TrailerBackupSize  = "Mimi-Backup-Size"
+)
+
+// backupMagic opens every backup (cluster.Node.Backup): a request body
+// without it is certainly not one.
+const backupMagic = "mimi-hub-backup/1\n"
+
+// raftServers returns the servers of the latest Raft configuration. It
+// asks cluster.Node.Status with a context that has already ended, so no
+// other node is asked for its report: the answer comes from this node's
+// configuration alone and costs no network round trip.
+func (h *Hub) raftServers() ([]cluster.ServerStatus, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	st, err := h.node.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []cluster.ServerStatus
+	for _, s := range st.Servers {
+		if s.Suffrage == "voter" || s.Suffrage == "nonvoter" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// suffrageCounts counts the voters and non-voters of the latest Raft
+// configuration; ok is false if it could not be read.
+func (h *Hub) suffrageCounts() (voters, nonvoters int, ok bool) {
+	servers, err := h.raftServers()
+	if err != nil {
+		return 0, 0, false
+	}
+	return countSuffrage(servers, "voter"), countSuffrage(servers, "nonvoter"), true
+}
+
+// findServer looks a server up in the latest Raft configuration.
+func findServer(servers []cluster.ServerStatus, id string) (cluster.ServerStatus, bool) {
+	for _, s := range servers {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return cluster.ServerStatus{}, false
+}
+
+// countSuffrage counts the servers of a suffrage.
+func countSuffrage(servers []cluster.ServerStatus, suffrage string) int {
+	n := 0
+	for _, s := range servers {
+		if s.Suffrage == suffrage {
+			n++
+		}
+	}
+	return n
+}
+
+// serverIDs lists servers' ids of a suffrage ("" for all), for messages.
+func serverIDs(servers []cluster.ServerStatus, suffrage string) string {
+	var ids []string
+	for _, s := range servers {
+		if suffrage == "" || s.Suffrage == suffrage {
+			ids = append(ids, s.ID)
+		}
+	}
+	slices.Sort(ids)
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}
+
+// clusterError answers a failed cluster operation: no leader or a node
+// stopping is 503 with Retry-After, an unknown outcome 504, and any other
+// failure status (the operation was refused or failed).
+func (h *Hub) clusterError(w http.ResponseWriter, r *http.Request, op string, err error, status int) {
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader):
+		status = http.StatusServiceUnavailable
+		err = fmt.Errorf("the cluster has no leader right now; retry shortly (%w)", err)
+	case errors.Is(err, cluster.ErrShutdown):
+		status = http.StatusServiceUnavailable
+		err = fmt.Errorf("this node is shutting down; ask another node (%w)", err)
+	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusGatewayTimeout
+		err = fmt.Errorf("timed out; the outcome is unknown, check the cluster's status (%w)", err)
+	case errors.Is(err, context.Canceled):
+		status = http.StatusServiceUnavailable
+	}
+	level := slog.LevelWarn
+	if status == http.StatusInternalServerError {
+		level = slog.LevelError
+	}
+	h.cfg.Logger.Log(r.Context(), level, "operations request failed", "op", op, "status", status, "err", err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	opsError(w, status, op+": "+err.Error())
+}
+
+// decodeOps decodes a JSON request body into v strictly; an empty body
+// leaves v as it is when optional.
+func decodeOps(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxOpsRequest))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, io.EOF) && optional:
+		return true
+	case errors.Is(err, io.EOF):
+		opsError(w, http.StatusBadRequest, "missing JSON body")
+	default:
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			opsError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxOpsRequest))
+			return false
+		}
+		opsError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+	}
+	return false
+}
+
+// opsClusterStatus serves GET /v1/cluster/status.
+func (h *Hub) opsClusterStatus(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), clusterOpTimeout)
+	defer cancel()
+	st, err := h.node.Status(ctx)
+	if err != nil {
+		h.clusterError(w, r, "cluster status", err, http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, st)
+}
+
+// opsTransferLeader serves POST /v1/cluster/transfer-leader.
+func (h *Hub) opsTransferLeader(w http.ResponseWriter, r *http.Request) {
+	var req OpsServerRequest
+	if !decodeOps(w, r, &req, true) {
+		return
+	}
+	if req.ID != "" {
+		servers, err := h.raftServers()
+		if err != nil {
+			h.clusterError(w, r, "transfer leadership", err, http.StatusInternalServerError)
+			return
+		}
+		if s, ok := findServer(servers, req.ID); !ok || s.Suffrage != "voter" {
+			opsError(w, http.StatusBadRequest, fmt.Sprintf("transfer leadership: %q is not a voter of this cluster (voters: %s)", req.ID, serverIDs(servers, "voter")))
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), clusterOpTimeout)
+	defer cancel()
+	before, _ := h.node.Leader()
+	if err := h.node.TransferLeadership(ctx, req.ID); err != nil {
+		h.clusterError(w, r, "transfer leadership", err, http.StatusConflict)
+		return
+	}
+	// The new leader announces itself with its first heartbeat.
+	var out OpsLeaderAnswer
+	settle, cancelSettle := context.WithTimeout(ctx, transferSettle)
+	defer cancelSettle()
+	for {
+		id, addr := h.node.Leader()
+		done := id != "" && (id == req.ID || (req.ID == "" && id != before))
+		if done || settle.Err() != nil {
+			if id != "" {
+				out = OpsLeaderAnswer{LeaderID: id, LeaderAddr: addr}
+			}
+			break
+		}
+		select {
+		case <-settle.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	h.cfg.Logger.Info("leadership transferred on request", "from", before, "to", out.LeaderID)
+	writeJSON(w, out)
+}
+
+// opsLeave serves POST /v1/cluster/leave: this node leaves the cluster.
+func (h *Hub) opsLeave(w http.ResponseWriter, r *http.Request) {
+	self := h.node.ID()
+	servers, err := h.raftServers()
+	if err != nil {
+		h.clusterError(w, r, "leave", err, http.StatusInternalServerError)
+		return
+	}
+	// A node not (or no longer) in the configuration may leave too: the
+	// leader's removal is idempotent, and it still leaves gossip.
+	if me, ok := findServer(servers, self); ok && me.Suffrage == "voter" && countSuffrage(servers, "voter") == 1 {
+		opsError(w, http.StatusConflict, fmt.Sprintf("leave: %s is the only voter; the cluster would be gone", self))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), clusterOpTimeout)
+	defer cancel()
+	if err := h.node.Leave(ctx); err != nil {
+		h.clusterError(w, r, "leave", err, http.StatusConflict)
+		return
+	}
+	out := OpsLeaveAnswer{Left: self, ShuttingDown: h.cfg.OnLeave != nil}
+	h.cfg.Logger.Info("left the cluster on request", "shutting_down", out.ShuttingDown)
+	writeJSON(w, out)
+	if h.cfg.OnLeave != nil {
+		// In its own goroutine: it may close the hub, whose servers wait
+		// for this request to finish.
+		h.ops.leaveOnce.Do(func() { go h.cfg.OnLeave() })
+	}
+}
+
+// opsJoin serves POST /v1/cluster/join.
+func (h *Hub) opsJoin(w http.ResponseWriter, r *http.Request) {
+	var req OpsJoinRequest
+	if !decodeOps(w, r, &req, false) {
+		return
+	}
+	if len(req.Addrs) == 0 {
+		opsError(w, http.StatusBadRequest, `join: "addrs" lists no gossip address`)
+		return
+	}
+	for _, a := range req.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || port == "" {
+			opsError(w, http.StatusBadRequest, fmt.Sprintf("join: %q is not a host:port gossip address", a))
+			return
+		}
+	}
+	if h.cfg.Raft.Gossip == nil {
+		opsError(w, http.StatusConflict, "join: this node runs without gossip (a single-node provider)")
+		return
+	}
+	k, err := h.node.Join(req.Addrs)
+	if err != nil && k == 0 {
+		h.clusterError(w, r, "join", err, http.StatusBadGateway)
+		return
+	}
+	h.cfg.Logger.Info("joined gossip peers on request", "addrs", req.Addrs, "contacted", k, "err", err)
+	writeJSON(w, OpsJoinAnswer{Contacted: k})
+}
+
+// opsRemove serves POST /v1/cluster/remove.
+func (h *Hub) opsRemove(w http.ResponseWriter, r *http.Request) {
+	var req OpsServerRequest
+	if !decodeOps(w, r, &req, false) {
+		return
+	}
+	if req.ID == "" {
+		opsError(w, http.StatusBadRequest, `remove: "id" names no server`)
+		return
+	}
+	servers, err := h.raftServers()
+	if err != nil {
+		h.clusterError(w, r, "remove", err, http.StatusInternalServerError)
+		return
+	}
+	if _, ok := findServer(servers, req.ID); !ok {
+		opsError(w, http.StatusNotFound, fmt.Sprintf("remove: no server %q in the Raft configuration (members: %s)", req.ID, serverIDs(servers, "")))
+		return
+	}
+	if leader, _ := h.node.Leader(); leader == req.ID {
+		opsError(w, http.StatusConflict, fmt.Sprintf("remove: %s is the leader; transfer leadership first", req.ID))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), clusterOpTimeout)
+	defer cancel()
+	if err := h.node.RemoveServer(ctx, req.ID); err != nil {
+		h.clusterError(w, r, "remove", err, http.StatusConflict)
+		return
+	}
+	h.cfg.Logger.Info("removed a server on request", "id", req.ID)
+	writeJSON(w, OpsRemoveAnswer{Removed: req.ID})
+}
+
+// opsSnapshot serves GET /v1/cluster/snapshot: it streams a backup. The
+// headers go out with the first bytes, so a failure before them is an
+// ordinary error answer; a failure after them aborts the connection, and
+// the missing trailers tell the client its copy is incomplete.
+func (h *Hub) opsSnapshot(w http.ResponseWriter, r *http.Request) {
+	name := fmt.Sprintf("mimi-hub-%s-%s-%s.backup", h.cfg.Domain, h.node.ID(), time.Now().UTC().Format("20060102T150405Z"))
+	bw := &backupWriter{w: w, name: name}
+	info, err := h.node.Backup(r.Context(), bw)
+	if err != nil {
+		if !bw.started {
+			h.clusterError(w, r, "snapshot", err, http.StatusInternalServerError)
+			return
+		}
+		h.cfg.Logger.Error("backup failed while streaming; aborting the answer", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	w.Header().Set(TrailerBackupIndex, strconv.FormatUint(info.Index, 10))
+	w.Header().Set(TrailerBackupTerm, strconv.FormatUint(info.Term, 10))
+	w.Header().Set(TrailerBackupSize, strconv.FormatInt(info.Size, 10))
+	h.cfg.Logger.Info("backup streamed", "index", info.Index, "term", info.Term, "size", info.Size)
+}
+
+// backupWriter sends the backup's headers before its first bytes.
+type backupWriter struct {
+	w       http.ResponseWriter
+	name    string
+	started bool
+}
+
+func (b *backupWriter) Write(p []byte) (int, error) {
+	if !b.started {
+		b.started = true
+		hdr := b.w.Header()
+		hdr.Set("Content-Type", "application/octet-stream")
+		hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": b.name}))
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Set("Trailer", strings.Join([]string{TrailerBackupIndex, TrailerBackupTerm, TrailerBackupSize}, ", "))
+		b.w.WriteHeader(http.StatusOK)
+	}
+	return b.w.Write(p)
+}
+
+// opsRestore serves POST /v1/cluster/restore.
+func (h *Hub) opsRestore(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cluster.MaxBackupSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			opsError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("restore: a backup is at most %d bytes", cluster.MaxBackupSize))
+			return
+		}
+		opsError(w, http.StatusBadRequest, "restore: reading the backup: "+err.Error())
+		return
+	}
+	if !bytes.HasPrefix(body, []byte(backupMagic)) {
+		opsError(w, http.StatusBadRequest, "restore: the body is not a mimi-hub backup (make one with GET /v1/cluster/snapshot)")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), restoreTimeout)
+	defer cancel()
+	if err := h.node.Restore(ctx, body); err != nil {
+		h.clusterError(w, r, "restore", err, http.StatusInternalServerError)
+		return
+	}
+	h.cfg.Logger.Warn("restored a backup on request: the state is the backup's", "bytes", len(body))
+	writeJSON(w, OpsRestoreAnswer{Bytes: len(body)})
 }

@@ -146,6 +146,12 @@ func TestOpsAdminToken(t *testing.T) {
 		{"reports with it", "/v1/reports", "Bearer s3cret", http.StatusOK},
 		{"unknown endpoint without it", "/v1/nothing", "", http.StatusUnauthorized},
 		{"unknown endpoint with it", "/v1/nothing", "Bearer s3cret", http.StatusNotFound},
+		{"cluster status needs it", "/v1/cluster/status", "", http.StatusUnauthorized},
+		{"cluster status with it", "/v1/cluster/status", "Bearer s3cret", http.StatusOK},
+		{"snapshot needs it", "/v1/cluster/snapshot", "", http.StatusUnauthorized},
+		{"wrong method without it", "/v1/cluster/leave", "", http.StatusUnauthorized},
+		{"wrong method with it", "/v1/cluster/leave", "Bearer s3cret", http.StatusMethodNotAllowed},
+		{"metrics are open", "/metrics", "", http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := h.get(t, tc.path, tc.auth)
