@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -192,17 +193,16 @@ func (c *Cluster) args(n *Node, bootstrap bool) []string {
 		if len(join) > 0 {
 			flags = append(flags, [2]string{"join", strings.Join(join, ",")})
 		}
+		// The first start of the first nodes bootstraps the cluster; every
+		// other start joins it (the product's default, 1, would make a
+		// joining node bootstrap a cluster of its own).
+		expect := 0
 		if bootstrap {
-			flags = append(flags, [2]string{"bootstrap-expect", strconv.Itoa(c.cfg.Nodes)})
+			expect = c.cfg.Nodes
 		}
+		flags = append(flags, [2]string{"bootstrap-expect", strconv.Itoa(expect)})
 	}
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range c.cfg.Settings {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(c.cfg.Settings)) {
 		flags = append(flags, [2]string{k, c.cfg.Settings[k]})
 	}
 	var args []string
@@ -471,6 +471,65 @@ func (c *Cluster) Resume(_ context.Context, id string) error {
 		return nil
 	}
 	return n.signal(syscall.SIGCONT)
+}
+
+// Settle implements nemesis.Members: it waits until a node reports a
+// leader and a Raft configuration whose voters are exactly the members
+// (joined nodes promoted, departed and dead ones removed), as an operator
+// waits before the next change. Bounded by ctx.
+func (c *Cluster) Settle(ctx context.Context) error {
+	var last string
+	for range 100_000 {
+		last = c.settled(ctx)
+		if last == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hubproc: membership not settled: %s", last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return errors.New(last)
+}
+
+// settled returns "" when the voters are the members, else what differs.
+func (c *Cluster) settled(ctx context.Context) string {
+	want := map[string]bool{}
+	for _, n := range c.Members() {
+		want[n.ID] = true
+	}
+	var why string
+	for _, n := range c.Members() {
+		if !n.Running() {
+			continue
+		}
+		var st ClusterStatus
+		if err := c.ops.do(ctx, http.MethodGet, OpsURL(n)+"/v1/cluster/status", nil, &st); err != nil {
+			why = err.Error()
+			continue
+		}
+		if st.LeaderID == "" {
+			why = n.ID + " knows no leader"
+			continue
+		}
+		var voters []string
+		for _, s := range st.Servers {
+			if s.Suffrage == "voter" {
+				voters = append(voters, s.ID)
+			}
+		}
+		slices.Sort(voters)
+		got := map[string]bool{}
+		for _, v := range voters {
+			got[v] = true
+		}
+		if len(got) == len(want) && !slices.ContainsFunc(voters, func(v string) bool { return !want[v] }) {
+			return ""
+		}
+		return fmt.Sprintf("voters %v, members %v (as %s sees it)", voters, slices.Sorted(maps.Keys(want)), n.ID)
+	}
+	return why
 }
 
 // Spares implements nemesis.Members.

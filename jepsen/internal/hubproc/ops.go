@@ -32,14 +32,18 @@ type Status struct {
 	} `json:"peers"`
 }
 
-// ClusterStatus is the part of GET /v1/cluster/status the harness reads.
+// ClusterStatus is the part of GET /v1/cluster/status the harness reads:
+// the Raft configuration as one node sees it.
 type ClusterStatus struct {
-	LeaderID string `json:"leader_id"`
-	Term     uint64 `json:"term"`
-	Nodes    []struct {
-		ID       string `json:"id"`
+	ReportedBy string `json:"reported_by"`
+	LeaderID   string `json:"leader_id"`
+	Term       uint64 `json:"term"`
+	Servers    []struct {
+		ID string `json:"id"`
+		// Suffrage is "voter", "nonvoter", or "none" (known to gossip
+		// only).
 		Suffrage string `json:"suffrage"`
-	} `json:"nodes"`
+	} `json:"servers"`
 }
 
 // opsClient talks to a node's operations listener.

@@ -12,7 +12,7 @@ import (
 // Membership changes the cluster's membership: each Start adds a node,
 // removes one gracefully, or replaces one (kill -9, wipe, a fresh node in
 // its place). It steers the size back towards Base: above it, it removes;
-// below it, it adds.
+// below it, it adds. Stop waits for the change to settle.
 type Membership struct {
 	Cluster Members
 	Rand    *rand.Rand
@@ -83,8 +83,11 @@ func (m *Membership) choose(size, minSize int) string {
 	return actions[m.Rand.IntN(len(actions))]
 }
 
-// Stop implements Nemesis: a membership change has nothing to heal.
-func (m *Membership) Stop(context.Context) error { return nil }
+// Stop implements Nemesis: it waits until the change settled (the new
+// node promoted, the old one removed), as an operator would before the
+// next one: two quick replacements in a row can otherwise leave dead
+// voters holding half of the votes, which no Raft cluster survives.
+func (m *Membership) Stop(ctx context.Context) error { return m.Cluster.Settle(ctx) }
 
 // Snapshot forces a lagging node onto InstallSnapshot: Start pauses a
 // follower and drives Writes writes (set it above the snapshot threshold

@@ -47,6 +47,9 @@ type Members interface {
 	Replace(ctx context.Context, id string) (string, error)
 	// Spares is how many more nodes Add can start.
 	Spares() int
+	// Settle waits until the cluster's voters are exactly its members:
+	// a joined node promoted, a departed or dead one removed.
+	Settle(ctx context.Context) error
 }
 
 // Loader drives writes through the cluster (the snapshot nemesis).

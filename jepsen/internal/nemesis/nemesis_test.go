@@ -154,6 +154,10 @@ func (c *fakeCluster) Replace(_ context.Context, id string) (string, error) {
 	return id + "b", nil
 }
 func (c *fakeCluster) Spares() int { return c.spares }
+func (c *fakeCluster) Settle(context.Context) error {
+	c.record("settle")
+	return nil
+}
 func (c *fakeCluster) Load(_ context.Context, n int, avoid []string) error {
 	c.record(fmt.Sprintf("load %d avoiding %v", n, avoid))
 	return nil
@@ -330,15 +334,21 @@ func TestMembershipStaysNearBase(t *testing.T) {
 		if _, err := m.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		if err := m.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		if n := len(c.Nodes()); n < 3 || n > 4 {
 			t.Fatalf("cluster of %d nodes after %v", n, c.calls)
 		}
 	}
-	kinds := map[string]bool{}
+	kinds := map[string]int{}
 	for _, call := range c.calls {
-		kinds[strings.Fields(call)[0]] = true
+		kinds[strings.Fields(call)[0]]++
 	}
-	if !kinds["add"] || !kinds["replace"] {
+	if kinds["settle"] != 20 {
+		t.Errorf("%d changes settled, want all 20", kinds["settle"])
+	}
+	if kinds["add"] == 0 || kinds["replace"] == 0 {
 		t.Errorf("20 changes never added or never replaced: %v", c.calls)
 	}
 }
