@@ -219,6 +219,14 @@ func (n *Node) Leave(ctx context.Context) error {
 			return fmt.Errorf("cluster: leave: hand over leadership: %w", err)
 		}
 	}
+	// Announce the departure first: once gossip says "left", the leader's
+	// reconciliation removes this node and never adds it back, whereas a
+	// node still alive in gossip would be re-added as a non-voter.
+	if n.gossip != nil {
+		if err := n.gossip.leave(5 * time.Second); err != nil {
+			n.log.Warn("gossip leave", "err", err)
+		}
+	}
 	self := n.cfg.NodeID
 	err := n.onLeader(ctx, "leave", true, func(ctx context.Context, leader string, local bool) error {
 		if local {
@@ -229,13 +237,29 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
-	if n.gossip != nil {
-		if err := n.gossip.leave(5 * time.Second); err != nil {
-			n.log.Warn("gossip leave", "err", err)
-		}
-	}
 	n.log.Info("left the cluster")
 	return nil
+}
+
+// Server is a member of the Raft configuration.
+type Server struct {
+	ID       string
+	RaftAddr string
+	Voter    bool
+}
+
+// Servers returns the latest Raft configuration, from this node's log
+// (cheap: no network).
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, n.translate("servers", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
 }
 
 // backupMagic opens a backup file; a JSON header follows (its length as 4
@@ -305,11 +329,23 @@ type BackupInfo struct {
 	Size  int64  `json:"size"`
 }
 
+// ErrInvalidBackup: Restore was given bytes that are not a complete
+// mimi-hub backup.
+var ErrInvalidBackup = errors.New("not a valid mimi-hub backup")
+
 // parseBackup checks a backup and returns its header and snapshot bytes.
 func parseBackup(b []byte) (backupHeader, []byte, error) {
+	h, data, err := parseBackupParts(b)
+	if err != nil {
+		return h, nil, fmt.Errorf("%w: %w", ErrInvalidBackup, err)
+	}
+	return h, data, nil
+}
+
+func parseBackupParts(b []byte) (backupHeader, []byte, error) {
 	var h backupHeader
 	if !bytes.HasPrefix(b, []byte(backupMagic)) || len(b) < len(backupMagic)+4 {
-		return h, nil, errors.New("not a mimi-hub backup")
+		return h, nil, errors.New("no backup header")
 	}
 	b = b[len(backupMagic):]
 	hl := int(binary.BigEndian.Uint32(b))

@@ -359,6 +359,14 @@ func TestClusterMembership(t *testing.T) {
 		v, _ := c.suffrage(c.leader())
 		return len(v) == 2 && !slices.Contains(v, leaver.id)
 	})
+	// It stays out: gossip says it left, so reconciliation never adds it
+	// back while it is still running.
+	for range 10 {
+		time.Sleep(c.nodes[c.leader().id].cfg.ReconcileInterval)
+		if v, nv := c.suffrage(c.leader()); slices.Contains(v, leaver.id) || slices.Contains(nv, leaver.id) {
+			t.Fatalf("the node that left was added back: voters %v, non-voters %v", v, nv)
+		}
+	}
 	leaver.node.Shutdown(ctxTimeout(t, testWait))
 	delete(c.nodes, leaver.id)
 	register(t, c.leader().store, "after-leave")
@@ -422,8 +430,10 @@ func TestClusterBackupRestore(t *testing.T) {
 		})
 	}
 	register(t, f.store, "after-restore")
-	if err := f.node.Restore(ctxTimeout(t, testWait), []byte("garbage")); err == nil {
-		t.Fatal("restore of garbage succeeded")
+	for _, bad := range [][]byte{[]byte("garbage"), backup.Bytes()[:backup.Len()-1], append([]byte(backupMagic), 0, 0, 0, 2, '{', '}')} {
+		if err := f.node.Restore(ctxTimeout(t, testWait), bad); !errors.Is(err, ErrInvalidBackup) {
+			t.Fatalf("restore of a broken backup (%d bytes): %v, want ErrInvalidBackup", len(bad), err)
+		}
 	}
 }
 

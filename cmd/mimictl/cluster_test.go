@@ -117,7 +117,7 @@ func TestClusterCommands(t *testing.T) {
 		if err := os.WriteFile(garbage, []byte("not a backup"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		fails(t, 1, "HTTP 400: restore: the body is not a mimi-hub backup", "cluster", "restore", "-ops", ops(leader), "-i", garbage, "-yes")
+		fails(t, 1, "HTTP 400: restore: cluster: restore: not a valid mimi-hub backup", "cluster", "restore", "-ops", ops(leader), "-i", garbage, "-yes")
 		out := ok(t, "cluster", "restore", "-ops", ops(followers[1]), "-i", backup, "-yes")
 		if !strings.HasPrefix(out, "restored "+backup) {
 			t.Errorf("restore: %q", out)

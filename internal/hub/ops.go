@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -566,26 +565,20 @@ const (
 	TrailerBackupSize  = "Mimi-Backup-Size"
 )
 
-// backupMagic opens every backup (cluster.Node.Backup): a request body
-// without it is certainly not one.
-const backupMagic = "mimi-hub-backup/1\n"
-
-// raftServers returns the servers of the latest Raft configuration. It
-// asks cluster.Node.Status with a context that has already ended, so no
-// other node is asked for its report: the answer comes from this node's
-// configuration alone and costs no network round trip.
+// raftServers returns the latest Raft configuration (from this node's
+// log, no network) as status entries.
 func (h *Hub) raftServers() ([]cluster.ServerStatus, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	st, err := h.node.Status(ctx)
+	servers, err := h.node.Servers()
 	if err != nil {
 		return nil, err
 	}
-	var out []cluster.ServerStatus
-	for _, s := range st.Servers {
-		if s.Suffrage == "voter" || s.Suffrage == "nonvoter" {
-			out = append(out, s)
+	out := make([]cluster.ServerStatus, 0, len(servers))
+	for _, s := range servers {
+		suffrage := "nonvoter"
+		if s.Voter {
+			suffrage = "voter"
 		}
+		out = append(out, cluster.ServerStatus{ID: s.ID, RaftAddr: s.RaftAddr, Suffrage: suffrage})
 	}
 	return out, nil
 }
@@ -593,11 +586,18 @@ func (h *Hub) raftServers() ([]cluster.ServerStatus, error) {
 // suffrageCounts counts the voters and non-voters of the latest Raft
 // configuration; ok is false if it could not be read.
 func (h *Hub) suffrageCounts() (voters, nonvoters int, ok bool) {
-	servers, err := h.raftServers()
+	servers, err := h.node.Servers()
 	if err != nil {
 		return 0, 0, false
 	}
-	return countSuffrage(servers, "voter"), countSuffrage(servers, "nonvoter"), true
+	for _, s := range servers {
+		if s.Voter {
+			voters++
+		} else {
+			nonvoters++
+		}
+	}
+	return voters, nonvoters, true
 }
 
 // findServer looks a server up in the latest Raft configuration.
@@ -896,13 +896,13 @@ func (h *Hub) opsRestore(w http.ResponseWriter, r *http.Request) {
 		opsError(w, http.StatusBadRequest, "restore: reading the backup: "+err.Error())
 		return
 	}
-	if !bytes.HasPrefix(body, []byte(backupMagic)) {
-		opsError(w, http.StatusBadRequest, "restore: the body is not a mimi-hub backup (make one with GET /v1/cluster/snapshot)")
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), restoreTimeout)
 	defer cancel()
 	if err := h.node.Restore(ctx, body); err != nil {
+		if errors.Is(err, cluster.ErrInvalidBackup) {
+			opsError(w, http.StatusBadRequest, "restore: "+err.Error()+" (make one with GET /v1/cluster/snapshot)")
+			return
+		}
 		h.clusterError(w, r, "restore", err, http.StatusInternalServerError)
 		return
 	}

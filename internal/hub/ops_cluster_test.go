@@ -445,7 +445,7 @@ func TestClusterOps(t *testing.T) {
 			name string
 			body []byte
 		}{{"empty", []byte{}}, {"garbage", []byte("not a backup")}} {
-			admin(t, follower, http.MethodPost, "/v1/cluster/restore", bad.body, http.StatusBadRequest).wantError(t, "invalid", "not a mimi-hub backup")
+			admin(t, follower, http.MethodPost, "/v1/cluster/restore", bad.body, http.StatusBadRequest).wantError(t, "invalid", "not a valid mimi-hub backup")
 		}
 		var out hub.OpsRestoreAnswer
 		admin(t, follower, http.MethodPost, "/v1/cluster/restore", backup, http.StatusOK).decode(t, &out)
