@@ -4,10 +4,16 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -18,6 +24,8 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/internal/devca"
+	"github.com/mimihub/mimi-hub/internal/hub"
+	"github.com/mimihub/mimi-hub/internal/systemtest"
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
@@ -46,18 +54,32 @@ const (
 	benchSetupParallel = 8
 )
 
+// Routes: which nodes of a cluster the senders talk to.
+const (
+	viaLeader    = "leader"
+	viaFollowers = "followers"
+	viaBoth      = "both"
+)
+
 // benchOptions are bench's flags.
 type benchOptions struct {
-	mode       string
+	modes      []string
 	sharedRoom bool
 	servers    []string
+	opsURLs    []string
+	adminToken string
 	ca, regKey string
 	inprocess  bool
+	cluster    int
+	via        string
 	senders    []int
 	duration   time.Duration
 	ops        int
 	roomSize   int
 	size       int
+	failover   int
+	hubBinary  string
+	hubArgs    []string
 }
 
 func benchCommand() *command {
@@ -78,63 +100,140 @@ row: senders, operations, errors, throughput and latency percentiles.
                   one room, a commit that lost the race is refused
                   (wrongEpoch, counted in the "refused" column) and its
                   sender catches up before trying again
+  -mode messages,commits  both, one table each
 
 Latency is measured around the mimi/client call: encryption or commit
 creation, the HTTPS request and the provider's Raft commit. With
 -inprocess, bench starts a single-node provider in this process (temporary
-data folder, development CA, loopback ports) and needs nothing else.`,
+data folder, development CA, loopback ports) and needs nothing else.
+
+Clusters. -inprocess -cluster 3 starts a 3-node cluster in this process
+instead (Raft over mutual TLS, gossip, the daemon's default Raft timing);
+-via says whether the senders talk to the leader, to the followers (whose
+writes are forwarded to the leader), or both, one table row per route
+and level. Against running nodes, list every node's client API in
+-server and its operations listener, in the same order, in -ops-url:
+bench asks them which one leads before each level.
+
+Failover. -failover N measures leader failover with real processes: it
+starts a 3-node cluster of mimi-hub processes (-hub-binary, on 127.0.0.41
+to .43 with fresh ports, data and development CA in a temporary folder),
+then N times kills the leader with SIGKILL and times how long until a
+survivor reports a new leader and until the first write (a message sent
+through a survivor) is accepted, restarting the killed node between
+rounds. -hub-args passes more flags to the nodes (say, faster Raft
+timing). Nothing else is measured then.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &benchOptions{}
-			mode := fs.String("mode", benchMessages, "what to measure: messages or commits")
+			mode := fs.String("mode", benchMessages, "what to measure: messages, commits, or both as messages,commits")
 			fs.BoolVar(&o.sharedRoom, "shared-room", false, "commits mode: all senders commit to one room, racing for its epochs")
 			server := fs.String("server", "https://127.0.0.1:8444", "client API `URL`s of the provider, comma-separated (senders are spread round-robin)")
+			opsURLs := fs.String("ops-url", "", "operations listener `URL`s of the -server nodes, in the same order: lets -via find the leader")
+			fs.StringVar(&o.adminToken, "admin-token", "", "the nodes' admin bearer `token` for -ops-url (default $MIMICTL_ADMIN_TOKEN)")
 			fs.StringVar(&o.ca, "ca", "", "PEM `file` of the CA that signed the provider's certificate (default: the system roots)")
 			fs.StringVar(&o.regKey, "registration-key", "", "the provider's registration `key` (default $MIMICTL_REGISTRATION_KEY)")
-			fs.BoolVar(&o.inprocess, "inprocess", false, "start a single-node provider in this process instead of using -server")
+			fs.BoolVar(&o.inprocess, "inprocess", false, "start a provider in this process instead of using -server")
+			fs.IntVar(&o.cluster, "cluster", 0, "with -inprocess: start a cluster of this many `nodes` (0: a single node)")
+			fs.StringVar(&o.via, "via", "", "cluster targets: send through the leader, the followers, or both (default both)")
 			senders := fs.String("senders", "1,16,64", "comma-separated numbers of concurrent senders, one table row each")
 			fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each level runs (0: until -ops)")
 			fs.IntVar(&o.ops, "ops", 0, "end each level after this many operations (0: run for -duration)")
 			fs.IntVar(&o.roomSize, "room-size", 16, "messages mode: senders per room")
 			fs.IntVar(&o.size, "size", 64, "messages mode: message size in bytes")
+			fs.IntVar(&o.failover, "failover", 0, "measure leader failover this many `times` with mimi-hub processes instead")
+			fs.StringVar(&o.hubBinary, "hub-binary", "", "mimi-hub executable for -failover (default: mimi-hub beside mimictl, else in $PATH)")
+			hubArgs := fs.String("hub-args", "", "more flags for the -failover nodes, space-separated (e.g. \"-raft-heartbeat-timeout 200ms\")")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err
 				}
-				o.mode = *mode
 				if o.regKey == "" {
 					o.regKey = e.getenv("MIMICTL_REGISTRATION_KEY")
 				}
-				for _, s := range strings.Split(*server, ",") {
-					if s = strings.TrimSpace(s); s != "" {
-						o.servers = append(o.servers, s)
+				if o.adminToken == "" {
+					o.adminToken = e.getenv("MIMICTL_ADMIN_TOKEN")
+				}
+				o.servers, o.opsURLs, o.hubArgs = splitList(*server), splitList(*opsURLs), strings.Fields(*hubArgs)
+				for _, m := range splitList(*mode) {
+					if !slices.Contains(o.modes, m) {
+						o.modes = append(o.modes, m)
 					}
 				}
 				var err error
 				if o.senders, err = parseCounts(*senders); err != nil {
 					return usagef("bench", "bench: -senders: %v", err)
 				}
-				switch {
-				case o.mode != benchMessages && o.mode != benchCommits:
-					return usagef("bench", "bench: -mode must be %s or %s", benchMessages, benchCommits)
-				case o.sharedRoom && o.mode != benchCommits:
-					return usagef("bench", "bench: -shared-room goes with -mode commits")
-				case len(o.servers) == 0 && !o.inprocess:
-					return usagef("bench", "bench: -server needs at least one URL")
-				case o.duration < 0 || o.duration > time.Hour:
-					return usagef("bench", "bench: -duration must be between 0 and 1h")
-				case o.ops < 0 || o.ops > 100_000_000:
-					return usagef("bench", "bench: -ops must be between 0 and 100000000")
-				case o.duration == 0 && o.ops == 0:
-					return usagef("bench", "bench: set -duration, -ops or both: every level must end")
-				case o.roomSize < 1 || o.roomSize > maxBenchSenders:
-					return usagef("bench", "bench: -room-size must be between 1 and %d", maxBenchSenders)
-				case o.size < 1 || o.size > 1<<20:
-					return usagef("bench", "bench: -size must be between 1 and 1048576")
+				if err := o.check(); err != nil {
+					return err
+				}
+				if o.failover > 0 {
+					return explain(e.benchFailover(ctx, o))
 				}
 				return explain(e.bench(ctx, o))
 			}
 		},
 	}
+}
+
+// check validates the options' combination.
+func (o *benchOptions) check() error {
+	for _, m := range o.modes {
+		if m != benchMessages && m != benchCommits {
+			return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated)", benchMessages, benchCommits)
+		}
+	}
+	cluster := o.cluster > 0 || len(o.opsURLs) > 0
+	switch {
+	case len(o.modes) == 0:
+		return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated)", benchMessages, benchCommits)
+	case o.sharedRoom && !slices.Contains(o.modes, benchCommits):
+		return usagef("bench", "bench: -shared-room goes with -mode commits")
+	case len(o.servers) == 0 && !o.inprocess:
+		return usagef("bench", "bench: -server needs at least one URL")
+	case o.duration < 0 || o.duration > time.Hour:
+		return usagef("bench", "bench: -duration must be between 0 and 1h")
+	case o.ops < 0 || o.ops > 100_000_000:
+		return usagef("bench", "bench: -ops must be between 0 and 100000000")
+	case o.duration == 0 && o.ops == 0:
+		return usagef("bench", "bench: set -duration, -ops or both: every level must end")
+	case o.roomSize < 1 || o.roomSize > maxBenchSenders:
+		return usagef("bench", "bench: -room-size must be between 1 and %d", maxBenchSenders)
+	case o.size < 1 || o.size > 1<<20:
+		return usagef("bench", "bench: -size must be between 1 and 1048576")
+	case o.cluster < 0 || o.cluster > 9:
+		return usagef("bench", "bench: -cluster must be between 0 and 9")
+	case o.cluster > 0 && !o.inprocess:
+		return usagef("bench", "bench: -cluster starts nodes in this process: add -inprocess (for running nodes, list them in -server and -ops-url)")
+	case len(o.opsURLs) > 0 && o.inprocess:
+		return usagef("bench", "bench: -ops-url describes running nodes; drop it with -inprocess")
+	case len(o.opsURLs) > 0 && len(o.opsURLs) != len(o.servers):
+		return usagef("bench", "bench: -ops-url lists %d URLs for %d -server URLs: give each node's operations listener, in the same order", len(o.opsURLs), len(o.servers))
+	case o.via != "" && o.via != viaLeader && o.via != viaFollowers && o.via != viaBoth:
+		return usagef("bench", "bench: -via must be %s, %s or %s", viaLeader, viaFollowers, viaBoth)
+	case o.via != "" && !cluster:
+		return usagef("bench", "bench: -via needs a cluster: -inprocess -cluster N, or -server and -ops-url listing its nodes")
+	case o.via != viaLeader && o.cluster == 1:
+		return usagef("bench", "bench: a 1-node cluster has no followers: -via leader")
+	case o.failover < 0 || o.failover > 100:
+		return usagef("bench", "bench: -failover must be between 0 and 100")
+	case o.failover == 0 && (o.hubBinary != "" || len(o.hubArgs) > 0):
+		return usagef("bench", "bench: -hub-binary and -hub-args go with -failover")
+	}
+	if cluster && o.via == "" {
+		o.via = viaBoth
+	}
+	return nil
+}
+
+// splitList reads a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // parseCounts reads "1,16,64".
@@ -152,7 +251,12 @@ func parseCounts(s string) ([]int, error) {
 
 // benchRow is one level's result: one line of the table.
 type benchRow struct {
-	Senders int `json:"senders"`
+	// Mode is the level's mode (messages or commits).
+	Mode string `json:"mode"`
+	// Via is the route to a cluster: leader or followers ("" for a
+	// single node or servers bench does not tell apart).
+	Via     string `json:"via,omitempty"`
+	Senders int    `json:"senders"`
 	// Ops counts the operations the provider accepted.
 	Ops int `json:"ops"`
 	// Errors counts failed operations; Refused the commits refused as
@@ -169,6 +273,8 @@ type benchRow struct {
 	Max time.Duration `json:"max_ns"`
 	// FirstError is the first failure, to explain the errors column.
 	FirstError string `json:"first_error,omitempty"`
+	// Note flags a level whose route changed under it (a new leader).
+	Note string `json:"note,omitempty"`
 }
 
 // benchOp is one sender's operation: it returns refused=true when the hub
@@ -179,7 +285,9 @@ type benchOp func(ctx context.Context) (refused bool, err error)
 type bencher struct {
 	e       *env
 	o       *benchOptions
-	servers []string
+	mode    string   // the current level's mode
+	via     string   // the current level's route ("" without a cluster)
+	servers []string // the current level's client API URLs
 	ca      string
 	// prefix makes user names unique to this run.
 	prefix string
@@ -188,31 +296,158 @@ type bencher struct {
 	closers []func()
 }
 
+// benchTarget is what the senders talk to: one or more nodes' client
+// APIs, and for a cluster the means to find its leader.
+type benchTarget struct {
+	desc  string
+	ca    string
+	nodes []string // client API URLs
+	// leader returns the index in nodes of the leading node; nil when
+	// the target is not known to be a cluster.
+	leader func(ctx context.Context) (int, error)
+}
+
+// route returns the URLs the senders of a level use, and the leader's
+// index (-1 without a cluster).
+func (t *benchTarget) route(ctx context.Context, via string) ([]string, int, error) {
+	if t.leader == nil || via == "" {
+		return t.nodes, -1, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	l, err := t.leader(lctx)
+	if err != nil {
+		return nil, -1, err
+	}
+	if via == viaLeader {
+		return []string{t.nodes[l]}, l, nil
+	}
+	var out []string
+	for i, u := range t.nodes {
+		if i != l {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		return nil, l, errors.New("the cluster has no followers")
+	}
+	return out, l, nil
+}
+
+// target sets up what bench measures: an in-process provider or cluster,
+// or the -server nodes. cleanup stops what it started.
+func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, func(), error) {
+	switch {
+	case o.inprocess && o.cluster > 0:
+		c, cleanup, err := e.inprocessCluster(ctx, o.cluster, o.regKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		t := &benchTarget{desc: fmt.Sprintf("in-process %d-node cluster %s (Raft over mutual TLS, gossip, default timing)", len(c.Nodes), c.Domain), ca: c.caFile}
+		for _, n := range c.Nodes {
+			t.nodes = append(t.nodes, n.ClientURL)
+		}
+		t.leader = c.Leader
+		return t, cleanup, nil
+	case o.inprocess:
+		p, cleanup, err := e.inprocessProvider(ctx, o.regKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &benchTarget{desc: "in-process single-node provider " + p.Domain + " at " + p.ClientURL, ca: p.caFile, nodes: []string{p.ClientURL}}, cleanup, nil
+	}
+	t := &benchTarget{desc: "server " + strings.Join(o.servers, ", "), ca: o.ca, nodes: o.servers}
+	if len(o.opsURLs) > 0 {
+		t.leader = func(ctx context.Context) (int, error) { return opsLeader(ctx, o.opsURLs, o.adminToken) }
+	}
+	return t, func() {}, nil
+}
+
+// opsLeader asks each node's operations listener (GET /v1/status) whether
+// it leads, until one does (bounded by ctx).
+func opsLeader(ctx context.Context, urls []string, token string) (int, error) {
+	var last error
+	for {
+		for i, u := range urls {
+			st, err := opsStatus(ctx, u, token)
+			if err != nil {
+				last = err
+				continue
+			}
+			if st.Raft.Leader {
+				return i, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("no node of %s leads: %w (last error: %v)", strings.Join(urls, ", "), ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// opsStatus reads GET /v1/status from an operations listener.
+func opsStatus(ctx context.Context, base, token string) (*hub.OpsStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/status", nil)
+	if err != nil {
+		return nil, fmt.Errorf("-ops-url %q: %w", base, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s/v1/status: %w", base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s/v1/status: %w", base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/v1/status: HTTP %d: %s", base, resp.StatusCode, sanitize(strings.TrimSpace(string(body))))
+	}
+	var st hub.OpsStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, fmt.Errorf("GET %s/v1/status: %w", base, err)
+	}
+	return &st, nil
+}
+
+// modeDescription says what a mode measures.
+func (o *benchOptions) modeDescription(mode string) string {
+	if mode == benchCommits {
+		if o.sharedRoom {
+			return "empty commits (updateRoom), all senders in one room"
+		}
+		return "empty commits (updateRoom), one room per sender"
+	}
+	return "application messages (provisionalMessage), " + strconv.Itoa(o.size) + " bytes, rooms of up to " + strconv.Itoa(o.roomSize) + " senders"
+}
+
 // bench runs the bench command.
 func (e *env) bench(ctx context.Context, o *benchOptions) error {
-	b := &bencher{e: e, o: o, servers: o.servers, ca: o.ca}
+	b := &bencher{e: e, o: o}
 	defer b.closeAll()
 	var rnd [4]byte
 	if _, err := crand.Read(rnd[:]); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	b.prefix = "bench" + hex.EncodeToString(rnd[:])
-	target := "server " + strings.Join(o.servers, ", ")
-	if o.inprocess {
-		p, cleanup, err := e.inprocessProvider(ctx, o.regKey)
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-		b.servers, b.ca = []string{p.ClientURL}, p.caFile
-		target = "in-process single-node provider " + p.Domain + " at " + p.ClientURL
+	t, cleanup, err := e.benchTarget(ctx, o)
+	if err != nil {
+		return err
 	}
-	what := "application messages (provisionalMessage), " + strconv.Itoa(o.size) + " bytes, rooms of up to " + strconv.Itoa(o.roomSize) + " senders"
-	if o.mode == benchCommits {
-		what = "empty commits (updateRoom), one room per sender"
-		if o.sharedRoom {
-			what = "empty commits (updateRoom), all senders in one room"
-		}
+	defer cleanup()
+	b.ca = t.ca
+	vias := []string{""}
+	switch o.via {
+	case viaBoth:
+		vias = []string{viaLeader, viaFollowers}
+	case viaLeader, viaFollowers:
+		vias = []string{o.via}
 	}
 	var bounds []string
 	if o.duration > 0 {
@@ -221,50 +456,110 @@ func (e *env) bench(ctx context.Context, o *benchOptions) error {
 	if o.ops > 0 {
 		bounds = append(bounds, strconv.Itoa(o.ops)+" operations")
 	}
-	e.printf("target:  %s\nmode:    %s: %s\nlevels:  %s senders, each for at most %s; GOMAXPROCS %d\n\n",
-		target, o.mode, what, joinInts(o.senders), strings.Join(bounds, " or "), runtime.GOMAXPROCS(0))
-	if err := e.emit(map[string]any{"target": target, "mode": o.mode, "shared_room": o.sharedRoom, "servers": b.servers,
+	e.printf("target:  %s\n", t.desc)
+	for _, m := range o.modes {
+		e.printf("mode:    %s: %s\n", m, o.modeDescription(m))
+	}
+	if vias[0] != "" {
+		e.printf("via:     %s\n", strings.Join(vias, ", "))
+	}
+	e.printf("levels:  %s senders, each for at most %s; GOMAXPROCS %d\n\n", joinInts(o.senders), strings.Join(bounds, " or "), runtime.GOMAXPROCS(0))
+	if err := e.emit(map[string]any{"target": t.desc, "modes": o.modes, "via": vias, "shared_room": o.sharedRoom, "servers": t.nodes,
 		"duration_ns": o.duration, "ops": o.ops, "gomaxprocs": runtime.GOMAXPROCS(0)}); err != nil {
 		return err
 	}
-	var rows []benchRow
-	for i, n := range o.senders {
-		if !e.json {
-			fmt.Fprintf(e.stderr, "mimictl: level %d of %d: %d senders: setting up\n", i+1, len(o.senders), n)
-		}
-		row, err := b.level(ctx, n)
-		if err != nil {
-			if ctx.Err() != nil && len(rows) > 0 {
-				break // interrupted: print what was measured
+	tables := map[string][]benchRow{}
+	total, done := len(o.modes)*len(vias)*len(o.senders), 0
+levels:
+	for _, m := range o.modes {
+		b.mode = m
+		for _, via := range vias {
+			for _, n := range o.senders {
+				done++
+				row, err := b.runLevel(ctx, t, m, via, n, done, total)
+				if err != nil {
+					if ctx.Err() != nil && done > 1 {
+						break levels // interrupted: print what was measured
+					}
+					return err
+				}
+				if err := e.emit(row); err != nil {
+					return err
+				}
+				tables[m] = append(tables[m], row)
+				if ctx.Err() != nil {
+					break levels
+				}
 			}
-			return fmt.Errorf("bench with %d senders: %w", n, err)
-		}
-		if err := e.emit(row); err != nil {
-			return err
-		}
-		rows = append(rows, row)
-		b.closeAll()
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	if e.json {
 		return nil
 	}
-	return printBenchTable(e, rows, o.sharedRoom)
+	for i, m := range o.modes {
+		if len(o.modes) > 1 {
+			if i > 0 {
+				e.printf("\n")
+			}
+			e.printf("%s: %s\n", m, o.modeDescription(m))
+		}
+		if err := printBenchTable(e, tables[m], m == benchCommits && o.sharedRoom); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runLevel resolves the level's route and measures it.
+func (b *bencher) runLevel(ctx context.Context, t *benchTarget, mode, via string, n, i, total int) (benchRow, error) {
+	e := b.e
+	servers, leader, err := t.route(ctx, via)
+	if err != nil {
+		return benchRow{}, fmt.Errorf("bench: %w", err)
+	}
+	b.servers, b.via = servers, via
+	if !e.json {
+		route := ""
+		if via != "" {
+			route = " via " + via
+		}
+		fmt.Fprintf(e.stderr, "mimictl: level %d of %d: %s, %d senders%s: setting up\n", i, total, mode, n, route)
+	}
+	row, err := b.level(ctx, n)
+	if err != nil {
+		return benchRow{}, fmt.Errorf("bench %s with %d senders: %w", mode, n, err)
+	}
+	row.Mode, row.Via = mode, via
+	b.closeAll()
+	if leader >= 0 {
+		lctx, cancel := context.WithTimeout(ctx, time.Minute)
+		after, err := t.leader(lctx)
+		cancel()
+		if err != nil || after != leader {
+			row.Note = "the leader changed during the level; the route is mixed"
+		}
+	}
+	return row, nil
 }
 
 // printBenchTable writes the rows as an aligned table, then the first
-// error of each row that had errors.
+// error of each row that had errors and the rows' notes.
 func printBenchTable(e *env, rows []benchRow, refusals bool) error {
+	via := slices.ContainsFunc(rows, func(r benchRow) bool { return r.Via != "" })
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	head := "senders\tops\terrors\t"
+	if via {
+		head = "via\t" + head
+	}
 	if refusals {
 		head += "refused\t"
 	}
 	fmt.Fprintln(tw, head+"ops/s\tp50\tp90\tp99\tmax\t")
 	for _, r := range rows {
 		line := fmt.Sprintf("%d\t%d\t%d\t", r.Senders, r.Ops, r.Errors)
+		if via {
+			line = r.Via + "\t" + line
+		}
 		if refusals {
 			line += fmt.Sprintf("%d\t", r.Refused)
 		}
@@ -274,11 +569,65 @@ func printBenchTable(e *env, rows []benchRow, refusals bool) error {
 		return err
 	}
 	for _, r := range rows {
+		name := fmt.Sprintf("%d senders", r.Senders)
+		if r.Via != "" {
+			name += " via " + r.Via
+		}
 		if r.FirstError != "" {
-			fmt.Fprintf(e.stdout, "%d senders, first error: %s\n", r.Senders, r.FirstError)
+			fmt.Fprintf(e.stdout, "%s, first error: %s\n", name, r.FirstError)
+		}
+		if r.Note != "" {
+			fmt.Fprintf(e.stdout, "%s: %s\n", name, r.Note)
 		}
 	}
 	return nil
+}
+
+// inprocessClusterBench is the cluster bench -inprocess -cluster starts.
+type inprocessClusterBench struct {
+	*localCluster
+	caFile string
+}
+
+// inprocessCluster starts an n-node cluster with a temporary data folder
+// and a fresh development CA; cleanup stops it and removes the folder.
+func (e *env) inprocessCluster(ctx context.Context, n int, regKey string) (*inprocessClusterBench, func(), error) {
+	dir, err := os.MkdirTemp("", "mimictl-bench-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	fail := func(err error) (*inprocessClusterBench, func(), error) {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("bench: in-process cluster: %w", err)
+	}
+	ca, err := devca.New()
+	if err != nil {
+		return fail(err)
+	}
+	caFile, err := writeCA(ca, dir)
+	if err != nil {
+		return fail(err)
+	}
+	if !e.json {
+		fmt.Fprintf(e.stderr, "mimictl: starting an in-process %d-node cluster\n", n)
+	}
+	// Raft logs errors whenever a peer goes away, which every node does
+	// at the end: only -v shows the nodes' logs.
+	log := slog.New(slog.DiscardHandler)
+	if e.verbose {
+		log = e.providerLogger()
+	}
+	c, err := startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: n, RegistrationKey: regKey, Logger: log})
+	if err != nil {
+		return fail(err)
+	}
+	cleanup := func() {
+		if err := c.Close(); err != nil {
+			e.logger().Warn("stopping the in-process cluster", "err", err)
+		}
+		os.RemoveAll(dir)
+	}
+	return &inprocessClusterBench{localCluster: c, caFile: caFile}, cleanup, nil
 }
 
 // inprocessBench is the provider bench -inprocess starts.
@@ -402,10 +751,10 @@ func (b *bencher) members(ctx context.Context, tag string, n, keyPackages int) (
 func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 	setupCtx, cancel := context.WithTimeout(ctx, benchSetupLimit)
 	defer cancel()
-	tag := fmt.Sprintf("%c%d", b.o.mode[0], n)
+	tag := fmt.Sprintf("%c%s%d", b.mode[0], b.via, n)
 	var ops []benchOp
 	switch {
-	case b.o.mode == benchMessages:
+	case b.mode == benchMessages:
 		ms, err := b.members(setupCtx, tag, n, 1)
 		if err != nil {
 			return benchRow{}, err
@@ -587,4 +936,252 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
 	return sorted[max(rank, 1)-1]
+}
+
+// failoverRound is one -failover measurement.
+type failoverRound struct {
+	Round     int    `json:"round"`
+	Killed    string `json:"killed"`
+	NewLeader string `json:"new_leader"`
+	// Elected is the time from SIGKILL until a survivor reported that it
+	// leads; FirstWrite until the first message sent through a survivor
+	// after the kill was accepted.
+	Elected    time.Duration `json:"elected_ns"`
+	FirstWrite time.Duration `json:"first_write_ns"`
+	// FailedWrites counts the writes that failed in between.
+	FailedWrites int `json:"failed_writes"`
+}
+
+// failoverLimit bounds each step of a failover round.
+const failoverLimit = 2 * time.Minute
+
+// findHubBinary returns the mimi-hub executable: the -hub-binary flag,
+// else mimi-hub beside this executable, else in $PATH.
+func findHubBinary(flagValue string) (string, error) {
+	if flagValue != "" {
+		if _, err := os.Stat(flagValue); err != nil {
+			return "", fmt.Errorf("-hub-binary: %w", err)
+		}
+		return flagValue, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		cand := filepath.Join(filepath.Dir(exe), "mimi-hub")
+		if st, err := os.Stat(cand); err == nil && !st.IsDir() {
+			return cand, nil
+		}
+	}
+	if p, err := exec.LookPath("mimi-hub"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("no mimi-hub executable beside mimictl or in $PATH: build both with 'go build -o bin/ ./cmd/mimi-hub ./cmd/mimictl', or pass -hub-binary")
+}
+
+// benchFailover measures leader failover with real processes: kill -9 of
+// the leader of a 3-node cluster, then the time until a survivor leads and
+// until the first write is accepted, o.failover times.
+func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
+	bin, err := findHubBinary(o.hubBinary)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "mimictl-failover-")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	caDir := filepath.Join(dir, "dev-ca")
+	roots, err := systemtest.DevCA(caDir)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	const domain = "bench.example"
+	p, err := systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: caDir, Nodes: 3, FirstIP: 41, Flags: o.hubArgs})
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer p.KillAll()
+	flags := "the daemon's defaults"
+	if len(o.hubArgs) > 0 {
+		flags = strings.Join(o.hubArgs, " ")
+	}
+	e.printf("target:  3 mimi-hub processes (%s), %s on 127.0.0.41-43, logs in %s while running\n", bin, domain, dir)
+	e.printf("flags:   %s\n", flags)
+	e.printf("measure: %d times: kill -9 the leader; time until a survivor leads, and until a message sent through a survivor is accepted\n\n", o.failover)
+	if err := e.emit(map[string]any{"target": "failover", "binary": bin, "flags": o.hubArgs, "rounds": o.failover}); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("bench: failover: %w\nthe nodes' last log lines:\n%s", err, p.Logs(30))
+	}
+	if err := p.Start(); err != nil {
+		return fail(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
+	_, err = p.WaitServing(sctx)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+
+	// The writer talks to whichever nodes run, like clients behind a load
+	// balancer; a request to the killed node fails and the next goes on.
+	hc := systemtest.FailoverClient(roots, func() []string {
+		var addrs []string
+		for _, n := range p.Serving() {
+			addrs = append(addrs, n.ClientAddr)
+		}
+		return addrs
+	})
+	defer hc.CloseIdleConnections()
+	api, err := client.NewUser(client.UserConfig{BaseURL: "https://" + domain, HTTPClient: hc, Tries: 1, Timeout: 30 * time.Second, Logger: e.providerLogger()})
+	if err != nil {
+		return fail(err)
+	}
+	sctx, cancel = context.WithTimeout(ctx, failoverLimit)
+	defer cancel()
+	m, err := client.RegisterMember(sctx, api, "writer", "bench", client.MemberConfig{Logger: e.providerLogger()})
+	if err != nil {
+		return fail(err)
+	}
+	room, err := m.CreateRoom(sctx, "failover", proto.DefaultPolicy())
+	if err != nil {
+		return fail(err)
+	}
+	seq := 0
+	// write sends messages until one is accepted (bounded), and counts the
+	// failures.
+	write := func(ctx context.Context) (int, error) {
+		failed := 0
+		for {
+			seq++
+			err := m.Send(ctx, room, []byte("failover "+strconv.Itoa(seq)))
+			if err == nil {
+				return failed, nil
+			}
+			failed++
+			if ctx.Err() != nil {
+				return failed, err
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	var rounds []failoverRound
+	for r := 1; r <= o.failover && ctx.Err() == nil; r++ {
+		rctx, cancel := context.WithTimeout(ctx, failoverLimit)
+		round, err := failoverOnce(rctx, p, write)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("round %d: %w", r, err))
+		}
+		round.Round = r
+		rounds = append(rounds, round)
+		if err := e.emit(round); err != nil {
+			return err
+		}
+		if !e.json {
+			fmt.Fprintf(e.stderr, "mimictl: round %d of %d: killed %s, %s led after %v, first write after %v\n", r, o.failover, round.Killed, round.NewLeader,
+				roundDuration(round.Elected), roundDuration(round.FirstWrite))
+		}
+	}
+	if e.json || len(rounds) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "round\tkilled\tnew leader\tleader after\tfirst write after\tfailed writes\t")
+	for _, r := range rounds {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t\n", r.Round, r.Killed, r.NewLeader, roundDuration(r.Elected), roundDuration(r.FirstWrite), r.FailedWrites)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout)
+	tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tmin\tmedian\tmax\t")
+	for _, c := range []struct {
+		name string
+		get  func(failoverRound) time.Duration
+	}{
+		{"leader after", func(r failoverRound) time.Duration { return r.Elected }},
+		{"first write after", func(r failoverRound) time.Duration { return r.FirstWrite }},
+	} {
+		var ds []time.Duration
+		for _, r := range rounds {
+			ds = append(ds, c.get(r))
+		}
+		slices.Sort(ds)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", c.name, roundDuration(ds[0]), roundDuration(median(ds)), roundDuration(ds[len(ds)-1]))
+	}
+	return tw.Flush()
+}
+
+// median returns the median of sorted durations.
+func median(sorted []time.Duration) time.Duration {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// failoverOnce runs one round: make sure a write goes through, kill the
+// leader, time the election and the first accepted write, and restart the
+// killed node until it has caught up.
+func failoverOnce(ctx context.Context, p *systemtest.Provider, write func(context.Context) (int, error)) (failoverRound, error) {
+	var r failoverRound
+	leader, err := p.WaitLeader(ctx)
+	if err != nil {
+		return r, err
+	}
+	if _, err := write(ctx); err != nil {
+		return r, fmt.Errorf("a write before the kill: %w", err)
+	}
+	r.Killed = leader.ID
+	start := time.Now()
+	if err := leader.Kill(); err != nil {
+		return r, err
+	}
+	type elected struct {
+		id string
+		d  time.Duration
+	}
+	electedCh := make(chan elected, 1)
+	go func() {
+		for ctx.Err() == nil {
+			for _, n := range p.Serving() {
+				if st, err := n.Status(ctx); err == nil && st.Raft.Leader {
+					electedCh <- elected{n.ID, time.Since(start)}
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(electedCh)
+	}()
+	failed, err := write(ctx)
+	if err != nil {
+		return r, fmt.Errorf("no write accepted after the kill: %w", err)
+	}
+	r.FirstWrite, r.FailedWrites = time.Since(start), failed
+	el, ok := <-electedCh
+	if !ok {
+		return r, fmt.Errorf("no survivor reported leading: %w", ctx.Err())
+	}
+	r.NewLeader, r.Elected = el.id, el.d
+
+	if err := leader.Start(); err != nil {
+		return r, err
+	}
+	now, err := p.WaitServing(ctx)
+	if err != nil {
+		return r, err
+	}
+	st, err := now.Status(ctx)
+	if err != nil {
+		return r, err
+	}
+	if _, err := leader.WaitCaughtUp(ctx, st.Raft.CommitIndex); err != nil {
+		return r, err
+	}
+	return r, nil
 }

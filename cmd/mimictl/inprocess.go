@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/internal/devca"
 	"github.com/mimihub/mimi-hub/internal/hub"
+	"github.com/mimihub/mimi-hub/internal/systemtest"
 )
 
 // localProvider is a single-node provider running in this process on
@@ -129,4 +134,145 @@ func writeCA(ca *devca.CA, dir string) (string, error) {
 		return "", fmt.Errorf("writing the CA certificate: %w", err)
 	}
 	return path, nil
+}
+
+// localCluster is a provider of several nodes running in this process on
+// loopback (bench -inprocess -cluster N): a Raft cluster over mutual TLS
+// with gossip discovery, as cluster.Config describes, with the daemon's
+// default Raft timing.
+type localCluster struct {
+	Domain string
+	// Nodes are the cluster's nodes, n1, n2, ...
+	Nodes []*localProvider
+}
+
+// localClusterConfig describes a localCluster.
+type localClusterConfig struct {
+	Domain string
+	// DataDir holds one folder per node.
+	DataDir string
+	// CA issues the provider certificate, the nodes' cluster
+	// certificates, and verifies both.
+	CA *devca.CA
+	// Nodes is the cluster's size (the voters it bootstraps with).
+	Nodes           int
+	RegistrationKey string
+	Logger          *slog.Logger
+}
+
+// startLocalCluster starts cfg.Nodes nodes that find each other through
+// gossip and bootstrap together, and waits until every node knows the
+// leader and serves linearizable reads.
+func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localCluster, err error) {
+	if cfg.Nodes < 1 {
+		return nil, errors.New("a cluster needs at least one node")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cert, err := cfg.CA.Issue(cfg.Domain, "127.0.0.1", "::1")
+	if err != nil {
+		return nil, fmt.Errorf("certificate for %s: %w", cfg.Domain, err)
+	}
+	gossipKey := make([]byte, 32)
+	rand.Read(gossipKey)
+	type addrs struct{ fed, gossip string }
+	var as []addrs
+	for range cfg.Nodes {
+		fed, err := reservePort()
+		if err != nil {
+			return nil, err
+		}
+		// Gossip needs the port for UDP too.
+		port, err := systemtest.FreePort("127.0.0.1")
+		if err != nil {
+			return nil, err
+		}
+		as = append(as, addrs{fed, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
+	}
+	c := &localCluster{Domain: cfg.Domain}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(as[0].fed)
+	for i, a := range as {
+		id := fmt.Sprintf("n%d", i+1)
+		nodeCert, err := cfg.CA.Issue(id + ".node." + cfg.Domain)
+		if err != nil {
+			return nil, fmt.Errorf("cluster certificate for %s: %w", id, err)
+		}
+		var join []string
+		for j, o := range as {
+			if j != i {
+				join = append(join, o.gossip)
+			}
+		}
+		h, err := hub.Start(ctx, hub.Config{
+			Domain: cfg.Domain, NodeID: id,
+			DataDir:        filepath.Join(cfg.DataDir, id),
+			FederationAddr: a.fed, ClientAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+			PublicURL:       "https://" + net.JoinHostPort(cfg.Domain, port),
+			Certificate:     cert,
+			PeerRoots:       cfg.CA.Pool(),
+			RegistrationKey: cfg.RegistrationKey,
+			Raft: cluster.Config{
+				BootstrapExpect: cfg.Nodes,
+				TLS:             &cluster.TLS{Certificate: nodeCert, Roots: cfg.CA.Pool()},
+				Gossip:          &cluster.GossipConfig{BindAddr: a.gossip, Join: join, Key: gossipKey, ClusterName: cfg.Domain},
+			},
+			Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting %s/%s: %w", cfg.Domain, id, err)
+		}
+		c.Nodes = append(c.Nodes, &localProvider{Hub: h, Domain: cfg.Domain, ClientURL: "https://" + h.Addr("client"), FederationAddr: a.fed, OpsURL: "http://" + h.Addr("ops")})
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, n := range c.Nodes {
+		if err := n.Hub.WaitReady(readyCtx); err != nil {
+			return nil, fmt.Errorf("%s did not become ready: %w", cfg.Domain, err)
+		}
+	}
+	return c, nil
+}
+
+// Leader returns the index of the node that leads and is ready to serve,
+// waiting for one (bounded by ctx).
+func (c *localCluster) Leader(ctx context.Context) (int, error) {
+	for {
+		for i, n := range c.Nodes {
+			if n.Hub.Store().Node().IsLeader() && n.Hub.WaitReady(ctx) == nil && n.Hub.Store().Node().IsLeader() {
+				return i, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("no leader in %s: %w", c.Domain, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops every node, the leader first: it hands leadership to a
+// follower that is still up, instead of trying to once they are gone.
+func (c *localCluster) Close() error {
+	nodes := slices.Clone(c.Nodes)
+	slices.SortStableFunc(nodes, func(a, b *localProvider) int {
+		switch {
+		case a.Hub.Store().Node().IsLeader():
+			return -1
+		case b.Hub.Store().Node().IsLeader():
+			return 1
+		}
+		return 0
+	})
+	var errs []error
+	for _, n := range nodes {
+		errs = append(errs, n.Close())
+	}
+	return errors.Join(errs...)
 }

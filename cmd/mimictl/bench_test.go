@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mimihub/mimi-hub/internal/systemtest"
+)
+
+// TestBenchCluster runs bench against an in-process 3-node cluster with
+// tiny bounds, through the leader and through the followers, in both
+// modes, and checks that every level measured something without errors.
+func TestBenchCluster(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "-inprocess", "-cluster", "3", "-mode", "messages,commits", "-senders", "1,3", "-room-size", "2", "-ops", "12", "-duration", "60s")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "in-process 3-node cluster") || !strings.Contains(out, "via:     leader, followers") {
+		t.Fatalf("preamble:\n%s", out)
+	}
+	tables := strings.Split(out, "\ncommits: ")
+	if len(tables) != 2 {
+		t.Fatalf("want a messages table and a commits table:\n%s", out)
+	}
+	for i, table := range tables {
+		rows := viaTable(t, table)
+		want := []string{"via", "senders", "ops", "errors", "ops/s", "p50", "p90", "p99", "max"}
+		if !slices.Equal(rows[0], want) {
+			t.Fatalf("table %d header %q, want %q:\n%s", i, rows[0], want, out)
+		}
+		var got []string
+		for _, r := range rows[1:] {
+			got = append(got, r[0]+" "+r[1])
+			if ops, err := strconv.Atoi(r[2]); err != nil || ops == 0 {
+				t.Errorf("table %d: %v: ops %q, want a positive count", i, r[:2], r[2])
+			}
+			if r[3] != "0" {
+				t.Errorf("table %d: %v: %s errors:\n%s", i, r[:2], r[3], out)
+			}
+		}
+		if w := []string{"leader 1", "leader 3", "followers 1", "followers 3"}; !slices.Equal(got, w) {
+			t.Errorf("table %d rows %q, want %q", i, got, w)
+		}
+	}
+}
+
+// viaTable returns the fields of the first table in out whose header
+// starts with "via", header first.
+func viaTable(t *testing.T, out string) [][]string {
+	t.Helper()
+	var rows [][]string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "via" && len(rows) == 0:
+			rows = append(rows, f)
+		case len(rows) > 0 && len(f) > 1 && (f[0] == viaLeader || f[0] == viaFollowers):
+			rows = append(rows, f)
+		case len(rows) > 0:
+			return rows
+		}
+	}
+	if len(rows) < 2 {
+		t.Fatalf("no via table in:\n%s", out)
+	}
+	return rows
+}
+
+// TestBenchFailover builds mimi-hub, runs two failover rounds on three of
+// its processes (with fast Raft timing), and checks the table: every round
+// killed the leader, another node led, and a write was accepted after.
+func TestBenchFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds mimi-hub and runs processes")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not available to build mimi-hub")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	bin, err := systemtest.Build(ctx, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "bench", "-failover", "2", "-hub-binary", bin,
+		"-hub-args", "-raft-heartbeat-timeout 200ms -raft-election-timeout 200ms -raft-lease-timeout 100ms")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var rounds [][]string
+	var summary []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 6 && (f[0] == "1" || f[0] == "2"):
+			rounds = append(rounds, f)
+		case len(f) > 0 && (strings.HasPrefix(line, "  ") && (f[0] == "leader" || f[0] == "first")):
+			summary = append(summary, f[0])
+		}
+	}
+	if len(rounds) != 2 || !slices.Equal(summary, []string{"leader", "first"}) {
+		t.Fatalf("want 2 rounds and a min/median/max summary:\n%s\nstderr:\n%s", out, errOut)
+	}
+	for _, r := range rounds {
+		killed, leader := r[1], r[2]
+		if killed == leader || !strings.HasPrefix(killed, "n") || !strings.HasPrefix(leader, "n") {
+			t.Errorf("round %s: killed %s, new leader %s", r[0], killed, leader)
+		}
+		for _, d := range r[3:5] {
+			if _, err := time.ParseDuration(d); err != nil {
+				t.Errorf("round %s: %q is not a duration", r[0], d)
+			}
+		}
+	}
+	if !strings.Contains(out, "flags:   -raft-heartbeat-timeout 200ms") {
+		t.Errorf("the preamble does not name the nodes' flags:\n%s", out)
+	}
+}
+
+// TestBenchUsage checks the new flags' combinations.
+func TestBenchUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "-cluster", "3"}, "add -inprocess"},
+		{[]string{"bench", "-via", "leader"}, "-via needs a cluster"},
+		{[]string{"bench", "-inprocess", "-cluster", "3", "-via", "sideways"}, "-via must be leader, followers or both"},
+		{[]string{"bench", "-server", "https://a,https://b", "-ops-url", "http://a"}, "-ops-url lists 1 URLs for 2 -server URLs"},
+		{[]string{"bench", "-mode", "messages,fanout"}, "-mode must be messages or commits"},
+		{[]string{"bench", "-hub-args", "-x"}, "go with -failover"},
+		{[]string{"bench", "-failover", "-1"}, "-failover must be between 0 and 100"},
+	} {
+		code, _, errOut := runCLI(t, c.args...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+}
