@@ -150,7 +150,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed (0: from the clock)")
 	fs.DurationVar(&o.quiet, "quiet", 3*time.Second, "pause between faults")
 	fs.DurationVar(&o.fault, "fault", 8*time.Second, "how long each fault lasts")
-	fs.DurationVar(&o.timeout, "request-timeout", 5*time.Second, "timeout of one client request")
+	fs.DurationVar(&o.timeout, "request-timeout", 3*time.Second, "timeout of one client request")
 	fs.DurationVar(&o.settle, "settle", 90*time.Second, "how long to wait for the healed cluster to converge")
 	fs.StringVar(&o.expect, "expect", "", "exit 0 only if an anomaly of this kind (e.g. forked-epoch) is found")
 	level := fs.String("log-level", "info", "debug, info, warn or error")

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -679,14 +678,4 @@ func (c *Cluster) ResumeAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Dial reports whether a node's client port accepts connections.
-func Dial(ctx context.Context, n *Node) error {
-	d := net.Dialer{Timeout: 2 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(n.Host.Addr, PortClient).String())
-	if err != nil {
-		return err
-	}
-	return conn.Close()
 }

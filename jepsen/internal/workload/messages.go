@@ -23,7 +23,7 @@ type Messages struct {
 	FollowerDomain string
 	// Rooms and Senders size it; zeros mean 2 rooms of 3 senders.
 	Rooms, Senders int
-	// PerSender bounds each sender's messages; zero means 1000.
+	// PerSender bounds each sender's messages; zero means 20000.
 	PerSender int
 	// Every is the pause between a sender's messages; zero means 20ms.
 	Every time.Duration
@@ -35,6 +35,8 @@ type msgRoom struct {
 	*mlsRoom
 	senders  []*member
 	observer *identity
+	// after is the last stream item the observer read (and acknowledged).
+	after uint64
 }
 
 // Setup creates the rooms: a creator, senders, an observer (subscribed to
@@ -48,7 +50,7 @@ func (w *Messages) Setup(ctx context.Context) error {
 		w.Senders = 3
 	}
 	if w.PerSender <= 0 {
-		w.PerSender = 1000
+		w.PerSender = 20_000
 	}
 	if w.Every <= 0 {
 		w.Every = 20 * time.Millisecond
@@ -98,13 +100,25 @@ func (w *Messages) Setup(ctx context.Context) error {
 	return nil
 }
 
-// Run sends until ctx ends or every sender sent PerSender messages.
+// Run sends until ctx ends or every sender sent PerSender messages, while
+// the observers read (and acknowledge) their streams every two seconds, so
+// that their inboxes never overflow.
 func (w *Messages) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, r := range w.rooms {
 		for _, s := range r.senders {
 			wg.Go(func() { w.sendLoop(ctx, r, s) })
 		}
+		wg.Go(func() {
+			for range 1_000_000 {
+				if !sleepCtx(ctx, 2*time.Second) {
+					return
+				}
+				if err := w.observe(ctx, r); err != nil {
+					w.Env.log.Debug("observer", "room", r.uri, "err", err)
+				}
+			}
+		})
 	}
 	wg.Wait()
 	return nil
@@ -163,10 +177,10 @@ func (w *Messages) Observe(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// observe reads the observer's stream from where it stopped to its end,
+// records the room's messages in hub order and acknowledges what it read.
 func (w *Messages) observe(ctx context.Context, r *msgRoom) error {
 	e := w.Env
-	var after uint64
-	var seen []history.Observed
 	for range 10_000 {
 		var page *client.StreamPage
 		err := e.setupCall(ctx, "read the stream", nil, func(ctx context.Context, ep Endpoint) error {
@@ -174,24 +188,37 @@ func (w *Messages) observe(ctx context.Context, r *msgRoom) error {
 			if err != nil {
 				return err
 			}
-			page, err = api.Stream(ctx, client.StreamOptions{After: after, Limit: 1000})
+			page, err = api.Stream(ctx, client.StreamOptions{After: r.after, Limit: 1000})
 			return err
 		})
 		if err != nil {
 			return err
 		}
 		if page.Gap {
-			return fmt.Errorf("the observer's stream has a gap after %d: items were dropped", after)
+			return fmt.Errorf("the observer's stream has a gap after %d: items were dropped", r.after)
 		}
+		var seen []history.Observed
 		for _, it := range page.Items {
-			after = it.Seq
+			r.after = it.Seq
 			if it.Kind != client.ItemMessage || it.Room != r.uri {
 				continue
 			}
 			seen = append(seen, history.Observed{Room: string(r.uri), HubSeq: it.HubSeq, Message: recorder.Describe(it.Data)})
 		}
-		if len(page.Items) == 0 || after >= page.Last {
-			e.cfg.History.AddObserved(seen...)
+		e.cfg.History.AddObserved(seen...)
+		if len(page.Items) > 0 {
+			after := r.after
+			if err := e.setupCall(ctx, "acknowledge the stream", nil, func(ctx context.Context, ep Endpoint) error {
+				api, err := e.api(r.observer.token, ep)
+				if err != nil {
+					return err
+				}
+				return api.Ack(ctx, after)
+			}); err != nil {
+				return err
+			}
+		}
+		if len(page.Items) == 0 || r.after >= page.Last {
 			return nil
 		}
 	}
