@@ -126,6 +126,9 @@ type options struct {
 	expect    string
 	logLevel  slog.Level
 	settle    time.Duration
+	// joinExpect is -bootstrap-expect for joining nodes (0, the correct
+	// value, unless reproducing a misconfiguration).
+	joinExpect int
 }
 
 // allWorkloads lists the workloads -workload accepts.
@@ -152,6 +155,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.fault, "fault", 8*time.Second, "how long each fault lasts")
 	fs.DurationVar(&o.timeout, "request-timeout", 3*time.Second, "timeout of one client request")
 	fs.DurationVar(&o.settle, "settle", 90*time.Second, "how long to wait for the healed cluster to converge")
+	fs.IntVar(&o.joinExpect, "join-bootstrap-expect", 0, "-bootstrap-expect of nodes that join (restarted, added, replacing); only to reproduce a misconfigured joining node")
 	fs.StringVar(&o.expect, "expect", "", "exit 0 only if an anomaly of this kind (e.g. forked-epoch) is found")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

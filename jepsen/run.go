@@ -150,7 +150,7 @@ func execute(ctx context.Context, o *options, log *slog.Logger) (outcome, error)
 	cluster, err := hubproc.Start(ctx, hubproc.Config{
 		Binary: bin, Domain: hubDomain, Hosts: nodeHosts, Nodes: nodes, Dir: clusterDir, ClusterName: "mj" + runID,
 		Peers:    map[string]string{followerDomain: netip.AddrPortFrom(recHost.Addr, followerPort).String()},
-		Settings: clusterSettings(), Rand: rand.New(rand.NewPCG(o.seed, 1)), Logger: log,
+		Settings: clusterSettings(), JoinBootstrapExpect: o.joinExpect, Rand: rand.New(rand.NewPCG(o.seed, 1)), Logger: log,
 	})
 	if err != nil {
 		return outcome{}, err

@@ -53,6 +53,10 @@ type Config struct {
 	// Settings are further flags (name without dash -> value), passed when
 	// the binary has them: timeouts, snapshot thresholds, ...
 	Settings map[string]string
+	// JoinBootstrapExpect is the -bootstrap-expect of every start but the
+	// first start of the first nodes: 0 (join an existing cluster), or
+	// another value to reproduce a misconfigured joining node.
+	JoinBootstrapExpect int
 	// Rand picks nodes; nil means a fixed seed.
 	Rand   *rand.Rand
 	Logger *slog.Logger
@@ -195,7 +199,7 @@ func (c *Cluster) args(n *Node, bootstrap bool) []string {
 		// The first start of the first nodes bootstraps the cluster; every
 		// other start joins it (the product's default, 1, would make a
 		// joining node bootstrap a cluster of its own).
-		expect := 0
+		expect := c.cfg.JoinBootstrapExpect
 		if bootstrap {
 			expect = c.cfg.Nodes
 		}
