@@ -526,3 +526,60 @@ func TestClusterRefusesUnauthenticatedPeers(t *testing.T) {
 	// The node still works.
 	register(t, n.store, "still-fine")
 }
+
+// TestClusterIgnoresForeignCluster: a node started by mistake with
+// BootstrapExpect 1 but joined to an existing cluster's gossip bootstraps
+// a cluster of its own. Neither leader may add the other's nodes: their
+// histories must never meet.
+func TestClusterIgnoresForeignCluster(t *testing.T) {
+	c := newTestCluster(t)
+	c.startN(3)
+	l := c.leader()
+	kept := register(t, l.store, "kept")
+	rogueCfg := c.config("rogue", 1)
+	rogueCfg.Gossip.Join = slices.Clone(c.seeds)
+	rogue := c.start(rogueCfg)
+	c.waitFor("the rogue node to lead its own cluster", func() bool { return rogue.node.isReadyLeader() })
+	if rogue.node.ClusterID() == "" || rogue.node.ClusterID() == l.node.ClusterID() {
+		t.Fatalf("cluster ids: rogue %q, real %q", rogue.node.ClusterID(), l.node.ClusterID())
+	}
+	c.waitFor("gossip to connect both", func() bool {
+		return len(rogue.node.gossip.snapshot()) == 4 && len(l.node.gossip.snapshot()) == 4
+	})
+	// Several reconcile passes on both leaders.
+	time.Sleep(20 * l.cfg.ReconcileInterval)
+	if v, nv := c.suffrage(l); len(v) != 3 || len(nv) != 0 || slices.Contains(v, "rogue") {
+		t.Fatalf("the real cluster took in the rogue: voters %v, non-voters %v", v, nv)
+	}
+	if v, nv := c.suffrage(rogue); len(v) != 1 || len(nv) != 0 {
+		t.Fatalf("the rogue took in real nodes: voters %v, non-voters %v", v, nv)
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if !hasClient(t, c.nodes[id].store, kept, true) {
+			t.Fatalf("node %s lost the real cluster's state", id)
+		}
+	}
+}
+
+// TestClusterRemovedNodeRejoins: a node removed from this cluster (say
+// after a long outage) keeps the cluster's ID and is added again when it
+// comes back with its state.
+func TestClusterRemovedNodeRejoins(t *testing.T) {
+	c := newTestCluster(t)
+	c.startN(3)
+	l := c.leader()
+	f := c.follower()
+	crashStop(t, f.node)
+	f.node.gossip.shutdown()
+	if err := l.node.RemoveServer(ctxTimeout(t, testWait), f.id); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	after := register(t, l.store, "after-removal")
+	delete(c.nodes, f.id)
+	back := c.start(f.cfg)
+	c.waitFor("the removed node to be a voter again", func() bool {
+		v, _ := c.suffrage(c.leader())
+		return slices.Contains(v, f.id)
+	})
+	c.waitFor("it to catch up", func() bool { return hasClient(t, back.store, after, false) })
+}

@@ -87,6 +87,9 @@ type nodeMeta struct {
 	RaftAddr string `json:"raft"`
 	Expect   int    `json:"expect"`
 	HasState bool   `json:"state"`
+	// ClusterID names the Raft history the node belongs to; empty for an
+	// empty node.
+	ClusterID string `json:"cluster,omitempty"`
 }
 
 // MemberStatus is a node's gossip status.

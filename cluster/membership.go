@@ -30,6 +30,7 @@ type NodeInfo struct {
 	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
 	HasState          bool   `json:"has_state"`
 	BootstrapExpect   int    `json:"bootstrap_expect"`
+	ClusterID         string `json:"cluster_id,omitempty"`
 }
 
 // Info reports this node's state.
@@ -46,7 +47,7 @@ func (n *Node) Info() NodeInfo {
 		ID: s.NodeID, RaftAddr: s.Addr, State: s.State, Term: s.Term, LeaderID: s.LeaderID,
 		LastLogIndex: s.LastLogIndex, CommitIndex: s.CommitIndex, AppliedIndex: s.FSMIndex,
 		LastContactMillis: lc, LastSnapshotIndex: s.LastSnapshotIndex,
-		HasState: n.hasState(), BootstrapExpect: n.cfg.BootstrapExpect,
+		HasState: n.hasState(), BootstrapExpect: n.cfg.BootstrapExpect, ClusterID: n.ClusterID(),
 	}
 }
 
@@ -147,8 +148,7 @@ func (n *Node) bootstrapLoop() {
 			return
 		}
 		if n.hasState() {
-			n.gossip.setMeta(func(m *nodeMeta) { m.HasState = true })
-			return
+			return // a leader added this node; learnClusterID takes over
 		}
 		servers, why := n.bootstrapCandidates()
 		if servers == nil {
@@ -161,14 +161,17 @@ func (n *Node) bootstrapLoop() {
 		err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
 		switch {
 		case err == nil:
-			n.log.Info("bootstrapped the cluster", "voters", len(servers))
+			id := bootstrapClusterID(servers)
+			if err := n.setClusterID(id); err != nil {
+				n.log.Error("bootstrapped, but could not store the cluster id", "err", err)
+			}
+			n.log.Info("bootstrapped the cluster", "voters", len(servers), "cluster_id", id)
 		case errors.Is(err, raft.ErrCantBootstrap):
 			n.log.Info("raft state appeared before bootstrap; not bootstrapping")
 		default:
 			n.log.Error("bootstrap failed", "err", err)
 			continue
 		}
-		n.gossip.setMeta(func(m *nodeMeta) { m.HasState = true })
 		return
 	}
 }
@@ -214,9 +217,54 @@ func (n *Node) bootstrapCandidates() ([]raft.Server, string) {
 	return servers, ""
 }
 
+// admissible reports whether a node unknown to the configuration may be
+// added: it must be empty or carry this cluster's ID, by its gossip
+// metadata and by its own answer (metadata can be stale; a node of
+// another cluster refuses the question outright). A node with the state of
+// another Raft history (a cluster it bootstrapped by mistake) must never
+// be added: two histories would meet. A node once removed from this
+// cluster keeps this cluster's ID and may come back.
+func (n *Node) admissible(ctx context.Context, m member) bool {
+	mine := n.ClusterID()
+	foreign := func(theirs string) bool {
+		n.warnOnce("foreign:"+m.ID, "not adding a node that belongs to another cluster; wipe its data folder to join this one",
+			"id", m.ID, "addr", m.Meta.RaftAddr, "its_cluster", theirs, "this_cluster", mine)
+		return false
+	}
+	if m.Meta.HasState && m.Meta.ClusterID != mine {
+		return foreign(m.Meta.ClusterID)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var info NodeInfo
+	if err := n.rpc.call(cctx, m.Meta.RaftAddr, rpcNodeInfo, nil, &info); err != nil {
+		n.log.Debug("not adding a node that does not answer", "id", m.ID, "err", err)
+		return false
+	}
+	if info.ID != m.ID || (info.HasState && info.ClusterID != mine) {
+		return foreign(info.ClusterID)
+	}
+	return true
+}
+
+// warnOnce logs a warning the first time key is seen by this leader.
+func (n *Node) warnOnce(key, msg string, args ...any) {
+	n.recon.mu.Lock()
+	seen := n.recon.warned[key]
+	if n.recon.warned == nil {
+		n.recon.warned = map[string]bool{}
+	}
+	n.recon.warned[key] = true
+	n.recon.mu.Unlock()
+	if !seen {
+		n.log.Warn(msg, args...)
+	}
+}
+
 // reconcileState is the leader's bookkeeping between reconcile passes.
 type reconcileState struct {
-	mu sync.Mutex
+	mu     sync.Mutex
+	warned map[string]bool
 	// caughtUp is when each non-voter was first seen caught up (and
 	// continuously since).
 	caughtUp map[string]time.Time
@@ -277,6 +325,8 @@ func (n *Node) reconcile(ctx context.Context) error {
 		}
 		i := slices.IndexFunc(servers, func(s raft.Server) bool { return s.ID == raft.ServerID(id) })
 		switch {
+		case i < 0 && !n.admissible(ctx, m):
+			continue
 		case i < 0:
 			n.log.Info("adding a node as non-voter", "id", id, "addr", m.Meta.RaftAddr)
 			return n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(m.Meta.RaftAddr), 0, timeout).Error()

@@ -95,13 +95,27 @@ type mux struct {
 	client    *tls.Config
 	log       *slog.Logger
 	subs      map[byte]*subListener
+	ids       clusterIDs
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
-func newMux(bind string, advertise net.Addr, t *TLS, log *slog.Logger) (*mux, error) {
+// clusterIDs lets the mux tell the nodes of this cluster from the nodes
+// of another one that shares the CA: every connection opens with the
+// dialer's cluster ID. A node with an ID refuses connections that name a
+// different one; a node without one (an empty node being added) adopts the
+// ID of the first Raft connection that names one.
+type clusterIDs struct {
+	get   func() string
+	adopt func(string) error
+}
+
+// maxClusterID bounds the ID a connection may announce.
+const maxClusterID = 64
+
+func newMux(bind string, advertise net.Addr, t *TLS, ids clusterIDs, log *slog.Logger) (*mux, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", bind, err)
@@ -114,7 +128,7 @@ func newMux(bind string, advertise net.Addr, t *TLS, log *slog.Logger) (*mux, er
 		}
 	}
 	m := &mux{ln: ln, advertise: advertise, server: t.serverConfig(), client: t.clientConfig(), log: log,
-		subs: map[byte]*subListener{}, closed: make(chan struct{})}
+		ids: ids, subs: map[byte]*subListener{}, closed: make(chan struct{})}
 	for _, p := range []byte{protoRaft, protoRPC} {
 		m.subs[p] = &subListener{addr: advertise, conns: make(chan net.Conn), closed: make(chan struct{})}
 	}
@@ -159,15 +173,24 @@ func (m *mux) route(raw net.Conn) {
 		raw.Close()
 		return
 	}
-	var b [1]byte
+	var b [2]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
 		conn.Close()
 		return
 	}
-	conn.SetDeadline(time.Time{})
 	sub, ok := m.subs[b[0]]
-	if !ok {
-		m.log.Warn("unknown protocol byte on the raft port", "remote", raw.RemoteAddr(), "byte", b[0])
+	if !ok || b[1] > maxClusterID {
+		m.log.Warn("unknown protocol on the raft port", "remote", raw.RemoteAddr(), "byte", b[0])
+		conn.Close()
+		return
+	}
+	id := make([]byte, b[1])
+	if _, err := io.ReadFull(conn, id); err != nil {
+		conn.Close()
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	if !m.admit(b[0], string(id), raw.RemoteAddr()) {
 		conn.Close()
 		return
 	}
@@ -177,6 +200,32 @@ func (m *mux) route(raw net.Conn) {
 		conn.Close()
 	case <-m.closed:
 		conn.Close()
+	}
+}
+
+// admit decides whether a connection announcing cluster ID id may reach
+// the service proto.
+func (m *mux) admit(proto byte, id string, remote net.Addr) bool {
+	if m.ids.get == nil {
+		return true
+	}
+	mine := m.ids.get()
+	switch {
+	case id == "" || id == mine:
+		return true
+	case mine == "" && proto == protoRaft:
+		// An empty node: the first cluster whose leader replicates to it
+		// is the one that added it.
+		if err := m.ids.adopt(id); err != nil {
+			m.log.Error("could not adopt the cluster id", "err", err)
+			return false
+		}
+		return m.ids.get() == id
+	case mine == "":
+		return true // an empty node answers questions (bootstrap, status)
+	default:
+		m.log.Warn("refused a node of another cluster", "remote", remote, "its_cluster", id, "this_cluster", mine)
+		return false
 	}
 }
 
@@ -191,7 +240,11 @@ func (m *mux) dial(ctx context.Context, addr string, proto byte) (*tls.Conn, err
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetWriteDeadline(dl)
 	}
-	if _, err := conn.Write([]byte{proto}); err != nil {
+	var id string
+	if m.ids.get != nil {
+		id = m.ids.get()
+	}
+	if _, err := conn.Write(append([]byte{proto, byte(len(id))}, id...)); err != nil {
 		conn.Close()
 		return nil, err
 	}

@@ -36,6 +36,9 @@ type Node struct {
 	// led; 0 when not a ready leader. Linearizable reads and leader-only
 	// work wait for it.
 	readyTerm atomic.Uint64
+	// clusterID names the Raft history this node belongs to (clusterid.go).
+	clusterID atomic.Pointer[string]
+	adoptMu   sync.Mutex // serializes setClusterID
 	// handedTo names the node a graceful shutdown handed leadership to.
 	handedTo atomic.Pointer[string]
 
@@ -103,13 +106,24 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 		return nil, fmt.Errorf("cluster: start: check existing raft state: %w", err)
 	}
 	rc := cfg.raftConfig(logger)
+	clusterID, err := st.loadClusterID()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start: %w", err)
+	}
 	if !hasState && cfg.BootstrapExpect == 1 {
 		servers := []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: n.addr}}
 		if err := raft.BootstrapCluster(rc, st.logs, st.stable, st.snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
 			return nil, fmt.Errorf("cluster: start: bootstrap: %w", err)
 		}
+		clusterID = bootstrapClusterID(servers)
+		if err := st.storeClusterID(clusterID); err != nil {
+			return nil, fmt.Errorf("cluster: start: %w", err)
+		}
 		hasState = true
-		logger.Info("bootstrapped a single-voter cluster", "addr", n.addr)
+		logger.Info("bootstrapped a single-voter cluster", "addr", n.addr, "cluster_id", clusterID)
+	}
+	if clusterID != "" {
+		n.clusterID.Store(&clusterID)
 	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, st.logs, st.stable, st.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
@@ -123,7 +137,7 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 		}()
 	}
 	if cfg.Gossip != nil {
-		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState}
+		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID}
 		if n.gossip, err = startGossip(cfg.Gossip, cfg.NodeID, meta, logger); err != nil {
 			n.raft.Shutdown().Error()
 			return nil, fmt.Errorf("cluster: start: %w", err)
@@ -138,6 +152,13 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 			go func() {
 				defer n.bg.Done()
 				n.bootstrapLoop()
+			}()
+		}
+		if clusterID == "" {
+			n.bg.Add(1)
+			go func() {
+				defer n.bg.Done()
+				n.learnClusterID()
 			}()
 		}
 	}
@@ -165,7 +186,8 @@ func (n *Node) openTransport() error {
 		}
 		adv = a
 	}
-	m, err := newMux(cfg.RaftAddr, adv, cfg.TLS, n.log)
+	ids := clusterIDs{get: n.ClusterID, adopt: n.adoptClusterID}
+	m, err := newMux(cfg.RaftAddr, adv, cfg.TLS, ids, n.log)
 	if err != nil {
 		return fmt.Errorf("raft transport: %w", err)
 	}

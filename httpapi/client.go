@@ -405,7 +405,11 @@ func (c *clientAPI) countKeyPackages(w http.ResponseWriter, r *http.Request, p *
 		KeyPackages int      `json:"key_packages"`
 		LastResort  []uint16 `json:"last_resort_suites"`
 	}{LastResort: []uint16{}}
-	err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+	linearizable, err := readConsistency(r)
+	if err != nil {
+		return err
+	}
+	err = c.backend.Read(r.Context(), linearizable, func(s *fsm.State) error {
 		n, err := s.KeyPackages(p.client)
 		if err != nil {
 			return fail(http.StatusNotFound, "%v", err)

@@ -806,3 +806,26 @@ func TestIdempotencyKeys(t *testing.T) {
 		t.Fatalf("Carol has %v KeyPackages after one claim retried, want 1", n)
 	}
 }
+
+// TestReadConsistency: reads are linearizable unless ?consistency=stale
+// asks otherwise; other values are refused.
+func TestReadConsistency(t *testing.T) {
+	e := newEnv(t, "a.example", nil)
+	alice := e.register("alice", "phone")
+	for _, c := range []struct {
+		query string
+		want  bool
+		code  int
+	}{
+		{"", true, http.StatusOK},
+		{"?consistency=linearizable", true, http.StatusOK},
+		{"?consistency=stale", false, http.StatusOK},
+		{"?consistency=eventual", false, http.StatusBadRequest},
+	} {
+		rec := e.apiDo(http.MethodGet, "/v1/keypackages"+c.query, alice.token, nil)
+		want(t, rec, c.code, "keypackages"+c.query)
+		if c.code == http.StatusOK && e.b.lastRead() != c.want {
+			t.Fatalf("%q: read linearizable=%v, want %v", c.query, e.b.lastRead(), c.want)
+		}
+	}
+}

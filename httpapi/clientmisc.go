@@ -240,7 +240,11 @@ func (c *clientAPI) consentLists(w http.ResponseWriter, r *http.Request, p *prin
 		Received []consentJSON `json:"received"`
 		Given    []consentJSON `json:"given"`
 	}{}
-	err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+	linearizable, err := readConsistency(r)
+	if err != nil {
+		return err
+	}
+	err = c.backend.Read(r.Context(), linearizable, func(s *fsm.State) error {
 		for _, l := range []struct {
 			get func(proto.URI) ([]proto.ConsentEntry, error)
 			out *[]consentJSON

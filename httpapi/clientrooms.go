@@ -57,7 +57,11 @@ func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) e
 		// TranscriptHash names the commit chain up to this epoch.
 		TranscriptHash []byte `json:"transcript_hash"`
 	}
-	err = c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+	linearizable, err := readConsistency(r)
+	if err != nil {
+		return err
+	}
+	err = c.backend.Read(r.Context(), linearizable, func(s *fsm.State) error {
 		info, ok := s.Room(id)
 		if !ok {
 			return fail(http.StatusNotFound, "room %s is not hosted here", id)

@@ -132,6 +132,22 @@ func writeRawMIMI(w http.ResponseWriter, status int, b []byte) {
 	_, _ = w.Write(b)
 }
 
+// readConsistency reads a GET's ?consistency= parameter. "linearizable"
+// (the default) answers after every write acknowledged before the request
+// is applied on this node; "stale" answers from this node's state at once,
+// which may lag the leader by the entries still in flight (monitoring, and
+// comparing nodes, want exactly that).
+func readConsistency(r *http.Request) (linearizable bool, err error) {
+	switch v := r.URL.Query().Get("consistency"); v {
+	case "", "linearizable":
+		return true, nil
+	case "stale":
+		return false, nil
+	default:
+		return false, fail(http.StatusBadRequest, "consistency=%q: want linearizable or stale", v)
+	}
+}
+
 // requestID derives a command's request id from the Idempotency-Key
 // header: SHA-256 over the principal (a client URI or peer domain), the
 // operation and the key, so principals and operations never collide and

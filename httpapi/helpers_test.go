@@ -40,6 +40,7 @@ type fakeBackend struct {
 	now     uint64
 	err     error             // returned by Apply and Read when set
 	applied []fsm.CommandType // every applied command, in order
+	reads   []bool            // the linearizable flag of every read, in order
 	// changedCalls, when set, receives a value (without blocking) every
 	// time Changed is called: a long poll is about to wait.
 	changedCalls chan struct{}
@@ -86,8 +87,9 @@ func (b *fakeBackend) Apply(ctx context.Context, t fsm.CommandType, requestID []
 	return b.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*fsm.Result), nil
 }
 
-func (b *fakeBackend) Read(ctx context.Context, _ bool, fn func(*fsm.State) error) error {
+func (b *fakeBackend) Read(ctx context.Context, linearizable bool, fn func(*fsm.State) error) error {
 	b.mu.Lock()
+	b.reads = append(b.reads, linearizable)
 	err := b.err
 	b.mu.Unlock()
 	if err != nil {
@@ -589,4 +591,11 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 // contains reports whether calls has one matching pred.
 func hasCall(calls []peerCall, pred func(peerCall) bool) bool {
 	return slices.ContainsFunc(calls, pred)
+}
+
+// lastRead returns the linearizable flag of the latest read.
+func (b *fakeBackend) lastRead() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reads[len(b.reads)-1]
 }

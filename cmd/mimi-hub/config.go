@@ -69,11 +69,16 @@ func defaults() config {
 		OpsAddr:         "127.0.0.1:8445",
 		RaftAddr:        "127.0.0.1:8446",
 		GossipAddr:      "127.0.0.1:8447",
-		BootstrapExpect: 1,
+		BootstrapExpect: bootstrapUnset,
 		LogLevel:        "info",
 		Peers:           map[string]string{},
 	}
 }
+
+// bootstrapUnset marks -bootstrap-expect as not given: a node without
+// -join bootstraps alone (1), a node with -join only joins (0). Joining a
+// cluster must never bootstrap a second one by default.
+const bootstrapUnset = -1
 
 // duration is a time.Duration that reads "15m" from JSON and flags.
 type duration time.Duration
@@ -157,7 +162,7 @@ func options() []option {
 		stringOpt("gossip-addr", "listen address of gossip, TCP and UDP", func(c *config) *string { return &c.GossipAddr }),
 		stringOpt("gossip-advertise", "address other nodes reach -gossip-addr at (default: -gossip-addr)", func(c *config) *string { return &c.GossipAdvertise }),
 		listOpt("join", "gossip addresses of other nodes of this provider (comma-separated, repeatable)", func(c *config) *[]string { return &c.Join }),
-		intOpt("bootstrap-expect", "voters of a brand-new cluster: bootstrap once this many empty nodes see each other (1: alone; 0: only join an existing cluster)", func(c *config) *int { return &c.BootstrapExpect }),
+		intOpt("bootstrap-expect", "voters of a brand-new cluster: bootstrap once this many empty nodes see each other (1: alone; 0: only join an existing cluster; default 1 without -join, 0 with it)", func(c *config) *int { return &c.BootstrapExpect }),
 		stringOpt("cluster-name", "gossip label; nodes of other clusters are ignored (default: the domain)", func(c *config) *string { return &c.ClusterName }),
 		stringOpt("gossip-key-file", "file with the base64 gossip key (16, 24 or 32 bytes); default: made in the dev CA folder", func(c *config) *string { return &c.GossipKeyFile }),
 		stringOpt("cluster-cert", "PEM certificate of this node from the cluster CA; default: issued by the dev cluster CA", func(c *config) *string { return &c.ClusterCert }),
@@ -271,6 +276,12 @@ func (c config) complete() (config, error) {
 	}
 	if c.ClusterName == "" {
 		c.ClusterName = c.Domain
+	}
+	if c.BootstrapExpect == bootstrapUnset {
+		c.BootstrapExpect = 1
+		if len(c.Join) > 0 {
+			c.BootstrapExpect = 0
+		}
 	}
 	var errs []error
 	for _, pair := range [][3]string{{"cert", c.Cert, c.Key}, {"cluster-cert", c.ClusterCert, c.ClusterKey}} {

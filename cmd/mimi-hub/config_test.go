@@ -48,6 +48,11 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad duration", args: []string{"-leader-wait", "soon"}, err: "invalid"},
 		{name: "bad env", env: map[string]string{"MIMI_HUB_BOOTSTRAP_EXPECT": "three"}, err: "MIMI_HUB_BOOTSTRAP_EXPECT"},
 		{name: "join-only needs join", args: []string{"-bootstrap-expect", "0"}, err: "give -join"},
+		{name: "join without bootstrap-expect only joins", args: []string{"-join", "10.0.0.1:8447"}, check: func(t *testing.T, c config) {
+			if c.BootstrapExpect != 0 {
+				t.Fatalf("bootstrap-expect = %d, want 0: a joining node must not bootstrap a cluster of its own", c.BootstrapExpect)
+			}
+		}},
 		{name: "cert without key", args: []string{"-cert", "x.pem"}, err: "go together"},
 		{name: "cluster cert without CA", args: []string{"-cluster-cert", "x.pem", "-cluster-key", "k.pem"}, err: "-cluster-ca"},
 		{name: "stray argument", args: []string{"extra"}, err: "unexpected"},
