@@ -740,6 +740,23 @@ func TestStreamLongPoll(t *testing.T) {
 	wantJSONError(t, e.apiDo(http.MethodPost, "/v1/stream/ack", alice.token, map[string]any{}), http.StatusBadRequest, kindInvalid, "ack without seq")
 }
 
+// TestStreamDraining: a server that shuts down ends its long polls at
+// once; they answer what they have.
+func TestStreamDraining(t *testing.T) {
+	draining := make(chan struct{})
+	e := newEnv(t, "a.example", func(c *Config) { c.Draining = draining })
+	alice := e.register("alice", "phone")
+	e.b.changedCalls = make(chan struct{}, 1)
+	done := streamAsync(e, context.Background(), alice, "wait=60")
+	waitFor(t, e.b.changedCalls, "the stream to wait")
+	close(draining)
+	rec := waitFor(t, done, "the drained stream to answer")
+	want(t, rec, http.StatusOK, "drained stream")
+	if st := decodeJSON[streamOut](t, rec); len(st.Items) != 0 {
+		t.Fatalf("drained stream %+v", st)
+	}
+}
+
 func TestStreamRealTimeout(t *testing.T) {
 	// The real timer: a one-second wait answers empty.
 	e := newEnv(t, "a.example", nil)

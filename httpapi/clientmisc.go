@@ -435,6 +435,8 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 		case <-changed:
 		case <-timeout:
 			expired = true
+		case <-c.cfg.Draining:
+			expired = true
 		case <-r.Context().Done():
 			return r.Context().Err()
 		}

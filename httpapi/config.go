@@ -42,6 +42,10 @@ type Config struct {
 	// MaxStreamWait caps the stream's wait parameter (default and at most
 	// 60s).
 	MaxStreamWait time.Duration
+	// Draining, when closed, ends waiting long polls at once (they answer
+	// what they have), so a server shutting down is not held up by them;
+	// the client polls again, elsewhere. Nil: never.
+	Draining <-chan struct{}
 
 	// AssetHosts lists the hosts downloadFile may fetch from: "host"
 	// allows any port, "host:port" exactly that one. Empty: downloadFile

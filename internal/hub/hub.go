@@ -89,6 +89,7 @@ type Hub struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closed   sync.Once
+	draining chan struct{} // closed when Close begins
 }
 
 // Start starts a provider node: Raft (bootstrapping a single voter on first
@@ -167,7 +168,8 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		return fail(err)
 	}
 
-	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log}
+	h.draining = make(chan struct{})
+	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log, Draining: h.draining}
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, MinVersion: tls.VersionTLS12}
 	fedTLS := serverTLS.Clone()
 	fedTLS.ClientAuth = tls.VerifyClientCertIfGiven
@@ -240,6 +242,9 @@ func (h *Hub) WaitReady(ctx context.Context) error {
 func (h *Hub) Close(ctx context.Context) error {
 	var errs []error
 	h.closed.Do(func() {
+		if h.draining != nil {
+			close(h.draining) // long polls answer now instead of holding the shutdown
+		}
 		for _, s := range h.servers {
 			if err := s.Shutdown(ctx); err != nil {
 				errs = append(errs, err)
