@@ -2,6 +2,7 @@ package systemtest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,22 +37,21 @@ func TestRollingRestart(t *testing.T) {
 	waitFor(t, "writes before the first restart", func() bool { return l.ops.Load() >= 6 }, l.progress)
 
 	for _, n := range nodes {
-		leader, err := w.a.WaitLeader(ctx)
-		if err != nil {
+		if _, err := w.a.WaitLeader(ctx); err != nil {
 			t.Fatal(err)
 		}
-		wasLeader := leader == n
 		handoffs := n.LogCount("handed leadership over before shutdown")
 		snapshots := n.LogCount("snapshot on shutdown")
 		before := l.ops.Load()
 		stopAt := time.Now()
 		stopCtx, stopCancel := context.WithTimeout(ctx, 60*time.Second)
-		err = n.Terminate(stopCtx)
+		err := n.Terminate(stopCtx)
 		stopCancel()
 		if err != nil {
 			t.Fatalf("SIGTERM: %v", err)
 		}
 		stopped := time.Since(stopAt)
+		wasLeader := ledWhenStopped(n)
 		if wasLeader && n.LogCount("handed leadership over before shutdown") == handoffs {
 			t.Errorf("%s led, but did not hand leadership over before it stopped", n.ID)
 		}
@@ -86,4 +86,20 @@ func TestRollingRestart(t *testing.T) {
 	final := hub.finish(t)
 	l.check(final)
 	l.checkStreams(ctx)
+}
+
+// ledWhenStopped reports whether the node's last run led when it began
+// stopping: its last leadership line before "stopping" is "leading".
+func ledWhenStopped(n *Node) bool {
+	log, err := n.Log()
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndex(log, "=== systemtest: start"); i >= 0 {
+		log = log[i:]
+	}
+	if i := strings.Index(log, "msg=stopping"); i >= 0 {
+		log = log[:i]
+	}
+	return strings.LastIndex(log, "msg=leading") > strings.LastIndex(log, `msg="leadership lost"`)
 }

@@ -58,6 +58,9 @@ func TestLaggingNodeSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("froze %s at index %d", lagger.ID, st.Raft.LastIndex)
+	if leader, err = w.a.WaitLeader(ctx); err != nil { // the others go on
+		t.Fatal(err)
+	}
 
 	// Write until the leader's log no longer holds the entry after the
 	// lagger's last one: its snapshot index, less the trailing entries it
@@ -70,6 +73,9 @@ func TestLaggingNodeSnapshot(t *testing.T) {
 			t.Fatalf("the leader did not compact its log past %d: %s", need, describe(ctx, w.a))
 		}
 		registerParallel(t, ctx, reg, 4, 25)
+		if leader, err = w.a.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
 		ls, err := leader.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -86,6 +92,9 @@ func TestLaggingNodeSnapshot(t *testing.T) {
 	t.Logf("the leader snapshotted at %d (the lagger has up to %d): %s", leaderSnap, st.Raft.LastIndex, describe(ctx, w.a))
 
 	if err := lagger.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if leader, err = w.a.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ls, err := leader.Status(ctx)
