@@ -536,12 +536,17 @@ func TestClusterIgnoresForeignCluster(t *testing.T) {
 	c.startN(3)
 	l := c.leader()
 	kept := register(t, l.store, "kept")
+	// The rogue bootstrapped a cluster of its own elsewhere, and is then
+	// pointed at this one.
 	rogueCfg := c.config("rogue", 1)
-	rogueCfg.Gossip.Join = slices.Clone(c.seeds)
+	rogueCfg.Gossip.Join = nil
 	rogue := c.start(rogueCfg)
 	c.waitFor("the rogue node to lead its own cluster", func() bool { return rogue.node.isReadyLeader() })
 	if rogue.node.ClusterID() == "" || rogue.node.ClusterID() == l.node.ClusterID() {
 		t.Fatalf("cluster ids: rogue %q, real %q", rogue.node.ClusterID(), l.node.ClusterID())
+	}
+	if _, err := rogue.node.Join(c.seeds[:3]); err != nil {
+		t.Fatal(err)
 	}
 	c.waitFor("gossip to connect both", func() bool {
 		return len(rogue.node.gossip.snapshot()) == 4 && len(l.node.gossip.snapshot()) == 4
@@ -559,6 +564,28 @@ func TestClusterIgnoresForeignCluster(t *testing.T) {
 			t.Fatalf("node %s lost the real cluster's state", id)
 		}
 	}
+}
+
+// TestClusterJoinerWithExpectOneJoins: a new node given join peers and
+// BootstrapExpect 1 (a single-node configuration copied to a new machine)
+// asks its peers first, finds a cluster, and is added to it instead of
+// starting a history of its own that would take writes apart from it.
+func TestClusterJoinerWithExpectOneJoins(t *testing.T) {
+	c := newTestCluster(t)
+	c.startN(3)
+	kept := register(t, c.leader().store, "kept")
+	joiner := c.start(c.config("n4", 1))
+	c.waitFor("n4 to become a voter of the cluster", func() bool {
+		v, _ := c.suffrage(c.leader())
+		return slices.Contains(v, "n4")
+	})
+	if got, want := joiner.node.ClusterID(), c.leader().node.ClusterID(); got != want {
+		t.Fatalf("n4's cluster id %q, the cluster's %q", got, want)
+	}
+	if !hasClient(t, joiner.store, kept, true) {
+		t.Fatal("n4 does not hold the cluster's state")
+	}
+	register(t, joiner.store, "via-n4")
 }
 
 // TestClusterRemovedNodeRejoins: a node removed from this cluster (say

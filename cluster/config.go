@@ -62,8 +62,12 @@ type Config struct {
 	// with no Raft state bootstraps the cluster once it sees, through
 	// gossip, exactly this many nodes that all expect the same number and
 	// all have no state; every one of them writes the same configuration.
-	// 1 bootstraps a single voter at once. 0 never bootstraps: the node
-	// waits to be added by the leader of an existing cluster. A node with
+	// 1 bootstraps a single voter: at once without join peers, else once a
+	// join peer answered and no node seen belongs to a cluster. A node with
+	// join peers never bootstraps before one of them answered, whatever
+	// the number, so a node meant to join cannot start a second history.
+	// 0 never bootstraps: the node waits to be added by the leader of an
+	// existing cluster. Nodes expecting 0 are not counted. A node with
 	// Raft state never bootstraps again.
 	BootstrapExpect int
 
@@ -280,3 +284,6 @@ func (c Config) raftConfig(logger *slog.Logger) *raft.Config {
 	}
 	return rc
 }
+
+// hasJoinPeers reports whether the node was given gossip peers to join.
+func (c *Config) hasJoinPeers() bool { return c.Gossip != nil && len(c.Gossip.Join) > 0 }

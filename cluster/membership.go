@@ -102,6 +102,7 @@ func (n *Node) joinLoop(addrs []string) {
 	for {
 		k, err := n.gossip.join(addrs)
 		if k > 0 {
+			n.joined.Store(true)
 			n.log.Info("joined gossip", "contacted", k)
 			return
 		}
@@ -135,7 +136,9 @@ func (n *Node) Join(addrs []string) (int, error) {
 // ends when the node has state (it bootstrapped, or a leader added it).
 // Every one of those nodes writes the same configuration (all of them,
 // sorted by ID), so they agree without coordinating. A node that sees any
-// node with state never bootstraps: it waits to be added.
+// node with state never bootstraps: it waits to be added. A node with join
+// peers decides only after one of them answered, so that it sees an
+// existing cluster before it could start a second one.
 func (n *Node) bootstrapLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
@@ -180,6 +183,9 @@ func (n *Node) bootstrapLoop() {
 // be bootstrapped now, or nil and why not.
 func (n *Node) bootstrapCandidates() ([]raft.Server, string) {
 	expect := n.cfg.BootstrapExpect
+	if n.cfg.hasJoinPeers() && !n.joined.Load() {
+		return nil, "no join peer answered yet"
+	}
 	var servers []raft.Server
 	for _, m := range n.gossip.snapshot() {
 		if m.Status != StatusAlive {
@@ -187,6 +193,9 @@ func (n *Node) bootstrapCandidates() ([]raft.Server, string) {
 		}
 		if m.Meta.HasState {
 			return nil, fmt.Sprintf("node %s already belongs to a cluster; waiting to be added", m.ID)
+		}
+		if m.Meta.Expect == 0 {
+			continue // it waits to be added and takes no part in bootstrap
 		}
 		if m.Meta.Expect != expect {
 			return nil, fmt.Sprintf("node %s expects %d voters, this node %d", m.ID, m.Meta.Expect, expect)

@@ -41,6 +41,9 @@ type Node struct {
 	adoptMu   sync.Mutex // serializes setClusterID
 	// handedTo names the node a graceful shutdown handed leadership to.
 	handedTo atomic.Pointer[string]
+	// joined is set once a configured gossip join peer answered; until
+	// then a node with join peers does not bootstrap.
+	joined atomic.Bool
 
 	watch sync.WaitGroup // the leadership pump
 	bg    sync.WaitGroup // gossip joins, bootstrap, reconciliation
@@ -110,7 +113,10 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start: %w", err)
 	}
-	if !hasState && cfg.BootstrapExpect == 1 {
+	// A single voter bootstraps at once, unless it was told of peers: then
+	// it first asks them (bootstrapLoop), because a node that joins an
+	// existing cluster must never start a history of its own.
+	if !hasState && cfg.BootstrapExpect == 1 && !cfg.hasJoinPeers() {
 		servers := []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: n.addr}}
 		if err := raft.BootstrapCluster(rc, st.logs, st.stable, st.snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
 			return nil, fmt.Errorf("cluster: start: bootstrap: %w", err)
@@ -147,7 +153,7 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 			defer n.bg.Done()
 			n.joinLoop(cfg.Gossip.Join)
 		}()
-		if !hasState && cfg.BootstrapExpect > 1 {
+		if !hasState && cfg.BootstrapExpect > 0 {
 			n.bg.Add(1)
 			go func() {
 				defer n.bg.Done()

@@ -155,7 +155,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.fault, "fault", 8*time.Second, "how long each fault lasts")
 	fs.DurationVar(&o.timeout, "request-timeout", 3*time.Second, "timeout of one client request")
 	fs.DurationVar(&o.settle, "settle", 90*time.Second, "how long to wait for the healed cluster to converge")
-	fs.IntVar(&o.joinExpect, "join-bootstrap-expect", 0, "-bootstrap-expect of nodes that join (restarted, added, replacing); only to reproduce a misconfigured joining node")
+	fs.IntVar(&o.joinExpect, "join-bootstrap-expect", 0, "-bootstrap-expect of nodes that join (restarted, added, replacing); 1 checks that a copied single-node configuration still joins")
 	fs.StringVar(&o.expect, "expect", "", "exit 0 only if an anomaly of this kind (e.g. forked-epoch) is found")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -136,6 +137,9 @@ func TestMemberScenario(t *testing.T) {
 	if i := slices.IndexFunc(info.Participants, func(p proto.UserRoles) bool { return p.User == bob1.User() }); i < 0 ||
 		!slices.Equal(info.Participants[i].Roles, []proto.Role{proto.RoleRegularUser, proto.RoleAdmin}) {
 		t.Fatalf("participants %+v", info.Participants)
+	}
+	if local, err := alice.API().LocalRoom(ctx, r); err != nil || !reflect.DeepEqual(local, info) {
+		t.Fatalf("the node's own copy (?consistency=stale) differs: %+v, %v; linearizable read %+v", local, err, info)
 	}
 
 	// Alice is saved and restored (onto a fresh API client) and goes on.

@@ -327,8 +327,21 @@ func roleByName(name string) (proto.Role, error) {
 	return 0, fmt.Errorf("unknown role %q", name)
 }
 
-// Room returns the state of a room (GET /v1/rooms/{hub}/{room}).
+// Room returns the state of a room (GET /v1/rooms/{hub}/{room}): a
+// linearizable read, as of the moment the request arrives.
 func (u *User) Room(ctx context.Context, room proto.URI) (*RoomInfo, error) {
+	return u.room(ctx, room, nil)
+}
+
+// LocalRoom returns the room as the answering node holds it now
+// (?consistency=stale), without confirming with the cluster's leader: it
+// may lag, and it answers while the node is cut off. For comparing the
+// copies of a cluster's nodes, not for deciding what to commit next.
+func (u *User) LocalRoom(ctx context.Context, room proto.URI) (*RoomInfo, error) {
+	return u.room(ctx, room, url.Values{"consistency": {"stale"}})
+}
+
+func (u *User) room(ctx context.Context, room proto.URI, query url.Values) (*RoomInfo, error) {
 	p, err := roomPath(room)
 	if err != nil {
 		return nil, fmt.Errorf("room: %w", err)
@@ -345,7 +358,7 @@ func (u *User) Room(ctx context.Context, room proto.URI) (*RoomInfo, error) {
 		} `json:"participants"`
 		TranscriptHash []byte `json:"transcript_hash"`
 	}
-	if err := u.do(ctx, apiCall{op: "room " + string(room), method: http.MethodGet, path: p, out: &out}); err != nil {
+	if err := u.do(ctx, apiCall{op: "room " + string(room), method: http.MethodGet, path: p, query: query, out: &out}); err != nil {
 		return nil, err
 	}
 	info := &RoomInfo{Room: proto.URI(out.Room), Epoch: out.Epoch, Sequence: out.Sequence, Members: out.Members, Providers: out.Providers, TranscriptHash: out.TranscriptHash}

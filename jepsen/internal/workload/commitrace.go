@@ -353,8 +353,8 @@ func (w *CommitRace) RoomURIs() []proto.URI {
 	return out
 }
 
-// ReadAt reads room r through endpoint ep as one of its members (for the
-// final state of each node).
+// ReadAt reads node ep's own copy of room r as one of its members, without
+// the leader's confirmation (for comparing the nodes' final states).
 func (w *CommitRace) ReadAt(ctx context.Context, r proto.URI, ep Endpoint) (*client.RoomInfo, error) {
 	for _, rr := range w.rooms {
 		if rr.uri != r {
@@ -366,7 +366,7 @@ func (w *CommitRace) ReadAt(ctx context.Context, r proto.URI, ep Endpoint) (*cli
 		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return api.Room(ctx, r)
+		return api.LocalRoom(ctx, r)
 	}
 	return nil, fmt.Errorf("no race room %s", r)
 }
