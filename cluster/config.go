@@ -24,7 +24,7 @@ const (
 	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
 	DefaultElectionTimeout    = 1000 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
-	DefaultCommitTimeout      = 50 * time.Millisecond
+	DefaultCommitTimeout      = 10 * time.Millisecond
 	DefaultStoreOpenTimeout   = 2 * time.Second
 	DefaultTransportTimeout   = 10 * time.Second
 	DefaultTransportMaxPool   = 3
@@ -119,7 +119,13 @@ type Config struct {
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
+	// CommitTimeout is the longest an idle leader waits before it sends
+	// followers the new commit index (hashicorp/raft's default is 50ms).
+	// Followers apply an entry only once they learn it committed, so at
+	// low load this is the lag of a follower's copy: of a write forwarded
+	// through it (which answers once applied there) and of every message
+	// delivered to a client whose stream is on it.
+	CommitTimeout time.Duration
 
 	// StoreOpenTimeout bounds the wait for the BoltDB file locks, so a second
 	// process on the same DataDir fails instead of hanging.

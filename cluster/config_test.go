@@ -24,7 +24,7 @@ func TestConfigDefaults(t *testing.T) {
 		SnapshotThreshold: 8192, SnapshotInterval: 2 * time.Minute, TrailingLogs: 10240, SnapshotRetain: 2,
 		ApplyTimeout:     10 * time.Second,
 		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 50 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
 		StoreOpenTimeout: 2 * time.Second, TransportTimeout: 10 * time.Second, TransportMaxPool: 3,
 		LeaderWait: 5 * time.Second, ReconcileInterval: time.Second, DeadServerRemoveAfter: 15 * time.Minute,
 		PromoteAfter: 5 * time.Second, MaxPromoteLag: 256, MinVoters: 1,

@@ -118,8 +118,10 @@ func loadPool(path string) (*x509.CertPool, error) {
 type material struct {
 	cert      tls.Certificate
 	peerRoots *x509.CertPool
-	cluster   *cluster.TLS
-	gossipKey []byte
+	// assetRoots verify asset hosts (-asset-ca); nil: the system roots.
+	assetRoots *x509.CertPool
+	cluster    *cluster.TLS
+	gossipKey  []byte
 }
 
 // loadMaterial returns the configured certificates and keys, or the
@@ -153,6 +155,11 @@ func (c config) loadMaterial(log *slog.Logger) (material, error) {
 			return m, err
 		}
 		m.peerRoots = ca.Pool()
+	}
+	if c.AssetCA != "" {
+		if m.assetRoots, err = loadPool(c.AssetCA); err != nil {
+			return m, fmt.Errorf("asset CA: %w", err)
+		}
 	}
 
 	m.cluster = &cluster.TLS{}

@@ -45,6 +45,7 @@ type config struct {
 	DevCADir        string            `json:"dev_ca_dir"`
 	Peers           map[string]string `json:"peer"`
 	AssetHosts      []string          `json:"asset_host"`
+	AssetCA         string            `json:"asset_ca"`
 	RegistrationKey string            `json:"registration_key"`
 	AdminToken      string            `json:"admin_token"`
 	RequireConsent  bool              `json:"require_consent"`
@@ -58,6 +59,7 @@ type config struct {
 	RaftHeartbeatTimeout duration `json:"raft_heartbeat_timeout"`
 	RaftElectionTimeout  duration `json:"raft_election_timeout"`
 	RaftLeaseTimeout     duration `json:"raft_lease_timeout"`
+	RaftCommitTimeout    duration `json:"raft_commit_timeout"`
 }
 
 func defaults() config {
@@ -184,6 +186,7 @@ func options() []option {
 			return nil
 		}},
 		listOpt("asset-host", "host downloadFile may fetch from (repeatable)", func(c *config) *[]string { return &c.AssetHosts }),
+		stringOpt("asset-ca", "PEM roots that verify the asset hosts; default: the system roots", func(c *config) *string { return &c.AssetCA }),
 		stringOpt("registration-key", "secret clients must present to register (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
 		stringOpt("admin-token", "bearer token the operator API (/v1/ on -ops-addr) requires (default: none)", func(c *config) *string { return &c.AdminToken }),
 		boolOpt("require-consent", "claims for local users need their explicit consent", func(c *config) *bool { return &c.RequireConsent }),
@@ -196,6 +199,7 @@ func options() []option {
 		durationOpt("raft-heartbeat-timeout", "Raft heartbeat timeout (default 1s)", func(c *config) *duration { return &c.RaftHeartbeatTimeout }),
 		durationOpt("raft-election-timeout", "Raft election timeout (default 1s)", func(c *config) *duration { return &c.RaftElectionTimeout }),
 		durationOpt("raft-lease-timeout", "Raft leader lease timeout (default 500ms)", func(c *config) *duration { return &c.RaftLeaseTimeout }),
+		durationOpt("raft-commit-timeout", "longest an idle leader waits before telling followers the new commit index (default 50ms)", func(c *config) *duration { return &c.RaftCommitTimeout }),
 	}
 }
 

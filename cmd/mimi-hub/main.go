@@ -84,6 +84,7 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 		PublicURL:       c.PublicURL,
 		Certificate:     m.cert,
 		PeerRoots:       m.peerRoots,
+		AssetRoots:      m.assetRoots,
 		Peers:           c.Peers,
 		AssetHosts:      c.AssetHosts,
 		RegistrationKey: c.RegistrationKey,
@@ -108,6 +109,7 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 			HeartbeatTimeout:      time.Duration(c.RaftHeartbeatTimeout),
 			ElectionTimeout:       time.Duration(c.RaftElectionTimeout),
 			LeaderLeaseTimeout:    time.Duration(c.RaftLeaseTimeout),
+			CommitTimeout:         time.Duration(c.RaftCommitTimeout),
 		},
 		Logger: log,
 	}

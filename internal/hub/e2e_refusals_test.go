@@ -102,7 +102,7 @@ func (c fedCall) do(t *testing.T, net *testutil.Network, to string) {
 // message from b.example's Bob to a.example's Alice) still goes through.
 func TestFederationRefusals(t *testing.T) {
 	// An asset host a.example may fetch from, whose certificate it does
-	// not trust (hub.Config has no asset client to trust it): downloads
+	// not trust (its roots, hub.Config.AssetRoots, are the system's): downloads
 	// from it fail upstream (502), as opposed to downloads the hub refuses
 	// to make (403).
 	assets := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "a picture") }))

@@ -50,6 +50,9 @@ type Config struct {
 	Peers map[string]string
 	// AssetHosts are the hosts downloadFile may fetch from.
 	AssetHosts []string
+	// AssetRoots verify the asset hosts' certificates; nil means the
+	// system roots.
+	AssetRoots *x509.CertPool
 	// RegistrationKey, when set, guards client registration.
 	RegistrationKey string
 	// RequireConsent makes claims for local users need their grant.
@@ -170,6 +173,11 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 
 	h.draining = make(chan struct{})
 	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log, Draining: h.draining}
+	if cfg.AssetRoots != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.AssetRoots, MinVersion: tls.VersionTLS12}
+		api.AssetClient = &http.Client{Transport: tr}
+	}
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, MinVersion: tls.VersionTLS12}
 	fedTLS := serverTLS.Clone()
 	fedTLS.ClientAuth = tls.VerifyClientCertIfGiven
