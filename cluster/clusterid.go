@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -29,15 +30,7 @@ func bootstrapClusterID(servers []raft.Server) string {
 	h := sha256.New()
 	h.Write([]byte("mimi-hub cluster id\x00"))
 	sorted := slices.Clone(servers)
-	slices.SortFunc(sorted, func(a, b raft.Server) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(sorted, func(a, b raft.Server) int { return cmp.Compare(a.ID, b.ID) })
 	for _, s := range sorted {
 		fmt.Fprintf(h, "%s\x00%s\x00", s.ID, s.Address)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
@@ -106,26 +107,7 @@ func (d *Delivery) Stats() map[string]PeerStats {
 
 // Run delivers while this node leads, until ctx ends.
 func (d *Delivery) Run(ctx context.Context) {
-	leading := d.store.node.WatchLeadership(ctx)
-	stop := func() {}
-	defer func() { stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case lead, ok := <-leading:
-			if !ok {
-				return
-			}
-			stop()
-			stop = func() {}
-			if lead {
-				lctx, cancel := context.WithCancel(ctx)
-				stop = cancel
-				go d.lead(lctx)
-			}
-		}
-	}
+	d.store.node.whileLeading(ctx, d.lead)
 }
 
 // lead supervises one loop per peer with undelivered items.
@@ -203,7 +185,7 @@ func (d *Delivery) drain(ctx context.Context, peer string) {
 				// Not leading any more, or Raft trouble: the items will be
 				// delivered again (peers drop duplicates).
 				d.cfg.Logger.Warn("delivery: recording delivery", "peer", peer, "err", aerr)
-				if !sleep(ctx, backoff) {
+				if !pause.For(ctx, backoff) {
 					return
 				}
 				continue
@@ -226,7 +208,7 @@ func (d *Delivery) drain(ctx context.Context, peer string) {
 			s.RetryAt = time.Now().Add(wait)
 		})
 		d.cfg.Logger.Info("delivery: peer unreachable; backing off", "peer", peer, "wait", wait, "err", err)
-		if !sleep(ctx, wait) {
+		if !pause.For(ctx, wait) {
 			return
 		}
 		backoff = min(2*backoff, d.cfg.MaxBackoff)
@@ -300,15 +282,4 @@ func permanent(err error) error { return permanentError{err} }
 func isPermanent(err error) bool {
 	var p PermanentError
 	return errors.As(err, &p) && p.Permanent()
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -190,15 +191,7 @@ func (g *gossip) snapshot() []member {
 	for _, m := range g.members {
 		out = append(out, *m)
 	}
-	slices.SortFunc(out, func(a, b member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b member) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -83,3 +83,37 @@ func (l *leadership) watch(ctx context.Context) <-chan bool {
 	})
 	return ch
 }
+
+// whileLeading runs fn each time this node becomes the ready leader, with a
+// context that ends when it stops leading (or ctx ends), until ctx ends or
+// the node shuts down. Runs never overlap: the next begins after the
+// previous returned, and whileLeading returns after the last.
+func (n *Node) whileLeading(ctx context.Context, fn func(ctx context.Context)) {
+	leading := n.WatchLeadership(ctx)
+	stop := func() {}
+	defer func() { stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case lead, ok := <-leading:
+			if !ok {
+				return
+			}
+			stop()
+			stop = func() {}
+			if lead {
+				lctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					fn(lctx)
+				}()
+				stop = func() {
+					cancel()
+					<-done
+				}
+			}
+		}
+	}
+}

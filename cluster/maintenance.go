@@ -19,40 +19,29 @@ func (s *Store) RunMaintenance(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultPruneInterval
 	}
-	leading := s.node.WatchLeadership(ctx)
-	var tick <-chan time.Time
-	var t *time.Ticker
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case lead, ok := <-leading:
-			if !ok {
+	s.node.whileLeading(ctx, func(ctx context.Context) {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
 				return
-			}
-			if t != nil {
-				t.Stop()
-				t, tick = nil, nil
-			}
-			if lead {
-				t = time.NewTicker(interval)
-				tick = t.C
-			}
-		case <-tick:
-			actx, cancel := context.WithTimeout(ctx, s.node.cfg.ApplyTimeout)
-			res, err := s.Apply(actx, fsm.CmdPrune, nil, "", nil)
-			cancel()
-			switch {
-			case err != nil:
-				s.node.log.Warn("maintenance: prune", "err", err)
-			case res.Err() != nil:
-				s.node.log.Warn("maintenance: prune refused", "err", res.Err())
+			case <-t.C:
+				s.prune(ctx)
 			}
 		}
+	})
+}
+
+// prune applies one CmdPrune, logging a failure: the next tick retries.
+func (s *Store) prune(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.node.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := s.Apply(ctx, fsm.CmdPrune, nil, "", nil)
+	switch {
+	case err != nil:
+		s.node.log.Warn("maintenance: prune", "err", err)
+	case res.Err() != nil:
+		s.node.log.Warn("maintenance: prune refused", "err", res.Err())
 	}
 }

@@ -5,13 +5,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mimihub/mimi-hub/jepsen/internal/check"
+	"github.com/mimihub/mimi-hub/jepsen/internal/testnet"
 )
 
 func TestParseOptions(t *testing.T) {
@@ -44,16 +44,9 @@ func TestParseOptions(t *testing.T) {
 func e2e(t *testing.T) {
 	t.Helper()
 	if os.Getenv("MIMI_JEPSEN_E2E") == "" {
-		t.Skip("set MIMI_JEPSEN_E2E=1 to run (a full harness run; jepsen/ci.sh does)")
+		t.Skip("set MIMI_JEPSEN_E2E=1 to run (short harness runs, about a minute each; .ci/run does, in its fault-injection step)")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and iptables rules")
-	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (jepsen/install.sh installs it)", tool)
-		}
-	}
+	testnet.RequireHost(t, "ip", "iptables")
 }
 
 // productHasUnsafeTag reports whether some Go file outside jepsen/ is

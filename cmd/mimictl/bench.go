@@ -339,22 +339,41 @@ func (t *benchTarget) route(ctx context.Context, via string) ([]string, int, err
 func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, func(), error) {
 	switch {
 	case o.inprocess && o.cluster > 0:
-		c, cleanup, err := e.inprocessCluster(ctx, o.cluster, o.regKey)
+		var c *localCluster
+		caFile, cleanup, err := e.startInprocess("cluster", func(dir string, ca *devca.CA) (io.Closer, error) {
+			if !e.json {
+				fmt.Fprintf(e.stderr, "mimictl: starting an in-process %d-node cluster\n", o.cluster)
+			}
+			// Raft logs errors whenever a peer goes away, which every
+			// node does at the end: only -v shows the nodes' logs.
+			log := slog.New(slog.DiscardHandler)
+			if e.verbose {
+				log = e.providerLogger()
+			}
+			var err error
+			c, err = startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: o.cluster, RegistrationKey: o.regKey, Logger: log})
+			return c, err
+		})
 		if err != nil {
 			return nil, nil, err
 		}
-		t := &benchTarget{desc: fmt.Sprintf("in-process %d-node cluster %s (Raft over mutual TLS, gossip, default timing)", len(c.Nodes), c.Domain), ca: c.caFile}
+		t := &benchTarget{desc: fmt.Sprintf("in-process %d-node cluster %s (Raft over mutual TLS, gossip, default timing)", len(c.Nodes), c.Domain), ca: caFile}
 		for _, n := range c.Nodes {
 			t.nodes = append(t.nodes, n.ClientURL)
 		}
 		t.leader = c.Leader
 		return t, cleanup, nil
 	case o.inprocess:
-		p, cleanup, err := e.inprocessProvider(ctx, o.regKey)
+		var p *localProvider
+		caFile, cleanup, err := e.startInprocess("provider", func(dir string, ca *devca.CA) (io.Closer, error) {
+			var err error
+			p, err = startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: o.regKey, Logger: e.providerLogger()})
+			return p, err
+		})
 		if err != nil {
 			return nil, nil, err
 		}
-		return &benchTarget{desc: "in-process single-node provider " + p.Domain + " at " + p.ClientURL, ca: p.caFile, nodes: []string{p.ClientURL}}, cleanup, nil
+		return &benchTarget{desc: "in-process single-node provider " + p.Domain + " at " + p.ClientURL, ca: caFile, nodes: []string{p.ClientURL}}, cleanup, nil
 	}
 	t := &benchTarget{desc: "server " + strings.Join(o.servers, ", "), ca: o.ca, nodes: o.servers}
 	if len(o.opsURLs) > 0 {
@@ -583,90 +602,37 @@ func printBenchTable(e *env, rows []benchRow, refusals bool) error {
 	return nil
 }
 
-// inprocessClusterBench is the cluster bench -inprocess -cluster starts.
-type inprocessClusterBench struct {
-	*localCluster
-	caFile string
-}
-
-// inprocessCluster starts an n-node cluster with a temporary data folder
-// and a fresh development CA; cleanup stops it and removes the folder.
-func (e *env) inprocessCluster(ctx context.Context, n int, regKey string) (*inprocessClusterBench, func(), error) {
+// startInprocess makes a temporary data folder and a fresh development
+// CA, and starts an in-process target (what names it) in them with start.
+// It returns the CA's file, for the senders, and a cleanup that stops the
+// target and removes the folder.
+func (e *env) startInprocess(what string, start func(dir string, ca *devca.CA) (io.Closer, error)) (caFile string, cleanup func(), err error) {
 	dir, err := os.MkdirTemp("", "mimictl-bench-")
 	if err != nil {
-		return nil, nil, fmt.Errorf("bench: %w", err)
+		return "", nil, fmt.Errorf("bench: %w", err)
 	}
-	fail := func(err error) (*inprocessClusterBench, func(), error) {
+	fail := func(err error) (string, func(), error) {
 		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("bench: in-process cluster: %w", err)
+		return "", nil, fmt.Errorf("bench: in-process %s: %w", what, err)
 	}
 	ca, err := devca.New()
 	if err != nil {
 		return fail(err)
 	}
-	caFile, err := writeCA(ca, dir)
+	if caFile, err = writeCA(ca, dir); err != nil {
+		return fail(err)
+	}
+	target, err := start(dir, ca)
 	if err != nil {
 		return fail(err)
 	}
-	if !e.json {
-		fmt.Fprintf(e.stderr, "mimictl: starting an in-process %d-node cluster\n", n)
-	}
-	// Raft logs errors whenever a peer goes away, which every node does
-	// at the end: only -v shows the nodes' logs.
-	log := slog.New(slog.DiscardHandler)
-	if e.verbose {
-		log = e.providerLogger()
-	}
-	c, err := startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: n, RegistrationKey: regKey, Logger: log})
-	if err != nil {
-		return fail(err)
-	}
-	cleanup := func() {
-		if err := c.Close(); err != nil {
-			e.logger().Warn("stopping the in-process cluster", "err", err)
+	cleanup = func() {
+		if err := target.Close(); err != nil {
+			e.logger().Warn("stopping the in-process "+what, "err", err)
 		}
 		os.RemoveAll(dir)
 	}
-	return &inprocessClusterBench{localCluster: c, caFile: caFile}, cleanup, nil
-}
-
-// inprocessBench is the provider bench -inprocess starts.
-type inprocessBench struct {
-	*localProvider
-	caFile string
-}
-
-// inprocessProvider starts a single-node provider with a temporary data
-// folder and a fresh development CA; cleanup stops it and removes the
-// folder.
-func (e *env) inprocessProvider(ctx context.Context, regKey string) (*inprocessBench, func(), error) {
-	dir, err := os.MkdirTemp("", "mimictl-bench-")
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench: %w", err)
-	}
-	fail := func(err error) (*inprocessBench, func(), error) {
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("bench: in-process provider: %w", err)
-	}
-	ca, err := devca.New()
-	if err != nil {
-		return fail(err)
-	}
-	caFile, err := writeCA(ca, dir)
-	if err != nil {
-		return fail(err)
-	}
-	p, err := startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: regKey, Logger: e.providerLogger()})
-	if err != nil {
-		return fail(err)
-	}
-	cleanup := func() {
-		if err := p.Close(); err != nil {
-			e.logger().Warn("stopping the in-process provider", "err", err)
-		}
-		os.RemoveAll(dir)
-	}
-	return &inprocessBench{localProvider: p, caFile: caFile}, cleanup, nil
+	return caFile, cleanup, nil
 }
 
 func joinInts(ns []int) string {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -77,11 +76,7 @@ func NewCluster(t testing.TB, opts ClusterOptions, n int) *Cluster {
 	if err != nil {
 		t.Fatalf("testutil: certificate for %s: %v", domain, err)
 	}
-	level := opts.LogLevel
-	if level == 0 {
-		level = slog.LevelError
-	}
-	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: level}))
+	log := providerLogger(t, opts.LogLevel)
 	gossip := freeGossipAddrs(t, n)
 	addrs := FreeAddrs(t, 4*n)
 	key := bytes.Repeat([]byte{7}, 32)
@@ -111,20 +106,7 @@ func NewCluster(t testing.TB, opts ClusterOptions, n int) *Cluster {
 		rc.ReconcileInterval = 100 * time.Millisecond
 		rc.PromoteAfter = 300 * time.Millisecond
 		rc.DeadServerRemoveAfter = time.Hour
-		cfg := hub.Config{
-			Domain:         domain,
-			NodeID:         id,
-			DataDir:        filepath.Join(t.TempDir(), id),
-			FederationAddr: addrs[4*i],
-			ClientAddr:     addrs[4*i+1],
-			OpsAddr:        addrs[4*i+2],
-			RaftAddr:       addrs[4*i+3],
-			Certificate:    cert,
-			PeerRoots:      ca.Pool(),
-			Raft:           rc,
-			Delivery:       DeliveryConfig(),
-			Logger:         log.With("node", id),
-		}
+		cfg := hubConfig(t, domain, id, addrs[4*i:4*i+4], cert, ca, rc, log.With("node", id))
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}

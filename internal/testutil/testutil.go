@@ -122,11 +122,7 @@ func NewNetwork(t testing.TB, opts Options, domains ...string) *Network {
 	if err != nil {
 		t.Fatalf("testutil: CA: %v", err)
 	}
-	level := opts.LogLevel
-	if level == 0 {
-		level = slog.LevelError
-	}
-	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: level}))
+	log := providerLogger(t, opts.LogLevel)
 	n := &Network{CA: ca, t: t, providers: map[string]*Provider{}, domains: domains}
 	addrs := FreeAddrs(t, 4*len(domains))
 	peers := map[string]string{}
@@ -147,20 +143,8 @@ func NewNetwork(t testing.TB, opts Options, domains ...string) *Network {
 				others[pd] = a
 			}
 		}
-		cfg := hub.Config{
-			Domain:         d,
-			DataDir:        filepath.Join(t.TempDir(), d),
-			FederationAddr: addrs[4*i],
-			ClientAddr:     addrs[4*i+1],
-			OpsAddr:        addrs[4*i+2],
-			RaftAddr:       addrs[4*i+3],
-			Certificate:    cert,
-			PeerRoots:      ca.Pool(),
-			Peers:          others,
-			Raft:           RaftConfig(),
-			Delivery:       DeliveryConfig(),
-			Logger:         log,
-		}
+		cfg := hubConfig(t, d, d, addrs[4*i:4*i+4], cert, ca, RaftConfig(), log)
+		cfg.Peers = others
 		if opts.Configure != nil {
 			opts.Configure(&cfg)
 		}
@@ -408,4 +392,33 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.t.Log(string(bytes.TrimRight(p, "\n")))
 	}
 	return len(p), nil
+}
+
+// providerLogger returns the logger of test providers: text to the test's
+// log at level, where zero means errors only (Raft warns at every start).
+func providerLogger(t testing.TB, level slog.Level) *slog.Logger {
+	if level == 0 {
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: level}))
+}
+
+// hubConfig returns the configuration of node id of provider domain, its
+// data in a fresh folder, listening on addrs (federation, client, ops,
+// Raft), with a provider certificate and peer roots from ca.
+func hubConfig(t testing.TB, domain, id string, addrs []string, cert tls.Certificate, ca *devca.CA, raft cluster.Config, log *slog.Logger) hub.Config {
+	return hub.Config{
+		Domain:         domain,
+		NodeID:         id,
+		DataDir:        filepath.Join(t.TempDir(), id),
+		FederationAddr: addrs[0],
+		ClientAddr:     addrs[1],
+		OpsAddr:        addrs[2],
+		RaftAddr:       addrs[3],
+		Certificate:    cert,
+		PeerRoots:      ca.Pool(),
+		Raft:           raft,
+		Delivery:       DeliveryConfig(),
+		Logger:         log,
+	}
 }

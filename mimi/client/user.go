@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
 
@@ -157,14 +158,10 @@ func NewUser(cfg UserConfig) (*User, error) {
 }
 
 func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !pause.For(ctx, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
 
 // Token returns the bearer token ("" before Register).

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -323,15 +324,7 @@ func (h *History) Snapshot() Snapshot {
 		cc.Links = slices.Clone(c.Links)
 		s.Chains = append(s.Chains, cc)
 	}
-	slices.SortFunc(s.Chains, func(a, b Chain) int {
-		switch {
-		case a.Room < b.Room:
-			return -1
-		case a.Room > b.Room:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(s.Chains, func(a, b Chain) int { return cmp.Compare(a.Room, b.Room) })
 	return s
 }
 

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -452,12 +450,7 @@ func TestScheduleRecordsWindowsAndAlwaysHeals(t *testing.T) {
 }
 
 func TestPartitionOnARealNetwork(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and iptables rules")
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("needs iptables (jepsen/install.sh installs it)")
-	}
+	testnet.RequireHost(t, "ip", "iptables")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := testnet.Create(ctx, testnet.Config{Hosts: 3})

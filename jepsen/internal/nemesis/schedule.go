@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/mimihub/mimi-hub/internal/pause"
 )
 
 // Schedule runs nemeses one at a time: a quiet spell, a fault for a while,
@@ -44,7 +46,7 @@ func (s *Schedule) Run(ctx context.Context) error {
 	}
 	var healErrs []error
 	for range maxFaults {
-		if !sleep(ctx, s.Quiet) {
+		if !pause.For(ctx, s.Quiet) {
 			break
 		}
 		n := s.Nemeses[s.Rand.IntN(len(s.Nemeses))]
@@ -61,7 +63,7 @@ func (s *Schedule) Run(ctx context.Context) error {
 		} else {
 			log.Info("fault injected", "kind", n.Kind(), "targets", f.Targets, "detail", f.Detail)
 			w = s.Log.Begin(n.Kind(), f)
-			sleep(ctx, s.Fault)
+			pause.For(ctx, s.Fault)
 		}
 		// Heal even after a failed start: part of it may be in force.
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
@@ -85,16 +87,4 @@ func (s *Schedule) Run(ctx context.Context) error {
 		}
 	}
 	return errors.Join(healErrs...)
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -40,12 +38,7 @@ func TestPacketIDs(t *testing.T) {
 }
 
 func TestQueueDelaysAndPassesTraffic(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and iptables rules")
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("needs iptables (jepsen/install.sh installs it)")
-	}
+	testnet.RequireHost(t, "ip", "iptables")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := testnet.Create(ctx, testnet.Config{Hosts: 2})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -102,18 +101,8 @@ func TestCleanupRemovesDeadRunsOnly(t *testing.T) {
 	}
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip (jepsen/install.sh installs it)")
-	}
-}
-
 func TestNetworkConnectsHostsAndCleansUp(t *testing.T) {
-	needRoot(t)
+	RequireHost(t, "ip")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := Create(ctx, Config{Hosts: 2})
@@ -188,7 +177,7 @@ func TestNetworkConnectsHostsAndCleansUp(t *testing.T) {
 }
 
 func TestCleanupAfterACrash(t *testing.T) {
-	needRoot(t)
+	RequireHost(t, "ip")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := Create(ctx, Config{Hosts: 1})

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/jepsen/internal/history"
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/mls"
@@ -43,9 +44,7 @@ type raceRoom struct {
 // Setup registers the members, creates the rooms and adds everyone, then
 // records each room's starting state as the first link of its chain.
 func (w *CommitRace) Setup(ctx context.Context) error {
-	if w.Rooms <= 0 {
-		w.Rooms = 4
-	}
+	positive(&w.Rooms, 4)
 	if w.Members <= 1 {
 		w.Members = 3
 	}
@@ -134,11 +133,9 @@ func (w *CommitRace) Run(ctx context.Context) error {
 // readLoop reads the room's state as its members, until ctx ends.
 func (w *CommitRace) readLoop(ctx context.Context, r *raceRoom) {
 	every := w.ReadEvery
-	if every <= 0 {
-		every = 100 * time.Millisecond
-	}
+	positive(&every, 100*time.Millisecond)
 	for range 1_000_000 {
-		if !sleepCtx(ctx, every/2+time.Duration(w.Env.intn(int(every)))) {
+		if !pause.For(ctx, every/2+time.Duration(w.Env.intn(int(every)))) {
 			return
 		}
 		id := r.readers[w.Env.intn(len(r.readers))]
@@ -148,9 +145,7 @@ func (w *CommitRace) readLoop(ctx context.Context, r *raceRoom) {
 
 func (w *CommitRace) runRoom(ctx context.Context, r *raceRoom) error {
 	maxRounds := w.MaxRounds
-	if maxRounds <= 0 {
-		maxRounds = 100_000
-	}
+	positive(&maxRounds, 100_000)
 	for range maxRounds {
 		if ctx.Err() != nil {
 			return nil
@@ -256,7 +251,7 @@ func (w *CommitRace) round(ctx context.Context, r *raceRoom) error {
 		for _, c := range cands {
 			c.m.group.DiscardPendingCommit()
 		}
-		sleepCtx(ctx, 200*time.Millisecond)
+		pause.For(ctx, 200*time.Millisecond)
 		return nil
 	}
 	for _, m := range r.members {
@@ -303,7 +298,7 @@ func (w *CommitRace) settle(ctx context.Context, r *raceRoom, cands []*candidate
 		}
 		st, err := w.Env.readRoom(ctx, r, r.readers[w.Env.intn(len(r.readers))], r.settleProc)
 		if err != nil {
-			sleepCtx(ctx, 250*time.Millisecond)
+			pause.For(ctx, 250*time.Millisecond)
 			continue
 		}
 		got := hex.EncodeToString(st.TranscriptHash)
@@ -328,7 +323,7 @@ func (w *CommitRace) settle(ctx context.Context, r *raceRoom, cands []*candidate
 			}
 			wg.Wait()
 			if unknown == 0 {
-				sleepCtx(ctx, 250*time.Millisecond)
+				pause.For(ctx, 250*time.Millisecond)
 			}
 		default:
 			return nil, fmt.Errorf("the room is at epoch %d with %s, the members at %d with %s", st.Epoch, short(got), r.epoch, short(r.hash))

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/jepsen/internal/history"
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -63,9 +64,7 @@ type Env struct {
 
 // NewEnv returns an Env.
 func NewEnv(cfg Config) *Env {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
-	}
+	positive(&cfg.Timeout, 5*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -223,7 +222,7 @@ func (e *Env) retryWrite(ctx context.Context, maxTries int, key string, send fun
 			return a
 		}
 		unknown = true
-		if a.attempts >= maxTries || !sleepCtx(ctx, backoff/2+time.Duration(e.intn(int(backoff/2)))) {
+		if a.attempts >= maxTries || !pause.For(ctx, backoff/2+time.Duration(e.intn(int(backoff/2)))) {
 			break
 		}
 		backoff = min(2*backoff, 2*time.Second)
@@ -257,20 +256,17 @@ func (e *Env) setupCall(ctx context.Context, what string, avoid []string, fn fun
 		if out, _ := classify(last); out == history.Fail {
 			return fmt.Errorf("%s: %w", what, last)
 		}
-		if !sleepCtx(ctx, 500*time.Millisecond) {
+		if !pause.For(ctx, 500*time.Millisecond) {
 			break
 		}
 	}
 	return fmt.Errorf("%s: %w", what, last)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+// positive sets *v to def unless it is positive: the zero value of an
+// option means "the default".
+func positive[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }

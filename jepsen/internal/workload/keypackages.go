@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/jepsen/internal/history"
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/mls"
@@ -37,24 +38,12 @@ type KeyPackages struct {
 // Setup registers the target clients (each uploads a first batch and a
 // last-resort KeyPackage) and the claimers.
 func (w *KeyPackages) Setup(ctx context.Context) error {
-	if w.Targets <= 0 {
-		w.Targets = 3
-	}
-	if w.Clients <= 0 {
-		w.Clients = 2
-	}
-	if w.Claimers <= 0 {
-		w.Claimers = 6
-	}
-	if w.Batch <= 0 {
-		w.Batch = 10
-	}
-	if w.Budget <= 0 {
-		w.Budget = 2000
-	}
-	if w.LastResortEvery <= 0 {
-		w.LastResortEvery = 5
-	}
+	positive(&w.Targets, 3)
+	positive(&w.Clients, 2)
+	positive(&w.Claimers, 6)
+	positive(&w.Batch, 10)
+	positive(&w.Budget, 2000)
+	positive(&w.LastResortEvery, 5)
 	w.uploaded = map[proto.URI]int{}
 	e := w.Env
 	for i := range w.Targets {
@@ -146,7 +135,7 @@ func (w *KeyPackages) Run(ctx context.Context) error {
 
 func (w *KeyPackages) uploadLoop(ctx context.Context, id *identity) {
 	for range w.Budget / w.Batch {
-		if !sleepCtx(ctx, 500*time.Millisecond+time.Duration(w.Env.intn(1000))*time.Millisecond) {
+		if !pause.For(ctx, 500*time.Millisecond+time.Duration(w.Env.intn(1000))*time.Millisecond) {
 			return
 		}
 		w.mu.Lock()
@@ -164,7 +153,7 @@ func (w *KeyPackages) uploadLoop(ctx context.Context, id *identity) {
 func (w *KeyPackages) claimLoop(ctx context.Context, id *identity) {
 	e := w.Env
 	for i := range 1_000_000 {
-		if !sleepCtx(ctx, time.Duration(50+e.intn(100))*time.Millisecond) {
+		if !pause.For(ctx, time.Duration(50+e.intn(100))*time.Millisecond) {
 			return
 		}
 		user := w.users[e.intn(len(w.users))]

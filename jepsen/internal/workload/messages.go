@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/jepsen/internal/history"
 	"github.com/mimihub/mimi-hub/jepsen/internal/recorder"
 	"github.com/mimihub/mimi-hub/mimi/client"
@@ -43,18 +44,10 @@ type msgRoom struct {
 // the room's messages, to read the hub's order back) and one client of
 // the follower provider.
 func (w *Messages) Setup(ctx context.Context) error {
-	if w.Rooms <= 0 {
-		w.Rooms = 2
-	}
-	if w.Senders <= 0 {
-		w.Senders = 3
-	}
-	if w.PerSender <= 0 {
-		w.PerSender = 20_000
-	}
-	if w.Every <= 0 {
-		w.Every = 20 * time.Millisecond
-	}
+	positive(&w.Rooms, 2)
+	positive(&w.Senders, 3)
+	positive(&w.PerSender, 20_000)
+	positive(&w.Every, 20*time.Millisecond)
 	e := w.Env
 	for i := range w.Rooms {
 		var senders []*identity
@@ -111,7 +104,7 @@ func (w *Messages) Run(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			for range 1_000_000 {
-				if !sleepCtx(ctx, 2*time.Second) {
+				if !pause.For(ctx, 2*time.Second) {
 					return
 				}
 				if err := w.observe(ctx, r); err != nil {
@@ -127,7 +120,7 @@ func (w *Messages) Run(ctx context.Context) error {
 func (w *Messages) sendLoop(ctx context.Context, r *msgRoom, s *member) {
 	e := w.Env
 	for i := range w.PerSender {
-		if !sleepCtx(ctx, w.Every/2+time.Duration(e.intn(int(w.Every)))) {
+		if !pause.For(ctx, w.Every/2+time.Duration(e.intn(int(w.Every)))) {
 			return
 		}
 		text := fmt.Sprintf("%s %s %d", r.uri, s.id.client, i)
