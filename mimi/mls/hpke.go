@@ -50,20 +50,15 @@ func (h stdHPKE) privateKey(b []byte) (hpke.PrivateKey, error) {
 	return h.kem.NewPrivateKey(b)
 }
 
-func (h stdHPKE) seal(publicKey, info, plaintext []byte) ([]byte, []byte, error) {
+func (h stdHPKE) sender(publicKey, info []byte) ([]byte, *hpke.Sender, error) {
 	pk, err := h.kem.NewPublicKey(publicKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("HPKE public key: %w", err)
 	}
-	enc, sender, err := hpke.NewSender(pk, h.kdf, h.aead, info)
-	if err != nil {
-		return nil, nil, err
-	}
-	ct, err := sender.Seal(nil, plaintext)
-	return enc, ct, err
+	return hpke.NewSender(pk, h.kdf, h.aead, info)
 }
 
-func (h stdHPKE) open(privateKey, enc, info, ciphertext []byte) ([]byte, error) {
+func (h stdHPKE) recipient(privateKey, enc, info []byte) (*hpke.Recipient, error) {
 	sk, err := h.privateKey(privateKey)
 	if err != nil {
 		return nil, fmt.Errorf("HPKE private key: %w", err)
@@ -71,6 +66,23 @@ func (h stdHPKE) open(privateKey, enc, info, ciphertext []byte) ([]byte, error) 
 	r, err := hpke.NewRecipient(enc, sk, h.kdf, h.aead, info)
 	if err != nil {
 		return nil, fmt.Errorf("HPKE decapsulation: %w", err)
+	}
+	return r, nil
+}
+
+func (h stdHPKE) seal(publicKey, info, plaintext []byte) ([]byte, []byte, error) {
+	enc, s, err := h.sender(publicKey, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	ct, err := s.Seal(nil, plaintext)
+	return enc, ct, err
+}
+
+func (h stdHPKE) open(privateKey, enc, info, ciphertext []byte) ([]byte, error) {
+	r, err := h.recipient(privateKey, enc, info)
+	if err != nil {
+		return nil, err
 	}
 	pt, err := r.Open(nil, ciphertext)
 	if err != nil {
@@ -80,26 +92,18 @@ func (h stdHPKE) open(privateKey, enc, info, ciphertext []byte) ([]byte, error) 
 }
 
 func (h stdHPKE) exportSender(publicKey, exporterContext []byte, length int) ([]byte, []byte, error) {
-	pk, err := h.kem.NewPublicKey(publicKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("HPKE public key: %w", err)
-	}
-	enc, sender, err := hpke.NewSender(pk, h.kdf, h.aead, nil)
+	enc, s, err := h.sender(publicKey, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	secret, err := sender.Export(string(exporterContext), length)
+	secret, err := s.Export(string(exporterContext), length)
 	return enc, secret, err
 }
 
 func (h stdHPKE) exportReceiver(privateKey, enc, exporterContext []byte, length int) ([]byte, error) {
-	sk, err := h.privateKey(privateKey)
+	r, err := h.recipient(privateKey, enc, nil)
 	if err != nil {
-		return nil, fmt.Errorf("HPKE private key: %w", err)
-	}
-	r, err := hpke.NewRecipient(enc, sk, h.kdf, h.aead, nil)
-	if err != nil {
-		return nil, fmt.Errorf("HPKE decapsulation: %w", err)
+		return nil, err
 	}
 	return r.Export(string(exporterContext), length)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,13 +271,27 @@ func (r *mixedRoom) deliver(by string, m []byte) {
 	}
 }
 
-func (r *mixedRoom) openmlsNames() []string {
-	names := make([]string, 0, len(r.openmls))
-	for n := range r.openmls {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+func (r *mixedRoom) openmlsNames() []string { return slices.Sorted(maps.Keys(r.openmls)) }
+
+// peerJoinsFromHub has a new OpenMLS client join by external commit from
+// the GroupInfo the hub holds, as a MIMI hub serves it to external joiners.
+func (r *mixedRoom) peerJoinsFromHub(name string) *peerBundle {
+	r.t.Helper()
+	r.newPeer(name)
+	var ext peerBundle
+	r.peer.call(&ext, "external_join", "name", name, "group_info", wire.MustMarshal(mls.NewGroupInfoMessage(hubGroupInfo(r.t, r.hub))))
+	r.openmls[name] = true
+	r.peerCommit(name, &ext, "new_member_commit", name+" (OpenMLS) joins by external commit from the hub's GroupInfo", nil)
+	return &ext
+}
+
+// peerUpdate has an OpenMLS member commit an UpdatePath
+// (updateKeyingMaterial).
+func (r *mixedRoom) peerUpdate(name string) {
+	r.t.Helper()
+	var upd peerBundle
+	r.peer.call(&upd, "update", "name", name, "group_id", r.gid)
+	r.peerCommit(name, &upd, "member", name+" (OpenMLS) updates its keys: a commit with an UpdatePath", nil)
 }
 
 // agree checks that every member and the hub are in the same epoch with the
@@ -480,9 +495,7 @@ func playOpenMLSGroup(t *testing.T, suite mls.CipherSuite) *openmlsRun {
 
 	r.peerSay("alice", "alice (OpenMLS): hello Go")
 	r.goSay("gopher", "gopher (Go): hello OpenMLS")
-	var upd peerBundle
-	r.peer.call(&upd, "update", "name", "bob", "group_id", r.gid)
-	r.peerCommit("bob", &upd, "member", "bob (OpenMLS) updates his keys: a commit with an UpdatePath", nil)
+	r.peerUpdate("bob")
 	r.peerSay("bob", "bob (OpenMLS): after my update")
 	r.goCommit("gopher", mls.CommitOptions{ForcePath: true}, "gopher (Go) commits with an UpdatePath", nil)
 	r.goSay("gopher", "gopher (Go): after my update")
@@ -491,12 +504,7 @@ func playOpenMLSGroup(t *testing.T, suite mls.CipherSuite) *openmlsRun {
 	r.goCommit("gopher", mls.CommitOptions{Proposals: []*mls.Proposal{mls.AddProposal(erinKP)}}, "gopher (Go) adds erin (OpenMLS) by Welcome", nil, "erin")
 	r.peerSay("erin", "erin (OpenMLS): joined by a Go Welcome")
 
-	// The hub's GroupInfo, as a MIMI hub serves it to external joiners.
-	r.newPeer("frank")
-	var ext peerBundle
-	r.peer.call(&ext, "external_join", "name", "frank", "group_info", wire.MustMarshal(mls.NewGroupInfoMessage(hubGroupInfo(t, r.hub))))
-	r.openmls["frank"] = true
-	r.peerCommit("frank", &ext, "new_member_commit", "frank (OpenMLS) joins by external commit from the hub's GroupInfo", nil)
+	ext := r.peerJoinsFromHub("frank")
 	r.peerSay("frank", "frank (OpenMLS): joined from outside")
 
 	// A Go client joins by external commit from OpenMLS's GroupInfo.
@@ -573,9 +581,7 @@ func playGoGroup(t *testing.T, suite mls.CipherSuite) *openmlsRun {
 		"alice (Go) adds dave, erin (OpenMLS) and carl (Go) by Welcome", []*goMember{&r.run.Carl}, "dave", "erin")
 	r.goSay("alice", "alice (Go): hello OpenMLS")
 	r.peerSay("dave", "dave (OpenMLS): hello Go")
-	var upd peerBundle
-	r.peer.call(&upd, "update", "name", "dave", "group_id", r.gid)
-	r.peerCommit("dave", &upd, "member", "dave (OpenMLS) updates his keys: a commit with an UpdatePath", nil)
+	r.peerUpdate("dave")
 	r.goCommit("alice", mls.CommitOptions{ForcePath: true}, "alice (Go) commits with an UpdatePath", nil)
 	r.peerSay("erin", "erin (OpenMLS): after two updates")
 
@@ -585,11 +591,7 @@ func playGoGroup(t *testing.T, suite mls.CipherSuite) *openmlsRun {
 	r.peerCommit("erin", &add, "member", "erin (OpenMLS) adds bob (Go) by Welcome", []*goMember{bob})
 	r.goSay("bob", "bob (Go): joined by an OpenMLS Welcome")
 
-	r.newPeer("frank")
-	var ext peerBundle
-	r.peer.call(&ext, "external_join", "name", "frank", "group_info", wire.MustMarshal(mls.NewGroupInfoMessage(hubGroupInfo(t, r.hub))))
-	r.openmls["frank"] = true
-	r.peerCommit("frank", &ext, "new_member_commit", "frank (OpenMLS) joins by external commit from the hub's GroupInfo", nil)
+	r.peerJoinsFromHub("frank")
 	r.goCommit("bob", mls.CommitOptions{Proposals: []*mls.Proposal{mls.RemoveProposal(r.leafOf(peerIdentity("dave")))}}, "bob (Go) removes dave (OpenMLS)", nil)
 	r.peerSay("frank", "frank (OpenMLS): dave has gone")
 	r.goSay("alice", "alice (Go): last words")
