@@ -372,6 +372,17 @@ func (r *mixedRoom) goCommit(by string, opts mls.CommitOptions, note string, goJ
 func (r *mixedRoom) peerCommit(by string, b *peerBundle, senderType, note string, goJoiners []*goMember, peerJoiners ...string) {
 	r.t.Helper()
 	if r.hub != nil {
+		// A GroupInfo whose signature does not verify is refused and
+		// changes nothing (GroupInfo ends with its signature).
+		forged := bytes.Clone(b.GroupInfo)
+		forged[len(forged)-1] ^= 1
+		before := wire.MustMarshal(r.hub)
+		if _, err := r.hub.ProcessCommit(decode(r.t, b.Commit, "commit"), decode(r.t, forged, "group_info").GroupInfo, r.now, nil); err == nil {
+			r.t.Fatalf("the hub accepts %s's commit with a forged GroupInfo", by)
+		}
+		if !bytes.Equal(wire.MustMarshal(r.hub), before) {
+			r.t.Fatalf("a refused commit by %s changed the hub", by)
+		}
 		if _, err := r.hub.ProcessCommit(decode(r.t, b.Commit, "commit"), decode(r.t, b.GroupInfo, "group_info").GroupInfo, r.now, nil); err != nil {
 			r.t.Fatalf("the hub rejects OpenMLS member %s's commit: %v", by, err)
 		}
