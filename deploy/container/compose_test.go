@@ -252,18 +252,8 @@ func (d *drill) opsGet(node, path string) (int, []byte, error) {
 // waitReady waits until node's /readyz answers 200.
 func (d *drill) waitReady(node string) {
 	d.t.Helper()
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		code, body, err := d.opsGet(node, "/readyz")
-		if err == nil && code == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("%s not ready after %v: %d %s %v", node, readyTimeout, code, body, err)
-		}
-		if !pause.For(d.ctx, 500*time.Millisecond) {
-			d.t.Fatalf("%s: %v", node, d.ctx.Err())
-		}
+	if err := testutil.WaitHTTP(d.ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", d.ops[node]), nil, readyTimeout, nil); err != nil {
+		d.t.Fatalf("%s: %v", node, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package kubernetes
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -27,7 +26,6 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/internal/systemtest"
 	"github.com/mimihub/mimi-hub/internal/testutil"
 )
@@ -556,6 +554,8 @@ func daemonVariables(t *testing.T) map[string]bool {
 	return known
 }
 
+// builtBinary is mimi-hub, built once for the tests that need it and
+// removed by TestMain.
 var builtBinary string
 
 func mimiHub(t *testing.T) string {
@@ -563,20 +563,13 @@ func mimiHub(t *testing.T) string {
 	if builtBinary == "" {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 		defer cancel()
-		bin, err := systemtest.Build(ctx, t.TempDir(), false)
-		if err != nil {
-			t.Fatal(err)
-		}
 		dir, err := os.MkdirTemp("", "mimi-kubernetes-test-")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		builtBinary = filepath.Join(dir, "mimi-hub")
-		if err := os.WriteFile(builtBinary, b, 0o755); err != nil {
+		if builtBinary, err = systemtest.Build(ctx, dir, false); err != nil {
+			os.RemoveAll(dir)
+			builtBinary = ""
 			t.Fatal(err)
 		}
 	}
@@ -640,49 +633,21 @@ func TestPodEnvironmentStartsANode(t *testing.T) {
 	}
 	cmd := exec.Command(mimiHub(t))
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, vars...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+	node := testutil.StartProcess(t, cmd)
+	ops := fmt.Sprintf("http://127.0.0.1:%d", ports["OPS"])
+	if err := testutil.WaitHTTP(t.Context(), ops+"/readyz", nil, time.Minute, node.Exited()); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(40 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("mimi-hub's log:\n%s", logs.String())
-		}
-	})
-	ops := fmt.Sprintf("http://127.0.0.1:%d", ports["OPS"])
 	get := func(path, token string) int {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, ops+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
 		if err != nil {
-			return 0
+			t.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		return resp.StatusCode
-	}
-	deadline := time.Now().Add(time.Minute)
-	for get("/readyz", "") != http.StatusOK {
-		select {
-		case err := <-exited:
-			t.Fatalf("mimi-hub exited: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) || !pause.For(t.Context(), 200*time.Millisecond) {
-			t.Fatal("mimi-hub did not become ready")
-		}
 	}
 	if code := get("/v1/status", env["MIMI_HUB_ADMIN_TOKEN"]); code != http.StatusOK {
 		t.Errorf("the operator API refused the Secret's admin token: %d", code)
@@ -690,7 +655,7 @@ func TestPodEnvironmentStartsANode(t *testing.T) {
 	if code := get("/v1/status", "wrong"); code != http.StatusUnauthorized && code != http.StatusForbidden {
 		t.Errorf("the operator API accepted a wrong token: %d", code)
 	}
-	if !strings.Contains(logs.String(), `"level":"INFO"`) {
-		t.Errorf("MIMI_HUB_LOG_FORMAT=json: the log is not JSON:\n%s", logs.String())
+	if !strings.Contains(node.Output(), `"level":"INFO"`) {
+		t.Errorf("MIMI_HUB_LOG_FORMAT=json: the log is not JSON:\n%s", node.Output())
 	}
 }

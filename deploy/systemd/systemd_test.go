@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -20,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mimihub/mimi-hub/internal/pause"
 	"github.com/mimihub/mimi-hub/internal/systemtest"
 	"github.com/mimihub/mimi-hub/internal/testutil"
 )
@@ -65,11 +63,12 @@ func (u unit) one(t *testing.T, key string) string {
 	return u[key][0]
 }
 
-func buildHub(t *testing.T) string {
+// buildHub builds mimi-hub into dir.
+func buildHub(t *testing.T, dir string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	bin, err := systemtest.Build(ctx, t.TempDir(), false)
+	bin, err := systemtest.Build(ctx, dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +86,7 @@ func TestUnitVerifies(t *testing.T) {
 	}
 	exec0 := strings.Fields(readUnit(t).one(t, "ExecStart"))[0]
 	file := filepath.Join(t.TempDir(), "mimi-hub.service")
-	if err := os.WriteFile(file, bytes.ReplaceAll(b, []byte(exec0), []byte(buildHub(t))), 0o644); err != nil {
+	if err := os.WriteFile(file, bytes.ReplaceAll(b, []byte(exec0), []byte(buildHub(t, t.TempDir()))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("systemd-analyze", "verify", file).CombinedOutput()
@@ -221,12 +220,7 @@ func TestUnitStartsAsItsUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := filepath.Join(dir, "mimi-hub")
-	if b, err := os.ReadFile(buildHub(t)); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := buildHub(t, dir)
 	ip := freeLoopback(t)
 	cfg := nodeConfig(t, filepath.Join("..", "config", "node1.json"), ip, filepath.Join(dir, "data"), uid)
 	cfgFile := filepath.Join(dir, "config.json")
@@ -237,59 +231,28 @@ func TestUnitStartsAsItsUser(t *testing.T) {
 		t.Fatalf("node1.json serves federation on %s: the test is about a port below 1024", cfg.federation)
 	}
 
-	run := func(withAmbient bool) (*exec.Cmd, *bytes.Buffer, chan error) {
+	run := func(withAmbient bool) *testutil.Process {
 		args := append(privileges(t, u, uid, uid, withAmbient), "--", bin, "-config", cfgFile)
-		cmd := exec.Command("setpriv", args...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		return cmd, &out, done
+		return testutil.StartProcess(t, exec.Command("setpriv", args...))
 	}
 
 	// As the unit was: no ambient capability.
-	cmd, out, done := run(false)
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(out.String(), "bind: permission denied") {
-			t.Fatalf("without the ambient capability: exit %v, want bind: permission denied:\n%s", err, out)
-		}
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		t.Fatalf("without the ambient capability the node started anyway:\n%s", out)
+	p := run(false)
+	if err := p.Wait(time.Minute); err == nil || !strings.Contains(p.Output(), "bind: permission denied") {
+		t.Fatalf("without the ambient capability: %v, want bind: permission denied:\n%s", err, p.Output())
 	}
 
 	// As the unit is.
-	cmd, out, done = run(true)
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("mimi-hub's output:\n%s", out)
-		}
-	})
-	deadline := time.Now().Add(time.Minute)
-	for !ready("http://" + cfg.ops + "/readyz") {
-		select {
-		case err := <-done:
-			t.Fatalf("mimi-hub exited: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) || !pause.For(t.Context(), 200*time.Millisecond) {
-			t.Fatal("not ready within a minute")
-		}
+	p = run(true)
+	if err := testutil.WaitHTTP(t.Context(), "http://"+cfg.ops+"/readyz", nil, time.Minute, p.Exited()); err != nil {
+		t.Fatal(err)
 	}
 	if c, err := net.DialTimeout("tcp", cfg.federation, 2*time.Second); err != nil {
 		t.Errorf("federation on %s: %v", cfg.federation, err)
 	} else {
 		c.Close()
 	}
-	status := procStatus(t, cmd.Process.Pid)
+	status := procStatus(t, p.Pid())
 	if status["Uid"][0] != strconv.Itoa(uid) || status["Gid"][0] != strconv.Itoa(uid) {
 		t.Errorf("runs as uid %v gid %v, want %d", status["Uid"], status["Gid"], uid)
 	}
@@ -302,14 +265,9 @@ func TestUnitStartsAsItsUser(t *testing.T) {
 	if status["NoNewPrivs"][0] != "1" {
 		t.Errorf("NoNewPrivs = %v", status["NoNewPrivs"])
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(stop):
-		t.Errorf("still running %v after SIGTERM (TimeoutStopSec)", stop)
+	p.Signal(syscall.SIGTERM)
+	if err := p.Wait(stop); err != nil {
+		t.Errorf("after SIGTERM, within TimeoutStopSec: %v", err)
 	}
 }
 
@@ -332,15 +290,6 @@ func procStatus(t *testing.T, pid int) map[string][]string {
 		}
 	}
 	return out
-}
-
-func ready(url string) bool {
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(url)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // freeLoopback picks a loopback address whose port 443 is free (Linux
