@@ -36,7 +36,7 @@ import (
 
 func main() {
 	if handled, err := runTool(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); handled {
-		if err != nil {
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "mimi-hub:", err)
 			os.Exit(1)
 		}
