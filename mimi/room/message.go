@@ -44,7 +44,7 @@ func (q *ProvisionalMessage) apply(r *Room, at uint64) Outcome {
 	if !a.active || !proto.Allows(policy.Send, a.roles) {
 		return respond(proto.UpdateNotAllowed, "%s may not send messages in this room", a.user)
 	}
-	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{r.accept(m, at, r.recipients())}}
+	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{r.accept(m, at, r.recipients(sender))}}
 }
 
 // SenderHint returns the authenticated_data a client puts on its

@@ -19,6 +19,11 @@ type Config struct {
 	// MaxVector bounds vectors when decoding MIMI and MLS objects; zero
 	// means 64 MiB, room for the ratchet tree of 100,000 members.
 	MaxVector int
+	// Keys are the hub's external-sender keys (the same on every
+	// replica); nil while the provider has none. Rooms created with keys
+	// must list the hub in their group's external_senders, and then take
+	// the hub's own proposals.
+	Keys *HubKeys
 }
 
 func (c Config) maxVector() int {
@@ -28,11 +33,15 @@ func (c Config) maxVector() int {
 	return c.MaxVector
 }
 
-// MLSConfig is how rooms treat MIMI's MLS proposal types.
+// MLSConfig is how rooms treat MIMI's MLS proposal types. A
+// ParticipantListPatch may come from an external sender: the hub proposes
+// one when it must take a departed user off the list again after an
+// external commit (members accept external proposals only from the
+// group's external_senders, which list only the hub).
 func MLSConfig(maxVector int) mls.Config {
 	return mls.Config{
 		CustomProposals: map[mls.ProposalType]mls.ProposalTypeInfo{
-			proto.ProposalParticipantListPatch: {PathRequired: false, External: false},
+			proto.ProposalParticipantListPatch: {PathRequired: false, External: true},
 		},
 		MaxVector: maxVector,
 	}
@@ -165,6 +174,9 @@ func Create(cfg Config, req CreateRequest, acceptedAt uint64) (*Room, error) {
 	if _, ok, err := req.GroupInfo.ExternalPub(); err != nil || !ok {
 		return nil, fmt.Errorf("%w: the GroupInfo must carry external_pub so that clients can join by external commit", ErrInvalid)
 	}
+	if err := cfg.checkExternalSenders(gc.CipherSuite, gc.Extensions, false); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	f, err := mls.NewFollower(req.GroupInfo, req.Tree, MLSConfig(cfg.maxVector()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -172,6 +184,11 @@ func Create(cfg Config, req CreateRequest, acceptedAt uint64) (*Room, error) {
 	r := &Room{cfg: cfg, id: req.Room, group: f}
 	if r.members, err = indexTree(f.Tree()); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for _, leaf := range f.Tree().Members() {
+		if err := r.checkCapabilities(leaf, gc.Extensions); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 	}
 	for user := range r.members.byUser {
 		if user != req.Creator {
@@ -270,8 +287,11 @@ func (r *Room) takeRoute(ref []byte) (string, bool) {
 }
 
 // recipients lists the providers with member clients, each with the
-// clients it must skip.
-func (r *Room) recipients() []Recipient {
+// clients it must skip: lingering clients (seed section 7.4), and sender,
+// the client whose message this is (a hub does not echo a client's own
+// message to it, draft-ietf-mimi-protocol-06 "Fanout"; its provider still
+// gets the message for its other clients).
+func (r *Room) recipients(sender proto.URI) []Recipient {
 	excluded := map[string][]proto.URI{}
 	users := make([]proto.URI, 0, len(r.lingering))
 	for u := range r.lingering {
@@ -288,7 +308,23 @@ func (r *Room) recipients() []Recipient {
 	for _, d := range r.members.domains() {
 		out = append(out, Recipient{Domain: d, Exclude: excluded[d]})
 	}
-	return out
+	return excludeSender(out, sender)
+}
+
+// excludeSender adds the sending client to its provider's exclusions.
+func excludeSender(rs []Recipient, sender proto.URI) []Recipient {
+	if sender == "" {
+		return rs
+	}
+	d, _ := sender.Domain()
+	for i := range rs {
+		if rs[i].Domain == d && !slices.Contains(rs[i].Exclude, sender) {
+			ex := append(slices.Clone(rs[i].Exclude), sender)
+			slices.Sort(ex)
+			rs[i].Exclude = ex
+		}
+	}
+	return rs
 }
 
 // accept numbers an accepted message and addresses it.

@@ -1,0 +1,241 @@
+package room
+
+import (
+	"bytes"
+	"maps"
+	"slices"
+
+	"github.com/mimihub/mimi-hub/mimi/mls"
+	"github.com/mimihub/mimi-hub/mimi/proto"
+)
+
+// The queue (seed section 4: "if an action cannot be committed immediately,
+// the hub enqueues it and assures it is committed as soon as possible") holds
+// the pending proposals the next commit must cover. DESIGN.md states the
+// invariant it keeps: from every reachable state, some active member can
+// make a commit the hub accepts, and a joiner can join by external commit
+// if the policy lets it.
+
+// maxOptionalPending bounds the proposals of one epoch that the hub stores
+// but does not queue (Adds, Updates, patches that are not departures...). A
+// full room answers notAllowed until someone commits; departures are never
+// refused for it (they are bounded by the members and participants).
+const maxOptionalPending = 256
+
+// mustCommit is the queue's rule: the proposals sent by reference that the
+// next commit must cover. They are the departures (SelfRemoves, Removes, a
+// user's patch removing only itself) and the hub's own proposals. proposer
+// is the user of the sending client ("" for the hub).
+func mustCommit(sender mls.Sender, p *mls.Proposal, proposer proto.URI, maxVector int) bool {
+	switch {
+	case sender.Type == mls.SenderExternal:
+		return true
+	case p.Type == mls.ProposalSelfRemove, p.Type == mls.ProposalRemove:
+		return true
+	case p.Type == proto.ProposalParticipantListPatch:
+		patch, ok, err := proto.PatchOf(p, maxVector)
+		return err == nil && ok && isSelfRemoval(patch, proposer)
+	}
+	return false
+}
+
+// touches is what a proposal changes that another proposal of the same
+// commit must not change too: the leaf it removes or replaces, and the
+// users its patch names.
+type touches struct {
+	leaf    mls.LeafIndex
+	hasLeaf bool
+	users   []proto.URI
+}
+
+// touchesOf describes what p, sent by sender, touches.
+func touchesOf(sender mls.Sender, p *mls.Proposal, maxVector int) touches {
+	switch p.Type {
+	case mls.ProposalRemove:
+		return touches{leaf: p.Removed, hasLeaf: true}
+	case mls.ProposalUpdate, mls.ProposalSelfRemove:
+		if sender.Type == mls.SenderMember {
+			return touches{leaf: mls.LeafIndex(sender.Index), hasLeaf: true}
+		}
+	case proto.ProposalParticipantListPatch:
+		patch, ok, err := proto.PatchOf(p, maxVector)
+		if err != nil || !ok {
+			return touches{}
+		}
+		var t touches
+		for _, u := range patch.AddUsers {
+			t.users = append(t.users, u.User)
+		}
+		for _, u := range patch.UpdateUsers {
+			t.users = append(t.users, u.User)
+		}
+		t.users = append(t.users, patch.RemoveUsers...)
+		return t
+	}
+	return touches{}
+}
+
+// queuedItem is a queued proposal with what it takes away.
+type queuedItem struct {
+	ref      []byte
+	sender   mls.Sender
+	proposal *mls.Proposal
+	touches
+}
+
+// queuedItems returns the queue in order.
+func (r *Room) queuedItems() []queuedItem {
+	out := make([]queuedItem, 0, len(r.queued))
+	for _, pp := range r.group.PendingProposals() {
+		if slices.ContainsFunc(r.queued, func(q []byte) bool { return bytes.Equal(q, pp.Ref) }) {
+			out = append(out, queuedItem{ref: pp.Ref, sender: pp.Sender, proposal: pp.Proposal, touches: touchesOf(pp.Sender, pp.Proposal, r.cfg.maxVector())})
+		}
+	}
+	return out
+}
+
+// queuedRemovals returns the leaves the queue removes.
+func (r *Room) queuedRemovals() map[mls.LeafIndex]bool {
+	out := map[mls.LeafIndex]bool{}
+	for _, q := range r.queuedItems() {
+		if q.hasLeaf && q.proposal.Type != mls.ProposalUpdate {
+			out[q.leaf] = true
+		}
+	}
+	return out
+}
+
+// checkQueueConflicts refuses a proposal that could not be committed
+// together with the queue: one that touches a leaf the queue removes, or a
+// user a queued patch removes. Refusing it when proposed keeps the queue
+// committable as a whole, so that no proposal can wedge the room.
+func (r *Room) checkQueueConflicts(res *mls.ProposalResult) error {
+	t := touchesOf(res.Sender, res.Proposal, r.cfg.maxVector())
+	for _, q := range r.queuedItems() {
+		if t.hasLeaf && q.hasLeaf && t.leaf == q.leaf {
+			return invalid("leaf %d (%s) is already being removed: queued proposal %x (%s) takes it out in the next commit", t.leaf, r.members.byLeaf[t.leaf].client, q.ref, q.proposal.Type)
+		}
+		for _, u := range t.users {
+			if slices.Contains(q.users, u) {
+				return invalid("%s is already leaving the room: queued proposal %x removes them in the next commit", u, q.ref)
+			}
+		}
+	}
+	return nil
+}
+
+// departure is what a queued proposal asks for, kept across an external
+// commit (which cannot cover it): a client to remove, or a user to take off
+// the participant list.
+type departure struct {
+	client proto.URI
+	user   proto.URI
+}
+
+// departures describes queued proposals as departures.
+func (r *Room) departures(items []queuedItem) []departure {
+	var out []departure
+	for _, q := range items {
+		switch {
+		case q.hasLeaf && q.proposal.Type != mls.ProposalUpdate:
+			if m, ok := r.members.byLeaf[q.leaf]; ok {
+				out = append(out, departure{client: m.client})
+			}
+		case len(q.users) == 1:
+			out = append(out, departure{user: q.users[0]})
+		}
+	}
+	return out
+}
+
+// renewQueue runs after a commit, in the new epoch: the hub proposes again
+// the departures the commit could not cover (an external commit covers only
+// SelfRemoves; draft-ietf-mimi-protocol-06, "Fanout": the hub regenerates
+// the proposals an external commit invalidated), dropping those made moot
+// (the client or user is gone), and proposes the Removes of clients whose
+// user is no longer an active participant (removed or banned without its
+// clients: seed section 7.4's lingering clients). It returns the fanout of
+// the hub's proposals. A room without the hub as external sender gets
+// none.
+func (r *Room) renewQueue(carried []departure, at uint64) []Effect {
+	if !r.HubProposals() {
+		return nil
+	}
+	var effects []Effect
+	propose := func(p *mls.Proposal) {
+		if e, err := r.hubPropose(p, at); err == nil {
+			effects = append(effects, e)
+		}
+	}
+	removing := map[proto.URI]bool{}
+	for _, d := range carried {
+		if d.user != "" && r.participants.get(d.user) != nil {
+			propose((&proto.ParticipantListPatch{RemoveUsers: []proto.URI{d.user}}).Proposal())
+		}
+	}
+	for _, d := range carried {
+		if l, ok := r.members.byClient[d.client]; ok && d.client != "" && !removing[d.client] {
+			removing[d.client] = true
+			propose(mls.RemoveProposal(l))
+		}
+	}
+	for _, u := range slices.Sorted(maps.Keys(r.lingering)) {
+		for _, c := range r.members.clientsOf(u) {
+			if !removing[c] {
+				removing[c] = true
+				propose(mls.RemoveProposal(r.members.byClient[c]))
+			}
+		}
+	}
+	return effects
+}
+
+// CommitReferences returns what an honest member's commit covers by
+// reference, from the proposals pending in its group: first every proposal
+// the hub queues (a commit that leaves one out is refused), then the other
+// pending proposals that combine with them, in arrival order. A proposal
+// that touches a leaf or user already touched, or the member's own leaf,
+// is left out, and so are the member's own Updates and SelfRemoves (MLS
+// forbids committing them).
+func CommitReferences(g *mls.Group, maxVector int) [][]byte {
+	if maxVector == 0 {
+		maxVector = Config{}.maxVector()
+	}
+	me := g.MyLeaf()
+	leaves := map[mls.LeafIndex]bool{me: true}
+	users := map[proto.URI]bool{}
+	fits := func(t touches) bool {
+		if t.hasLeaf && leaves[t.leaf] || slices.ContainsFunc(t.users, func(u proto.URI) bool { return users[u] }) {
+			return false
+		}
+		if t.hasLeaf {
+			leaves[t.leaf] = true
+		}
+		for _, u := range t.users {
+			users[u] = true
+		}
+		return true
+	}
+	pending := g.PendingProposals()
+	var out [][]byte
+	for _, mandatory := range []bool{true, false} {
+		for _, pp := range pending {
+			if pp.Sender == mls.MemberSender(me) && (pp.Proposal.Type == mls.ProposalUpdate || pp.Proposal.Type == mls.ProposalSelfRemove) {
+				continue
+			}
+			var proposer proto.URI
+			if pp.Sender.Type == mls.SenderMember {
+				if leaf, ok := g.Tree().Leaf(mls.LeafIndex(pp.Sender.Index)); ok {
+					proposer, _ = proto.URI(leaf.Credential.Identity).UserOf()
+				}
+			}
+			if mustCommit(pp.Sender, pp.Proposal, proposer, maxVector) != mandatory {
+				continue
+			}
+			if fits(touchesOf(pp.Sender, pp.Proposal, maxVector)) {
+				out = append(out, pp.Ref)
+			}
+		}
+	}
+	return out
+}
