@@ -345,6 +345,11 @@ func (g *Group) DiscardPendingCommit() {
 	}
 	g.staged = nil
 	g.tree.rollback()
+	if g.secrets == nil {
+		// An external joiner whose commit was refused never became a
+		// member: the group has no epoch secrets and takes nothing.
+		g.removed = true
+	}
 }
 
 // processCommit handles another member's commit (RFC 9420 section 12.4.2).
