@@ -253,6 +253,9 @@ func (g *Group) stageOwnCommit(commit *Commit, sender Sender, initSecret []byte,
 func (g *Group) createPath(me LeafIndex, ext Extensions, added []LeafIndex) (*UpdatePath, []byte, keyRing, map[nodeIndex][]byte, error) {
 	s := g.suite
 	t := g.tree
+	if _, ok := t.Leaf(me); !ok && (g.joinerLeaf == nil || g.secrets != nil) { // only an external joiner has no leaf yet
+		return nil, nil, nil, nil, rejectf(ErrInvalidProposal, "the commit removes its own committer (leaf %d)", me)
+	}
 	leafPriv, leafPub, err := s.GenerateHPKEKey()
 	if err != nil {
 		return nil, nil, nil, nil, err

@@ -101,7 +101,7 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, at uint64) Out
 	if body.Welcome != nil {
 		effects = append(effects, r.accept(body.Welcome, at, plan.welcome))
 	}
-	effects = append(effects, r.renewQueue(plan.carried, at)...)
+	effects = append(effects, r.renewQueue(res.External, plan.carried, at)...)
 	out := Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: effects}
 	if res.External {
 		out.Joined = r.members.byLeaf[res.Committer].client
@@ -205,7 +205,7 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 			if err != nil {
 				return nil, invalid("add: %v", err)
 			}
-			if err := authorizeAdd(proposer, m, &policy); err != nil {
+			if err := authorizeAdd(proposer, m, &policy); err != nil && !r.cfg.planted(plantAddUnchecked) {
 				return nil, err
 			}
 		case mls.ProposalPSK, mls.ProposalExternalInit, mls.ProposalUpdate:
@@ -232,7 +232,7 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 			continue
 		}
 		proposer, _ := r.proposer(cp, committer)
-		if err := authorizeRemove(proposer, target, after, &policy); err != nil {
+		if err := r.authorizeRemove(proposer, target, after, &policy); err != nil {
 			return nil, err
 		}
 	}

@@ -197,7 +197,14 @@ func (q *RemoveClients) apply(r *Room, at uint64) Outcome {
 	var effects []Effect
 	for _, c := range q.Clients {
 		l, ok := r.members.byClient[c]
-		if !ok || leaving[l] {
+		if !ok {
+			continue
+		}
+		// Kept even when the client is already on its way out: whatever
+		// removes it now may be undone (a lingering user may be active
+		// again after an external commit), the revocation may not.
+		r.addMandates(departure{client: c})
+		if leaving[l] {
 			continue
 		}
 		e, err := r.hubPropose(mls.RemoveProposal(l), at)

@@ -126,16 +126,49 @@ func (r *Room) checkQueueConflicts(res *mls.ProposalResult) error {
 
 // departure is what a queued proposal asks for, kept across an external
 // commit (which cannot cover it): a client to remove, or a user to take off
-// the participant list.
+// the participant list (exactly one of the two is set).
 type departure struct {
 	client proto.URI
 	user   proto.URI
 }
 
-// departures describes queued proposals as departures.
+func (d departure) less(o departure) bool {
+	if d.client != o.client {
+		return d.client < o.client
+	}
+	return d.user < o.user
+}
+
+// addMandates adds ds to the hub's mandates, keeping them sorted and
+// unique.
+func (r *Room) addMandates(ds ...departure) {
+	for _, d := range ds {
+		i, found := slices.BinarySearchFunc(r.mandates, d, func(a, b departure) int {
+			switch {
+			case a.less(b):
+				return -1
+			case b.less(a):
+				return 1
+			}
+			return 0
+		})
+		if !found {
+			r.mandates = slices.Insert(r.mandates, i, d)
+		}
+	}
+}
+
+// departures describes queued proposals of members as departures. The
+// hub's own queued proposals are either mandates (kept in r.mandates) or
+// Removes of lingering clients, which the hub works out again from the
+// state after each commit rather than carry: the user may be active again
+// by then.
 func (r *Room) departures(items []queuedItem) []departure {
 	var out []departure
 	for _, q := range items {
+		if q.sender.Type == mls.SenderExternal {
+			continue
+		}
 		switch {
 		case q.hasLeaf && q.proposal.Type != mls.ProposalUpdate:
 			if m, ok := r.members.byLeaf[q.leaf]; ok {
@@ -157,10 +190,22 @@ func (r *Room) departures(items []queuedItem) []departure {
 // clients: seed section 7.4's lingering clients). It returns the fanout of
 // the hub's proposals. A room without the hub as external sender gets
 // none.
-func (r *Room) renewQueue(carried []departure, at uint64) []Effect {
+func (r *Room) renewQueue(external bool, carried []departure, at uint64) []Effect {
 	if !r.HubProposals() {
+		r.mandates = nil
 		return nil
 	}
+	// A regular commit executed the whole queue, mandates included; an
+	// external one leaves them to be proposed again, with what it carried.
+	if !external {
+		r.mandates = nil
+	}
+	r.addMandates(carried...)
+	r.mandates = slices.DeleteFunc(r.mandates, func(d departure) bool {
+		_, member := r.members.byClient[d.client]
+		return d.client != "" && !member || d.user != "" && r.participants.get(d.user) == nil
+	})
+	carried = r.mandates
 	var effects []Effect
 	propose := func(p *mls.Proposal) {
 		if e, err := r.hubPropose(p, at); err == nil {
@@ -198,6 +243,19 @@ func (r *Room) renewQueue(carried []departure, at uint64) []Effect {
 // is left out, and so are the member's own Updates and SelfRemoves (MLS
 // forbids committing them).
 func CommitReferences(g *mls.Group, maxVector int) [][]byte {
+	return commitReferences(g, maxVector, true)
+}
+
+// QueuedReferences returns only what the hub queues, from the proposals
+// pending in g: the least a commit must cover. A commit of exactly these,
+// by an active member the queue does not remove, is accepted (the
+// invariant in DESIGN.md); a member whose commit of CommitReferences was
+// refused because of another pending proposal can fall back to it.
+func QueuedReferences(g *mls.Group, maxVector int) [][]byte {
+	return commitReferences(g, maxVector, false)
+}
+
+func commitReferences(g *mls.Group, maxVector int, optional bool) [][]byte {
 	if maxVector == 0 {
 		maxVector = Config{}.maxVector()
 	}
@@ -218,7 +276,11 @@ func CommitReferences(g *mls.Group, maxVector int) [][]byte {
 	}
 	pending := g.PendingProposals()
 	var out [][]byte
-	for _, mandatory := range []bool{true, false} {
+	passes := []bool{true}
+	if optional {
+		passes = append(passes, false)
+	}
+	for _, mandatory := range passes {
 		for _, pp := range pending {
 			if pp.Sender == mls.MemberSender(me) && (pp.Proposal.Type == mls.ProposalUpdate || pp.Proposal.Type == mls.ProposalSelfRemove) {
 				continue

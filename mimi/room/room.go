@@ -24,7 +24,26 @@ type Config struct {
 	// must list the hub in their group's external_senders, and then take
 	// the hub's own proposals.
 	Keys *HubKeys
+
+	// plant switches off one rule, in builds with the mimi_plant tag only
+	// (plant_on.go), to test the adversarial test's checkers.
+	plant plant
 }
+
+// plant names a rule a test build may switch off.
+type plant uint8
+
+// Rules a mimi_plant build can switch off.
+const (
+	plantNone               plant = iota
+	plantLingeringRemoves         // a lingering client may remove anyone's client (hole C)
+	plantAddUnchecked             // Adds in commits are not authorized (hole D)
+	plantQueueConflicts           // conflicting departures are queued (hole B)
+	plantBannedSends              // banned users' clients may send
+)
+
+// planted reports whether p is switched off in this (test) build.
+func (c Config) planted(p plant) bool { return plantsCompiled && c.plant == p }
 
 func (c Config) maxVector() int {
 	if c.MaxVector == 0 {
@@ -60,6 +79,11 @@ type Room struct {
 	// queued are refs of pending proposals that must be committed as soon
 	// as possible: the next commit must cover them (seed section 4).
 	queued [][]byte
+	// mandates are the departures the hub was asked for and has proposed
+	// itself (revoked clients, and departures an external commit could not
+	// carry): until a regular commit executes them, the hub proposes them
+	// again after every external commit. Sorted, unique.
+	mandates []departure
 	// routes maps KeyPackageRefs claimed for this room to the provider
 	// that served them, for Welcome routing (seed section 7.3).
 	routes []Route
@@ -345,8 +369,9 @@ func (r *Room) updateLingering(users []proto.URI) {
 	}
 }
 
-// stateVersion is the format of Room.EncodeTLS.
-const stateVersion = 1
+// stateVersion is the format of Room.EncodeTLS. Version 1 (before hub
+// proposals) had no mandates; it still restores, with none.
+const stateVersion = 2
 
 // EncodeTLS writes the room's state for snapshots.
 func (r *Room) EncodeTLS(w *wire.Writer) {
@@ -372,6 +397,12 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 			w.Uint64(u.notAfter)
 		}
 	})
+	w.Vector(func(w *wire.Writer) {
+		for _, d := range r.mandates {
+			d.client.EncodeTLS(w)
+			d.user.EncodeTLS(w)
+		}
+	})
 }
 
 // Restore rebuilds a room from EncodeTLS output.
@@ -380,8 +411,8 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	rd.SetMaxVector(cfg.maxVector())
 	var version uint8
 	rd.Uint8(&version)
-	if rd.OK() && version != stateVersion {
-		return nil, fmt.Errorf("restore room: state format %d, want %d", version, stateVersion)
+	if rd.OK() && version != stateVersion && version != 1 {
+		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1)", version, stateVersion)
 	}
 	r := &Room{cfg: cfg}
 	r.id.DecodeTLS(rd)
@@ -407,6 +438,17 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 		u.ref = bytes.Clone(u.ref)
 		r.used = append(r.used, u)
 	})
+	if version >= 2 {
+		rd.VectorEach(func(rd *wire.Reader) {
+			var d departure
+			d.client.DecodeTLS(rd)
+			d.user.DecodeTLS(rd)
+			if rd.OK() && len(r.mandates) > 0 && !r.mandates[len(r.mandates)-1].less(d) {
+				rd.Failf("room mandates are not sorted and unique")
+			}
+			r.mandates = append(r.mandates, d)
+		})
+	}
 	if err := rd.Finish(); err != nil {
 		return nil, fmt.Errorf("restore room: %w", err)
 	}

@@ -162,7 +162,7 @@ func (r *Room) checkProposal(from string, res *mls.ProposalResult) (actor, error
 	if err := r.checkInactive(a, p, res.Sender); err != nil {
 		return actor{}, err
 	}
-	if err := r.checkQueueConflicts(res); err != nil {
+	if err := r.checkQueueConflicts(res); err != nil && !r.cfg.planted(plantQueueConflicts) {
 		return actor{}, err
 	}
 	policy := r.Policy()
@@ -179,7 +179,7 @@ func (r *Room) checkProposal(from string, res *mls.ProposalResult) (actor, error
 		if !ok {
 			return actor{}, invalid("remove of leaf %d, which is not a member", p.Removed)
 		}
-		return a, authorizeRemove(a, target, r.participants, &policy)
+		return a, r.authorizeRemove(a, target, r.participants, &policy)
 	case mls.ProposalSelfRemove, mls.ProposalPSK:
 		return a, nil
 	case mls.ProposalUpdate:
@@ -197,6 +197,14 @@ func (r *Room) checkProposal(from string, res *mls.ProposalResult) (actor, error
 		if err := authorizeAdd(a, m, &policy); err != nil {
 			return actor{}, err
 		}
+		if !policy.MultipleClients {
+			leaving := r.queuedRemovals()
+			for _, c := range r.members.clientsOf(m.user) {
+				if !leaving[r.members.byClient[c]] {
+					return actor{}, notAllowed("the room allows one client per user, and %s has %s", m.user, c)
+				}
+			}
+		}
 		return a, r.checkCapabilities(&p.KeyPackage.LeafNode, r.group.GroupContext().Extensions)
 	case mls.ProposalReInit:
 		if !proto.Allows(policy.ChangePolicy, a.roles) {
@@ -212,7 +220,7 @@ func (r *Room) checkProposal(from string, res *mls.ProposalResult) (actor, error
 // clients may propose only Remove and SelfRemove, and only of its own
 // user's clients.
 func (r *Room) checkInactive(a actor, p *mls.Proposal, sender mls.Sender) error {
-	if a.active || a.system {
+	if a.active || a.system || r.cfg.planted(plantLingeringRemoves) && p.Type == mls.ProposalRemove {
 		return nil
 	}
 	switch p.Type {
@@ -233,9 +241,9 @@ func (r *Room) checkInactive(a actor, p *mls.Proposal, sender mls.Sender) error 
 // role that may remove users, the clients of anyone it does not rank below;
 // and the clients of users who are no longer active participants. The hub
 // may remove anyone.
-func authorizeRemove(proposer actor, target member, after participants, policy *proto.BasePolicy) error {
+func (r *Room) authorizeRemove(proposer actor, target member, after participants, policy *proto.BasePolicy) error {
 	switch {
-	case proposer.system, target.user == proposer.user:
+	case proposer.system, target.user == proposer.user, !proposer.active && r.cfg.planted(plantLingeringRemoves):
 		return nil
 	case !proposer.active:
 		return notAllowed("%s is not an active participant; its clients may remove only its own clients, not %s", proposer.user, target.client)

@@ -43,6 +43,7 @@ type world struct {
 	t       testing.TB
 	suite   *mls.Suite
 	keys    *HubKeys // nil: a hub without external-sender keys (rooms from before them)
+	plant   plant    // a rule switched off (mimi_plant builds only)
 	room    *Room
 	now     uint64
 	clients []*client
@@ -66,7 +67,7 @@ func newWorld(t testing.TB) *world {
 }
 
 // cfg is the hub's room configuration.
-func (w *world) cfg() Config { return Config{Hub: hub, Keys: w.keys} }
+func (w *world) cfg() Config { return Config{Hub: hub, Keys: w.keys, plant: w.plant} }
 
 // hubExtensions are the GroupContext extensions a new room needs besides
 // its policy: the hub as external sender (none without keys).
