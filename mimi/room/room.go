@@ -35,11 +35,11 @@ type plant uint8
 
 // Rules a mimi_plant build can switch off.
 const (
-	plantNone               plant = iota
-	plantLingeringRemoves         // a lingering client may remove anyone's client (hole C)
-	plantAddUnchecked             // Adds in commits are not authorized (hole D)
-	plantQueueConflicts           // conflicting departures are queued (hole B)
-	plantBannedSends              // banned users' clients may send
+	plantNone             plant = iota
+	plantLingeringRemoves       // a lingering client may remove anyone's client (hole C)
+	plantAddUnchecked           // Adds in commits are not authorized (hole D)
+	plantQueueConflicts         // conflicting departures are queued (hole B)
+	plantBannedSends            // banned users' clients may send
 )
 
 // planted reports whether p is switched off in this (test) build.
