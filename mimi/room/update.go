@@ -320,6 +320,13 @@ func (r *Room) RequiredCapabilities() mls.RequiredCapabilities {
 	return requiredCapabilities(r.group.GroupContext().Extensions)
 }
 
+// RequiredCapabilitiesOf is what every member of a room whose GroupContext
+// has extensions ext must support (the hub refuses other leaves): members
+// check KeyPackages against it before adding them.
+func RequiredCapabilitiesOf(ext mls.Extensions) mls.RequiredCapabilities {
+	return requiredCapabilities(ext)
+}
+
 // checkCapabilities refuses a new leaf that lacks what the room requires.
 func (r *Room) checkCapabilities(leaf *mls.LeafNode, ext mls.Extensions) error {
 	rc := requiredCapabilities(ext)
