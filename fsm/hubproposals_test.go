@@ -35,20 +35,7 @@ func (n *node) hubSender() mls.ExternalSender {
 // sender (what the client library does).
 func (n *node) createHubRoom(m *member, id proto.URI) {
 	n.t.Helper()
-	s, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
-	pol := proto.DefaultPolicy()
-	ext := mls.Extensions{pol.Extension(), mls.ExternalSendersExtension(mls.ExternalSenders{n.hubSender()})}
-	g, err := mls.CreateGroup(s, m.signer, mls.CreateOptions{GroupOptions: options(&n.now), GroupID: []byte(id), Extensions: ext,
-		Credential: mls.BasicCredential([]byte(m.uri)), Capabilities: caps, Lifetime: mls.Lifetime{NotBefore: n.now/1000 - 60, NotAfter: n.now/1000 + 86400}})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	m.group = g
-	gi, err := g.GroupInfo(mls.GroupInfoOptions{ExternalPub: true})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.ok(n.apply(CmdCreateRoom, nil, "", &CreateRoomBody{Room: id, Client: m.uri, GroupInfo: gi, Tree: wire.MustMarshal(g.Tree())}), "create room")
+	n.createRoom(m, id, mls.ExternalSendersExtension(mls.ExternalSenders{n.hubSender()}))
 }
 
 func TestHubKeySetOnce(t *testing.T) {
