@@ -1226,6 +1226,12 @@ func (a *adv) checkState(stats *advStats) *violation {
 			}
 		}
 	}
+	// The derived queue index is the queue's.
+	live := a.room.qindex
+	a.room.reindexQueue()
+	if !maps.EqualFunc(live.leaves, a.room.qindex.leaves, bytes.Equal) || !maps.EqualFunc(live.users, a.room.qindex.users, bytes.Equal) {
+		return fail("queue", "the queue's index drifted from the queue")
+	}
 	// Every client of a user who is not an active participant is queued
 	// for removal by the hub.
 	queued := a.room.queuedRemovals()

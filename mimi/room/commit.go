@@ -83,7 +83,7 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, at uint64) Out
 		}
 	}
 	r.updateLingering(plan.touched)
-	r.queued = nil
+	r.queued, r.qindex = nil, queueIndex{}
 	for _, a := range res.Added {
 		if !a.KeyPackage.IsLastResort() {
 			r.markUsed(a.KeyPackageRef, a.KeyPackage.LeafNode.Lifetime.NotAfter, at/1000)

@@ -165,7 +165,7 @@ func (r *Room) hubPropose(p *mls.Proposal, at uint64) (Effect, error) {
 	if err != nil {
 		return Effect{}, fmt.Errorf("the hub's own %s: %w", p.Type, err)
 	}
-	r.queued = append(r.queued, res.Ref)
+	r.enqueue(res.Ref, res.Sender, res.Proposal)
 	return r.accept(m, at, r.recipients("")), nil
 }
 

@@ -1,7 +1,6 @@
 package room
 
 import (
-	"bytes"
 	"maps"
 	"slices"
 
@@ -83,24 +82,62 @@ type queuedItem struct {
 	touches
 }
 
+// queueIndex is derived from the queue: the leaves it removes and the users
+// it takes off the list, each with the queued proposal's ref, so that a
+// proposal is checked against the queue in constant time however many
+// members are leaving.
+type queueIndex struct {
+	leaves map[mls.LeafIndex][]byte
+	users  map[proto.URI][]byte
+}
+
+// enqueue adds a stored pending proposal to the queue.
+func (r *Room) enqueue(ref []byte, sender mls.Sender, p *mls.Proposal) {
+	r.queued = append(r.queued, ref)
+	r.qindex.add(ref, touchesOf(sender, p, r.cfg.maxVector()), p.Type)
+}
+
+func (x *queueIndex) add(ref []byte, t touches, typ mls.ProposalType) {
+	if x.leaves == nil {
+		x.leaves, x.users = map[mls.LeafIndex][]byte{}, map[proto.URI][]byte{}
+	}
+	if t.hasLeaf && typ != mls.ProposalUpdate {
+		x.leaves[t.leaf] = ref
+	}
+	for _, u := range t.users {
+		x.users[u] = ref
+	}
+}
+
+// reindexQueue rebuilds the derived queue index (after a restore, or after
+// a refused batch shortened the queue).
+func (r *Room) reindexQueue() {
+	r.qindex = queueIndex{}
+	for _, q := range r.queuedItems() {
+		r.qindex.add(q.ref, q.touches, q.proposal.Type)
+	}
+}
+
 // queuedItems returns the queue in order.
 func (r *Room) queuedItems() []queuedItem {
+	refs := make(map[string]bool, len(r.queued))
+	for _, q := range r.queued {
+		refs[string(q)] = true
+	}
 	out := make([]queuedItem, 0, len(r.queued))
 	for _, pp := range r.group.PendingProposals() {
-		if slices.ContainsFunc(r.queued, func(q []byte) bool { return bytes.Equal(q, pp.Ref) }) {
+		if refs[string(pp.Ref)] {
 			out = append(out, queuedItem{ref: pp.Ref, sender: pp.Sender, proposal: pp.Proposal, touches: touchesOf(pp.Sender, pp.Proposal, r.cfg.maxVector())})
 		}
 	}
 	return out
 }
 
-// queuedRemovals returns the leaves the queue removes.
+// queuedRemovals returns a copy of the set of leaves the queue removes.
 func (r *Room) queuedRemovals() map[mls.LeafIndex]bool {
-	out := map[mls.LeafIndex]bool{}
-	for _, q := range r.queuedItems() {
-		if q.hasLeaf && q.proposal.Type != mls.ProposalUpdate {
-			out[q.leaf] = true
-		}
+	out := make(map[mls.LeafIndex]bool, len(r.qindex.leaves))
+	for l := range r.qindex.leaves {
+		out[l] = true
 	}
 	return out
 }
@@ -111,14 +148,12 @@ func (r *Room) queuedRemovals() map[mls.LeafIndex]bool {
 // committable as a whole, so that no proposal can wedge the room.
 func (r *Room) checkQueueConflicts(res *mls.ProposalResult) error {
 	t := touchesOf(res.Sender, res.Proposal, r.cfg.maxVector())
-	for _, q := range r.queuedItems() {
-		if t.hasLeaf && q.hasLeaf && t.leaf == q.leaf {
-			return invalid("leaf %d (%s) is already being removed: queued proposal %x (%s) takes it out in the next commit", t.leaf, r.members.byLeaf[t.leaf].client, q.ref, q.proposal.Type)
-		}
-		for _, u := range t.users {
-			if slices.Contains(q.users, u) {
-				return invalid("%s is already leaving the room: queued proposal %x removes them in the next commit", u, q.ref)
-			}
+	if ref, ok := r.qindex.leaves[t.leaf]; t.hasLeaf && ok {
+		return invalid("leaf %d (%s) is already being removed: queued proposal %x takes it out in the next commit", t.leaf, r.members.byLeaf[t.leaf].client, ref)
+	}
+	for _, u := range t.users {
+		if ref, ok := r.qindex.users[u]; ok {
+			return invalid("%s is already leaving the room: queued proposal %x removes them in the next commit", u, ref)
 		}
 	}
 	return nil

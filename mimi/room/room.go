@@ -96,6 +96,7 @@ type Room struct {
 	// Derived state, rebuilt on restore.
 	members   memberIndex
 	lingering map[proto.URI]bool // users with clients who are not active participants
+	qindex    queueIndex
 }
 
 type usedKeyPackage struct {
@@ -460,6 +461,7 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 		return nil, fmt.Errorf("restore room %s: %w", r.id, err)
 	}
 	r.lingering = map[proto.URI]bool{}
+	r.reindexQueue()
 	users := make([]proto.URI, 0, len(r.members.byUser))
 	for u := range r.members.byUser {
 		users = append(users, u)

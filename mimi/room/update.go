@@ -126,13 +126,17 @@ func (r *Room) proposals(from string, body *proto.UpdateRoomRequest, at uint64) 
 		})
 		if err != nil {
 			r.group.TruncatePending(mark)
-			r.queued, r.seq = r.queued[:queued], seq
+			if len(r.queued) > queued {
+				r.queued = r.queued[:queued]
+				r.reindexQueue()
+			}
+			r.seq = seq
 			out := refuse(err)
 			out.Response.Description = fmt.Sprintf("proposal %d: %s", i, out.Response.Description)
 			return out
 		}
 		if queue {
-			r.queued = append(r.queued, res.Ref)
+			r.enqueue(res.Ref, res.Sender, res.Proposal)
 		}
 		effects = append(effects, r.accept(m, at, r.recipients(sender)))
 	}
