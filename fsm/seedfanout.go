@@ -96,6 +96,9 @@ func (s *State) decodeHubSection(r *wire.Reader) {
 			if r.OK() && len(d) != sha256.Size {
 				r.Failf("fanout digest of %d bytes", len(d))
 			}
+			if r.OK() && len(ring.digests) == maxFanoutDigests {
+				r.Failf("more than %d fanout digests for %s", maxFanoutDigests, id)
+			}
 			ring.digests = append(ring.digests, bytes.Clone(d))
 		})
 		s.seedFanout[id] = ring
