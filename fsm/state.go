@@ -71,6 +71,12 @@ type State struct {
 	// lastAt is the latest acceptance time applied: the FSM's clock never
 	// runs backwards, even when a new leader's clock is behind the old one's.
 	lastAt uint64
+	// hubSecret (CmdHubKey) derives hubKeys, the hub's external-sender keys
+	// (hubproposals.go); seedFanout remembers fanout without sequence
+	// numbers (seedfanout.go).
+	hubSecret  []byte
+	hubKeys    *room.HubKeys
+	seedFanout map[proto.URI]*digestRing
 }
 
 // userRecord is a local user's searchable profile.
@@ -104,6 +110,8 @@ func newState(cfg Config) (*State, error) {
 		streams: map[proto.URI]*roomStream{},
 		outbox:  map[string]*outQueue{},
 		dedup:   dedupTable{entries: map[string]dedupEntry{}},
+
+		seedFanout: map[proto.URI]*digestRing{},
 	}, nil
 }
 
@@ -111,8 +119,10 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// stateVersion is the snapshot format.
-const stateVersion = 1
+// stateVersion is the snapshot format. Version 2 added the hub section
+// (the hub's external-sender secret, unnumbered-fanout digests); version 1
+// still decodes, without them.
+const stateVersion = 2
 
 // EncodeTLS writes the whole state.
 func (s *State) EncodeTLS(w *wire.Writer) {
@@ -160,7 +170,8 @@ func (s *State) EncodeTLS(w *wire.Writer) {
 		}
 	})
 	s.dedup.EncodeTLS(w)
-	w.Uint64(s.lastAt)
+	w.Vector(s.encodeHubSection)
+	w.Uint64(s.lastAt) // last: the clock
 }
 
 // decodeState reads a snapshot into a fresh state for cfg.
@@ -172,8 +183,8 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 	r := wire.NewReader(data)
 	var v uint8
 	r.Uint8(&v)
-	if r.OK() && v != stateVersion {
-		return nil, fmt.Errorf("snapshot format %d, want %d", v, stateVersion)
+	if r.OK() && v != stateVersion && v != 1 {
+		return nil, fmt.Errorf("snapshot format %d, want %d (or 1)", v, stateVersion)
 	}
 	var rooms [][]byte
 	r.VectorEach(func(r *wire.Reader) {
@@ -224,12 +235,20 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 		s.reports = append(s.reports, rep)
 	})
 	s.dedup.DecodeTLS(r)
+	if v >= 2 {
+		r.Vector(s.decodeHubSection)
+	}
 	r.Uint64(&s.lastAt)
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("decode snapshot: %w", err)
 	}
+	if s.hubSecret != nil {
+		if s.hubKeys, err = room.NewHubKeys(cfg.Domain, s.hubSecret); err != nil {
+			return nil, fmt.Errorf("decode snapshot: %w", err)
+		}
+	}
 	for _, b := range rooms {
-		rm, err := room.Restore(s.cfg.roomConfig(), bytes.Clone(b))
+		rm, err := room.Restore(s.roomConfig(), bytes.Clone(b))
 		if err != nil {
 			return nil, err
 		}
