@@ -54,6 +54,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.AdminToken, err = cfg.adminToken(stderr); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -89,6 +92,7 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 		AssetHosts:      c.AssetHosts,
 		RegistrationKey: c.RegistrationKey,
 		AdminToken:      c.AdminToken,
+		OpsHosts:        c.OpsHosts,
 		RequireConsent:  c.RequireConsent,
 		Raft: cluster.Config{
 			AdvertiseAddr:   c.RaftAdvertise,

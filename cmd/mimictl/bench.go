@@ -67,7 +67,7 @@ type benchOptions struct {
 	sharedRoom bool
 	servers    []string
 	opsURLs    []string
-	adminToken string
+	adminToken adminTokenFlags
 	ca, regKey string
 	inprocess  bool
 	cluster    int
@@ -129,7 +129,7 @@ timing). Nothing else is measured then.`,
 			fs.BoolVar(&o.sharedRoom, "shared-room", false, "commits mode: all senders commit to one room, racing for its epochs")
 			server := fs.String("server", "https://127.0.0.1:8444", "client API `URL`s of the provider, comma-separated (senders are spread round-robin)")
 			opsURLs := fs.String("ops-url", "", "operations listener `URL`s of the -server nodes, in the same order: lets -via find the leader")
-			fs.StringVar(&o.adminToken, "admin-token", "", "the nodes' admin bearer `token` for -ops-url (default $MIMICTL_ADMIN_TOKEN)")
+			o.adminToken.define(fs)
 			fs.StringVar(&o.ca, "ca", "", "PEM `file` of the CA that signed the provider's certificate (default: the system roots)")
 			fs.StringVar(&o.regKey, "registration-key", "", "the provider's registration `key` (default $MIMICTL_REGISTRATION_KEY)")
 			fs.BoolVar(&o.inprocess, "inprocess", false, "start a provider in this process instead of using -server")
@@ -149,9 +149,6 @@ timing). Nothing else is measured then.`,
 				}
 				if o.regKey == "" {
 					o.regKey = e.getenv("MIMICTL_REGISTRATION_KEY")
-				}
-				if o.adminToken == "" {
-					o.adminToken = e.getenv("MIMICTL_ADMIN_TOKEN")
 				}
 				o.servers, o.opsURLs, o.hubArgs = splitList(*server), splitList(*opsURLs), strings.Fields(*hubArgs)
 				for _, m := range splitList(*mode) {
@@ -377,17 +374,21 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 	}
 	t := &benchTarget{desc: "server " + strings.Join(o.servers, ", "), ca: o.ca, nodes: o.servers}
 	if len(o.opsURLs) > 0 {
-		t.leader = func(ctx context.Context) (int, error) { return opsLeader(ctx, o.opsURLs, o.adminToken) }
+		t.leader = func(ctx context.Context) (int, error) { return opsLeader(ctx, e, o.opsURLs, &o.adminToken) }
 	}
 	return t, func() {}, nil
 }
 
 // opsLeader asks each node's operations listener (GET /v1/status) whether
 // it leads, until one does (bounded by ctx).
-func opsLeader(ctx context.Context, urls []string, token string) (int, error) {
+func opsLeader(ctx context.Context, e *env, urls []string, tokens *adminTokenFlags) (int, error) {
 	var last error
 	for {
 		for i, u := range urls {
+			token, err := tokens.resolve(e, u)
+			if err != nil {
+				return 0, err
+			}
 			st, err := opsStatus(ctx, u, token)
 			if err != nil {
 				last = err

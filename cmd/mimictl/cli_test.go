@@ -143,6 +143,20 @@ func TestOpsCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "HTTP 401") || !strings.Contains(errOut, "-admin-token") {
 		t.Fatalf("status without the token: exit %d, %q", code, errOut)
 	}
+	// On the node's host, the token comes from its data folder (where
+	// mimi-hub generates it) or a token file.
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, hub.AdminTokenFile), []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-data", data}, {"-admin-token-file", filepath.Join(data, hub.AdminTokenFile)}} {
+		if code, _, errOut := runCLI(t, append([]string{"status", "-ops", p.OpsURL}, args...)...); code != 0 {
+			t.Errorf("status %v: exit %d, %q", args, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "status", "-ops", p.OpsURL, "-admin-token-file", filepath.Join(data, "missing")); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("status with a missing token file: exit %d, %q", code, errOut)
+	}
 	code, out, errOut := runCLI(t, "status", "-ops", p.OpsURL, "-admin-token", "t0ken")
 	if code != 0 {
 		t.Fatalf("status: exit %d, %q", code, errOut)

@@ -57,8 +57,15 @@ type Config struct {
 	RegistrationKey string
 	// RequireConsent makes claims for local users need their grant.
 	RequireConsent bool
-	// AdminToken, when set, is the bearer token the ops listener's /v1/ endpoints require (see ops.go).
+	// AdminToken is the bearer token the ops listener's operator API, the
+	// dashboard's data and pprof require (see opsguard.go). Empty means
+	// none, which Start accepts only for an ops listener on a loopback
+	// address.
 	AdminToken string
+	// OpsHosts are host names the ops listener answers to besides IP
+	// literals and localhost (requests naming another host are refused,
+	// against DNS rebinding).
+	OpsHosts []string
 	// NodeID names this node within its provider's cluster; default
 	// Domain (a single node).
 	NodeID string
@@ -103,6 +110,9 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if _, err := proto.UserURI(cfg.Domain, "x").Parse(); err != nil {
 		return nil, fmt.Errorf("hub: invalid domain %q", cfg.Domain)
+	}
+	if cfg.OpsAddr != "" && cfg.AdminToken == "" && !IsLoopbackAddr(cfg.OpsAddr) {
+		return nil, fmt.Errorf("hub: the operations listener %s is not a loopback address: it needs an admin token", cfg.OpsAddr)
 	}
 	log := cfg.Logger.With("domain", cfg.Domain)
 	f, err := fsm.New(fsm.Config{Domain: cfg.Domain, RequireConsent: cfg.RequireConsent})

@@ -2,8 +2,6 @@ package hub
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,9 +24,11 @@ import (
 )
 
 // The operations listener (Config.OpsAddr) is plain HTTP for operators and
-// orchestrators, never for users. /healthz, /readyz and /metrics are
-// always open; the endpoints under /v1/ need `Authorization: Bearer
-// <Config.AdminToken>` when an admin token is configured.
+// orchestrators, never for users. /healthz, /readyz and /metrics need no
+// token; the endpoints under /v1/ and /debug/pprof/ need `Authorization:
+// Bearer <Config.AdminToken>`. Every route but /healthz and /readyz checks
+// the Host and refuses cross-site browser requests, and every POST must
+// declare its body's media type (opsguard.go).
 //
 //	GET  /healthz                  200 "ok" while the process serves
 //	GET  /readyz                   200 "ready" when the node can serve (see Hub.Ready), else 503 and the reason
@@ -41,9 +41,12 @@ import (
 //	POST /v1/cluster/join          OpsJoinRequest: gossip addresses to contact -> OpsJoinAnswer
 //	POST /v1/cluster/remove        OpsServerRequest: remove a server (a dead node) from the Raft configuration now -> OpsRemoveAnswer
 //	GET  /v1/cluster/snapshot      a backup of the replicated state (application/octet-stream, trailers Mimi-Backup-Index, -Term, -Size)
-//	POST /v1/cluster/restore       body: a backup; replaces the state on every node -> OpsRestoreAnswer
+//	POST /v1/cluster/restore       body: a backup (Content-Type: application/octet-stream); replaces the state on every node -> OpsRestoreAnswer
+//	GET  /debug/pprof/...          Go's profiles (net/http/pprof; ?seconds at most 60)
 //
-// Errors are JSON {"error", "kind"}: 400 for bad input, 404 for an unknown
+// Errors are JSON {"error", "kind"}: 400 for bad input, 401 without the
+// token, 403 for a cross-site request, 415 for a body of another media
+// type, 421 for a foreign Host, 404 for an unknown
 // server, 409 for a refused change (it would cost the quorum, the node is
 // the leader, ...), 502 when no gossip peer answered, 503 with Retry-After
 // while the cluster has no leader or the node is stopping, 504 when the
@@ -221,8 +224,10 @@ func (h *Hub) startOps(ctx context.Context) error {
 	return nil
 }
 
-// opsHandler serves the operations listener.
+// opsHandler serves the operations listener. Every route but /healthz and
+// /readyz is behind the guard (opsguard.go).
 func (h *Hub) opsHandler() http.Handler {
+	g := newOpsGuard(h.cfg.AdminToken, h.cfg.OpsHosts)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
@@ -236,12 +241,15 @@ func (h *Hub) opsHandler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", h.metrics.handler())
+	mux.Handle("GET /metrics", g.wrap(routeChecks{}, h.metrics.handler()))
 	methods := map[string]string{} // the method of each /v1/ path
-	admin := func(method, path string, f http.HandlerFunc) {
-		mux.Handle(method+" "+path, h.adminOnly(f))
+	register := func(method, path string, c routeChecks, f http.Handler) {
+		c.token = true
+		mux.Handle(method+" "+path, g.wrap(c, f))
 		methods[path] = method
 	}
+	// admin registers an operator endpoint: admin token, JSON bodies.
+	admin := func(method, path string, f http.HandlerFunc) { register(method, path, routeChecks{}, f) }
 	admin(http.MethodGet, "/v1/status", h.opsStatus)
 	admin(http.MethodGet, "/v1/reports", h.opsReports)
 	admin(http.MethodGet, "/v1/cluster/status", h.opsClusterStatus)
@@ -250,8 +258,8 @@ func (h *Hub) opsHandler() http.Handler {
 	admin(http.MethodPost, "/v1/cluster/join", h.opsJoin)
 	admin(http.MethodPost, "/v1/cluster/remove", h.opsRemove)
 	admin(http.MethodGet, "/v1/cluster/snapshot", h.opsSnapshot)
-	admin(http.MethodPost, "/v1/cluster/restore", h.opsRestore)
-	mux.Handle("/v1/", h.adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	register(http.MethodPost, "/v1/cluster/restore", routeChecks{body: "application/octet-stream"}, http.HandlerFunc(h.opsRestore))
+	mux.Handle("/v1/", g.wrap(routeChecks{token: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m, ok := methods[r.URL.Path]; ok {
 			w.Header().Set("Allow", m)
 			opsError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, m))
@@ -259,6 +267,7 @@ func (h *Hub) opsHandler() http.Handler {
 		}
 		opsError(w, http.StatusNotFound, "no such operations endpoint: "+r.Method+" "+r.URL.Path)
 	})))
+	h.registerPprof(mux, g)
 	return h.metrics.middleware("ops", func(r *http.Request) string { return r.Pattern })(mux)
 }
 
@@ -294,27 +303,6 @@ func (h *Hub) Ready() error {
 		return fmt.Errorf("catching up: applied index %d is %d entries behind the commit index %d", st.FSMIndex, st.CommitIndex-st.FSMIndex, st.CommitIndex)
 	}
 	return nil
-}
-
-// adminOnly requires the admin bearer token when one is configured.
-func (h *Hub) adminOnly(next http.Handler) http.Handler {
-	if h.cfg.AdminToken == "" {
-		return next
-	}
-	// Comparing digests keeps the comparison constant-time whatever the
-	// presented token's length.
-	want := sha256.Sum256([]byte(h.cfg.AdminToken))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mimi-hub ops"`)
-			opsError(w, http.StatusUnauthorized, "missing or wrong admin token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // opsStatus serves GET /v1/status.
@@ -487,8 +475,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 func opsError(w http.ResponseWriter, status int, msg string) {
 	kind := "invalid"
 	switch status {
-	case http.StatusUnauthorized:
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusMisdirectedRequest:
 		kind = "not_allowed"
+	case http.StatusUnsupportedMediaType:
+		kind = "invalid"
 	case http.StatusNotFound:
 		kind = "not_found"
 	case http.StatusConflict:

@@ -267,6 +267,13 @@ func (n *Node) getJSON(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return err
 	}
+	// The node generated its admin token in its data folder on first
+	// start; read it as mimictl does on the node's host.
+	token, err := hub.ReadAdminToken(filepath.Join(n.DataDir, hub.AdminTokenFile))
+	if err != nil {
+		return fmt.Errorf("systemtest: %s: %w", n.ID, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := opsClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)
