@@ -53,8 +53,8 @@ type config struct {
 	AdminTokenSet  bool     `json:"-"`
 	AdminTokenFile string   `json:"admin_token_file"`
 	OpsHosts       []string `json:"ops_host"`
-	RequireConsent  bool              `json:"require_consent"`
-	LogLevel        string            `json:"log_level"`
+	RequireConsent bool     `json:"require_consent"`
+	LogLevel       string   `json:"log_level"`
 
 	DeadNodeRemoveAfter  duration `json:"dead_node_remove_after"`
 	LeaderWait           duration `json:"leader_wait"`
