@@ -370,6 +370,30 @@ func TestClusterMembership(t *testing.T) {
 	leaver.node.Shutdown(ctxTimeout(t, testWait))
 	delete(c.nodes, leaver.id)
 	register(t, c.leader().store, "after-leave")
+	// Once stopped, it is listed as left, not failed, on every node, and
+	// nobody asks it for a report; the leader's events say so.
+	for _, n := range c.nodes {
+		if n.node.isStopping() {
+			continue // n4, crashed above
+		}
+		for range 5 {
+			st, err := n.node.Status(ctxTimeout(t, testWait))
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(st.Servers, func(s ServerStatus) bool { return s.ID == leaver.id })
+			if i < 0 {
+				t.Fatalf("%s does not list the node that left: %+v", n.id, st.Servers)
+			}
+			if s := st.Servers[i]; s.Gossip != StatusLeft || s.Suffrage != "none" || s.Error != "" {
+				t.Fatalf("%s lists the node that left as %+v", n.id, s)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !slices.ContainsFunc(n.node.Events(), func(e Event) bool { return e.Kind == EventNodeLeft && e.Node == leaver.id }) {
+			t.Errorf("%s's events lack the departure: %+v", n.id, n.node.Events())
+		}
+	}
 	_ = l
 }
 
