@@ -22,8 +22,8 @@ func newRecordingHandler() recordingHandler {
 }
 
 func (h recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h recordingHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
-func (h recordingHandler) WithGroup(string) slog.Handler             { return h }
+func (h recordingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h recordingHandler) WithGroup(string) slog.Handler            { return h }
 func (h recordingHandler) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
