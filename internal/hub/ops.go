@@ -43,6 +43,8 @@ import (
 //	GET  /v1/cluster/snapshot      a backup of the replicated state (application/octet-stream, trailers Mimi-Backup-Index, -Term, -Size)
 //	POST /v1/cluster/restore       body: a backup (Content-Type: application/octet-stream); replaces the state on every node -> OpsRestoreAnswer
 //	GET  /debug/pprof/...          Go's profiles (net/http/pprof; ?seconds at most 60)
+//	GET  /                         the operator dashboard's page (and /ui/: its script and style; no token, no data)
+//	GET  /v1/dashboard             OpsDashboard: what the dashboard shows
 //
 // Errors are JSON {"error", "kind"}: 400 for bad input, 401 without the
 // token, 403 for a cross-site request, 415 for a body of another media
@@ -203,6 +205,8 @@ type opsState struct {
 	readyLeader atomic.Bool
 	// leaveOnce calls Config.OnLeave at most once.
 	leaveOnce sync.Once
+	// rooms caches the dashboard's room summary.
+	rooms roomStats
 }
 
 // startOps registers the hub's metrics collector and follows this node's
@@ -268,6 +272,7 @@ func (h *Hub) opsHandler() http.Handler {
 		opsError(w, http.StatusNotFound, "no such operations endpoint: "+r.Method+" "+r.URL.Path)
 	})))
 	h.registerPprof(mux, g)
+	h.registerDashboard(mux, g, admin)
 	return h.metrics.middleware("ops", func(r *http.Request) string { return r.Pattern })(mux)
 }
 
@@ -307,6 +312,16 @@ func (h *Hub) Ready() error {
 
 // opsStatus serves GET /v1/status.
 func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
+	out, err := h.status()
+	if err != nil {
+		opsError(w, http.StatusInternalServerError, "reading the state: "+err.Error())
+		return
+	}
+	writeJSON(w, out)
+}
+
+// status is this node's OpsStatus.
+func (h *Hub) status() (OpsStatus, error) {
 	st := h.node.Stats()
 	out := OpsStatus{
 		Domain: h.cfg.Domain,
@@ -337,8 +352,7 @@ func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		opsError(w, http.StatusInternalServerError, "reading the state: "+err.Error())
-		return
+		return OpsStatus{}, err
 	}
 	for peer, d := range depth {
 		p := OpsPeer{Outbox: d[0]}
@@ -355,7 +369,7 @@ func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Peers[peer] = p
 	}
-	writeJSON(w, out)
+	return out, nil
 }
 
 // opsReports serves GET /v1/reports.

@@ -41,9 +41,10 @@ import (
 //     browser without a CORS preflight, which this listener never grants.
 //
 // /metrics passes checks 1 and 2 only: Prometheus scrapes it without a
-// token. The dashboard's page and script (GET /, /ui/) pass checks 1 and 2
-// and hold no data: the page asks for the token and sends it as a header
-// from sessionStorage (never in a URL or cookie).
+// token. The dashboard's page and script (GET /, /ui/) pass check 1 only
+// (a link from another site may open the page) and hold no data: the page
+// asks for the token and sends it as a header from sessionStorage (never
+// in a URL or cookie) to GET /v1/dashboard, which passes every check.
 
 // AdminTokenFile is the name of the file, in a node's data directory, that
 // holds the admin token mimi-hub generated on first start (0600).
@@ -154,6 +155,9 @@ type routeChecks struct {
 	// body is the media type a mutating request's body must declare
 	// (default application/json).
 	body string
+	// allowCrossSite lets other sites link to the route (the dashboard's
+	// page, which holds no data).
+	allowCrossSite bool
 }
 
 // wrap returns next behind the Host and cross-site checks and those of c.
@@ -163,7 +167,7 @@ func (g *opsGuard) wrap(c routeChecks, next http.Handler) http.Handler {
 			opsError(w, http.StatusMisdirectedRequest, err.Error())
 			return
 		}
-		if err := crossSite(r); err != nil {
+		if err := crossSite(r); err != nil && !c.allowCrossSite {
 			opsError(w, http.StatusForbidden, err.Error())
 			return
 		}
