@@ -197,8 +197,8 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		handler    http.Handler
 		tls        *tls.Config
 	}{
-		{"federation", cfg.FederationAddr, httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed), fedTLS},
-		{"client", cfg.ClientAddr, httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed), serverTLS},
+		{"federation", cfg.FederationAddr, h.acceptingOnly(httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed)), fedTLS},
+		{"client", cfg.ClientAddr, h.acceptingOnly(httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed)), serverTLS},
 		{"ops", cfg.OpsAddr, h.opsHandler(), nil},
 	} {
 		if s.addr == "" {

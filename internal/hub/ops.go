@@ -42,6 +42,8 @@ import (
 //	POST /v1/cluster/remove        OpsServerRequest: remove a server (a dead node) from the Raft configuration now -> OpsRemoveAnswer
 //	GET  /v1/cluster/snapshot      a backup of the replicated state (application/octet-stream, trailers Mimi-Backup-Index, -Term, -Size)
 //	POST /v1/cluster/restore       body: a backup (Content-Type: application/octet-stream); replaces the state on every node -> OpsRestoreAnswer
+//	POST /v1/node/step-down        this node, if it leads, hands leadership over (ops_node.go) -> OpsLeaderAnswer
+//	POST /v1/node/pause            OpsPauseRequest: refuse client and federation requests for N seconds -> OpsPauseAnswer
 //	GET  /debug/pprof/...          Go's profiles (net/http/pprof; ?seconds at most 60)
 //	GET  /                         the operator dashboard's page (and /ui/: its script and style; no token, no data)
 //	GET  /v1/dashboard             OpsDashboard: what the dashboard shows
@@ -94,6 +96,9 @@ type OpsStatus struct {
 	// LastAcceptedAt is the acceptance time of the last command applied;
 	// nil before the first.
 	LastAcceptedAt *time.Time `json:"last_accepted_at"`
+	// PausedUntil is when a pause (POST /v1/node/pause) ends; nil when
+	// the node accepts requests.
+	PausedUntil *time.Time `json:"paused_until,omitempty"`
 	// Now is the node's clock when it answered.
 	Now time.Time `json:"now"`
 }
@@ -207,6 +212,9 @@ type opsState struct {
 	leaveOnce sync.Once
 	// rooms caches the dashboard's room summary.
 	rooms roomStats
+	// pausedUntil is when a pause asked for through POST /v1/node/pause
+	// ends (Unix nanoseconds; 0: not paused).
+	pausedUntil atomic.Int64
 }
 
 // startOps registers the hub's metrics collector and follows this node's
@@ -263,6 +271,8 @@ func (h *Hub) opsHandler() http.Handler {
 	admin(http.MethodPost, "/v1/cluster/remove", h.opsRemove)
 	admin(http.MethodGet, "/v1/cluster/snapshot", h.opsSnapshot)
 	register(http.MethodPost, "/v1/cluster/restore", routeChecks{body: "application/octet-stream"}, http.HandlerFunc(h.opsRestore))
+	admin(http.MethodPost, "/v1/node/step-down", h.opsStepDown)
+	admin(http.MethodPost, "/v1/node/pause", h.opsPause)
 	mux.Handle("/v1/", g.wrap(routeChecks{token: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m, ok := methods[r.URL.Path]; ok {
 			w.Header().Set("Allow", m)
@@ -282,6 +292,9 @@ func (h *Hub) opsHandler() http.Handler {
 // timeout, and have applied all but at most ReadyMaxLag committed entries.
 // GET /readyz answers it.
 func (h *Hub) Ready() error {
+	if until := h.pausedUntil(); !until.IsZero() {
+		return fmt.Errorf("paused by an operator for %s more", time.Until(until).Round(time.Millisecond))
+	}
 	st := h.node.Stats()
 	switch {
 	case st.State == "Shutdown":
@@ -340,6 +353,9 @@ func (h *Hub) status() (OpsStatus, error) {
 	}
 	if err := h.Ready(); err != nil {
 		out.Ready, out.NotReady = false, err.Error()
+	}
+	if until := h.pausedUntil(); !until.IsZero() {
+		out.PausedUntil = timePtr(until)
 	}
 	var depth map[string][2]uint64
 	err := h.fsm.Read(func(s *fsm.State) error {
@@ -724,11 +740,17 @@ func (h *Hub) opsTransferLeader(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	h.transferLeadership(w, r, "transfer leadership", req.ID)
+}
+
+// transferLeadership hands leadership to the voter id ("" for the most
+// up-to-date one) and answers the new leader once it announced itself.
+func (h *Hub) transferLeadership(w http.ResponseWriter, r *http.Request, op, id string) {
 	ctx, cancel := context.WithTimeout(r.Context(), clusterOpTimeout)
 	defer cancel()
 	before, _ := h.node.Leader()
-	if err := h.node.TransferLeadership(ctx, req.ID); err != nil {
-		h.clusterError(w, r, "transfer leadership", err, http.StatusConflict)
+	if err := h.node.TransferLeadership(ctx, id); err != nil {
+		h.clusterError(w, r, op, err, http.StatusConflict)
 		return
 	}
 	// The new leader announces itself with its first heartbeat.
@@ -736,11 +758,11 @@ func (h *Hub) opsTransferLeader(w http.ResponseWriter, r *http.Request) {
 	settle, cancelSettle := context.WithTimeout(ctx, transferSettle)
 	defer cancelSettle()
 	for {
-		id, addr := h.node.Leader()
-		done := id != "" && (id == req.ID || (req.ID == "" && id != before))
+		leader, addr := h.node.Leader()
+		done := leader != "" && (leader == id || (id == "" && leader != before))
 		if done || settle.Err() != nil {
-			if id != "" {
-				out = OpsLeaderAnswer{LeaderID: id, LeaderAddr: addr}
+			if leader != "" {
+				out = OpsLeaderAnswer{LeaderID: leader, LeaderAddr: addr}
 			}
 			break
 		}
@@ -749,7 +771,7 @@ func (h *Hub) opsTransferLeader(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	h.cfg.Logger.Info("leadership transferred on request", "from", before, "to", out.LeaderID)
+	h.cfg.Logger.Info("leadership transferred on request", "op", op, "from", before, "to", out.LeaderID)
 	writeJSON(w, out)
 }
 
