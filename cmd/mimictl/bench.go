@@ -666,31 +666,47 @@ func (b *bencher) closeAll() {
 // newMember registers a throwaway client at server and uploads
 // keyPackages KeyPackages.
 func (b *bencher) newMember(ctx context.Context, server, name string, keyPackages int) (*client.Member, error) {
-	hc, tr, err := httpClient(b.ca, b.o.regKey)
-	if err != nil {
-		return nil, err
+	m, tr, err := b.e.newMember(ctx, memberSetup{server: server, ca: b.ca, regKey: b.o.regKey, user: name, device: "bench", keyPackages: keyPackages})
+	if tr != nil {
+		b.mu.Lock()
+		b.closers = append(b.closers, tr.CloseIdleConnections)
+		b.mu.Unlock()
 	}
-	b.mu.Lock()
-	b.closers = append(b.closers, tr.CloseIdleConnections)
-	b.mu.Unlock()
+	return m, err
+}
+
+// memberSetup describes a throwaway client bench and drill register.
+type memberSetup struct {
+	server, ca, regKey, user, device string
+	keyPackages                      int
+}
+
+// newMember registers a client that keeps its state in memory only, and
+// uploads its KeyPackages. The transport (returned even on failure, when
+// one was made) is the caller's to close.
+func (e *env) newMember(ctx context.Context, s memberSetup) (*client.Member, *http.Transport, error) {
+	hc, tr, err := httpClient(s.ca, s.regKey)
+	if err != nil {
+		return nil, nil, err
+	}
 	tr.MaxIdleConnsPerHost = 4
 	// Senders log errors only (everything with -v): a warning per sender
 	// cut off at the end of a level is noise.
-	log := b.e.providerLogger()
-	api, err := client.NewUser(client.UserConfig{BaseURL: server, HTTPClient: hc, Logger: log})
+	log := e.providerLogger()
+	api, err := client.NewUser(client.UserConfig{BaseURL: s.server, HTTPClient: hc, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, tr, err
 	}
-	m, err := client.RegisterMember(ctx, api, name, "bench", client.MemberConfig{Logger: log})
+	m, err := client.RegisterMember(ctx, api, s.user, s.device, client.MemberConfig{Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("registering %s at %s: %w", name, server, err)
+		return nil, tr, fmt.Errorf("registering %s at %s: %w", s.user, s.server, err)
 	}
-	if keyPackages > 0 {
-		if err := m.UploadKeyPackages(ctx, keyPackages, false); err != nil {
-			return nil, fmt.Errorf("KeyPackages of %s: %w", name, err)
+	if s.keyPackages > 0 {
+		if err := m.UploadKeyPackages(ctx, s.keyPackages, false); err != nil {
+			return nil, tr, fmt.Errorf("KeyPackages of %s: %w", s.user, err)
 		}
 	}
-	return m, nil
+	return m, tr, nil
 }
 
 // members registers n senders, spread round-robin over the servers, a few
@@ -793,6 +809,12 @@ func racingCommit(m *client.Member, r proto.URI) benchOp {
 // room has ms[0] create a room and add the others, and waits until every
 // one of them has joined it at its latest epoch.
 func (b *bencher) room(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
+	return shareRoom(ctx, id, ms)
+}
+
+// shareRoom has ms[0] create room id and add the others, and waits until
+// each of them joined (bounded by ctx).
+func shareRoom(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
 	r, err := ms[0].CreateRoom(ctx, id, proto.DefaultPolicy())
 	if err != nil {
 		return "", fmt.Errorf("creating a room: %w", err)

@@ -75,6 +75,7 @@ func commands() []*command {
 		statusCommand(),
 		reportsCommand(),
 		clusterCommand(),
+		drillCommand(),
 		benchCommand(),
 	}
 }

@@ -157,7 +157,9 @@ type localClusterConfig struct {
 	// Nodes is the cluster's size (the voters it bootstraps with).
 	Nodes           int
 	RegistrationKey string
-	Logger          *slog.Logger
+	// AdminToken guards the operations listeners when set.
+	AdminToken string
+	Logger     *slog.Logger
 }
 
 // startLocalCluster starts cfg.Nodes nodes that find each other through
@@ -218,6 +220,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			Certificate:     cert,
 			PeerRoots:       cfg.CA.Pool(),
 			RegistrationKey: cfg.RegistrationKey,
+			AdminToken:      cfg.AdminToken,
 			Raft: cluster.Config{
 				BootstrapExpect: cfg.Nodes,
 				TLS:             &cluster.TLS{Certificate: nodeCert, Roots: cfg.CA.Pool()},
