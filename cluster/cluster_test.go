@@ -524,7 +524,8 @@ func TestClusterRefusesUnauthenticatedPeers(t *testing.T) {
 	}
 	// TLS with a certificate from another CA: refused by the server.
 	other := testTLS(t, newTestCA(t), "intruder")
-	m := &mux{client: other.clientConfig()}
+	m := &mux{}
+	m.configs.Store(newMuxTLS(other))
 	ctx := ctxTimeout(t, 5*time.Second)
 	tc, err := m.dial(ctx, addr, protoRPC)
 	if err == nil {

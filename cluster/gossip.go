@@ -28,7 +28,9 @@ type GossipConfig struct {
 	// is enough. The node keeps retrying in the background until one does.
 	Join []string
 	// Key encrypts and authenticates gossip (AES-GCM, 16, 24 or 32 bytes).
-	// Every node of a cluster has the same key. Required.
+	// Every node of a cluster has the same key. Required. Once the keys
+	// were rotated through Node.Keyring, the node starts with the keyring
+	// it saved in DataDir instead (keyring.go).
 	Key []byte
 	// ClusterName labels every gossip packet; nodes of other clusters
 	// (another label) are ignored even if they share the key.
@@ -131,11 +133,13 @@ type gossip struct {
 	// onStatus is told when a known node's status changes (not when a
 	// node is first seen), outside the lock.
 	onStatus func(id string, from, to MemberStatus)
+	// keys is the keyring gossip encrypts with (keyring.go).
+	keys *keyringState
 }
 
-func startGossip(cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger, onStatus func(id string, from, to MemberStatus)) (*gossip, error) {
+func startGossip(cfg *GossipConfig, id string, meta nodeMeta, keys *keyringState, log *slog.Logger, onStatus func(id string, from, to MemberStatus)) (*gossip, error) {
 	g := &gossip{log: log.With("component", "gossip"), meta: meta, members: map[string]*member{},
-		notify: make(chan struct{}, 1), now: time.Now, onStatus: onStatus}
+		notify: make(chan struct{}, 1), now: time.Now, onStatus: onStatus, keys: keys}
 	var mc *memberlist.Config
 	if cfg.Profile == "local" {
 		mc = memberlist.DefaultLocalConfig()
@@ -155,7 +159,7 @@ func startGossip(cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger, 
 		return nil, fmt.Errorf("gossip advertise address: %w", err)
 	}
 	mc.AdvertiseAddr, mc.AdvertisePort = a.IP.String(), a.Port
-	mc.SecretKey = cfg.Key
+	mc.Keyring = keys.ring // cfg.Key, or the keyring saved after a rotation
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Label = cfg.ClusterName
 	mc.Delegate = g

@@ -146,7 +146,12 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	}
 	if cfg.Gossip != nil {
 		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID}
-		if n.gossip, err = startGossip(cfg.Gossip, cfg.NodeID, meta, logger, n.gossipChanged); err != nil {
+		keys, err := loadKeyring(cfg.DataDir, cfg.Gossip.Key, logger)
+		if err != nil {
+			n.raft.Shutdown().Error()
+			return nil, fmt.Errorf("cluster: start: %w", err)
+		}
+		if n.gossip, err = startGossip(cfg.Gossip, cfg.NodeID, meta, keys, logger, n.gossipChanged); err != nil {
 			n.raft.Shutdown().Error()
 			return nil, fmt.Errorf("cluster: start: %w", err)
 		}
