@@ -110,10 +110,10 @@ type mux struct {
 	advertise net.Addr
 	// configs holds the TLS configurations new connections use; SetTLS
 	// replaces them, connections already open keep theirs.
-	configs   atomic.Pointer[muxTLS]
-	log       *slog.Logger
-	subs      map[byte]*subListener
-	ids       clusterIDs
+	configs atomic.Pointer[muxTLS]
+	log     *slog.Logger
+	subs    map[byte]*subListener
+	ids     clusterIDs
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once

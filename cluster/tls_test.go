@@ -75,4 +75,3 @@ func TestClusterRotatesTLS(t *testing.T) {
 		t.Fatalf("SetTLS with a certificate of another CA: %v", err)
 	}
 }
-
