@@ -330,10 +330,21 @@ func readGossipKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-func (c config) logger(w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
+// logger returns the daemon's logger, its level held by level so that a
+// reload can change it.
+func (c config) logger(w io.Writer, level *slog.LevelVar) (*slog.Logger, error) {
+	if err := c.setLevel(level); err != nil {
+		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+}
+
+// setLevel sets level to the configured log level.
+func (c config) setLevel(level *slog.LevelVar) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log level %q: %w", c.LogLevel, err)
+	}
+	level.Set(l)
+	return nil
 }

@@ -12,7 +12,9 @@
 // -bootstrap-expect (see the README). `mimi-hub -h` lists the flags; every
 // flag can also come from a JSON file (-config) or a MIMI_HUB_*
 // environment variable. SIGTERM and SIGINT stop it cleanly: servers drain,
-// a leader hands leadership over, then Raft snapshots and closes.
+// a leader hands leadership over, then Raft snapshots and closes. SIGHUP
+// reloads the certificates, CA roots, peer map and log level without
+// dropping connections (see reload.go).
 package main
 
 import (
@@ -42,11 +44,17 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	// SIGHUP reloads (reload.go); caught from the start, so that it never
+	// kills the daemon, and handled once the provider runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := cfg.logger(stderr)
+	level := new(slog.LevelVar)
+	log, err := cfg.logger(stderr, level)
 	if err != nil {
 		return err
 	}
@@ -67,7 +75,16 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	r := &reloader{args: args, getenv: getenv, level: level, log: log, hub: h, current: cfg}
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			if err := r.reload(); err != nil {
+				log.Error("reload failed; still running with the previous settings", "err", err)
+			}
+		case <-ctx.Done():
+		}
+	}
 	log.Info("stopping")
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelClose()

@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
@@ -96,10 +98,15 @@ type Hub struct {
 	ops      opsState
 	servers  []*http.Server
 	addrs    map[string]string
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closed   sync.Once
-	draining chan struct{} // closed when Close begins
+	// material is the TLS material and peer map SIGHUP can replace
+	// (reload.go).
+	material atomic.Pointer[material]
+	// peerTransport carries federation requests; Reload swaps it.
+	peerTransport swapTransport
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	closed        sync.Once
+	draining      chan struct{} // closed when Close begins
 }
 
 // Start starts a provider node: Raft (bootstrapping a single voter on first
@@ -140,15 +147,17 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub: raft: %w", err)
 	}
 	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), metrics: m, addrs: map[string]string{}}
+	h.material.Store(&material{cert: cfg.Certificate, peerRoots: cfg.PeerRoots, peers: maps.Clone(cfg.Peers)})
+	h.peerTransport.set(h.newPeerTransport())
 	fail := func(err error) (*Hub, error) {
 		h.Close(context.Background())
 		return nil, err
 	}
 	h.fed, err = client.NewFederation(client.FederationConfig{
 		Domain:     cfg.Domain,
-		HTTPClient: peerClient(cfg),
+		HTTPClient: &http.Client{Transport: &h.peerTransport},
 		Resolve: func(domain string) (string, error) {
-			if addr, ok := cfg.Peers[domain]; ok {
+			if addr, ok := h.material.Load().peers[domain]; ok {
 				_, port, err := net.SplitHostPort(addr)
 				if err != nil {
 					return "", fmt.Errorf("peer %s address %q: %w", domain, addr, err)
@@ -188,10 +197,7 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.AssetRoots, MinVersion: tls.VersionTLS12}
 		api.AssetClient = &http.Client{Transport: tr}
 	}
-	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, MinVersion: tls.VersionTLS12}
-	fedTLS := serverTLS.Clone()
-	fedTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	fedTLS.ClientCAs = cfg.PeerRoots
+	serverTLS, fedTLS := h.serverTLS()
 	for _, s := range []struct {
 		name, addr string
 		handler    http.Handler
@@ -278,26 +284,6 @@ func (h *Hub) Close(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// peerClient is the HTTP client for federation requests: mutual TLS with
-// the provider's certificate, peers verified against PeerRoots for the
-// domain the request names, and connections to listed peers dialed at
-// their configured address.
-func peerClient(cfg Config) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, RootCAs: cfg.PeerRoots, MinVersion: tls.VersionTLS12}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
-		if err == nil {
-			if to, ok := cfg.Peers[host]; ok {
-				addr = to
-			}
-		}
-		return dialer.DialContext(ctx, network, addr)
-	}
-	return &http.Client{Transport: t}
 }
 
 // permanentOn4xx marks a peer's 4xx refusals (but 408 and 429) as permanent

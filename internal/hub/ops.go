@@ -42,6 +42,8 @@ import (
 //	POST /v1/cluster/remove        OpsServerRequest: remove a server (a dead node) from the Raft configuration now -> OpsRemoveAnswer
 //	GET  /v1/cluster/snapshot      a backup of the replicated state (application/octet-stream, trailers Mimi-Backup-Index, -Term, -Size)
 //	POST /v1/cluster/restore       body: a backup (Content-Type: application/octet-stream); replaces the state on every node -> OpsRestoreAnswer
+//	GET  /v1/cluster/keyring       every node's gossip key fingerprints -> OpsKeyring (ops_keyring.go)
+//	POST /v1/cluster/keyring       OpsKeyringRequest: install, use or remove a gossip key on every node -> OpsKeyring
 //	POST /v1/node/step-down        this node, if it leads, hands leadership over (ops_node.go) -> OpsLeaderAnswer
 //	POST /v1/node/pause            OpsPauseRequest: refuse client and federation requests for N seconds -> OpsPauseAnswer
 //	GET  /debug/pprof/...          Go's profiles (net/http/pprof; ?seconds at most 60)
@@ -271,6 +273,8 @@ func (h *Hub) opsHandler() http.Handler {
 	admin(http.MethodPost, "/v1/cluster/remove", h.opsRemove)
 	admin(http.MethodGet, "/v1/cluster/snapshot", h.opsSnapshot)
 	register(http.MethodPost, "/v1/cluster/restore", routeChecks{body: "application/octet-stream"}, http.HandlerFunc(h.opsRestore))
+	admin(http.MethodGet, "/v1/cluster/keyring", h.opsKeyringList)
+	admin(http.MethodPost, "/v1/cluster/keyring", h.opsKeyringChange)
 	admin(http.MethodPost, "/v1/node/step-down", h.opsStepDown)
 	admin(http.MethodPost, "/v1/node/pause", h.opsPause)
 	mux.Handle("/v1/", g.wrap(routeChecks{token: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

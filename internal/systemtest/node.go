@@ -240,6 +240,12 @@ func (n *Node) Pause() error {
 	return err
 }
 
+// Reload asks the process to reload its configuration (SIGHUP).
+func (n *Node) Reload() error {
+	_, err := n.signal(syscall.SIGHUP)
+	return err
+}
+
 // Resume thaws a paused process (SIGCONT).
 func (n *Node) Resume() error {
 	_, err := n.signal(syscall.SIGCONT)
