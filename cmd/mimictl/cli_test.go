@@ -241,3 +241,33 @@ func benchTable(t *testing.T, out string) [][]string {
 	}
 	return rows
 }
+
+// TestEveryCommandHasHelp walks the command tree: every command and
+// subcommand has a help text, which 'mimictl help ...' prints.
+func TestEveryCommandHasHelp(t *testing.T) {
+	var walk func(path []string, list []*command)
+	walk = func(path []string, list []*command) {
+		for _, c := range list {
+			p := append(slices.Clone(path), c.name)
+			if strings.TrimSpace(c.help) == "" {
+				t.Errorf("mimictl %s has no help text", strings.Join(p, " "))
+			}
+			if code, out, _ := runCLI(t, append([]string{"help"}, p...)...); code != 0 || !strings.Contains(out, strings.TrimSpace(c.help)[:20]) {
+				t.Errorf("mimictl help %s: exit %d, %q", strings.Join(p, " "), code, out)
+			}
+			walk(p, c.sub)
+		}
+	}
+	walk(nil, commands())
+}
+
+// TestUnknownFlagReportedOnce checks an unknown flag is reported once,
+// with a hint, and no usage dump, before or after the command name.
+func TestUnknownFlagReportedOnce(t *testing.T) {
+	for _, args := range [][]string{{"status", "-bogus"}, {"-bogus", "status"}, {"cluster", "keyring", "install", "-bogus"}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 2 || out != "" || strings.Count(errOut, "flag provided but not defined: -bogus") != 1 || strings.Contains(errOut, "Flags:") {
+			t.Errorf("mimictl %q: exit %d, stdout %q, stderr %q; want the error once", args, code, out, errOut)
+		}
+	}
+}

@@ -281,6 +281,10 @@ func (e *env) register(ctx context.Context, server, ca, regKey, user, device str
 func whoamiCommand() *command {
 	return &command{
 		name: "whoami", summary: "show this profile's client, asking the provider",
+		help: `Asks the provider who this profile's token belongs to and how many
+KeyPackages this client has left there, and shows the profile's folder,
+server and rooms. A failure here usually means the provider is down or no
+longer knows the token.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("whoami", args, 0, 0); err != nil {
