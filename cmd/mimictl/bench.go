@@ -291,6 +291,8 @@ type bencher struct {
 
 	mu      sync.Mutex
 	closers []func()
+	// users and rooms count what the run made on the provider.
+	users, rooms int
 }
 
 // benchTarget is what the senders talk to: one or more nodes' client
@@ -527,6 +529,10 @@ levels:
 			return err
 		}
 	}
+	if !o.inprocess && b.users > 0 {
+		// The client API deletes neither users nor rooms: say what stays.
+		e.printf("\nleft on the provider: %d users and %d rooms named %s-* (the client API cannot delete them)\n", b.users, b.rooms, b.prefix)
+	}
 	return nil
 }
 
@@ -667,11 +673,14 @@ func (b *bencher) closeAll() {
 // keyPackages KeyPackages.
 func (b *bencher) newMember(ctx context.Context, server, name string, keyPackages int) (*client.Member, error) {
 	m, tr, err := b.e.newMember(ctx, memberSetup{server: server, ca: b.ca, regKey: b.o.regKey, user: name, device: "bench", keyPackages: keyPackages})
+	b.mu.Lock()
 	if tr != nil {
-		b.mu.Lock()
 		b.closers = append(b.closers, tr.CloseIdleConnections)
-		b.mu.Unlock()
 	}
+	if m != nil {
+		b.users++
+	}
+	b.mu.Unlock()
 	return m, err
 }
 
@@ -809,7 +818,13 @@ func racingCommit(m *client.Member, r proto.URI) benchOp {
 // room has ms[0] create a room and add the others, and waits until every
 // one of them has joined it at its latest epoch.
 func (b *bencher) room(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
-	return shareRoom(ctx, id, ms)
+	r, err := shareRoom(ctx, id, ms)
+	if err == nil {
+		b.mu.Lock()
+		b.rooms++
+		b.mu.Unlock()
+	}
+	return r, err
 }
 
 // shareRoom has ms[0] create room id and add the others, and waits until
