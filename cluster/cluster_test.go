@@ -107,9 +107,21 @@ func (c *testCluster) start(cfg Config) *clusterNode {
 
 // startN starts n nodes expecting n voters, joined to each other.
 func (c *testCluster) startN(n int) {
+	for _, cfg := range c.configs(n, nil) {
+		c.start(cfg)
+	}
+}
+
+// configs returns the configurations of n new nodes n1..nN expecting n
+// voters, each joining the others; mod, when set, adjusts each first.
+func (c *testCluster) configs(n int, mod func(cfg *Config)) []Config {
 	var cfgs []Config
 	for i := range n {
-		cfgs = append(cfgs, c.config(fmt.Sprintf("n%d", i+1), n))
+		cfg := c.config(fmt.Sprintf("n%d", i+1), n)
+		if mod != nil {
+			mod(&cfg)
+		}
+		cfgs = append(cfgs, cfg)
 	}
 	for i := range cfgs {
 		for j := range cfgs {
@@ -118,9 +130,7 @@ func (c *testCluster) startN(n int) {
 			}
 		}
 	}
-	for _, cfg := range cfgs {
-		c.start(cfg)
-	}
+	return cfgs
 }
 
 // waitFor polls cond (bounded by testWait).

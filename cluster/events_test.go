@@ -51,24 +51,14 @@ func (h recordingHandler) lines(level slog.Level, parts ...string) []string {
 func TestClusterDeadFollowerIsOneLogLine(t *testing.T) {
 	c := newTestCluster(t)
 	logs := map[string]recordingHandler{}
-	var cfgs []Config
-	for i := range 3 {
-		cfg := c.config(fmt.Sprintf("n%d", i+1), 3)
+	cfgs := c.configs(3, func(cfg *Config) {
 		h := newRecordingHandler()
 		logs[cfg.NodeID] = h
 		cfg.Logger = slog.New(h)
 		// Slower than the other tests' timing: one leader for the whole
 		// test even on a loaded machine.
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 300*time.Millisecond, 600*time.Millisecond, 150*time.Millisecond
-		cfgs = append(cfgs, cfg)
-	}
-	for i := range cfgs {
-		for j := range cfgs {
-			if i != j {
-				cfgs[i].Gossip.Join = append(cfgs[i].Gossip.Join, cfgs[j].Gossip.BindAddr)
-			}
-		}
-	}
+	})
 	for _, cfg := range cfgs {
 		c.start(cfg)
 	}

@@ -199,10 +199,12 @@ func (o *drillOptions) check() error {
 	return nil
 }
 
-// drillWrite is one probe write.
+// drillWrite is one probe write, or with Read one read of a probe's
+// stream.
 type drillWrite struct {
 	Node  int           `json:"node"`
-	Seq   int           `json:"seq"`
+	Read  bool          `json:"read,omitempty"`
+	Seq   int           `json:"seq,omitempty"`
 	Start time.Duration `json:"start_ns"` // since the drill began
 	Took  time.Duration `json:"took_ns"`
 	Error string        `json:"error,omitempty"`
@@ -312,9 +314,7 @@ type probe struct {
 	// reads (what the first one writes).
 	writes bool
 	// seen counts each message read, keyed "NODE SEQ".
-	seen     map[string]int
-	reads    int
-	readErrs int
+	seen map[string]int
 	// readAll is whether the final read reached the end of the stream.
 	readAll bool
 }
@@ -427,7 +427,12 @@ func (e *env) probeLoop(ctx context.Context, o *drillOptions, p *probe, run stri
 			}
 			out = append(out, w)
 		}
-		p.read(context.WithoutCancel(ctx), o.timeout, run)
+		rd := drillWrite{Node: p.node, Read: true, Start: time.Since(start)}
+		if err := p.read(context.WithoutCancel(ctx), o.timeout, run); err != nil {
+			rd.Error, rd.Kind = sanitize(err.Error()), errorKind(err)
+		}
+		rd.Took = time.Since(start) - rd.Start
+		out = append(out, rd)
 		next = next.Add(o.interval)
 		if d := time.Until(next); d > 0 {
 			pause.For(ctx, d)
@@ -443,7 +448,6 @@ func (p *probe) read(ctx context.Context, timeout time.Duration, run string) err
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	events, err := p.member.Sync(ctx)
-	p.reads++
 	for _, ev := range events {
 		if ev.Kind != client.EventMessage {
 			continue
@@ -452,9 +456,6 @@ func (p *probe) read(ctx context.Context, timeout time.Duration, run string) err
 		if len(f) == 3 && f[0] == run {
 			p.seen[f[1]+" "+f[2]]++
 		}
-	}
-	if err != nil {
-		p.readErrs++
 	}
 	return err
 }
@@ -595,6 +596,14 @@ func (r *drillReport) analyze(o *drillOptions, probes []*probe) {
 	lat := make([][]time.Duration, len(r.Nodes))
 	for _, w := range r.Writes {
 		n := &r.Nodes[w.Node]
+		if w.Read {
+			n.Reads++
+			if !w.ok() {
+				n.ReadErrs++
+				r.Errors["read: "+w.Kind]++
+			}
+			continue
+		}
 		n.Writes++
 		if w.ok() {
 			n.Accepted++
@@ -609,7 +618,8 @@ func (r *drillReport) analyze(o *drillOptions, probes []*probe) {
 		s := summarizeLatency(lat[i])
 		r.Nodes[i].P50, r.Nodes[i].P99, r.Nodes[i].Max = s.P50, s.P99, s.Max
 	}
-	// Windows, per node.
+	// Windows, per node: from the first failed or slow write or read to
+	// the end of the next accepted write.
 	for i := range r.Nodes {
 		var cur *drillWindow
 		for _, w := range r.Writes {
@@ -617,23 +627,23 @@ func (r *drillReport) analyze(o *drillOptions, probes []*probe) {
 				continue
 			}
 			bad := !w.ok() || w.Took >= o.slow
-			switch {
-			case bad && cur == nil:
+			if bad && cur == nil {
 				cur = &drillWindow{Node: i, Start: w.Start, Errors: map[string]int{}}
-				fallthrough
+			}
+			if cur == nil {
+				continue
+			}
+			switch {
+			case !w.ok() && w.Read:
+				cur.Failed++
+				cur.Errors["read: "+w.Kind]++
+			case !w.ok():
+				cur.Failed++
+				cur.Errors[w.Kind]++
 			case bad:
-				if w.ok() {
-					cur.Slow++
-				} else {
-					cur.Failed++
-					cur.Errors[w.Kind]++
-				}
-				if w.ok() {
-					cur.End = w.end()
-					r.Windows = append(r.Windows, *cur)
-					cur = nil
-				}
-			case cur != nil:
+				cur.Slow++
+			}
+			if w.ok() && !w.Read {
 				cur.End = w.end()
 				r.Windows = append(r.Windows, *cur)
 				cur = nil
@@ -653,7 +663,9 @@ func (r *drillReport) analyze(o *drillOptions, probes []*probe) {
 		d.FirstAccepted = make([]*time.Duration, len(r.Nodes))
 		var last time.Duration
 		for _, w := range r.Writes {
-			if w.Start >= d.At && w.ok() && d.FirstAccepted[w.Node] == nil {
+			// Started once the disruption was done: a write already under
+			// way when it was asked for proves nothing.
+			if !w.Read && w.Start >= d.At+d.Took && w.ok() && d.FirstAccepted[w.Node] == nil {
 				v := w.end() - d.At
 				d.FirstAccepted[w.Node] = &v
 				last = max(last, v)
@@ -663,7 +675,7 @@ func (r *drillReport) analyze(o *drillOptions, probes []*probe) {
 	}
 	var during, outside []time.Duration
 	for _, w := range r.Writes {
-		if !w.ok() {
+		if !w.ok() || w.Read {
 			continue
 		}
 		in := slices.ContainsFunc(recovering, func(iv [2]time.Duration) bool { return w.end() > iv[0] && w.Start < iv[1] }) ||
@@ -684,8 +696,6 @@ func (r *drillReport) analyze(o *drillOptions, probes []*probe) {
 	applied := map[string]bool{}
 	for _, p := range probes {
 		n := &r.Nodes[p.node]
-		n.Reads += p.reads
-		n.ReadErrs += p.readErrs
 		for k, c := range p.seen {
 			if c > 1 {
 				r.Duplicates += c - 1
@@ -720,7 +730,7 @@ func (r *drillReport) analyze(o *drillOptions, probes []*probe) {
 func ackedKeys(writes []drillWrite) map[string]bool {
 	acked := map[string]bool{}
 	for _, w := range writes {
-		if w.ok() {
+		if w.ok() && !w.Read {
 			acked[fmt.Sprintf("%d %d", w.Node, w.Seq)] = true
 		}
 	}

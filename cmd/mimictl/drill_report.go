@@ -46,7 +46,7 @@ func printDrillReport(e *env, r *drillReport) error {
 			fmt.Fprintf(w, "  +%-7s %-12s asked %-4s %s (took %s): %s\n", fmtOffset(d.At), d.Action, d.Target, result, roundDuration(d.Took), strings.Join(parts, ", "))
 		}
 	}
-	fmt.Fprintln(w, "\nunavailability windows (writes through a node failing or slower than -slow):")
+	fmt.Fprintln(w, "\nunavailability windows (writes or reads through a node failing or slower than -slow, until a write is accepted):")
 	if len(r.Windows) == 0 {
 		fmt.Fprintln(w, "  none")
 	}
@@ -205,7 +205,16 @@ func writeDrillHTML(r *drillReport, file string) error {
 	for i := 0; i < len(r.Writes); i += step {
 		w := r.Writes[i]
 		d := svgDot{X: x(w.Start), Y: laneY(w.Node), Class: "ok",
-			Title: fmt.Sprintf("%s #%d at +%s: %s", r.nodeName(w.Node), w.Seq, fmtOffset(w.Start), roundDuration(w.Took))}
+			Title: fmt.Sprintf("%s write #%d at +%s: %s", r.nodeName(w.Node), w.Seq, fmtOffset(w.Start), roundDuration(w.Took))}
+		if w.Read {
+			// Reads show only when they failed or were slow, below the
+			// writes.
+			if w.ok() && w.Took < r.Slow {
+				continue
+			}
+			d.Y += svgLane / 4
+			d.Title = fmt.Sprintf("%s read at +%s: %s", r.nodeName(w.Node), fmtOffset(w.Start), roundDuration(w.Took))
+		}
 		switch {
 		case !w.ok():
 			d.Class, d.Title = "failed", d.Title+": "+w.Error

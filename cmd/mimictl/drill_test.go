@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mimihub/mimi-hub/internal/devca"
 )
 
 // TestDrill runs mimictl drill against an in-process 3-node provider
@@ -19,25 +17,12 @@ import (
 // node, the paused node's window, and no acknowledged write lost; -html
 // writes the timeline and -json the same report.
 func TestDrill(t *testing.T) {
-	ca, err := devca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	caFile, err := writeCA(ca, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := startLocalCluster(t.Context(), localClusterConfig{Domain: "drill.example", DataDir: dir, CA: ca, Nodes: 3, AdminToken: "t0ken", Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c, caFile := startTestCluster(t, "drill.example", 3, "t0ken")
 	var servers, ops []string
 	for _, n := range c.Nodes {
 		servers, ops = append(servers, n.ClientURL), append(ops, n.OpsURL)
 	}
-	html := filepath.Join(dir, "drill.html")
+	html := filepath.Join(t.TempDir(), "drill.html")
 	args := []string{"drill", "-server", strings.Join(servers, ","), "-ops", strings.Join(ops, ","), "-ca", caFile, "-admin-token", "t0ken",
 		"-duration", "9s", "-interval", "100ms", "-every", "2s", "-disrupt", "transfer,step-down,pause:1500ms", "-html", html}
 	code, out, errOut := runCLI(t, args...)

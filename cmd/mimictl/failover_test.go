@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/mimihub/mimi-hub/internal/devca"
 )
 
 // TestFailoverTransport checks the node choice: an unreachable node is
@@ -77,20 +75,7 @@ func TestFailoverTransport(t *testing.T) {
 // checks that watch reconnects and prints what arrives meanwhile, and that
 // other commands go on through another node.
 func TestProfileFailover(t *testing.T) {
-	ca, err := devca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	caFile, err := writeCA(ca, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := startLocalCluster(t.Context(), localClusterConfig{Domain: "fo.example", DataDir: dir, CA: ca, Nodes: 3, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c, caFile := startTestCluster(t, "fo.example", 3, "")
 	var all []string
 	for _, n := range c.Nodes {
 		all = append(all, n.ClientURL)
@@ -142,15 +127,7 @@ func TestProfileFailover(t *testing.T) {
 // checks that watch said it lost the provider, reconnected, and printed
 // the message sent once it was back, once.
 func TestWatchFollowReconnects(t *testing.T) {
-	ca, err := devca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	caFile, err := writeCA(ca, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, dir, caFile := testCA(t)
 	fed, err := reservePort()
 	if err != nil {
 		t.Fatal(err)
