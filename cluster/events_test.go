@@ -85,10 +85,17 @@ func TestClusterDeadFollowerIsOneLogLine(t *testing.T) {
 	}
 	delete(c.nodes, victim.id)
 	back := c.start(victim.cfg)
-	c.waitFor("the leader to see it answer again", func() bool {
-		return len(log.lines(slog.LevelInfo, "is up: it answers heartbeats again")) > 0
+	c.waitFor("the leader to see it answer again (or lose leadership to its return)", func() bool {
+		return len(log.lines(slog.LevelInfo, "is up: it answers heartbeats again")) > 0 || !leader.node.isReadyLeader()
 	})
 	register(t, back.store, "after-return")
+	if len(log.lines(slog.LevelInfo, "is up: it answers heartbeats again")) == 0 {
+		// On a loaded machine the returning node may call an election
+		// before it hears from the leader; the node that stops leading
+		// stops judging heartbeats (a new leader starts afresh).
+		t.Logf("%s's return cost %s its leadership; only the down line was checked", victim.id, leader.id)
+		return
+	}
 	time.Sleep(500 * time.Millisecond) // heartbeats keep succeeding: no more lines
 	lines := log.lines(slog.LevelInfo, heartbeatLines...)
 	if len(lines) != len(down)+1 || !strings.Contains(lines[len(lines)-1], "node "+victim.id+" is up") {

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -51,7 +52,11 @@ func (h *Hub) acceptingOnly(next http.Handler) http.Handler {
 			w.Header().Set("Retry-After", strconv.Itoa(int(left.Seconds())+1))
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "{\"error\":\"this node is not accepting requests for %s more (paused by an operator); try another node\"}\n", left.Round(time.Millisecond))
+			b, _ := json.Marshal(struct {
+				Error string `json:"error"`
+				Kind  string `json:"kind"`
+			}{fmt.Sprintf("this node is not accepting requests for %s more (paused by an operator); try another node", left.Round(time.Millisecond)), "unavailable"})
+			w.Write(append(b, '\n'))
 			return
 		}
 		next.ServeHTTP(w, r)
