@@ -85,6 +85,13 @@ func (n *Node) registerRPC() {
 		return &struct{}{}, n.transferLocal(ctx, in.ID)
 	}))
 	n.handleRPC(rpcRestore, http.HandlerFunc(n.serveRestore))
+	n.handleRPC(rpcKeyring, handleJSON(func(_ context.Context, in *keyringRequest) (*NodeKeyring, error) {
+		nk, err := n.keyringLocal(*in)
+		if errors.Is(err, ErrKeyring) {
+			err = fmt.Errorf("%w: %w", errInvalidRPC, err)
+		}
+		return &nk, err
+	}))
 }
 
 type serverRequest struct {

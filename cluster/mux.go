@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -47,6 +48,22 @@ func (t *TLS) Verify(rawCerts [][]byte) error {
 	_, err := certs[0].Verify(x509.VerifyOptions{Roots: t.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return fmt.Errorf("peer certificate is not from the cluster CA: %w", err)
+	}
+	return nil
+}
+
+// check reports a TLS identity that cannot work: no certificate, or no
+// roots.
+func (t *TLS) check() error {
+	if t == nil || len(t.Certificate.Certificate) == 0 || t.Roots == nil {
+		return errors.New("cluster TLS needs a certificate and the cluster CA's roots")
+	}
+	leaf, err := x509.ParseCertificate(t.Certificate.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("cluster certificate: %w", err)
+	}
+	if err := t.Verify(t.Certificate.Certificate); err != nil {
+		return fmt.Errorf("this node's own certificate (%s) does not chain to the cluster CA roots given: %w", leaf.Subject, err)
 	}
 	return nil
 }
@@ -91,15 +108,26 @@ const handshakeTimeout = 10 * time.Second
 type mux struct {
 	ln        net.Listener
 	advertise net.Addr
-	server    *tls.Config
-	client    *tls.Config
-	log       *slog.Logger
-	subs      map[byte]*subListener
-	ids       clusterIDs
+	// configs holds the TLS configurations new connections use; SetTLS
+	// replaces them, connections already open keep theirs.
+	configs atomic.Pointer[muxTLS]
+	log     *slog.Logger
+	subs    map[byte]*subListener
+	ids     clusterIDs
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closed    chan struct{}
+}
+
+// muxTLS are the server and client TLS configurations of one TLS
+// identity.
+type muxTLS struct {
+	server, client *tls.Config
+}
+
+func newMuxTLS(t *TLS) *muxTLS {
+	return &muxTLS{server: t.serverConfig(), client: t.clientConfig()}
 }
 
 // clusterIDs lets the mux tell the nodes of this cluster from the nodes
@@ -127,8 +155,8 @@ func newMux(bind string, advertise net.Addr, t *TLS, ids clusterIDs, log *slog.L
 			return nil, fmt.Errorf("listening on %s: set an advertise address peers can dial", bind)
 		}
 	}
-	m := &mux{ln: ln, advertise: advertise, server: t.serverConfig(), client: t.clientConfig(), log: log,
-		ids: ids, subs: map[byte]*subListener{}, closed: make(chan struct{})}
+	m := &mux{ln: ln, advertise: advertise, log: log, ids: ids, subs: map[byte]*subListener{}, closed: make(chan struct{})}
+	m.configs.Store(newMuxTLS(t))
 	for _, p := range []byte{protoRaft, protoRPC} {
 		m.subs[p] = &subListener{addr: advertise, conns: make(chan net.Conn), closed: make(chan struct{})}
 	}
@@ -164,7 +192,7 @@ func (m *mux) acceptLoop() {
 
 // route authenticates conn, reads its protocol byte and hands it over.
 func (m *mux) route(raw net.Conn) {
-	conn := tls.Server(raw, m.server)
+	conn := tls.Server(raw, m.configs.Load().server)
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	defer cancel()
@@ -231,7 +259,7 @@ func (m *mux) admit(proto byte, id string, remote net.Addr) bool {
 
 // dial opens an authenticated connection to a peer's Raft port for proto.
 func (m *mux) dial(ctx context.Context, addr string, proto byte) (*tls.Conn, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: m.client}
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: m.configs.Load().client}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -299,4 +327,22 @@ func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Con
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return l.m.dial(ctx, string(addr), protoRaft)
+}
+
+// SetTLS replaces the node's identity towards the other nodes (its cluster
+// certificate and the cluster CA roots) for the connections it opens or
+// accepts from now on; connections already open are not dropped. To
+// rotate the cluster CA, first give every node roots holding the old and
+// the new CA, then new certificates, then the new roots alone. The
+// certificate must chain to the roots given.
+func (n *Node) SetTLS(t *TLS) error {
+	if n.mux == nil {
+		return errors.New("cluster: set TLS: this node has no network transport (no TLS configured at start)")
+	}
+	if err := t.check(); err != nil {
+		return fmt.Errorf("cluster: set TLS: %w", err)
+	}
+	n.mux.configs.Store(newMuxTLS(t))
+	n.log.Info("cluster TLS material replaced; new connections use it")
+	return nil
 }

@@ -48,7 +48,8 @@ type Node struct {
 	watch sync.WaitGroup // the leadership pump
 	bg    sync.WaitGroup // gossip joins, bootstrap, reconciliation
 
-	recon reconcileState // the leader's membership bookkeeping
+	recon  reconcileState // the leader's membership bookkeeping
+	events eventLog       // recent cluster events (events.go)
 
 	shutdownOnce sync.Once
 	stopping     chan struct{} // closed when Shutdown begins
@@ -134,6 +135,7 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, st.logs, st.stable, st.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
+	n.startObserving()
 	if n.rpcSrv != nil {
 		n.registerRPC()
 		n.bg.Add(1)
@@ -144,7 +146,12 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	}
 	if cfg.Gossip != nil {
 		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID}
-		if n.gossip, err = startGossip(ctx, cfg.Gossip, cfg.NodeID, meta, logger); err != nil {
+		keys, err := loadKeyring(cfg.DataDir, cfg.Gossip.Key, logger)
+		if err != nil {
+			n.raft.Shutdown().Error()
+			return nil, fmt.Errorf("cluster: start: %w", err)
+		}
+		if n.gossip, err = startGossip(ctx, cfg.Gossip, cfg.NodeID, meta, keys, logger, n.gossipChanged); err != nil {
 			n.raft.Shutdown().Error()
 			return nil, fmt.Errorf("cluster: start: %w", err)
 		}

@@ -14,8 +14,10 @@
 // environment variable. `mimi-hub -version` prints the build's version
 // and revision; `mimi-hub healthcheck` (with the daemon's configuration)
 // exits 0 once the node's /readyz answers 200, for container health
-// checks. SIGTERM and SIGINT stop it cleanly: servers drain,
-// a leader hands leadership over, then Raft snapshots and closes.
+// checks. SIGTERM and SIGINT stop it cleanly: servers drain, a leader
+// hands leadership over, then Raft snapshots and closes. SIGHUP reloads
+// the certificates, CA roots, peer map and log level without dropping
+// connections (see reload.go).
 package main
 
 import (
@@ -52,16 +54,25 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	// SIGHUP reloads (reload.go); caught from the start, so that it never
+	// kills the daemon, and handled once the provider runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := cfg.logger(stderr)
+	level := new(slog.LevelVar)
+	log, err := cfg.logger(stderr, level)
 	if err != nil {
 		return err
 	}
 	mat, err := cfg.loadMaterial(log)
 	if err != nil {
+		return err
+	}
+	if cfg.AdminToken, err = cfg.adminToken(stderr); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -74,7 +85,16 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	r := &reloader{args: args, getenv: getenv, level: level, log: log, hub: h, current: cfg}
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			if err := r.reload(); err != nil {
+				log.Error("reload failed; still running with the previous settings", "err", err)
+			}
+		case <-ctx.Done():
+		}
+	}
 	log.Info("stopping")
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelClose()
@@ -99,6 +119,7 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 		AssetHosts:      c.AssetHosts,
 		RegistrationKey: c.RegistrationKey,
 		AdminToken:      c.AdminToken,
+		OpsHosts:        c.OpsHosts,
 		RequireConsent:  c.RequireConsent,
 		Raft: cluster.Config{
 			AdvertiseAddr:   c.RaftAdvertise,

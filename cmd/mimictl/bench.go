@@ -67,7 +67,7 @@ type benchOptions struct {
 	sharedRoom bool
 	servers    []string
 	opsURLs    []string
-	adminToken string
+	adminToken adminTokenFlags
 	ca, regKey string
 	inprocess  bool
 	cluster    int
@@ -129,7 +129,7 @@ timing). Nothing else is measured then.`,
 			fs.BoolVar(&o.sharedRoom, "shared-room", false, "commits mode: all senders commit to one room, racing for its epochs")
 			server := fs.String("server", "https://127.0.0.1:8444", "client API `URL`s of the provider, comma-separated (senders are spread round-robin)")
 			opsURLs := fs.String("ops-url", "", "operations listener `URL`s of the -server nodes, in the same order: lets -via find the leader")
-			fs.StringVar(&o.adminToken, "admin-token", "", "the nodes' admin bearer `token` for -ops-url (default $MIMICTL_ADMIN_TOKEN)")
+			o.adminToken.define(fs)
 			fs.StringVar(&o.ca, "ca", "", "PEM `file` of the CA that signed the provider's certificate (default: the system roots)")
 			fs.StringVar(&o.regKey, "registration-key", "", "the provider's registration `key` (default $MIMICTL_REGISTRATION_KEY)")
 			fs.BoolVar(&o.inprocess, "inprocess", false, "start a provider in this process instead of using -server")
@@ -149,9 +149,6 @@ timing). Nothing else is measured then.`,
 				}
 				if o.regKey == "" {
 					o.regKey = e.getenv("MIMICTL_REGISTRATION_KEY")
-				}
-				if o.adminToken == "" {
-					o.adminToken = e.getenv("MIMICTL_ADMIN_TOKEN")
 				}
 				o.servers, o.opsURLs, o.hubArgs = splitList(*server), splitList(*opsURLs), strings.Fields(*hubArgs)
 				for _, m := range splitList(*mode) {
@@ -294,6 +291,8 @@ type bencher struct {
 
 	mu      sync.Mutex
 	closers []func()
+	// users and rooms count what the run made on the provider.
+	users, rooms int
 }
 
 // benchTarget is what the senders talk to: one or more nodes' client
@@ -377,17 +376,21 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 	}
 	t := &benchTarget{desc: "server " + strings.Join(o.servers, ", "), ca: o.ca, nodes: o.servers}
 	if len(o.opsURLs) > 0 {
-		t.leader = func(ctx context.Context) (int, error) { return opsLeader(ctx, o.opsURLs, o.adminToken) }
+		t.leader = func(ctx context.Context) (int, error) { return opsLeader(ctx, e, o.opsURLs, &o.adminToken) }
 	}
 	return t, func() {}, nil
 }
 
 // opsLeader asks each node's operations listener (GET /v1/status) whether
 // it leads, until one does (bounded by ctx).
-func opsLeader(ctx context.Context, urls []string, token string) (int, error) {
+func opsLeader(ctx context.Context, e *env, urls []string, tokens *adminTokenFlags) (int, error) {
 	var last error
 	for {
 		for i, u := range urls {
+			token, err := tokens.resolve(e, u)
+			if err != nil {
+				return 0, err
+			}
 			st, err := opsStatus(ctx, u, token)
 			if err != nil {
 				last = err
@@ -525,6 +528,10 @@ levels:
 		if err := printBenchTable(e, tables[m], m == benchCommits && o.sharedRoom); err != nil {
 			return err
 		}
+	}
+	if !o.inprocess && b.users > 0 {
+		// The client API deletes neither users nor rooms: say what stays.
+		e.printf("\nleft on the provider: %d users and %d rooms named %s-* (the client API cannot delete them)\n", b.users, b.rooms, b.prefix)
 	}
 	return nil
 }
@@ -665,31 +672,50 @@ func (b *bencher) closeAll() {
 // newMember registers a throwaway client at server and uploads
 // keyPackages KeyPackages.
 func (b *bencher) newMember(ctx context.Context, server, name string, keyPackages int) (*client.Member, error) {
-	hc, tr, err := httpClient(b.ca, b.o.regKey)
-	if err != nil {
-		return nil, err
-	}
+	m, tr, err := b.e.newMember(ctx, memberSetup{server: server, ca: b.ca, regKey: b.o.regKey, user: name, device: "bench", keyPackages: keyPackages})
 	b.mu.Lock()
-	b.closers = append(b.closers, tr.CloseIdleConnections)
+	if tr != nil {
+		b.closers = append(b.closers, tr.CloseIdleConnections)
+	}
+	if m != nil {
+		b.users++
+	}
 	b.mu.Unlock()
+	return m, err
+}
+
+// memberSetup describes a throwaway client bench and drill register.
+type memberSetup struct {
+	server, ca, regKey, user, device string
+	keyPackages                      int
+}
+
+// newMember registers a client that keeps its state in memory only, and
+// uploads its KeyPackages. The transport (returned even on failure, when
+// one was made) is the caller's to close.
+func (e *env) newMember(ctx context.Context, s memberSetup) (*client.Member, *http.Transport, error) {
+	hc, tr, err := httpClient(s.ca, s.regKey)
+	if err != nil {
+		return nil, nil, err
+	}
 	tr.MaxIdleConnsPerHost = 4
 	// Senders log errors only (everything with -v): a warning per sender
 	// cut off at the end of a level is noise.
-	log := b.e.providerLogger()
-	api, err := client.NewUser(client.UserConfig{BaseURL: server, HTTPClient: hc, Logger: log})
+	log := e.providerLogger()
+	api, err := client.NewUser(client.UserConfig{BaseURL: s.server, HTTPClient: hc, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, tr, err
 	}
-	m, err := client.RegisterMember(ctx, api, name, "bench", client.MemberConfig{Logger: log})
+	m, err := client.RegisterMember(ctx, api, s.user, s.device, client.MemberConfig{Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("registering %s at %s: %w", name, server, err)
+		return nil, tr, fmt.Errorf("registering %s at %s: %w", s.user, s.server, err)
 	}
-	if keyPackages > 0 {
-		if err := m.UploadKeyPackages(ctx, keyPackages, false); err != nil {
-			return nil, fmt.Errorf("KeyPackages of %s: %w", name, err)
+	if s.keyPackages > 0 {
+		if err := m.UploadKeyPackages(ctx, s.keyPackages, false); err != nil {
+			return nil, tr, fmt.Errorf("KeyPackages of %s: %w", s.user, err)
 		}
 	}
-	return m, nil
+	return m, tr, nil
 }
 
 // members registers n senders, spread round-robin over the servers, a few
@@ -792,6 +818,18 @@ func racingCommit(m *client.Member, r proto.URI) benchOp {
 // room has ms[0] create a room and add the others, and waits until every
 // one of them has joined it at its latest epoch.
 func (b *bencher) room(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
+	r, err := shareRoom(ctx, id, ms)
+	if err == nil {
+		b.mu.Lock()
+		b.rooms++
+		b.mu.Unlock()
+	}
+	return r, err
+}
+
+// shareRoom has ms[0] create room id and add the others, and waits until
+// each of them joined (bounded by ctx).
+func shareRoom(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
 	r, err := ms[0].CreateRoom(ctx, id, proto.DefaultPolicy())
 	if err != nil {
 		return "", fmt.Errorf("creating a room: %w", err)

@@ -143,6 +143,20 @@ func TestOpsCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "HTTP 401") || !strings.Contains(errOut, "-admin-token") {
 		t.Fatalf("status without the token: exit %d, %q", code, errOut)
 	}
+	// On the node's host, the token comes from its data folder (where
+	// mimi-hub generates it) or a token file.
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, hub.AdminTokenFile), []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-data", data}, {"-admin-token-file", filepath.Join(data, hub.AdminTokenFile)}} {
+		if code, _, errOut := runCLI(t, append([]string{"status", "-ops", p.OpsURL}, args...)...); code != 0 {
+			t.Errorf("status %v: exit %d, %q", args, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "status", "-ops", p.OpsURL, "-admin-token-file", filepath.Join(data, "missing")); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("status with a missing token file: exit %d, %q", code, errOut)
+	}
 	code, out, errOut := runCLI(t, "status", "-ops", p.OpsURL, "-admin-token", "t0ken")
 	if code != 0 {
 		t.Fatalf("status: exit %d, %q", code, errOut)
@@ -226,4 +240,34 @@ func benchTable(t *testing.T, out string) [][]string {
 		t.Fatalf("no bench table in:\n%s", out)
 	}
 	return rows
+}
+
+// TestEveryCommandHasHelp walks the command tree: every command and
+// subcommand has a help text, which 'mimictl help ...' prints.
+func TestEveryCommandHasHelp(t *testing.T) {
+	var walk func(path []string, list []*command)
+	walk = func(path []string, list []*command) {
+		for _, c := range list {
+			p := append(slices.Clone(path), c.name)
+			if strings.TrimSpace(c.help) == "" {
+				t.Errorf("mimictl %s has no help text", strings.Join(p, " "))
+			}
+			if code, out, _ := runCLI(t, append([]string{"help"}, p...)...); code != 0 || !strings.Contains(out, strings.TrimSpace(c.help)[:20]) {
+				t.Errorf("mimictl help %s: exit %d, %q", strings.Join(p, " "), code, out)
+			}
+			walk(p, c.sub)
+		}
+	}
+	walk(nil, commands())
+}
+
+// TestUnknownFlagReportedOnce checks an unknown flag is reported once,
+// with a hint, and no usage dump, before or after the command name.
+func TestUnknownFlagReportedOnce(t *testing.T) {
+	for _, args := range [][]string{{"status", "-bogus"}, {"-bogus", "status"}, {"cluster", "keyring", "install", "-bogus"}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 2 || out != "" || strings.Count(errOut, "flag provided but not defined: -bogus") != 1 || strings.Contains(errOut, "Flags:") {
+			t.Errorf("mimictl %q: exit %d, stdout %q, stderr %q; want the error once", args, code, out, errOut)
+		}
+	}
 }

@@ -21,7 +21,9 @@
 // another share it safely.
 //
 // As an operator tool, status and reports read a provider node's
-// operations listener (internal/hub/ops.go, mimi-hub -ops-addr).
+// operations listener (internal/hub/ops.go, mimi-hub -ops-addr), cluster
+// operates its Raft cluster, and drill probes every node with writes and
+// reads while it disrupts the cluster (docs/drills.md).
 //
 // `mimictl bench` loads a provider with application messages
 // (provisionalMessage) or commits (updateRoom) from 1, 16, 64...

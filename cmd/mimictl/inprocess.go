@@ -37,9 +37,9 @@ type localProviderConfig struct {
 	Domain  string
 	DataDir string
 	CA      *devca.CA
-	// FederationAddr is the federation listen address; empty picks a free
-	// loopback port.
-	FederationAddr string
+	// FederationAddr and ClientAddr are the federation and client API
+	// listen addresses; empty picks a free loopback port.
+	FederationAddr, ClientAddr string
 	// Peers maps peer domains to their federation host:port.
 	Peers map[string]string
 	// RegistrationKey guards registration when set.
@@ -88,11 +88,15 @@ func startLocalProvider(ctx context.Context, cfg localProviderConfig) (*localPro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	clientAddr := cfg.ClientAddr
+	if clientAddr == "" {
+		clientAddr = "127.0.0.1:0"
+	}
 	h, err := hub.Start(ctx, hub.Config{
 		Domain:          cfg.Domain,
 		DataDir:         cfg.DataDir,
 		FederationAddr:  fed,
-		ClientAddr:      "127.0.0.1:0",
+		ClientAddr:      clientAddr,
 		OpsAddr:         "127.0.0.1:0",
 		AdminToken:      cfg.AdminToken,
 		RaftAddr:        "127.0.0.1:0",
@@ -157,7 +161,9 @@ type localClusterConfig struct {
 	// Nodes is the cluster's size (the voters it bootstraps with).
 	Nodes           int
 	RegistrationKey string
-	Logger          *slog.Logger
+	// AdminToken guards the operations listeners when set.
+	AdminToken string
+	Logger     *slog.Logger
 }
 
 // startLocalCluster starts cfg.Nodes nodes that find each other through
@@ -218,6 +224,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			Certificate:     cert,
 			PeerRoots:       cfg.CA.Pool(),
 			RegistrationKey: cfg.RegistrationKey,
+			AdminToken:      cfg.AdminToken,
 			Raft: cluster.Config{
 				BootstrapExpect: cfg.Nodes,
 				TLS:             &cluster.TLS{Certificate: nodeCert, Roots: cfg.CA.Pool()},

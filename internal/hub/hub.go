@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
@@ -57,8 +59,15 @@ type Config struct {
 	RegistrationKey string
 	// RequireConsent makes claims for local users need their grant.
 	RequireConsent bool
-	// AdminToken, when set, is the bearer token the ops listener's /v1/ endpoints require (see ops.go).
+	// AdminToken is the bearer token the ops listener's operator API, the
+	// dashboard's data and pprof require (see opsguard.go). Empty means
+	// none, which Start accepts only for an ops listener on a loopback
+	// address.
 	AdminToken string
+	// OpsHosts are host names the ops listener answers to besides IP
+	// literals and localhost (requests naming another host are refused,
+	// against DNS rebinding).
+	OpsHosts []string
 	// NodeID names this node within its provider's cluster; default
 	// Domain (a single node).
 	NodeID string
@@ -89,10 +98,15 @@ type Hub struct {
 	ops      opsState
 	servers  []*http.Server
 	addrs    map[string]string
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closed   sync.Once
-	draining chan struct{} // closed when Close begins
+	// material is the TLS material and peer map SIGHUP can replace
+	// (reload.go).
+	material atomic.Pointer[material]
+	// peerTransport carries federation requests; Reload swaps it.
+	peerTransport swapTransport
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	closed        sync.Once
+	draining      chan struct{} // closed when Close begins
 }
 
 // Start starts a provider node: Raft (bootstrapping a single voter on first
@@ -103,6 +117,9 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if _, err := proto.UserURI(cfg.Domain, "x").Parse(); err != nil {
 		return nil, fmt.Errorf("hub: invalid domain %q", cfg.Domain)
+	}
+	if cfg.OpsAddr != "" && cfg.AdminToken == "" && !IsLoopbackAddr(cfg.OpsAddr) {
+		return nil, fmt.Errorf("hub: the operations listener %s is not a loopback address: it needs an admin token", cfg.OpsAddr)
 	}
 	log := cfg.Logger.With("domain", cfg.Domain)
 	f, err := fsm.New(fsm.Config{Domain: cfg.Domain, RequireConsent: cfg.RequireConsent})
@@ -130,15 +147,17 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub: raft: %w", err)
 	}
 	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), metrics: m, addrs: map[string]string{}}
+	h.material.Store(&material{cert: cfg.Certificate, peerRoots: cfg.PeerRoots, peers: maps.Clone(cfg.Peers)})
+	h.peerTransport.set(h.newPeerTransport())
 	fail := func(err error) (*Hub, error) {
 		h.Close(context.Background())
 		return nil, err
 	}
 	h.fed, err = client.NewFederation(client.FederationConfig{
 		Domain:     cfg.Domain,
-		HTTPClient: peerClient(cfg),
+		HTTPClient: &http.Client{Transport: &h.peerTransport},
 		Resolve: func(domain string) (string, error) {
-			if addr, ok := cfg.Peers[domain]; ok {
+			if addr, ok := h.material.Load().peers[domain]; ok {
 				_, port, err := net.SplitHostPort(addr)
 				if err != nil {
 					return "", fmt.Errorf("peer %s address %q: %w", domain, addr, err)
@@ -178,17 +197,14 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.AssetRoots, MinVersion: tls.VersionTLS12}
 		api.AssetClient = &http.Client{Transport: tr}
 	}
-	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, MinVersion: tls.VersionTLS12}
-	fedTLS := serverTLS.Clone()
-	fedTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	fedTLS.ClientCAs = cfg.PeerRoots
+	serverTLS, fedTLS := h.serverTLS()
 	for _, s := range []struct {
 		name, addr string
 		handler    http.Handler
 		tls        *tls.Config
 	}{
-		{"federation", cfg.FederationAddr, httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed), fedTLS},
-		{"client", cfg.ClientAddr, httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed), serverTLS},
+		{"federation", cfg.FederationAddr, h.acceptingOnly(httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed)), fedTLS},
+		{"client", cfg.ClientAddr, h.acceptingOnly(httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed)), serverTLS},
 		{"ops", cfg.OpsAddr, h.opsHandler(), nil},
 	} {
 		if s.addr == "" {
@@ -268,26 +284,6 @@ func (h *Hub) Close(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// peerClient is the HTTP client for federation requests: mutual TLS with
-// the provider's certificate, peers verified against PeerRoots for the
-// domain the request names, and connections to listed peers dialed at
-// their configured address.
-func peerClient(cfg Config) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, RootCAs: cfg.PeerRoots, MinVersion: tls.VersionTLS12}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
-		if err == nil {
-			if to, ok := cfg.Peers[host]; ok {
-				addr = to
-			}
-		}
-		return dialer.DialContext(ctx, network, addr)
-	}
-	return &http.Client{Transport: t}
 }
 
 // permanentOn4xx marks a peer's 4xx refusals (but 408 and 429) as permanent

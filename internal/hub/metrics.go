@@ -60,13 +60,16 @@ type metrics struct {
 	fsmApply prometheus.Histogram
 	forward  *prometheus.HistogramVec
 	http     *prometheus.HistogramVec
+	// refusals keeps the recent answers of 400 and above (refusals.go).
+	refusals *refusalLog
 }
 
 // newMetrics returns a registry with the timing instruments and the Go
 // runtime and process collectors.
 func newMetrics() (*metrics, error) {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
+		refusals: newRefusalLog(),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mimi_raft_commit_duration_seconds",
 			Help:    "Time from proposing an entry on this node (the leader) to the FSM's response: replication, commit and apply.",
@@ -188,16 +191,21 @@ func (m *metrics) middleware(server string, route func(*http.Request) string) fu
 					code = http.StatusOK
 				}
 				m.http.WithLabelValues(server, name, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+				if code >= 400 {
+					m.refusals.add(server, name, code, cw.errBody)
+				}
 			}()
 			next.ServeHTTP(cw, r)
 		})
 	}
 }
 
-// codeWriter records the status code of a response.
+// codeWriter records the status code of a response, and the start of
+// the body of an error answer.
 type codeWriter struct {
 	http.ResponseWriter
-	code int
+	code    int
+	errBody []byte
 }
 
 func (w *codeWriter) WriteHeader(code int) {
@@ -212,6 +220,9 @@ func (w *codeWriter) WriteHeader(code int) {
 func (w *codeWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
+	}
+	if w.code >= 400 && len(w.errBody) < maxRefusalBody {
+		w.errBody = append(w.errBody, b[:min(len(b), maxRefusalBody-len(w.errBody))]...)
 	}
 	return w.ResponseWriter.Write(b)
 }
