@@ -507,9 +507,10 @@ func TestClusterLaggingNodeInstallsSnapshot(t *testing.T) {
 	delete(c.nodes, lag.id)
 	back := c.start(lag.cfg)
 	c.waitFor("the lagging node to catch up", func() bool { return hasClient(t, back.store, last, false) })
-	if s := back.node.Stats(); s.LastSnapshotIndex == 0 {
-		t.Fatalf("caught up without installing a snapshot: %+v", s)
-	}
+	// Raft records the installed snapshot just after the FSM restored it,
+	// so the state can be visible a moment before the stats say so; a node
+	// that caught up by replaying the log never gets there.
+	c.waitFor("the lagging node to record the installed snapshot", func() bool { return back.node.Stats().LastSnapshotIndex > 0 })
 }
 
 func TestClusterRefusesUnauthenticatedPeers(t *testing.T) {
