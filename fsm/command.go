@@ -28,6 +28,16 @@ const (
 	CmdAck               CommandType = 12 // a client read its stream up to a point
 	CmdSubscribe         CommandType = 13 // a local client joins or leaves a room's stream
 	CmdPrune             CommandType = 14 // drop expired KeyPackages and routes
+
+	// Accounts (accounts.go): 20-29.
+	CmdCreateUser   CommandType = 20 // a new local user with its first device
+	CmdAddDevice    CommandType = 21 // a device added with the account's password
+	CmdRequestLink  CommandType = 22 // a new device asks an existing one for approval
+	CmdApproveLink  CommandType = 23 // an existing device approves a link request
+	CmdSetPassword  CommandType = 24 // set or change the account's password
+	CmdRevokeDevice CommandType = 25 // a device is revoked by its user or an operator
+	CmdSuspendUser  CommandType = 26 // an operator suspends or reinstates a user
+	CmdMintInvite   CommandType = 27 // an operator mints a single-use invite code
 )
 
 func (t CommandType) String() string {
@@ -35,6 +45,9 @@ func (t CommandType) String() string {
 		"routeKeyPackages", "claimKeyMaterial", "consent", "fanout", "delivered", "ack", "subscribe", "prune"}
 	if int(t) < len(names) && t > 0 {
 		return names[t]
+	}
+	if n, ok := accountCommandNames[t]; ok {
+		return n
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -109,7 +122,9 @@ func Stamp(cmd []byte, acceptedAt uint64) ([]byte, error) {
 }
 
 // RegisterBody registers a client of a local user; the user is created on
-// its first client.
+// its first client. Legacy: the API proposes CmdCreateUser, CmdRequestLink
+// and CmdAddDevice instead, which need the user's proof for a second
+// device; CmdRegister entries already in logs still apply as before.
 type RegisterBody struct {
 	Client proto.URI
 	// TokenHash is the SHA-256 of the client's bearer token; the token

@@ -67,6 +67,7 @@ type State struct {
 	streams map[proto.URI]*roomStream // rooms local clients follow, hosted here or not
 	outbox  map[string]*outQueue      // per peer domain
 	reports []room.Report
+	acct    accounts // accounts.go
 	dedup   dedupTable
 	// lastAt is the latest acceptance time applied: the FSM's clock never
 	// runs backwards, even when a new leader's clock is behind the old one's.
@@ -103,6 +104,7 @@ func newState(cfg Config) (*State, error) {
 		clients: map[proto.URI]*clientRecord{},
 		streams: map[proto.URI]*roomStream{},
 		outbox:  map[string]*outQueue{},
+		acct:    newAccounts(),
 		dedup:   dedupTable{entries: map[string]dedupEntry{}},
 	}, nil
 }
@@ -111,8 +113,9 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// stateVersion is the snapshot format.
-const stateVersion = 1
+// stateVersion is the snapshot format. Version 2 added the accounts
+// section after the clock; version 1 snapshots still decode (no accounts).
+const stateVersion = 2
 
 // EncodeTLS writes the whole state.
 func (s *State) EncodeTLS(w *wire.Writer) {
@@ -161,6 +164,7 @@ func (s *State) EncodeTLS(w *wire.Writer) {
 	})
 	s.dedup.EncodeTLS(w)
 	w.Uint64(s.lastAt)
+	s.acct.EncodeTLS(w)
 }
 
 // decodeState reads a snapshot into a fresh state for cfg.
@@ -172,8 +176,8 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 	r := wire.NewReader(data)
 	var v uint8
 	r.Uint8(&v)
-	if r.OK() && v != stateVersion {
-		return nil, fmt.Errorf("snapshot format %d, want %d", v, stateVersion)
+	if r.OK() && v != stateVersion && v != 1 {
+		return nil, fmt.Errorf("snapshot format %d, want 1 or %d", v, stateVersion)
 	}
 	var rooms [][]byte
 	r.VectorEach(func(r *wire.Reader) {
@@ -225,6 +229,9 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 	})
 	s.dedup.DecodeTLS(r)
 	r.Uint64(&s.lastAt)
+	if v >= 2 {
+		s.acct.DecodeTLS(r)
+	}
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("decode snapshot: %w", err)
 	}
@@ -243,6 +250,9 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 	}
 	if s.keys.Domain() != cfg.Domain || s.consent.Domain() != cfg.Domain {
 		return nil, fmt.Errorf("the snapshot belongs to %s, this provider is %s", s.keys.Domain(), cfg.Domain)
+	}
+	for _, u := range sortedKeys(s.users) {
+		s.acct.noteUser(u)
 	}
 	return s, nil
 }
