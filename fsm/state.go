@@ -114,7 +114,8 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 }
 
 // stateVersion is the snapshot format. Version 2 added the accounts
-// section after the clock; version 1 snapshots still decode (no accounts).
+// section after the reports; version 1 snapshots still decode (no
+// accounts: every client is a legacy device, no user has a password).
 const stateVersion = 2
 
 // EncodeTLS writes the whole state.
@@ -162,9 +163,9 @@ func (s *State) EncodeTLS(w *wire.Writer) {
 			encodeReport(w, &s.reports[i])
 		}
 	})
+	s.acct.EncodeTLS(w)
 	s.dedup.EncodeTLS(w)
 	w.Uint64(s.lastAt)
-	s.acct.EncodeTLS(w)
 }
 
 // decodeState reads a snapshot into a fresh state for cfg.
@@ -227,11 +228,11 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 		decodeReport(r, &rep)
 		s.reports = append(s.reports, rep)
 	})
-	s.dedup.DecodeTLS(r)
-	r.Uint64(&s.lastAt)
 	if v >= 2 {
 		s.acct.DecodeTLS(r)
 	}
+	s.dedup.DecodeTLS(r)
+	r.Uint64(&s.lastAt)
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("decode snapshot: %w", err)
 	}

@@ -260,9 +260,6 @@ type env struct {
 	members map[proto.URI]*member
 }
 
-// noRateLimits turns every account rate limit off.
-var noRateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: Rate{Burst: -1}, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}}
-
 func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
@@ -279,7 +276,7 @@ func newEnv(t *testing.T, domain string, mod func(*Config)) *env {
 		Logger: testLogger(),
 		// Tests make many accounts from one address; the rate limit tests
 		// set their own. Cheap argon2id keeps password tests fast.
-		RateLimits:     noRateLimits,
+		RateLimits:     NoRateLimits,
 		PasswordParams: PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1},
 	}
 	if mod != nil {

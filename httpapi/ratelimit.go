@@ -46,6 +46,10 @@ var (
 	DefaultApproveRate      = Rate{Every: 10 * time.Second, Burst: 10}
 )
 
+// NoRateLimits turns every account rate limit off: for load tests and
+// test networks that make many accounts from one address.
+var NoRateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: Rate{Burst: -1}, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}}
+
 // DefaultRateKeys is RateLimits.MaxKeys's default.
 const DefaultRateKeys = 100_000
 

@@ -47,6 +47,8 @@ type config struct {
 	AssetHosts      []string          `json:"asset_host"`
 	AssetCA         string            `json:"asset_ca"`
 	RegistrationKey string            `json:"registration_key"`
+	Registration    string            `json:"registration"`
+	NoAccountLimits bool              `json:"no_account_rate_limits"`
 	AdminToken      string            `json:"admin_token"`
 	RequireConsent  bool              `json:"require_consent"`
 	LogLevel        string            `json:"log_level"`
@@ -187,7 +189,9 @@ func options() []option {
 		}},
 		listOpt("asset-host", "host downloadFile may fetch from (repeatable)", func(c *config) *[]string { return &c.AssetHosts }),
 		stringOpt("asset-ca", "PEM roots that verify the asset hosts; default: the system roots", func(c *config) *string { return &c.AssetCA }),
-		stringOpt("registration-key", "secret clients must present to register (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
+		stringOpt("registration-key", "secret clients must present to register a new user (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
+		stringOpt("registration", "who may create new users: open, key (needs -registration-key), invite (codes from 'mimictl users invite') or closed; default key with -registration-key, else open. Further devices of a user always need its approval or password", func(c *config) *string { return &c.Registration }),
+		boolOpt("no-account-rate-limits", "turn off the per-address and per-account limits on registration, device linking and password attempts (load tests only)", func(c *config) *bool { return &c.NoAccountLimits }),
 		stringOpt("admin-token", "bearer token the operator API (/v1/ on -ops-addr) requires (default: none)", func(c *config) *string { return &c.AdminToken }),
 		boolOpt("require-consent", "claims for local users need their explicit consent", func(c *config) *bool { return &c.RequireConsent }),
 		stringOpt("log-level", "debug, info, warn or error", func(c *config) *string { return &c.LogLevel }),

@@ -119,8 +119,10 @@ func explain(err error) error {
 
 func registerCommand() *command {
 	return &command{
-		name: "register", summary: "register a new client and create its profile",
-		help: `Registers DEVICE of USER with the provider whose client API is -server,
+		name: "register", summary: "register a new user with its first device and create its profile",
+		help: `Registers the new user USER with its first device DEVICE at the provider
+whose client API is -server (an existing user's further devices are added
+with 'mimictl link'),
 uploads a batch of KeyPackages plus a last-resort one, and creates the
 profile (a folder, 0700) holding the server URL, the CA file's path, the
 token and the client's MLS private keys (profile.json, 0600). The profile
@@ -138,6 +140,8 @@ before anything else is tried.`,
 			email := fs.String("email", "", "email address for the user's profile (vCard EMAIL)")
 			nick := fs.String("nick", "", "nickname for the user's profile (vCard NICKNAME)")
 			force := fs.Bool("force", false, "replace an existing profile (its client and rooms are lost)")
+			pwFile := fs.String("password-file", "", "set the account's password from the first line of `FILE` ('-': standard input), so devices can be added with it")
+			invite := fs.String("invite", "", "invite `code` (providers with -registration invite)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("register", args, 0, 0); err != nil {
 					return err
@@ -158,7 +162,17 @@ before anything else is tried.`,
 						fields = append(fields, proto.ProfileField{Source: proto.FieldVCardField, Name: f.name, Value: []byte(f.value)})
 					}
 				}
-				return explain(e.register(ctx, *server, *ca, key, *user, *device, fields, *keys, *force))
+				var password string
+				if *pwFile != "" {
+					var err error
+					if password, err = e.readPassword(*pwFile); err != nil {
+						return err
+					}
+				}
+				opts := client.RegisterOptions{Profile: fields, Password: password, Invite: *invite}
+				return explain(e.register(ctx, *server, *ca, key, func(ctx context.Context, api *client.User) (*client.Registration, error) {
+					return api.RegisterWith(ctx, *user, *device, opts)
+				}, *keys, *force))
 			}
 		},
 	}
@@ -187,8 +201,10 @@ func (e *env) claimProfileDir(ctx context.Context, dir string, force bool) (func
 	return release, nil
 }
 
-// register runs the register command.
-func (e *env) register(ctx context.Context, server, ca, regKey, user, device string, fields []proto.ProfileField, keys int, force bool) error {
+// register runs the register and link commands: obtain makes the new
+// device's token (registering a user, or linking a device), then the
+// profile is saved and KeyPackages uploaded.
+func (e *env) register(ctx context.Context, server, ca, regKey string, obtain func(context.Context, *client.User) (*client.Registration, error), keys int, force bool) error {
 	var err error
 	if ca != "" {
 		if ca, err = filepath.Abs(ca); err != nil {
@@ -222,7 +238,7 @@ func (e *env) register(ctx context.Context, server, ca, regKey, user, device str
 	if err != nil {
 		return err
 	}
-	reg, err := api.Register(ctx, user, device, fields)
+	reg, err := obtain(ctx, api)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,11 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		registerCommand(),
+		linkCommand(),
+		approveCommand(),
+		devicesCommand(),
+		revokeCommand(),
+		passwordCommand(),
 		whoamiCommand(),
 		publishKeysCommand(),
 		createRoomCommand(),
@@ -74,6 +79,7 @@ func commands() []*command {
 		whoisCommand(),
 		statusCommand(),
 		reportsCommand(),
+		usersCommand(),
 		clusterCommand(),
 		benchCommand(),
 	}

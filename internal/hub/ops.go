@@ -251,6 +251,7 @@ func (h *Hub) opsHandler() http.Handler {
 	admin(http.MethodPost, "/v1/cluster/remove", h.opsRemove)
 	admin(http.MethodGet, "/v1/cluster/snapshot", h.opsSnapshot)
 	admin(http.MethodPost, "/v1/cluster/restore", h.opsRestore)
+	h.userOps(admin) // ops_users.go
 	mux.Handle("/v1/", h.adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m, ok := methods[r.URL.Path]; ok {
 			w.Header().Set("Allow", m)
