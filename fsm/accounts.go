@@ -153,7 +153,8 @@ func (a *accounts) noteUser(u proto.URI) {
 	}
 }
 
-// pruneLinks drops link requests that expired by now.
+// pruneLinks drops link requests that expired by now. Like pruneInvites it
+// runs only in commands that succeed: a refusal must change nothing.
 func (a *accounts) pruneLinks(now uint64) {
 	for len(a.linkSeq) > 0 {
 		l := a.links[a.linkSeq[0]]
@@ -177,17 +178,40 @@ func (a *accounts) pruneInvites(now uint64) {
 	})
 }
 
-// userLinks returns a user's pending link requests, oldest first.
-func (a *accounts) userLinks(u proto.URI) []*pendingLink {
+// userLinks returns a user's link requests still waiting at now, oldest
+// first.
+func (a *accounts) userLinks(u proto.URI, now uint64) []*pendingLink {
 	var out []*pendingLink
 	for _, id := range a.linkSeq {
-		if l := a.links[id]; l != nil {
+		if l := a.links[id]; l != nil && l.createdAt+LinkTTL > now {
 			if owner, _ := l.client.UserOf(); owner == u {
 				out = append(out, l)
 			}
 		}
 	}
 	return out
+}
+
+// liveLinks counts the link requests still waiting at now.
+func (a *accounts) liveLinks(now uint64) int {
+	n := 0
+	for _, id := range a.linkSeq {
+		if a.links[id].createdAt+LinkTTL > now {
+			n++
+		}
+	}
+	return n
+}
+
+// liveInvites counts the invite codes still valid at now.
+func (a *accounts) liveInvites(now uint64) int {
+	n := 0
+	for _, exp := range a.invites {
+		if exp > now {
+			n++
+		}
+	}
+	return n
 }
 
 func (a *accounts) removeLink(id string) {
@@ -255,9 +279,8 @@ func (s *State) createUser(b *CreateUserBody, at uint64) *Result {
 	}
 	var invite string
 	if len(b.InviteHash) > 0 {
-		s.acct.pruneInvites(at)
 		invite = string(b.InviteHash)
-		if _, ok := s.acct.invites[invite]; !ok {
+		if exp, ok := s.acct.invites[invite]; !ok || exp <= at {
 			return refused(NotAllowed, "the invite code is unknown, used or expired")
 		}
 	}
@@ -270,6 +293,7 @@ func (s *State) createUser(b *CreateUserBody, at uint64) *Result {
 	if invite != "" {
 		delete(s.acct.invites, invite)
 		s.acct.invSeq = slices.DeleteFunc(s.acct.invSeq, func(x string) bool { return x == invite })
+		s.acct.pruneInvites(at)
 	}
 	s.users[user] = &userRecord{profile: b.Profile}
 	s.clients[b.Client] = &clientRecord{tokenHash: bytes.Clone(b.TokenHash)}
@@ -305,16 +329,15 @@ func (s *State) requestLink(b *RequestLinkBody, at uint64) *Result {
 	if len(b.LinkID) < 16 || len(b.LinkID) > 64 || len(b.CodeHash) != 32 {
 		return refused(Invalid, "a link request needs an id of 16 to 64 bytes and a 32-byte code hash")
 	}
-	s.acct.pruneLinks(at)
 	if _, ok := s.acct.links[string(b.LinkID)]; ok {
 		return refused(Conflict, "link id in use")
 	}
-	mine := s.acct.userLinks(user)
+	mine := s.acct.userLinks(user, at)
 	if len(mine) >= MaxPendingLinksPerUser {
 		return refused(Limit, "user %s has %d device link requests waiting, the most allowed; they expire %d minutes after they were made", user, len(mine), LinkTTL/60000)
 	}
-	if len(s.acct.links) >= MaxPendingLinks {
-		return refused(Limit, "%d device link requests are waiting on this provider, the most allowed", len(s.acct.links))
+	if n := s.acct.liveLinks(at); n >= MaxPendingLinks {
+		return refused(Limit, "%d device link requests are waiting on this provider, the most allowed", n)
 	}
 	for _, l := range mine {
 		if l.client == b.Client {
@@ -324,6 +347,7 @@ func (s *State) requestLink(b *RequestLinkBody, at uint64) *Result {
 			return refused(Conflict, "link code in use; draw another")
 		}
 	}
+	s.acct.pruneLinks(at)
 	l := &pendingLink{id: string(b.LinkID), client: b.Client, codeHash: bytes.Clone(b.CodeHash), tokenHash: bytes.Clone(b.TokenHash), createdAt: at}
 	s.acct.links[l.id] = l
 	s.acct.linkSeq = append(s.acct.linkSeq, l.id)
@@ -338,8 +362,7 @@ func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
 	if s.acct.suspended(user) {
 		return refused(NotAllowed, "user %s is suspended", user)
 	}
-	s.acct.pruneLinks(at)
-	for _, l := range s.acct.userLinks(user) {
+	for _, l := range s.acct.userLinks(user, at) {
 		if subtle.ConstantTimeCompare(l.codeHash, b.CodeHash) != 1 {
 			continue
 		}
@@ -347,6 +370,7 @@ func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
 			return r
 		}
 		s.acct.removeLink(l.id)
+		s.acct.pruneLinks(at)
 		return s.addDevice(l.client, l.tokenHash, DeviceLinked, at)
 	}
 	return refused(NotFound, "no device of %s waits for approval with this code (codes expire after %d minutes)", user, LinkTTL/60000)
@@ -359,11 +383,15 @@ func (s *State) setPassword(b *SetPasswordBody) *Result {
 	if len(b.PasswordHash) == 0 || len(b.PasswordHash) > MaxPasswordHash {
 		return refused(Invalid, "password hash is %d bytes; want 1 to %d", len(b.PasswordHash), MaxPasswordHash)
 	}
-	acc := s.acct.account(b.User)
-	if acc.credGen != b.CredentialGen {
+	var gen uint64
+	if acc := s.acct.users[b.User]; acc != nil {
+		gen = acc.credGen
+	}
+	if gen != b.CredentialGen {
 		return refused(NotAllowed, "the password of %s changed while this request was checked; try again", b.User)
 	}
-	acc.passwordHash, acc.credGen = bytes.Clone(b.PasswordHash), acc.credGen+1
+	acc := s.acct.account(b.User)
+	acc.passwordHash, acc.credGen = bytes.Clone(b.PasswordHash), gen+1
 	return success(nil)
 }
 
@@ -412,13 +440,13 @@ func (s *State) mintInvite(b *MintInviteBody, at uint64) *Result {
 	if b.ExpiresAt <= at || b.ExpiresAt-at > MaxInviteTTL {
 		return refused(Invalid, "an invite code lives from 1 ms to %d days", MaxInviteTTL/86_400_000)
 	}
-	s.acct.pruneInvites(at)
-	if _, ok := s.acct.invites[string(b.CodeHash)]; ok {
+	if exp, ok := s.acct.invites[string(b.CodeHash)]; ok && exp > at {
 		return refused(Conflict, "invite code exists")
 	}
-	if len(s.acct.invites) >= MaxInvites {
-		return refused(Limit, "%d invite codes are unused, the most allowed", len(s.acct.invites))
+	if n := s.acct.liveInvites(at); n >= MaxInvites {
+		return refused(Limit, "%d invite codes are unused, the most allowed", n)
 	}
+	s.acct.pruneInvites(at)
 	s.acct.invites[string(b.CodeHash)] = b.ExpiresAt
 	s.acct.invSeq = append(s.acct.invSeq, string(b.CodeHash))
 	return success(nil)
@@ -502,10 +530,8 @@ type PendingLink struct {
 // first, as of the FSM clock (expired ones are left out).
 func (s *State) PendingLinks(user proto.URI) []PendingLink {
 	var out []PendingLink
-	for _, l := range s.acct.userLinks(user) {
-		if l.createdAt+LinkTTL > s.lastAt {
-			out = append(out, PendingLink{Client: l.client, ExpiresAt: l.createdAt + LinkTTL})
-		}
+	for _, l := range s.acct.userLinks(user, s.lastAt) {
+		out = append(out, PendingLink{Client: l.client, ExpiresAt: l.createdAt + LinkTTL})
 	}
 	return out
 }

@@ -119,8 +119,12 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 const stateVersion = 2
 
 // EncodeTLS writes the whole state.
-func (s *State) EncodeTLS(w *wire.Writer) {
-	w.Uint8(stateVersion)
+func (s *State) EncodeTLS(w *wire.Writer) { s.encode(w, stateVersion) }
+
+// encode writes the state in format version (tests write version 1 to
+// check it still decodes).
+func (s *State) encode(w *wire.Writer, version uint8) {
+	w.Uint8(version)
 	w.Vector(func(w *wire.Writer) {
 		for _, id := range sortedKeys(s.rooms) {
 			w.Vector(func(w *wire.Writer) { s.rooms[id].EncodeTLS(w) })
@@ -163,7 +167,9 @@ func (s *State) EncodeTLS(w *wire.Writer) {
 			encodeReport(w, &s.reports[i])
 		}
 	})
-	s.acct.EncodeTLS(w)
+	if version >= 2 {
+		s.acct.EncodeTLS(w)
+	}
 	s.dedup.EncodeTLS(w)
 	w.Uint64(s.lastAt)
 }
