@@ -82,7 +82,7 @@ proof instead.`,
 						return err
 					}
 				}
-				return explain(e.register(ctx, *server, *ca, "", func(ctx context.Context, api *client.User) (*client.Registration, error) {
+				return explain(e.register(ctx, *server, *ca, "", "linked", func(ctx context.Context, api *client.User) (*client.Registration, error) {
 					if password != "" {
 						return api.AddDeviceWithPassword(ctx, *user, *device, password)
 					}
@@ -90,8 +90,8 @@ proof instead.`,
 					if err != nil {
 						return nil, err
 					}
-					e.printf("to add %s, approve this code on one of %s's devices (within %s):\n\n    mimictl approve %s\n\nwaiting...\n",
-						req.Client, short(req.User), time.Until(req.Expires).Round(time.Minute), req.Code)
+					e.printf("to add %s, approve this code on one of %s's devices within %d minutes:\n\n    mimictl approve %s\n\nwaiting...\n",
+						req.Client, short(req.User), int(time.Until(req.Expires).Round(time.Minute).Minutes()), req.Code)
 					return api.WaitLinked(ctx, req, linkPoll)
 				}, *keys, *force))
 			}

@@ -100,7 +100,7 @@ func explain(err error) error {
 	case errors.As(err, &te) && strings.Contains(te.Error(), "connection refused"):
 		return fmt.Errorf("%w\nhint: is the provider running, and is -server its client API address (https://HOST:PORT)?", err)
 	case errors.As(err, &se) && se.Status == 401 && strings.Contains(se.Message, "token"):
-		return fmt.Errorf("%w\nhint: the provider does not know this profile's token (was its data folder reset?); register again with -force", err)
+		return fmt.Errorf("%w\nhint: the provider does not accept this profile's token: the device was revoked, its user suspended, or the provider's data reset; add it again with 'mimictl link' (-profile NAME -force reuses this profile)", err)
 	case errors.As(err, &kme):
 		for _, u := range kme.Users {
 			switch u.Status {
@@ -170,7 +170,7 @@ before anything else is tried.`,
 					}
 				}
 				opts := client.RegisterOptions{Profile: fields, Password: password, Invite: *invite}
-				return explain(e.register(ctx, *server, *ca, key, func(ctx context.Context, api *client.User) (*client.Registration, error) {
+				return explain(e.register(ctx, *server, *ca, key, "registered", func(ctx context.Context, api *client.User) (*client.Registration, error) {
 					return api.RegisterWith(ctx, *user, *device, opts)
 				}, *keys, *force))
 			}
@@ -204,7 +204,7 @@ func (e *env) claimProfileDir(ctx context.Context, dir string, force bool) (func
 // register runs the register and link commands: obtain makes the new
 // device's token (registering a user, or linking a device), then the
 // profile is saved and KeyPackages uploaded.
-func (e *env) register(ctx context.Context, server, ca, regKey string, obtain func(context.Context, *client.User) (*client.Registration, error), keys int, force bool) error {
+func (e *env) register(ctx context.Context, server, ca, regKey, verb string, obtain func(context.Context, *client.User) (*client.Registration, error), keys int, force bool) error {
 	var err error
 	if ca != "" {
 		if ca, err = filepath.Abs(ca); err != nil {
@@ -290,8 +290,8 @@ func (e *env) register(ctx context.Context, server, ca, regKey string, obtain fu
 		Profile     string    `json:"profile"`
 		KeyPackages int       `json:"key_packages"`
 	}{reg.Client, reg.User, dir, keys + 1}
-	return e.output(out, fmt.Sprintf("registered %s as %s\nuploaded %d KeyPackages and a last-resort one\nprofile: %s (holds the client's private keys: keep it private)\n",
-		short(reg.User), reg.Client, keys, dir))
+	return e.output(out, fmt.Sprintf("%s %s as %s\nuploaded %d KeyPackages and a last-resort one\nprofile: %s (holds the client's private keys: keep it private)\n",
+		verb, short(reg.User), reg.Client, keys, dir))
 }
 
 func whoamiCommand() *command {
