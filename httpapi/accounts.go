@@ -258,38 +258,67 @@ func NewInviteCode() (code string, hash []byte) {
 	return code, h[:]
 }
 
+// newDeviceRequest is the body of the requests that add a device to an
+// existing user.
+type newDeviceRequest struct {
+	User        string `json:"user"`
+	Device      string `json:"device"`
+	TokenSecret []byte `json:"token_secret,omitempty"`
+	Password    string `json:"password,omitempty"`
+}
+
+// newDevice is a checked newDeviceRequest.
+type newDevice struct {
+	newDeviceRequest
+	user, client proto.URI
+	token        string
+	hash         []byte
+}
+
+// readNewDevice reads a request for a further device of an existing user,
+// spending a token of the source address's budget (before anything else)
+// and of the account's (once the user is known) in ip and account.
+func (c *clientAPI) readNewDevice(w http.ResponseWriter, r *http.Request, what string, ip, account *limiter) (*newDevice, error) {
+	if err := spend(what+" from this address", budget{ip, sourceAddr(r)}); err != nil {
+		return nil, err
+	}
+	nd := &newDevice{}
+	if err := readJSON(w, r, c.cfg.MaxBody, &nd.newDeviceRequest); err != nil {
+		return nil, err
+	}
+	if len(nd.Password) > MaxPassword {
+		return nil, fail(http.StatusBadRequest, "password: at most %d bytes", MaxPassword)
+	}
+	device, err := canonicalName("device", nd.Device)
+	if err != nil {
+		return nil, err
+	}
+	if nd.user, err = c.existingUser(r, nd.User); err != nil {
+		return nil, err
+	}
+	if err := spend(what+" for "+string(nd.user), budget{account, string(nd.user)}); err != nil {
+		return nil, err
+	}
+	uid, _ := nd.user.Parse()
+	nd.client = proto.ClientURI(c.domain, uid.User, device)
+	if nd.token, nd.hash, err = deviceToken(nd.client, nd.TokenSecret); err != nil {
+		return nil, err
+	}
+	return nd, nil
+}
+
 // requestLink: POST /v1/devices/link. A new device of an existing user asks
 // to be linked: it gets the token it will use and a code to show; the
 // token works once one of the user's devices approves the code.
 func (c *clientAPI) requestLink(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	if err := spend("device link requests from this address", budget{c.limits.linkIP, sourceAddr(r)}); err != nil {
-		return err
-	}
-	var in struct {
-		User        string `json:"user"`
-		Device      string `json:"device"`
-		TokenSecret []byte `json:"token_secret,omitempty"`
-	}
-	if err := readJSON(w, r, c.cfg.MaxBody, &in); err != nil {
-		return err
-	}
-	device, err := canonicalName("device", in.Device)
+	nd, err := c.readNewDevice(w, r, "device link requests", c.limits.linkIP, c.limits.linkUser)
 	if err != nil {
 		return err
 	}
-	user, err := c.existingUser(r, in.User)
-	if err != nil {
-		return err
+	if nd.Password != "" {
+		return fail(http.StatusBadRequest, "a link request carries no password (POST /v1/devices adds a device with it)")
 	}
-	if err := spend("device link requests for "+string(user), budget{c.limits.linkUser, string(user)}); err != nil {
-		return err
-	}
-	uid, _ := user.Parse()
-	client := proto.ClientURI(c.domain, uid.User, device)
-	token, hash, err := deviceToken(client, in.TokenSecret)
-	if err != nil {
-		return err
-	}
+	client, user, token, hash := nd.client, nd.user, nd.token, nd.hash
 	linkID := make([]byte, 16)
 	_, _ = rand.Read(linkID)
 	code := newCode(linkCodeLen)
@@ -337,32 +366,14 @@ func (c *clientAPI) approveLink(w http.ResponseWriter, r *http.Request, p *princ
 
 // addDevice: POST /v1/devices, a device added with the account's password.
 func (c *clientAPI) addDevice(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	if err := spend("password attempts from this address", budget{c.limits.passwordIP, sourceAddr(r)}); err != nil {
-		return err
-	}
-	var in struct {
-		User        string `json:"user"`
-		Device      string `json:"device"`
-		Password    string `json:"password"`
-		TokenSecret []byte `json:"token_secret,omitempty"`
-	}
-	if err := readJSON(w, r, c.cfg.MaxBody, &in); err != nil {
-		return err
-	}
-	device, err := canonicalName("device", in.Device)
+	nd, err := c.readNewDevice(w, r, "password attempts", c.limits.passwordIP, c.limits.passwordUser)
 	if err != nil {
 		return err
 	}
-	if in.Password == "" || len(in.Password) > MaxPassword {
-		return fail(http.StatusBadRequest, "password is required (at most %d bytes)", MaxPassword)
+	if nd.Password == "" {
+		return fail(http.StatusBadRequest, "password is required")
 	}
-	user, err := c.existingUser(r, in.User)
-	if err != nil {
-		return err
-	}
-	if err := spend("password attempts for "+string(user), budget{c.limits.passwordUser, string(user)}); err != nil {
-		return err
-	}
+	client, user, token, hash := nd.client, nd.user, nd.token, nd.hash
 	cred, err := c.credential(r, user)
 	if err != nil {
 		return err
@@ -370,16 +381,10 @@ func (c *clientAPI) addDevice(w http.ResponseWriter, r *http.Request, _ *princip
 	if len(cred.PasswordHash) == 0 {
 		return fail(http.StatusForbidden, "%s has no password; link the device from an existing one", user)
 	}
-	if ok, err := c.passwords.verify(r.Context(), cred.PasswordHash, in.Password); err != nil {
+	if ok, err := c.passwords.verify(r.Context(), cred.PasswordHash, nd.Password); err != nil {
 		return err
 	} else if !ok {
 		return fail(http.StatusForbidden, "wrong password for %s", user)
-	}
-	uid, _ := user.Parse()
-	client := proto.ClientURI(c.domain, uid.User, device)
-	token, hash, err := deviceToken(client, in.TokenSecret)
-	if err != nil {
-		return err
 	}
 	res, err := c.backend.Apply(r.Context(), fsm.CmdAddDevice, nil, "", &fsm.AddDeviceBody{Client: client, TokenHash: hash, CredentialGen: cred.Generation})
 	if err != nil {
