@@ -386,7 +386,15 @@ func (c *clientAPI) addDevice(w http.ResponseWriter, r *http.Request, _ *princip
 	} else if !ok {
 		return fail(http.StatusForbidden, "wrong password for %s", user)
 	}
-	res, err := c.backend.Apply(r.Context(), fsm.CmdAddDevice, nil, "", &fsm.AddDeviceBody{Client: client, TokenHash: hash, CredentialGen: cred.Generation})
+	// Like registration: with a chosen token secret and an
+	// Idempotency-Key, a retry after a lost answer answers like the first.
+	var id []byte
+	if nd.TokenSecret != nil {
+		if id, err = requestID(r, "add device "+string(client), RouteName(r)); err != nil {
+			return err
+		}
+	}
+	res, err := c.backend.Apply(r.Context(), fsm.CmdAddDevice, id, "", &fsm.AddDeviceBody{Client: client, TokenHash: hash, CredentialGen: cred.Generation})
 	if err != nil {
 		return err
 	}
