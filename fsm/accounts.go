@@ -536,12 +536,6 @@ func (s *State) PendingLinks(user proto.URI) []PendingLink {
 	return out
 }
 
-// LinkPending reports whether the link request id still waits.
-func (s *State) LinkPending(id []byte) bool {
-	l, ok := s.acct.links[string(id)]
-	return ok && l.createdAt+LinkTTL > s.lastAt
-}
-
 // Credential is what a node needs to check a user's password outside
 // Apply: the stored hash and its generation, which a command built on the
 // check must carry.

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"net/http"
 	"strings"
 	"time"
@@ -330,9 +329,7 @@ func (c *clientAPI) requestLink(w http.ResponseWriter, r *http.Request, _ *princ
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{
-		"client": string(client), "user": string(user), "token": token, "code": code,
-		"link_id":    base64.RawURLEncoding.EncodeToString(linkID),
-		"expires_in": fsm.LinkTTL / 1000,
+		"client": string(client), "user": string(user), "token": token, "code": code, "expires_in": fsm.LinkTTL / 1000,
 	})
 	return nil
 }
