@@ -395,7 +395,7 @@ func (s *State) setPassword(b *SetPasswordBody) *Result {
 	return success(nil)
 }
 
-func (s *State) revokeDevice(b *RevokeDeviceBody) *Result {
+func (s *State) revokeDevice(b *RevokeDeviceBody, at uint64) *Result {
 	if _, ok := s.clients[b.Client]; !ok {
 		return refused(NotFound, "no device %s", b.Client)
 	}
@@ -419,11 +419,19 @@ func (s *State) revokeDevice(b *RevokeDeviceBody) *Result {
 	for _, id := range sortedKeys(s.streams) {
 		s.streams[id].unsubscribe(b.Client)
 	}
-	// Rooms: the device's leaves stay until hub-initiated Remove proposals
-	// take them out (the room-rules mechanism); from here on the device
-	// can neither authenticate nor be added, and its KeyPackages are gone.
+	s.leaveRooms(b.Client, at)
 	return success(nil)
 }
+
+// leaveRooms is where a revoked device leaves the rooms it is in: hub
+// Remove proposals for rooms hosted here, and a request to the hub of every
+// other room (a Remove this provider is entitled to ask for its own
+// client). That mechanism belongs to the room rules (issue 11: hub-initiated
+// proposals) and is not in this branch yet; until it is wired here, a
+// revoked device's leaves stay in its groups: it can no longer
+// authenticate, receive fanout or be added, and its KeyPackages are gone,
+// but it still holds the epoch secrets it had, until members remove it.
+func (s *State) leaveRooms(client proto.URI, at uint64) {}
 
 func (s *State) suspendUser(b *SuspendUserBody) *Result {
 	if _, err := s.keys.Clients(b.User); err != nil {
@@ -474,7 +482,7 @@ func (s *State) dispatchAccounts(c *Command) (res *Result, ok bool) {
 	case CmdSetPassword:
 		return run(c, mv, s.setPassword), true
 	case CmdRevokeDevice:
-		return run(c, mv, s.revokeDevice), true
+		return run(c, mv, func(b *RevokeDeviceBody) *Result { return s.revokeDevice(b, c.AcceptedAt) }), true
 	case CmdSuspendUser:
 		return run(c, mv, s.suspendUser), true
 	default: // CmdMintInvite
