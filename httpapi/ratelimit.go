@@ -32,9 +32,9 @@ type RateLimits struct {
 	Password Rate
 	// Approve: link approvals per account.
 	Approve Rate
-	// MaxKeys bounds the keys each bucket table tracks; full buckets are
-	// forgotten first, then the table refuses new keys (429) until some
-	// refill.
+	// MaxKeys bounds the keys each bucket table tracks; when it is full,
+	// buckets that refilled are forgotten (a sweep at most once a second),
+	// and new keys are refused (429) until there is room.
 	MaxKeys int
 }
 
@@ -77,6 +77,10 @@ type limiter struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
+	// swept is when a full table last looked for buckets to forget: at
+	// most once a second, so a flood of new keys cannot make every
+	// request scan the table.
+	swept time.Time
 }
 
 type bucket struct {
@@ -99,7 +103,8 @@ func (l *limiter) take(key string) (ok bool, retry time.Duration) {
 	now := l.now()
 	b := l.buckets[key]
 	if b == nil {
-		if len(l.buckets) >= l.maxKeys {
+		if len(l.buckets) >= l.maxKeys && now.Sub(l.swept) >= time.Second {
+			l.swept = now
 			l.forgetFull(now)
 		}
 		if len(l.buckets) >= l.maxKeys {
