@@ -46,8 +46,9 @@ const (
 )
 
 // accounts holds the account tables. Maps are visited only in sorted
-// order; links and invites also keep their insertion order, which is their
-// expiry order (the FSM clock never runs backwards).
+// order or through the insertion-order lists beside them; for links that
+// order is also their expiry order (one lifetime, and the FSM clock never
+// runs backwards), for invites not (each has its own).
 type accounts struct {
 	users   map[proto.URI]*account
 	devices map[proto.URI]deviceInfo
