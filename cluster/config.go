@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -55,7 +56,10 @@ type Config struct {
 
 	// AdvertiseAddr is the address other servers use to reach this one,
 	// host:port. Empty means the address RaftAddr is bound to, which must
-	// then not be an unspecified address (0.0.0.0 or ::).
+	// then not be an unspecified address (0.0.0.0 or ::). A DNS name is
+	// kept as a name in the Raft configuration and resolved by the peers
+	// at every dial, so the node may come back at another IP (a
+	// Kubernetes pod's stable name); it need not resolve yet at start.
 	AdvertiseAddr string
 
 	// BootstrapExpect is the number of voters of a brand-new cluster. A node
@@ -261,17 +265,17 @@ func (c Config) validate() error {
 	return nil
 }
 
-// advertiseAddr resolves an advertised host:port. Raft peers dial it, so it
-// must name a concrete address.
-func advertiseAddr(s string) (*net.TCPAddr, error) {
-	a, err := net.ResolveTCPAddr("tcp", s)
+// advertiseAddr parses an advertised host:port. Raft peers dial it, so it
+// must be a concrete IP or a DNS name (kept as a name: see namedAddr).
+func advertiseAddr(s string) (net.Addr, error) {
+	host, ip, port, err := splitAdvertise(s)
 	if err != nil {
 		return nil, fmt.Errorf("AdvertiseAddr: %w", err)
 	}
-	if a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
-		return nil, fmt.Errorf("AdvertiseAddr %q: need a concrete IP and port", s)
+	if ip == nil {
+		return namedAddr(net.JoinHostPort(host, strconv.Itoa(port))), nil
 	}
-	return a, nil
+	return &net.TCPAddr{IP: ip, Port: port}, nil
 }
 
 // raftConfig maps c onto hashicorp/raft's configuration.

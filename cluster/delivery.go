@@ -21,6 +21,7 @@ type Sender interface {
 	Fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error
 	RequestConsent(ctx context.Context, targetDomain string, e *proto.ConsentEntry) error
 	UpdateConsent(ctx context.Context, requesterDomain string, e *proto.ConsentEntry) error
+	RemoveClients(ctx context.Context, room proto.URI, req *proto.RemoveClientsRequest) error
 }
 
 // PermanentError is implemented by errors for which retrying cannot help
@@ -217,7 +218,7 @@ func (d *Delivery) drain(ctx context.Context, peer string) {
 
 // deliver sends the first request's worth of items: consecutive fanout
 // messages of one room with consecutive sequence numbers and the same
-// exclusions become one batch; a consent item goes alone. It returns how
+// exclusions become one batch; a consent or removeClients item goes alone. It returns how
 // many items it covered.
 func (d *Delivery) deliver(ctx context.Context, peer string, items []fsm.OutItem) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
@@ -248,6 +249,12 @@ func (d *Delivery) deliver(ctx context.Context, peer string, items []fsm.OutItem
 			n++
 		}
 		return n, d.sender.Fanout(ctx, peer, first.Room, first.Seq, batch, first.Exclude)
+	case fsm.OutRemoveClients:
+		var req proto.RemoveClientsRequest
+		if err := wire.Unmarshal(first.Data, &req); err != nil {
+			return 1, permanent(fmt.Errorf("outbox removeClients item %d: %w", first.ID, err))
+		}
+		return 1, d.sender.RemoveClients(ctx, first.Room, &req)
 	}
 	return 1, permanent(fmt.Errorf("outbox item %d has unknown kind %d", first.ID, first.Kind))
 }

@@ -16,12 +16,13 @@ import (
 
 // fakeSender records deliveries and fails as told.
 type fakeSender struct {
-	mu      sync.Mutex
-	fail    []error // errors to return, in order, before succeeding
-	calls   int
-	consent []proto.ConsentEntry
-	fanouts []fanoutCall
-	done    chan struct{}
+	mu       sync.Mutex
+	fail     []error // errors to return, in order, before succeeding
+	calls    int
+	consent  []proto.ConsentEntry
+	fanouts  []fanoutCall
+	removals []proto.RemoveClientsRequest
+	done     chan struct{}
 }
 
 type fanoutCall struct {
@@ -60,6 +61,16 @@ func (f *fakeSender) RequestConsent(_ context.Context, _ string, e *proto.Consen
 
 func (f *fakeSender) UpdateConsent(ctx context.Context, d string, e *proto.ConsentEntry) error {
 	return f.RequestConsent(ctx, d, e)
+}
+
+func (f *fakeSender) RemoveClients(_ context.Context, room proto.URI, req *proto.RemoveClientsRequest) error {
+	if err := f.next(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.removals = append(f.removals, *req)
+	f.mu.Unlock()
+	return nil
 }
 
 func (f *fakeSender) Fanout(_ context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error {

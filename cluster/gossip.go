@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,11 +23,19 @@ type GossipConfig struct {
 	// BindAddr is the host:port memberlist listens on (TCP and UDP).
 	BindAddr string
 	// AdvertiseAddr is the host:port other nodes reach it at; empty means
-	// BindAddr, which must then name a concrete IP. It is never guessed.
+	// BindAddr, which must then name a concrete IP. It is never guessed:
+	// a host name (a container's own name) is resolved once at start and
+	// must give one IPv4 or one IPv6 address.
 	AdvertiseAddr string
-	// Join lists gossip addresses of other nodes; any one that answers
-	// is enough. The node keeps retrying in the background until one does.
+	// Join lists other nodes: gossip addresses (HOST:PORT) or DNS names
+	// (dns:NAME:PORT for every address of NAME, dns:NAME for its SRV
+	// records; see discovery.go). Any one node that answers is enough.
+	// The node keeps retrying in the background, resolving the names
+	// again each time, until one does.
 	Join []string
+	// Resolver answers the DNS questions of dns: join entries and of a
+	// named AdvertiseAddr; nil means net.DefaultResolver.
+	Resolver Resolver
 	// Key encrypts and authenticates gossip (AES-GCM, 16, 24 or 32 bytes).
 	// Every node of a cluster has the same key. Required.
 	Key []byte
@@ -44,11 +53,19 @@ func (g *GossipConfig) validate() error {
 		errs = append(errs, fmt.Errorf("gossip BindAddr: %w", err))
 	}
 	if a := g.AdvertiseAddr; a != "" {
-		if _, err := concreteAddr(a); err != nil {
+		if _, _, _, err := splitAdvertise(a); err != nil {
 			errs = append(errs, fmt.Errorf("gossip AdvertiseAddr: %w", err))
 		}
 	} else if _, err := concreteAddr(g.BindAddr); err != nil {
 		errs = append(errs, fmt.Errorf("gossip BindAddr %q: without AdvertiseAddr it must be a concrete IP:port", g.BindAddr))
+	}
+	if len(g.Join) > maxJoinAddrs {
+		errs = append(errs, fmt.Errorf("gossip Join lists %d entries; at most %d", len(g.Join), maxJoinAddrs))
+	}
+	for _, j := range g.Join {
+		if _, err := parseJoinEntry(j); err != nil {
+			errs = append(errs, fmt.Errorf("gossip %w", err))
+		}
 	}
 	switch len(g.Key) {
 	case 16, 24, 32:
@@ -118,6 +135,9 @@ type member struct {
 type gossip struct {
 	ml  *memberlist.Memberlist
 	log *slog.Logger
+	// self is the address this node advertises (IP:port).
+	self     string
+	resolver Resolver
 
 	mu      sync.Mutex
 	meta    nodeMeta
@@ -126,9 +146,12 @@ type gossip struct {
 	now     func() time.Time
 }
 
-func startGossip(cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger) (*gossip, error) {
+func startGossip(ctx context.Context, cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger) (*gossip, error) {
 	g := &gossip{log: log.With("component", "gossip"), meta: meta, members: map[string]*member{},
-		notify: make(chan struct{}, 1), now: time.Now}
+		notify: make(chan struct{}, 1), now: time.Now, resolver: cfg.Resolver}
+	if g.resolver == nil {
+		g.resolver = net.DefaultResolver
+	}
 	var mc *memberlist.Config
 	if cfg.Profile == "local" {
 		mc = memberlist.DefaultLocalConfig()
@@ -143,11 +166,21 @@ func startGossip(cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger) 
 	if adv == "" {
 		adv = cfg.BindAddr
 	}
-	a, err := concreteAddr(adv)
+	host, ip, advPort, err := splitAdvertise(adv)
 	if err != nil {
 		return nil, fmt.Errorf("gossip advertise address: %w", err)
 	}
-	mc.AdvertiseAddr, mc.AdvertisePort = a.IP.String(), a.Port
+	if ip == nil {
+		lctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		ip, err = lookupOne(lctx, g.resolver, host)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("gossip advertise address %s: %w", adv, err)
+		}
+		g.log.Info("resolved the gossip advertise address", "name", adv, "ip", ip.String())
+	}
+	mc.AdvertiseAddr, mc.AdvertisePort = ip.String(), advPort
+	g.self = net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(advPort))
 	mc.SecretKey = cfg.Key
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Label = cfg.ClusterName
@@ -165,6 +198,14 @@ func startGossip(cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger) 
 // join contacts the given addresses; it succeeds if any one answers.
 func (g *gossip) join(addrs []string) (int, error) {
 	return g.ml.Join(addrs)
+}
+
+// resolve turns join entries into the addresses to contact now (see
+// resolveJoin).
+func (g *gossip) resolve(ctx context.Context, entries []joinEntry) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	return resolveJoin(ctx, g.resolver, entries, g.self)
 }
 
 // setMeta changes what this node advertises and pushes it out.

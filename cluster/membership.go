@@ -92,21 +92,43 @@ type serverRequest struct {
 }
 
 // joinLoop contacts the configured gossip peers until one answers, with
-// capped exponential backoff. A node that finds no one keeps running: it
-// may be the first of its cluster.
-func (n *Node) joinLoop(addrs []string) {
-	if len(addrs) == 0 {
+// capped exponential backoff, resolving dns: entries again each time. A
+// node that finds no one keeps running: it may be the first of its
+// cluster.
+func (n *Node) joinLoop(join []string) {
+	if len(join) == 0 {
 		return
+	}
+	entries := make([]joinEntry, 0, len(join))
+	for _, j := range join {
+		e, err := parseJoinEntry(j) // checked by Config.validate
+		if err != nil {
+			n.log.Error("ignoring a join entry", "err", err)
+			continue
+		}
+		entries = append(entries, e)
 	}
 	wait := 500 * time.Millisecond
 	for {
-		k, err := n.gossip.join(addrs)
+		ctx, cancel := n.untilStopping(context.Background(), resolveTimeout)
+		addrs, rerr := n.gossip.resolve(ctx, entries)
+		cancel()
+		var k int
+		var err error
+		if len(addrs) > 0 {
+			k, err = n.gossip.join(addrs)
+		}
 		if k > 0 {
 			n.joined.Store(true)
-			n.log.Info("joined gossip", "contacted", k)
+			n.log.Info("joined gossip", "contacted", k, "addrs", addrs)
 			return
 		}
-		n.log.Warn("no gossip peer answered; retrying", "peers", addrs, "err", err, "in", wait)
+		switch {
+		case hasDNSEntries(entries) && len(addrs) == 0:
+			n.log.Warn("DNS names no other node yet; resolving again", "join", join, "err", rerr, "in", wait)
+		default:
+			n.log.Warn("no gossip peer answered; retrying", "peers", addrs, "err", errors.Join(err, rerr), "in", wait)
+		}
 		select {
 		case <-time.After(wait):
 		case <-n.stopping:

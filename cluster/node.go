@@ -148,7 +148,7 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	}
 	if cfg.Gossip != nil {
 		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID}
-		if n.gossip, err = startGossip(cfg.Gossip, cfg.NodeID, meta, logger); err != nil {
+		if n.gossip, err = startGossip(ctx, cfg.Gossip, cfg.NodeID, meta, logger); err != nil {
 			n.raft.Shutdown().Error()
 			return nil, fmt.Errorf("cluster: start: %w", err)
 		}

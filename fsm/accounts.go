@@ -417,22 +417,12 @@ func (s *State) revokeDevice(b *RevokeDeviceBody, at uint64) *Result {
 	}
 	delete(s.clients, b.Client)
 	delete(s.acct.devices, b.Client)
-	for _, id := range sortedKeys(s.streams) {
-		s.streams[id].unsubscribe(b.Client)
-	}
-	s.leaveRooms(b.Client, at)
-	return success(nil)
+	// In the same command the device leaves its rooms (hubproposals.go):
+	// it stops following every room at once, the hub queues its Removes
+	// in rooms hosted here, and the hubs of the other rooms it follows are
+	// asked to remove it. The answer says which rooms.
+	return s.removeClients(&Command{AcceptedAt: at}, &RemoveClientsBody{Clients: []proto.URI{b.Client}})
 }
-
-// leaveRooms is where a revoked device leaves the rooms it is in: hub
-// Remove proposals for rooms hosted here, and a request to the hub of every
-// other room (a Remove this provider is entitled to ask for its own
-// client). That mechanism belongs to the room rules (issue 11: hub-initiated
-// proposals) and is not in this branch yet; until it is wired here, a
-// revoked device's leaves stay in its groups: it can no longer
-// authenticate, receive fanout or be added, and its KeyPackages are gone,
-// but it still holds the epoch secrets it had, until members remove it.
-func (s *State) leaveRooms(client proto.URI, at uint64) {}
 
 func (s *State) suspendUser(b *SuspendUserBody) *Result {
 	if _, err := s.keys.Clients(b.User); err != nil {

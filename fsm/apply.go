@@ -173,6 +173,21 @@ func (s *State) dispatch(c *Command) *Result {
 		}
 		s.keys.Prune(c.AcceptedAt / 1000)
 		return success(nil)
+	case CmdHubKey:
+		if r := local(); r != nil {
+			return r
+		}
+		b, r := body[HubKeyBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.setHubKey(b)
+	case CmdRemoveClients:
+		b, r := body[RemoveClientsBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.removeClients(c, b)
 	}
 	return refused(Invalid, "unknown command type %d", c.Type)
 }
@@ -261,7 +276,7 @@ func (s *State) createRoom(b *CreateRoomBody, at uint64) *Result {
 		return refused(Conflict, "room %s exists", b.Room)
 	}
 	user, _ := b.Client.UserOf()
-	rm, err := room.Create(s.cfg.roomConfig(), room.CreateRequest{Room: b.Room, Creator: user, GroupInfo: b.GroupInfo.GroupInfo, Tree: b.Tree}, at)
+	rm, err := room.Create(s.roomConfig(), room.CreateRequest{Room: b.Room, Creator: user, GroupInfo: b.GroupInfo.GroupInfo, Tree: b.Tree}, at)
 	if err != nil {
 		if errors.Is(err, room.ErrNotAllowed) {
 			return refused(NotAllowed, "%v", err)
@@ -405,9 +420,6 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 	if id.Domain == s.cfg.Domain {
 		return refused(NotAllowed, "this provider hosts %s", b.Room)
 	}
-	if b.FirstSeq == 0 {
-		return refused(Invalid, "fanout sequence numbers start at 1")
-	}
 	st, ok := s.streams[b.Room]
 	if !ok {
 		if !s.welcomesLocal(b.Batch) {
@@ -418,6 +430,9 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 			return answerUnchanged(nil)
 		}
 		st = s.stream(b.Room, id.Domain)
+	}
+	if b.FirstSeq == 0 {
+		return s.unnumberedFanout(b.Room, st, b)
 	}
 	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
 		st.gaps++

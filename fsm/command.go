@@ -28,6 +28,8 @@ const (
 	CmdAck               CommandType = 12 // a client read its stream up to a point
 	CmdSubscribe         CommandType = 13 // a local client joins or leaves a room's stream
 	CmdPrune             CommandType = 14 // drop expired KeyPackages and routes
+	CmdHubKey            CommandType = 15 // set the hub's external-sender secret, once
+	CmdRemoveClients     CommandType = 16 // remove clients from rooms with the hub's own proposals
 
 	// Accounts (accounts.go): 20-29.
 	CmdCreateUser   CommandType = 20 // a new local user with its first device
@@ -42,7 +44,7 @@ const (
 
 func (t CommandType) String() string {
 	names := [...]string{"", "register", "uploadKeyPackages", "createRoom", "updateRoom", "provisionalMessage", "reportAbuse",
-		"routeKeyPackages", "claimKeyMaterial", "consent", "fanout", "delivered", "ack", "subscribe", "prune"}
+		"routeKeyPackages", "claimKeyMaterial", "consent", "fanout", "delivered", "ack", "subscribe", "prune", "hubKey", "removeClients"}
 	if int(t) < len(names) && t > 0 {
 		return names[t]
 	}
@@ -295,7 +297,9 @@ func (b *ConsentBody) DecodeTLS(r *wire.Reader) { b.Entry.DecodeTLS(r) }
 // FanoutBody is a /fanout request from a room's hub (the command's Peer).
 type FanoutBody struct {
 	Room proto.URI
-	// FirstSeq is the hub's number of the first message (Mimi-Sequence).
+	// FirstSeq is the hub's number of the first message (Mimi-Sequence);
+	// 0 for a hub that numbers nothing (the seed's fanout): its messages
+	// are taken in arrival order, duplicates recognized by digest.
 	FirstSeq uint64
 	Batch    proto.FanoutBatch
 	// Exclude lists local clients the hub says must not receive the batch.

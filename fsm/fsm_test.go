@@ -118,12 +118,13 @@ func options(now *uint64) mls.GroupOptions {
 	return mls.GroupOptions{Config: room.MLSConfig(0), Now: func() uint64 { return *now / 1000 }}
 }
 
-// createRoom has m create room id hosted on n.
-func (n *node) createRoom(m *member, id proto.URI) {
+// createRoom has m create room id hosted on n, with the base policy and
+// the extensions more.
+func (n *node) createRoom(m *member, id proto.URI, more ...mls.Extension) {
 	n.t.Helper()
 	s, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
 	pol := proto.DefaultPolicy()
-	g, err := mls.CreateGroup(s, m.signer, mls.CreateOptions{GroupOptions: options(&n.now), GroupID: []byte(id), Extensions: mls.Extensions{pol.Extension()},
+	g, err := mls.CreateGroup(s, m.signer, mls.CreateOptions{GroupOptions: options(&n.now), GroupID: []byte(id), Extensions: append(mls.Extensions{pol.Extension()}, more...),
 		Credential: mls.BasicCredential([]byte(m.uri)), Capabilities: caps, Lifetime: mls.Lifetime{NotBefore: n.now/1000 - 60, NotAfter: n.now/1000 + 86400}})
 	if err != nil {
 		n.t.Fatal(err)

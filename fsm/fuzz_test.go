@@ -23,6 +23,15 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	n.apply(CmdConsent, []byte("c1"), "b.example", &ConsentBody{Entry: proto.ConsentEntry{Operation: proto.ConsentRequest,
 		Requester: proto.UserURI("b.example", "bob"), Target: proto.UserURI("a.example", "alice")}})
 	n.apply(CmdPrune, nil, "", nil)
+	// The hub's key, a room that lists the hub, fanout without sequence
+	// numbers, and a revocation that reaches both.
+	n.apply(CmdHubKey, nil, "", &HubKeyBody{Secret: bytes.Repeat([]byte{9}, 32)})
+	n.createHubRoom(alice, proto.RoomURI("a.example", "r2"))
+	remote := proto.RoomURI("b.example", "x")
+	n.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: alice.uri, Room: remote, Subscribe: true})
+	app, _ := alice.group.Encrypt([]byte("x"), nil)
+	n.apply(CmdFanout, nil, "b.example", &FanoutBody{Room: remote, Batch: proto.FanoutBatch{{Message: app, Timestamp: n.now}}})
+	n.apply(CmdRemoveClients, nil, "", &RemoveClientsBody{Clients: []proto.URI{alice.uri}})
 	// Accounts: a user with a password, a device linked, a link waiting,
 	// an invite, a suspension.
 	n.apply(CmdCreateUser, nil, "", &CreateUserBody{Client: proto.ClientURI("a.example", "carol", "x"), TokenHash: tokenHash("c"), PasswordHash: []byte("$argon2id$v=19$m=64,t=1,p=1$c2FsdA$a2V5")})

@@ -15,6 +15,7 @@ const (
 	OutFanout         OutKind = 1 // POST /fanout/{roomId}
 	OutRequestConsent OutKind = 2 // POST /requestConsent/{targetDomain}
 	OutUpdateConsent  OutKind = 3 // POST /updateConsent/{requesterDomain}
+	OutRemoveClients  OutKind = 4 // POST /removeClients/{roomId} (DECISIONS.md item 27)
 )
 
 // OutItem is a request waiting to be delivered to one peer. Items of a peer
@@ -22,11 +23,11 @@ const (
 type OutItem struct {
 	ID   uint64
 	Kind OutKind
-	Room proto.URI // fanout
+	Room proto.URI // fanout, removeClients
 	// Seq is the hub sequence of the fanout message.
 	Seq uint64
-	// Data is the FanoutMessage (fanout) or ConsentEntry (consent)
-	// encoding.
+	// Data is the FanoutMessage (fanout), ConsentEntry (consent) or
+	// RemoveClientsRequest encoding.
 	Data []byte
 	// Exclude lists the peer's clients that must not receive the message.
 	Exclude []proto.URI

@@ -72,6 +72,12 @@ type State struct {
 	// lastAt is the latest acceptance time applied: the FSM's clock never
 	// runs backwards, even when a new leader's clock is behind the old one's.
 	lastAt uint64
+	// hubSecret (CmdHubKey) derives hubKeys, the hub's external-sender keys
+	// (hubproposals.go); seedFanout remembers fanout without sequence
+	// numbers (seedfanout.go).
+	hubSecret  []byte
+	hubKeys    *room.HubKeys
+	seedFanout map[proto.URI]*digestRing
 }
 
 // userRecord is a local user's searchable profile.
@@ -106,6 +112,8 @@ func newState(cfg Config) (*State, error) {
 		outbox:  map[string]*outQueue{},
 		acct:    newAccounts(),
 		dedup:   dedupTable{entries: map[string]dedupEntry{}},
+
+		seedFanout: map[proto.URI]*digestRing{},
 	}, nil
 }
 
@@ -113,10 +121,12 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// stateVersion is the snapshot format. Version 2 added the accounts
-// section after the reports; version 1 snapshots still decode (no
-// accounts: every client is a legacy device, no user has a password).
-const stateVersion = 2
+// stateVersion is the snapshot format. Version 2 added the hub section
+// (the hub's external-sender secret, unnumbered-fanout digests), version 3
+// the accounts section after the reports. Versions 1 and 2 still decode:
+// without the sections they lack (no accounts: every client is a legacy
+// device, no user has a password).
+const stateVersion = 3
 
 // EncodeTLS writes the whole state.
 func (s *State) EncodeTLS(w *wire.Writer) { s.encode(w, stateVersion) }
@@ -167,11 +177,14 @@ func (s *State) encode(w *wire.Writer, version uint8) {
 			encodeReport(w, &s.reports[i])
 		}
 	})
-	if version >= 2 {
+	if version >= 3 {
 		s.acct.EncodeTLS(w)
 	}
 	s.dedup.EncodeTLS(w)
-	w.Uint64(s.lastAt)
+	if version >= 2 {
+		w.Vector(s.encodeHubSection)
+	}
+	w.Uint64(s.lastAt) // last: the clock
 }
 
 // decodeState reads a snapshot into a fresh state for cfg.
@@ -183,8 +196,8 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 	r := wire.NewReader(data)
 	var v uint8
 	r.Uint8(&v)
-	if r.OK() && v != stateVersion && v != 1 {
-		return nil, fmt.Errorf("snapshot format %d, want 1 or %d", v, stateVersion)
+	if r.OK() && (v < 1 || v > stateVersion) {
+		return nil, fmt.Errorf("snapshot format %d, want %d (or 1 or 2)", v, stateVersion)
 	}
 	var rooms [][]byte
 	r.VectorEach(func(r *wire.Reader) {
@@ -234,16 +247,24 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 		decodeReport(r, &rep)
 		s.reports = append(s.reports, rep)
 	})
-	if v >= 2 {
+	if v >= 3 {
 		s.acct.DecodeTLS(r)
 	}
 	s.dedup.DecodeTLS(r)
+	if v >= 2 {
+		r.Vector(s.decodeHubSection)
+	}
 	r.Uint64(&s.lastAt)
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("decode snapshot: %w", err)
 	}
+	if s.hubSecret != nil {
+		if s.hubKeys, err = room.NewHubKeys(cfg.Domain, s.hubSecret); err != nil {
+			return nil, fmt.Errorf("decode snapshot: %w", err)
+		}
+	}
 	for _, b := range rooms {
-		rm, err := room.Restore(s.cfg.roomConfig(), bytes.Clone(b))
+		rm, err := room.Restore(s.roomConfig(), bytes.Clone(b))
 		if err != nil {
 			return nil, err
 		}

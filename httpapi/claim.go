@@ -54,6 +54,9 @@ func (f *federation) claimKeyMaterial(w http.ResponseWriter, r *http.Request, pe
 	if err := f.authorizeRelay(r, peer, domain, req.RequestingUser, req.Room); err != nil {
 		return err
 	}
+	if err := requireRoomCapabilities(r.Context(), f.backend, &req); err != nil {
+		return err
+	}
 	resp, err := f.peers.ClaimKeyMaterial(r.Context(), domain, domain, &req)
 	if err != nil {
 		return relayFailure(err, domain)

@@ -120,6 +120,7 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodGet, "/v1/keypackages", RouteCountKeyPackages, c.countKeyPackages, t},
 		{http.MethodPost, "/v1/keymaterial", RouteKeyMaterial, c.claimKeyMaterial, t},
 		{http.MethodPost, "/v1/rooms", RouteCreateRoom, c.createRoom, t},
+		{http.MethodGet, "/v1/hub", RouteHub, c.hub, t},
 		{http.MethodGet, "/v1/rooms/{hub}/{room}", RouteRoom, c.room, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/commit", RouteCommit, c.commit, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/proposals", RouteProposals, c.proposals, t},
@@ -404,6 +405,9 @@ func (c *clientAPI) createRoom(w http.ResponseWriter, r *http.Request, p *princi
 	}
 	if len(in.RatchetTree) == 0 {
 		return fail(http.StatusBadRequest, "ratchet_tree is required")
+	}
+	if err := ensureHubKey(r.Context(), c.backend); err != nil { // the room must list the hub (GET /v1/hub)
+		return err
 	}
 	if _, err := c.apply(r, p, RouteCreateRoom, fsm.CmdCreateRoom, &fsm.CreateRoomBody{Room: room, Client: p.client, GroupInfo: gi, Tree: in.RatchetTree}); err != nil {
 		return err

@@ -94,6 +94,9 @@ func (c *clientAPI) claimKeyMaterial(w http.ResponseWriter, r *http.Request, p *
 	for _, d := range domains {
 		req := &proto.KeyMaterialRequest{Protocol: proto.MLS10, RequestingUser: p.user, TargetUsers: groups[d], Room: roomID,
 			AcceptableSuites: suites, LastResortAllowed: in.LastResortAllowed}
+		if err := requireRoomCapabilities(r.Context(), c.backend, req); err != nil { // a room hosted here
+			return err
+		}
 		var resp *proto.KeyMaterialResponse
 		var err error
 		switch {

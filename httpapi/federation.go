@@ -107,6 +107,7 @@ func NewFederation(cfg Config, backend Backend, peers Peers) http.Handler {
 		}
 		r.Path(path).Methods(rt.method).Name(rt.name).Handler(f.authenticated(handlers[rt.name], timeout))
 	}
+	r.Path(proto.RemoveClientsPath).Methods(http.MethodPost).Name(RouteRemoveClients).Handler(f.authenticated(f.removeClients, f.cfg.RequestTimeout))
 	return r
 }
 
@@ -282,13 +283,14 @@ func (f *federation) fanout(w http.ResponseWriter, r *http.Request, peer string)
 	if err != nil {
 		return err
 	}
-	seqHeader := r.Header.Get("Mimi-Sequence")
-	if seqHeader == "" {
-		return fail(http.StatusBadRequest, "the Mimi-Sequence header (the hub's number of the first message) is required")
-	}
-	seq, err := strconv.ParseUint(seqHeader, 10, 64)
-	if err != nil || seq == 0 {
-		return fail(http.StatusBadRequest, "Mimi-Sequence %q is not a decimal number from 1", seqHeader)
+	// Mimi-Sequence (the hub's number of the first message) is optional:
+	// a hub that implements only the seed sends none, and its messages are
+	// taken in arrival order, duplicates recognized by digest (0 below).
+	var seq uint64
+	if seqHeader := r.Header.Get("Mimi-Sequence"); seqHeader != "" {
+		if seq, err = strconv.ParseUint(seqHeader, 10, 64); err != nil || seq == 0 {
+			return fail(http.StatusBadRequest, "Mimi-Sequence %q is not a decimal number from 1", seqHeader)
+		}
 	}
 	var exclude []proto.URI
 	if h := r.Header.Values("Mimi-Exclude"); len(h) > 0 {

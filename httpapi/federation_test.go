@@ -172,7 +172,6 @@ func TestFederationEndpoints(t *testing.T) {
 		{"reportAbuse garbage", "POST", "/reportAbuse/r", "b.example", []byte{1}, nil, 400, "reportAbuse body"},
 		{"reportAbuse oversized", "POST", "/reportAbuse/r", "b.example", big, nil, 413, ""},
 		// Fanout.
-		{"fanout without Mimi-Sequence", "POST", "/fanout/x", "b.example", fanout, nil, 400, "Mimi-Sequence"},
 		{"fanout with a bad Mimi-Sequence", "POST", "/fanout/x", "b.example", fanout, []string{"Mimi-Sequence", "one"}, 400, "not a decimal"},
 		{"fanout with Mimi-Sequence 0", "POST", "/fanout/x", "b.example", fanout, []string{"Mimi-Sequence", "0"}, 400, "not a decimal"},
 		{"fanout with a bad Mimi-Exclude", "POST", "/fanout/x", "b.example", fanout, []string{"Mimi-Sequence", "1", "Mimi-Exclude", "mimi://a.example/u/alice"}, 400, "not a client URI"},
@@ -282,6 +281,29 @@ func TestFanout(t *testing.T) {
 	want(t, f.fedDo(http.MethodPost, "/fanout/x", "c.example", f.fanoutBody(1), seq(6)...), http.StatusNoContent, "fanout of c's own room")
 	if st := f.stream(f.alice, st.Last); len(st.Items) != 0 {
 		t.Fatalf("c.example's fanout reached a follower of b's room: %+v", st)
+	}
+}
+
+// TestFanoutWithoutSequence is fanout from a hub that implements only the
+// seed: no Mimi-Sequence. Messages are taken in arrival order and a resent
+// request is recognized by its messages' digests.
+func TestFanoutWithoutSequence(t *testing.T) {
+	f := newFedFixture(t)
+	first, second := f.fanoutBody(2), f.fanoutBody(1)
+	want(t, f.fedDo(http.MethodPost, "/fanout/x", "b.example", first), http.StatusNoContent, "seed fanout")
+	want(t, f.fedDo(http.MethodPost, "/fanout/x", "b.example", first), http.StatusNoContent, "the same request again")
+	want(t, f.fedDo(http.MethodPost, "/fanout/x", "b.example", second), http.StatusNoContent, "the next request")
+	var batch proto.FanoutBatch
+	if err := wire.Unmarshal(first, &batch); err != nil {
+		t.Fatal(err)
+	}
+	st := f.stream(f.alice, 0)
+	var hub []uint64
+	for _, it := range st.Items {
+		hub = append(hub, it.HubSeq)
+	}
+	if !slices.Equal(hub, []uint64{1, 2, 3}) || !bytes.Equal(st.Items[0].Data, wire.MustMarshal(batch[0].Message)) {
+		t.Fatalf("stream %v, want three messages in arrival order", hub)
 	}
 }
 

@@ -467,12 +467,34 @@ func (e *env) upload(m *member) *mls.KeyPackageBundle {
 	return kp
 }
 
+// hubExtension is the external_senders extension a room created here
+// needs, from GET /v1/hub.
+func (e *env) hubExtension(m *member) mls.Extension {
+	e.t.Helper()
+	rec := e.apiDo(http.MethodGet, "/v1/hub", m.token, nil)
+	want(e.t, rec, http.StatusOK, "hub")
+	out := decodeJSON[struct {
+		Domain string `json:"domain"`
+		Suites []struct {
+			CipherSuite     uint16 `json:"cipher_suite"`
+			ExternalSenders []byte `json:"external_senders"`
+		} `json:"suites"`
+	}](e.t, rec)
+	for _, s := range out.Suites {
+		if mls.CipherSuite(s.CipherSuite) == suite(e.t).ID() {
+			return mls.Extension{Type: mls.ExtExternalSenders, Data: s.ExternalSenders}
+		}
+	}
+	e.t.Fatalf("GET /v1/hub lists no external sender for %s: %+v", suite(e.t).ID(), out)
+	return mls.Extension{}
+}
+
 // createRoom has m create room name here through the API.
 func (e *env) createRoom(m *member, name string) proto.URI {
 	e.t.Helper()
 	id := proto.RoomURI(e.domain, name)
 	pol := proto.DefaultPolicy()
-	g, err := mls.CreateGroup(suite(e.t), m.signer, mls.CreateOptions{GroupOptions: groupOptions(), GroupID: []byte(id), Extensions: mls.Extensions{pol.Extension()},
+	g, err := mls.CreateGroup(suite(e.t), m.signer, mls.CreateOptions{GroupOptions: groupOptions(), GroupID: []byte(id), Extensions: mls.Extensions{pol.Extension(), e.hubExtension(m)},
 		Credential: mls.BasicCredential([]byte(m.uri)), Capabilities: caps, Lifetime: lifetime()})
 	if err != nil {
 		e.t.Fatal(err)

@@ -180,8 +180,13 @@ func TestRoomFlow(t *testing.T) {
 	if decodeMIMI(t, rec, &km); len(km.Users) != 1 || km.Users[0].Status != proto.UserSuccess {
 		t.Fatalf("relayed claim answer %+v", km)
 	}
-	if calls := e.peers.taken(); len(calls) != 1 || calls[0].via != "c.example" || calls[0].target != "c.example" {
+	calls = e.peers.taken()
+	if len(calls) != 1 || calls[0].via != "c.example" || calls[0].target != "c.example" {
 		t.Fatalf("relay calls %+v", calls)
+	}
+	// The relayed claim asks c.example for what the room requires.
+	if rc := calls[0].body.(*proto.KeyMaterialRequest).RequiredCapabilities; !slices.Contains(rc.Proposals, proto.ProposalParticipantListPatch) || !slices.Contains(rc.Extensions, proto.ExtBasePolicy) {
+		t.Fatalf("the relayed claim asks for %+v", rc)
 	}
 	if e.b.count(fsm.CmdRouteKeyPackages) != routes+1 {
 		t.Fatal("the relayed claim's KeyPackage was not routed")

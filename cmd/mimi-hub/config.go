@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mimihub/mimi-hub/cluster"
 )
 
 // config is the daemon's configuration: defaults, then a JSON file
@@ -52,6 +54,7 @@ type config struct {
 	AdminToken      string            `json:"admin_token"`
 	RequireConsent  bool              `json:"require_consent"`
 	LogLevel        string            `json:"log_level"`
+	LogFormat       string            `json:"log_format"`
 
 	DeadNodeRemoveAfter  duration `json:"dead_node_remove_after"`
 	LeaderWait           duration `json:"leader_wait"`
@@ -75,7 +78,18 @@ func defaults() config {
 		GossipAddr:      "127.0.0.1:8447",
 		BootstrapExpect: bootstrapUnset,
 		LogLevel:        "info",
+		LogFormat:       "text",
 		Peers:           map[string]string{},
+		// The cluster's own defaults, spelled out so that -h shows them.
+		DeadNodeRemoveAfter:  duration(cluster.DefaultDeadServerRemoval),
+		LeaderWait:           duration(cluster.DefaultLeaderWait),
+		SnapshotThreshold:    cluster.DefaultSnapshotThreshold,
+		SnapshotInterval:     duration(cluster.DefaultSnapshotInterval),
+		TrailingLogs:         cluster.DefaultTrailingLogs,
+		RaftHeartbeatTimeout: duration(cluster.DefaultHeartbeatTimeout),
+		RaftElectionTimeout:  duration(cluster.DefaultElectionTimeout),
+		RaftLeaseTimeout:     duration(cluster.DefaultLeaderLeaseTimeout),
+		RaftCommitTimeout:    duration(cluster.DefaultCommitTimeout),
 	}
 }
 
@@ -103,10 +117,17 @@ type option struct {
 	usage string
 	// set applies a value given as text to c (repeatable options append).
 	set func(c *config, v string) error
+	// show returns c's value as -h prints it as the default ("": none to
+	// print); nil for options whose usage explains the default.
+	show func(c *config) string
+	// kind names the value in -h ("duration", "ADDR", ...); "bool" makes
+	// the flag a switch (-require-consent alone means true).
+	kind string
 }
 
 func stringOpt(name, usage string, field func(*config) *string) option {
-	return option{name, usage, func(c *config, v string) error { *field(c) = v; return nil }}
+	return option{name, usage, func(c *config, v string) error { *field(c) = v; return nil },
+		func(c *config) string { return *field(c) }, "string"}
 }
 
 func intOpt(name, usage string, field func(*config) *int) option {
@@ -114,7 +135,7 @@ func intOpt(name, usage string, field func(*config) *int) option {
 		n, err := strconv.Atoi(v)
 		*field(c) = n
 		return err
-	}}
+	}, func(c *config) string { return strconv.Itoa(*field(c)) }, "int"}
 }
 
 func uintOpt(name, usage string, field func(*config) *uint64) option {
@@ -122,7 +143,7 @@ func uintOpt(name, usage string, field func(*config) *uint64) option {
 		n, err := strconv.ParseUint(v, 10, 64)
 		*field(c) = n
 		return err
-	}}
+	}, func(c *config) string { return strconv.FormatUint(*field(c), 10) }, "uint"}
 }
 
 func durationOpt(name, usage string, field func(*config) *duration) option {
@@ -130,7 +151,7 @@ func durationOpt(name, usage string, field func(*config) *duration) option {
 		d, err := time.ParseDuration(v)
 		*field(c) = duration(d)
 		return err
-	}}
+	}, func(c *config) string { return time.Duration(*field(c)).String() }, "duration"}
 }
 
 func boolOpt(name, usage string, field func(*config) *bool) option {
@@ -138,7 +159,12 @@ func boolOpt(name, usage string, field func(*config) *bool) option {
 		b, err := strconv.ParseBool(v)
 		*field(c) = b
 		return err
-	}}
+	}, func(c *config) string {
+		if *field(c) {
+			return "true"
+		}
+		return ""
+	}, "bool"}
 }
 
 // listOpt appends comma-separated values.
@@ -150,7 +176,67 @@ func listOpt(name, usage string, field func(*config) *[]string) option {
 			}
 		}
 		return nil
-	}}
+	}, func(c *config) string { return strings.Join(*field(c), ",") }, "list"}
+}
+
+// noShownDefault is o for an option whose usage explains its default
+// better than a value would.
+func noShownDefault(o option) option {
+	o.show = nil
+	return o
+}
+
+// optionFlag is an option as a flag.Value: Set records the flag, String
+// is the default that -h prints.
+type optionFlag struct {
+	def  string
+	kind string
+	set  func(string) error
+}
+
+func (f *optionFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.def
+}
+
+func (f *optionFlag) Set(v string) error { return f.set(v) }
+
+// IsBoolFlag makes a bool option a switch for the flag package.
+func (f *optionFlag) IsBoolFlag() bool { return f.kind == "bool" }
+
+// printUsage is -h: how to run the binary, then every flag with the kind
+// of its value, its environment variable and its default.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, `Usage:
+  mimi-hub [flags]               run a node
+  mimi-hub healthcheck [flags]   exit 0 if the node these flags configure is ready (GET /readyz)
+  mimi-hub -version              print the version and VCS revision
+
+Every flag can also be set by its MIMI_HUB_* environment variable or by its
+key (the flag name with underscores) in the -config JSON file; flags win
+over the environment, which wins over the file.
+
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		if of, ok := f.Value.(*optionFlag); ok {
+			kind = of.kind
+		}
+		if kind == "bool" {
+			kind = ""
+		}
+		fmt.Fprintf(w, "  -%s", f.Name)
+		if kind != "" {
+			fmt.Fprintf(w, " %s", kind)
+		}
+		fmt.Fprintf(w, "\n    \t%s", strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 func options() []option {
@@ -162,11 +248,11 @@ func options() []option {
 		stringOpt("client-addr", "listen address of the client API (TLS)", func(c *config) *string { return &c.ClientAddr }),
 		stringOpt("ops-addr", "listen address of /healthz, /readyz, /metrics and the operator API (plain HTTP; keep it private)", func(c *config) *string { return &c.OpsAddr }),
 		stringOpt("raft-addr", "listen address of Raft and the internal channel (mutual TLS, cluster CA)", func(c *config) *string { return &c.RaftAddr }),
-		stringOpt("raft-advertise", "address other nodes reach -raft-addr at (default: -raft-addr, which must then be a concrete IP)", func(c *config) *string { return &c.RaftAdvertise }),
+		stringOpt("raft-advertise", "address other nodes reach -raft-addr at: an IP, or a DNS name they resolve at every connection (a pod's stable name); default: -raft-addr, which must then be a concrete IP", func(c *config) *string { return &c.RaftAdvertise }),
 		stringOpt("gossip-addr", "listen address of gossip, TCP and UDP", func(c *config) *string { return &c.GossipAddr }),
-		stringOpt("gossip-advertise", "address other nodes reach -gossip-addr at (default: -gossip-addr)", func(c *config) *string { return &c.GossipAdvertise }),
-		listOpt("join", "gossip addresses of other nodes of this provider (comma-separated, repeatable)", func(c *config) *[]string { return &c.Join }),
-		intOpt("bootstrap-expect", "voters of a brand-new cluster: bootstrap once this many empty nodes see each other (1: alone; 0: only join an existing cluster; default 1 without -join, 0 with it)", func(c *config) *int { return &c.BootstrapExpect }),
+		stringOpt("gossip-advertise", "address other nodes reach -gossip-addr at: an IP, or a host name resolved once at start to its one address (default: -gossip-addr)", func(c *config) *string { return &c.GossipAdvertise }),
+		listOpt("join", "gossip addresses of other nodes of this provider, HOST:PORT or dns:NAME:PORT (every address NAME resolves to) or dns:SRVNAME (SRV records), resolved again until one answers (comma-separated, repeatable)", func(c *config) *[]string { return &c.Join }),
+		noShownDefault(intOpt("bootstrap-expect", "voters of a brand-new cluster: bootstrap once this many empty nodes see each other (1: alone; 0: only join an existing cluster; default 1 without -join, 0 with it)", func(c *config) *int { return &c.BootstrapExpect })),
 		stringOpt("cluster-name", "gossip label; nodes of other clusters are ignored (default: the domain)", func(c *config) *string { return &c.ClusterName }),
 		stringOpt("gossip-key-file", "file with the base64 gossip key (16, 24 or 32 bytes); default: made in the dev CA folder", func(c *config) *string { return &c.GossipKeyFile }),
 		stringOpt("cluster-cert", "PEM certificate of this node from the cluster CA; default: issued by the dev cluster CA", func(c *config) *string { return &c.ClusterCert }),
@@ -177,7 +263,7 @@ func options() []option {
 		stringOpt("key", "PEM private key of -cert", func(c *config) *string { return &c.Key }),
 		stringOpt("peer-ca", "PEM roots that verify peer providers; default: the dev CA", func(c *config) *string { return &c.PeerCA }),
 		stringOpt("dev-ca-dir", "folder of the development CAs and gossip key, created on first use (default DATA/dev-ca); share it between local providers and the nodes of a local cluster", func(c *config) *string { return &c.DevCADir }),
-		{"peer", "peer provider address override, DOMAIN=HOST:PORT (comma-separated, repeatable)", func(c *config, v string) error {
+		{name: "peer", kind: "DOMAIN=HOST:PORT", usage: "peer provider address override (comma-separated, repeatable)", set: func(c *config, v string) error {
 			for _, item := range strings.Split(v, ",") {
 				d, a, ok := strings.Cut(strings.TrimSpace(item), "=")
 				if !ok || d == "" || a == "" {
@@ -195,15 +281,16 @@ func options() []option {
 		stringOpt("admin-token", "bearer token the operator API (/v1/ on -ops-addr) requires (default: none)", func(c *config) *string { return &c.AdminToken }),
 		boolOpt("require-consent", "claims for local users need their explicit consent", func(c *config) *bool { return &c.RequireConsent }),
 		stringOpt("log-level", "debug, info, warn or error", func(c *config) *string { return &c.LogLevel }),
-		durationOpt("dead-node-remove-after", "remove a node from Raft after it has been failed this long (default 15m; never below the bootstrap size or a live quorum)", func(c *config) *duration { return &c.DeadNodeRemoveAfter }),
-		durationOpt("leader-wait", "how long a request waits for a leader before answering 503 (default 5s)", func(c *config) *duration { return &c.LeaderWait }),
-		uintOpt("snapshot-threshold", "log entries between automatic snapshots (default 8192)", func(c *config) *uint64 { return &c.SnapshotThreshold }),
-		durationOpt("snapshot-interval", "how often the snapshot threshold is checked (default 2m)", func(c *config) *duration { return &c.SnapshotInterval }),
-		uintOpt("trailing-logs", "log entries kept after a snapshot (default 10240)", func(c *config) *uint64 { return &c.TrailingLogs }),
-		durationOpt("raft-heartbeat-timeout", "Raft heartbeat timeout (default 1s)", func(c *config) *duration { return &c.RaftHeartbeatTimeout }),
-		durationOpt("raft-election-timeout", "Raft election timeout (default 1s)", func(c *config) *duration { return &c.RaftElectionTimeout }),
-		durationOpt("raft-lease-timeout", "Raft leader lease timeout (default 500ms)", func(c *config) *duration { return &c.RaftLeaseTimeout }),
-		durationOpt("raft-commit-timeout", "longest an idle leader waits before telling followers the new commit index (default 50ms)", func(c *config) *duration { return &c.RaftCommitTimeout }),
+		stringOpt("log-format", "text (key=value lines) or json (one JSON object per line)", func(c *config) *string { return &c.LogFormat }),
+		durationOpt("dead-node-remove-after", "remove a node from Raft after it has been failed this long (never below the bootstrap size or a live quorum)", func(c *config) *duration { return &c.DeadNodeRemoveAfter }),
+		durationOpt("leader-wait", "how long a request waits for a leader before answering 503", func(c *config) *duration { return &c.LeaderWait }),
+		uintOpt("snapshot-threshold", "log entries between automatic snapshots", func(c *config) *uint64 { return &c.SnapshotThreshold }),
+		durationOpt("snapshot-interval", "how often the snapshot threshold is checked", func(c *config) *duration { return &c.SnapshotInterval }),
+		uintOpt("trailing-logs", "log entries kept after a snapshot", func(c *config) *uint64 { return &c.TrailingLogs }),
+		durationOpt("raft-heartbeat-timeout", "Raft heartbeat timeout", func(c *config) *duration { return &c.RaftHeartbeatTimeout }),
+		durationOpt("raft-election-timeout", "Raft election timeout", func(c *config) *duration { return &c.RaftElectionTimeout }),
+		durationOpt("raft-lease-timeout", "Raft leader lease timeout", func(c *config) *duration { return &c.RaftLeaseTimeout }),
+		durationOpt("raft-commit-timeout", "longest an idle leader waits before telling followers the new commit index", func(c *config) *duration { return &c.RaftCommitTimeout }),
 	}
 }
 
@@ -217,18 +304,24 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 	opts := options()
 	fs := flag.NewFlagSet("mimi-hub", flag.ContinueOnError)
 	fs.SetOutput(usage)
+	fs.Usage = func() { printUsage(usage, fs) }
 	file := fs.String("config", "", "JSON configuration file (keys: the flag names with underscores)")
+	fs.Bool("version", false, "print the version and VCS revision, then exit")
 	type given struct{ name, value string }
 	var flags []given
-	probe := defaults()
+	probe, shown := defaults(), defaults()
 	for _, o := range opts {
-		fs.Func(o.name, o.usage+" [env "+envName(o.name)+"]", func(v string) error {
+		f := &optionFlag{kind: o.kind, set: func(v string) error {
 			if err := o.set(&probe, v); err != nil {
 				return err
 			}
 			flags = append(flags, given{o.name, v})
 			return nil
-		})
+		}}
+		if o.show != nil {
+			f.def = o.show(&shown)
+		}
+		fs.Var(f, o.name, o.usage+" [env "+envName(o.name)+"]")
 	}
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -327,5 +420,12 @@ func (c config) logger(w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.LogFormat {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
 }

@@ -11,7 +11,10 @@
 // cluster: give each a -node-id, its addresses, -join and
 // -bootstrap-expect (see the README). `mimi-hub -h` lists the flags; every
 // flag can also come from a JSON file (-config) or a MIMI_HUB_*
-// environment variable. SIGTERM and SIGINT stop it cleanly: servers drain,
+// environment variable. `mimi-hub -version` prints the build's version
+// and revision; `mimi-hub healthcheck` (with the daemon's configuration)
+// exits 0 once the node's /readyz answers 200, for container health
+// checks. SIGTERM and SIGINT stop it cleanly: servers drain,
 // a leader hands leadership over, then Raft snapshots and closes.
 package main
 
@@ -33,6 +36,13 @@ import (
 )
 
 func main() {
+	if handled, err := runTool(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); handled {
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "mimi-hub:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return

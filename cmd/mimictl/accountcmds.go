@@ -263,11 +263,12 @@ a revoked device loses its token and KeyPackages.`,
 						if err := wantArgs("users revoke", args, 1, 1); err != nil {
 							return err
 						}
-						var out hub.OpsRevokeRequest
+						var out hub.OpsRevokeAnswer
 						if _, err := o.post(ctx, e, "/v1/users/revoke", hub.OpsRevokeRequest{Client: args[0]}, &out); err != nil {
 							return err
 						}
-						return e.output(out, fmt.Sprintf("revoked %s\n", out.Client))
+						return e.output(out, fmt.Sprintf("revoked %s; removal proposed in %d rooms hosted here, asked of the hubs of %d others, impossible in %d (rooms without the hub as external sender: their members must remove it)\n",
+							out.Client, len(out.Proposed), len(out.Asked), len(out.Unable)))
 					}
 				},
 			},

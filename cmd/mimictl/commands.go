@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/mimihub/mimi-hub/internal/buildinfo"
 )
 
 // env is one invocation's environment: its output streams and the common
@@ -103,12 +105,17 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 	top := flag.NewFlagSet("mimictl", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
 	e.commonFlags(top, true)
+	version := top.Bool("version", false, "print the version and VCS revision, then exit")
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			e.printUsage(e.stdout, nil, nil)
 			return flag.ErrHelp
 		}
 		return &usageError{msg: err.Error(), hint: "Run 'mimictl help' for usage."}
+	}
+	if *version {
+		fmt.Fprintln(e.stdout, buildinfo.Read().Line("mimictl"))
+		return nil
 	}
 	args = top.Args()
 	if len(args) == 0 {
@@ -257,6 +264,7 @@ func (e *env) printUsage(w io.Writer, path []*command, list []*command) {
 		fmt.Fprint(w, `mimictl is mimi-hub's command-line client, operator tool and load generator.
 
 Usage: mimictl [-profile NAME] [-json] [-v] COMMAND [flags] [arguments]
+       mimictl -version
 
 Each client command acts as one MIMI client whose state lives in a profile:
 $MIMICTL_HOME/NAME (default ~/.mimictl/NAME), or the folder NAME when it has

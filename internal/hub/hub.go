@@ -330,3 +330,7 @@ func (p permanentOn4xx) RequestConsent(ctx context.Context, domain string, e *pr
 func (p permanentOn4xx) UpdateConsent(ctx context.Context, domain string, e *proto.ConsentEntry) error {
 	return classify(p.Federation.UpdateConsent(ctx, domain, e))
 }
+
+func (p permanentOn4xx) RemoveClients(ctx context.Context, room proto.URI, req *proto.RemoveClientsRequest) error {
+	return classify(p.Federation.RemoveClients(ctx, room, req))
+}

@@ -17,7 +17,7 @@ import (
 // admin token (registered by opsHandler):
 //
 //	POST /v1/users/suspend   OpsSuspendRequest -> OpsSuspendRequest: the user's tokens stop working on every node, or work again
-//	POST /v1/users/revoke    OpsRevokeRequest -> OpsRevokeRequest: one device loses its token and KeyPackages
+//	POST /v1/users/revoke    OpsRevokeRequest -> OpsRevokeAnswer: one device loses its token and KeyPackages, and leaves its rooms
 //	GET  /v1/users/devices   ?user=NAME|URI -> OpsDevices
 //	POST /v1/invites         OpsInviteRequest -> OpsInvite: a single-use invite code for registration policy "invite"
 //
@@ -36,6 +36,17 @@ type OpsSuspendRequest struct {
 type OpsRevokeRequest struct {
 	// Client is the device's URI (mimi://DOMAIN/u/USER/d/DEVICE).
 	Client string `json:"client"`
+}
+
+// OpsRevokeAnswer answers POST /v1/users/revoke: the device, and the rooms
+// it leaves (fsm.RemoveClientsResult): hosted here with the hub's Remove
+// queued, hosted here but unable to take hub proposals (created before the
+// hub had keys), and hosted elsewhere, whose hub was asked.
+type OpsRevokeAnswer struct {
+	Client   string   `json:"client"`
+	Proposed []string `json:"proposed"`
+	Unable   []string `json:"unable"`
+	Asked    []string `json:"asked"`
 }
 
 // OpsDevices answers GET /v1/users/devices.
@@ -140,10 +151,24 @@ func (h *Hub) opsRevoke(w http.ResponseWriter, r *http.Request) {
 		opsError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a device of %s", in.Client, h.cfg.Domain))
 		return
 	}
-	if _, ok := h.opsApply(w, r, "revoke", fsm.CmdRevokeDevice, &fsm.RevokeDeviceBody{Client: c}); ok {
-		h.cfg.Logger.WarnContext(r.Context(), "operator revoked a device", "client", c)
-		writeJSON(w, in)
+	res, ok := h.opsApply(w, r, "revoke", fsm.CmdRevokeDevice, &fsm.RevokeDeviceBody{Client: c})
+	if !ok {
+		return
 	}
+	h.cfg.Logger.WarnContext(r.Context(), "operator revoked a device", "client", c)
+	var rooms fsm.RemoveClientsResult
+	if err := wire.Unmarshal(res.Body, &rooms); err != nil {
+		opsError(w, http.StatusInternalServerError, "revoke: the answer does not decode: "+err.Error())
+		return
+	}
+	strs := func(us []proto.URI) []string {
+		out := make([]string, 0, len(us))
+		for _, u := range us {
+			out = append(out, string(u))
+		}
+		return out
+	}
+	writeJSON(w, OpsRevokeAnswer{Client: string(c), Proposed: strs(rooms.Proposed), Unable: strs(rooms.Unable), Asked: strs(rooms.Asked)})
 }
 
 func (h *Hub) opsDevices(w http.ResponseWriter, r *http.Request) {

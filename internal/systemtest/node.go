@@ -29,14 +29,15 @@ const ModulePath = "github.com/mimihub/mimi-hub/cmd/mimi-hub"
 
 // Build compiles cmd/mimi-hub into dir and returns the binary's path; race
 // builds it with the race detector. It needs the go command and must run
-// inside the module (tests do).
+// inside the module (tests do). The binary records the VCS revision when
+// the go command can (-buildvcs=auto: in a clone, not in a git worktree).
 func Build(ctx context.Context, dir string, race bool) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("systemtest: build mimi-hub: %w", err)
 	}
 	out := filepath.Join(dir, "mimi-hub")
-	args := []string{"build", "-o", out}
+	args := []string{"build", "-buildvcs=auto", "-o", out}
 	if race {
 		args = append(args, "-race")
 	}

@@ -36,7 +36,7 @@ var fastRaft = []string{
 	"-leader-wait", "15s",
 	// The load registers far more users from one address than a real
 	// client would.
-	"-no-account-rate-limits", "true",
+	"-no-account-rate-limits",
 }
 
 // world is one test's providers: a.example as a cluster of processes, and

@@ -47,6 +47,7 @@ type fakeAPI struct {
 	faults      []fault
 	notify      chan struct{}
 	now         time.Time
+	hubKeys     *room.HubKeys
 }
 
 type fakeClient struct {
@@ -93,6 +94,10 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		rooms: map[proto.URI]*room.Room{}, subscribers: map[proto.URI][]proto.URI{}, idem: map[string]fakeAnswer{},
 		notify: make(chan struct{}), now: time.Now(),
 	}
+	var err error
+	if f.hubKeys, err = room.NewHubKeys(fakeDomain, fakeHubSecret); err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/register", f.register)
 	mux.HandleFunc("GET /v1/whoami", f.auth(f.whoami))
@@ -100,6 +105,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	mux.HandleFunc("GET /v1/keypackages", f.auth(f.countKeyPackages))
 	mux.HandleFunc("POST /v1/keymaterial", f.auth(f.claim))
 	mux.HandleFunc("POST /v1/rooms", f.auth(f.createRoom))
+	mux.HandleFunc("GET /v1/hub", f.auth(f.hub))
 	mux.HandleFunc("GET /v1/rooms/{hub}/{room}", f.auth(f.roomInfo))
 	mux.HandleFunc("POST /v1/rooms/{hub}/{room}/commit", f.auth(f.commit))
 	mux.HandleFunc("POST /v1/rooms/{hub}/{room}/proposals", f.auth(f.proposals))
@@ -462,7 +468,7 @@ func (f *fakeAPI) createRoom(w http.ResponseWriter, r *http.Request, c *fakeClie
 		writeErr(w, http.StatusConflict, "conflict", "the room exists")
 		return
 	}
-	rm, err := room.Create(room.Config{Hub: fakeDomain}, room.CreateRequest{Room: uri, Creator: c.user, GroupInfo: gi.GroupInfo, Tree: in.RatchetTree}, f.tick())
+	rm, err := room.Create(room.Config{Hub: fakeDomain, Keys: f.hubKeys}, room.CreateRequest{Room: uri, Creator: c.user, GroupInfo: gi.GroupInfo, Tree: in.RatchetTree}, f.tick())
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "invalid", err.Error())
 		return
@@ -470,6 +476,32 @@ func (f *fakeAPI) createRoom(w http.ResponseWriter, r *http.Request, c *fakeClie
 	f.rooms[uri] = rm
 	f.subscribers[uri] = []proto.URI{c.uri}
 	writeJSON(w, http.StatusCreated, map[string]string{"room": string(uri)})
+}
+
+// fakeHubSecret derives the fake hub's external-sender keys.
+var fakeHubSecret = make([]byte, room.HubSecretSize)
+
+// fakeHubSenders is the external_senders extension of the fake hub's rooms
+// (suite 1).
+func fakeHubSenders(t testing.TB) mls.Extension {
+	k, err := room.NewHubKeys(fakeDomain, fakeHubSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := k.Sender(mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
+	return mls.ExternalSendersExtension(mls.ExternalSenders{s})
+}
+
+func (f *fakeAPI) hub(w http.ResponseWriter, _ *http.Request, _ *fakeClient) {
+	type suite struct {
+		CipherSuite     uint16 `json:"cipher_suite"`
+		ExternalSenders []byte `json:"external_senders"`
+	}
+	var suites []suite
+	for _, s := range f.hubKeys.Senders() {
+		suites = append(suites, suite{uint16(s.Suite), wire.MustMarshal(mls.ExternalSenders{s.Sender})})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"domain": fakeDomain, "suites": suites})
 }
 
 // hosted returns the room the path names.

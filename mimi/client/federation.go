@@ -301,6 +301,14 @@ func (f *Federation) UpdateConsent(ctx context.Context, requesterDomain string, 
 	return f.call(ctx, "updateConsent", requesterDomain, proto.UpdateConsent, vars, e, nil, nil)
 }
 
+// RemoveClients asks a room's hub to remove some of this provider's own
+// clients from the room with the hub's own Remove proposals (POST
+// /removeClients/{roomId}, an extension: DECISIONS.md item 27). It is not in
+// the directory, so it goes to the hub's base URL.
+func (f *Federation) RemoveClients(ctx context.Context, room proto.URI, req *proto.RemoveClientsRequest) error {
+	return f.roomCall(ctx, proto.RemoveClients, room, req, nil, nil)
+}
+
 // ReportAbuse sends an abuse report to the room's hub (POST
 // /reportAbuse/{roomId}).
 func (f *Federation) ReportAbuse(ctx context.Context, room proto.URI, r *proto.AbuseReport) error {
@@ -474,6 +482,8 @@ func defaultEndpoint(p proto.Primitive) (method, path string) {
 		return http.MethodPost, "/reportAbuse/{roomId}"
 	case proto.IdentifierQuery:
 		return http.MethodPost, "/identifierQuery/{domain}"
+	case proto.RemoveClients:
+		return http.MethodPost, proto.RemoveClientsPath
 	}
 	return "", ""
 }

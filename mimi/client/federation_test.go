@@ -46,7 +46,7 @@ func newMLSFixture(t *testing.T) *mlsFixture {
 	policy := proto.DefaultPolicy()
 	fx.group, err = mls.CreateGroup(s, signer, mls.CreateOptions{
 		GroupOptions: mls.GroupOptions{Config: room.MLSConfig(0)}, GroupID: []byte(fx.room),
-		Extensions: mls.Extensions{policy.Extension()}, Credential: mls.BasicCredential([]byte(fx.client)),
+		Extensions: mls.Extensions{policy.Extension(), fakeHubSenders(t)}, Credential: mls.BasicCredential([]byte(fx.client)),
 		Capabilities: Capabilities(), Lifetime: mls.Lifetime{NotBefore: now - 60, NotAfter: now + 86400},
 	})
 	if err != nil {

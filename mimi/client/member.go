@@ -128,11 +128,27 @@ type Member struct {
 // memberRoom is the member's state of one room.
 type memberRoom struct {
 	group *mls.Group
-	// sent holds digests of messages this member sent that the stream has
-	// not echoed yet (the hub delivers a sender's messages back to it).
-	sent map[string]struct{}
+	// sent holds digests of this member's recent messages, with the epoch
+	// each was sent in. A mimi-hub does not echo a client's own messages
+	// to it (-06 "Fanout"), but a hub may, after a failover or if it
+	// implements only the seed: the echo is then recognized and skipped.
+	// Digests older than the previous epoch are dropped (pruneSent).
+	sent map[string]uint64
 	// pending is a write whose outcome is unknown.
 	pending *pendingRequest
+}
+
+// newMemberRoom wraps a group.
+func newMemberRoom(g *mls.Group) *memberRoom { return &memberRoom{group: g, sent: map[string]uint64{}} }
+
+// markSent remembers a message this member sent.
+func (mr *memberRoom) markSent(d string) { mr.sent[d] = mr.group.Epoch() }
+
+// pruneSent forgets the digests of messages sent before the previous
+// epoch: no echo of them can arrive in a useful order any more.
+func (mr *memberRoom) pruneSent() {
+	e := mr.group.Epoch()
+	maps.DeleteFunc(mr.sent, func(_ string, sent uint64) bool { return sent+1 < e })
 }
 
 // pendingRequest is a write to the hub, replayable with its idempotency
@@ -417,8 +433,11 @@ func (m *Member) resolveAll(ctx context.Context) ([]Event, error) {
 
 // CreateRoom creates the room roomID hosted by this member's provider: an
 // MLS group whose id is the room URI, with policy in its base policy
-// extension and this client as its only member, announced to the provider
-// with a GroupInfo carrying external_pub. It returns the room URI.
+// extension, the hub in its external_senders (from GET /v1/hub, so the hub
+// can propose removals itself), MIMI's proposals and extension in its
+// required_capabilities, and this client as its only member, announced to
+// the provider with a GroupInfo carrying external_pub. It returns the room
+// URI.
 func (m *Member) CreateRoom(ctx context.Context, roomID string, policy proto.BasePolicy) (proto.URI, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -430,8 +449,12 @@ func (m *Member) CreateRoom(ctx context.Context, roomID string, policy proto.Bas
 	if _, ok := m.rooms[r]; ok {
 		return "", fmt.Errorf("create room: %s: already a member", r)
 	}
+	ext, err := m.roomExtensions(ctx, policy)
+	if err != nil {
+		return "", fmt.Errorf("create room %s: %w", r, err)
+	}
 	g, err := mls.CreateGroup(m.suite, m.signer, mls.CreateOptions{
-		GroupOptions: m.groupOptions(), GroupID: []byte(r), Extensions: mls.Extensions{policy.Extension()},
+		GroupOptions: m.groupOptions(), GroupID: []byte(r), Extensions: ext,
 		Credential: m.credential(), Capabilities: Capabilities(), Lifetime: m.lifetime(),
 	})
 	if err != nil {
@@ -445,7 +468,7 @@ func (m *Member) CreateRoom(ctx context.Context, roomID string, policy proto.Bas
 	if err != nil {
 		return "", fmt.Errorf("create room %s: %w", r, err)
 	}
-	mr := &memberRoom{group: g, sent: map[string]struct{}{}}
+	mr := newMemberRoom(g)
 	m.rooms[r] = mr
 	err = m.submit(ctx, r, mr, &pendingRequest{
 		op: "create room",
@@ -468,11 +491,31 @@ func (m *Member) CreateRoom(ctx context.Context, roomID string, policy proto.Bas
 	return r, nil
 }
 
-// commit makes a commit of opts (plus every pending proposal, with
-// external_pub in its GroupInfo), submits it, and merges it once the hub
-// accepts it or discards it when the hub refuses.
+// roomExtensions are a new room's GroupContext extensions: the base
+// policy, what every member must support, and the hub as external sender.
+func (m *Member) roomExtensions(ctx context.Context, policy proto.BasePolicy) (mls.Extensions, error) {
+	hub, err := m.api.Hub(ctx)
+	if err != nil {
+		return nil, err
+	}
+	senders, ok := hub.ExternalSenders[m.suite.ID()]
+	if !ok {
+		return nil, fmt.Errorf("the provider has no external sender for %s", m.suite.ID())
+	}
+	rc := room.RequiredCapabilitiesOf(mls.Extensions{policy.Extension()})
+	return mls.Extensions{
+		policy.Extension(),
+		{Type: mls.ExtRequiredCapabilities, Data: wire.MustMarshal(&rc)},
+		{Type: mls.ExtExternalSenders, Data: senders},
+	}, nil
+}
+
+// commit makes a commit of opts (plus the pending proposals an honest
+// member covers: room.CommitReferences, which puts first what the hub
+// queued), with external_pub in its GroupInfo, submits it, and merges it
+// once the hub accepts it or discards it when the hub refuses.
 func (m *Member) commit(ctx context.Context, r proto.URI, mr *memberRoom, op string, opts mls.CommitOptions) error {
-	opts.IncludePending = true
+	opts.References = append(opts.References, room.CommitReferences(mr.group, m.cfg.MaxVector)...)
 	opts.GroupInfo.ExternalPub = true
 	b, err := mr.group.Commit(opts)
 	if err != nil {
@@ -490,12 +533,13 @@ func (m *Member) commit(ctx context.Context, r proto.URI, mr *memberRoom, op str
 		mr.group.DiscardPendingCommit()
 		return fmt.Errorf("%s in %s: %w", op, r, err)
 	}
-	mr.sent[digest(d)] = struct{}{}
+	mr.markSent(digest(d))
 	return m.submit(ctx, r, mr, &pendingRequest{
 		op:   op,
 		send: func(ctx context.Context) (*proto.UpdateRoomResponse, error) { return m.api.Commit(ctx, r, bundle) },
 		accepted: func(context.Context) error {
 			mr.group.MergePendingCommit()
+			mr.pruneSent()
 			return nil
 		},
 		refused: func() {
@@ -607,6 +651,10 @@ func (m *Member) checkKeyPackage(g *mls.Group, user, client proto.URI, kp *mls.K
 	if err := kp.Validate(m.now()); err != nil {
 		return fmt.Errorf("the KeyPackage of %s: %w", client, err)
 	}
+	rc := room.RequiredCapabilitiesOf(g.GroupContext().Extensions)
+	if err := rc.SatisfiedBy(&kp.LeafNode.Capabilities); err != nil {
+		return fmt.Errorf("the KeyPackage of %s cannot join the room: %w", client, err)
+	}
 	return nil
 }
 
@@ -678,12 +726,37 @@ func (m *Member) Leave(ctx context.Context, r proto.URI) error {
 	if err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
-	patch := &proto.ParticipantListPatch{RemoveUsers: []proto.URI{m.user}}
-	ps := []*mls.Proposal{patch.Proposal(), mls.SelfRemoveProposal()}
+	// What is already on its way out is not proposed again: the hub
+	// refuses a second departure of a leaf or a user (it could not be
+	// committed with the first).
+	leaving := map[mls.LeafIndex]bool{}
+	userLeaving := false
+	for _, pp := range mr.group.PendingProposals() {
+		switch p := pp.Proposal; {
+		case p.Type == mls.ProposalRemove:
+			leaving[p.Removed] = true
+		case p.Type == mls.ProposalSelfRemove && pp.Sender.Type == mls.SenderMember:
+			leaving[mls.LeafIndex(pp.Sender.Index)] = true
+		case p.Type == proto.ProposalParticipantListPatch:
+			if patch, ok, err := proto.PatchOf(p, m.cfg.MaxVector); err == nil && ok && slices.Contains(patch.RemoveUsers, m.user) {
+				userLeaving = true
+			}
+		}
+	}
+	var ps []*mls.Proposal
+	if !userLeaving {
+		ps = append(ps, (&proto.ParticipantListPatch{RemoveUsers: []proto.URI{m.user}}).Proposal())
+	}
+	if !leaving[mr.group.MyLeaf()] {
+		ps = append(ps, mls.SelfRemoveProposal())
+	}
 	for _, l := range clientsOf(mr.group, m.user) {
-		if l != mr.group.MyLeaf() {
+		if l != mr.group.MyLeaf() && !leaving[l] {
 			ps = append(ps, mls.RemoveProposal(l))
 		}
+	}
+	if len(ps) == 0 {
+		return nil // everything is already proposed
 	}
 	return m.propose(ctx, r, mr, "leave", ps)
 }
@@ -721,7 +794,7 @@ func (m *Member) propose(ctx context.Context, r proto.URI, mr *memberRoom, op st
 		msgs = append(msgs, msg)
 	}
 	for _, d := range digests {
-		mr.sent[d] = struct{}{}
+		mr.markSent(d)
 	}
 	return m.submit(ctx, r, mr, &pendingRequest{
 		op:       op,
@@ -753,7 +826,7 @@ func (m *Member) Send(ctx context.Context, r proto.URI, plaintext []byte) error 
 	if err != nil {
 		return fmt.Errorf("send in %s: %w", r, err)
 	}
-	mr.sent[digest(d)] = struct{}{}
+	mr.markSent(digest(d))
 	return m.submit(ctx, r, mr, &pendingRequest{
 		op:       "send",
 		send:     func(ctx context.Context) (*proto.UpdateRoomResponse, error) { return m.api.SendMessage(ctx, r, msg) },
@@ -812,7 +885,8 @@ func (m *Member) JoinExternal(ctx context.Context, r proto.URI) error {
 	if err != nil {
 		return fmt.Errorf("join %s: %w", r, err)
 	}
-	mr := &memberRoom{group: g, sent: map[string]struct{}{digest(d): {}}}
+	mr := newMemberRoom(g)
+	mr.markSent(digest(d))
 	m.rooms[r] = mr
 	return m.submit(ctx, r, mr, &pendingRequest{
 		op:   "external join",

@@ -162,9 +162,9 @@ func LoadMember(api *User, state []byte, cfg MemberConfig) (*Member, error) {
 		if !bytes.Equal(g.GroupID(), []byte(sr.room)) {
 			return nil, fmt.Errorf("load member: room %s holds group %q", sr.room, g.GroupID())
 		}
-		mr := &memberRoom{group: g, sent: map[string]struct{}{}}
+		mr := newMemberRoom(g)
 		for _, d := range sr.sent {
-			mr.sent[d] = struct{}{}
+			mr.markSent(d)
 		}
 		m.rooms[sr.room] = mr
 	}

@@ -230,7 +230,7 @@ func (m *Member) process(ctx context.Context, it *StreamItem) []Event {
 		}
 		d := digest(it.Data)
 		if _, own := mr.sent[d]; own {
-			delete(mr.sent, d)
+			delete(mr.sent, d) // a hub echoed this member's own message
 			return nil
 		}
 		msg, err := it.MLSMessage()
@@ -292,6 +292,7 @@ func (m *Member) processMessage(ctx context.Context, r proto.URI, mr *memberRoom
 		}
 		return []Event{e}, nil
 	case mls.ContentCommit:
+		mr.pruneSent()
 		e.Kind, e.Commit = EventCommit, res.Commit
 		if c := res.Commit; c != nil {
 			e.Epoch = c.Epoch
@@ -367,6 +368,6 @@ func (m *Member) joinWelcome(ctx context.Context, it *StreamItem, msg *mls.Messa
 	if !bundle.KeyPackage.IsLastResort() {
 		delete(m.keyPackages, ref)
 	}
-	m.rooms[it.Room] = &memberRoom{group: g, sent: map[string]struct{}{}}
+	m.rooms[it.Room] = newMemberRoom(g)
 	return &Event{Kind: EventJoined, Seq: it.Seq, Room: it.Room, At: it.At, Epoch: g.Epoch()}, nil
 }

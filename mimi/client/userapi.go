@@ -266,6 +266,39 @@ func (u *User) CreateRoom(ctx context.Context, roomID string, groupInfo *mls.Mes
 	return proto.URI(out.Room), nil
 }
 
+// HubInfo is the provider's identity as the hub of its rooms (GET /v1/hub).
+type HubInfo struct {
+	Domain string
+	// ExternalSenders holds, for each cipher suite, the body of the
+	// external_senders extension (RFC 9420 section 12.1.8.1) listing the
+	// hub: a room created with this provider must carry exactly it, so
+	// the hub can send its own proposals (DECISIONS.md item 27).
+	ExternalSenders map[mls.CipherSuite][]byte
+}
+
+// Hub returns the provider's hub identity (GET /v1/hub).
+func (u *User) Hub(ctx context.Context) (*HubInfo, error) {
+	var out struct {
+		Domain string `json:"domain"`
+		Suites []struct {
+			CipherSuite     uint16 `json:"cipher_suite"`
+			ExternalSenders []byte `json:"external_senders"`
+		} `json:"suites"`
+	}
+	if err := u.do(ctx, apiCall{op: "hub", method: http.MethodGet, path: "/v1/hub", out: &out}); err != nil {
+		return nil, err
+	}
+	info := &HubInfo{Domain: out.Domain, ExternalSenders: map[mls.CipherSuite][]byte{}}
+	for _, s := range out.Suites {
+		var es mls.ExternalSenders
+		if err := proto.Decode(s.ExternalSenders, &es, u.cfg.MaxVector); err != nil || len(es) == 0 {
+			return nil, &badAnswerError{fmt.Errorf("hub: the external senders of suite %d do not decode: %v", s.CipherSuite, err)}
+		}
+		info.ExternalSenders[mls.CipherSuite(s.CipherSuite)] = s.ExternalSenders
+	}
+	return info, nil
+}
+
 // RoomInfo is a hosted room's state.
 type RoomInfo struct {
 	Room     proto.URI

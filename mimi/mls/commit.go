@@ -16,9 +16,12 @@ type CommitOptions struct {
 	Proposals []*Proposal
 	// References are pending proposals committed by reference.
 	References [][]byte
-	// IncludePending commits every pending proposal this member may commit
-	// (all but its own Updates and SelfRemoves) by reference, after
-	// References.
+	// IncludePending commits by reference, after References, every pending
+	// proposal this member may commit together: all but its own Updates
+	// and SelfRemoves, and those that would touch a leaf already touched
+	// (SelfRemoves come first, so a Remove of a leaf that removes itself is
+	// left out, as draft-ietf-mls-extensions says), or this member's own
+	// leaf.
 	IncludePending bool
 	// ForcePath adds an UpdatePath even when no proposal requires one.
 	ForcePath bool
@@ -29,6 +32,11 @@ type CommitOptions struct {
 	WelcomeRatchetTree bool
 	// AuthenticatedData is carried in the clear with the commit.
 	AuthenticatedData []byte
+	// SkipListChecks builds the commit even when its proposal list breaks
+	// the rules of RFC 9420 section 12.2 (or draft-ietf-mls-extensions).
+	// It exists only for tests that play a hostile committer: every
+	// receiver refuses such a commit. Never set it otherwise.
+	SkipListChecks bool
 }
 
 // CommitBundle is what a commit produces: the commit (a PublicMessage), the
@@ -66,14 +74,7 @@ func (g *Group) Commit(opts CommitOptions) (*CommitBundle, error) {
 	}
 	refs := opts.References
 	if opts.IncludePending {
-		for _, p := range g.pending {
-			own := p.sender == MemberSender(g.me)
-			t := p.content.Content.Proposal.Type
-			if own && (t == ProposalUpdate || t == ProposalSelfRemove) {
-				continue
-			}
-			refs = append(refs, p.ref)
-		}
+		refs = append(refs, g.committablePending(commit, refs)...)
 	}
 	for _, r := range refs {
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Reference: r})
@@ -81,13 +82,66 @@ func (g *Group) Commit(opts CommitOptions) (*CommitBundle, error) {
 	return g.createCommit(commit, MemberSender(g.me), nil, opts)
 }
 
+// committablePending picks the pending proposals IncludePending adds to a
+// commit that already holds commit's by-value proposals and refs: the
+// SelfRemoves first, then the rest in arrival order, leaving out this
+// member's own Updates and SelfRemoves and anything that touches a leaf
+// already touched (or this member's leaf).
+func (g *Group) committablePending(commit *Commit, refs [][]byte) [][]byte {
+	touched := map[LeafIndex]bool{g.me: true}
+	touch := func(cp CommittedProposal) bool {
+		if l, ok := target(cp); ok {
+			if touched[l] {
+				return false
+			}
+			touched[l] = true
+		}
+		return true
+	}
+	me := MemberSender(g.me)
+	for _, por := range commit.Proposals {
+		if por.Proposal != nil {
+			touch(CommittedProposal{Proposal: por.Proposal, Sender: me})
+		}
+	}
+	chosen := map[string]bool{}
+	for _, r := range refs {
+		chosen[string(r)] = true
+		if p := g.findPending(r); p != nil {
+			touch(CommittedProposal{Proposal: p.content.Content.Proposal, Sender: p.sender})
+		}
+	}
+	var out [][]byte
+	for _, selfRemovesFirst := range []bool{true, false} {
+		for _, p := range g.pending {
+			t := p.content.Content.Proposal.Type
+			if (t == ProposalSelfRemove) != selfRemovesFirst || chosen[string(p.ref)] {
+				continue
+			}
+			if p.sender == me && (t == ProposalUpdate || t == ProposalSelfRemove) {
+				continue
+			}
+			if touch(CommittedProposal{Proposal: p.content.Content.Proposal, Sender: p.sender}) {
+				out = append(out, p.ref)
+				chosen[string(p.ref)] = true
+			}
+		}
+	}
+	return out
+}
+
 // createCommit builds, signs and protects a commit from sender (a member, or
 // a new member joining externally with initSecret from its ExternalInit),
 // leaving the new epoch pending.
 func (g *Group) createCommit(commit *Commit, sender Sender, initSecret []byte, opts CommitOptions) (*CommitBundle, error) {
 	res := &CommitResult{Epoch: g.ctx.Epoch + 1, Committer: g.me, External: sender.Type == SenderNewMemberCommit}
-	if err := g.resolveProposals(commit, sender, g.now(), res); err != nil {
+	if err := g.resolveOnly(commit, sender, g.now(), res); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
+	}
+	if !opts.SkipListChecks {
+		if err := g.checkList(commit, sender, res); err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
 	}
 	g.tree.begin()
 	bundle, err := g.stageOwnCommit(commit, sender, initSecret, g.pathRequired(res) || opts.ForcePath, res, opts)
@@ -199,6 +253,9 @@ func (g *Group) stageOwnCommit(commit *Commit, sender Sender, initSecret []byte,
 func (g *Group) createPath(me LeafIndex, ext Extensions, added []LeafIndex) (*UpdatePath, []byte, keyRing, map[nodeIndex][]byte, error) {
 	s := g.suite
 	t := g.tree
+	if _, ok := t.Leaf(me); !ok && (g.joinerLeaf == nil || g.secrets != nil) { // only an external joiner has no leaf yet
+		return nil, nil, nil, nil, rejectf(ErrInvalidProposal, "the commit removes its own committer (leaf %d)", me)
+	}
 	leafPriv, leafPub, err := s.GenerateHPKEKey()
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -291,6 +348,11 @@ func (g *Group) DiscardPendingCommit() {
 	}
 	g.staged = nil
 	g.tree.rollback()
+	if g.secrets == nil {
+		// An external joiner whose commit was refused never became a
+		// member: the group has no epoch secrets and takes nothing.
+		g.removed = true
+	}
 }
 
 // processCommit handles another member's commit (RFC 9420 section 12.4.2).

@@ -1,5 +1,6 @@
 // Package mls implements the Messaging Layer Security protocol (RFC 9420)
-// on the Go standard library's cryptography, for a MIMI hub and its clients.
+// on the Go standard library's cryptography (and circl's X448 and Ed448),
+// for a MIMI hub and its clients.
 //
 // It has two faces over one core:
 //
@@ -25,9 +26,10 @@
 // KeyPackage, LeafNode, Proposal, Commit, ...) encode and decode through the
 // wire package, strictly: a decoded value re-encodes to the same bytes.
 //
-// Cipher suites 1, 2, 3, 5 and 7 are supported. Suites 4 and 6 need X448 and
-// Ed448, which the standard library lacks; they decode, but every operation
-// reports an *UnsupportedCipherSuiteError.
+// Every cipher suite of RFC 9420 (1 to 7) is supported. The standard library
+// implements all their primitives but X448 and Ed448 (suites 4 and 6), which
+// come from github.com/cloudflare/circl. Any other code point decodes, but
+// every operation on it reports an *UnsupportedCipherSuiteError.
 //
 // DESIGN.md beside this file explains the representation choices.
 package mls

@@ -71,7 +71,12 @@ type testRoom struct {
 // following every commit.
 func newTestRoom(t testing.TB, n int) *testRoom {
 	t.Helper()
-	s := testSuite(t)
+	return newTestRoomSuite(t, testSuite(t), n)
+}
+
+// newTestRoomSuite is newTestRoom in suite s.
+func newTestRoomSuite(t testing.TB, s *Suite, n int) *testRoom {
+	t.Helper()
 	creator, err := s.GenerateSigningKey()
 	if err != nil {
 		t.Fatal(err)

@@ -297,6 +297,10 @@ type ExternalJoinOptions struct {
 	PendingSelfRemoves []*Message
 	// PSKs are injected with inline PreSharedKey proposals.
 	PSKs []PreSharedKeyID
+	// ByValue are further proposals carried by value. RFC 9420 allows none
+	// beyond the above; with Commit.SkipListChecks a test can play a
+	// hostile joiner that adds them anyway.
+	ByValue []*Proposal
 	// Commit tunes the commit (its Proposals and References are ignored).
 	Commit CommitOptions
 }
@@ -340,6 +344,9 @@ func JoinExternal(gi *GroupInfo, tree []byte, signer *SigningKey, opts ExternalJ
 	}
 	for i := range opts.PSKs {
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Proposal: PSKProposal(&opts.PSKs[i])})
+	}
+	for _, p := range opts.ByValue {
+		commit.Proposals = append(commit.Proposals, ProposalOrRef{Proposal: p})
 	}
 	for i, m := range opts.PendingSelfRemoves {
 		ac, err := g.publicContent(m, ContentProposal)

@@ -13,7 +13,7 @@ import (
 
 // newAEAD returns the suite's AEAD keyed with key.
 func (s *Suite) newAEAD(key []byte) (cipher.AEAD, error) {
-	if s.id == MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519 {
+	if s.chacha {
 		return chacha20poly1305.New(key)
 	}
 	block, err := aes.NewCipher(key)

@@ -141,15 +141,7 @@ func (st *groupState) memberKey(leaf uint32) ([]byte, error) {
 }
 
 func (st *groupState) externalSenders() (ExternalSenders, error) {
-	data, ok := st.ctx.Extensions.Find(ExtExternalSenders)
-	if !ok {
-		return nil, nil
-	}
-	var es ExternalSenders
-	if err := wire.Unmarshal(data, &es); err != nil {
-		return nil, fmt.Errorf("external_senders: %w", err)
-	}
-	return es, nil
+	return ExternalSendersOf(st.ctx.Extensions)
 }
 
 // ProposalResult describes an accepted proposal.
@@ -205,7 +197,43 @@ func (st *groupState) receiveProposal(ac *AuthenticatedContent, now uint64) (*Pr
 	if st.findPending(res.Ref) != nil {
 		return nil, rejectf(ErrInvalidProposal, "proposal %x was already received this epoch", res.Ref)
 	}
+	if err := st.checkSelfRemoveConflicts(p, c.Sender); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// checkSelfRemoveConflicts applies draft-ietf-mls-extensions' rules for
+// proposals received while a SelfRemove is pending: a Remove of a leaf with
+// a pending SelfRemove is invalid, and a member sends at most one
+// SelfRemove per epoch.
+func (st *groupState) checkSelfRemoveConflicts(p *Proposal, sender Sender) error {
+	var leaf LeafIndex
+	switch {
+	case p.Type == ProposalRemove:
+		leaf = p.Removed
+	case p.Type == ProposalSelfRemove && sender.Type == SenderMember:
+		leaf = LeafIndex(sender.Index)
+	default:
+		return nil
+	}
+	if x := st.pendingSelfRemove(leaf); x != nil {
+		if p.Type == ProposalRemove {
+			return rejectf(ErrInvalidProposal, "remove of leaf %d, which has a pending self_remove (%x): such a Remove is invalid", leaf, x.ref)
+		}
+		return rejectf(ErrInvalidProposal, "leaf %d already sent a self_remove (%x) this epoch; a member sends at most one", leaf, x.ref)
+	}
+	return nil
+}
+
+// pendingSelfRemove returns the pending SelfRemove of the member at leaf.
+func (st *groupState) pendingSelfRemove(leaf LeafIndex) *pendingProposal {
+	for _, x := range st.pending {
+		if x.content.Content.Proposal.Type == ProposalSelfRemove && x.sender == MemberSender(leaf) {
+			return x
+		}
+	}
+	return nil
 }
 
 // addPending stores an accepted proposal for the current epoch. message is
@@ -340,6 +368,23 @@ type CommitResult struct {
 // resolveProposals resolves the commit's proposals and checks the list
 // (RFC 9420 section 12.2).
 func (st *groupState) resolveProposals(commit *Commit, sender Sender, now uint64, res *CommitResult) error {
+	if err := st.resolveOnly(commit, sender, now, res); err != nil {
+		return err
+	}
+	return st.checkList(commit, sender, res)
+}
+
+// checkList applies the list rules of a regular or an external commit.
+func (st *groupState) checkList(commit *Commit, sender Sender, res *CommitResult) error {
+	if sender.Type == SenderNewMemberCommit {
+		return st.checkExternalCommitList(commit, res)
+	}
+	return st.checkCommitList(commit, LeafIndex(sender.Index), res)
+}
+
+// resolveOnly resolves the commit's proposals, validating those sent by
+// value by a member, without the list rules.
+func (st *groupState) resolveOnly(commit *Commit, sender Sender, now uint64, res *CommitResult) error {
 	for i, por := range commit.Proposals {
 		var cp CommittedProposal
 		if por.Proposal != nil {
@@ -358,10 +403,7 @@ func (st *groupState) resolveProposals(commit *Commit, sender Sender, now uint64
 		}
 		res.Proposals = append(res.Proposals, cp)
 	}
-	if sender.Type == SenderNewMemberCommit {
-		return st.checkExternalCommitList(commit, res)
-	}
-	return st.checkCommitList(commit, LeafIndex(sender.Index), res)
+	return nil
 }
 
 func (st *groupState) findPending(ref []byte) *pendingProposal {
@@ -373,10 +415,16 @@ func (st *groupState) findPending(ref []byte) *pendingProposal {
 	return nil
 }
 
-// target returns the leaf an Update, Remove or SelfRemove applies to.
+// target returns the leaf an Update, Remove or SelfRemove applies to. An
+// Update or SelfRemove applies to its sender, which must be a member: one
+// carried by value in an external commit has no leaf (its sender index is
+// meaningless) and targets nothing; the list rules refuse it.
 func target(cp CommittedProposal) (LeafIndex, bool) {
 	switch cp.Proposal.Type {
 	case ProposalUpdate, ProposalSelfRemove:
+		if cp.Sender.Type != SenderMember {
+			return 0, false
+		}
 		return LeafIndex(cp.Sender.Index), true
 	case ProposalRemove:
 		return cp.Proposal.Removed, true
@@ -505,7 +553,10 @@ func (st *groupState) checkProposalSupport(res *CommitResult, removed map[LeafIn
 
 // checkExternalCommitList applies the external commit rules of RFC 9420
 // section 12.2 and draft-ietf-mls-extensions: exactly one ExternalInit, at
-// most one Remove, any PSKs, any SelfRemoves by reference, nothing else.
+// most one Remove, any PSKs, any SelfRemoves by reference, nothing else. A
+// SelfRemove by value is refused: the draft allows SelfRemove in a commit
+// only by reference, and one carried by value has no member sender, so it
+// would name no leaf of its own (the joiner's sender index is 0).
 func (st *groupState) checkExternalCommitList(commit *Commit, res *CommitResult) error {
 	var inits, removes int
 	touched := map[LeafIndex]bool{}
@@ -513,6 +564,9 @@ func (st *groupState) checkExternalCommitList(commit *Commit, res *CommitResult)
 		p := cp.Proposal
 		if cp.Ref != nil && p.Type != ProposalSelfRemove {
 			return rejectf(ErrInvalidProposal, "proposal %d: an external commit may reference only self_remove proposals, not %s", i, p.Type)
+		}
+		if cp.Ref == nil && p.Type == ProposalSelfRemove {
+			return rejectf(ErrInvalidProposal, "proposal %d: self_remove may only be committed by reference (draft-ietf-mls-extensions), never by value", i)
 		}
 		switch p.Type {
 		case ProposalExternalInit:

@@ -3,8 +3,6 @@ package mls
 import (
 	"crypto"
 	"crypto/ecdh"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/hpke"
@@ -18,15 +16,17 @@ import (
 	"hash"
 	"io"
 
+	circlhpke "github.com/cloudflare/circl/hpke"
+
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // CipherSuite identifies an MLS cipher suite (RFC 9420 section 17.1).
 type CipherSuite uint16
 
-// The cipher suites of RFC 9420. Suites 4 and 6 need X448 and Ed448, which the
-// Go standard library does not implement; they decode but every operation on
-// them fails with an *UnsupportedCipherSuiteError.
+// The cipher suites of RFC 9420, all supported. The standard library
+// implements them, except X448 and Ed448 (suites 4 and 6), which come from
+// github.com/cloudflare/circl.
 const (
 	MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519        CipherSuite = 0x0001
 	MLS_128_DHKEMP256_AES128GCM_SHA256_P256             CipherSuite = 0x0002
@@ -58,36 +58,35 @@ func (c CipherSuite) String() string {
 }
 
 // UnsupportedCipherSuiteError reports a cipher suite this implementation
-// cannot operate.
+// cannot operate: a code point RFC 9420 does not define (GREASE, private
+// use, unassigned).
 type UnsupportedCipherSuiteError struct {
 	Suite CipherSuite
 }
 
 func (e *UnsupportedCipherSuiteError) Error() string {
-	switch e.Suite {
-	case MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448, MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448:
-		return fmt.Sprintf("unsupported cipher suite %s: X448 and Ed448 are not in the Go standard library", e.Suite)
-	}
 	return fmt.Sprintf("unsupported cipher suite 0x%04x", uint16(e.Suite))
 }
 
-// SupportedCipherSuites lists the suites this implementation operates.
+// SupportedCipherSuites lists the suites this implementation operates: every
+// suite of RFC 9420.
 func SupportedCipherSuites() []CipherSuite {
-	return []CipherSuite{0x0001, 0x0002, 0x0003, 0x0005, 0x0007}
+	return []CipherSuite{0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007}
 }
 
 // Suite holds the primitives of one supported cipher suite. It is immutable
-// and safe for concurrent use.
+// and safe for concurrent use. Every suite hashes, MACs, derives and
+// protects messages with the standard library; its HPKE and signature
+// schemes sit behind hpkeScheme and signatureScheme, so that X448 and Ed448
+// (circl) are the only primitives from outside it.
 type Suite struct {
 	id      CipherSuite
 	newHash func() hash.Hash
-	kem     hpke.KEM
-	kdf     hpke.KDF
-	aead    hpke.AEAD
-	curve   elliptic.Curve // nil for Ed25519
-	sigHash crypto.Hash    // prehash for ECDSA
-	nh      int            // hash and KDF output length
-	nk, nn  int            // AEAD key and nonce lengths
+	hpke    hpkeScheme
+	sig     signatureScheme
+	chacha  bool // the AEAD is ChaCha20-Poly1305, else AES-GCM
+	nh      int  // hash and KDF output length
+	nk, nn  int  // AEAD key and nonce lengths
 }
 
 // Suite returns the primitives of c, or an *UnsupportedCipherSuiteError.
@@ -107,15 +106,33 @@ func (c CipherSuite) Supported() bool { return lookupSuite(c) != nil }
 func lookupSuite(c CipherSuite) *Suite {
 	switch c {
 	case MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519:
-		return &Suite{id: c, newHash: sha256.New, kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.AES128GCM(), nh: 32, nk: 16, nn: 12}
+		return &Suite{id: c, newHash: sha256.New, nh: 32, nk: 16, nn: 12,
+			hpke: stdHPKE{kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.AES128GCM()},
+			sig:  ed25519Scheme{}}
 	case MLS_128_DHKEMP256_AES128GCM_SHA256_P256:
-		return &Suite{id: c, newHash: sha256.New, kem: hpke.DHKEM(ecdh.P256()), kdf: hpke.HKDFSHA256(), aead: hpke.AES128GCM(), curve: elliptic.P256(), sigHash: crypto.SHA256, nh: 32, nk: 16, nn: 12}
+		return &Suite{id: c, newHash: sha256.New, nh: 32, nk: 16, nn: 12,
+			hpke: stdHPKE{kem: hpke.DHKEM(ecdh.P256()), kdf: hpke.HKDFSHA256(), aead: hpke.AES128GCM(), scalarLen: 32},
+			sig:  ecdsaScheme{curve: elliptic.P256(), hash: crypto.SHA256}}
 	case MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519:
-		return &Suite{id: c, newHash: sha256.New, kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.ChaCha20Poly1305(), nh: 32, nk: 32, nn: 12}
+		return &Suite{id: c, newHash: sha256.New, nh: 32, nk: 32, nn: 12, chacha: true,
+			hpke: stdHPKE{kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.ChaCha20Poly1305()},
+			sig:  ed25519Scheme{}}
+	case MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448:
+		return &Suite{id: c, newHash: sha512.New, nh: 64, nk: 32, nn: 12,
+			hpke: newX448HPKE(circlhpke.AEAD_AES256GCM),
+			sig:  ed448Scheme{}}
 	case MLS_256_DHKEMP521_AES256GCM_SHA512_P521:
-		return &Suite{id: c, newHash: sha512.New, kem: hpke.DHKEM(ecdh.P521()), kdf: hpke.HKDFSHA512(), aead: hpke.AES256GCM(), curve: elliptic.P521(), sigHash: crypto.SHA512, nh: 64, nk: 32, nn: 12}
+		return &Suite{id: c, newHash: sha512.New, nh: 64, nk: 32, nn: 12,
+			hpke: stdHPKE{kem: hpke.DHKEM(ecdh.P521()), kdf: hpke.HKDFSHA512(), aead: hpke.AES256GCM(), scalarLen: 66},
+			sig:  ecdsaScheme{curve: elliptic.P521(), hash: crypto.SHA512}}
+	case MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448:
+		return &Suite{id: c, newHash: sha512.New, nh: 64, nk: 32, nn: 12, chacha: true,
+			hpke: newX448HPKE(circlhpke.AEAD_ChaCha20Poly1305),
+			sig:  ed448Scheme{}}
 	case MLS_256_DHKEMP384_AES256GCM_SHA384_P384:
-		return &Suite{id: c, newHash: sha512.New384, kem: hpke.DHKEM(ecdh.P384()), kdf: hpke.HKDFSHA384(), aead: hpke.AES256GCM(), curve: elliptic.P384(), sigHash: crypto.SHA384, nh: 48, nk: 32, nn: 12}
+		return &Suite{id: c, newHash: sha512.New384, nh: 48, nk: 32, nn: 12,
+			hpke: stdHPKE{kem: hpke.DHKEM(ecdh.P384()), kdf: hpke.HKDFSHA384(), aead: hpke.AES256GCM(), scalarLen: 48},
+			sig:  ecdsaScheme{curve: elliptic.P384(), hash: crypto.SHA384}}
 	}
 	return nil
 }
@@ -241,94 +258,40 @@ func (s *Suite) VerifyWithLabel(publicKey []byte, label string, content, signatu
 	if err != nil {
 		return err
 	}
-	if s.curve == nil {
-		if len(publicKey) != ed25519.PublicKeySize {
-			return fmt.Errorf("%w: Ed25519 public key is %d bytes, want %d", ErrBadSignature, len(publicKey), ed25519.PublicKeySize)
-		}
-		if !ed25519.Verify(publicKey, msg, signature) {
-			return ErrBadSignature
-		}
-		return nil
-	}
-	pub, err := ecdsa.ParseUncompressedPublicKey(s.curve, publicKey)
-	if err != nil {
-		return fmt.Errorf("%w: public key: %v", ErrBadSignature, err)
-	}
-	h := s.sigHash.New()
-	h.Write(msg)
-	if !ecdsa.VerifyASN1(pub, h.Sum(nil), signature) {
-		return ErrBadSignature
-	}
-	return nil
+	return s.sig.verify(publicKey, msg, signature)
 }
 
 // SigningKey is a member's private signature key for one suite.
 type SigningKey struct {
-	suite  *Suite
-	ed     ed25519.PrivateKey
-	ec     *ecdsa.PrivateKey
-	public []byte
+	suite *Suite
+	key   signer
 }
 
 // GenerateSigningKey creates a fresh signature key pair.
 func (s *Suite) GenerateSigningKey() (*SigningKey, error) {
-	if s.curve == nil {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		return &SigningKey{suite: s, ed: priv, public: priv.Public().(ed25519.PublicKey)}, nil
-	}
-	priv, err := ecdsa.GenerateKey(s.curve, rand.Reader)
+	k, err := s.sig.generate()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s signature key: %w", s.id, err)
 	}
-	return s.signingKeyFromECDSA(priv)
-}
-
-func (s *Suite) signingKeyFromECDSA(priv *ecdsa.PrivateKey) (*SigningKey, error) {
-	pub, err := priv.PublicKey.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	return &SigningKey{suite: s, ec: priv, public: pub}, nil
+	return &SigningKey{suite: s, key: k}, nil
 }
 
 // ParseSigningKey loads a private signature key in the suite's raw form: the
-// 32-byte seed for Ed25519, the big-endian scalar for ECDSA.
+// seed for Ed25519 (32 bytes) and Ed448 (57 bytes), the big-endian scalar for
+// ECDSA.
 func (s *Suite) ParseSigningKey(raw []byte) (*SigningKey, error) {
-	if s.curve == nil {
-		if len(raw) != ed25519.SeedSize {
-			return nil, fmt.Errorf("Ed25519 private key is %d bytes, want %d", len(raw), ed25519.SeedSize)
-		}
-		priv := ed25519.NewKeyFromSeed(raw)
-		return &SigningKey{suite: s, ed: priv, public: priv.Public().(ed25519.PublicKey)}, nil
-	}
-	// Some encoders drop leading zero bytes of the scalar; restore them.
-	if size := (s.curve.Params().BitSize + 7) / 8; len(raw) < size {
-		raw = append(make([]byte, size-len(raw)), raw...)
-	}
-	priv, err := ecdsa.ParseRawPrivateKey(s.curve, raw)
+	k, err := s.sig.parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("ECDSA private key: %w", err)
+		return nil, err
 	}
-	return s.signingKeyFromECDSA(priv)
+	return &SigningKey{suite: s, key: k}, nil
 }
 
 // PublicKey returns the encoded public key, as it appears in a LeafNode.
-func (k *SigningKey) PublicKey() []byte { return k.public }
+func (k *SigningKey) PublicKey() []byte { return k.key.public() }
 
 // Bytes returns the private key in the form ParseSigningKey reads.
-func (k *SigningKey) Bytes() []byte {
-	if k.ed != nil {
-		return k.ed.Seed()
-	}
-	b, err := k.ec.Bytes()
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+func (k *SigningKey) Bytes() []byte { return k.key.raw() }
 
 // SignWithLabel signs content under label (RFC 9420 section 5.1.2).
 func (k *SigningKey) SignWithLabel(label string, content []byte) ([]byte, error) {
@@ -336,137 +299,74 @@ func (k *SigningKey) SignWithLabel(label string, content []byte) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	if k.ed != nil {
-		return ed25519.Sign(k.ed, msg), nil
-	}
-	h := k.suite.sigHash.New()
-	h.Write(msg)
-	return ecdsa.SignASN1(rand.Reader, k.ec, h.Sum(nil))
+	return k.key.sign(msg)
 }
 
 // EncryptWithLabel seals plaintext to an HPKE public key (RFC 9420 section
 // 5.1.3).
 func (s *Suite) EncryptWithLabel(publicKey []byte, label string, context, plaintext []byte) (HPKECiphertext, error) {
-	pk, err := s.kem.NewPublicKey(publicKey)
-	if err != nil {
-		return HPKECiphertext{}, fmt.Errorf("HPKE public key: %w", err)
-	}
 	info, err := labeled(label, context)
 	if err != nil {
 		return HPKECiphertext{}, err
 	}
-	enc, sender, err := hpke.NewSender(pk, s.kdf, s.aead, info)
-	if err != nil {
-		return HPKECiphertext{}, err
-	}
-	ct, err := sender.Seal(nil, plaintext)
+	enc, ct, err := s.hpke.seal(publicKey, info, plaintext)
 	if err != nil {
 		return HPKECiphertext{}, err
 	}
 	return HPKECiphertext{KEMOutput: enc, Ciphertext: ct}, nil
 }
 
-// hpkePrivateKey loads a serialized HPKE private key. NIST-curve scalars
-// that an encoder shortened by dropping leading zero bytes are restored.
-func (s *Suite) hpkePrivateKey(b []byte) (hpke.PrivateKey, error) {
-	if s.curve != nil {
-		if size := (s.curve.Params().BitSize + 7) / 8; len(b) < size {
-			b = append(make([]byte, size-len(b)), b...)
-		}
-	}
-	return s.kem.NewPrivateKey(b)
-}
-
 // DecryptWithLabel opens a ciphertext made by EncryptWithLabel.
 func (s *Suite) DecryptWithLabel(privateKey []byte, label string, context []byte, ct HPKECiphertext) ([]byte, error) {
-	sk, err := s.hpkePrivateKey(privateKey)
-	if err != nil {
-		return nil, fmt.Errorf("HPKE private key: %w", err)
-	}
 	info, err := labeled(label, context)
 	if err != nil {
 		return nil, err
 	}
-	r, err := hpke.NewRecipient(ct.KEMOutput, sk, s.kdf, s.aead, info)
-	if err != nil {
-		return nil, fmt.Errorf("HPKE decapsulation: %w", err)
-	}
-	pt, err := r.Open(nil, ct.Ciphertext)
-	if err != nil {
-		return nil, fmt.Errorf("HPKE open: %w", err)
-	}
-	return pt, nil
+	return s.hpke.open(privateKey, ct.KEMOutput, info, ct.Ciphertext)
 }
 
 // DeriveKeyPair maps a secret to an HPKE key pair (RFC 9180 DeriveKeyPair) and
 // returns the serialized private and public keys.
 func (s *Suite) DeriveKeyPair(ikm []byte) (priv, pub []byte, err error) {
-	sk, err := s.kem.DeriveKeyPair(ikm)
-	if err != nil {
-		return nil, nil, err
-	}
-	priv, err = sk.Bytes()
-	if err != nil {
-		return nil, nil, err
-	}
-	return priv, sk.PublicKey().Bytes(), nil
+	return s.hpke.deriveKeyPair(ikm)
 }
 
 // GenerateHPKEKey creates a fresh HPKE key pair.
 func (s *Suite) GenerateHPKEKey() (priv, pub []byte, err error) {
-	sk, err := s.kem.GenerateKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	priv, err = sk.Bytes()
-	if err != nil {
-		return nil, nil, err
-	}
-	return priv, sk.PublicKey().Bytes(), nil
+	return s.hpke.generate()
 }
 
 // HPKEPublicKey returns the public key of a serialized HPKE private key.
 func (s *Suite) HPKEPublicKey(privateKey []byte) ([]byte, error) {
-	sk, err := s.hpkePrivateKey(privateKey)
-	if err != nil {
-		return nil, err
-	}
-	return sk.PublicKey().Bytes(), nil
+	return s.hpke.publicKey(privateKey)
 }
 
 // ValidHPKEPublicKey reports whether b decodes as a public key of the suite's
 // KEM.
 func (s *Suite) ValidHPKEPublicKey(b []byte) bool {
-	_, err := s.kem.NewPublicKey(b)
-	return err == nil
+	return s.hpke.validPublicKey(b)
 }
+
+// externalInitLabel is the HPKE exporter context of external initialization.
+const externalInitLabel = "MLS 1.0 external init secret"
 
 // ExportExternalInit runs the sender side of external initialization (RFC
 // 9420 section 8.3) against the group's external_pub.
 func (s *Suite) ExportExternalInit(externalPub []byte) (kemOutput, initSecret []byte, err error) {
-	pk, err := s.kem.NewPublicKey(externalPub)
+	kemOutput, initSecret, err = s.hpke.exportSender(externalPub, []byte(externalInitLabel), s.nh)
 	if err != nil {
 		return nil, nil, fmt.Errorf("external_pub: %w", err)
 	}
-	enc, sender, err := hpke.NewSender(pk, s.kdf, s.aead, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	secret, err := sender.Export("MLS 1.0 external init secret", s.nh)
-	return enc, secret, err
+	return kemOutput, initSecret, nil
 }
 
 // ImportExternalInit runs the receiver side of external initialization.
 func (s *Suite) ImportExternalInit(externalPriv, kemOutput []byte) ([]byte, error) {
-	sk, err := s.hpkePrivateKey(externalPriv)
+	secret, err := s.hpke.exportReceiver(externalPriv, kemOutput, []byte(externalInitLabel), s.nh)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("external init: %w", err)
 	}
-	r, err := hpke.NewRecipient(kemOutput, sk, s.kdf, s.aead, nil)
-	if err != nil {
-		return nil, fmt.Errorf("external init decapsulation: %w", err)
-	}
-	return r.Export("MLS 1.0 external init secret", s.nh)
+	return secret, nil
 }
 
 // randomBytes returns n bytes from r, or crypto/rand when r is nil.
@@ -488,17 +388,9 @@ func constantTimeEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, 
 // encodeCertificateKey returns a certificate's public key in the suite's
 // SignaturePublicKey encoding.
 func encodeCertificateKey(s *Suite, cert *x509.Certificate) ([]byte, error) {
-	switch pub := cert.PublicKey.(type) {
-	case ed25519.PublicKey:
-		if s.curve != nil {
-			return nil, fmt.Errorf("certificate holds an Ed25519 key, suite %s signs with ECDSA", s.id)
-		}
-		return pub, nil
-	case *ecdsa.PublicKey:
-		if s.curve == nil || pub.Curve != s.curve {
-			return nil, fmt.Errorf("certificate key curve does not match suite %s", s.id)
-		}
-		return pub.Bytes()
+	pub, err := s.sig.certificateKey(cert)
+	if err != nil {
+		return nil, fmt.Errorf("suite %s: %w", s.id, err)
 	}
-	return nil, fmt.Errorf("certificate key type %T is not usable with suite %s", cert.PublicKey, s.id)
+	return pub, nil
 }

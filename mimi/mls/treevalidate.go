@@ -165,15 +165,13 @@ func (t *Tree) checkGroupCompatibility(extensions Extensions) error {
 			}
 		}
 	}
-	if data, ok := extensions.Find(ExtExternalSenders); ok {
-		var es ExternalSenders
-		if err := wire.Unmarshal(data, &es); err != nil {
-			return fmt.Errorf("external_senders: %w", err)
-		}
-		for i := range es {
-			if !t.caps.allSupportCredential(es[i].Credential.Type) {
-				return fmt.Errorf("not every member supports the credential type 0x%04x of external sender %d", uint16(es[i].Credential.Type), i)
-			}
+	es, err := ExternalSendersOf(extensions)
+	if err != nil {
+		return err
+	}
+	for i := range es {
+		if !t.caps.allSupportCredential(es[i].Credential.Type) {
+			return fmt.Errorf("not every member supports the credential type 0x%04x of external sender %d", uint16(es[i].Credential.Type), i)
 		}
 	}
 	for _, c := range t.caps.credentialsInUse() {

@@ -54,6 +54,8 @@ func (p Primitive) String() string {
 		return "reportAbuse"
 	case IdentifierQuery:
 		return "identifierQuery"
+	case RemoveClients:
+		return "removeClients"
 	}
 	return fmt.Sprintf("primitive(%d)", uint8(p))
 }

@@ -25,6 +25,7 @@ var decoders = []func() value{
 	func() value { return new(AbuseReport) },
 	func() value { return new(IdentifierRequest) },
 	func() value { return new(IdentifierResponse) },
+	func() value { return new(RemoveClientsRequest) },
 }
 
 // FuzzDecode feeds bytes to every decoder: none may panic, and whatever one

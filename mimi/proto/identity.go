@@ -133,6 +133,11 @@ func ClientURI(domain, user, device string) URI {
 	return URI("mimi://" + domain + "/u/" + user + "/d/" + device)
 }
 
+// ProviderURI returns the URI naming a provider itself, mimi://domain: the
+// identity in a hub's external-sender credential. It is not a user, client
+// or room, so Parse does not take it.
+func ProviderURI(domain string) URI { return URI("mimi://" + domain) }
+
 // RoomURI returns the URI of a room hosted at hubDomain.
 func RoomURI(hubDomain, room string) URI { return URI("mimi://" + hubDomain + "/r/" + room) }
 

@@ -39,8 +39,9 @@ func (q *ClaimGroupInfo) apply(r *Room, _ uint64) Outcome {
 		GroupInfo:   mls.NewGroupInfoMessage(&gi),
 		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: wire.MustMarshal(r.group.Tree())},
 	}
-	// An external commit must cover pending SelfRemoves
-	// (draft-ietf-mls-extensions), so the joiner gets them.
+	// An external commit must cover the queued SelfRemoves
+	// (draft-ietf-mls-extensions): exactly what the joiner gets. It can
+	// cover nothing else; the hub carries the rest of the queue over.
 	for _, enc := range r.group.PendingMessages() {
 		pm, err := mls.DecodeMessage(enc)
 		if err == nil && pm.Public.Content.Proposal.Type == mls.ProposalSelfRemove {

@@ -41,10 +41,10 @@ func (q *ProvisionalMessage) apply(r *Room, at uint64) Outcome {
 		return refuse(err)
 	}
 	policy := r.Policy()
-	if !a.active || !proto.Allows(policy.Send, a.roles) {
+	if (!a.active || !proto.Allows(policy.Send, a.roles)) && !r.cfg.planted(plantBannedSends) {
 		return respond(proto.UpdateNotAllowed, "%s may not send messages in this room", a.user)
 	}
-	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{r.accept(m, at, r.recipients())}}
+	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{r.accept(m, at, r.recipients(sender))}}
 }
 
 // SenderHint returns the authenticated_data a client puts on its

@@ -140,11 +140,19 @@ func checkRoles(roles []proto.Role, proposerRank proto.Role, user proto.URI) err
 
 // applyPatch applies a ParticipantListPatch made by proposer, whose roles
 // are as of the start of the commit (seed section 7.4: "PLP authz by
-// policy"). A participant may always remove itself.
-func applyPatch(ps *participants, before participants, policy *proto.BasePolicy, proposer proto.URI, patch *proto.ParticipantListPatch) error {
+// policy"). A participant may always remove itself, unless it is banned:
+// taking a banned user off the list lifts the ban, which only a role that
+// may ban may do. The hub's own patches (it removes departed users) are
+// checked for form only.
+func applyPatch(ps *participants, before participants, policy *proto.BasePolicy, by actor, patch *proto.ParticipantListPatch) error {
+	proposer := by.user
 	var proposerRoles []proto.Role
 	if p := before.get(proposer); p != nil {
 		proposerRoles = p.Roles
+	}
+	if by.system {
+		proposerRoles = []proto.Role{proto.RoleSystem}
+		policy = systemPolicy()
 	}
 	myRank := rank(proposerRoles)
 	seen := map[proto.URI]bool{}
@@ -207,6 +215,9 @@ func applyPatch(ps *participants, before participants, policy *proto.BasePolicy,
 		if cur == nil {
 			return malformed("%s is not a participant and cannot be removed", u)
 		}
+		if cur.Banned() && !proto.Allows(policy.Ban, proposerRoles) {
+			return denied("%s is banned; removing them from the list would lift the ban, and %s may not ban or unban users", u, proposer)
+		}
 		if u != proposer {
 			if !proto.Allows(policy.RemoveUsers, proposerRoles) {
 				return denied("%s may not remove users", proposer)
@@ -224,4 +235,11 @@ func applyPatch(ps *participants, before participants, policy *proto.BasePolicy,
 func isSelfRemoval(patch *proto.ParticipantListPatch, proposer proto.URI) bool {
 	return len(patch.AddUsers) == 0 && len(patch.UpdateUsers) == 0 &&
 		len(patch.RemoveUsers) == 1 && patch.RemoveUsers[0] == proposer
+}
+
+// systemPolicy is the policy the hub's own patches are checked against: the
+// system role may do everything.
+func systemPolicy() *proto.BasePolicy {
+	all := []proto.Role{proto.RoleSystem}
+	return &proto.BasePolicy{AddUsers: all, RemoveUsers: all, ChangeRoles: all, Ban: all, Send: all, ChangePolicy: all}
 }

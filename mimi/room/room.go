@@ -19,7 +19,31 @@ type Config struct {
 	// MaxVector bounds vectors when decoding MIMI and MLS objects; zero
 	// means 64 MiB, room for the ratchet tree of 100,000 members.
 	MaxVector int
+	// Keys are the hub's external-sender keys (the same on every
+	// replica); nil while the provider has none. Rooms created with keys
+	// must list the hub in their group's external_senders, and then take
+	// the hub's own proposals.
+	Keys *HubKeys
+
+	// plant switches off one rule, in builds with the mimi_plant tag only
+	// (plant_on.go), to test the adversarial test's checkers.
+	plant plant
 }
+
+// plant names a rule a test build may switch off.
+type plant uint8
+
+// Rules a mimi_plant build can switch off.
+const (
+	plantNone             plant = iota
+	plantLingeringRemoves       // a lingering client may remove anyone's client (hole C)
+	plantAddUnchecked           // Adds in commits are not authorized (hole D)
+	plantQueueConflicts         // conflicting departures are queued (hole B)
+	plantBannedSends            // banned users' clients may send
+)
+
+// planted reports whether p is switched off in this (test) build.
+func (c Config) planted(p plant) bool { return plantsCompiled && c.plant == p }
 
 func (c Config) maxVector() int {
 	if c.MaxVector == 0 {
@@ -28,11 +52,15 @@ func (c Config) maxVector() int {
 	return c.MaxVector
 }
 
-// MLSConfig is how rooms treat MIMI's MLS proposal types.
+// MLSConfig is how rooms treat MIMI's MLS proposal types. A
+// ParticipantListPatch may come from an external sender: the hub proposes
+// one when it must take a departed user off the list again after an
+// external commit (members accept external proposals only from the
+// group's external_senders, which list only the hub).
 func MLSConfig(maxVector int) mls.Config {
 	return mls.Config{
 		CustomProposals: map[mls.ProposalType]mls.ProposalTypeInfo{
-			proto.ProposalParticipantListPatch: {PathRequired: false, External: false},
+			proto.ProposalParticipantListPatch: {PathRequired: false, External: true},
 		},
 		MaxVector: maxVector,
 	}
@@ -51,6 +79,11 @@ type Room struct {
 	// queued are refs of pending proposals that must be committed as soon
 	// as possible: the next commit must cover them (seed section 4).
 	queued [][]byte
+	// mandates are the departures the hub was asked for and has proposed
+	// itself (revoked clients, and departures an external commit could not
+	// carry): until a regular commit executes them, the hub proposes them
+	// again after every external commit. Sorted, unique.
+	mandates []departure
 	// routes maps KeyPackageRefs claimed for this room to the provider
 	// that served them, for Welcome routing (seed section 7.3).
 	routes []Route
@@ -63,6 +96,7 @@ type Room struct {
 	// Derived state, rebuilt on restore.
 	members   memberIndex
 	lingering map[proto.URI]bool // users with clients who are not active participants
+	qindex    queueIndex
 }
 
 type usedKeyPackage struct {
@@ -165,6 +199,9 @@ func Create(cfg Config, req CreateRequest, acceptedAt uint64) (*Room, error) {
 	if _, ok, err := req.GroupInfo.ExternalPub(); err != nil || !ok {
 		return nil, fmt.Errorf("%w: the GroupInfo must carry external_pub so that clients can join by external commit", ErrInvalid)
 	}
+	if err := cfg.checkExternalSenders(gc.CipherSuite, gc.Extensions, false); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	f, err := mls.NewFollower(req.GroupInfo, req.Tree, MLSConfig(cfg.maxVector()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -172,6 +209,11 @@ func Create(cfg Config, req CreateRequest, acceptedAt uint64) (*Room, error) {
 	r := &Room{cfg: cfg, id: req.Room, group: f}
 	if r.members, err = indexTree(f.Tree()); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for _, leaf := range f.Tree().Members() {
+		if err := r.checkCapabilities(leaf, gc.Extensions); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 	}
 	for user := range r.members.byUser {
 		if user != req.Creator {
@@ -270,8 +312,11 @@ func (r *Room) takeRoute(ref []byte) (string, bool) {
 }
 
 // recipients lists the providers with member clients, each with the
-// clients it must skip.
-func (r *Room) recipients() []Recipient {
+// clients it must skip: lingering clients (seed section 7.4), and sender,
+// the client whose message this is (a hub does not echo a client's own
+// message to it, draft-ietf-mimi-protocol-06 "Fanout"; its provider still
+// gets the message for its other clients).
+func (r *Room) recipients(sender proto.URI) []Recipient {
 	excluded := map[string][]proto.URI{}
 	users := make([]proto.URI, 0, len(r.lingering))
 	for u := range r.lingering {
@@ -288,7 +333,23 @@ func (r *Room) recipients() []Recipient {
 	for _, d := range r.members.domains() {
 		out = append(out, Recipient{Domain: d, Exclude: excluded[d]})
 	}
-	return out
+	return excludeSender(out, sender)
+}
+
+// excludeSender adds the sending client to its provider's exclusions.
+func excludeSender(rs []Recipient, sender proto.URI) []Recipient {
+	if sender == "" {
+		return rs
+	}
+	d, _ := sender.Domain()
+	for i := range rs {
+		if rs[i].Domain == d && !slices.Contains(rs[i].Exclude, sender) {
+			ex := append(slices.Clone(rs[i].Exclude), sender)
+			slices.Sort(ex)
+			rs[i].Exclude = ex
+		}
+	}
+	return rs
 }
 
 // accept numbers an accepted message and addresses it.
@@ -309,8 +370,9 @@ func (r *Room) updateLingering(users []proto.URI) {
 	}
 }
 
-// stateVersion is the format of Room.EncodeTLS.
-const stateVersion = 1
+// stateVersion is the format of Room.EncodeTLS. Version 1 (before hub
+// proposals) had no mandates; it still restores, with none.
+const stateVersion = 2
 
 // EncodeTLS writes the room's state for snapshots.
 func (r *Room) EncodeTLS(w *wire.Writer) {
@@ -336,6 +398,12 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 			w.Uint64(u.notAfter)
 		}
 	})
+	w.Vector(func(w *wire.Writer) {
+		for _, d := range r.mandates {
+			d.client.EncodeTLS(w)
+			d.user.EncodeTLS(w)
+		}
+	})
 }
 
 // Restore rebuilds a room from EncodeTLS output.
@@ -344,8 +412,8 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	rd.SetMaxVector(cfg.maxVector())
 	var version uint8
 	rd.Uint8(&version)
-	if rd.OK() && version != stateVersion {
-		return nil, fmt.Errorf("restore room: state format %d, want %d", version, stateVersion)
+	if rd.OK() && version != stateVersion && version != 1 {
+		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1)", version, stateVersion)
 	}
 	r := &Room{cfg: cfg}
 	r.id.DecodeTLS(rd)
@@ -371,6 +439,17 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 		u.ref = bytes.Clone(u.ref)
 		r.used = append(r.used, u)
 	})
+	if version >= 2 {
+		rd.VectorEach(func(rd *wire.Reader) {
+			var d departure
+			d.client.DecodeTLS(rd)
+			d.user.DecodeTLS(rd)
+			if rd.OK() && len(r.mandates) > 0 && !r.mandates[len(r.mandates)-1].less(d) {
+				rd.Failf("room mandates are not sorted and unique")
+			}
+			r.mandates = append(r.mandates, d)
+		})
+	}
 	if err := rd.Finish(); err != nil {
 		return nil, fmt.Errorf("restore room: %w", err)
 	}
@@ -382,6 +461,7 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 		return nil, fmt.Errorf("restore room %s: %w", r.id, err)
 	}
 	r.lingering = map[proto.URI]bool{}
+	r.reindexQueue()
 	users := make([]proto.URI, 0, len(r.members.byUser))
 	for u := range r.members.byUser {
 		users = append(users, u)

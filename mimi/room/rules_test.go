@@ -256,7 +256,7 @@ func TestPolicyChangeByOwner(t *testing.T) {
 	open := proto.DefaultPolicy()
 	open.JoinRule = proto.Open
 	open.Send = []proto.Role{proto.RoleOwner}
-	w.must(w.commit(w.alice1, mls.CommitOptions{Proposals: []*mls.Proposal{mls.GroupContextExtensionsProposal(mls.Extensions{open.Extension()})}}), "Alice changes the policy")
+	w.must(w.commit(w.alice1, mls.CommitOptions{Proposals: []*mls.Proposal{mls.GroupContextExtensionsProposal(w.roomExtensions(open))}}), "Alice changes the policy")
 	if p := w.room.Policy(); p.JoinRule != proto.Open || !slices.Equal(p.Send, []proto.Role{proto.RoleOwner}) {
 		t.Fatalf("policy %+v", p)
 	}

@@ -165,7 +165,7 @@ func TestDeterminism(t *testing.T) {
 		for i, e := range w.log {
 			if e.create != nil {
 				var err error
-				if r, err = Create(Config{Hub: hub}, *e.create, e.at); err != nil {
+				if r, err = Create(w.cfg(), *e.create, e.at); err != nil {
 					t.Fatal(err)
 				}
 				continue
@@ -180,14 +180,14 @@ func TestDeterminism(t *testing.T) {
 		}
 	}
 
-	restored, err := Restore(Config{Hub: hub}, final)
+	restored, err := Restore(w.cfg(), final)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(wire.MustMarshal(restored), final) || !slices.Equal(restored.Providers(), w.room.Providers()) {
 		t.Fatal("restore does not reproduce the room")
 	}
-	if _, err := Restore(Config{Hub: hub}, final[:len(final)-3]); err == nil {
+	if _, err := Restore(w.cfg(), final[:len(final)-3]); err == nil {
 		t.Fatal("a truncated state restores")
 	}
 }

@@ -40,21 +40,43 @@ type loggedRequest struct {
 }
 
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	suite   *mls.Suite
+	keys    *HubKeys // nil: a hub without external-sender keys (rooms from before them)
+	plant   plant    // a rule switched off (mimi_plant builds only)
 	room    *Room
 	now     uint64
 	clients []*client
 	log     []loggedRequest
 }
 
-func newWorld(t *testing.T) *world {
+// testHubSecret is the hub's external-sender secret in tests.
+var testHubSecret = make([]byte, HubSecretSize)
+
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	s, err := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &world{t: t, suite: s, now: startTime}
+	keys, err := NewHubKeys(hub, testHubSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &world{t: t, suite: s, keys: keys, now: startTime}
+}
+
+// cfg is the hub's room configuration.
+func (w *world) cfg() Config { return Config{Hub: hub, Keys: w.keys, plant: w.plant} }
+
+// hubExtensions are the GroupContext extensions a new room needs besides
+// its policy: the hub as external sender (none without keys).
+func (w *world) hubExtensions() mls.Extensions {
+	if w.keys == nil {
+		return nil
+	}
+	es, _ := w.keys.Sender(w.suite.ID())
+	return mls.Extensions{mls.ExternalSendersExtension(mls.ExternalSenders{es})}
 }
 
 var roomCaps = mls.Capabilities{
@@ -100,7 +122,7 @@ func transmit[T any, P interface {
 	*T
 	wire.Encoder
 	wire.Decoder
-}](t *testing.T, v P) P {
+}](t testing.TB, v P) P {
 	t.Helper()
 	out := P(new(T))
 	if err := wire.Unmarshal(wire.MustMarshal(v), out); err != nil {
@@ -113,7 +135,7 @@ func transmit[T any, P interface {
 func (w *world) create(c *client, policy proto.BasePolicy) {
 	w.t.Helper()
 	g, err := mls.CreateGroup(w.suite, c.signer, mls.CreateOptions{
-		GroupOptions: w.groupOptions(), GroupID: []byte(roomURI), Extensions: mls.Extensions{policy.Extension()},
+		GroupOptions: w.groupOptions(), GroupID: []byte(roomURI), Extensions: append(mls.Extensions{policy.Extension()}, w.hubExtensions()...),
 		Credential: mls.BasicCredential([]byte(c.uri)), Capabilities: roomCaps, Lifetime: w.lifetime(),
 	})
 	if err != nil {
@@ -125,7 +147,7 @@ func (w *world) create(c *client, policy proto.BasePolicy) {
 		w.t.Fatal(err)
 	}
 	req := CreateRequest{Room: roomURI, Creator: c.user, GroupInfo: transmit(w.t, gi).GroupInfo, Tree: wire.MustMarshal(g.Tree())}
-	r, err := Create(Config{Hub: hub}, req, w.now)
+	r, err := Create(w.cfg(), req, w.now)
 	if err != nil {
 		w.t.Fatalf("create: %v", err)
 	}
@@ -169,16 +191,21 @@ func (w *world) commitFrom(from string, c *client, opts mls.CommitOptions, joine
 		return out
 	}
 	c.group.MergePendingCommit()
-	w.deliver(out, c)
-	for _, j := range joiners {
-		g, err := mls.JoinFromWelcome(body.Welcome.Welcome, j.kp, body.RatchetTree.Tree, w.groupOptions())
-		if err != nil {
-			w.t.Fatalf("%s joining: %v", j, err)
+	w.deliver(out, c, func() {
+		for _, j := range joiners {
+			g, err := mls.JoinFromWelcome(body.Welcome.Welcome, j.kp, body.RatchetTree.Tree, w.groupOptions())
+			if err != nil {
+				w.t.Fatalf("%s joining: %v", j, err)
+			}
+			j.group = g
 		}
-		j.group = g
-	}
+	})
 	return out
 }
+
+// honestRefs are the pending proposals an honest member c covers in a
+// commit.
+func (w *world) honestRefs(c *client) [][]byte { return CommitReferences(c.group, 0) }
 
 // members returns the clients in the group, by the hub's index.
 func (w *world) members() []*client {
@@ -192,18 +219,20 @@ func (w *world) members() []*client {
 }
 
 // deliver hands the fanout of a successful request to every member client
-// other than the sender, checking the hub addressed each one's provider.
-func (w *world) deliver(out Outcome, sender *client) {
+// other than the sender, checking the hub addressed each one's provider;
+// welcome, if not nil, runs at the Welcome (the new members join there, so
+// they get what follows it).
+func (w *world) deliver(out Outcome, sender *client, welcome ...func()) {
 	w.t.Helper()
 	for _, e := range out.Effects {
 		if e.Fanout.Message.WireFormat == mls.WireWelcome {
+			for _, f := range welcome {
+				f()
+			}
 			continue
 		}
 		for _, c := range w.clients {
-			if c == sender || c.group == nil || c.group.Removed() {
-				continue
-			}
-			if !addressed(e, c) {
+			if c.group == nil || c.group.Removed() || !addressed(e, c) {
 				continue
 			}
 			m := transmit(w.t, e.Fanout.Message)
@@ -232,9 +261,27 @@ func addressed(e Effect, c *client) bool {
 // propose sends c's proposals in one updateRoom request.
 func (w *world) propose(c *client, ps ...*mls.Proposal) Outcome {
 	w.t.Helper()
+	return w.proposeFrom(c, c.group, ps...)
+}
+
+// groupCopy copies c's group as it is now, so a test can later play c from
+// this state (a lagging or hostile client that ignores what came since).
+func (w *world) groupCopy(c *client) *mls.Group {
+	w.t.Helper()
+	g, err := mls.RestoreGroup(wire.MustMarshal(c.group), w.groupOptions())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return g
+}
+
+// proposeFrom sends proposals c makes with group g in one updateRoom
+// request; on success the others receive them.
+func (w *world) proposeFrom(c *client, g *mls.Group, ps ...*mls.Proposal) Outcome {
+	w.t.Helper()
 	var msgs []*mls.Message
 	for _, p := range ps {
-		m, err := c.group.Propose(p)
+		m, err := g.Propose(p)
 		if err != nil {
 			w.t.Fatalf("%s propose %s: %v", c, p.Type, err)
 		}
@@ -243,6 +290,15 @@ func (w *world) propose(c *client, ps ...*mls.Proposal) Outcome {
 	body := transmit(w.t, &proto.UpdateRoomRequest{Message: msgs[0], MoreProposals: msgs[1:]})
 	out := w.apply(&UpdateRoom{From: c.domain, Body: body})
 	if out.Response.Code == proto.UpdateSuccess {
+		if g != c.group {
+			// c proposed from an old copy of its state: its own state
+			// takes the proposals now, as its copy did.
+			for _, m := range msgs {
+				if _, err := c.group.Process(transmit(w.t, m)); err != nil {
+					w.t.Fatalf("%s adopting its own proposal: %v", c, err)
+				}
+			}
+		}
 		w.deliver(out, c)
 	}
 	return out

@@ -168,8 +168,22 @@ func (e *Env) createRoom(ctx context.Context, creator *identity, roomID string) 
 	uri := proto.RoomURI(e.cfg.Domain, roomID)
 	policy := proto.DefaultPolicy()
 	opts := groupOptions()
+	// The room lists the hub as its external sender (GET /v1/hub).
+	var hub *client.HubInfo
+	err := e.setupCall(ctx, "hub", nil, func(ctx context.Context, ep Endpoint) error {
+		api, err := e.api(creator.token, ep)
+		if err != nil {
+			return err
+		}
+		hub, err = api.Hub(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	senders := hub.ExternalSenders[creator.suite.ID()]
 	g, err := mls.CreateGroup(creator.suite, creator.signer, mls.CreateOptions{
-		GroupOptions: opts, GroupID: []byte(uri), Extensions: mls.Extensions{policy.Extension()},
+		GroupOptions: opts, GroupID: []byte(uri), Extensions: mls.Extensions{policy.Extension(), {Type: mls.ExtExternalSenders, Data: senders}},
 		Credential: mls.BasicCredential([]byte(creator.client)), Capabilities: client.Capabilities(), Lifetime: lifetime(),
 	})
 	if err != nil {

@@ -73,13 +73,19 @@ func (m *goMember) bundle(t *testing.T) *mls.KeyPackageBundle {
 // scenarios use.
 func newGoMember(t *testing.T, s *mls.Suite, name string, now uint64) *goMember {
 	t.Helper()
+	return newGoMemberWith(t, s, name, now, mls.Capabilities{Proposals: []mls.ProposalType{customProposal}})
+}
+
+// newGoMemberWith makes a KeyPackage with the given capabilities.
+func newGoMemberWith(t *testing.T, s *mls.Suite, name string, now uint64, caps mls.Capabilities) *goMember {
+	t.Helper()
 	signer, err := s.GenerateSigningKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, err := mls.NewKeyPackage(s, signer, mls.KeyPackageOptions{
 		Credential:   mls.BasicCredential([]byte("mimi://a.example/u/" + name)),
-		Capabilities: mls.Capabilities{Proposals: []mls.ProposalType{customProposal}},
+		Capabilities: caps,
 		Lifetime:     mls.Lifetime{NotBefore: now - 3600, NotAfter: now + 30*86400},
 	})
 	if err != nil {
