@@ -1,7 +1,6 @@
 package mls
 
 import (
-	"crypto/ed25519"
 	"fmt"
 
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -13,12 +12,13 @@ import (
 // secret and its signatures are deterministic.
 
 // DeriveSigningKey derives a signature key for the suite from secret: the
-// same secret and label give the same key on every machine. Ed25519 keys
-// are the expanded 32-byte seed; ECDSA scalars are drawn until one is in
-// range (each try succeeds with probability above 1 - 2^-32).
+// same secret and label give the same key on every machine. EdDSA keys are
+// the expanded seed (32 bytes for Ed25519, 57 for Ed448); ECDSA scalars are
+// drawn until one is in range (each try succeeds with probability above
+// 1 - 2^-32).
 func (s *Suite) DeriveSigningKey(secret []byte, label string) (*SigningKey, error) {
 	prk := s.Extract(nil, secret)
-	size, topMask := s.signingScalarSize()
+	size, topMask := s.sig.rawKeySize()
 	for try := 0; try < 64; try++ {
 		raw, err := s.ExpandWithLabel(prk, label, []byte{byte(try)}, size)
 		if err != nil {
@@ -32,37 +32,15 @@ func (s *Suite) DeriveSigningKey(secret []byte, label string) (*SigningKey, erro
 	return nil, fmt.Errorf("derive signing key for %s: no valid key in 64 tries", s.id)
 }
 
-// signingScalarSize is the length of a private key in ParseSigningKey's form
-// and the mask of its first byte that keeps an ECDSA scalar below 2^bits.
-func (s *Suite) signingScalarSize() (int, byte) {
-	if s.curve != nil {
-		bits := s.curve.Params().BitSize
-		mask := byte(0xff)
-		if r := bits % 8; r != 0 {
-			mask = byte(1)<<r - 1
-		}
-		return (bits + 7) / 8, mask
-	}
-	if s.id == 0x0004 || s.id == 0x0006 { // Ed448 (RFC 8032: 57-byte secret)
-		return 57, 0xff
-	}
-	return ed25519.SeedSize, 0xff
-}
-
-// signDeterministic signs like SignWithLabel, but ECDSA signatures follow
-// RFC 6979 (deterministic nonces), so a message signed twice yields the
-// same bytes. EdDSA signatures are deterministic anyway.
+// signDeterministic signs like SignWithLabel, but so that a message signed
+// twice yields the same bytes (RFC 6979 nonces for ECDSA; EdDSA is
+// deterministic anyway).
 func (k *SigningKey) signDeterministic(label string, content []byte) ([]byte, error) {
-	if k.ec == nil {
-		return k.SignWithLabel(label, content)
-	}
 	msg, err := labeled(label, content)
 	if err != nil {
 		return nil, err
 	}
-	h := k.suite.sigHash.New()
-	h.Write(msg)
-	return k.ec.Sign(nil, h.Sum(nil), k.suite.sigHash)
+	return k.key.signDeterministic(msg)
 }
 
 // NewExternalProposal frames p as a proposal of the external sender at

@@ -26,6 +26,10 @@ type signatureScheme interface {
 	// certificateKey returns an X.509 certificate's key in SignaturePublicKey
 	// form, or an error when it is not a key of this scheme.
 	certificateKey(cert *x509.Certificate) ([]byte, error)
+	// rawKeySize is the length of parse's input and the mask for its first
+	// byte that keeps a scalar below 2^bits (0xff when any bytes do), so
+	// that keys can be derived from a secret.
+	rawKeySize() (int, byte)
 }
 
 // signer is one private signature key.
@@ -34,6 +38,9 @@ type signer interface {
 	sign(msg []byte) ([]byte, error)
 	// raw is the form parse reads.
 	raw() []byte
+	// signDeterministic signs so that the same key and message always give
+	// the same bytes (EdDSA is deterministic; ECDSA uses RFC 6979 nonces).
+	signDeterministic(msg []byte) ([]byte, error)
 }
 
 // ed25519Scheme is Ed25519 (RFC 8032), from the standard library.
@@ -79,7 +86,10 @@ func (k ed25519Signer) public() []byte { return ed25519.PrivateKey(k).Public().(
 func (k ed25519Signer) sign(msg []byte) ([]byte, error) {
 	return ed25519.Sign(ed25519.PrivateKey(k), msg), nil
 }
-func (k ed25519Signer) raw() []byte { return ed25519.PrivateKey(k).Seed() }
+func (k ed25519Signer) raw() []byte                                  { return ed25519.PrivateKey(k).Seed() }
+func (k ed25519Signer) signDeterministic(msg []byte) ([]byte, error) { return k.sign(msg) }
+
+func (ed25519Scheme) rawKeySize() (int, byte) { return ed25519.SeedSize, 0xff }
 
 // ecdsaScheme is ECDSA over a NIST curve with the suite's hash, signatures
 // in DER, public keys uncompressed (RFC 9420 section 5.1.1).
@@ -152,6 +162,22 @@ func (k ecdsaSigner) public() []byte { return k.pub }
 func (k ecdsaSigner) sign(msg []byte) ([]byte, error) {
 	return ecdsa.SignASN1(rand.Reader, k.priv, k.scheme.digest(msg))
 }
+
+// signDeterministic uses RFC 6979 nonces: crypto/ecdsa signs
+// deterministically when given no random source.
+func (k ecdsaSigner) signDeterministic(msg []byte) ([]byte, error) {
+	return k.priv.Sign(nil, k.scheme.digest(msg), k.scheme.hash)
+}
+
+func (e ecdsaScheme) rawKeySize() (int, byte) {
+	bits := e.curve.Params().BitSize
+	mask := byte(0xff)
+	if r := bits % 8; r != 0 {
+		mask = byte(1)<<r - 1
+	}
+	return (bits + 7) / 8, mask
+}
+
 func (k ecdsaSigner) raw() []byte {
 	b, err := k.priv.Bytes()
 	if err != nil {
@@ -224,7 +250,10 @@ func (k ed448Signer) public() []byte { return ed448.PrivateKey(k).Public().(ed44
 func (k ed448Signer) sign(msg []byte) ([]byte, error) {
 	return ed448.Sign(ed448.PrivateKey(k), msg, ""), nil
 }
-func (k ed448Signer) raw() []byte { return ed448.PrivateKey(k).Seed() }
+func (k ed448Signer) raw() []byte                                  { return ed448.PrivateKey(k).Seed() }
+func (k ed448Signer) signDeterministic(msg []byte) ([]byte, error) { return k.sign(msg) }
+
+func (ed448Scheme) rawKeySize() (int, byte) { return ed448.SeedSize, 0xff }
 
 // Every scheme serves the interface.
 var (
