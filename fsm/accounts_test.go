@@ -345,25 +345,31 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 	replay(t, n)
 }
 
-// TestSnapshotVersion1 checks a snapshot written before accounts existed
-// still restores: its clients become legacy devices, its users have no
-// password, and user names keep their case (look-alikes of them are
-// refused from now on).
-func TestSnapshotVersion1(t *testing.T) {
+// TestSnapshotOlderVersions checks snapshots written before accounts
+// existed (versions 1 and 2) still restore: their clients become legacy
+// devices, their users have no password, and user names keep their case
+// (look-alikes of them are refused from now on).
+func TestSnapshotOlderVersions(t *testing.T) {
+	for _, version := range []uint8{1, 2} {
+		t.Run(fmt.Sprint("version", version), func(t *testing.T) { olderSnapshot(t, version) })
+	}
+}
+
+func olderSnapshot(t *testing.T, version uint8) {
 	n := newNode(t, acctDomain)
 	n.ok(n.apply(CmdRegister, nil, "", &RegisterBody{Client: proto.ClientURI(acctDomain, "Alice", "phone"), TokenHash: tokenHash("a")}), "legacy Alice")
 	n.ok(n.apply(CmdRegister, nil, "", &RegisterBody{Client: proto.ClientURI(acctDomain, "Alice", "laptop"), TokenHash: tokenHash("b")}), "legacy second device")
-	var v1 []byte
+	var old []byte
 	_ = n.f.Read(func(s *State) error {
 		w := wire.NewWriter(nil)
-		s.encode(w, 1)
+		s.encode(w, version)
 		var err error
-		v1, err = w.Bytes()
+		old, err = w.Bytes()
 		return err
 	})
 	f, _ := New(Config{Domain: acctDomain, InboxLimit: 50})
-	if err := f.Restore(&memSink{*bytes.NewBuffer(v1)}); err != nil {
-		t.Fatalf("a version 1 snapshot does not restore: %v", err)
+	if err := f.Restore(&memSink{*bytes.NewBuffer(old)}); err != nil {
+		t.Fatalf("a version %d snapshot does not restore: %v", version, err)
 	}
 	r := &node{t: t, f: f, now: n.now}
 	if !r.authenticates(proto.ClientURI(acctDomain, "Alice", "laptop"), "b") {
@@ -380,7 +386,7 @@ func TestSnapshotVersion1(t *testing.T) {
 		t.Fatalf("a restored state encodes as version %d, want %d", before[0], stateVersion)
 	}
 	// Restore rejects what it does not know.
-	bad := slices.Clone(v1)
+	bad := slices.Clone(old)
 	bad[0] = stateVersion + 1
 	if err := newNode(t, acctDomain).f.Restore(&memSink{*bytes.NewBuffer(bad)}); err == nil {
 		t.Fatal("a snapshot of an unknown version restored")
