@@ -27,7 +27,9 @@ func TestReadBatch(t *testing.T) {
 		<-release
 		return n * 100, nil
 	}
-	roundCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), time.Minute) }
+	roundCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), time.Minute)
+	}
 	ctx := t.Context()
 	got := make([]uint64, 5)
 	var wg sync.WaitGroup
