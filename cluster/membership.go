@@ -71,7 +71,7 @@ func (n *Node) handleRPC(path string, h http.Handler) {
 
 func (n *Node) registerRPC() {
 	n.handleRPC(rpcReadIndex, handleJSON(func(ctx context.Context, _ *struct{}) (*readIndexAnswer, error) {
-		idx, err := n.readIndexLocal(ctx)
+		idx, err := n.leaderReads.get(ctx, n.readRoundContext, n.readIndexLocal)
 		return &readIndexAnswer{Index: idx}, err
 	}))
 	n.handleRPC(rpcNodeInfo, handleJSON(func(context.Context, *struct{}) (*NodeInfo, error) {

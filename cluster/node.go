@@ -51,6 +51,10 @@ type Node struct {
 	recon  reconcileState // the leader's membership bookkeeping
 	events eventLog       // recent cluster events (events.go)
 
+	// reads shares ReadIndex rounds among concurrent callers, leaderReads
+	// the leader's answers to followers' read index requests (readbatch.go).
+	reads, leaderReads readBatch
+
 	shutdownOnce sync.Once
 	stopping     chan struct{} // closed when Shutdown begins
 	stopped      chan struct{} // closed when Shutdown has finished
@@ -405,7 +409,19 @@ func (n *Node) Barrier(ctx context.Context) error {
 // ReadIndex returns an index at or above every entry committed before the
 // call: the leader's commit index after a quorum confirmed its leadership.
 // A follower forwards the question to the leader.
+// Concurrent callers share rounds (readBatch).
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	return n.reads.get(ctx, n.readRoundContext, n.readIndexOnce)
+}
+
+// readRoundContext bounds one shared read index round.
+func (n *Node) readRoundContext() (context.Context, context.CancelFunc) {
+	return n.untilStopping(context.Background(), n.cfg.ApplyTimeout)
+}
+
+// readIndexOnce is one read index request: local on the leader, forwarded
+// by a follower.
+func (n *Node) readIndexOnce(ctx context.Context) (uint64, error) {
 	var idx uint64
 	err := n.onLeader(ctx, "read index", true, func(ctx context.Context, leader string, local bool) error {
 		if local {

@@ -54,6 +54,9 @@ func (s *State) maxVector() int {
 }
 
 func (s *State) dispatch(c *Command) *Result {
+	if r, ok := s.dispatchAccounts(c); ok {
+		return r
+	}
 	mv := s.maxVector()
 	local := func() *Result {
 		if c.Peer != "" {
@@ -225,6 +228,7 @@ func (s *State) register(b *RegisterBody) *Result {
 			return refused(Invalid, "%v", err)
 		}
 		s.users[user] = &userRecord{}
+		s.acct.noteUser(user)
 	}
 	if err := s.keys.AddClient(b.Client); err != nil {
 		return refused(Invalid, "%v", err) // unreachable after the checks above
@@ -502,7 +506,7 @@ func (s *State) claim(c *Command, req *proto.KeyMaterialRequest) *Result {
 	if hub, _ := req.Room.Domain(); from != requester && (req.Room == "" || from != hub) {
 		return refused(NotAllowed, "%s may not claim on behalf of %s", from, req.RequestingUser)
 	}
-	resp, claimed, err := s.keys.Claim(req, s.consent.Check, c.AcceptedAt/1000)
+	resp, claimed, err := s.keys.Claim(req, s.consentCheck(from, requester), c.AcceptedAt/1000)
 	if err != nil {
 		return refused(kindOfKeys(err), "%v", err)
 	}

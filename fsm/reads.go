@@ -20,10 +20,12 @@ func (s *State) LastAcceptedAt() uint64 { return s.lastAt }
 // Domain returns the provider's domain.
 func (s *State) Domain() string { return s.cfg.Domain }
 
-// Authenticate reports whether tokenHash is client's token hash.
+// Authenticate reports whether tokenHash is client's token hash and the
+// client's user is not suspended. A revoked client has no record.
 func (s *State) Authenticate(client proto.URI, tokenHash []byte) bool {
 	rec, ok := s.clients[client]
-	return ok && subtle.ConstantTimeCompare(rec.tokenHash, tokenHash) == 1
+	user, _ := client.UserOf()
+	return ok && subtle.ConstantTimeCompare(rec.tokenHash, tokenHash) == 1 && !s.acct.suspended(user)
 }
 
 // HasClient reports whether client is registered here.

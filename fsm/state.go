@@ -67,6 +67,7 @@ type State struct {
 	streams map[proto.URI]*roomStream // rooms local clients follow, hosted here or not
 	outbox  map[string]*outQueue      // per peer domain
 	reports []room.Report
+	acct    accounts // accounts.go
 	dedup   dedupTable
 	// lastAt is the latest acceptance time applied: the FSM's clock never
 	// runs backwards, even when a new leader's clock is behind the old one's.
@@ -109,6 +110,7 @@ func newState(cfg Config) (*State, error) {
 		clients: map[proto.URI]*clientRecord{},
 		streams: map[proto.URI]*roomStream{},
 		outbox:  map[string]*outQueue{},
+		acct:    newAccounts(),
 		dedup:   dedupTable{entries: map[string]dedupEntry{}},
 
 		seedFanout: map[proto.URI]*digestRing{},
@@ -120,13 +122,19 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 }
 
 // stateVersion is the snapshot format. Version 2 added the hub section
-// (the hub's external-sender secret, unnumbered-fanout digests); version 1
-// still decodes, without them.
-const stateVersion = 2
+// (the hub's external-sender secret, unnumbered-fanout digests), version 3
+// the accounts section after the reports. Versions 1 and 2 still decode:
+// without the sections they lack (no accounts: every client is a legacy
+// device, no user has a password).
+const stateVersion = 3
 
 // EncodeTLS writes the whole state.
-func (s *State) EncodeTLS(w *wire.Writer) {
-	w.Uint8(stateVersion)
+func (s *State) EncodeTLS(w *wire.Writer) { s.encode(w, stateVersion) }
+
+// encode writes the state in format version (tests write version 1 to
+// check it still decodes).
+func (s *State) encode(w *wire.Writer, version uint8) {
+	w.Uint8(version)
 	w.Vector(func(w *wire.Writer) {
 		for _, id := range sortedKeys(s.rooms) {
 			w.Vector(func(w *wire.Writer) { s.rooms[id].EncodeTLS(w) })
@@ -169,8 +177,13 @@ func (s *State) EncodeTLS(w *wire.Writer) {
 			encodeReport(w, &s.reports[i])
 		}
 	})
+	if version >= 3 {
+		s.acct.EncodeTLS(w)
+	}
 	s.dedup.EncodeTLS(w)
-	w.Vector(s.encodeHubSection)
+	if version >= 2 {
+		w.Vector(s.encodeHubSection)
+	}
 	w.Uint64(s.lastAt) // last: the clock
 }
 
@@ -183,8 +196,8 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 	r := wire.NewReader(data)
 	var v uint8
 	r.Uint8(&v)
-	if r.OK() && v != stateVersion && v != 1 {
-		return nil, fmt.Errorf("snapshot format %d, want %d (or 1)", v, stateVersion)
+	if r.OK() && (v < 1 || v > stateVersion) {
+		return nil, fmt.Errorf("snapshot format %d, want %d (or 1 or 2)", v, stateVersion)
 	}
 	var rooms [][]byte
 	r.VectorEach(func(r *wire.Reader) {
@@ -234,6 +247,9 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 		decodeReport(r, &rep)
 		s.reports = append(s.reports, rep)
 	})
+	if v >= 3 {
+		s.acct.DecodeTLS(r)
+	}
 	s.dedup.DecodeTLS(r)
 	if v >= 2 {
 		r.Vector(s.decodeHubSection)
@@ -262,6 +278,9 @@ func decodeState(cfg Config, data []byte) (*State, error) {
 	}
 	if s.keys.Domain() != cfg.Domain || s.consent.Domain() != cfg.Domain {
 		return nil, fmt.Errorf("the snapshot belongs to %s, this provider is %s", s.keys.Domain(), cfg.Domain)
+	}
+	for _, u := range sortedKeys(s.users) {
+		s.acct.noteUser(u)
 	}
 	return s, nil
 }

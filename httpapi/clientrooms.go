@@ -444,9 +444,14 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 // subscription: PUT and DELETE /v1/rooms/{hub}/{room}/subscription.
 func (c *clientAPI) subscription(subscribe bool) clientHandler {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		id, _, err := c.roomPath(r)
+		id, local, err := c.roomPath(r)
 		if err != nil {
 			return err
+		}
+		if subscribe && !local {
+			if err := c.confirmMembership(r, p, id); err != nil {
+				return err
+			}
 		}
 		if _, err := c.apply(r, p, RouteName(r), fsm.CmdSubscribe, &fsm.SubscribeBody{Client: p.client, Room: id, Subscribe: subscribe}); err != nil {
 			return err

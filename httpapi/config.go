@@ -61,8 +61,22 @@ type Config struct {
 	DownloadTimeout time.Duration
 
 	// RegistrationKey, when set, must be presented in the
-	// Mimi-Registration-Key header of /v1/register.
+	// Mimi-Registration-Key header of /v1/register (policy "key").
 	RegistrationKey string
+	// Registration is the policy for creating new users: RegistrationOpen,
+	// RegistrationKey, RegistrationInvite or RegistrationClosed. Default:
+	// "key" when RegistrationKey is set, else "open". Devices of existing
+	// users are added only with an existing device's approval or the
+	// account's password, whatever the policy.
+	Registration string
+	// RateLimits bounds registration, device linking and password
+	// attempts per source address and per account (ratelimit.go).
+	RateLimits RateLimits
+	// PasswordParams are argon2id's costs (default
+	// DefaultPasswordParams); PasswordConcurrency bounds the hashes
+	// computed at once (default DefaultPasswordConcurrency).
+	PasswordParams      PasswordParams
+	PasswordConcurrency int
 
 	// Middleware wraps every matched route of both routers, innermost
 	// last. Inside, RouteName(r) is the route's name, e.g.

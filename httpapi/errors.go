@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/mimihub/mimi-hub/fsm"
 )
@@ -21,6 +22,8 @@ type apiError struct {
 	status int
 	msg    string
 	cause  error // logged for 5xx
+	// retryAfter, when set, is the Retry-After of a 429 (seconds).
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
@@ -163,6 +166,9 @@ func writeJSONError(log *slog.Logger, w http.ResponseWriter, r *http.Request, er
 	logFailure(log, r, e)
 	if e.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mimi-hub"`)

@@ -302,7 +302,7 @@ func TestExternalJoin(t *testing.T) {
 	e := newEnv(t, "a.example", nil)
 	alice := e.register("alice", "phone")
 	id := e.createRoom(alice, "r")
-	laptop := e.register("alice", "laptop")
+	laptop := e.link(alice, "laptop")
 	eve := e.register("eve", "x")
 
 	join := func(m *member, cred proto.URI) (*mls.Group, *mls.CommitBundle) {

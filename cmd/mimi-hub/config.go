@@ -49,6 +49,8 @@ type config struct {
 	AssetHosts      []string          `json:"asset_host"`
 	AssetCA         string            `json:"asset_ca"`
 	RegistrationKey string            `json:"registration_key"`
+	Registration    string            `json:"registration"`
+	NoAccountLimits bool              `json:"no_account_rate_limits"`
 	AdminToken      string            `json:"admin_token"`
 	// AdminTokenSet records that -admin-token (or admin_token in the
 	// file) was given, possibly empty (admintoken.go).
@@ -278,7 +280,9 @@ func options() []option {
 		}},
 		listOpt("asset-host", "host downloadFile may fetch from (repeatable)", func(c *config) *[]string { return &c.AssetHosts }),
 		stringOpt("asset-ca", "PEM roots that verify the asset hosts; default: the system roots", func(c *config) *string { return &c.AssetCA }),
-		stringOpt("registration-key", "secret clients must present to register (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
+		stringOpt("registration-key", "secret clients must present to register a new user (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
+		stringOpt("registration", "who may create new users: open, key (needs -registration-key), invite (codes from 'mimictl users invite') or closed; default key with -registration-key, else open. Further devices of a user always need its approval or password", func(c *config) *string { return &c.Registration }),
+		boolOpt("no-account-rate-limits", "turn off the per-address and per-account limits on registration, device linking and password attempts (load tests only)", func(c *config) *bool { return &c.NoAccountLimits }),
 		{"admin-token", `bearer token of the operator API, the dashboard and pprof on -ops-addr (default: the token in -admin-token-file, generated on first start); "" runs without one, allowed only on a loopback -ops-addr`, func(c *config, v string) error {
 			c.AdminToken, c.AdminTokenSet = v, true
 			return nil

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/hub"
 )
 
@@ -118,6 +119,7 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 		Peers:           c.Peers,
 		AssetHosts:      c.AssetHosts,
 		RegistrationKey: c.RegistrationKey,
+		Registration:    c.Registration,
 		AdminToken:      c.AdminToken,
 		OpsHosts:        c.OpsHosts,
 		RequireConsent:  c.RequireConsent,
@@ -142,6 +144,15 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 			LeaderLeaseTimeout:    time.Duration(c.RaftLeaseTimeout),
 			CommitTimeout:         time.Duration(c.RaftCommitTimeout),
 		},
-		Logger: log,
+		AccountRateLimits: c.accountRateLimits(),
+		Logger:            log,
 	}
+}
+
+// accountRateLimits is the limits -no-account-rate-limits selects.
+func (c config) accountRateLimits() httpapi.RateLimits {
+	if c.NoAccountLimits {
+		return httpapi.NoRateLimits
+	}
+	return httpapi.RateLimits{}
 }

@@ -33,7 +33,11 @@ func TestDefaultProfiles(t *testing.T) {
 	if code, _, errOut := runCLI(t, "whoami"); code != 1 || !strings.Contains(errOut, "no profile in "+home+": run 'mimictl register' first") {
 		t.Fatalf("whoami without a profile: exit %d, %q", code, errOut)
 	}
-	code, out, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-keys", "1")
+	pwFile := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pwFile, []byte("correct horse battery\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-keys", "1", "-password-file", pwFile)
 	if code != 0 || !strings.Contains(out, "profile: "+filepath.Join(home, "alice@a.example")) {
 		t.Fatalf("register: exit %d, %q, %q", code, out, errOut)
 	}
@@ -41,10 +45,17 @@ func TestDefaultProfiles(t *testing.T) {
 	if code, out, errOut := runCLI(t, "whoami"); code != 0 || !strings.Contains(out, "client:  mimi://a.example/u/alice/d/cli") {
 		t.Fatalf("whoami: exit %d, %q, %q", code, out, errOut)
 	}
-	// A second device of the same user gets the next free name.
-	if code, out, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tablet", "-keys", "1"); code != 0 ||
+	// The user exists: registering it again is refused, and says how to
+	// add a device.
+	if code, _, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tablet", "-keys", "1"); code != 1 ||
+		!strings.Contains(errOut, "409") || !strings.Contains(errOut, "linking") {
+		t.Fatalf("second register: exit %d, %q", code, errOut)
+	}
+	// A second device of the same user, added with the password, gets the
+	// next free name.
+	if code, out, errOut := runCLI(t, "link", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tablet", "-keys", "1", "-password-file", pwFile); code != 0 ||
 		!strings.Contains(out, "profile: "+filepath.Join(home, "alice@a.example-2")) {
-		t.Fatalf("second register: exit %d, %q, %q", code, out, errOut)
+		t.Fatalf("link: exit %d, %q, %q", code, out, errOut)
 	}
 	// With two profiles, commands need to be told which.
 	if code, _, errOut := runCLI(t, "whoami"); code != 2 || !strings.Contains(errOut, "2 profiles in "+home+" (alice@a.example, alice@a.example-2)") {

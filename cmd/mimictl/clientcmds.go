@@ -103,7 +103,7 @@ func explain(err error) error {
 	case errors.As(err, &te) && strings.Contains(te.Error(), "connection refused"):
 		return fmt.Errorf("%w\nhint: is the provider running, and is -server its client API address (https://HOST:PORT)?", err)
 	case errors.As(err, &se) && se.Status == 401 && strings.Contains(se.Message, "token"):
-		return fmt.Errorf("%w\nhint: the provider does not know this profile's token (was its data folder reset?); register again with -force", err)
+		return fmt.Errorf("%w\nhint: the provider does not accept this profile's token: the device was revoked, its user suspended, or the provider's data reset; add it again with 'mimictl link' (-profile NAME -force reuses this profile)", err)
 	case errors.As(err, &kme):
 		for _, u := range kme.Users {
 			switch u.Status {
@@ -122,11 +122,12 @@ func explain(err error) error {
 
 func registerCommand() *command {
 	return &command{
-		name: "register", summary: "register a new client and create its profile",
-		help: `Registers DEVICE of USER with the provider whose client API is -server
-(for a cluster, list every node's client API, comma-separated: the profile
-keeps them all, and every command then fails over to the next node when
-one is down, answers 503 or breaks off),
+		name: "register", summary: "register a new user with its first device and create its profile",
+		help: `Registers the new user USER with its first device DEVICE at the provider
+whose client API is -server (for a cluster, list every node's client API,
+comma-separated: the profile keeps them all, and every command then fails
+over to the next node when one is down, answers 503 or breaks off; an
+existing user's further devices are added with 'mimictl link'),
 uploads a batch of KeyPackages plus a last-resort one, and creates the
 profile (a folder, 0700) holding the server URL, the CA file's path, the
 token and the client's MLS private keys (profile.json, 0600). The profile
@@ -144,6 +145,8 @@ before anything else is tried.`,
 			email := fs.String("email", "", "email address for the user's profile (vCard EMAIL)")
 			nick := fs.String("nick", "", "nickname for the user's profile (vCard NICKNAME)")
 			force := fs.Bool("force", false, "replace an existing profile (its client and rooms are lost)")
+			pwFile := fs.String("password-file", "", "set the account's password from the first line of `FILE` ('-': standard input), so devices can be added with it")
+			invite := fs.String("invite", "", "invite `code` (providers with -registration invite)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("register", args, 0, 0); err != nil {
 					return err
@@ -164,7 +167,21 @@ before anything else is tried.`,
 						fields = append(fields, proto.ProfileField{Source: proto.FieldVCardField, Name: f.name, Value: []byte(f.value)})
 					}
 				}
-				return explain(e.register(ctx, *server, *ca, key, *user, *device, fields, *keys, *force))
+				var password string
+				if *pwFile != "" {
+					var err error
+					if password, err = e.readPassword(*pwFile); err != nil {
+						return err
+					}
+				}
+				servers, err := parseServers(*server)
+				if err != nil {
+					return usagef("register", "register: -server: %v", err)
+				}
+				opts := client.RegisterOptions{Profile: fields, Password: password, Invite: *invite}
+				return explain(e.register(ctx, servers, *ca, key, "registered", func(ctx context.Context, api *client.User) (*client.Registration, error) {
+					return api.RegisterWith(ctx, *user, *device, opts)
+				}, *keys, *force))
 			}
 		},
 	}
@@ -193,13 +210,13 @@ func (e *env) claimProfileDir(ctx context.Context, dir string, force bool) (func
 	return release, nil
 }
 
-// register runs the register command.
-func (e *env) register(ctx context.Context, serverList, ca, regKey, user, device string, fields []proto.ProfileField, keys int, force bool) error {
-	servers, err := parseServers(serverList)
-	if err != nil {
-		return usagef("register", "register: -server: %v", err)
-	}
+// register runs the register and link commands: obtain makes the new
+// device's token (registering a user, or linking a device), then the
+// profile is saved and KeyPackages uploaded. servers are the provider's
+// client API URLs (parseServers), among which requests fail over.
+func (e *env) register(ctx context.Context, servers []string, ca, regKey, verb string, obtain func(context.Context, *client.User) (*client.Registration, error), keys int, force bool) error {
 	server := servers[0]
+	var err error
 	if ca != "" {
 		if ca, err = filepath.Abs(ca); err != nil {
 			return fmt.Errorf("CA file: %w", err)
@@ -235,7 +252,7 @@ func (e *env) register(ctx context.Context, serverList, ca, regKey, user, device
 	if err != nil {
 		return err
 	}
-	reg, err := api.Register(ctx, user, device, fields)
+	reg, err := obtain(ctx, api)
 	if err != nil {
 		return err
 	}
@@ -290,8 +307,8 @@ func (e *env) register(ctx context.Context, serverList, ca, regKey, user, device
 		Profile     string    `json:"profile"`
 		KeyPackages int       `json:"key_packages"`
 	}{reg.Client, reg.User, dir, keys + 1}
-	return e.output(out, fmt.Sprintf("registered %s as %s\nuploaded %d KeyPackages and a last-resort one\nprofile: %s (holds the client's private keys: keep it private)\n",
-		short(reg.User), reg.Client, keys, dir))
+	return e.output(out, fmt.Sprintf("%s %s as %s\nuploaded %d KeyPackages and a last-resort one\nprofile: %s (holds the client's private keys: keep it private)\n",
+		verb, short(reg.User), reg.Client, keys, dir))
 }
 
 func whoamiCommand() *command {

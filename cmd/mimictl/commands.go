@@ -58,6 +58,11 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		registerCommand(),
+		linkCommand(),
+		approveCommand(),
+		devicesCommand(),
+		revokeCommand(),
+		passwordCommand(),
 		whoamiCommand(),
 		publishKeysCommand(),
 		createRoomCommand(),
@@ -76,6 +81,7 @@ func commands() []*command {
 		whoisCommand(),
 		statusCommand(),
 		reportsCommand(),
+		usersCommand(),
 		clusterCommand(),
 		drillCommand(),
 		benchCommand(),

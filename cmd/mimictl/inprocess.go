@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/devca"
 	"github.com/mimihub/mimi-hub/internal/hub"
 	"github.com/mimihub/mimi-hub/internal/systemtest"
@@ -93,18 +94,20 @@ func startLocalProvider(ctx context.Context, cfg localProviderConfig) (*localPro
 		clientAddr = "127.0.0.1:0"
 	}
 	h, err := hub.Start(ctx, hub.Config{
-		Domain:          cfg.Domain,
-		DataDir:         cfg.DataDir,
-		FederationAddr:  fed,
-		ClientAddr:      clientAddr,
-		OpsAddr:         "127.0.0.1:0",
-		AdminToken:      cfg.AdminToken,
-		RaftAddr:        "127.0.0.1:0",
-		PublicURL:       "https://" + net.JoinHostPort(cfg.Domain, port),
-		Certificate:     cert,
-		PeerRoots:       cfg.CA.Pool(),
-		Peers:           cfg.Peers,
-		RegistrationKey: cfg.RegistrationKey,
+		Domain:         cfg.Domain,
+		DataDir:        cfg.DataDir,
+		FederationAddr: fed,
+		ClientAddr:     clientAddr,
+		OpsAddr:        "127.0.0.1:0",
+		AdminToken:     cfg.AdminToken,
+		RaftAddr:       "127.0.0.1:0",
+		// A benchmark registers its senders from one address.
+		AccountRateLimits: httpapi.NoRateLimits,
+		PublicURL:         "https://" + net.JoinHostPort(cfg.Domain, port),
+		Certificate:       cert,
+		PeerRoots:         cfg.CA.Pool(),
+		Peers:             cfg.Peers,
+		RegistrationKey:   cfg.RegistrationKey,
 		Raft: cluster.Config{
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 			LeaderLeaseTimeout: 100 * time.Millisecond,
@@ -225,6 +228,8 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			PeerRoots:       cfg.CA.Pool(),
 			RegistrationKey: cfg.RegistrationKey,
 			AdminToken:      cfg.AdminToken,
+			// A benchmark registers its senders from one address.
+			AccountRateLimits: httpapi.NoRateLimits,
 			Raft: cluster.Config{
 				BootstrapExpect: cfg.Nodes,
 				TLS:             &cluster.TLS{Certificate: nodeCert, Roots: cfg.CA.Pool()},

@@ -44,7 +44,7 @@ func TestSeedScenarios(t *testing.T) {
 	// a second one in 6.7. Cathy publishes a profile for identifier queries.
 	alice := newParty(t, a, "alice", "phone", nil)
 	bob1 := newParty(t, b, "bob", "laptop", nil)
-	bob2 := newParty(t, b, "bob", "phone", nil)
+	bob2 := linkParty(t, bob1, "phone")
 	cathy1 := newParty(t, c, "cathy", "laptop", []proto.ProfileField{
 		{Source: proto.FieldVCardField, Name: "FN", Value: []byte("Cathy Carter")},
 		{Source: proto.FieldVCardField, Name: "EMAIL", Value: []byte("cathy@c.example")},
@@ -427,7 +427,7 @@ func TestSeedScenarios(t *testing.T) {
 	})
 
 	step(t, "6.7 Cathy gets a new client", func(t *testing.T) {
-		cathy2 = newParty(t, c, "cathy", "tablet", nil)
+		cathy2 = linkParty(t, cathy1, "tablet")
 		w.all = append(w.all, cathy2)
 		// Bob is no longer a participant: the hub refuses him the
 		// GroupInfo.

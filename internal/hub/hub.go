@@ -57,6 +57,14 @@ type Config struct {
 	AssetRoots *x509.CertPool
 	// RegistrationKey, when set, guards client registration.
 	RegistrationKey string
+	// Registration is the policy for new users (httpapi.RegistrationOpen,
+	// ...Key, ...Invite, ...Closed); default "key" with a RegistrationKey,
+	// else "open".
+	Registration string
+	// AccountRateLimits bounds registration, device linking and password
+	// attempts per source address and per account (zero: the defaults;
+	// httpapi.RateLimits).
+	AccountRateLimits httpapi.RateLimits
 	// RequireConsent makes claims for local users need their grant.
 	RequireConsent bool
 	// AdminToken is the bearer token the ops listener's operator API, the
@@ -120,6 +128,9 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if cfg.OpsAddr != "" && cfg.AdminToken == "" && !IsLoopbackAddr(cfg.OpsAddr) {
 		return nil, fmt.Errorf("hub: the operations listener %s is not a loopback address: it needs an admin token", cfg.OpsAddr)
+	}
+	if err := checkRegistration(cfg.Registration, cfg.RegistrationKey); err != nil {
+		return nil, err
 	}
 	log := cfg.Logger.With("domain", cfg.Domain)
 	f, err := fsm.New(fsm.Config{Domain: cfg.Domain, RequireConsent: cfg.RequireConsent})
@@ -191,7 +202,8 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 
 	h.draining = make(chan struct{})
-	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log, Draining: h.draining}
+	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log, Draining: h.draining,
+		Registration: cfg.Registration, RateLimits: cfg.AccountRateLimits}
 	if cfg.AssetRoots != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.AssetRoots, MinVersion: tls.VersionTLS12}

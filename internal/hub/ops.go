@@ -277,6 +277,7 @@ func (h *Hub) opsHandler() http.Handler {
 	admin(http.MethodPost, "/v1/cluster/keyring", h.opsKeyringChange)
 	admin(http.MethodPost, "/v1/node/step-down", h.opsStepDown)
 	admin(http.MethodPost, "/v1/node/pause", h.opsPause)
+	h.userOps(admin) // ops_users.go
 	mux.Handle("/v1/", g.wrap(routeChecks{token: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m, ok := methods[r.URL.Path]; ok {
 			w.Header().Set("Allow", m)
