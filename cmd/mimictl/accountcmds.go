@@ -129,6 +129,11 @@ see on your own new device: the approved device reads your rooms.`,
 func devicesCommand() *command {
 	return &command{
 		name: "devices", summary: "list this user's devices and those waiting for approval",
+		help: `Lists the devices of this profile's user as the provider knows them (how
+and when each was added; this device is marked), then the devices waiting
+for approval and until when. Approve a waiting device with 'mimictl approve
+CODE' (the code the new device shows); revoke one with 'mimictl revoke
+DEVICE'.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("devices", args, 0, 0); err != nil {
@@ -228,8 +233,15 @@ Changing a password needs the current one (-current-file).`,
 // usersCommand is the operator's account group (ops listener).
 func usersCommand() *command {
 	suspend := func(name string, on bool, summary string) *command {
+		help := `Suspends USER (a name or mimi://DOMAIN/u/NAME) on the provider: none of
+its devices authenticates from the next request on, on every node, until
+'mimictl users unsuspend'. Its devices, rooms and KeyPackages are kept.`
+		if !on {
+			help = `Reinstates a suspended USER (a name or mimi://DOMAIN/u/NAME): its devices
+that were not revoked authenticate again with their tokens.`
+		}
 		return &command{
-			name: name, synopsis: "USER", summary: summary, noProfile: true,
+			name: name, synopsis: "USER", summary: summary, help: help, noProfile: true,
 			setup: func(fs *flag.FlagSet) runFunc {
 				o := &opsFlags{}
 				o.define(fs)
@@ -260,6 +272,10 @@ a revoked device loses its token and KeyPackages.`,
 			suspend("unsuspend", false, "reinstate a suspended USER"),
 			{
 				name: "revoke", synopsis: "CLIENT", summary: "revoke one device (mimi://DOMAIN/u/USER/d/DEVICE)", noProfile: true,
+				help: `Revokes CLIENT (mimi://DOMAIN/u/USER/d/DEVICE): its token stops working at
+once on every node, its KeyPackages are deleted, and the hub proposes its
+removal from every room it is in (rooms hosted elsewhere are asked to).
+The answer lists rooms that cannot take the hub's proposals.`,
 				setup: func(fs *flag.FlagSet) runFunc {
 					o := &opsFlags{}
 					o.define(fs)
@@ -278,6 +294,8 @@ a revoked device loses its token and KeyPackages.`,
 			},
 			{
 				name: "devices", synopsis: "USER", summary: "list a user's devices", noProfile: true,
+				help: `Lists the devices of USER (a name or mimi://DOMAIN/u/NAME) with how and
+when each was added, and whether the user is suspended.`,
 				setup: func(fs *flag.FlagSet) runFunc {
 					o := &opsFlags{}
 					o.define(fs)
@@ -302,6 +320,9 @@ a revoked device loses its token and KeyPackages.`,
 			},
 			{
 				name: "invite", summary: "mint a single-use invite code (mimi-hub -registration invite)", noProfile: true,
+				help: `Mints a single-use invite code, valid for -ttl, that lets one new user
+register on a provider running with -registration invite
+('mimictl register -invite CODE').`,
 				setup: func(fs *flag.FlagSet) runFunc {
 					o := &opsFlags{}
 					o.define(fs)

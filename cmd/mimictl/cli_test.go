@@ -262,6 +262,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			p := append(slices.Clone(path), c.name)
 			if strings.TrimSpace(c.help) == "" {
 				t.Errorf("mimictl %s has no help text", strings.Join(p, " "))
+				continue
 			}
 			if code, out, _ := runCLI(t, append([]string{"help"}, p...)...); code != 0 || !strings.Contains(out, strings.TrimSpace(c.help)[:20]) {
 				t.Errorf("mimictl help %s: exit %d, %q", strings.Join(p, " "), code, out)
