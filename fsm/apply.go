@@ -107,6 +107,7 @@ func (s *State) dispatch(c *Command) *Result {
 		if !ok {
 			return refused(NotFound, "room %s is not hosted here", b.Room)
 		}
+		s.touchRoom(b.Room)
 		if out := rm.Apply(&room.RouteKeyPackages{Routes: b.Routes}, c.AcceptedAt); out.Err != nil {
 			return refused(Invalid, "%v", out.Err)
 		}
@@ -149,12 +150,7 @@ func (s *State) dispatch(c *Command) *Result {
 		if r != nil {
 			return r
 		}
-		rec, ok := s.clients[b.Client]
-		if !ok {
-			return refused(NotFound, "no client %s", b.Client)
-		}
-		rec.inbox.ack(b.UpTo)
-		return success(nil)
+		return s.ack(b)
 	case CmdSubscribe:
 		if r := local(); r != nil {
 			return r
@@ -169,6 +165,7 @@ func (s *State) dispatch(c *Command) *Result {
 			return r
 		}
 		s.keys.Prune(c.AcceptedAt / 1000)
+		s.sweepLogs(c.AcceptedAt)
 		return success(nil)
 	}
 	return refused(Invalid, "unknown command type %d", c.Type)
@@ -268,9 +265,12 @@ func (s *State) createRoom(b *CreateRoomBody, at uint64) *Result {
 		return refused(Invalid, "the creating client %s is not in the room's group", b.Client)
 	}
 	s.rooms[b.Room] = rm
-	st := &roomStream{hub: s.cfg.Domain}
-	st.subscribe(b.Client)
-	s.streams[b.Room] = st
+	st := s.stream(b.Room, s.cfg.Domain)
+	if r := s.subscribeClient(b.Client, st); r != nil {
+		delete(s.rooms, b.Room)
+		s.dropIdleStream(st)
+		return r
+	}
 	return success(nil)
 }
 
@@ -306,6 +306,7 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		}
 		req = &room.ReportAbuse{From: from, Body: rep}
 	}
+	s.touchRoom(b.Room)
 	out := rm.Apply(req, c.AcceptedAt)
 	if out.Err != nil {
 		if errors.Is(out.Err, room.ErrNotAllowed) {
@@ -314,17 +315,17 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		return refused(Invalid, "%v", out.Err)
 	}
 	if out.Report != nil {
-		s.reports = append(s.reports, *out.Report)
-		if over := len(s.reports) - s.cfg.ReportLimit; over > 0 {
-			s.reports = slices.Delete(s.reports, 0, over)
-		}
+		s.reports.push(*out.Report)
+		s.reports.drop(len(s.reports.items) - s.cfg.ReportLimit)
 		return success(nil)
 	}
 	if out.Response.Code != proto.UpdateSuccess && len(out.Effects) == 0 {
 		return answerUnchanged(&out.Response) // a MIMI-level refusal
 	}
 	if _, local := s.clients[out.Joined]; local {
-		s.stream(b.Room, s.cfg.Domain).subscribe(out.Joined)
+		// The joiner follows the room from its own commit on. At its
+		// subscription cap it joins without following.
+		s.subscribeClient(out.Joined, s.stream(b.Room, s.cfg.Domain))
 	}
 	s.dispatchEffects(b.Room, out.Effects, c.AcceptedAt)
 	return success(&out.Response)
@@ -336,15 +337,10 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 	for _, e := range effects {
 		for _, rc := range e.To {
 			if rc.Domain == s.cfg.Domain {
-				s.deliverLocal(id, s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, rc.Exclude)
+				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, rc.Exclude, at)
 				continue
 			}
-			q := s.outbox[rc.Domain]
-			if q == nil {
-				q = &outQueue{}
-				s.outbox[rc.Domain] = q
-			}
-			q.push(OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: wire.MustMarshal(&e.Fanout), Exclude: rc.Exclude, Enqueued: at})
+			s.enqueue(rc.Domain, OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: wire.MustMarshal(&e.Fanout), Exclude: rc.Exclude, Enqueued: at})
 		}
 	}
 }
@@ -353,16 +349,20 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 func (s *State) stream(id proto.URI, hub string) *roomStream {
 	st := s.streams[id]
 	if st == nil {
-		st = &roomStream{hub: hub}
+		st = newRoomStream(id, hub)
 		s.streams[id] = st
 	}
 	return st
 }
 
-// deliverLocal puts one fanout message of a room into local clients'
-// streams: a Welcome to the clients whose KeyPackages it names (who then
-// follow the room), anything else to the room's followers but the excluded.
-func (s *State) deliverLocal(id proto.URI, st *roomStream, seq uint64, fm *proto.FanoutMessage, exclude []proto.URI) {
+// touchRoom forgets a room's frozen copy before the room changes.
+func (s *State) touchRoom(id proto.URI) { delete(s.frozen, id) }
+
+// deliverLocal delivers one fanout message of a room to local clients at
+// time now: a Welcome into the inboxes of the clients whose KeyPackages it
+// names (who then follow the room), anything else once into the room's
+// log for the clients following it but the excluded.
+func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, exclude []proto.URI, now uint64) {
 	data := wire.MustMarshal(fm.Message)
 	if fm.Message.WireFormat == mls.WireWelcome {
 		for _, sec := range fm.Message.Welcome.Secrets {
@@ -372,19 +372,16 @@ func (s *State) deliverLocal(id proto.URI, st *roomStream, seq uint64, fm *proto
 			}
 			s.keys.ForgetRoute(sec.NewMember)
 			if rec, ok := s.clients[client]; ok {
-				st.subscribe(client)
-				rec.inbox.push(Item{Kind: ItemWelcome, Room: id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit)
+				rec.inbox.push(Item{Seq: s.takeSeq(), Kind: ItemWelcome, Room: st.id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit, s.cfg.InboxBytes)
+				// At its subscription cap the client gets the Welcome but
+				// does not follow the room.
+				s.subscribeClient(client, st)
 			}
 		}
-	} else {
-		for _, c := range st.clients {
-			if slices.Contains(exclude, c) {
-				continue
-			}
-			if rec, ok := s.clients[c]; ok {
-				rec.inbox.push(Item{Kind: ItemMessage, Room: id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit)
-			}
-		}
+	} else if st.deliverable(exclude) {
+		ex := slices.Clone(exclude)
+		slices.Sort(ex)
+		s.appendLog(st, logEntry{seq: s.takeSeq(), hubSeq: seq, at: fm.Timestamp, stored: now, data: data, exclude: slices.Compact(ex)})
 	}
 	st.lastSeq = max(st.lastSeq, seq)
 }
@@ -423,8 +420,9 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 		if seq <= st.lastSeq {
 			continue // a redelivery
 		}
-		s.deliverLocal(b.Room, st, seq, &b.Batch[i], b.Exclude)
+		s.deliverLocal(st, seq, &b.Batch[i], b.Exclude, c.AcceptedAt)
 	}
+	s.dropIdleStream(st)
 	return success(nil)
 }
 
@@ -457,10 +455,14 @@ func (s *State) subscribe(b *SubscribeBody) *Result {
 	}
 	st := s.streams[b.Room]
 	if !b.Subscribe {
-		if st != nil {
-			st.unsubscribe(b.Client)
+		if st == nil || !st.subscribed(b.Client) {
+			return answerUnchanged(nil)
 		}
+		s.unsubscribeClient(b.Client, st)
 		return success(nil)
+	}
+	if st != nil && st.subscribed(b.Client) {
+		return answerUnchanged(nil)
 	}
 	if rm, hosted := s.rooms[b.Room]; hosted {
 		user, _ := b.Client.UserOf()
@@ -468,7 +470,28 @@ func (s *State) subscribe(b *SubscribeBody) *Result {
 			return refused(NotAllowed, "%s is not a member of %s", b.Client, b.Room)
 		}
 	}
-	s.stream(b.Room, id.Domain).subscribe(b.Client)
+	st = s.stream(b.Room, id.Domain)
+	if r := s.subscribeClient(b.Client, st); r != nil {
+		s.dropIdleStream(st)
+		return r
+	}
+	return success(nil)
+}
+
+// ack moves a client's cursor: it has read its stream up to b.UpTo (at
+// most the last delivery).
+func (s *State) ack(b *AckBody) *Result {
+	rec, ok := s.clients[b.Client]
+	if !ok {
+		return refused(NotFound, "no client %s", b.Client)
+	}
+	upTo := min(b.UpTo, s.lastDelivery())
+	if upTo <= rec.cursor {
+		return answerUnchanged(nil)
+	}
+	rec.cursor = upTo
+	rec.inbox.ack(upTo)
+	s.closeFinishedWindows(b.Client, rec)
 	return success(nil)
 }
 
@@ -493,6 +516,7 @@ func (s *State) claim(c *Command, req *proto.KeyMaterialRequest) *Result {
 	}
 	// A claim for a room hosted here routes its Welcome to this provider.
 	if rm, hosted := s.rooms[req.Room]; hosted && len(claimed) > 0 {
+		s.touchRoom(req.Room)
 		routes := make([]room.Route, len(claimed))
 		for i, cl := range claimed {
 			routes[i] = room.Route{Ref: cl.Ref, Domain: s.cfg.Domain}
@@ -521,12 +545,7 @@ func (s *State) consentOp(c *Command, e *proto.ConsentEntry) *Result {
 			if o.Primitive == proto.UpdateConsent {
 				kind = OutUpdateConsent
 			}
-			q := s.outbox[o.Domain]
-			if q == nil {
-				q = &outQueue{}
-				s.outbox[o.Domain] = q
-			}
-			q.push(OutItem{Kind: kind, Data: wire.MustMarshal(&o.Entry), Enqueued: c.AcceptedAt})
+			s.enqueue(o.Domain, OutItem{Kind: kind, Data: wire.MustMarshal(&o.Entry), Enqueued: c.AcceptedAt})
 		}
 		if len(out) == 0 {
 			s.notifyConsent(e, c.AcceptedAt) // both users are local
@@ -570,7 +589,7 @@ func (s *State) notifyConsent(e *proto.ConsentEntry, at uint64) {
 			if e.Room != nil {
 				room = *e.Room
 			}
-			rec.inbox.push(Item{Kind: ItemConsent, Room: room, At: at, Data: data}, s.cfg.InboxLimit)
+			rec.inbox.push(Item{Seq: s.takeSeq(), Kind: ItemConsent, Room: room, At: at, Data: data}, s.cfg.InboxLimit, s.cfg.InboxBytes)
 		}
 	}
 }

@@ -247,6 +247,11 @@ var (
 	descDelivered     = prometheus.NewDesc("mimi_fanout_delivered_total", "Outbox items this node delivered to a peer provider while leading.", []string{"peer"}, nil)
 	descDropped       = prometheus.NewDesc("mimi_fanout_dropped_total", "Outbox items a peer provider refused for good.", []string{"peer"}, nil)
 	descFailures      = prometheus.NewDesc("mimi_fanout_failures_total", "Failed delivery attempts to a peer provider.", []string{"peer"}, nil)
+	descQueueBytes    = prometheus.NewDesc("mimi_fanout_queue_bytes", "Bytes of the outbox items waiting for a peer provider.", []string{"peer"}, nil)
+	descQueueOverflow = prometheus.NewDesc("mimi_fanout_overflow_total", "Outbox items dropped undelivered because the peer's queue was full.", []string{"peer"}, nil)
+	descLogBytes      = prometheus.NewDesc("mimi_stream_log_bytes", "Bytes of room messages stored for local readers (all room logs).", nil, nil)
+	descLogEntries    = prometheus.NewDesc("mimi_stream_log_entries", "Room messages stored for local readers (all room logs).", nil, nil)
+	descInboxBytes    = prometheus.NewDesc("mimi_stream_inbox_bytes", "Bytes of the clients' unacknowledged inbox-only items (Welcomes, consent).", nil, nil)
 	descNodeInfo      = prometheus.NewDesc("mimi_node_info", "Always 1; names this node's provider domain and Raft node id.", []string{"domain", "node_id"}, nil)
 )
 
@@ -262,7 +267,7 @@ type hubCollector struct {
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descTerm, descCommitIndex, descAppliedIndex, descLastLogIndex, descSnapshotIndex, descIsLeader, descState,
-		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descDelivered, descDropped, descFailures, descNodeInfo,
+		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogEntries, descInboxBytes, descDelivered, descDropped, descFailures, descNodeInfo,
 	} {
 		ch <- d
 	}
@@ -298,17 +303,23 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descNonvoters, float64(nonvoters))
 	}
 
-	var depth map[string][2]uint64
+	var depth map[string]fsm.PeerDepth
+	var counts fsm.Counts
 	_ = h.fsm.Read(func(s *fsm.State) error {
-		depth = s.OutboxDepth()
+		depth, counts = s.OutboxDepth(), s.Counts()
 		return nil
 	})
+	gauge(descLogBytes, float64(counts.LogBytes))
+	gauge(descLogEntries, float64(counts.LogEntries))
+	gauge(descInboxBytes, float64(counts.InboxBytes))
 	now := time.Now()
 	for peer, d := range depth {
-		gauge(descQueueDepth, float64(d[0]), peer)
+		gauge(descQueueDepth, float64(d.Items), peer)
+		gauge(descQueueBytes, float64(d.Bytes), peer)
+		counter(descQueueOverflow, d.Dropped, peer)
 		lag := 0.0
-		if d[0] > 0 && d[1] > 0 {
-			lag = max(now.Sub(time.UnixMilli(int64(d[1]))).Seconds(), 0)
+		if d.Items > 0 && d.Oldest > 0 {
+			lag = max(now.Sub(time.UnixMilli(int64(d.Oldest))).Seconds(), 0)
 		}
 		gauge(descLag, lag, peer)
 	}
