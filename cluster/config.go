@@ -33,6 +33,10 @@ const (
 	DefaultDeadServerRemoval  = 15 * time.Minute
 	DefaultPromoteAfter       = 5 * time.Second
 	DefaultMaxPromoteLag      = 256
+	// DefaultMaxEntrySize bounds one log entry: the largest API body
+	// (16 MiB) and the command around it, far below the 1 GiB a snapshot
+	// record may hold.
+	DefaultMaxEntrySize = 20 << 20
 
 	// logCacheSize is the number of recent log entries kept in memory in
 	// front of the BoltDB log store.
@@ -115,6 +119,10 @@ type Config struct {
 	// no deadline.
 	ApplyTimeout time.Duration
 
+	// MaxEntrySize bounds the encoding of one command: a larger one is
+	// refused before Raft (ErrEntryTooLarge), also when forwarded.
+	MaxEntrySize int
+
 	// Raft timing. Tests shorten these; production keeps the defaults.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -156,6 +164,9 @@ type Observer interface {
 	// Forwarded reports a write this node forwarded to the leader: the
 	// round trip, and the error if it failed.
 	Forwarded(d time.Duration, err error)
+	// AnsweredUnlogged reports a write of the named command type answered
+	// from the state without a log entry (fsm.State.Admit).
+	AnsweredUnlogged(command string)
 }
 
 // noObserver is the Observer when none is configured.
@@ -164,6 +175,7 @@ type noObserver struct{}
 func (noObserver) Committed(time.Duration)        {}
 func (noObserver) FSMApplied(time.Duration)       {}
 func (noObserver) Forwarded(time.Duration, error) {}
+func (noObserver) AnsweredUnlogged(string)        {}
 
 // withDefaults returns c with every zero-valued field set to its default.
 func (c Config) withDefaults() Config {
@@ -173,6 +185,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.TrailingLogs, DefaultTrailingLogs)
 	setDefault(&c.SnapshotRetain, DefaultSnapshotRetain)
 	setDefault(&c.ApplyTimeout, DefaultApplyTimeout)
+	setDefault(&c.MaxEntrySize, DefaultMaxEntrySize)
 	setDefault(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	setDefault(&c.ElectionTimeout, DefaultElectionTimeout)
 	setDefault(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)

@@ -55,35 +55,23 @@ func (s *State) maxVector() int {
 
 func (s *State) dispatch(c *Command) *Result {
 	mv := s.maxVector()
-	local := func() *Result {
-		if c.Peer != "" {
-			return refused(NotAllowed, "%s is for this provider's own clients, not for %s", c.Type, c.Peer)
-		}
-		return nil
+	if localOnly(c.Type) && c.Peer != "" {
+		return refused(NotAllowed, "%s is for this provider's own clients, not for %s", c.Type, c.Peer)
 	}
 	switch c.Type {
 	case CmdRegister:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[RegisterBody](c, mv)
 		if r != nil {
 			return r
 		}
 		return s.register(b)
 	case CmdUploadKeyPackages:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[UploadBody](c, mv)
 		if r != nil {
 			return r
 		}
 		return s.upload(b, c.AcceptedAt)
 	case CmdCreateRoom:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[CreateRoomBody](c, mv)
 		if r != nil {
 			return r
@@ -96,9 +84,6 @@ func (s *State) dispatch(c *Command) *Result {
 		}
 		return s.roomRequest(c, b)
 	case CmdRouteKeyPackages:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[RouteBody](c, mv)
 		if r != nil {
 			return r
@@ -131,9 +116,6 @@ func (s *State) dispatch(c *Command) *Result {
 		}
 		return s.fanout(c, b)
 	case CmdDelivered:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[DeliveredBody](c, mv)
 		if r != nil {
 			return r
@@ -143,27 +125,18 @@ func (s *State) dispatch(c *Command) *Result {
 		}
 		return success(nil)
 	case CmdAck:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[AckBody](c, mv)
 		if r != nil {
 			return r
 		}
 		return s.ack(b)
 	case CmdSubscribe:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[SubscribeBody](c, mv)
 		if r != nil {
 			return r
 		}
 		return s.subscribe(b)
 	case CmdPrune:
-		if r := local(); r != nil {
-			return r
-		}
 		s.keys.Prune(c.AcceptedAt / 1000)
 		s.sweepLogs(c.AcceptedAt)
 		return success(nil)
@@ -386,32 +359,16 @@ func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage
 	st.lastSeq = max(st.lastSeq, seq)
 }
 
-// fanout receives a batch from a room's hub.
+// fanout receives a batch from a room's hub. Fanout that admitFanout
+// decides (a peer that is not the hub, a room nobody here follows, only
+// redeliveries) leaves no trace: a peer must not grow this provider's
+// state with rooms that nobody here follows.
 func (s *State) fanout(c *Command, b *FanoutBody) *Result {
-	id, err := b.Room.Parse()
-	if err != nil || id.Kind != proto.KindRoom {
-		return refused(Invalid, "%q is not a room URI", b.Room)
+	if r := s.admitFanout(c.Peer, b); r != nil {
+		return r
 	}
-	if c.Peer == "" || id.Domain != c.Peer {
-		return refused(NotAllowed, "fanout for %s is accepted only from its hub %s, not %q", b.Room, id.Domain, c.Peer)
-	}
-	if id.Domain == s.cfg.Domain {
-		return refused(NotAllowed, "this provider hosts %s", b.Room)
-	}
-	if b.FirstSeq == 0 {
-		return refused(Invalid, "fanout sequence numbers start at 1")
-	}
-	st, ok := s.streams[b.Room]
-	if !ok {
-		if !s.welcomesLocal(b.Batch) {
-			// No local client follows the room and the batch welcomes
-			// none: there is nothing to deliver and nothing to keep. (A
-			// peer must not grow this provider's state with rooms that
-			// nobody here follows.)
-			return answerUnchanged(nil)
-		}
-		st = s.stream(b.Room, id.Domain)
-	}
+	id, _ := b.Room.Parse()
+	st := s.stream(b.Room, id.Domain)
 	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
 		st.gaps++
 	}
@@ -446,36 +403,51 @@ func (s *State) welcomesLocal(batch proto.FanoutBatch) bool {
 }
 
 func (s *State) subscribe(b *SubscribeBody) *Result {
-	if _, ok := s.clients[b.Client]; !ok {
-		return refused(NotFound, "no client %s", b.Client)
-	}
-	id, err := b.Room.Parse()
-	if err != nil || id.Kind != proto.KindRoom {
-		return refused(Invalid, "%q is not a room URI", b.Room)
+	if r, decided := s.checkSubscribe(b); decided {
+		return r
 	}
 	st := s.streams[b.Room]
 	if !b.Subscribe {
-		if st == nil || !st.subscribed(b.Client) {
-			return answerUnchanged(nil)
-		}
 		s.unsubscribeClient(b.Client, st)
 		return success(nil)
 	}
-	if st != nil && st.subscribed(b.Client) {
-		return answerUnchanged(nil)
-	}
-	if rm, hosted := s.rooms[b.Room]; hosted {
-		user, _ := b.Client.UserOf()
-		if !slices.Contains(rm.Clients(user), b.Client) {
-			return refused(NotAllowed, "%s is not a member of %s", b.Client, b.Room)
-		}
-	}
+	id, _ := b.Room.Parse()
 	st = s.stream(b.Room, id.Domain)
 	if r := s.subscribeClient(b.Client, st); r != nil {
 		s.dropIdleStream(st)
 		return r
 	}
 	return success(nil)
+}
+
+// checkSubscribe decides a (un)subscription that is refused or changes
+// nothing; decided is false when it must be applied.
+func (s *State) checkSubscribe(b *SubscribeBody) (r *Result, decided bool) {
+	rec, ok := s.clients[b.Client]
+	if !ok {
+		return refused(NotFound, "no client %s", b.Client), true
+	}
+	id, err := b.Room.Parse()
+	if err != nil || id.Kind != proto.KindRoom {
+		return refused(Invalid, "%q is not a room URI", b.Room), true
+	}
+	st := s.streams[b.Room]
+	if subscribed := st != nil && st.subscribed(b.Client); subscribed == b.Subscribe {
+		return answerUnchanged(nil), true
+	}
+	if !b.Subscribe {
+		return nil, false
+	}
+	if rm, hosted := s.rooms[b.Room]; hosted {
+		user, _ := b.Client.UserOf()
+		if !slices.Contains(rm.Clients(user), b.Client) {
+			return refused(NotAllowed, "%s is not a member of %s", b.Client, b.Room), true
+		}
+	}
+	if _, has := slices.BinarySearch(rec.rooms, b.Room); !has && len(rec.rooms) >= s.cfg.MaxSubscriptions {
+		return refused(Limit, "client %s follows %d rooms, the most allowed", b.Client, len(rec.rooms)), true
+	}
+	return nil, false
 }
 
 // ack moves a client's cursor: it has read its stream up to b.UpTo (at

@@ -94,6 +94,10 @@ func classify(err error) *apiError {
 	if errors.As(err, &mbe) {
 		return fail(http.StatusRequestEntityTooLarge, "the body exceeds %d bytes", mbe.Limit)
 	}
+	var tl TooLarge
+	if errors.As(err, &tl) && tl.TooLarge() {
+		return &apiError{status: http.StatusRequestEntityTooLarge, msg: err.Error(), cause: err}
+	}
 	var un Unavailable
 	if errors.As(err, &un) && un.Unavailable() {
 		msg := "the cluster cannot serve this right now (no leader); retry"

@@ -38,6 +38,14 @@ import (
 //	mimi_fanout_delivered_total{peer}          counter: items this node delivered while leading
 //	mimi_fanout_dropped_total{peer}            counter: items the peer refused for good
 //	mimi_fanout_failures_total{peer}           counter: failed delivery attempts
+//	mimi_fanout_queue_bytes{peer}              gauge: bytes of the items waiting for a peer provider
+//	mimi_fanout_overflow_total{peer}           counter: items dropped undelivered because the peer's queue was full
+//	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
+//	mimi_stream_inbox_bytes                    gauge: the clients' unacknowledged Welcomes and consent items
+//	mimi_writes_unlogged_total{command}        counter: writes answered from the state without a log entry (refusals and no-ops decided before Raft)
+//	mimi_http_budget_refused_total{server,budget} counter: requests refused with 429 by a per-client or per-peer budget
+//	mimi_http_connections{server}              gauge: open connections of a listener
+//	mimi_http_connections_refused_total{server,reason} counter: connections closed at once (per-address cap)
 //	mimi_node_info{domain,node_id}             gauge: always 1
 //	mimi_http_request_duration_seconds{server,route,code} histogram: requests by server (federation, client, ops), route name and status code
 //
@@ -60,6 +68,7 @@ type metrics struct {
 	fsmApply prometheus.Histogram
 	forward  *prometheus.HistogramVec
 	http     *prometheus.HistogramVec
+	unlogged *prometheus.CounterVec
 }
 
 // newMetrics returns a registry with the timing instruments and the Go
@@ -87,9 +96,13 @@ func newMetrics() (*metrics, error) {
 			Help:    "HTTP request duration by server (federation, client, ops), route name and status code.",
 			Buckets: httpBuckets,
 		}, []string{"server", "route", "code"}),
+		unlogged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mimi_writes_unlogged_total",
+			Help: "Writes answered from the replicated state without a log entry (refusals and no-ops decided before Raft), by command type.",
+		}, []string{"command"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.commit, m.fsmApply, m.forward, m.http,
+		m.commit, m.fsmApply, m.forward, m.http, m.unlogged,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -110,6 +123,9 @@ func (m *metrics) FSMApplied(d time.Duration) { m.fsmApply.Observe(d.Seconds()) 
 func (m *metrics) Forwarded(d time.Duration, err error) {
 	m.forward.WithLabelValues(forwardResult(err)).Observe(d.Seconds())
 }
+
+// AnsweredUnlogged implements cluster.Observer.
+func (m *metrics) AnsweredUnlogged(command string) { m.unlogged.WithLabelValues(command).Inc() }
 
 // forwardResult names the outcome of a forwarded write for its label.
 func forwardResult(err error) string {
@@ -155,6 +171,12 @@ func (t teeObserver) FSMApplied(d time.Duration) {
 func (t teeObserver) Forwarded(d time.Duration, err error) {
 	for _, o := range t {
 		o.Forwarded(d, err)
+	}
+}
+
+func (t teeObserver) AnsweredUnlogged(command string) {
+	for _, o := range t {
+		o.AnsweredUnlogged(command)
 	}
 }
 
