@@ -60,6 +60,8 @@ type config struct {
 	RaftElectionTimeout  duration `json:"raft_election_timeout"`
 	RaftLeaseTimeout     duration `json:"raft_lease_timeout"`
 	RaftCommitTimeout    duration `json:"raft_commit_timeout"`
+
+	limitsConfig // limits.go
 }
 
 func defaults() config {
@@ -152,7 +154,7 @@ func listOpt(name, usage string, field func(*config) *[]string) option {
 }
 
 func options() []option {
-	return []option{
+	return append([]option{
 		stringOpt("domain", "the provider's domain", func(c *config) *string { return &c.Domain }),
 		stringOpt("data", "data directory (Raft log, snapshots, dev certificates)", func(c *config) *string { return &c.DataDir }),
 		stringOpt("node-id", "this node's name within the provider's cluster (default: the domain)", func(c *config) *string { return &c.NodeID }),
@@ -200,7 +202,7 @@ func options() []option {
 		durationOpt("raft-election-timeout", "Raft election timeout (default 1s)", func(c *config) *duration { return &c.RaftElectionTimeout }),
 		durationOpt("raft-lease-timeout", "Raft leader lease timeout (default 500ms)", func(c *config) *duration { return &c.RaftLeaseTimeout }),
 		durationOpt("raft-commit-timeout", "longest an idle leader waits before telling followers the new commit index (default 50ms)", func(c *config) *duration { return &c.RaftCommitTimeout }),
-	}
+	}, limitOptions()...)
 }
 
 // envName is the environment variable of an option.

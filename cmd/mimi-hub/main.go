@@ -73,7 +73,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 
 // hubConfig maps the daemon's configuration onto the provider's.
 func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
-	return hub.Config{
+	h := hub.Config{
 		Domain:          c.Domain,
 		NodeID:          c.NodeID,
 		DataDir:         c.DataDir,
@@ -113,4 +113,6 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 		},
 		Logger: log,
 	}
+	c.limitsConfig.apply(&h)
+	return h
 }

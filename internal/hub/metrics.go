@@ -43,9 +43,8 @@ import (
 //	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
 //	mimi_stream_inbox_bytes                    gauge: the clients' unacknowledged Welcomes and consent items
 //	mimi_writes_unlogged_total{command}        counter: writes answered from the state without a log entry (refusals and no-ops decided before Raft)
-//	mimi_http_budget_refused_total{server,budget} counter: requests refused with 429 by a per-client or per-peer budget
-//	mimi_http_connections{server}              gauge: open connections of a listener
-//	mimi_http_connections_refused_total{server,reason} counter: connections closed at once (per-address cap)
+//	mimi_http_connections{server}              gauge: connections a listener holds
+//	mimi_http_connections_refused_total{server} counter: connections closed at once (their address held the most allowed)
 //	mimi_node_info{domain,node_id}             gauge: always 1
 //	mimi_http_request_duration_seconds{server,route,code} histogram: requests by server (federation, client, ops), route name and status code
 //
@@ -69,6 +68,7 @@ type metrics struct {
 	forward  *prometheus.HistogramVec
 	http     *prometheus.HistogramVec
 	unlogged *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // newMetrics returns a registry with the timing instruments and the Go
@@ -100,9 +100,13 @@ func newMetrics() (*metrics, error) {
 			Name: "mimi_writes_unlogged_total",
 			Help: "Writes answered from the replicated state without a log entry (refusals and no-ops decided before Raft), by command type.",
 		}, []string{"command"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mimi_http_connections_refused_total",
+			Help: "Connections closed as soon as accepted because their source address held the most a listener allows.",
+		}, []string{"server"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.commit, m.fsmApply, m.forward, m.http, m.unlogged,
+		m.commit, m.fsmApply, m.forward, m.http, m.unlogged, m.refused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -122,6 +126,12 @@ func (m *metrics) FSMApplied(d time.Duration) { m.fsmApply.Observe(d.Seconds()) 
 // Forwarded implements cluster.Observer.
 func (m *metrics) Forwarded(d time.Duration, err error) {
 	m.forward.WithLabelValues(forwardResult(err)).Observe(d.Seconds())
+}
+
+// connRefused returns the counter of server's refused connections.
+func (m *metrics) connRefused(server string) func() {
+	c := m.refused.WithLabelValues(server)
+	return c.Inc
 }
 
 // AnsweredUnlogged implements cluster.Observer.
@@ -274,6 +284,7 @@ var (
 	descLogBytes      = prometheus.NewDesc("mimi_stream_log_bytes", "Bytes of room messages stored for local readers (all room logs).", nil, nil)
 	descLogEntries    = prometheus.NewDesc("mimi_stream_log_entries", "Room messages stored for local readers (all room logs).", nil, nil)
 	descInboxBytes    = prometheus.NewDesc("mimi_stream_inbox_bytes", "Bytes of the clients' unacknowledged inbox-only items (Welcomes, consent).", nil, nil)
+	descConns         = prometheus.NewDesc("mimi_http_connections", "Connections a listener (federation, client, ops) holds.", []string{"server"}, nil)
 	descNodeInfo      = prometheus.NewDesc("mimi_node_info", "Always 1; names this node's provider domain and Raft node id.", []string{"domain", "node_id"}, nil)
 )
 
@@ -289,7 +300,7 @@ type hubCollector struct {
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descTerm, descCommitIndex, descAppliedIndex, descLastLogIndex, descSnapshotIndex, descIsLeader, descState,
-		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogEntries, descInboxBytes, descDelivered, descDropped, descFailures, descNodeInfo,
+		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogEntries, descInboxBytes, descConns, descDelivered, descDropped, descFailures, descNodeInfo,
 	} {
 		ch <- d
 	}
@@ -334,6 +345,9 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLogBytes, float64(counts.LogBytes))
 	gauge(descLogEntries, float64(counts.LogEntries))
 	gauge(descInboxBytes, float64(counts.InboxBytes))
+	for server, l := range h.conns {
+		gauge(descConns, float64(l.Open()), server)
+	}
 	now := time.Now()
 	for peer, d := range depth {
 		gauge(descQueueDepth, float64(d.Items), peer)
