@@ -172,10 +172,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, fail(http.StatusRequestEntityTooLarge, "the body is %d bytes; at most %d are accepted", r.ContentLength, limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if dl, ok := r.Context().Deadline(); ok {
-		_ = http.NewResponseController(w).SetReadDeadline(dl.Add(deadlineSlack))
-	}
 	if err != nil {
+		// The read deadline stays as it is: the server reads what is
+		// left of a body before it answers, and must give up at once.
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
@@ -185,8 +184,49 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		}
 		return nil, fail(http.StatusBadRequest, "reading the body: %v", err)
 	}
+	if dl, ok := r.Context().Deadline(); ok {
+		_ = http.NewResponseController(w).SetReadDeadline(dl.Add(deadlineSlack))
+	}
 	if charge, ok := r.Context().Value(chargeKey{}).(func(int)); ok {
 		charge(len(b))
 	}
 	return b, nil
+}
+
+// LimitBodies bounds the arrival of every request body for a handler that
+// does not use this package's routers (the operations listener): a body
+// must arrive within timeout plus a second per minRate bytes declared
+// (an undeclared one within timeout). Once the body is read, or at once
+// for a request without one, the connection has no read deadline again,
+// so a handler that runs long after reading (a restore) is not cut short.
+func LimitBodies(next http.Handler, timeout time.Duration, minRate int64) http.Handler {
+	cfg := &Config{BodyTimeout: timeout, BodyMinRate: minRate}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if r.ContentLength == 0 {
+			_ = rc.SetReadDeadline(time.Time{})
+			next.ServeHTTP(w, r)
+			return
+		}
+		_ = rc.SetReadDeadline(time.Now().Add(cfg.bodyDeadline(max(r.ContentLength, 0))))
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody clears the connection's read deadline when its body has
+// been read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && !b.done { // a failed body keeps its deadline
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }

@@ -351,7 +351,7 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 				log = e.providerLogger()
 			}
 			var err error
-			c, err = startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: o.cluster, RegistrationKey: o.regKey, Logger: log})
+			c, err = startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: o.cluster, RegistrationKey: o.regKey, Unmetered: true, Logger: log})
 			return c, err
 		})
 		if err != nil {
@@ -367,7 +367,7 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 		var p *localProvider
 		caFile, cleanup, err := e.startInprocess("provider", func(dir string, ca *devca.CA) (io.Closer, error) {
 			var err error
-			p, err = startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: o.regKey, Logger: e.providerLogger()})
+			p, err = startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: o.regKey, Unmetered: true, Logger: e.providerLogger()})
 			return p, err
 		})
 		if err != nil {

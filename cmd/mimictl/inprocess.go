@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/devca"
 	"github.com/mimihub/mimi-hub/internal/hub"
 	"github.com/mimihub/mimi-hub/internal/systemtest"
@@ -46,7 +47,10 @@ type localProviderConfig struct {
 	RegistrationKey string
 	// AdminToken guards the operations listener's /v1/ endpoints when set.
 	AdminToken string
-	Logger     *slog.Logger
+	// Unmetered lifts the per-client budgets: bench measures what the
+	// provider can do, not what one client is allowed.
+	Unmetered bool
+	Logger    *slog.Logger
 }
 
 // reservePort returns a free loopback address. Providers must know each
@@ -106,6 +110,7 @@ func startLocalProvider(ctx context.Context, cfg localProviderConfig) (*localPro
 			LeaderLeaseTimeout: 100 * time.Millisecond,
 		},
 		Delivery: cluster.DeliveryConfig{MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second},
+		Limits:   limits(cfg.Unmetered),
 		Logger:   log,
 	})
 	if err != nil {
@@ -157,7 +162,9 @@ type localClusterConfig struct {
 	// Nodes is the cluster's size (the voters it bootstraps with).
 	Nodes           int
 	RegistrationKey string
-	Logger          *slog.Logger
+	// Unmetered lifts the per-client budgets (see localProviderConfig).
+	Unmetered bool
+	Logger    *slog.Logger
 }
 
 // startLocalCluster starts cfg.Nodes nodes that find each other through
@@ -223,6 +230,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 				TLS:             &cluster.TLS{Certificate: nodeCert, Roots: cfg.CA.Pool()},
 				Gossip:          &cluster.GossipConfig{BindAddr: a.gossip, Join: join, Key: gossipKey, ClusterName: cfg.Domain},
 			},
+			Limits: limits(cfg.Unmetered),
 			Logger: log,
 		})
 		if err != nil {
@@ -275,4 +283,13 @@ func (c *localCluster) Close() error {
 		errs = append(errs, n.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// limits returns the per-node limits of an in-process node: the defaults,
+// or without per-client budgets.
+func limits(unmetered bool) hub.Limits {
+	if !unmetered {
+		return hub.Limits{}
+	}
+	return hub.Limits{ClientBudget: httpapi.Budget{Requests: -1, Bytes: -1}}
 }

@@ -36,10 +36,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Backoff bounds of Accept after a transient failure.
+// Backoff bounds of Accept after a transient failure, and how often a
+// listener that keeps failing logs it.
 const (
 	minBackoff = 5 * time.Millisecond
 	maxBackoff = time.Second
+	logEvery   = time.Minute
 )
 
 // Listener is a bounded net.Listener.
@@ -53,6 +55,11 @@ type Listener struct {
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
+
+	// Accept's failure reports (only Accept touches them).
+	lastReport time.Time // when a failure was last logged
+	unreported int       // failures since
+	reported   bool      // a failure was logged since the last success
 }
 
 // Listen bounds ln.
@@ -72,7 +79,7 @@ func Listen(ln net.Listener, cfg Config) *Listener {
 // bound. It returns an error only when the listener is closed or fails
 // for good.
 func (l *Listener) Accept() (net.Conn, error) {
-	backoff, failures := minBackoff, 0
+	backoff, failing := minBackoff, false
 	for {
 		if l.slots != nil {
 			select {
@@ -87,19 +94,17 @@ func (l *Listener) Accept() (net.Conn, error) {
 			if l.ctx.Err() != nil || !Transient(err) {
 				return nil, err
 			}
-			if failures == 0 {
-				l.cfg.Logger.Error("accepting connections failed; retrying with backoff", "listener", l.cfg.Name, "err", err)
-			}
-			failures++
+			l.failed(err)
+			failing = true
 			if !pause.For(l.ctx, backoff) {
 				return nil, net.ErrClosed
 			}
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
-		if failures > 0 {
-			l.cfg.Logger.Info("accepting connections again", "listener", l.cfg.Name, "failed_attempts", failures)
-			backoff, failures = minBackoff, 0
+		if failing {
+			l.recovered()
+			backoff, failing = minBackoff, false
 		}
 		addr := hostOf(c.RemoteAddr())
 		if !l.take(addr) {
@@ -111,6 +116,24 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		return &Conn{Conn: c, l: l, addr: addr}, nil
+	}
+}
+
+// failed logs a transient failure: at once, then at most once a minute
+// however the listener flaps between failing and accepting.
+func (l *Listener) failed(err error) {
+	l.unreported++
+	if now := time.Now(); now.Sub(l.lastReport) >= logEvery {
+		l.cfg.Logger.Error("accepting connections failed; retrying with backoff", "listener", l.cfg.Name, "failures", l.unreported, "err", err)
+		l.lastReport, l.unreported, l.reported = now, 0, true
+	}
+}
+
+// recovered logs the first success after a logged failure.
+func (l *Listener) recovered() {
+	if l.reported {
+		l.cfg.Logger.Info("accepting connections again", "listener", l.cfg.Name)
+		l.reported = false
 	}
 }
 

@@ -6,6 +6,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -231,7 +232,7 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}{
 		{"federation", cfg.FederationAddr, httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed), fedTLS},
 		{"client", cfg.ClientAddr, httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed), serverTLS},
-		{"ops", cfg.OpsAddr, h.opsHandler(), nil},
+		{"ops", cfg.OpsAddr, httpapi.LimitBodies(h.opsHandler(), cmp.Or(l.BodyTimeout, httpapi.DefaultBodyTimeout), httpapi.DefaultBodyMinRate), nil},
 	} {
 		if s.addr == "" {
 			continue
