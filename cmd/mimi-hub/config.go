@@ -196,7 +196,7 @@ func options() []option {
 		durationOpt("dead-node-remove-after", "remove a node from Raft after it has been failed this long (default 15m; never below the bootstrap size or a live quorum)", func(c *config) *duration { return &c.DeadNodeRemoveAfter }),
 		durationOpt("leader-wait", "how long a request waits for a leader before answering 503 (default 5s)", func(c *config) *duration { return &c.LeaderWait }),
 		uintOpt("snapshot-threshold", "log entries between automatic snapshots (default 8192)", func(c *config) *uint64 { return &c.SnapshotThreshold }),
-		durationOpt("snapshot-interval", "how often the snapshot threshold is checked (default 2m)", func(c *config) *duration { return &c.SnapshotInterval }),
+		durationOpt("snapshot-interval", "how often the snapshot threshold is checked (default 30s)", func(c *config) *duration { return &c.SnapshotInterval }),
 		uintOpt("trailing-logs", "log entries kept after a snapshot (default 10240)", func(c *config) *uint64 { return &c.TrailingLogs }),
 		durationOpt("raft-heartbeat-timeout", "Raft heartbeat timeout (default 1s)", func(c *config) *duration { return &c.RaftHeartbeatTimeout }),
 		durationOpt("raft-election-timeout", "Raft election timeout (default 1s)", func(c *config) *duration { return &c.RaftElectionTimeout }),
