@@ -92,8 +92,7 @@ func (s *State) dispatch(c *Command) *Result {
 		if !ok {
 			return refused(NotFound, "room %s is not hosted here", b.Room)
 		}
-		s.touchRoom(b.Room)
-		if out := rm.Apply(&room.RouteKeyPackages{Routes: b.Routes}, c.AcceptedAt); out.Err != nil {
+		if out := s.applyRoom(b.Room, rm, &room.RouteKeyPackages{Routes: b.Routes}, c.AcceptedAt); out.Err != nil {
 			return refused(Invalid, "%v", out.Err)
 		}
 		return success(nil)
@@ -279,8 +278,7 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		}
 		req = &room.ReportAbuse{From: from, Body: rep}
 	}
-	s.touchRoom(b.Room)
-	out := rm.Apply(req, c.AcceptedAt)
+	out := s.applyRoom(b.Room, rm, req, c.AcceptedAt)
 	if out.Err != nil {
 		if errors.Is(out.Err, room.ErrNotAllowed) {
 			return refused(NotAllowed, "%v", out.Err)
@@ -328,8 +326,14 @@ func (s *State) stream(id proto.URI, hub string) *roomStream {
 	return st
 }
 
-// touchRoom forgets a room's frozen copy before the room changes.
-func (s *State) touchRoom(id proto.URI) { delete(s.frozen, id) }
+// applyRoom applies a request that may change a hosted room. Every
+// change of a room must go through it: it forgets the room's frozen copy,
+// which the next snapshot would otherwise encode instead of the room
+// (room.Frozen; checked by the fsm tests' apply helper).
+func (s *State) applyRoom(id proto.URI, rm *room.Room, req room.Request, at uint64) room.Outcome {
+	delete(s.frozen, id)
+	return rm.Apply(req, at)
+}
 
 // deliverLocal delivers one fanout message of a room to local clients at
 // time now: a Welcome into the inboxes of the clients whose KeyPackages it
@@ -488,12 +492,11 @@ func (s *State) claim(c *Command, req *proto.KeyMaterialRequest) *Result {
 	}
 	// A claim for a room hosted here routes its Welcome to this provider.
 	if rm, hosted := s.rooms[req.Room]; hosted && len(claimed) > 0 {
-		s.touchRoom(req.Room)
 		routes := make([]room.Route, len(claimed))
 		for i, cl := range claimed {
 			routes[i] = room.Route{Ref: cl.Ref, Domain: s.cfg.Domain}
 		}
-		rm.Apply(&room.RouteKeyPackages{Routes: routes}, c.AcceptedAt)
+		s.applyRoom(req.Room, rm, &room.RouteKeyPackages{Routes: routes}, c.AcceptedAt)
 	}
 	return success(resp)
 }

@@ -48,7 +48,22 @@ func (n *node) apply(typ CommandType, reqID []byte, peer string, b wire.Encoder)
 		n.t.Fatal(err)
 	}
 	n.log = append(n.log, cmd)
-	return n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*Result)
+	// A snapshot captured before the command keeps frozen copies of the
+	// rooms; one captured after it must not reuse a copy of a room the
+	// command changed.
+	var rooms bool
+	_ = n.f.Read(func(s *State) error { rooms = len(s.rooms) > 0; return nil })
+	if !rooms {
+		return n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*Result)
+	}
+	n.state()
+	res := n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*Result)
+	cached := n.state()
+	_ = n.f.Read(func(s *State) error { clear(s.frozen); return nil })
+	if !bytes.Equal(cached, n.state()) {
+		n.t.Fatalf("%s changed a room without forgetting its frozen copy (use applyRoom)", typ)
+	}
+	return res
 }
 
 func (n *node) ok(r *Result, what string) *Result {
