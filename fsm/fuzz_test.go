@@ -65,6 +65,7 @@ func FuzzRestore(f *testing.F) {
 	_, snap := fuzzScenario(f)
 	f.Add(snap)
 	f.Add([]byte{stateVersion})
+	f.Add(v1Snapshot(f, proto.ClientURI("a.example", "bob", "d"), proto.RoomURI("b.example", "r")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(data))
 		if err != nil {

@@ -394,17 +394,17 @@ func TestRoomMessagesStoredOnce(t *testing.T) {
 	replay(t, n)
 }
 
-// TestSnapshotV1Restores: a snapshot of the previous format (per-client
-// copies in inboxes) restores, keeps the unread copies readable in order,
-// and new messages follow them in each client's stream.
-func TestSnapshotV1Restores(t *testing.T) {
-	c := proto.ClientURI("b.example", "bob", "d")
-	r := proto.RoomURI("a.example", "r")
+// v1Snapshot encodes a snapshot of the previous format (1) of client c's
+// provider: c has read its stream up to 4, holds copies of room r's
+// messages 5 and 6 in its inbox, and follows r.
+func v1Snapshot(t testing.TB, c, r proto.URI) []byte {
+	t.Helper()
 	data := wire.MustMarshal(appMessage(r, []byte("old")))
 	w := wire.NewWriter(nil)
 	w.Uint8(stateVersionV1)
 	w.Vector(func(w *wire.Writer) {}) // rooms
-	keys, _ := New(Config{Domain: "b.example"})
+	id, _ := c.Parse()
+	keys, _ := New(Config{Domain: id.Domain})
 	var keysEnc, bookEnc []byte
 	_ = keys.Read(func(s *State) error {
 		keysEnc, bookEnc = wire.MustMarshal(s.keys), wire.MustMarshal(s.consent)
@@ -413,7 +413,7 @@ func TestSnapshotV1Restores(t *testing.T) {
 	w.Opaque(keysEnc)
 	w.Opaque(bookEnc)
 	w.Vector(func(w *wire.Writer) {}) // users
-	w.Vector(func(w *wire.Writer) {   // clients: bob read 1..4, items 5 and 6 wait
+	w.Vector(func(w *wire.Writer) {
 		c.EncodeTLS(w)
 		w.Opaque(tokenHash("t"))
 		w.Uint64(7)
@@ -434,8 +434,17 @@ func TestSnapshotV1Restores(t *testing.T) {
 	w.Vector(func(w *wire.Writer) {}) // reports
 	w.Vector(func(w *wire.Writer) {}) // dedup
 	w.Uint64(t0)
+	return must(w.Bytes())
+}
+
+// TestSnapshotV1Restores: a snapshot of the previous format (per-client
+// copies in inboxes) restores, keeps the unread copies readable in order,
+// and new messages follow them in each client's stream.
+func TestSnapshotV1Restores(t *testing.T) {
+	c := proto.ClientURI("b.example", "bob", "d")
+	r := proto.RoomURI("a.example", "r")
 	n := newNode(t, "b.example")
-	if err := n.f.Restore(&memSink{*bytes.NewBuffer(must(w.Bytes()))}); err != nil {
+	if err := n.f.Restore(&memSink{*bytes.NewBuffer(v1Snapshot(t, c, r))}); err != nil {
 		t.Fatal(err)
 	}
 	n.ok(n.apply(CmdFanout, nil, "a.example", &FanoutBody{Room: r, FirstSeq: 7, Batch: proto.FanoutBatch{{Message: appMessage(r, []byte("new")), Timestamp: n.now}}}), "fanout")

@@ -169,7 +169,7 @@ func TestBenchSoak(t *testing.T) {
 	}
 	var reports [][]string
 	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 17 && strings.HasSuffix(f[0], "s") {
+		if f := strings.Fields(line); len(f) == 20 && strings.HasSuffix(f[0], "s") {
 			reports = append(reports, f)
 		}
 	}
@@ -180,17 +180,18 @@ func TestBenchSoak(t *testing.T) {
 	if ops, err := strconv.ParseFloat(last[1], 64); err != nil || ops <= 0 {
 		t.Fatalf("last report: %q ops/s\n%s", last[1], out)
 	}
-	// RSS of three nodes, then snapshot, Raft log and room logs of three.
-	for i, f := range last[5:17] {
+	// RSS and anonymous RSS of three nodes, then snapshot, Raft log and
+	// room logs of three.
+	for i, f := range last[5:20] {
 		v, err := strconv.ParseFloat(strings.TrimSuffix(f, "*"), 64)
-		if err != nil || (i < 3 && v <= 0) || (i >= 6 && i < 9 && v <= 0) {
+		if err != nil || (i < 6 && v <= 0) || (i >= 9 && i < 12 && v <= 0) {
 			t.Fatalf("last report, column %d: %q\n%s", 5+i, f, out)
 		}
 	}
-	if snaps := last[8:11]; !slices.ContainsFunc(snaps, func(f string) bool { v, _ := strconv.ParseFloat(strings.TrimSuffix(f, "*"), 64); return v > 0 }) {
+	if snaps := last[11:14]; !slices.ContainsFunc(snaps, func(f string) bool { v, _ := strconv.ParseFloat(strings.TrimSuffix(f, "*"), 64); return v > 0 }) {
 		t.Errorf("no node had a snapshot by the end: %v\n%s", snaps, out)
 	}
-	for _, want := range []string{"throughput: first report", "largest RSS:", "largest snapshot:", "errors: 0"} {
+	for _, want := range []string{"throughput: first report", "largest RSS:", "largest anonymous RSS:", "largest snapshot:", "errors: 0"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the summary lacks %q:\n%s", want, out)
 		}

@@ -30,8 +30,12 @@ const (
 type soakNode struct {
 	ID     string `json:"id"`
 	Leader bool   `json:"leader"`
-	// RSS is the process's resident memory (-1 where /proc cannot say).
-	RSS int64 `json:"rss_bytes"`
+	// RSS is the process's resident memory, Anon the part that is not
+	// mapped files (heap and stacks; the rest is mostly the BoltDB log
+	// store's pages, which the kernel may reclaim); -1 where /proc cannot
+	// say.
+	RSS  int64 `json:"rss_bytes"`
+	Anon int64 `json:"rss_anon_bytes"`
 	// Snapshot is the size of its newest Raft snapshot, RaftLog of its
 	// log store (logs.db).
 	Snapshot int64 `json:"snapshot_bytes"`
@@ -169,7 +173,7 @@ func (e *env) benchSoak(ctx context.Context, o *benchOptions) error {
 	var rows []soakRow
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	if !e.json {
-		fmt.Fprintln(tw, "at\tops/s\terrors\tp50\tp99\tRSS MiB (n1 n2 n3)\tsnapshot MiB\tRaft log MiB\troom logs MiB\t")
+		fmt.Fprintln(tw, "at\tops/s\terrors\tp50\tp99\tRSS MiB (n1 n2 n3)\tanon MiB\tsnapshot MiB\tRaft log MiB\troom logs MiB\t")
 		tw.Flush()
 	}
 	start, last := time.Now(), time.Now()
@@ -201,8 +205,9 @@ func (e *env) benchSoak(ctx context.Context, o *benchOptions) error {
 			return err
 		}
 		if !e.json {
-			fmt.Fprintf(tw, "%s\t%.0f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.At, row.OpsPerSec, row.Errors, roundDuration(row.P50), roundDuration(row.P99),
-				nodeColumn(row.Nodes, func(n soakNode) int64 { return n.RSS }), nodeColumn(row.Nodes, func(n soakNode) int64 { return n.Snapshot }),
+			fmt.Fprintf(tw, "%s\t%.0f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.At, row.OpsPerSec, row.Errors, roundDuration(row.P50), roundDuration(row.P99),
+				nodeColumn(row.Nodes, func(n soakNode) int64 { return n.RSS }), nodeColumn(row.Nodes, func(n soakNode) int64 { return n.Anon }),
+				nodeColumn(row.Nodes, func(n soakNode) int64 { return n.Snapshot }),
 				nodeColumn(row.Nodes, func(n soakNode) int64 { return n.RaftLog }), nodeColumn(row.Nodes, func(n soakNode) int64 { return n.RoomLogs }))
 			tw.Flush()
 		}
@@ -219,10 +224,12 @@ func (e *env) benchSoak(ctx context.Context, o *benchOptions) error {
 		return m
 	}
 	rss := func(n soakNode) int64 { return n.RSS }
+	anon := func(n soakNode) int64 { return n.Anon }
 	snap := func(n soakNode) int64 { return n.Snapshot }
 	fmt.Fprintf(e.stdout, "\nthroughput: first report %.0f ops/s, last %.0f ops/s (%.0f%% of the first)\n", first.OpsPerSec, final.OpsPerSec, 100*final.OpsPerSec/max(first.OpsPerSec, 1))
 	mid := rows[len(rows)/2]
 	fmt.Fprintf(e.stdout, "largest RSS: %s MiB at %s, %s MiB at %s (half way), %s MiB at %s\n", mib(maxOf(first, rss)), first.At, mib(maxOf(mid, rss)), mid.At, mib(maxOf(final, rss)), final.At)
+	fmt.Fprintf(e.stdout, "largest anonymous RSS: %s MiB at %s, %s MiB at %s (half way), %s MiB at %s\n", mib(maxOf(first, anon)), first.At, mib(maxOf(mid, anon)), mid.At, mib(maxOf(final, anon)), final.At)
 	fmt.Fprintf(e.stdout, "largest snapshot: %s MiB at %s, %s MiB at %s (half way), %s MiB at %s\n", mib(maxOf(first, snap)), first.At, mib(maxOf(mid, snap)), mid.At, mib(maxOf(final, snap)), final.At)
 	var errs int
 	for _, r := range rows {
@@ -239,7 +246,8 @@ func (e *env) benchSoak(ctx context.Context, o *benchOptions) error {
 func soakNodes(ctx context.Context, p *systemtest.Provider) []soakNode {
 	var out []soakNode
 	for _, n := range p.Nodes() {
-		sn := soakNode{ID: n.ID, RSS: rssOf(n.Pid()), RaftLog: fileSize(filepath.Join(n.DataDir, "raft", "logs.db")), Snapshot: newestSnapshot(filepath.Join(n.DataDir, "raft", "snapshots"))}
+		rss, anon := rssOf(n.Pid())
+		sn := soakNode{ID: n.ID, RSS: rss, Anon: anon, RaftLog: fileSize(filepath.Join(n.DataDir, "raft", "logs.db")), Snapshot: newestSnapshot(filepath.Join(n.DataDir, "raft", "snapshots"))}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if st, err := n.Status(sctx); err == nil {
 			sn.Leader, sn.RoomLogs = st.Raft.Leader, st.Counts.LogBytes
@@ -250,27 +258,35 @@ func soakNodes(ctx context.Context, p *systemtest.Provider) []soakNode {
 	return out
 }
 
-// rssOf reads a process's resident memory from /proc (-1 when unknown).
-func rssOf(pid int) int64 {
+// rssOf reads a process's resident memory and its anonymous part from
+// /proc (-1 when unknown).
+func rssOf(pid int) (rss, anon int64) {
+	rss, anon = -1, -1
 	if pid == 0 {
-		return -1
+		return rss, anon
 	}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return -1
+		return rss, anon
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				return -1
-			}
-			return kb << 10
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (key != "VmRSS" && key != "RssAnon") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(val), "kB")), 10, 64)
+		if err != nil {
+			continue
+		}
+		if key == "VmRSS" {
+			rss = kb << 10
+		} else {
+			anon = kb << 10
 		}
 	}
-	return -1
+	return rss, anon
 }
 
 func fileSize(path string) int64 {
