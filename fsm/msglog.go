@@ -383,9 +383,15 @@ func (cs *clientStream) read(after uint64, limit int) (items []Item, gap bool, l
 		if lost := min(st.log.lostThrough, end); lost > start {
 			gap = true
 		}
+		// The window's newest entry for this client: scan back from the
+		// window's end past the few entries that exclude it.
 		es := st.log.q.items
-		for j := len(es) - 1; j >= 0 && es[j].seq > last; j-- {
-			if w.covers(es[j].seq) && !es[j].excludes(cs.c) {
+		hi := len(es)
+		if w.until != 0 {
+			hi = st.log.after(w.until)
+		}
+		for j := hi - 1; j >= 0 && es[j].seq > last && es[j].seq >= w.from; j-- {
+			if !es[j].excludes(cs.c) {
 				last = es[j].seq
 				break
 			}

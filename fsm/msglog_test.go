@@ -169,6 +169,15 @@ func runLogModel(t *testing.T, seed uint64, tight bool) (gaps int) {
 		if len(items) > 0 && last < items[len(items)-1].Seq {
 			fail("%s: last %d is before the last item %d", c, last, items[len(items)-1].Seq)
 		}
+		if !tight {
+			wantLast := m.cursor[c]
+			if all := m.expect(c, 0); len(all) > 0 {
+				wantLast = max(wantLast, all[len(all)-1].seq)
+			}
+			if last != wantLast {
+				fail("%s: last %d, want %d", c, last, wantLast)
+			}
+		}
 		if len(items) > 0 {
 			read[c] = items[len(items)-1].Seq
 		}
