@@ -15,7 +15,7 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// Snapshot format 2 is a stream of records, so that a snapshot is written
+// Snapshot format 3 is a stream of records, so that a snapshot is written
 // and read piece by piece and no single vector holds a whole table: the
 // version byte, then records of a tag byte, a uint32 length and that many
 // bytes, in section order (the tag order below), keys ascending within a
@@ -23,7 +23,10 @@ import (
 // empty) closes it and nothing may follow. A new table is one more tag
 // and section (capture, persist, and a case in decodeRecord).
 const (
-	stateVersion   = 2
+	// stateVersion 3: format 2 is taken by the hub section another branch
+	// added to the whole-state encoding (issue 11); it decodes like
+	// format 1 with that section before the clock.
+	stateVersion   = 3
 	stateVersionV1 = 1
 
 	recEnd     byte = 0
@@ -273,7 +276,7 @@ func (v *view) persist(out io.Writer) error {
 	return bw.Flush()
 }
 
-// decodeState reads a snapshot (format 2, or the whole-state format 1 of
+// decodeState reads a snapshot (format 3, or the whole-state format 1 of
 // earlier releases) into a fresh state for cfg, record by record.
 func decodeState(cfg Config, r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
