@@ -312,9 +312,11 @@ func (f *federation) fanout(w http.ResponseWriter, r *http.Request, peer string)
 	}
 	// A hub's fanout for one room is metered on its own: a busy room of a
 	// peer cannot take the whole peer's budget, nor one peer's rooms the
-	// node's.
-	if err := f.meter.admitRoom(peer, string(room), int(max(r.ContentLength, 0))); err != nil {
-		return err
+	// node's. (A body over the limit is refused by readBody, at no cost.)
+	if r.ContentLength <= f.cfg.MaxRoomBody {
+		if err := f.meter.admitRoom(peer, string(room), int(max(r.ContentLength, 0))); err != nil {
+			return err
+		}
 	}
 	body, err := readBody(w, r, f.cfg.MaxRoomBody)
 	if err != nil {

@@ -82,25 +82,25 @@ func overBudget(who, what string, wait time.Duration) *apiError {
 	return e
 }
 
-// chargeKey carries the sender's byte budget into readBody, which charges
-// bodies whose length was not declared.
-type chargeKey struct{}
+// bytesKey carries the sender's byte budget into readBody, which takes a
+// body's declared length from it before reading (a body over its limit is
+// refused without costing anything) and charges what an undeclared body
+// turned out to be.
+type bytesKey struct{}
 
-// admit takes one request and its declared body from sender's budgets,
-// and returns the request's context, which readBody charges undeclared
-// bodies to.
+// senderBytes is a sender's byte budget.
+type senderBytes struct {
+	table  *budget.Table
+	sender string
+}
+
+// admit takes one request from sender's budget and returns the request's
+// context, which carries the sender's byte budget to readBody.
 func (m *meter) admit(r *http.Request, sender string) (context.Context, error) {
 	if ok, wait := m.requests.Take(sender, 1); !ok {
 		return nil, overBudget(sender, "request", wait)
 	}
-	if ok, wait := m.bytes.Take(sender, float64(max(r.ContentLength, 0))); !ok {
-		return nil, overBudget(sender, "byte", wait)
-	}
-	ctx := r.Context()
-	if r.ContentLength < 0 {
-		ctx = context.WithValue(ctx, chargeKey{}, func(n int) { m.bytes.Charge(sender, float64(n)) })
-	}
-	return ctx, nil
+	return context.WithValue(r.Context(), bytesKey{}, senderBytes{m.bytes, sender}), nil
 }
 
 // admitRoom takes n bytes from a sender's budget for one room.
@@ -171,6 +171,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, fail(http.StatusRequestEntityTooLarge, "the body is %d bytes; at most %d are accepted", r.ContentLength, limit)
 	}
+	budget, metered := r.Context().Value(bytesKey{}).(senderBytes)
+	if metered && r.ContentLength > 0 {
+		if ok, wait := budget.table.Take(budget.sender, float64(r.ContentLength)); !ok {
+			return nil, overBudget(budget.sender, "byte", wait)
+		}
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		// The read deadline stays as it is: the server reads what is
@@ -187,8 +193,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if dl, ok := r.Context().Deadline(); ok {
 		_ = http.NewResponseController(w).SetReadDeadline(dl.Add(deadlineSlack))
 	}
-	if charge, ok := r.Context().Value(chargeKey{}).(func(int)); ok {
-		charge(len(b))
+	if metered && r.ContentLength < 0 {
+		budget.table.Charge(budget.sender, float64(len(b)))
 	}
 	return b, nil
 }
