@@ -27,11 +27,27 @@ func (s *State) apply(c *Command) *Result {
 		// nothing.
 		return res
 	}
+	if !keysUnchanged(c.Type) {
+		s.keysEnc, s.consentEnc = nil, nil
+	}
 	s.lastAt = c.AcceptedAt
 	if len(c.RequestID) > 0 {
 		s.dedup.put(c.RequestID, c.AcceptedAt, s.cfg.DedupWindow, res)
 	}
 	return res
+}
+
+// keysUnchanged reports whether applying a command of type t leaves the
+// key material store and the consent book as they were (but for a
+// Welcome's route, which deliverLocal forgets itself): the hot path of
+// messages, acknowledgements and fanout, so that a snapshot under message
+// load reuses their encodings. Every other type may change them.
+func keysUnchanged(t CommandType) bool {
+	switch t {
+	case CmdProvisional, CmdAck, CmdSubscribe, CmdDelivered, CmdReportAbuse, CmdFanout:
+		return true
+	}
+	return false
 }
 
 // body decodes a command body.
@@ -348,6 +364,7 @@ func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage
 				continue
 			}
 			s.keys.ForgetRoute(sec.NewMember)
+			s.keysEnc = nil
 			if rec, ok := s.clients[client]; ok {
 				rec.inbox.push(Item{Seq: s.takeSeq(), Kind: ItemWelcome, Room: st.id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit, s.cfg.InboxBytes)
 				// At its subscription cap the client gets the Welcome but

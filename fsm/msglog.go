@@ -146,7 +146,9 @@ func (s *State) subscribeClient(c proto.URI, st *roomStream) *Result {
 	}
 	st.subscribeAt(c, s.lastDelivery()+1)
 	if !has {
-		rec.rooms = slices.Insert(rec.rooms, i, st.id)
+		// A new list, never an edit in place: a snapshot may hold the
+		// old one.
+		rec.rooms = slices.Insert(slices.Clip(rec.rooms), i, st.id)
 	}
 	return nil
 }
@@ -168,7 +170,7 @@ func (s *State) unsubscribeClient(c proto.URI, st *roomStream) {
 func (s *State) forgetRoom(c proto.URI, st *roomStream) {
 	if rec, ok := s.clients[c]; ok {
 		if i, found := slices.BinarySearch(rec.rooms, st.id); found {
-			rec.rooms = slices.Delete(rec.rooms, i, i+1)
+			rec.rooms = slices.Concat(rec.rooms[:i], rec.rooms[i+1:]) // a new list (see subscribeClient)
 		}
 	}
 	s.dropIdleStream(st)

@@ -105,9 +105,12 @@ type queueView struct {
 
 // capture takes the view. Its cost is a pass over the tables' keys plus a
 // copy of each changed room's lists of pointers; the key material store
-// and the consent book, which have no such copies, are encoded here.
+// and the consent book, which have no such copies, are encoded here when
+// a command since the last capture may have changed them.
 func (s *State) capture() (*view, error) {
-	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, reports: s.reports.items, dedup: s.dedup.q.items}
+	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, reports: s.reports.items, dedup: s.dedup.q.items,
+		rooms: make([]roomView, 0, len(s.rooms)), users: make([]userView, 0, len(s.users)), clients: make([]clientView, 0, len(s.clients)),
+		streams: make([]streamView, 0, len(s.streams)), queues: make([]queueView, 0, len(s.outbox))}
 	for id, rm := range s.rooms {
 		f := s.frozen[id]
 		if f == nil {
@@ -117,18 +120,23 @@ func (s *State) capture() (*view, error) {
 		v.rooms = append(v.rooms, roomView{id, f})
 	}
 	var err error
-	if v.keys, err = wire.Marshal(s.keys); err != nil {
-		return nil, fmt.Errorf("encode key material: %w", err)
+	if s.keysEnc == nil {
+		if s.keysEnc, err = wire.Marshal(s.keys); err != nil {
+			return nil, fmt.Errorf("encode key material: %w", err)
+		}
 	}
-	if v.consent, err = wire.Marshal(s.consent); err != nil {
-		return nil, fmt.Errorf("encode consent: %w", err)
+	if s.consentEnc == nil {
+		if s.consentEnc, err = wire.Marshal(s.consent); err != nil {
+			return nil, fmt.Errorf("encode consent: %w", err)
+		}
 	}
+	v.keys, v.consent = s.keysEnc, s.consentEnc
 	for u, rec := range s.users {
 		v.users = append(v.users, userView{u, rec.profile})
 	}
 	for c, rec := range s.clients {
 		v.clients = append(v.clients, clientView{uri: c, tokenHash: rec.tokenHash, cursor: rec.cursor, items: rec.inbox.q.items,
-			lostThrough: rec.inbox.lostThrough, rooms: slices.Clone(rec.rooms)})
+			lostThrough: rec.inbox.lostThrough, rooms: rec.rooms}) // replaced, never edited, on change
 	}
 	for id, st := range s.streams {
 		v.streams = append(v.streams, streamView{id: string(id), hub: st.hub, lastSeq: st.lastSeq, gaps: st.gaps, subs: slices.Clone(st.subs),

@@ -138,7 +138,7 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 			}
 			v.st.subscribeAt(c, s.nextSeq)
 			if i, found := slices.BinarySearch(rec.rooms, v.id); !found {
-				rec.rooms = slices.Insert(rec.rooms, i, v.id)
+				rec.rooms = slices.Insert(slices.Clip(rec.rooms), i, v.id)
 			}
 		}
 	}

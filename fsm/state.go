@@ -118,8 +118,12 @@ type State struct {
 	logs     logHeap // streams with non-empty logs, oldest entry first
 	logBytes int64   // bytes of all room logs
 	// frozen holds the rooms' copies taken by the last snapshot capture
-	// and unchanged since, so the next capture copies only changed rooms.
-	frozen map[proto.URI]*room.Room
+	// and unchanged since, so the next capture copies only changed rooms;
+	// keysEnc and consentEnc the encodings of the key material store and
+	// the consent book, nil once a command may have changed them
+	// (keysUnchanged).
+	frozen              map[proto.URI]*room.Room
+	keysEnc, consentEnc []byte
 }
 
 // userRecord is a local user's searchable profile.
