@@ -186,17 +186,7 @@ func TestDeliveryBatches(t *testing.T) {
 		{ID: 5, Kind: fsm.OutFanout, Room: r2, Seq: 3, Data: fm},
 	}
 	sender := &fakeSender{}
-	d := NewDelivery(nil, sender, DeliveryConfig{})
-	var got []int
-	for len(items) > 0 {
-		n, err := d.deliver(context.Background(), "b.example", items)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, n)
-		items = items[n:]
-	}
-	if want := []int{2, 1, 1, 1}; !equalInts(got, want) {
+	if got, want := requestSizes(t, NewDelivery(nil, sender, DeliveryConfig{}), items), []int{2, 1, 1, 1}; !equalInts(got, want) {
 		t.Fatalf("requests of %v items, want %v", got, want)
 	}
 	if c := sender.fanouts[1]; c.firstSeq != 7 || len(c.exclude) != 1 {
@@ -216,8 +206,16 @@ func TestDeliveryBatches(t *testing.T) {
 		items = append(items, fsm.OutItem{ID: uint64(i + 1), Kind: fsm.OutFanout, Room: r1, Seq: uint64(i + 1), Data: big})
 	}
 	items[3].Data = sized(13_000) // larger than the bound
-	d = NewDelivery(nil, &fakeSender{}, DeliveryConfig{BatchBytes: 2 * len(big)})
-	got = nil
+	if got, want := requestSizes(t, NewDelivery(nil, &fakeSender{}, DeliveryConfig{BatchBytes: 2 * len(big)}), items), []int{2, 1, 1, 2}; !equalInts(got, want) {
+		t.Fatalf("requests of %v items, want %v (at most two messages' bytes each)", got, want)
+	}
+}
+
+// requestSizes delivers items to b.example and returns how many each
+// request covered.
+func requestSizes(t *testing.T, d *Delivery, items []fsm.OutItem) []int {
+	t.Helper()
+	var got []int
 	for len(items) > 0 {
 		n, err := d.deliver(context.Background(), "b.example", items)
 		if err != nil {
@@ -226,9 +224,7 @@ func TestDeliveryBatches(t *testing.T) {
 		got = append(got, n)
 		items = items[n:]
 	}
-	if want := []int{2, 1, 1, 2}; !equalInts(got, want) {
-		t.Fatalf("requests of %v items, want %v (at most two messages' bytes each)", got, want)
-	}
+	return got
 }
 
 func equalInts(a, b []int) bool {

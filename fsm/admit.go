@@ -1,11 +1,7 @@
 package fsm
 
 import (
-	"errors"
-
-	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
-	"github.com/mimihub/mimi-hub/mimi/room"
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
@@ -80,36 +76,19 @@ func (s *State) admitRoom(t CommandType, peer string, b *RoomBody) *Result {
 	if !ok {
 		return refused(NotFound, "room %s is not hosted here", b.Room)
 	}
-	from := peer
-	if from == "" {
-		from = s.cfg.Domain
+	if t == CmdReportAbuse {
+		return nil // nothing to decide before the room's rules
 	}
-	var req room.Request
-	switch t {
-	case CmdUpdateRoom:
-		u := new(proto.UpdateRoomRequest)
-		if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
-			return refused(Invalid, "updateRoom body: %v", err)
-		}
-		req = &room.UpdateRoom{From: from, Body: u}
-	case CmdProvisional:
-		m := new(mls.Message)
-		if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
-			return refused(Invalid, "provisionalMessage body: %v", err)
-		}
-		req = &room.ProvisionalMessage{From: from, Message: m}
-	default:
-		return nil
+	req, r := s.roomRequestOf(t, peer, b)
+	if r != nil {
+		return r
 	}
 	out, decided := rm.Admit(req)
 	if !decided {
 		return nil
 	}
 	if out.Err != nil {
-		if errors.Is(out.Err, room.ErrNotAllowed) {
-			return refused(NotAllowed, "%v", out.Err)
-		}
-		return refused(Invalid, "%v", out.Err)
+		return refusedByRoom(out.Err)
 	}
 	return answerUnchanged(&out.Response)
 }

@@ -244,10 +244,7 @@ func (s *State) createRoom(b *CreateRoomBody, at uint64) *Result {
 	user, _ := b.Client.UserOf()
 	rm, err := room.Create(s.cfg.roomConfig(), room.CreateRequest{Room: b.Room, Creator: user, GroupInfo: b.GroupInfo.GroupInfo, Tree: b.Tree}, at)
 	if err != nil {
-		if errors.Is(err, room.ErrNotAllowed) {
-			return refused(NotAllowed, "%v", err)
-		}
-		return refused(Invalid, "%v", err)
+		return refusedByRoom(err)
 	}
 	if !slices.Contains(rm.Clients(user), b.Client) {
 		return refused(Invalid, "the creating client %s is not in the room's group", b.Client)
@@ -269,37 +266,13 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 	if !ok {
 		return refused(NotFound, "room %s is not hosted here", b.Room)
 	}
-	from := c.Peer
-	if from == "" {
-		from = s.cfg.Domain
-	}
-	var req room.Request
-	switch c.Type {
-	case CmdUpdateRoom:
-		u := new(proto.UpdateRoomRequest)
-		if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
-			return refused(Invalid, "updateRoom body: %v", err)
-		}
-		req = &room.UpdateRoom{From: from, Body: u}
-	case CmdProvisional:
-		m := new(mls.Message)
-		if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
-			return refused(Invalid, "provisionalMessage body: %v", err)
-		}
-		req = &room.ProvisionalMessage{From: from, Message: m}
-	case CmdReportAbuse:
-		rep := new(proto.AbuseReport)
-		if err := proto.Decode(b.Request, rep, s.maxVector()); err != nil {
-			return refused(Invalid, "reportAbuse body: %v", err)
-		}
-		req = &room.ReportAbuse{From: from, Body: rep}
+	req, r := s.roomRequestOf(c.Type, c.Peer, b)
+	if r != nil {
+		return r
 	}
 	out := s.applyRoom(b.Room, rm, req, c.AcceptedAt)
 	if out.Err != nil {
-		if errors.Is(out.Err, room.ErrNotAllowed) {
-			return refused(NotAllowed, "%v", out.Err)
-		}
-		return refused(Invalid, "%v", out.Err)
+		return refusedByRoom(out.Err)
 	}
 	if out.Report != nil {
 		s.reports.push(*out.Report)
@@ -316,6 +289,44 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 	}
 	s.dispatchEffects(b.Room, out.Effects, c.AcceptedAt)
 	return success(&out.Response)
+}
+
+// refusedByRoom turns a room's refusal of a request into a result.
+func refusedByRoom(err error) *Result {
+	if errors.Is(err, room.ErrNotAllowed) {
+		return refused(NotAllowed, "%v", err)
+	}
+	return refused(Invalid, "%v", err)
+}
+
+// roomRequestOf decodes a room command's MIMI request: an updateRoom,
+// provisionalMessage or reportAbuse from peer (this provider when empty).
+func (s *State) roomRequestOf(t CommandType, peer string, b *RoomBody) (room.Request, *Result) {
+	from := peer
+	if from == "" {
+		from = s.cfg.Domain
+	}
+	switch t {
+	case CmdUpdateRoom:
+		u := new(proto.UpdateRoomRequest)
+		if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
+			return nil, refused(Invalid, "updateRoom body: %v", err)
+		}
+		return &room.UpdateRoom{From: from, Body: u}, nil
+	case CmdProvisional:
+		m := new(mls.Message)
+		if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
+			return nil, refused(Invalid, "provisionalMessage body: %v", err)
+		}
+		return &room.ProvisionalMessage{From: from, Message: m}, nil
+	case CmdReportAbuse:
+		rep := new(proto.AbuseReport)
+		if err := proto.Decode(b.Request, rep, s.maxVector()); err != nil {
+			return nil, refused(Invalid, "reportAbuse body: %v", err)
+		}
+		return &room.ReportAbuse{From: from, Body: rep}, nil
+	}
+	return nil, refused(Invalid, "%s is not a room command", t)
 }
 
 // dispatchEffects delivers a hosted room's accepted messages: to local

@@ -205,14 +205,7 @@ func (v *view) persist(out io.Writer) error {
 	rw.record(recConsent, func(w *wire.Writer) { w.Raw(v.consent) })
 	slices.SortFunc(v.users, func(a, b userView) int { return cmp.Compare(a.uri, b.uri) })
 	for _, u := range v.users {
-		rw.record(recUser, func(w *wire.Writer) {
-			u.uri.EncodeTLS(w)
-			w.Vector(func(w *wire.Writer) {
-				for i := range u.profile {
-					u.profile[i].EncodeTLS(w)
-				}
-			})
-		})
+		rw.record(recUser, func(w *wire.Writer) { encodeUser(w, u.uri, u.profile) })
 	}
 	slices.SortFunc(v.clients, func(a, b clientView) int { return cmp.Compare(a.uri, b.uri) })
 	for _, c := range v.clients {
@@ -344,6 +337,29 @@ func decodeState(cfg Config, r io.Reader) (*State, error) {
 	return s, nil
 }
 
+// encodeUser writes a user's profile; both snapshot formats hold users so.
+func encodeUser(w *wire.Writer, u proto.URI, profile []proto.ProfileField) {
+	u.EncodeTLS(w)
+	w.Vector(func(w *wire.Writer) {
+		for i := range profile {
+			profile[i].EncodeTLS(w)
+		}
+	})
+}
+
+// decodeUser reads what encodeUser wrote.
+func decodeUser(r *wire.Reader) (proto.URI, *userRecord) {
+	var u proto.URI
+	u.DecodeTLS(r)
+	rec := &userRecord{}
+	r.VectorEach(func(r *wire.Reader) {
+		var f proto.ProfileField
+		f.DecodeTLS(r)
+		rec.profile = append(rec.profile, f)
+	})
+	return u, rec
+}
+
 func noEOF(err error) error {
 	if errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
@@ -444,14 +460,7 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		}
 		return d.order(tag, nil)
 	case recUser:
-		var u proto.URI
-		u.DecodeTLS(r)
-		rec := &userRecord{}
-		r.VectorEach(func(r *wire.Reader) {
-			var f proto.ProfileField
-			f.DecodeTLS(r)
-			rec.profile = append(rec.profile, f)
-		})
+		u, rec := decodeUser(r)
 		key = []byte(u)
 		defer func() { s.users[u] = rec }()
 	case recClient:

@@ -32,14 +32,7 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 	r.Opaque(&keys)
 	r.Opaque(&book)
 	r.VectorEach(func(r *wire.Reader) {
-		var u proto.URI
-		u.DecodeTLS(r)
-		rec := &userRecord{}
-		r.VectorEach(func(r *wire.Reader) {
-			var f proto.ProfileField
-			f.DecodeTLS(r)
-			rec.profile = append(rec.profile, f)
-		})
+		u, rec := decodeUser(r)
 		s.users[u] = rec
 	})
 	r.VectorEach(func(r *wire.Reader) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -977,30 +978,74 @@ func findHubBinary(flagValue string) (string, error) {
 	return "", errors.New("no mimi-hub executable beside mimictl or in $PATH: build both with 'go build -o bin/ ./cmd/mimi-hub ./cmd/mimictl', or pass -hub-binary")
 }
 
+// hubProcesses is a 3-node cluster of mimi-hub processes that a bench
+// mode (what) starts on 127.0.0.firstIP and the two addresses after it,
+// with its data and development CA in a temporary folder.
+type hubProcesses struct {
+	what       string
+	p          *systemtest.Provider
+	bin, dir   string
+	caDir      string
+	roots      *x509.CertPool
+	removeDirs func()
+}
+
+func newHubProcesses(o *benchOptions, what, domain string, firstIP int, flags []string) (*hubProcesses, error) {
+	bin, err := findHubBinary(o.hubBinary)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "mimictl-"+what+"-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	h := &hubProcesses{what: what, bin: bin, dir: dir, caDir: filepath.Join(dir, "dev-ca"), removeDirs: func() { os.RemoveAll(dir) }}
+	if h.roots, err = systemtest.DevCA(h.caDir); err != nil {
+		h.removeDirs()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if h.p, err = systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: h.caDir, Nodes: 3, FirstIP: firstIP, Flags: flags}); err != nil {
+		h.removeDirs()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return h, nil
+}
+
+// start starts the nodes and waits until one serves.
+func (h *hubProcesses) start(ctx context.Context) error {
+	if err := h.p.Start(); err != nil {
+		return h.fail(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
+	defer cancel()
+	if _, err := h.p.WaitServing(sctx); err != nil {
+		return h.fail(err)
+	}
+	return nil
+}
+
+// fail adds the nodes' last log lines to an error.
+func (h *hubProcesses) fail(err error) error {
+	return fmt.Errorf("bench: %s: %w\nthe nodes' last log lines:\n%s", h.what, err, h.p.Logs(30))
+}
+
+// close kills the nodes and removes their folder.
+func (h *hubProcesses) close() {
+	h.p.KillAll()
+	h.removeDirs()
+}
+
 // benchFailover measures leader failover with real processes: kill -9 of
 // the leader of a 3-node cluster, then the time until a survivor leads and
 // until the first write is accepted, o.failover times.
 func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
-	bin, err := findHubBinary(o.hubBinary)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "mimictl-failover-")
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	caDir := filepath.Join(dir, "dev-ca")
-	roots, err := systemtest.DevCA(caDir)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
 	const domain = "bench.example"
-	p, err := systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: caDir, Nodes: 3, FirstIP: 41, Flags: o.hubArgs})
+	h, err := newHubProcesses(o, "failover", domain, 41, o.hubArgs)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	defer p.KillAll()
+	defer h.close()
+	p, bin, dir, roots := h.p, h.bin, h.dir, h.roots
 	flags := "the daemon's defaults"
 	if len(o.hubArgs) > 0 {
 		flags = strings.Join(o.hubArgs, " ")
@@ -1011,17 +1056,9 @@ func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
 	if err := e.emit(map[string]any{"target": "failover", "binary": bin, "flags": o.hubArgs, "rounds": o.failover}); err != nil {
 		return err
 	}
-	fail := func(err error) error {
-		return fmt.Errorf("bench: failover: %w\nthe nodes' last log lines:\n%s", err, p.Logs(30))
-	}
-	if err := p.Start(); err != nil {
-		return fail(err)
-	}
-	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
-	_, err = p.WaitServing(sctx)
-	cancel()
-	if err != nil {
-		return fail(err)
+	fail := h.fail
+	if err := h.start(ctx); err != nil {
+		return err
 	}
 
 	// The writer talks to whichever nodes run, like clients behind a load
@@ -1038,7 +1075,7 @@ func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	sctx, cancel = context.WithTimeout(ctx, failoverLimit)
+	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
 	defer cancel()
 	m, err := client.RegisterMember(sctx, api, "writer", "bench", client.MemberConfig{Logger: e.providerLogger()})
 	if err != nil {

@@ -92,38 +92,17 @@ func (m *soakMeter) take() ([]time.Duration, int, error) {
 // processes for o.soak and reports throughput and every node's resident
 // memory, newest snapshot, Raft log and room logs every o.report.
 func (e *env) benchSoak(ctx context.Context, o *benchOptions) error {
-	bin, err := findHubBinary(o.hubBinary)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "mimictl-soak-")
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	caDir := filepath.Join(dir, "dev-ca")
-	if _, err := systemtest.DevCA(caDir); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
 	const domain = "soak.example"
 	// The load is the provider's capacity, not what one client may send.
 	flags := append([]string{"-client-requests-per-second", "-1", "-client-bytes-per-second", "-1"}, o.hubArgs...)
-	p, err := systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: caDir, Nodes: 3, FirstIP: soakFirstIP, Flags: flags})
+	h, err := newHubProcesses(o, "soak", domain, soakFirstIP, flags)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	defer p.KillAll()
-	fail := func(err error) error {
-		return fmt.Errorf("bench: soak: %w\nthe nodes' last log lines:\n%s", err, p.Logs(30))
-	}
-	if err := p.Start(); err != nil {
-		return fail(err)
-	}
-	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
-	_, err = p.WaitServing(sctx)
-	cancel()
-	if err != nil {
-		return fail(err)
+	defer h.close()
+	p, bin, caDir, fail := h.p, h.bin, h.caDir, h.fail
+	if err := h.start(ctx); err != nil {
+		return err
 	}
 
 	b := &bencher{e: e, o: o, mode: benchMessages, ca: filepath.Join(caDir, "dev-ca.pem")}
