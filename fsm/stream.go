@@ -153,41 +153,31 @@ func (st *roomStream) subscribed(c proto.URI) bool {
 	return ok && st.subs[i].until == 0
 }
 
-// active reports whether any client is subscribed now.
-func (st *roomStream) active() bool {
-	return slices.ContainsFunc(st.subs, func(s subscription) bool { return s.until == 0 })
-}
-
-// subscribeAt opens c's window at from (a closed window is replaced: what
-// it still held unread is forfeited). It reports whether c was not
-// subscribed before.
-func (st *roomStream) subscribeAt(c proto.URI, from uint64) bool {
+// subscribeAt opens c's window at from, unless c is subscribed (a closed
+// window is replaced: what it still held unread is forfeited).
+func (st *roomStream) subscribeAt(c proto.URI, from uint64) {
 	i, ok := st.find(c)
 	switch {
 	case ok && st.subs[i].until == 0:
-		return false
 	case ok:
 		st.subs[i] = subscription{client: c, from: from}
 	default:
 		st.subs = slices.Insert(st.subs, i, subscription{client: c, from: from})
 	}
-	return true
 }
 
-// unsubscribeAt closes c's window after last (the last delivery seq
-// assigned so far). It reports whether c was subscribed.
-func (st *roomStream) unsubscribeAt(c proto.URI, last uint64) bool {
+// unsubscribeAt closes c's open window after last (the last delivery seq
+// assigned so far).
+func (st *roomStream) unsubscribeAt(c proto.URI, last uint64) {
 	i, ok := st.find(c)
-	if !ok || st.subs[i].until != 0 {
-		return false
-	}
-	if last < st.subs[i].from {
+	switch {
+	case !ok || st.subs[i].until != 0:
+	case last < st.subs[i].from:
 		// Nothing was delivered in the window: it ends empty.
 		st.subs = slices.Delete(st.subs, i, i+1)
-		return true
+	default:
+		st.subs[i].until = last
 	}
-	st.subs[i].until = last
-	return true
 }
 
 // dropWindow removes c's window.
