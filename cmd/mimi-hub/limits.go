@@ -59,8 +59,8 @@ func int64Opt(name, usage string, field func(*config) *int64) option {
 func limitOptions() []option {
 	l := func(c *config) *limitsConfig { return &c.limitsConfig }
 	return []option{
-		intOpt("max-conns", "connections each listener (federation, client, ops) holds at most; more wait (default 4096)", func(c *config) *int { return &l(c).MaxConns }),
-		intOpt("max-conns-per-addr", "connections one source address may hold on a listener; more are closed (default 256)", func(c *config) *int { return &l(c).MaxConnsPerAddr }),
+		intOpt("max-conns", "connections each listener (federation, client, ops) holds at most; more wait (default 8192)", func(c *config) *int { return &l(c).MaxConns }),
+		intOpt("max-conns-per-addr", "connections one source address may hold on a listener; more are closed (default 1024: clients behind one NAT share an address)", func(c *config) *int { return &l(c).MaxConnsPerAddr }),
 		floatOpt("client-requests-per-second", "requests a second each client may make to this node, bursts of 2 s (default 100)", func(c *config) *float64 { return &l(c).ClientRequests }),
 		floatOpt("client-bytes-per-second", "body bytes a second each client may send to this node, bursts of 8 s (default 4 MiB)", func(c *config) *float64 { return &l(c).ClientBytes }),
 		floatOpt("peer-requests-per-second", "requests a second each peer provider may make to this node (default 1000)", func(c *config) *float64 { return &l(c).PeerRequests }),

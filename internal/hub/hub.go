@@ -105,8 +105,8 @@ type Limits struct {
 
 // Listener defaults.
 const (
-	DefaultMaxConns        = 4096
-	DefaultMaxConnsPerAddr = 256
+	DefaultMaxConns        = 8192
+	DefaultMaxConnsPerAddr = 1024
 	// readHeaderTimeout bounds a connection's TLS handshake and request
 	// headers, idleTimeout a kept-alive connection between requests;
 	// maxHeaderBytes the request headers.
