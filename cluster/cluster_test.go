@@ -508,9 +508,8 @@ func TestClusterLaggingNodeInstallsSnapshot(t *testing.T) {
 	back := c.start(lag.cfg)
 	c.waitFor("the lagging node to catch up", func() bool { return hasClient(t, back.store, last, false) })
 	// Raft records the installed snapshot just after the FSM restored it,
-	// so the state can be visible a moment before the stats say so; a node
-	// that caught up by replaying the log never gets there.
-	c.waitFor("the lagging node to record the installed snapshot", func() bool { return back.node.Stats().LastSnapshotIndex > 0 })
+	// so the client can be visible a moment before: wait for the record.
+	c.waitFor("the lagging node to record the snapshot it installed", func() bool { return back.node.Stats().LastSnapshotIndex > 0 })
 }
 
 func TestClusterRefusesUnauthenticatedPeers(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/mimihub/mimi-hub/internal/connlimit"
 )
 
 // TLS is a node's identity towards the other nodes of its cluster: a
@@ -103,6 +105,17 @@ const (
 // so a silent peer cannot hold an accept slot.
 const handshakeTimeout = 10 * time.Second
 
+// Bounds on connections that have not yet proved they come from a node of
+// this cluster (TLS handshake with the cluster CA and the cluster ID):
+// beyond maxPending the mux stops accepting until one finishes, and a
+// source address holding maxPendingPerAddr has its next ones closed. A
+// connection that passed no longer counts, so nodes' own connections
+// never wait behind strangers'.
+const (
+	maxPending        = 128
+	maxPendingPerAddr = 16
+)
+
 // mux accepts mutually authenticated TLS connections on the Raft port and
 // hands each to the service its first byte names.
 type mux struct {
@@ -155,6 +168,7 @@ func newMux(bind string, advertise net.Addr, t *TLS, ids clusterIDs, log *slog.L
 			return nil, fmt.Errorf("listening on %s: set an advertise address peers can dial", bind)
 		}
 	}
+	ln = connlimit.Listen(ln, connlimit.Config{Name: "raft", Max: maxPending, PerAddr: maxPendingPerAddr, Logger: log})
 	m := &mux{ln: ln, advertise: advertise, log: log, ids: ids, subs: map[byte]*subListener{}, closed: make(chan struct{})}
 	m.configs.Store(newMuxTLS(t))
 	for _, p := range []byte{protoRaft, protoRPC} {
@@ -165,6 +179,9 @@ func newMux(bind string, advertise net.Addr, t *TLS, ids clusterIDs, log *slog.L
 	return m, nil
 }
 
+// acceptLoop hands every connection to route. The bounded listener
+// retries transient failures (descriptor exhaustion above all) itself, so
+// an error here means the port is closed or broken for good.
 func (m *mux) acceptLoop() {
 	defer m.wg.Done()
 	for {
@@ -172,14 +189,9 @@ func (m *mux) acceptLoop() {
 		if err != nil {
 			select {
 			case <-m.closed:
-				return
 			default:
+				m.log.Error("raft port accept failed for good; this node no longer accepts Raft connections", "err", err)
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			m.log.Error("raft port accept failed", "err", err)
 			return
 		}
 		m.wg.Add(1)
@@ -221,6 +233,9 @@ func (m *mux) route(raw net.Conn) {
 	if !m.admit(b[0], string(id), raw.RemoteAddr()) {
 		conn.Close()
 		return
+	}
+	if c, ok := raw.(*connlimit.Conn); ok {
+		c.Release() // a node of this cluster: no longer a stranger
 	}
 	select {
 	case sub.conns <- conn:

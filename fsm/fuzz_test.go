@@ -8,7 +8,6 @@ import (
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
-	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // fuzzScenario builds a provider with a local user, a hosted room and a
@@ -68,7 +67,7 @@ func FuzzApply(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := decodeState(fsm.cfg, snap)
+		again, err := decodeState(fsm.cfg, bytes.NewReader(snap))
 		if err != nil {
 			t.Fatalf("the state's own snapshot does not restore: %v", err)
 		}
@@ -85,13 +84,14 @@ func FuzzRestore(f *testing.F) {
 	_, snap := fuzzScenario(f)
 	f.Add(snap)
 	f.Add([]byte{stateVersion})
+	f.Add(v1Snapshot(f, proto.ClientURI("a.example", "bob", "d"), proto.RoomURI("b.example", "r")))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := decodeState(Config{Domain: "a.example"}, data)
+		s, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(data))
 		if err != nil {
 			return
 		}
 		b := mustEncode(t, s)
-		s2, err := decodeState(Config{Domain: "a.example"}, b)
+		s2, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(b))
 		if err != nil {
 			t.Fatalf("a restored state's encoding does not restore: %v", err)
 		}
@@ -103,9 +103,13 @@ func FuzzRestore(f *testing.F) {
 
 func mustEncode(t *testing.T, s *State) []byte {
 	t.Helper()
-	b, err := wire.Marshal(s)
+	v, err := s.capture()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	var b bytes.Buffer
+	if err := v.persist(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

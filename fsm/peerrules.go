@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"slices"
-
 	"github.com/mimihub/mimi-hub/mimi/keymaterial"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
@@ -20,12 +18,18 @@ func (s *State) consentCheck(from, requesterDomain string) keymaterial.ConsentFu
 	return s.consent.CheckRelayed
 }
 
-// Subscribers lists the local clients that follow a room (hosted here or
-// not), in the order they started.
+// Subscribers lists the local clients subscribed to a room (hosted here or
+// not), sorted.
 func (s *State) Subscribers(room proto.URI) []proto.URI {
 	st := s.streams[room]
 	if st == nil {
 		return nil
 	}
-	return slices.Clone(st.clients)
+	var out []proto.URI
+	for _, sub := range st.subs {
+		if sub.until == 0 {
+			out = append(out, sub.client)
+		}
+	}
+	return out
 }

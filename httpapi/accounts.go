@@ -122,7 +122,7 @@ func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principa
 			return fail(http.StatusForbidden, "registration needs a valid Mimi-Registration-Key header")
 		}
 	}
-	if err := spend("registrations from this address", budget{c.limits.registerIP, sourceAddr(r)}); err != nil {
+	if err := spend("registrations from this address", limitKey{c.limits.registerIP, sourceAddr(r)}); err != nil {
 		return err
 	}
 	var in registerRequest
@@ -278,7 +278,7 @@ type newDevice struct {
 // spending a token of the source address's budget (before anything else)
 // and of the account's (once the user is known) in ip and account.
 func (c *clientAPI) readNewDevice(w http.ResponseWriter, r *http.Request, what string, ip, account *limiter) (*newDevice, error) {
-	if err := spend(what+" from this address", budget{ip, sourceAddr(r)}); err != nil {
+	if err := spend(what+" from this address", limitKey{ip, sourceAddr(r)}); err != nil {
 		return nil, err
 	}
 	nd := &newDevice{}
@@ -295,7 +295,7 @@ func (c *clientAPI) readNewDevice(w http.ResponseWriter, r *http.Request, what s
 	if nd.user, err = c.existingUser(r, nd.User); err != nil {
 		return nil, err
 	}
-	if err := spend(what+" for "+string(nd.user), budget{account, string(nd.user)}); err != nil {
+	if err := spend(what+" for "+string(nd.user), limitKey{account, string(nd.user)}); err != nil {
 		return nil, err
 	}
 	uid, _ := nd.user.Parse()
@@ -337,7 +337,7 @@ func (c *clientAPI) requestLink(w http.ResponseWriter, r *http.Request, _ *princ
 // approveLink: POST /v1/devices/approve, an existing device approves the
 // code a new device of its user shows.
 func (c *clientAPI) approveLink(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := spend("link approvals", budget{c.limits.approveUser, string(p.user)}); err != nil {
+	if err := spend("link approvals", limitKey{c.limits.approveUser, string(p.user)}); err != nil {
 		return err
 	}
 	var in struct {
@@ -422,7 +422,7 @@ func (c *clientAPI) credential(r *http.Request, user proto.URI) (fsm.Credential,
 // setPassword: PUT /v1/account/password. Changing an existing password
 // needs the current one.
 func (c *clientAPI) setPassword(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := spend("password attempts for "+string(p.user), budget{c.limits.passwordUser, string(p.user)}); err != nil {
+	if err := spend("password attempts for "+string(p.user), limitKey{c.limits.passwordUser, string(p.user)}); err != nil {
 		return err
 	}
 	var in struct {

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -34,6 +33,7 @@ type clientAPI struct {
 	limits *rateLimiters
 	// passwords hashes and verifies account passwords (password.go).
 	passwords *passwordHasher
+	meter     *meter // per-client budgets
 	// timer starts the stream's wait; tests replace it.
 	timer func(time.Duration) (<-chan time.Time, func() bool)
 }
@@ -85,7 +85,8 @@ var publicRoutes = map[string]bool{RouteRegister: true, RouteRequestLink: true, 
 // about rooms hosted elsewhere are relayed to their hub through peers (nil:
 // every relay fails as unreachable).
 func NewClientAPI(cfg Config, backend Backend, peers Peers) http.Handler {
-	return newClientAPI(cfg, backend, peers).router()
+	c := newClientAPI(cfg, backend, peers)
+	return c.cfg.withDeadlines(c.router())
 }
 
 func newClientAPI(cfg Config, backend Backend, peers Peers) *clientAPI {
@@ -94,6 +95,7 @@ func newClientAPI(cfg Config, backend Backend, peers Peers) *clientAPI {
 	c.log = c.cfg.Logger
 	c.limits = newRateLimiters(c.cfg.RateLimits, time.Now)
 	c.passwords = newPasswordHasher(c.cfg.PasswordParams, c.cfg.PasswordConcurrency)
+	c.meter = newMeter(c.cfg.ClientBudget, 0)
 	c.timer = func(d time.Duration) (<-chan time.Time, func() bool) {
 		t := time.NewTimer(d)
 		return t.C, t.Stop
@@ -147,13 +149,12 @@ func (c *clientAPI) router() *mux.Router {
 	return r
 }
 
-// wrap authenticates the client (unless public), bounds the request's time
-// and answers errors.
+// wrap authenticates the client (unless public), meters it, bounds the
+// request's time and answers errors.
 func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		r, cancel := c.cfg.route(w, r, timeout)
 		defer cancel()
-		r = r.WithContext(ctx)
 		var p *principal
 		if authenticate {
 			var err error
@@ -161,6 +162,12 @@ func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Durati
 				writeJSONError(c.log, w, r, err)
 				return
 			}
+			ctx, err := c.meter.admit(r, string(p.client))
+			if err != nil {
+				writeJSONError(c.log, w, r, err)
+				return
+			}
+			r = r.WithContext(ctx)
 		}
 		if err := h(w, r, p); err != nil {
 			writeJSONError(c.log, w, r, err)
@@ -250,8 +257,11 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error 
 }
 
 // roomJSONLimit bounds JSON bodies carrying room-sized MLS objects in
-// base64.
-func (c *clientAPI) roomJSONLimit() int64 { return c.cfg.MaxRoomBody/3*4 + 64<<10 }
+// base64; messageJSONLimit those carrying an application message.
+func (c *clientAPI) roomJSONLimit() int64    { return jsonLimit(c.cfg.MaxRoomBody) }
+func (c *clientAPI) messageJSONLimit() int64 { return jsonLimit(c.cfg.MaxMessageBody) }
+
+func jsonLimit(binary int64) int64 { return binary/3*4 + 64<<10 }
 
 // apply proposes a local command for p (nil p: no idempotency).
 func (c *clientAPI) apply(r *http.Request, p *principal, op string, t fsm.CommandType, body wire.Encoder) (*fsm.Result, error) {

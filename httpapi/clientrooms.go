@@ -352,7 +352,7 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	var in struct {
 		Message []byte `json:"message"`
 	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+	if err := readJSON(w, r, c.messageJSONLimit(), &in); err != nil {
 		return err
 	}
 	m, err := c.decodeMessage(in.Message, mls.WirePrivateMessage, "message")

@@ -142,9 +142,8 @@ func (l *limiter) forgetFull(now time.Time) {
 
 // limited is a request over a rate limit: 429 with Retry-After.
 func limited(what string, retry time.Duration) error {
-	secs := max(1, int(math.Ceil(retry.Seconds())))
-	return &apiError{status: http.StatusTooManyRequests, retryAfter: secs,
-		msg: fmt.Sprintf("too many %s; retry in %d s", what, secs)}
+	return &apiError{status: http.StatusTooManyRequests, retryAfter: retry,
+		msg: fmt.Sprintf("too many %s; retry in %s s", what, retryAfterHeader(retry))}
 }
 
 // rateLimiters are the client API's limiters.
@@ -161,15 +160,15 @@ func newRateLimiters(l RateLimits, now func() time.Time) *rateLimiters {
 	}
 }
 
-// budget is one key's bucket in one limiter.
-type budget struct {
+// limitKey is one key's bucket in one limiter.
+type limitKey struct {
 	l   *limiter
 	key string
 }
 
 // spend spends a token of each budget in order, refusing at the first that
 // has none.
-func spend(what string, budgets ...budget) error {
+func spend(what string, budgets ...limitKey) error {
 	for _, b := range budgets {
 		if ok, retry := b.l.take(b.key); !ok {
 			return limited(what, retry)

@@ -70,6 +70,8 @@ type config struct {
 	RaftElectionTimeout  duration `json:"raft_election_timeout"`
 	RaftLeaseTimeout     duration `json:"raft_lease_timeout"`
 	RaftCommitTimeout    duration `json:"raft_commit_timeout"`
+
+	limitsConfig // limits.go
 }
 
 func defaults() config {
@@ -245,7 +247,7 @@ over the environment, which wins over the file.
 }
 
 func options() []option {
-	return []option{
+	return append([]option{
 		stringOpt("domain", "the provider's domain", func(c *config) *string { return &c.Domain }),
 		stringOpt("data", "data directory (Raft log, snapshots, dev certificates)", func(c *config) *string { return &c.DataDir }),
 		stringOpt("node-id", "this node's name within the provider's cluster (default: the domain)", func(c *config) *string { return &c.NodeID }),
@@ -301,7 +303,7 @@ func options() []option {
 		durationOpt("raft-election-timeout", "Raft election timeout", func(c *config) *duration { return &c.RaftElectionTimeout }),
 		durationOpt("raft-lease-timeout", "Raft leader lease timeout", func(c *config) *duration { return &c.RaftLeaseTimeout }),
 		durationOpt("raft-commit-timeout", "longest an idle leader waits before telling followers the new commit index", func(c *config) *duration { return &c.RaftCommitTimeout }),
-	}
+	}, limitOptions()...)
 }
 
 // envName is the environment variable of an option.

@@ -104,7 +104,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 
 // hubConfig maps the daemon's configuration onto the provider's.
 func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
-	return hub.Config{
+	h := hub.Config{
 		Domain:          c.Domain,
 		NodeID:          c.NodeID,
 		DataDir:         c.DataDir,
@@ -147,6 +147,8 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 		AccountRateLimits: c.accountRateLimits(),
 		Logger:            log,
 	}
+	c.limitsConfig.apply(&h)
+	return h
 }
 
 // accountRateLimits is the limits -no-account-rate-limits selects.

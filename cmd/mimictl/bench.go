@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,8 @@ type benchOptions struct {
 	failover   int
 	hubBinary  string
 	hubArgs    []string
+	soak       time.Duration
+	report     time.Duration
 }
 
 func benchCommand() *command {
@@ -122,7 +125,17 @@ then N times kills the leader with SIGKILL and times how long until a
 survivor reports a new leader and until the first write (a message sent
 through a survivor) is accepted, restarting the killed node between
 rounds. -hub-args passes more flags to the nodes (say, faster Raft
-timing). Nothing else is measured then.`,
+timing). Nothing else is measured then.
+
+Soak. -soak D runs the messages load for D against a 3-node cluster of
+mimi-hub processes (-hub-binary, on 127.0.0.51 to .53, per-client budgets
+off) with one number of -senders spread over the three nodes, and every
+-report (1m) prints the throughput and latency since the last report and,
+for each node, its resident memory (/proc), its newest snapshot, its Raft
+log store (logs.db) and the room messages its state keeps for readers
+(the leader's figures marked *); at the end, the first and last
+throughput and the largest RSS and snapshot at the start, half way and the
+end. With retention reached, memory and snapshots must stay flat.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &benchOptions{}
 			mode := fs.String("mode", benchMessages, "what to measure: messages, commits, or both as messages,commits")
@@ -142,7 +155,9 @@ timing). Nothing else is measured then.`,
 			fs.IntVar(&o.size, "size", 64, "messages mode: message size in bytes")
 			fs.IntVar(&o.failover, "failover", 0, "measure leader failover this many `times` with mimi-hub processes instead")
 			fs.StringVar(&o.hubBinary, "hub-binary", "", "mimi-hub executable for -failover (default: mimi-hub beside mimictl, else in $PATH)")
-			hubArgs := fs.String("hub-args", "", "more flags for the -failover nodes, space-separated (e.g. \"-raft-heartbeat-timeout 200ms\")")
+			hubArgs := fs.String("hub-args", "", "more flags for the -failover or -soak nodes, space-separated (e.g. \"-raft-heartbeat-timeout 200ms\")")
+			fs.DurationVar(&o.soak, "soak", 0, "run the messages load this `long` against 3 mimi-hub processes, reporting memory, snapshot and log sizes")
+			fs.DurationVar(&o.report, "report", time.Minute, "with -soak: how often to report")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err
@@ -165,6 +180,9 @@ timing). Nothing else is measured then.`,
 				}
 				if o.failover > 0 {
 					return explain(e.benchFailover(ctx, o))
+				}
+				if o.soak > 0 {
+					return explain(e.benchSoak(ctx, o))
 				}
 				return explain(e.bench(ctx, o))
 			}
@@ -213,8 +231,16 @@ func (o *benchOptions) check() error {
 		return usagef("bench", "bench: a 1-node cluster has no followers: -via leader")
 	case o.failover < 0 || o.failover > 100:
 		return usagef("bench", "bench: -failover must be between 0 and 100")
-	case o.failover == 0 && (o.hubBinary != "" || len(o.hubArgs) > 0):
-		return usagef("bench", "bench: -hub-binary and -hub-args go with -failover")
+	case o.failover == 0 && o.soak == 0 && (o.hubBinary != "" || len(o.hubArgs) > 0):
+		return usagef("bench", "bench: -hub-binary and -hub-args go with -failover or -soak")
+	case o.soak < 0 || o.soak > maxSoak:
+		return usagef("bench", "bench: -soak must be between 0 and %s", maxSoak)
+	case o.soak > 0 && (o.failover > 0 || o.inprocess || len(o.opsURLs) > 0 || o.cluster > 0):
+		return usagef("bench", "bench: -soak starts its own 3 mimi-hub processes: drop -failover, -inprocess, -cluster and -ops-url")
+	case o.soak > 0 && len(o.senders) != 1:
+		return usagef("bench", "bench: -soak takes one number of -senders")
+	case o.soak > 0 && (o.report < time.Second || o.report > o.soak):
+		return usagef("bench", "bench: -report must be between 1s and -soak")
 	}
 	if cluster && o.via == "" {
 		o.via = viaBoth
@@ -350,7 +376,7 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 				log = e.providerLogger()
 			}
 			var err error
-			c, err = startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: o.cluster, RegistrationKey: o.regKey, Logger: log})
+			c, err = startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: o.cluster, RegistrationKey: o.regKey, Unmetered: true, Logger: log})
 			return c, err
 		})
 		if err != nil {
@@ -366,7 +392,7 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 		var p *localProvider
 		caFile, cleanup, err := e.startInprocess("provider", func(dir string, ca *devca.CA) (io.Closer, error) {
 			var err error
-			p, err = startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: o.regKey, Logger: e.providerLogger()})
+			p, err = startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: o.regKey, Unmetered: true, Logger: e.providerLogger()})
 			return p, err
 		})
 		if err != nil {
@@ -741,6 +767,16 @@ func (b *bencher) members(ctx context.Context, tag string, n, keyPackages int) (
 
 // level sets up n senders and measures them.
 func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
+	ops, err := b.setup(ctx, n)
+	if err != nil {
+		return benchRow{}, err
+	}
+	return b.measure(ctx, ops), nil
+}
+
+// setup registers n senders, sets up their rooms for the level's mode and
+// returns each sender's operation.
+func (b *bencher) setup(ctx context.Context, n int) ([]benchOp, error) {
 	setupCtx, cancel := context.WithTimeout(ctx, benchSetupLimit)
 	defer cancel()
 	tag := fmt.Sprintf("%c%s%d", b.mode[0], b.via, n)
@@ -749,14 +785,14 @@ func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 	case b.mode == benchMessages:
 		ms, err := b.members(setupCtx, tag, n, 1)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		payload := []byte(strings.Repeat("x", b.o.size))
 		for g := 0; g*b.o.roomSize < n; g++ {
 			group := ms[g*b.o.roomSize : min((g+1)*b.o.roomSize, n)]
 			r, err := b.room(setupCtx, fmt.Sprintf("%s-%s-%d", b.prefix, tag, g), group)
 			if err != nil {
-				return benchRow{}, err
+				return nil, err
 			}
 			for _, m := range group {
 				ops = append(ops, func(ctx context.Context) (bool, error) { return false, m.Send(ctx, r, payload) })
@@ -765,11 +801,11 @@ func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 	case b.o.sharedRoom:
 		ms, err := b.members(setupCtx, tag, n, 1)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		r, err := b.room(setupCtx, b.prefix+"-"+tag, ms)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		for _, m := range ms {
 			ops = append(ops, racingCommit(m, r))
@@ -777,20 +813,20 @@ func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 	default:
 		ms, err := b.members(setupCtx, tag, n, 0)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		for i, m := range ms {
 			r, err := m.CreateRoom(setupCtx, fmt.Sprintf("%s-%s-%d", b.prefix, tag, i), proto.DefaultPolicy())
 			if err != nil {
-				return benchRow{}, fmt.Errorf("creating rooms: %w", err)
+				return nil, fmt.Errorf("creating rooms: %w", err)
 			}
 			ops = append(ops, func(ctx context.Context) (bool, error) { return false, m.CommitPending(ctx, r) })
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return benchRow{}, err
+		return nil, err
 	}
-	return b.measure(ctx, ops), nil
+	return ops, nil
 }
 
 // racingCommit commits to a room other senders commit to as well: a
@@ -980,30 +1016,74 @@ func findHubBinary(flagValue string) (string, error) {
 	return "", errors.New("no mimi-hub executable beside mimictl or in $PATH: build both with 'go build -o bin/ ./cmd/mimi-hub ./cmd/mimictl', or pass -hub-binary")
 }
 
+// hubProcesses is a 3-node cluster of mimi-hub processes that a bench
+// mode (what) starts on 127.0.0.firstIP and the two addresses after it,
+// with its data and development CA in a temporary folder.
+type hubProcesses struct {
+	what       string
+	p          *systemtest.Provider
+	bin, dir   string
+	caDir      string
+	roots      *x509.CertPool
+	removeDirs func()
+}
+
+func newHubProcesses(o *benchOptions, what, domain string, firstIP int, flags []string) (*hubProcesses, error) {
+	bin, err := findHubBinary(o.hubBinary)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "mimictl-"+what+"-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	h := &hubProcesses{what: what, bin: bin, dir: dir, caDir: filepath.Join(dir, "dev-ca"), removeDirs: func() { os.RemoveAll(dir) }}
+	if h.roots, err = systemtest.DevCA(h.caDir); err != nil {
+		h.removeDirs()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if h.p, err = systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: h.caDir, Nodes: 3, FirstIP: firstIP, Flags: flags}); err != nil {
+		h.removeDirs()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return h, nil
+}
+
+// start starts the nodes and waits until one serves.
+func (h *hubProcesses) start(ctx context.Context) error {
+	if err := h.p.Start(); err != nil {
+		return h.fail(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
+	defer cancel()
+	if _, err := h.p.WaitServing(sctx); err != nil {
+		return h.fail(err)
+	}
+	return nil
+}
+
+// fail adds the nodes' last log lines to an error.
+func (h *hubProcesses) fail(err error) error {
+	return fmt.Errorf("bench: %s: %w\nthe nodes' last log lines:\n%s", h.what, err, h.p.Logs(30))
+}
+
+// close kills the nodes and removes their folder.
+func (h *hubProcesses) close() {
+	h.p.KillAll()
+	h.removeDirs()
+}
+
 // benchFailover measures leader failover with real processes: kill -9 of
 // the leader of a 3-node cluster, then the time until a survivor leads and
 // until the first write is accepted, o.failover times.
 func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
-	bin, err := findHubBinary(o.hubBinary)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "mimictl-failover-")
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	caDir := filepath.Join(dir, "dev-ca")
-	roots, err := systemtest.DevCA(caDir)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
 	const domain = "bench.example"
-	p, err := systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: caDir, Nodes: 3, FirstIP: 41, Flags: o.hubArgs})
+	h, err := newHubProcesses(o, "failover", domain, 41, o.hubArgs)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	defer p.KillAll()
+	defer h.close()
+	p, bin, dir, roots := h.p, h.bin, h.dir, h.roots
 	flags := "the daemon's defaults"
 	if len(o.hubArgs) > 0 {
 		flags = strings.Join(o.hubArgs, " ")
@@ -1014,17 +1094,9 @@ func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
 	if err := e.emit(map[string]any{"target": "failover", "binary": bin, "flags": o.hubArgs, "rounds": o.failover}); err != nil {
 		return err
 	}
-	fail := func(err error) error {
-		return fmt.Errorf("bench: failover: %w\nthe nodes' last log lines:\n%s", err, p.Logs(30))
-	}
-	if err := p.Start(); err != nil {
-		return fail(err)
-	}
-	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
-	_, err = p.WaitServing(sctx)
-	cancel()
-	if err != nil {
-		return fail(err)
+	fail := h.fail
+	if err := h.start(ctx); err != nil {
+		return err
 	}
 
 	// The writer talks to whichever nodes run, like clients behind a load
@@ -1041,7 +1113,7 @@ func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	sctx, cancel = context.WithTimeout(ctx, failoverLimit)
+	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
 	defer cancel()
 	m, err := client.RegisterMember(sctx, api, "writer", "bench", client.MemberConfig{Logger: e.providerLogger()})
 	if err != nil {

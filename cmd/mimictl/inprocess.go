@@ -47,7 +47,10 @@ type localProviderConfig struct {
 	RegistrationKey string
 	// AdminToken guards the operations listener's /v1/ endpoints when set.
 	AdminToken string
-	Logger     *slog.Logger
+	// Unmetered lifts the per-client budgets: bench measures what the
+	// provider can do, not what one client is allowed.
+	Unmetered bool
+	Logger    *slog.Logger
 }
 
 // reservePort returns a free loopback address. Providers must know each
@@ -113,6 +116,7 @@ func startLocalProvider(ctx context.Context, cfg localProviderConfig) (*localPro
 			LeaderLeaseTimeout: 100 * time.Millisecond,
 		},
 		Delivery: cluster.DeliveryConfig{MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second},
+		Limits:   limits(cfg.Unmetered),
 		Logger:   log,
 	})
 	if err != nil {
@@ -166,7 +170,9 @@ type localClusterConfig struct {
 	RegistrationKey string
 	// AdminToken guards the operations listeners when set.
 	AdminToken string
-	Logger     *slog.Logger
+	// Unmetered lifts the per-client budgets (see localProviderConfig).
+	Unmetered bool
+	Logger    *slog.Logger
 }
 
 // startLocalCluster starts cfg.Nodes nodes that find each other through
@@ -235,6 +241,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 				TLS:             &cluster.TLS{Certificate: nodeCert, Roots: cfg.CA.Pool()},
 				Gossip:          &cluster.GossipConfig{BindAddr: a.gossip, Join: join, Key: gossipKey, ClusterName: cfg.Domain},
 			},
+			Limits: limits(cfg.Unmetered),
 			Logger: log,
 		})
 		if err != nil {
@@ -287,4 +294,13 @@ func (c *localCluster) Close() error {
 		errs = append(errs, n.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// limits returns the per-node limits of an in-process node: the defaults,
+// or without per-client budgets.
+func limits(unmetered bool) hub.Limits {
+	if !unmetered {
+		return hub.Limits{}
+	}
+	return hub.Limits{ClientBudget: httpapi.Budget{Requests: -1, Bytes: -1}}
 }

@@ -6,6 +6,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,6 +24,7 @@ import (
 	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/httpapi"
+	"github.com/mimihub/mimi-hub/internal/connlimit"
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
@@ -86,6 +88,21 @@ type Config struct {
 	Raft cluster.Config
 	// Delivery tunes the fanout worker.
 	Delivery cluster.DeliveryConfig
+	// State bounds the replicated state: room message retention, inbox,
+	// outbox and subscription caps (fsm.Config; zero fields take its
+	// defaults). Domain and RequireConsent come from the fields above.
+	// Every node of a cluster must use the same values: they decide what
+	// the state machine keeps.
+	State fsm.Config
+	// Limits bounds what each client and peer may send to this node and
+	// how long its requests may take (httpapi.Config's budgets, body
+	// limits and timeouts; zero fields take its defaults).
+	Limits Limits
+	// MaxConns and MaxConnsPerAddr bound the connections each listener
+	// (federation, client, ops) holds, in all and from one source address
+	// (defaults DefaultMaxConns and DefaultMaxConnsPerAddr; negative: no
+	// bound).
+	MaxConns, MaxConnsPerAddr int
 	// OnLeave, when set, is called once after this node left its cluster
 	// on request (POST /v1/cluster/leave), in its own goroutine: the
 	// process should stop (mimi-hub cancels its run context). Without it,
@@ -93,6 +110,27 @@ type Config struct {
 	OnLeave func()
 	Logger  *slog.Logger
 }
+
+// Limits are the per-node request limits of Config (see httpapi.Config).
+type Limits struct {
+	ClientBudget   httpapi.Budget
+	PeerBudget     httpapi.Budget
+	RoomFanout     float64
+	MaxMessageBody int64
+	BodyTimeout    time.Duration
+}
+
+// Listener defaults.
+const (
+	DefaultMaxConns        = 8192
+	DefaultMaxConnsPerAddr = 1024
+	// readHeaderTimeout bounds a connection's TLS handshake and request
+	// headers, idleTimeout a kept-alive connection between requests;
+	// maxHeaderBytes the request headers.
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
 
 // Hub is a running provider node.
 type Hub struct {
@@ -111,6 +149,7 @@ type Hub struct {
 	material atomic.Pointer[material]
 	// peerTransport carries federation requests; Reload swaps it.
 	peerTransport swapTransport
+	conns         map[string]*connlimit.Listener // bounded listeners, by server
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 	closed        sync.Once
@@ -133,7 +172,9 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("domain", cfg.Domain)
-	f, err := fsm.New(fsm.Config{Domain: cfg.Domain, RequireConsent: cfg.RequireConsent})
+	state := cfg.State
+	state.Domain, state.RequireConsent = cfg.Domain, cfg.RequireConsent
+	f, err := fsm.New(state)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +198,7 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: raft: %w", err)
 	}
-	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), metrics: m, addrs: map[string]string{}}
+	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), metrics: m, addrs: map[string]string{}, conns: map[string]*connlimit.Listener{}}
 	h.material.Store(&material{cert: cfg.Certificate, peerRoots: cfg.PeerRoots, peers: maps.Clone(cfg.Peers)})
 	h.peerTransport.set(h.newPeerTransport())
 	fail := func(err error) (*Hub, error) {
@@ -202,8 +243,10 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 
 	h.draining = make(chan struct{})
+	l := cfg.Limits
 	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log, Draining: h.draining,
-		Registration: cfg.Registration, RateLimits: cfg.AccountRateLimits}
+		Registration: cfg.Registration, RateLimits: cfg.AccountRateLimits,
+		ClientBudget: l.ClientBudget, PeerBudget: l.PeerBudget, RoomFanout: l.RoomFanout, MaxMessageBody: l.MaxMessageBody, BodyTimeout: l.BodyTimeout}
 	if cfg.AssetRoots != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.AssetRoots, MinVersion: tls.VersionTLS12}
@@ -217,7 +260,7 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}{
 		{"federation", cfg.FederationAddr, h.acceptingOnly(httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed)), fedTLS},
 		{"client", cfg.ClientAddr, h.acceptingOnly(httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed)), serverTLS},
-		{"ops", cfg.OpsAddr, h.opsHandler(), nil},
+		{"ops", cfg.OpsAddr, httpapi.LimitBodies(h.opsHandler(), cmp.Or(l.BodyTimeout, httpapi.DefaultBodyTimeout), httpapi.DefaultBodyMinRate), nil},
 	} {
 		if s.addr == "" {
 			continue
@@ -227,7 +270,11 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 			return fail(fmt.Errorf("hub: %s listener: %w", s.name, err))
 		}
 		h.addrs[s.name] = ln.Addr().String()
-		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		bounded := connlimit.Listen(ln, connlimit.Config{Name: s.name, Max: connBound(cfg.MaxConns, DefaultMaxConns),
+			PerAddr: connBound(cfg.MaxConnsPerAddr, DefaultMaxConnsPerAddr), Refused: m.connRefused(s.name), Logger: log})
+		h.conns[s.name] = bounded
+		ln = bounded
+		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		if s.tls != nil {
 			srv.TLSConfig = s.tls
@@ -244,6 +291,18 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	log.Info("provider started", "federation", h.addrs["federation"], "client", h.addrs["client"], "ops", h.addrs["ops"], "raft", node.Addr())
 	return h, nil
+}
+
+// connBound turns a configured bound into connlimit's: 0 is def,
+// negative none.
+func connBound(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // Addr returns the bound address of a server: "federation", "client" or

@@ -138,12 +138,27 @@ type OpsCounts struct {
 	Streams     int `json:"streams"`
 	Reports     int `json:"reports"`
 	OutboxItems int `json:"outbox_items"`
+	// OutboxBytes is the size of what waits for peers.
+	OutboxBytes int64 `json:"outbox_bytes"`
+	// LogEntries and LogBytes are the room messages stored for local
+	// readers (once per room, not per reader).
+	LogEntries int   `json:"log_entries"`
+	LogBytes   int64 `json:"log_bytes"`
+	// InboxItems and InboxBytes are the clients' unacknowledged Welcomes
+	// and consent notices.
+	InboxItems int   `json:"inbox_items"`
+	InboxBytes int64 `json:"inbox_bytes"`
 }
 
 // OpsPeer describes fanout to one peer provider.
 type OpsPeer struct {
-	// Outbox is the number of items waiting for the peer.
-	Outbox uint64 `json:"outbox"`
+	// Outbox is the number of items waiting for the peer, OutboxBytes
+	// their size.
+	Outbox      uint64 `json:"outbox"`
+	OutboxBytes int64  `json:"outbox_bytes"`
+	// Overflowed counts items dropped undelivered because the peer's
+	// queue was full.
+	Overflowed uint64 `json:"overflowed"`
 	// OldestEnqueued is when the oldest waiting item was queued; nil when
 	// none waits.
 	OldestEnqueued *time.Time `json:"oldest_enqueued,omitempty"`
@@ -362,10 +377,11 @@ func (h *Hub) status() (OpsStatus, error) {
 	if until := h.pausedUntil(); !until.IsZero() {
 		out.PausedUntil = timePtr(until)
 	}
-	var depth map[string][2]uint64
+	var depth map[string]fsm.PeerDepth
 	err := h.fsm.Read(func(s *fsm.State) error {
 		c := s.Counts()
-		out.Counts = OpsCounts{Rooms: c.Rooms, Users: c.Users, Clients: c.Clients, Streams: c.Streams, Reports: c.Reports, OutboxItems: c.OutboxItems}
+		out.Counts = OpsCounts{Rooms: c.Rooms, Users: c.Users, Clients: c.Clients, Streams: c.Streams, Reports: c.Reports, OutboxItems: c.OutboxItems,
+			OutboxBytes: c.OutboxBytes, LogEntries: c.LogEntries, LogBytes: c.LogBytes, InboxItems: c.InboxItems, InboxBytes: c.InboxBytes}
 		depth = s.OutboxDepth()
 		if at := s.LastAcceptedAt(); at > 0 {
 			out.LastAcceptedAt = msTime(at)
@@ -376,9 +392,9 @@ func (h *Hub) status() (OpsStatus, error) {
 		return OpsStatus{}, err
 	}
 	for peer, d := range depth {
-		p := OpsPeer{Outbox: d[0]}
-		if d[0] > 0 && d[1] > 0 {
-			p.OldestEnqueued = msTime(d[1])
+		p := OpsPeer{Outbox: uint64(d.Items), OutboxBytes: d.Bytes, Overflowed: d.Dropped}
+		if d.Items > 0 && d.Oldest > 0 {
+			p.OldestEnqueued = msTime(d.Oldest)
 		}
 		out.Peers[peer] = p
 	}

@@ -158,6 +158,16 @@ func (n *Node) Start() error {
 	return nil
 }
 
+// Pid returns the running process's id (0 when it does not run).
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Running reports whether the process runs (paused or not).
 func (n *Node) Running() bool {
 	n.mu.Lock()
