@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"slices"
@@ -108,15 +109,21 @@ func toUpdateResult(resp *proto.UpdateRoomResponse) updateResult {
 // hubUnresponsive; a relay whose outcome is unknown (the request may have
 // reached the hub) answers 504, which tells the client to retry with the
 // same Idempotency-Key.
-func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal, id proto.URI, local bool, t fsm.CommandType, body wire.Encoder,
+//
+// raw, when not nil, is body's encoding as the client sent it (decoded
+// strictly, so it is what encoding body gives): it is not encoded again.
+func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal, id proto.URI, local bool, t fsm.CommandType, body wire.Decoder, raw []byte,
 	relay func(ctx context.Context) (*proto.UpdateRoomResponse, error)) error {
 	var resp *proto.UpdateRoomResponse
 	if local {
-		enc, err := wire.Marshal(body)
-		if err != nil {
-			return fail(http.StatusBadRequest, "%s: %v", t, err)
+		enc := raw
+		if enc == nil {
+			var err error
+			if enc, err = wire.Marshal(body.(wire.Encoder)); err != nil {
+				return fail(http.StatusBadRequest, "%s: %v", t, err)
+			}
 		}
-		res, err := c.apply(r, p, RouteName(r), t, &fsm.RoomBody{Room: id, Request: enc})
+		res, err := c.apply(r, p, RouteName(r), t, &fsm.RoomBody{Room: id, Request: enc, Decoded: body})
 		if err != nil {
 			return err
 		}
@@ -125,6 +132,11 @@ func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal,
 			return fmt.Errorf("the room's response does not decode: %w", err)
 		}
 	} else {
+		if p != nil {
+			if err := c.confirm(r, p); err != nil { // a relay is no command the log checks
+				return err
+			}
+		}
 		ctx := r.Context()
 		if p != nil {
 			key, err := relayKey(r, string(p.client))
@@ -231,19 +243,11 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Commit      []byte `json:"commit"`
-		Welcome     []byte `json:"welcome"`
-		GroupInfo   []byte `json:"group_info"`
-		RatchetTree []byte `json:"ratchet_tree"`
-	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
-		return err
-	}
-	m, err := c.decodeMessage(in.Commit, mls.WirePublicMessage, "commit")
+	req, raw, err := c.readCommit(w, r)
 	if err != nil {
 		return err
 	}
+	m := req.Message
 	if m.Public.Content.ContentType != mls.ContentCommit {
 		return fail(http.StatusBadRequest, "commit carries a %s, not a commit", m.Public.Content.ContentType)
 	}
@@ -252,22 +256,6 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 	}
 	if err := checkJoiner(m.Public, p.client, "commit"); err != nil {
 		return err
-	}
-	req := &proto.UpdateRoomRequest{Message: m, RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
-	if len(in.Welcome) > 0 {
-		if req.Welcome, err = c.decodeMessage(in.Welcome, mls.WireWelcome, "welcome"); err != nil {
-			return err
-		}
-	}
-	if req.GroupInfo, err = c.decodeMessage(in.GroupInfo, mls.WireGroupInfo, "group_info"); err != nil {
-		return err
-	}
-	if len(in.RatchetTree) > 0 {
-		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: in.RatchetTree}
-		// The tree is taken as encoded; check its framing as a peer would.
-		if err := decode(wire.MustMarshal(&req.RatchetTree), new(proto.RatchetTreeOption), c.cfg.MaxVector, "ratchet_tree"); err != nil {
-			return err
-		}
 	}
 	relay := func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.UpdateRoom(ctx, id, req)
@@ -279,7 +267,79 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 		// subscribes the joiner in the same command.)
 		relay = c.followWhileJoining(r, p, id, relay)
 	}
-	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, relay)
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, raw, relay)
+}
+
+// Binary bodies: the commit and message endpoints take, besides JSON, the
+// MIMI encodings themselves, which the hub stores as they come.
+const (
+	// contentTypeMLS is an MLSMessage (RFC 9420 section 17.10).
+	contentTypeMLS = "message/mls"
+)
+
+// binaryBody reports whether a request's body has media type want.
+func binaryBody(r *http.Request, want string) bool {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && ct == want
+}
+
+// readCommit reads a commit bundle: an application/mimi body is an
+// UpdateRoomRequest (returned with its encoding), anything else the JSON
+// object of its parts.
+func (c *clientAPI) readCommit(w http.ResponseWriter, r *http.Request) (*proto.UpdateRoomRequest, []byte, error) {
+	if binaryBody(r, mimiContentType) {
+		raw, err := readBody(w, r, c.cfg.MaxRoomBody)
+		if err != nil {
+			return nil, nil, err
+		}
+		req := new(proto.UpdateRoomRequest)
+		if err := decode(raw, req, c.cfg.MaxVector, "commit bundle"); err != nil {
+			return nil, nil, err
+		}
+		if req.Message == nil || req.Message.WireFormat != mls.WirePublicMessage || req.Message.Public == nil {
+			return nil, nil, fail(http.StatusBadRequest, "commit bundle: the message is not a PublicMessage")
+		}
+		if req.GroupInfo == nil || req.GroupInfo.WireFormat != mls.WireGroupInfo {
+			return nil, nil, fail(http.StatusBadRequest, "commit bundle: group_info is required")
+		}
+		if req.Welcome != nil && req.Welcome.WireFormat != mls.WireWelcome {
+			return nil, nil, fail(http.StatusBadRequest, "commit bundle: welcome is a %s", req.Welcome.WireFormat)
+		}
+		if len(req.MoreProposals) > 0 {
+			return nil, nil, fail(http.StatusBadRequest, "commit bundle: a commit carries no more proposals")
+		}
+		return req, raw, nil
+	}
+	var in struct {
+		Commit      []byte `json:"commit"`
+		Welcome     []byte `json:"welcome"`
+		GroupInfo   []byte `json:"group_info"`
+		RatchetTree []byte `json:"ratchet_tree"`
+	}
+	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		return nil, nil, err
+	}
+	m, err := c.decodeMessage(in.Commit, mls.WirePublicMessage, "commit")
+	if err != nil {
+		return nil, nil, err
+	}
+	req := &proto.UpdateRoomRequest{Message: m, RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
+	if len(in.Welcome) > 0 {
+		if req.Welcome, err = c.decodeMessage(in.Welcome, mls.WireWelcome, "welcome"); err != nil {
+			return nil, nil, err
+		}
+	}
+	if req.GroupInfo, err = c.decodeMessage(in.GroupInfo, mls.WireGroupInfo, "group_info"); err != nil {
+		return nil, nil, err
+	}
+	if len(in.RatchetTree) > 0 {
+		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: in.RatchetTree}
+		// The tree is taken as encoded; check its framing as a peer would.
+		if err := decode(wire.MustMarshal(&req.RatchetTree), new(proto.RatchetTreeOption), c.cfg.MaxVector, "ratchet_tree"); err != nil {
+			return nil, nil, err
+		}
+	}
+	return req, nil, nil
 }
 
 // followWhileJoining subscribes p's client to a remote room around the relay
@@ -335,7 +395,7 @@ func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *princip
 		msgs = append(msgs, m)
 	}
 	req := &proto.UpdateRoomRequest{Message: msgs[0], MoreProposals: msgs[1:]}
-	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, nil, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.UpdateRoom(ctx, id, req)
 	})
 }
@@ -349,13 +409,21 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Message []byte `json:"message"`
+	var raw []byte
+	if binaryBody(r, contentTypeMLS) {
+		if raw, err = readBody(w, r, c.cfg.MaxMessageBody); err != nil {
+			return err
+		}
+	} else {
+		var in struct {
+			Message []byte `json:"message"`
+		}
+		if err := readJSON(w, r, c.messageJSONLimit(), &in); err != nil {
+			return err
+		}
+		raw = in.Message
 	}
-	if err := readJSON(w, r, c.messageJSONLimit(), &in); err != nil {
-		return err
-	}
-	m, err := c.decodeMessage(in.Message, mls.WirePrivateMessage, "message")
+	m, err := c.decodeMessage(raw, mls.WirePrivateMessage, "message")
 	if err != nil {
 		return err
 	}
@@ -368,7 +436,7 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	if !bytes.Equal(m.Private.AuthenticatedData, room.SenderHint(p.client)) {
 		return fail(http.StatusForbidden, "the message's authenticated_data must be the sending client's URI, %s", p.client)
 	}
-	return c.submit(w, r, p, id, local, fsm.CmdProvisional, m, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	return c.submit(w, r, p, id, local, fsm.CmdProvisional, m, raw, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.ProvisionalMessage(ctx, id, m)
 	})
 }
@@ -449,6 +517,9 @@ func (c *clientAPI) subscription(subscribe bool) clientHandler {
 			return err
 		}
 		if subscribe && !local {
+			if err := c.confirm(r, p); err != nil { // the hub is asked before anything is proposed
+				return err
+			}
 			if err := c.confirmMembership(r, p, id); err != nil {
 				return err
 			}

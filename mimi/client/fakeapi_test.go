@@ -593,6 +593,16 @@ func (f *fakeAPI) commit(w http.ResponseWriter, r *http.Request, c *fakeClient) 
 	if !ok {
 		return
 	}
+	if r.Header.Get("Content-Type") == ContentTypeMIMI {
+		raw, _ := io.ReadAll(r.Body)
+		body := new(proto.UpdateRoomRequest)
+		if err := wire.Unmarshal(raw, body); err != nil || !body.IsCommit() {
+			writeErr(w, http.StatusBadRequest, "invalid", fmt.Sprintf("commit bundle: %v", err))
+			return
+		}
+		f.update(w, rm, &room.UpdateRoom{From: fakeDomain, Body: body})
+		return
+	}
 	var in struct {
 		Commit      []byte `json:"commit"`
 		Welcome     []byte `json:"welcome"`
@@ -658,7 +668,9 @@ func (f *fakeAPI) message(w http.ResponseWriter, r *http.Request, c *fakeClient)
 	var in struct {
 		Message []byte `json:"message"`
 	}
-	if !decodeJSON(w, r, &in) {
+	if r.Header.Get("Content-Type") == ContentTypeMLS {
+		in.Message, _ = io.ReadAll(r.Body)
+	} else if !decodeJSON(w, r, &in) {
 		return
 	}
 	m, err := decodeMsg(in.Message, mls.WirePrivateMessage)

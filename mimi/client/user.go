@@ -14,8 +14,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mimihub/mimi-hub/internal/pause"
@@ -103,6 +105,41 @@ type User struct {
 
 	mu    sync.RWMutex
 	token string
+	// index is the highest Mimi-Index the provider answered: the
+	// read-your-writes token every read carries (Mimi-Min-Index), so no
+	// node answers from a state older than what this client saw.
+	index atomic.Uint64
+	// jsonOnly is set once the provider refused a binary body
+	// (BinaryBodies) and took the same request as JSON.
+	jsonOnly atomic.Bool
+}
+
+// Read-your-writes headers (httpapi/openapi.yaml).
+const (
+	HeaderIndex    = "Mimi-Index"
+	HeaderMinIndex = "Mimi-Min-Index"
+)
+
+// Index returns the client's read-your-writes token: the latest state
+// index the provider reported.
+func (u *User) Index() uint64 { return u.index.Load() }
+
+// noteIndex keeps the highest index an answer reported.
+func (u *User) noteIndex(h http.Header) {
+	v := h.Get(HeaderIndex)
+	if v == "" {
+		return
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return
+	}
+	for {
+		cur := u.index.Load()
+		if n <= cur || u.index.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // NewUser checks cfg and returns a client.
@@ -240,8 +277,13 @@ type apiCall struct {
 	path   string // escaped
 	query  url.Values
 	body   any // JSON; nil for none
-	out    any // JSON answer; nil when none is expected
-	noAuth bool
+	// raw, when set, is sent instead of body, with media type rawType;
+	// a provider that refuses it (400 or 415) is sent body as JSON, and
+	// is sent JSON from then on.
+	raw     []byte
+	rawType string
+	out     any // JSON answer; nil when none is expected
+	noAuth  bool
 	// header holds extra request headers.
 	header http.Header
 	// extraTimeout lengthens the attempt timeout (long polls).
@@ -270,11 +312,26 @@ func (u *User) do(ctx context.Context, c apiCall) error {
 			return fmt.Errorf("%s: idempotency key longer than %d bytes", c.op, maxIdempotencyKey)
 		}
 	}
+	payload, contentType := body, "application/json"
+	binary := c.raw != nil && !u.jsonOnly.Load()
+	if binary {
+		payload, contentType = c.raw, c.rawType
+	}
 	backoff := u.cfg.RetryBackoff
 	for try := 1; ; try++ {
-		err := u.once(ctx, c, body, key)
+		err := u.once(ctx, c, payload, contentType, key)
 		if err == nil {
 			return nil
+		}
+		var se *StatusError
+		if binary && errors.As(err, &se) && (se.Status == http.StatusBadRequest || se.Status == http.StatusUnsupportedMediaType) {
+			// A provider that takes JSON only refused the binary body;
+			// nothing was applied. Send JSON, from now on if it works.
+			binary, payload, contentType = false, body, "application/json"
+			if err = u.once(ctx, c, payload, contentType, key); err == nil {
+				u.jsonOnly.Store(true)
+				return nil
+			}
 		}
 		if try >= u.cfg.Tries || !retryableCall(err) || ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", c.op, err)
@@ -308,8 +365,8 @@ func retryableCall(err error) bool {
 	return IsRetryable(err)
 }
 
-// once sends one attempt.
-func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) error {
+// once sends one attempt of body, of media type contentType.
+func (u *User) once(ctx context.Context, c apiCall, body []byte, contentType, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout+c.extraTimeout)
 	defer cancel()
 	target := u.base + c.path
@@ -325,9 +382,12 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 		return err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
+	if idx := u.index.Load(); idx > 0 && c.method == http.MethodGet {
+		req.Header.Set(HeaderMinIndex, strconv.FormatUint(idx, 10))
+	}
 	if key != "" {
 		req.Header.Set(HeaderIdempotencyKey, key)
 	}
@@ -348,6 +408,7 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 		return &TransportError{Method: c.method, URL: c.path, Err: err}
 	}
 	defer resp.Body.Close()
+	u.noteIndex(resp.Header)
 	u.log.DebugContext(ctx, "client API request", "op", c.op, "method", c.method, "path", c.path, "status", resp.StatusCode, "duration", time.Since(start))
 	if resp.StatusCode/100 != 2 {
 		return statusError(resp, u.cfg.Now())

@@ -232,23 +232,61 @@ func TestUserWire(t *testing.T) {
 	if got.Method != "POST" || got.URL.Path != "/v1/rooms/a.example/clubhouse/commit" {
 		t.Fatalf("commit sent to %s %s", got.Method, got.URL.Path)
 	}
-	if got.Header.Get("Authorization") != "Bearer "+tok || got.Header.Get("Content-Type") != "application/json" ||
+	// A commit goes as the UpdateRoomRequest itself.
+	if got.Header.Get("Authorization") != "Bearer "+tok || got.Header.Get("Content-Type") != ContentTypeMIMI ||
 		got.Header.Get("Accept") != "application/json" || got.Header.Get(HeaderIdempotencyKey) == "" {
 		t.Fatalf("headers %v", got.Header)
+	}
+	want := wire.MustMarshal(&proto.UpdateRoomRequest{Message: fx.commit.Message, GroupInfo: fx.commit.GroupInfo,
+		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}})
+	if !bytes.Equal(body, want) {
+		t.Fatalf("commit body %x, want %x", body, want)
+	}
+	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: []byte{1, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	var withTree proto.UpdateRoomRequest
+	if err := wire.Unmarshal(body, &withTree); err != nil || withTree.RatchetTree.Representation != proto.TreeFull || !bytes.Equal(withTree.RatchetTree.Tree, []byte{1, 2}) {
+		t.Fatalf("commit body with a tree: %+v, %v", withTree.RatchetTree, err)
+	}
+	// A message goes as the MLSMessage.
+	if _, err := u.SendMessage(ctx, fx.room, fx.app); err != nil || got.Header.Get("Content-Type") != ContentTypeMLS || !bytes.Equal(body, wire.MustMarshal(fx.app)) {
+		t.Fatalf("message: %v, %s %x", err, got.Header.Get("Content-Type"), body)
+	}
+
+	// A provider that refuses binary bodies (an older release, which
+	// reads every body as JSON) gets the JSON form, with the same
+	// Idempotency-Key, and only JSON from then on.
+	var keys []string
+	mu.Lock()
+	answer = func(w http.ResponseWriter) {
+		keys = append(keys, got.Header.Get(HeaderIdempotencyKey))
+		if got.Header.Get("Content-Type") != "application/json" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":"JSON body: invalid character","kind":"invalid"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"code":0,"code_name":"success"}`))
+	}
+	mu.Unlock()
+	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: []byte{1, 2}}); err != nil {
+		t.Fatal(err)
 	}
 	var fields map[string]string
 	if err := json.Unmarshal(body, &fields); err != nil {
 		t.Fatal(err)
 	}
-	if len(fields) != 2 || fields["commit"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.Message)) ||
-		fields["group_info"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.GroupInfo)) {
+	if len(fields) != 3 || fields["commit"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.Message)) ||
+		fields["group_info"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.GroupInfo)) || fields["ratchet_tree"] != "AQI=" {
 		t.Fatalf("commit body %s", body)
 	}
-	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: []byte{1, 2}}); err != nil {
-		t.Fatal(err)
+	if len(keys) != 2 || keys[0] != keys[1] {
+		t.Fatalf("the JSON retry's Idempotency-Keys %q", keys)
 	}
-	if !strings.Contains(string(body), `"ratchet_tree":"AQI="`) {
-		t.Fatalf("commit body with a tree: %s", body)
+	if _, err := u.SendMessage(ctx, fx.room, fx.app); err != nil || got.Header.Get("Content-Type") != "application/json" || len(keys) != 3 {
+		t.Fatalf("after a refused binary body: %v, %s, %d requests", err, got.Header.Get("Content-Type"), len(keys))
 	}
 
 	// Stream query and item decoding.

@@ -403,12 +403,18 @@ type CommitBundle struct {
 // updateRoom posts to a room's updateRoom-like path and returns its
 // UpdateResult.
 func (u *User) updateRoom(ctx context.Context, op string, room proto.URI, suffix string, in any) (*proto.UpdateRoomResponse, error) {
+	return u.updateRoomRaw(ctx, op, room, suffix, in, nil, "")
+}
+
+// updateRoomRaw is updateRoom sending raw (of media type rawType) where
+// the provider takes it, in as JSON elsewhere.
+func (u *User) updateRoomRaw(ctx context.Context, op string, room proto.URI, suffix string, in any, raw []byte, rawType string) (*proto.UpdateRoomResponse, error) {
 	p, err := roomPath(room)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	var out jsonUpdateResult
-	if err := u.do(ctx, apiCall{op: op + " " + string(room), method: http.MethodPost, path: p + suffix, body: in, out: &out}); err != nil {
+	if err := u.do(ctx, apiCall{op: op + " " + string(room), method: http.MethodPost, path: p + suffix, body: in, raw: raw, rawType: rawType, out: &out}); err != nil {
 		return nil, err
 	}
 	resp, err := out.response()
@@ -443,7 +449,17 @@ func (u *User) Commit(ctx context.Context, room proto.URI, b *CommitBundle) (*pr
 			return nil, fmt.Errorf("commit: %w", err)
 		}
 	}
-	return u.updateRoom(ctx, "commit", room, "/commit", in)
+	// The binary form is the UpdateRoomRequest itself.
+	req := &proto.UpdateRoomRequest{Message: b.Commit, Welcome: b.Welcome, GroupInfo: b.GroupInfo,
+		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
+	if len(b.RatchetTree) > 0 {
+		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: b.RatchetTree}
+	}
+	raw, err := wire.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return u.updateRoomRaw(ctx, "commit", room, "/commit", in, raw, ContentTypeMIMI)
 }
 
 // Propose submits proposals (PublicMessages) to the room's hub in one
@@ -476,8 +492,12 @@ func (u *User) SendMessage(ctx context.Context, room proto.URI, m *mls.Message) 
 	in := struct {
 		Message []byte `json:"message"`
 	}{b}
-	return u.updateRoom(ctx, "send", room, "/messages", in)
+	return u.updateRoomRaw(ctx, "send", room, "/messages", in, b, ContentTypeMLS)
 }
+
+// ContentTypeMLS is the media type of an MLSMessage (RFC 9420 section
+// 17.10): the binary body of POST /v1/rooms/{hub}/{room}/messages.
+const ContentTypeMLS = "message/mls"
 
 // ClaimGroupInfo claims the room's GroupInfo to join by external commit
 // with signatureKey (POST /v1/rooms/{hub}/{room}/groupinfo). On success the
