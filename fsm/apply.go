@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"slices"
 
@@ -352,7 +354,7 @@ func (s *State) roomRequestOf(t CommandType, peer string, b *RoomBody) (room.Req
 				return nil, refused(Invalid, "provisionalMessage body: %v", err)
 			}
 		}
-		return &room.ProvisionalMessage{From: from, Message: m}, nil
+		return &room.ProvisionalMessage{From: from, Message: m, Raw: b.Request}, nil
 	case CmdReportAbuse:
 		rep, ok := b.Decoded.(*proto.AbuseReport)
 		if !ok {
@@ -376,11 +378,11 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 		var data []byte
 		for _, rc := range e.To {
 			if rc.Domain == s.cfg.Domain {
-				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, rc.Exclude, at)
+				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, e.Raw, rc.Exclude, at)
 				continue
 			}
 			if data == nil {
-				data = wire.MustMarshal(&e.Fanout)
+				data = fanoutEncoding(&e)
 			}
 			s.enqueue(rc.Domain, OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: data, Exclude: rc.Exclude, Enqueued: at})
 		}
@@ -406,12 +408,26 @@ func (s *State) applyRoom(id proto.URI, rm *room.Room, req room.Request, at uint
 	return rm.Apply(req, at)
 }
 
+// fanoutEncoding returns an effect's FanoutMessage encoding: the message's
+// own encoding, when the request carried it, and the timestamp.
+func fanoutEncoding(e *room.Effect) []byte {
+	if e.Raw == nil {
+		return wire.MustMarshal(&e.Fanout)
+	}
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, len(e.Raw)+8), e.Raw...), e.Fanout.Timestamp)
+}
+
 // deliverLocal delivers one fanout message of a room to local clients at
 // time now: a Welcome into the inboxes of the clients whose KeyPackages it
 // names (who then follow the room), anything else once into the room's
-// log for the clients following it but the excluded.
-func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, exclude []proto.URI, now uint64) {
-	data := wire.MustMarshal(fm.Message)
+// log for the clients following it but the excluded. raw, when not nil,
+// is the message's encoding; it is copied (it may alias a whole log
+// entry, which the room's log must not keep alive).
+func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, raw []byte, exclude []proto.URI, now uint64) {
+	data := bytes.Clone(raw)
+	if data == nil {
+		data = wire.MustMarshal(fm.Message)
+	}
 	if fm.Message.WireFormat == mls.WireWelcome {
 		for _, sec := range fm.Message.Welcome.Secrets {
 			client, ok := s.keys.RouteWelcome(sec.NewMember)
@@ -458,7 +474,7 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 		if seq <= st.lastSeq {
 			continue // a redelivery
 		}
-		s.deliverLocal(st, seq, &b.Batch[i], b.Exclude, c.AcceptedAt)
+		s.deliverLocal(st, seq, &b.Batch[i], nil, b.Exclude, c.AcceptedAt)
 	}
 	s.dropIdleStream(st)
 	return success(nil)

@@ -124,7 +124,11 @@ func (c *clientAPI) router() *mux.Router {
 		method, path, name string
 		h                  clientHandler
 		timeout            time.Duration
-	}{ // writeOnly (below) lists the routes whose authentication the log confirms
+	}{ // the busiest first: mux tries the routes in order
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/messages", RouteMessages, c.message, t},
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/commit", RouteCommit, c.commit, t},
+		{http.MethodGet, "/v1/stream", RouteStream, c.stream, t + c.cfg.MaxStreamWait},
+		{http.MethodPost, "/v1/stream/ack", RouteAck, c.ack, t},
 		{http.MethodPost, "/v1/register", RouteRegister, c.register, t},
 		{http.MethodGet, "/v1/whoami", RouteWhoami, c.whoami, t},
 		{http.MethodPost, "/v1/keypackages", RouteUploadKeyPackages, c.uploadKeyPackages, t},
@@ -133,9 +137,7 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/rooms", RouteCreateRoom, c.createRoom, t},
 		{http.MethodGet, "/v1/hub", RouteHub, c.hub, t},
 		{http.MethodGet, "/v1/rooms/{hub}/{room}", RouteRoom, c.room, t},
-		{http.MethodPost, "/v1/rooms/{hub}/{room}/commit", RouteCommit, c.commit, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/proposals", RouteProposals, c.proposals, t},
-		{http.MethodPost, "/v1/rooms/{hub}/{room}/messages", RouteMessages, c.message, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/groupinfo", RouteGroupInfo, c.groupInfo, t},
 		{http.MethodPut, "/v1/rooms/{hub}/{room}/subscription", RouteSubscribe, c.subscription(true), t},
 		{http.MethodDelete, "/v1/rooms/{hub}/{room}/subscription", RouteUnsubscribe, c.subscription(false), t},
@@ -143,8 +145,6 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/consent", RouteConsent, c.consent, t},
 		{http.MethodGet, "/v1/consent", RouteConsentLists, c.consentLists, t},
 		{http.MethodPost, "/v1/identifiers", RouteIdentifiers, c.identifiers, t},
-		{http.MethodGet, "/v1/stream", RouteStream, c.stream, t + c.cfg.MaxStreamWait},
-		{http.MethodPost, "/v1/stream/ack", RouteAck, c.ack, t},
 		{http.MethodPost, "/v1/devices/link", RouteRequestLink, c.requestLink, t},
 		{http.MethodPost, "/v1/devices/approve", RouteApproveLink, c.approveLink, t},
 		{http.MethodPost, "/v1/devices", RouteAddDevice, c.addDevice, t},

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,6 +90,7 @@ type benchOptions struct {
 	peers         []int
 	fanoutSenders int
 	putSize       int
+	cpuProfile    string
 }
 
 func benchCommand() *command {
@@ -169,6 +171,7 @@ end. With retention reached, memory and snapshots must stay flat.`,
 			peers := fs.String("peers", "1,10,50", "with -baseline and -mode fanout: comma-separated numbers of peer providers")
 			fs.IntVar(&o.fanoutSenders, "fanout-senders", 64, "with -baseline and -mode fanout: the senders of every fanout level")
 			fs.IntVar(&o.putSize, "put-size", 256, "with -baseline: bytes of each raw Raft entry")
+			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the senders' own work) to `file`")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err
@@ -198,6 +201,17 @@ end. With retention reached, memory and snapshots must stay flat.`,
 				}
 				if err := o.check(); err != nil {
 					return err
+				}
+				if o.cpuProfile != "" {
+					f, err := os.Create(o.cpuProfile)
+					if err != nil {
+						return fmt.Errorf("bench: -cpuprofile: %w", err)
+					}
+					defer f.Close()
+					if err := pprof.StartCPUProfile(f); err != nil {
+						return fmt.Errorf("bench: -cpuprofile: %w", err)
+					}
+					defer pprof.StopCPUProfile()
 				}
 				if o.failover > 0 {
 					return explain(e.benchFailover(ctx, o))
