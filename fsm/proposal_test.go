@@ -98,7 +98,7 @@ func TestBatchIsItsCommandsInOrder(t *testing.T) {
 		props = append(props, &Proposal{Type: CmdProvisional, RequestID: []byte{'m', byte(i)}, Body: &RoomBody{Room: id, Request: wire.MustMarshal(m)}})
 	}
 	props = append(props,
-		&Proposal{Type: CmdProvisional, RequestID: []byte{'m', 1}, Body: props[1].Body}, // a retry: its first result
+		&Proposal{Type: CmdProvisional, RequestID: []byte{'m', 1}, Body: props[1].Body},                                                       // a retry: its first result
 		&Proposal{Type: CmdSubscribe, Body: &SubscribeBody{Client: proto.ClientURI("a.example", "bob", "laptop"), Room: id, Subscribe: true}}, // refused: not a member
 		&Proposal{Type: CmdAck, Body: &AckBody{Client: alice.uri, UpTo: 2}},
 		&Proposal{Type: CmdProvisional, Body: &RoomBody{Room: proto.RoomURI("a.example", "nope"), Request: []byte{1}}}, // refused: no such room

@@ -503,11 +503,11 @@ type snapshotDecoder struct {
 	seen    map[byte]bool
 	// payloads are the shared outbox data read so far (format 4).
 	payloads [][]byte
-	section byte // the last parent tag
-	last    []byte
-	client  *clientRecord
-	stream  *roomStream
-	queue   *outQueue
+	section  byte // the last parent tag
+	last     []byte
+	client   *clientRecord
+	stream   *roomStream
+	queue    *outQueue
 	// lastChild is the last child key (seq, ID) under the current parent.
 	lastChild uint64
 }
