@@ -15,6 +15,11 @@ import (
 type Follower struct {
 	groupState
 	info []byte // the GroupInfo of the current epoch, encoded
+	// history undoes the last commits, oldest first, consecutive epochs
+	// ending at the current one (treehistory.go); historyBytes is its
+	// size for the bound RetainTreesFrom keeps.
+	history      []treeDelta
+	historyBytes int
 }
 
 // NewFollower starts following a group from a GroupInfo and the group's
@@ -146,11 +151,13 @@ func (f *Follower) ProcessCommit(m *Message, gi *GroupInfo, now uint64, check fu
 	if err != nil {
 		return nil, err
 	}
+	epoch := f.ctx.Epoch
 	f.tree.begin()
 	if err := f.stageCommit(ac, gi, res, check); err != nil {
 		f.tree.rollback()
 		return nil, err
 	}
+	f.recordDelta(epoch)
 	f.tree.commit()
 	return res, nil
 }

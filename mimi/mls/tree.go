@@ -70,10 +70,13 @@ type Tree struct {
 	caps    capabilityCounts
 
 	undo []func() // non-nil while a transaction is open
-	// leavesBefore holds, for every leaf the open transaction changed, its
-	// encoding when the transaction began (nil for blank): what a member
-	// keeps of an epoch's membership once a commit ends it.
-	leavesBefore map[LeafIndex][]byte
+	// nodesBefore holds, for every node the open transaction changed, its
+	// encoding when the transaction began (nil for blank): the leaves are
+	// what a member keeps of an epoch's membership once a commit ends it,
+	// all of them what a follower keeps to rebuild an earlier epoch's tree
+	// (treehistory.go). widthBefore is the width in leaves then.
+	nodesBefore map[nodeIndex][]byte
+	widthBefore uint32
 }
 
 // newTree returns an empty tree for suite s.
@@ -229,15 +232,15 @@ func mustDecodeLeaf(enc []byte) *LeafNode {
 
 // begin opens a transaction: every mutation until commit or rollback is
 // recorded so rollback can undo it.
-func (t *Tree) begin() { t.undo, t.leavesBefore = []func(){}, nil }
+func (t *Tree) begin() { t.undo, t.nodesBefore, t.widthBefore = []func(){}, nil, t.nLeaves }
 
 // commit closes the transaction and keeps its changes.
-func (t *Tree) commit() { t.undo, t.leavesBefore = nil, nil }
+func (t *Tree) commit() { t.undo, t.nodesBefore = nil, nil }
 
 // rollback undoes every mutation since begin, newest first.
 func (t *Tree) rollback() {
 	u := t.undo
-	t.undo, t.leavesBefore = nil, nil
+	t.undo, t.nodesBefore = nil, nil
 	for i := len(u) - 1; i >= 0; i-- {
 		u[i]()
 	}
@@ -251,7 +254,11 @@ func (t *Tree) rollback() {
 // modified in place).
 func (t *Tree) leafChanges() map[LeafIndex][]byte {
 	out := map[LeafIndex][]byte{}
-	for l, before := range t.leavesBefore {
+	for x, before := range t.nodesBefore {
+		if !x.isLeaf() {
+			continue
+		}
+		l := x.leaf()
 		var now []byte
 		if x := leafNode(l); !t.blank(x) && uint32(l) < t.nLeaves {
 			now = t.nodes[x]
@@ -312,12 +319,12 @@ func (t *Tree) setRaw(x nodeIndex, enc []byte) error {
 			return err
 		}
 	}
-	if t.undo != nil && x.isLeaf() {
-		if _, seen := t.leavesBefore[x.leaf()]; !seen {
-			if t.leavesBefore == nil {
-				t.leavesBefore = map[LeafIndex][]byte{}
+	if t.undo != nil {
+		if _, seen := t.nodesBefore[x]; !seen {
+			if t.nodesBefore == nil {
+				t.nodesBefore = map[nodeIndex][]byte{}
 			}
-			t.leavesBefore[x.leaf()] = old
+			t.nodesBefore[x] = old
 		}
 	}
 	t.nodes[x] = enc

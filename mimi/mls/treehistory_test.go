@@ -1,0 +1,169 @@
+package mls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/mimihub/mimi-hub/mimi/wire"
+)
+
+// TestTreeAtRebuildsPastTrees plays random adds, removes, updates and
+// empty path commits (the tree grows and truncates) and checks that the
+// follower rebuilds every retained past epoch's tree byte for byte, before
+// and after a snapshot round trip, and that a Welcome's recipient joins
+// with the tree of the Welcome's epoch fetched several commits later.
+func TestTreeAtRebuildsPastTrees(t *testing.T) {
+	s := testSuite(t)
+	r := newTestRoom(t, 3)
+	rng := rand.New(rand.NewPCG(7, 15))
+	trees := map[uint64][]byte{r.hub.Epoch(): wire.MustMarshal(r.hub.Tree())}
+	type pendingJoin struct {
+		epoch   uint64
+		welcome *Message
+		c       *testClient
+	}
+	var joins []pendingJoin
+	for step := range 40 {
+		var live []int
+		for i, m := range r.members {
+			if m != nil {
+				live = append(live, i)
+			}
+		}
+		leaf := live[rng.IntN(len(live))]
+		g := r.members[leaf]
+		var opts CommitOptions
+		var joiner *testClient
+		switch k := rng.IntN(4); {
+		case k == 0 || len(live) < 3:
+			joiner = newTestClient(t, s, fmt.Sprintf("joiner%d", step))
+			opts.Proposals = []*Proposal{AddProposal(joiner.kp.KeyPackage)}
+		case k == 1:
+			victim := live[rng.IntN(len(live))]
+			if victim == leaf {
+				continue
+			}
+			opts.Proposals = []*Proposal{RemoveProposal(LeafIndex(victim))}
+		default:
+			opts.ForcePath = true
+		}
+		opts.GroupInfo.ExternalPub = true
+		b, err := g.Commit(opts)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		// The joiner joins later, from the tree of its Welcome's epoch.
+		r.accept(b, g)
+		trees[r.hub.Epoch()] = wire.MustMarshal(r.hub.Tree())
+		if joiner != nil {
+			joins = append(joins, pendingJoin{r.hub.Epoch(), b.Welcome, joiner})
+		}
+		if len(joins) > 0 && rng.IntN(3) == 0 {
+			j := joins[0]
+			joins = joins[1:]
+			view, err := r.hub.TreeAt(j.epoch)
+			if err != nil {
+				t.Fatalf("step %d: tree of epoch %d: %v", step, j.epoch, err)
+			}
+			jg, err := JoinFromWelcome(transmit(t, j.welcome).Welcome, j.c.kp, view.Bytes(), testOptions())
+			if err != nil {
+				t.Fatalf("step %d: %s joining epoch %d at epoch %d: %v", step, j.c.name, j.epoch, r.hub.Epoch(), err)
+			}
+			if jg.Epoch() != j.epoch {
+				t.Fatalf("joined epoch %d, want %d", jg.Epoch(), j.epoch)
+			}
+		}
+	}
+	check := func(f *Follower, what string) {
+		t.Helper()
+		for e, want := range trees {
+			view, err := f.TreeAt(e)
+			if err != nil {
+				t.Fatalf("%s: epoch %d: %v", what, e, err)
+			}
+			if got := view.Bytes(); !bytes.Equal(got, want) {
+				t.Fatalf("%s: epoch %d: rebuilt tree differs (%d vs %d bytes)", what, e, len(got), len(want))
+			}
+			if !view.Equal(want) || view.EncodedLen() != len(want) {
+				t.Fatalf("%s: epoch %d: Equal or EncodedLen disagree with the encoding", what, e)
+			}
+			var buf bytes.Buffer
+			if n, err := view.WriteTo(&buf); err != nil || n != int64(len(want)) || !bytes.Equal(buf.Bytes(), want) {
+				t.Fatalf("%s: epoch %d: WriteTo wrote %d bytes, %v", what, e, n, err)
+			}
+		}
+	}
+	check(r.hub, "live")
+	restored, err := RestoreFollower(wire.MustMarshal(r.hub), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(restored, "restored")
+	if !bytes.Equal(wire.MustMarshal(restored), wire.MustMarshal(r.hub)) {
+		t.Fatal("the restored follower encodes differently")
+	}
+	if !r.hub.Tree().EncodingEqual(trees[r.hub.Epoch()]) || r.hub.Tree().EncodingEqual(trees[r.hub.Epoch()-1]) {
+		t.Fatal("EncodingEqual is wrong")
+	}
+	if h, err := RatchetTreeHash(s.ID(), trees[r.hub.Epoch()], 1<<20); err != nil || !bytes.Equal(h, r.hub.Tree().Hash()) {
+		t.Fatalf("RatchetTreeHash: %x, %v", h, err)
+	}
+
+	// Retention: from an epoch on, and within a byte bound.
+	cur := r.hub.Epoch()
+	r.hub.RetainTreesFrom(cur-5, 1<<30)
+	if r.hub.OldestTree() != cur-5 {
+		t.Fatalf("oldest %d, want %d", r.hub.OldestTree(), cur-5)
+	}
+	if _, err := r.hub.TreeAt(cur - 6); !errors.Is(err, ErrTreeNotRetained) {
+		t.Fatalf("a forgotten epoch: %v", err)
+	}
+	if _, err := r.hub.TreeAt(cur + 1); !errors.Is(err, ErrTreeNotRetained) {
+		t.Fatalf("a future epoch: %v", err)
+	}
+	check2 := func(e uint64) {
+		if view, err := r.hub.TreeAt(e); err != nil || !bytes.Equal(view.Bytes(), trees[e]) {
+			t.Fatalf("epoch %d after trimming: %v", e, err)
+		}
+	}
+	check2(cur - 5)
+	r.hub.RetainTreesFrom(0, r.hub.TreeHistoryBytes()-1)
+	if r.hub.OldestTree() != cur-4 {
+		t.Fatalf("the byte bound kept from %d, want %d", r.hub.OldestTree(), cur-4)
+	}
+	check2(cur - 4)
+	r.hub.RetainTreesFrom(cur+1, 1<<30)
+	if r.hub.TreeHistoryBytes() != 0 || r.hub.OldestTree() != cur {
+		t.Fatalf("nothing should be retained: %d bytes from %d", r.hub.TreeHistoryBytes(), r.hub.OldestTree())
+	}
+	check2(cur)
+}
+
+// TestFollowerStateVersion1Restores: a follower state written before tree
+// deltas existed restores, with none retained.
+func TestFollowerStateVersion1Restores(t *testing.T) {
+	r := newTestRoom(t, 3)
+	var w wire.Writer
+	f := r.hub
+	w.Uint8(1)
+	w.Encode(&f.ctx)
+	w.Opaque(f.interim)
+	w.Vector(func(w *wire.Writer) { f.tree.EncodeTLS(w) })
+	w.Opaque(f.info)
+	w.Vector(func(w *wire.Writer) {})
+	w.Bool(f.closed)
+	v1, err := w.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := RestoreFollower(v1, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.TreeHistoryBytes() != 0 || g.Epoch() != f.Epoch() || !bytes.Equal(g.Tree().Hash(), f.Tree().Hash()) {
+		t.Fatal("version 1 state restored wrong")
+	}
+}
