@@ -118,7 +118,7 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 		ext = res.Extensions
 	}
 	before := r.participants
-	after := before.clone()
+	after := before // persistent: changes to after leave before as it is
 	plan := &commitPlan{}
 
 	// The committer must be an active participant, or an allowed joiner.
@@ -281,14 +281,16 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 		seen[a.m.client] = true
 	}
 	if !policy.MultipleClients {
-		counts := map[proto.URI]int{}
-		for u, cs := range r.members.byUser {
-			counts[u] = len(cs)
-		}
+		// Count only the users the commit adds clients for: O(changes).
+		removed := map[proto.URI]int{}
 		for _, rm := range res.Removed {
-			counts[r.members.byLeaf[rm.Leaf].user]--
+			removed[r.members.byLeaf[rm.Leaf].user]++
 		}
+		counts := map[proto.URI]int{}
 		for _, a := range plan.added {
+			if _, ok := counts[a.m.user]; !ok {
+				counts[a.m.user] = len(r.members.clientsOf(a.m.user)) - removed[a.m.user]
+			}
 			if counts[a.m.user]++; counts[a.m.user] > 1 {
 				return nil, notAllowed("the room allows one client per user, and %s would have more", a.m.user)
 			}

@@ -2,10 +2,12 @@ package room
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/mimihub/mimi-hub/mimi/internal/pmap"
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -90,8 +92,8 @@ type Room struct {
 	// seq numbers the messages the hub accepted, in hub order.
 	seq uint64
 	// used remembers the KeyPackages added to the room until they expire,
-	// sorted by ref, so that none is added twice (last-resort ones may be).
-	used []usedKeyPackage
+	// so that none is added twice (last-resort ones may be).
+	used usedKeyPackages
 
 	// Derived state, rebuilt on restore.
 	members   memberIndex
@@ -99,25 +101,53 @@ type Room struct {
 	qindex    queueIndex
 }
 
-type usedKeyPackage struct {
-	ref      []byte
-	notAfter uint64 // Unix seconds
+// usedKeyPackages remembers the KeyPackages added to the room until they
+// expire: by ref (the ref's bytes as a string, so sorted as bytes), and by
+// expiry (the 8-byte big-endian notAfter followed by the ref), so that
+// expired ones are dropped in O(log n) each rather than by a scan. Both
+// are persistent maps: a snapshot captures them in constant time.
+type usedKeyPackages struct {
+	byRef    pmap.Map[string, uint64]
+	byExpiry pmap.Map[string, struct{}]
+}
+
+func expiryKey(notAfter uint64, ref string) string {
+	return string(binary.BigEndian.AppendUint64(nil, notAfter)) + ref
+}
+
+// has reports whether ref was added to the room before.
+func (u *usedKeyPackages) has(ref []byte) bool { return u.byRef.Has(string(ref)) }
+
+// add remembers ref until notAfter (Unix seconds).
+func (u *usedKeyPackages) add(ref []byte, notAfter uint64) {
+	if u.byRef.Has(string(ref)) {
+		return
+	}
+	u.byRef = u.byRef.Set(string(ref), notAfter)
+	u.byExpiry = u.byExpiry.Set(expiryKey(notAfter, string(ref)), struct{}{})
+}
+
+// expire forgets the KeyPackages expired at now (Unix seconds): nobody can
+// add those anyway.
+func (u *usedKeyPackages) expire(now uint64) {
+	for {
+		k, _, ok := u.byExpiry.Min()
+		if !ok || binary.BigEndian.Uint64([]byte(k[:8])) >= now {
+			return
+		}
+		u.byExpiry = u.byExpiry.Delete(k)
+		u.byRef = u.byRef.Delete(k[8:])
+	}
 }
 
 // wasUsed reports whether ref was added to the room before.
-func (r *Room) wasUsed(ref []byte) bool {
-	_, found := slices.BinarySearchFunc(r.used, ref, func(u usedKeyPackage, ref []byte) int { return bytes.Compare(u.ref, ref) })
-	return found
-}
+func (r *Room) wasUsed(ref []byte) bool { return r.used.has(ref) }
 
 // markUsed remembers ref until notAfter and forgets KeyPackages expired at
-// now (Unix seconds): nobody can add those anyway.
+// now (Unix seconds).
 func (r *Room) markUsed(ref []byte, notAfter, now uint64) {
-	r.used = slices.DeleteFunc(r.used, func(u usedKeyPackage) bool { return u.notAfter < now })
-	i, found := slices.BinarySearchFunc(r.used, ref, func(u usedKeyPackage, ref []byte) int { return bytes.Compare(u.ref, ref) })
-	if !found {
-		r.used = slices.Insert(r.used, i, usedKeyPackage{ref: bytes.Clone(ref), notAfter: notAfter})
-	}
+	r.used.expire(now)
+	r.used.add(ref, notAfter)
 }
 
 // Route ties a claimed KeyPackage to the provider that served it.
@@ -139,7 +169,7 @@ func (r *Room) Sequence() uint64 { return r.seq }
 func (r *Room) Group() *mls.Follower { return r.group }
 
 // Participants returns a copy of the participant list, sorted by user.
-func (r *Room) Participants() []Participant { return r.participants.clone() }
+func (r *Room) Participants() []Participant { return r.participants.list() }
 
 // Policy returns the room's base policy.
 func (r *Room) Policy() proto.BasePolicy {
@@ -393,9 +423,9 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 	})
 	w.Uint64(r.seq)
 	w.Vector(func(w *wire.Writer) {
-		for _, u := range r.used {
-			w.Opaque(u.ref)
-			w.Uint64(u.notAfter)
+		for ref, notAfter := range r.used.byRef.All() {
+			w.Opaque([]byte(ref))
+			w.Uint64(notAfter)
 		}
 	})
 	w.Vector(func(w *wire.Writer) {
@@ -433,11 +463,16 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	})
 	rd.Uint64(&r.seq)
 	rd.VectorEach(func(rd *wire.Reader) {
-		var u usedKeyPackage
-		rd.Opaque(&u.ref)
-		rd.Uint64(&u.notAfter)
-		u.ref = bytes.Clone(u.ref)
-		r.used = append(r.used, u)
+		var ref []byte
+		var notAfter uint64
+		rd.Opaque(&ref)
+		rd.Uint64(&notAfter)
+		if rd.OK() && r.used.byRef.Len() > 0 {
+			if last, _, _ := r.used.byRef.Max(); last >= string(ref) {
+				rd.Failf("used KeyPackages are not sorted and unique")
+			}
+		}
+		r.used.add(ref, notAfter)
 	})
 	if version >= 2 {
 		rd.VectorEach(func(rd *wire.Reader) {

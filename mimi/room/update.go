@@ -176,7 +176,7 @@ func (r *Room) checkProposal(from string, res *mls.ProposalResult) (actor, error
 		if err != nil {
 			return actor{}, invalid("%v", err)
 		}
-		trial := r.participants.clone()
+		trial := r.participants // persistent: the trial's changes stay in it
 		return a, applyPatch(&trial, r.participants, &policy, a, patch)
 	case mls.ProposalRemove:
 		target, ok := r.members.byLeaf[p.Removed]
