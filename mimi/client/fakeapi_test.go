@@ -692,7 +692,7 @@ func (f *fakeAPI) groupInfo(w http.ResponseWriter, r *http.Request, c *fakeClien
 	for _, p := range gi.PendingProposals {
 		pending = append(pending, wire.MustMarshal(p))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "group_info": wire.MustMarshal(gi.GroupInfo), "ratchet_tree": gi.RatchetTree.Tree, "pending_proposals": pending})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "group_info": wire.MustMarshal(gi.GroupInfo), "ratchet_tree": gi.RatchetTree.Bytes(), "pending_proposals": pending})
 }
 
 func (f *fakeAPI) subscribe(w http.ResponseWriter, r *http.Request, c *fakeClient) {

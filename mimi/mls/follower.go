@@ -71,7 +71,7 @@ func (f *Follower) checkGroupInfoContents(gi *GroupInfo, wantTag []byte) error {
 	} else if ok && !f.suite.ValidHPKEPublicKey(pub) {
 		return rejectf(ErrGroupInfoMismatch, "external_pub is not a valid %s HPKE public key", f.suite.id)
 	}
-	if enc, ok := gi.RatchetTreeExtension(); ok && !bytes.Equal(enc, wire.MustMarshal(f.tree)) {
+	if enc, ok := gi.RatchetTreeExtension(); ok && !f.tree.EncodingEqual(enc) {
 		return rejectf(ErrGroupInfoMismatch, "the ratchet_tree extension differs from the group's tree")
 	}
 	return nil

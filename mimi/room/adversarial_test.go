@@ -1095,7 +1095,7 @@ func (a *adv) join(c *client, x action) result {
 			desc = "joins through " + from
 		}
 	}
-	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Tree, c.signer, opts)
+	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Bytes(), c.signer, opts)
 	if err != nil {
 		return skip(fmt.Sprintf("%s's library refuses: %v", c.name, err))
 	}
@@ -1307,7 +1307,7 @@ func (a *adv) checkJoinable(stats *advStats) *violation {
 		return &violation{check: "join", msg: fmt.Sprintf("%s may join but gets no GroupInfo: %s", user, out.GroupInfo.Status)}
 	}
 	resp := transmit(a.t, out.GroupInfo)
-	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Tree, signer, mls.ExternalJoinOptions{GroupOptions: a.groupOptions(),
+	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Bytes(), signer, mls.ExternalJoinOptions{GroupOptions: a.groupOptions(),
 		Credential: mls.BasicCredential([]byte(c.uri)), Capabilities: roomCaps, PendingSelfRemoves: resp.PendingProposals,
 		Commit: mls.CommitOptions{GroupInfo: mls.GroupInfoOptions{ExternalPub: true}}})
 	if err != nil {

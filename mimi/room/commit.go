@@ -8,7 +8,6 @@ import (
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
-	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // commitPlan is the room-level change a commit makes, decided by the policy
@@ -57,7 +56,7 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, at uint64) Out
 		if err != nil {
 			return err
 		}
-		if body.RatchetTree.Representation == proto.TreeFull && !bytes.Equal(body.RatchetTree.Tree, wire.MustMarshal(r.group.Tree())) {
+		if body.RatchetTree.Representation == proto.TreeFull && !r.group.Tree().EncodingEqual(body.RatchetTree.Tree) {
 			return invalid("the ratchet tree sent differs from the tree the commit produces")
 		}
 		plan = p
@@ -101,6 +100,7 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, at uint64) Out
 	if body.Welcome != nil {
 		effects = append(effects, r.accept(body.Welcome, at, plan.welcome))
 	}
+	r.recordWelcomes(res.Added, at)
 	effects = append(effects, r.renewQueue(res.External, plan.carried, at)...)
 	out := Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: effects}
 	if res.External {

@@ -94,6 +94,9 @@ type Room struct {
 	// used remembers the KeyPackages added to the room until they expire,
 	// so that none is added twice (last-resort ones may be).
 	used usedKeyPackages
+	// welcomes remembers the recipients of recent Welcomes, who may fetch
+	// the tree of their epoch (welcometree.go).
+	welcomes welcomeRecords
 
 	// Derived state, rebuilt on restore.
 	members   memberIndex
@@ -401,8 +404,9 @@ func (r *Room) updateLingering(users []proto.URI) {
 }
 
 // stateVersion is the format of Room.EncodeTLS. Version 1 (before hub
-// proposals) had no mandates; it still restores, with none.
-const stateVersion = 2
+// proposals) had no mandates, version 2 no Welcome records; both still
+// restore, without them.
+const stateVersion = 3
 
 // EncodeTLS writes the room's state for snapshots.
 func (r *Room) EncodeTLS(w *wire.Writer) {
@@ -434,6 +438,7 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 			d.user.EncodeTLS(w)
 		}
 	})
+	r.welcomes.encode(w)
 }
 
 // Restore rebuilds a room from EncodeTLS output.
@@ -442,8 +447,8 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	rd.SetMaxVector(cfg.maxVector())
 	var version uint8
 	rd.Uint8(&version)
-	if rd.OK() && version != stateVersion && version != 1 {
-		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1)", version, stateVersion)
+	if rd.OK() && (version < 1 || version > stateVersion) {
+		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1, 2)", version, stateVersion)
 	}
 	r := &Room{cfg: cfg}
 	r.id.DecodeTLS(rd)
@@ -484,6 +489,9 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 			}
 			r.mandates = append(r.mandates, d)
 		})
+	}
+	if version >= 3 {
+		r.welcomes.decode(rd)
 	}
 	if err := rd.Finish(); err != nil {
 		return nil, fmt.Errorf("restore room: %w", err)
