@@ -35,8 +35,8 @@ func (q *ClaimGroupInfo) apply(r *Room, _ uint64) Outcome {
 		panic("room: stored GroupInfo does not decode: " + err.Error())
 	}
 	resp := &proto.GroupInfoResponse{
-		Status:      proto.GroupInfoSuccess,
-		GroupInfo:   mls.NewGroupInfoMessage(&gi),
+		Status:    proto.GroupInfoSuccess,
+		GroupInfo: mls.NewGroupInfoMessage(&gi),
 		// Captured, not encoded: the caller writes it outside the state's
 		// lock (GroupInfoResponse.WriteTo).
 		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeFull, View: r.group.Tree().View()},

@@ -42,8 +42,8 @@ func TestWelcomeTreeByReference(t *testing.T) {
 		ref    []byte
 		want   error
 	}{
-		{"b.example", w.bob1.uri, kpRef, ErrNotAllowed},       // another client
-		{"b.example", erin.uri, kpRef, ErrNotAllowed},         // another provider, for Erin
+		{"b.example", w.bob1.uri, kpRef, ErrNotAllowed}, // another client
+		{"b.example", erin.uri, kpRef, ErrNotAllowed},   // another provider, for Erin
 		{"e.example", erin.uri, []byte("no such ref"), ErrUnknownWelcome},
 	} {
 		if _, err := w.room.WelcomeTree(bad.from, bad.client, bad.ref); !errors.Is(err, bad.want) {
