@@ -3,10 +3,12 @@ package fsm
 import (
 	"bytes"
 	"crypto/subtle"
+	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/mimihub/mimi-hub/mimi/keymaterial"
+	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
 )
@@ -48,6 +50,30 @@ func (s *State) GroupInfo(id proto.URI, from string, req *proto.GroupInfoRequest
 	return rm.Apply(&room.ClaimGroupInfo{From: from, Body: req}, 0).GroupInfo, true
 }
 
+// WelcomeTree gives a Welcome's recipient the ratchet tree of the epoch
+// its Welcome joins (room.Room.WelcomeTree): client, asking through
+// provider from (this provider's domain for its own clients), names the
+// KeyPackageRef of the Welcome. The view is captured: encode it after the
+// read returns. Errors: a NotFound *Error when the room is not hosted
+// here, else the room's (room.ErrUnknownWelcome, room.ErrNotAllowed,
+// room.ErrTreeGone).
+func (s *State) WelcomeTree(id proto.URI, from string, client proto.URI, ref []byte) (*mls.TreeView, error) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return nil, &Error{Kind: NotFound, Message: fmt.Sprintf("room %s is not hosted here", id)}
+	}
+	return rm.WelcomeTree(from, client, ref)
+}
+
+// RoomMembers returns the number of member clients of a hosted room.
+func (s *State) RoomMembers(id proto.URI) (int, bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return 0, false
+	}
+	return rm.Members(), true
+}
+
 // RoomInfo describes a hosted room.
 type RoomInfo struct {
 	ID           proto.URI
@@ -70,7 +96,7 @@ func (s *State) Room(id proto.URI) (RoomInfo, bool) {
 		return RoomInfo{}, false
 	}
 	return RoomInfo{ID: id, Epoch: rm.Epoch(), Sequence: rm.Sequence(), Policy: rm.Policy(), Participants: rm.Participants(),
-		Providers: rm.Providers(), Members: rm.Group().Tree().NumMembers(),
+		Providers: rm.Providers(), Members: rm.Members(),
 		TranscriptHash: rm.Group().GroupContext().ConfirmedTranscriptHash}, true
 }
 

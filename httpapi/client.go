@@ -112,6 +112,7 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/proposals", RouteProposals, c.proposals, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/messages", RouteMessages, c.message, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/groupinfo", RouteGroupInfo, c.groupInfo, t},
+		{http.MethodGet, "/v1/rooms/{hub}/{room}/tree", RouteWelcomeTree, c.welcomeTree, t},
 		{http.MethodPut, "/v1/rooms/{hub}/{room}/subscription", RouteSubscribe, c.subscription(true), t},
 		{http.MethodDelete, "/v1/rooms/{hub}/{room}/subscription", RouteUnsubscribe, c.subscription(false), t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/abuse", RouteAbuse, c.abuse, t},

@@ -108,6 +108,7 @@ func NewFederation(cfg Config, backend Backend, peers Peers) http.Handler {
 		r.Path(path).Methods(rt.method).Name(rt.name).Handler(f.authenticated(handlers[rt.name], timeout))
 	}
 	r.Path(proto.RemoveClientsPath).Methods(http.MethodPost).Name(RouteRemoveClients).Handler(f.authenticated(f.removeClients, f.cfg.RequestTimeout))
+	r.Path(proto.WelcomeTreePath).Methods(http.MethodPost).Name(RouteFedWelcomeTree).Handler(f.authenticated(f.welcomeTree, f.cfg.RequestTimeout))
 	return r
 }
 
@@ -250,10 +251,11 @@ func (f *federation) roomCommand(t fsm.CommandType) fedHandler {
 		if err != nil {
 			return err
 		}
-		limit, check := f.cfg.MaxRoomBody, wire.Decoder(new(proto.UpdateRoomRequest))
+		update := new(proto.UpdateRoomRequest)
+		limit, check := hostedRoomBodyLimit(r, &f.cfg, f.backend, room, true), wire.Decoder(update)
 		switch t {
 		case fsm.CmdProvisional:
-			check = new(mls.Message)
+			limit, check = f.cfg.MaxRoomBody, new(mls.Message)
 		case fsm.CmdReportAbuse:
 			limit, check = f.cfg.MaxBody, new(proto.AbuseReport)
 		}
@@ -263,6 +265,14 @@ func (f *federation) roomCommand(t fsm.CommandType) fedHandler {
 		}
 		if err := decode(body, check, f.cfg.MaxVector, t.String()+" body"); err != nil {
 			return err
+		}
+		if t == fsm.CmdUpdateRoom && update.RatchetTree.Representation == proto.TreeFull {
+			if refusal := byReference(update, f.cfg.MaxVector); refusal != nil {
+				return writeMIMI(w, http.StatusOK, refusal)
+			}
+			if body, err = wire.Marshal(update); err != nil {
+				return fmt.Errorf("re-encode updateRoom: %w", err)
+			}
 		}
 		res, err := f.apply(r, t, peer, &fsm.RoomBody{Room: room, Request: body})
 		if err != nil {
@@ -335,21 +345,11 @@ func (f *federation) claimGroupInfo(w http.ResponseWriter, r *http.Request, peer
 	if err := decode(body, &req, f.cfg.MaxVector, "GroupInfoRequest"); err != nil {
 		return err
 	}
-	var out []byte
-	err = f.backend.Read(r.Context(), true, func(s *fsm.State) error {
-		resp, ok := s.GroupInfo(room, peer, &req)
-		if !ok {
-			resp = &proto.GroupInfoResponse{Status: proto.GroupInfoNoSuchRoom}
-		}
-		var err error
-		out, err = wire.Marshal(resp)
-		return err
-	})
+	resp, err := readGroupInfo(r, f.backend, room, peer, &req)
 	if err != nil {
 		return err
 	}
-	writeRawMIMI(w, http.StatusOK, out)
-	return nil
+	return writeGroupInfo(w, resp)
 }
 
 // identifierQuery: POST /identifierQuery/{domain} about local users.
