@@ -167,3 +167,33 @@ func TestFollowerStateVersion1Restores(t *testing.T) {
 		t.Fatal("version 1 state restored wrong")
 	}
 }
+
+// TestActAs: a member sends a commit and a message as another member
+// whose signing key it holds; the hub and the other members accept both.
+func TestActAs(t *testing.T) {
+	s := testSuite(t)
+	r := newTestRoom(t, 1)
+	c1, c2 := newTestClient(t, s, "one"), newTestClient(t, s, "two")
+	r.add(0, c1)
+	r.add(0, c2)
+	g := r.members[0]
+	if err := g.ActAs(1, c2.signer); err == nil {
+		t.Fatal("acting as leaf 1 with leaf 2's key")
+	}
+	if err := g.ActAs(1, c1.signer); err != nil {
+		t.Fatal(err)
+	}
+	r.members[1] = nil // leaf 1's own client would not take its own commit
+	r.commit(0, CommitOptions{ForcePath: true})
+	if g.MyLeaf() != 1 {
+		t.Fatal("not acting as leaf 1")
+	}
+	msg, err := g.Encrypt([]byte("hi"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.members[2].Process(transmit(t, msg))
+	if err != nil || string(got.ApplicationData) != "hi" || got.Sender.Index != 1 {
+		t.Fatalf("leaf 2 reading leaf 1's message: %+v, %v", got, err)
+	}
+}
