@@ -11,6 +11,7 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // Reads for the API and the delivery worker. They run under FSM.Read and
@@ -72,6 +73,16 @@ func (s *State) RoomMembers(id proto.URI) (int, bool) {
 		return 0, false
 	}
 	return rm.Members(), true
+}
+
+// RoomEncoding returns a hosted room's state as a snapshot holds it
+// (room.Restore reads it back): for measuring what a room costs.
+func (s *State) RoomEncoding(id proto.URI) ([]byte, bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return nil, false
+	}
+	return wire.MustMarshal(rm), true
 }
 
 // RoomInfo describes a hosted room.

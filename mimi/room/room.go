@@ -2,7 +2,6 @@ package room
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -105,17 +104,16 @@ type Room struct {
 }
 
 // usedKeyPackages remembers the KeyPackages added to the room until they
-// expire: by ref (the ref's bytes as a string, so sorted as bytes), and by
-// expiry (the 8-byte big-endian notAfter followed by the ref), so that
-// expired ones are dropped in O(log n) each rather than by a scan. Both
-// are persistent maps: a snapshot captures them in constant time.
+// expire, by ref (the ref's bytes as a string, so sorted as bytes), in a
+// persistent map: a change is O(log n) and a snapshot captures it in
+// constant time. Expired ones are forgotten by a sweep that resumes after
+// swept and checks a few entries per commit, so there is no second index
+// by expiry (a room of 100,000 members would pay for it per member) and no
+// scan of all. An expired entry kept a while changes nothing: nobody can
+// add an expired KeyPackage.
 type usedKeyPackages struct {
-	byRef    pmap.Map[string, uint64]
-	byExpiry pmap.Map[string, struct{}]
-}
-
-func expiryKey(notAfter uint64, ref string) string {
-	return string(binary.BigEndian.AppendUint64(nil, notAfter)) + ref
+	byRef pmap.Map[string, uint64]
+	swept string
 }
 
 // has reports whether ref was added to the room before.
@@ -123,35 +121,38 @@ func (u *usedKeyPackages) has(ref []byte) bool { return u.byRef.Has(string(ref))
 
 // add remembers ref until notAfter (Unix seconds).
 func (u *usedKeyPackages) add(ref []byte, notAfter uint64) {
-	if u.byRef.Has(string(ref)) {
-		return
+	if !u.byRef.Has(string(ref)) {
+		u.byRef = u.byRef.Set(string(ref), notAfter)
 	}
-	u.byRef = u.byRef.Set(string(ref), notAfter)
-	u.byExpiry = u.byExpiry.Set(expiryKey(notAfter, string(ref)), struct{}{})
 }
 
-// expire forgets the KeyPackages expired at now (Unix seconds): nobody can
-// add those anyway.
-func (u *usedKeyPackages) expire(now uint64) {
-	for {
-		k, _, ok := u.byExpiry.Min()
-		if !ok || binary.BigEndian.Uint64([]byte(k[:8])) >= now {
-			return
+// expire checks the next n entries of the sweep (wrapping around at the
+// end, none twice) and forgets those expired at now (Unix seconds).
+func (u *usedKeyPackages) expire(now uint64, n int) {
+	n = min(n, u.byRef.Len())
+	var expired []string
+	for n > 0 {
+		took := 0
+		for ref, notAfter := range u.byRef.After(u.swept) {
+			u.swept = ref
+			if notAfter < now {
+				expired = append(expired, ref)
+			}
+			if took++; took == n {
+				break
+			}
 		}
-		u.byExpiry = u.byExpiry.Delete(k)
-		u.byRef = u.byRef.Delete(k[8:])
+		if n -= took; n > 0 {
+			u.swept = "" // the end: go on from the start
+		}
+	}
+	for _, ref := range expired {
+		u.byRef = u.byRef.Delete(ref)
 	}
 }
 
 // wasUsed reports whether ref was added to the room before.
 func (r *Room) wasUsed(ref []byte) bool { return r.used.has(ref) }
-
-// markUsed remembers ref until notAfter and forgets KeyPackages expired at
-// now (Unix seconds).
-func (r *Room) markUsed(ref []byte, notAfter, now uint64) {
-	r.used.expire(now)
-	r.used.add(ref, notAfter)
-}
 
 // Route ties a claimed KeyPackage to the provider that served it.
 type Route struct {
@@ -439,6 +440,7 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 		}
 	})
 	r.welcomes.encode(w)
+	w.Opaque([]byte(r.used.swept))
 }
 
 // Restore rebuilds a room from EncodeTLS output.
@@ -492,6 +494,9 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	}
 	if version >= 3 {
 		r.welcomes.decode(rd)
+		var swept []byte
+		rd.Opaque(&swept)
+		r.used.swept = string(swept)
 	}
 	if err := rd.Finish(); err != nil {
 		return nil, fmt.Errorf("restore room: %w", err)

@@ -172,6 +172,26 @@ func (m Map[K, V]) All() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) { walk(m.root, yield) }
 }
 
+// After yields the entries with keys greater than key, in ascending
+// order.
+func (m Map[K, V]) After(key K) iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) { walkAfter(m.root, key, yield) }
+}
+
+func walkAfter[K cmp.Ordered, V any](n *node[K, V], key K, yield func(K, V) bool) bool {
+	for n != nil {
+		if cmp.Compare(n.key, key) <= 0 {
+			n = n.right // this node and its left subtree are not after key
+			continue
+		}
+		if !walkAfter(n.left, key, yield) || !yield(n.key, n.val) {
+			return false
+		}
+		n = n.right
+	}
+	return true
+}
+
 func walk[K cmp.Ordered, V any](n *node[K, V], yield func(K, V) bool) bool {
 	for n != nil {
 		if !walk(n.left, yield) || !yield(n.key, n.val) {

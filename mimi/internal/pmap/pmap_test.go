@@ -74,6 +74,20 @@ func TestModel(t *testing.T) {
 				t.Fatalf("version %d: Get(%d) = %d %v, want %d %v", i, k, got, ok, want, wok)
 			}
 		}
+		from := i * 97 % 2000
+		var after []int
+		for k := range v.m.After(from) {
+			after = append(after, k)
+		}
+		var wantAfter []int
+		for _, k := range slices.Sorted(maps.Keys(v.model)) {
+			if k > from {
+				wantAfter = append(wantAfter, k)
+			}
+		}
+		if !slices.Equal(after, wantAfter) {
+			t.Fatalf("version %d: After(%d) = %v, want %v", i, from, after, wantAfter)
+		}
 		if k, _, ok := v.m.Max(); ok != (len(v.model) > 0) || ok && k != slices.Max(slices.Collect(maps.Keys(v.model))) {
 			t.Fatalf("version %d: Max = %d %v", i, k, ok)
 		}
