@@ -48,8 +48,8 @@ func memberOf(leaf *mls.LeafNode) (member, error) {
 // counts clients per user and per provider, so that policy checks and fanout
 // need no scan of the tree. It is derived state: restore rebuilds it.
 type memberIndex struct {
-	byLeaf   []member // by leaf index; a blank leaf has the zero member
-	count    int      // non-blank entries of byLeaf
+	byLeaf   []member                  // by leaf index; a blank leaf has the zero member
+	count    int                       // non-blank entries of byLeaf
 	byUser   map[proto.URI][]proto.URI // sorted clients
 	byDomain map[string]int
 	byClient map[proto.URI]mls.LeafIndex
