@@ -91,6 +91,9 @@ func newTree(s *Suite) *Tree {
 func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 	t := newTree(s)
 	var raw [][]byte
+	// The leaves as decoded here, so indexing them needs no second
+	// decode (restoring a room of 100,000 members decodes each once).
+	var leaves map[nodeIndex]*LeafNode
 	r := wire.NewReader(data)
 	r.SetMaxVector(maxVector)
 	r.VectorEach(func(r *wire.Reader) {
@@ -102,7 +105,12 @@ func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 			switch {
 			case !r.OK():
 			case typ == nodeTypeLeaf && x.isLeaf():
-				enc = r.Capture(func(r *wire.Reader) { new(LeafNode).DecodeTLS(r) })
+				leaf := new(LeafNode)
+				enc = r.Capture(leaf.DecodeTLS)
+				if leaves == nil {
+					leaves = map[nodeIndex]*LeafNode{}
+				}
+				leaves[x] = leaf
 			case typ == nodeTypeParent && !x.isLeaf():
 				enc = r.Capture(func(r *wire.Reader) { new(ParentNode).DecodeTLS(r) })
 			case x.isLeaf():
@@ -133,7 +141,7 @@ func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 	t.resize(n)
 	for i, enc := range raw {
 		if enc != nil {
-			if err := t.setRaw(nodeIndex(i), enc); err != nil {
+			if err := t.setRawDecoded(nodeIndex(i), enc, leaves[nodeIndex(i)]); err != nil {
 				return nil, fmt.Errorf("decode ratchet tree: node %d: %w", i, err)
 			}
 		}
@@ -180,6 +188,32 @@ func (t *Tree) Leaf(l LeafIndex) (leaf *LeafNode, ok bool) {
 		return nil, false
 	}
 	return mustDecodeLeaf(t.nodes[x]), true
+}
+
+// MemberCredentials yields the credential of every non-blank leaf in index
+// order, read from the leaf's encoding without decoding the rest: what an
+// index of members by identity needs, at a fraction of Members' cost.
+func (t *Tree) MemberCredentials() iter.Seq2[LeafIndex, Credential] {
+	return func(yield func(LeafIndex, Credential) bool) {
+		for l := uint32(0); l < t.nLeaves; l++ {
+			x := leafNode(LeafIndex(l))
+			if t.blank(x) {
+				continue
+			}
+			r := wire.NewReader(t.nodes[x])
+			var ek, sk []byte
+			var c Credential
+			r.Opaque(&ek)
+			r.Opaque(&sk)
+			c.DecodeTLS(r)
+			if !r.OK() {
+				panic(fmt.Sprintf("mls: stored leaf %d does not decode: %v", l, r.Err()))
+			}
+			if !yield(LeafIndex(l), c) {
+				return
+			}
+		}
+	}
 }
 
 // Members yields every non-blank leaf in index order.
@@ -304,15 +338,19 @@ func (t *Tree) resize(n uint32) {
 // setRaw stores enc (nil for blank) at x, keeping indexes and the hash cache
 // current. It fails, changing nothing, if the new node's keys collide with
 // another node's.
-func (t *Tree) setRaw(x nodeIndex, enc []byte) error {
+func (t *Tree) setRaw(x nodeIndex, enc []byte) error { return t.setRawDecoded(x, enc, nil) }
+
+// setRawDecoded is setRaw with enc's leaf node already decoded (nil: decode
+// it when needed).
+func (t *Tree) setRawDecoded(x nodeIndex, enc []byte, leaf *LeafNode) error {
 	old := t.nodes[x]
 	if old != nil {
 		t.unindex(x, old)
 	}
 	if enc != nil {
-		if err := t.index(x, enc); err != nil {
+		if err := t.index(x, enc, leaf); err != nil {
 			if old != nil {
-				if err2 := t.index(x, old); err2 != nil {
+				if err2 := t.index(x, old, nil); err2 != nil {
 					panic(err2)
 				}
 			}
@@ -347,7 +385,7 @@ func (t *Tree) setRaw(x nodeIndex, enc []byte) error {
 	return nil
 }
 
-func (t *Tree) index(x nodeIndex, enc []byte) error {
+func (t *Tree) index(x nodeIndex, enc []byte, leaf *LeafNode) error {
 	var ek, sk []byte
 	r := wire.NewReader(enc)
 	r.Opaque(&ek)
@@ -362,7 +400,10 @@ func (t *Tree) index(x nodeIndex, enc []byte) error {
 			return &DuplicateKeyError{Kind: "signature key", Node: uint32(x), Other: uint32(y)}
 		}
 		t.sigKeys.add(sk, x)
-		t.caps.add(mustDecodeLeaf(enc), 1)
+		if leaf == nil {
+			leaf = mustDecodeLeaf(enc)
+		}
+		t.caps.add(leaf, 1)
 	}
 	t.encKeys.add(ek, x)
 	return nil

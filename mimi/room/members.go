@@ -19,11 +19,13 @@ type member struct {
 
 // memberOf reads the client a leaf node names: its basic credential's
 // identity must be a client URI (DECISIONS.md item 8).
-func memberOf(leaf *mls.LeafNode) (member, error) {
-	if leaf.Credential.Type != mls.CredentialBasic {
-		return member{}, fmt.Errorf("credential type 0x%04x: rooms need basic credentials naming a client URI", uint16(leaf.Credential.Type))
+func memberOf(leaf *mls.LeafNode) (member, error) { return memberOfCredential(&leaf.Credential) }
+
+func memberOfCredential(c *mls.Credential) (member, error) {
+	if c.Type != mls.CredentialBasic {
+		return member{}, fmt.Errorf("credential type 0x%04x: rooms need basic credentials naming a client URI", uint16(c.Type))
 	}
-	uri := proto.URI(leaf.Credential.Identity)
+	uri := proto.URI(c.Identity)
 	id, err := uri.Parse()
 	if err != nil {
 		return member{}, fmt.Errorf("credential identity: %w", err)
@@ -88,8 +90,8 @@ func (x *memberIndex) all() iter.Seq2[mls.LeafIndex, member] {
 // client or name one twice.
 func indexTree(t *mls.Tree) (memberIndex, error) {
 	idx := newMemberIndex()
-	for l, leaf := range t.Members() {
-		m, err := memberOf(leaf)
+	for l, cred := range t.MemberCredentials() {
+		m, err := memberOfCredential(&cred)
 		if err != nil {
 			return memberIndex{}, fmt.Errorf("leaf %d: %w", l, err)
 		}
