@@ -197,3 +197,66 @@ func TestActAs(t *testing.T) {
 		t.Fatalf("leaf 2 reading leaf 1's message: %+v, %v", got, err)
 	}
 }
+
+// TestJoinLargeGroupByReference: in a steady-state group of 100,000
+// members, a member adds a joiner with a Welcome that carries no tree;
+// two commits later the joiner gets the tree of its Welcome's epoch from
+// the hub's retained deltas, joins, and catches up with the hub. (The
+// full stack does the same in mimictl bench -mode rooms.) -short skips it:
+// building the group takes a while; CI runs it.
+func TestJoinLargeGroupByReference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: building a 100,000-member group takes about 15 seconds")
+	}
+	const n = 100_000
+	g := newSteadyGroup(t, n, false)
+	gi := g.groupInfo(t)
+	hub, err := NewFollower(gi, wire.MustMarshal(g.tree), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := g.puppet(t, hub)
+	commit := func(leaf LeafIndex, opts CommitOptions) *CommitBundle {
+		t.Helper()
+		if err := p.ActAs(leaf, g.signers[leaf]); err != nil {
+			t.Fatal(err)
+		}
+		b, err := p.Commit(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hub.ProcessCommit(transmit(t, b.Commit), transmit(t, b.GroupInfo).GroupInfo, testNow, nil); err != nil {
+			t.Fatal(err)
+		}
+		p.MergePendingCommit()
+		return b
+	}
+	joiner := newTestClient(t, g.suite, "joiner")
+	added := commit(7, CommitOptions{Proposals: []*Proposal{AddProposal(joiner.kp.KeyPackage)}})
+	if len(wire.MustMarshal(added.Welcome)) > 4<<10 {
+		t.Fatalf("a Welcome of %d bytes: it carries the tree", len(wire.MustMarshal(added.Welcome)))
+	}
+	welcomeEpoch := hub.Epoch()
+	later := []*CommitBundle{commit(99_999, CommitOptions{ForcePath: true}), commit(50_000, CommitOptions{ForcePath: true})}
+	hub.RetainTreesFrom(welcomeEpoch, 8<<20)
+	view, err := hub.TreeAt(welcomeEpoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jg, err := JoinFromWelcome(transmit(t, added.Welcome).Welcome, joiner.kp, view.Bytes(), testOptions())
+	if err != nil {
+		t.Fatalf("joining a 100,000-member group from its retained tree: %v", err)
+	}
+	for _, b := range later {
+		if _, err := jg.Process(transmit(t, b.Commit)); err != nil {
+			t.Fatalf("the joiner catching up: %v", err)
+		}
+	}
+	hc, jc := hub.GroupContext(), jg.GroupContext()
+	if !jc.Equal(&hc) || jg.Tree().NumMembers() != n+1 {
+		t.Fatalf("the joiner (%d members, epoch %d) and the hub (epoch %d) disagree", jg.Tree().NumMembers(), jc.Epoch, hc.Epoch)
+	}
+	if hub.TreeHistoryBytes() > 64<<10 {
+		t.Fatalf("three commits cost %d bytes of history: more than O(log n) nodes each", hub.TreeHistoryBytes())
+	}
+}
