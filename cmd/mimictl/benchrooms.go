@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -198,6 +199,11 @@ func (e *env) benchRoomSize(ctx context.Context, o *benchOptions, n int) (roomsR
 	slices.Sort(entries)
 	row.AddEntryBytes = entries[len(entries)/2]
 
+	e.progress("%d members: a new member joins from a Welcome without the tree", n)
+	if err := rb.join(ctx, p.ClientURL, hc, rng); err != nil {
+		return row, fmt.Errorf("a joiner: %w", err)
+	}
+
 	store := p.Hub.Store()
 	for range 3 {
 		start := time.Now()
@@ -216,7 +222,6 @@ func (e *env) benchRoomSize(ctx context.Context, o *benchOptions, n int) (roomsR
 	}); err != nil || enc == nil {
 		return row, fmt.Errorf("reading the room's state: %v", err)
 	}
-	e.progress("room state: %d bytes", len(enc))
 	if row.BytesPerMember, err = roomHeap(enc, n); err != nil {
 		return row, err
 	}
@@ -471,4 +476,54 @@ func (rb *roomBench) message(ctx context.Context) (time.Duration, error) {
 		err = fmt.Errorf("the hub refused the message: %s: %s", resp.Code, resp.Description)
 	}
 	return d, err
+}
+
+// join checks the whole path a real joiner takes: a registered client
+// (mimi/client.Member) uploads a KeyPackage, alice claims it through the
+// room and adds it with a Welcome that carries no tree, two random members
+// commit, and the joiner syncs: it fetches the tree of its Welcome's
+// epoch (GET .../tree), joins, processes the two commits and must then
+// agree with the hub on the epoch and the member count.
+func (rb *roomBench) join(ctx context.Context, base string, hc *http.Client, rng *rand.Rand) error {
+	api, err := client.NewUser(client.UserConfig{BaseURL: base, HTTPClient: hc, Timeout: 5 * time.Minute, MaxResponse: 512 << 20, Logger: rb.e.providerLogger()})
+	if err != nil {
+		return err
+	}
+	m, err := client.RegisterMember(ctx, api, "joiner", "bench", client.MemberConfig{Logger: rb.e.providerLogger()})
+	if err != nil {
+		return err
+	}
+	if err := m.UploadKeyPackages(ctx, 1, false); err != nil {
+		return err
+	}
+	claim, err := rb.api.ClaimKeyMaterial(ctx, client.ClaimRequest{Users: []proto.URI{m.User()}, Room: rb.room, CipherSuites: []mls.CipherSuite{rb.suite.ID()}})
+	if err != nil {
+		return err
+	}
+	if len(claim.Users) != 1 || len(claim.Users[0].Clients) != 1 || claim.Users[0].Clients[0].KeyPackage == nil {
+		return fmt.Errorf("claiming the joiner's KeyPackage: %+v", claim.Users)
+	}
+	patch := &proto.ParticipantListPatch{AddUsers: []proto.UserRoles{{User: m.User(), Roles: []proto.Role{proto.RoleRegularUser}}}}
+	if _, _, err := rb.submit(ctx, 0, mls.CommitOptions{Proposals: []*mls.Proposal{patch.Proposal(), mls.AddProposal(claim.Users[0].Clients[0].KeyPackage.KeyPackage)}}); err != nil {
+		return err
+	}
+	rb.signers = append(rb.signers, nil) // the joiner's leaf: never acted as
+	for range 2 {
+		if _, err := rb.pathCommit(ctx, mls.LeafIndex(1+rng.IntN(len(rb.signers)-2))); err != nil {
+			return err
+		}
+	}
+	events, err := m.Sync(ctx)
+	if err != nil {
+		return err
+	}
+	if len(events) == 0 || events[0].Kind != client.EventJoined {
+		return fmt.Errorf("the joiner's first event is not its joining: %+v", events)
+	}
+	epoch, ok := m.Epoch(rb.room)
+	members, err := m.Members(rb.room)
+	if !ok || err != nil || epoch != rb.group.Epoch() || len(members) != rb.group.Tree().NumMembers() {
+		return fmt.Errorf("the joiner is at epoch %d with %d members, the room at %d with %d (%v)", epoch, len(members), rb.group.Epoch(), rb.group.Tree().NumMembers(), err)
+	}
+	return nil
 }
