@@ -66,6 +66,19 @@ func (s *State) WelcomeTree(id proto.URI, from string, client proto.URI, ref []b
 	return rm.WelcomeTree(from, client, ref)
 }
 
+// RoomParticipant returns user's entry in a hosted room's participant
+// list and the providers with member clients, without listing every
+// participant (rooms have 100,000). ok is false when the room is not
+// hosted here; listed when user is a participant.
+func (s *State) RoomParticipant(id, user proto.URI) (p room.Participant, listed bool, providers []string, ok bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return room.Participant{}, false, nil, false
+	}
+	p, listed = rm.Participant(user)
+	return p, listed, rm.Providers(), true
+}
+
 // RoomMembers returns the number of member clients of a hosted room.
 func (s *State) RoomMembers(id proto.URI) (int, bool) {
 	rm, ok := s.rooms[id]

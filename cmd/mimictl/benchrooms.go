@@ -246,20 +246,26 @@ func (e *env) benchRoomSize(ctx context.Context, o *benchOptions, n int) (roomsR
 }
 
 // roomHeap measures the heap a room's state takes once restored, per
-// member.
+// member. A small room is restored several times over (up to 16 MiB of
+// state in all), so that the garbage collector's noise does not swamp it.
 func roomHeap(enc []byte, members int) (float64, error) {
+	copies := max(1, min(1000, (16<<20)/len(enc)))
+	rooms := make([]*room.Room, copies)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	rm, err := room.Restore(room.Config{Hub: "bench.example"}, enc)
-	if err != nil {
-		return 0, fmt.Errorf("restoring the room: %w", err)
+	for i := range rooms {
+		rm, err := room.Restore(room.Config{Hub: "bench.example"}, enc)
+		if err != nil {
+			return 0, fmt.Errorf("restoring the room: %w", err)
+		}
+		rooms[i] = rm
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(rm)
+	runtime.KeepAlive(rooms)
 	runtime.KeepAlive(enc)
-	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(members), nil
+	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(copies*members), nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -175,6 +175,15 @@ func (r *Room) Group() *mls.Follower { return r.group }
 // Participants returns a copy of the participant list, sorted by user.
 func (r *Room) Participants() []Participant { return r.participants.list() }
 
+// Participant returns user's entry in the participant list, in O(log n).
+func (r *Room) Participant(user proto.URI) (Participant, bool) {
+	p := r.participants.get(user)
+	if p == nil {
+		return Participant{}, false
+	}
+	return Participant{User: p.User, Roles: slices.Clone(p.Roles)}, true
+}
+
 // Policy returns the room's base policy.
 func (r *Room) Policy() proto.BasePolicy {
 	ctx := r.group.GroupContext()
