@@ -333,16 +333,9 @@ func (f *federation) fanout(w http.ResponseWriter, r *http.Request, peer string)
 // claimGroupInfo: POST /claimGroupInfo/{roomId}, answered from the latest
 // committed state (noSuchRoom when the room is not hosted here).
 func (f *federation) claimGroupInfo(w http.ResponseWriter, r *http.Request, peer string) error {
-	room, err := roomVar(r, "roomId", f.domain)
-	if err != nil {
-		return err
-	}
-	body, err := readBody(w, r, f.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
 	var req proto.GroupInfoRequest
-	if err := decode(body, &req, f.cfg.MaxVector, "GroupInfoRequest"); err != nil {
+	room, err := f.hostedRoomRequest(w, r, &req, "GroupInfoRequest")
+	if err != nil {
 		return err
 	}
 	resp, err := readGroupInfo(r, f.backend, room, peer, &req)

@@ -13,6 +13,7 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // Route names of the tree fetches (DECISIONS.md item 5).
@@ -110,16 +111,9 @@ func (c *clientAPI) welcomeTree(w http.ResponseWriter, r *http.Request, p *princ
 // Welcome's epoch. The peer vouches for its client; the room checks the
 // Welcome went to that client of that peer.
 func (f *federation) welcomeTree(w http.ResponseWriter, r *http.Request, peer string) error {
-	id, err := roomVar(r, "roomId", f.domain)
-	if err != nil {
-		return err
-	}
-	body, err := readBody(w, r, f.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
 	var req proto.WelcomeTreeRequest
-	if err := decode(body, &req, f.cfg.MaxVector, "WelcomeTreeRequest"); err != nil {
+	id, err := f.hostedRoomRequest(w, r, &req, "WelcomeTreeRequest")
+	if err != nil {
 		return err
 	}
 	if d, err := req.Client.Domain(); err != nil || d != peer {
@@ -186,4 +180,18 @@ func writeGroupInfo(w http.ResponseWriter, resp *proto.GroupInfoResponse) error 
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// hostedRoomRequest reads the room a federation path names (hosted here)
+// and decodes a small body (MaxBody) into v.
+func (f *federation) hostedRoomRequest(w http.ResponseWriter, r *http.Request, v wire.Decoder, what string) (proto.URI, error) {
+	id, err := roomVar(r, "roomId", f.domain)
+	if err != nil {
+		return "", err
+	}
+	body, err := readBody(w, r, f.cfg.MaxBody)
+	if err != nil {
+		return "", err
+	}
+	return id, decode(body, v, f.cfg.MaxVector, what)
 }

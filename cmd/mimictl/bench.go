@@ -175,10 +175,10 @@ timing). Nothing else is measured then.`,
 					}
 				}
 				var err error
-				if o.senders, err = parseCounts(*senders); err != nil {
+				if o.senders, err = parseCounts(*senders, 1, maxBenchSenders); err != nil {
 					return usagef("bench", "bench: -senders: %v", err)
 				}
-				if o.members, err = parseMembers(*members); err != nil {
+				if o.members, err = parseCounts(*members, 2, maxBenchRoomMembers); err != nil {
 					return usagef("bench", "bench: -members: %v", err)
 				}
 				if err := o.check(); err != nil {
@@ -266,13 +266,13 @@ func splitList(s string) []string {
 	return out
 }
 
-// parseCounts reads "1,16,64".
-func parseCounts(s string) ([]int, error) {
+// parseCounts reads "1,16,64", each between lo and hi.
+func parseCounts(s string, lo, hi int) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > maxBenchSenders {
-			return nil, fmt.Errorf("%q is not a number between 1 and %d", f, maxBenchSenders)
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%q is not a number between %d and %d", f, lo, hi)
 		}
 		out = append(out, n)
 	}

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -66,19 +65,6 @@ type roomsRow struct {
 	// BytesPerMember: the heap the room's restored state takes, per
 	// member.
 	BytesPerMember float64 `json:"bytes_per_member"`
-}
-
-// parseMembers reads -members.
-func parseMembers(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 2 || n > maxBenchRoomMembers {
-			return nil, fmt.Errorf("%q is not a number between 2 and %d", f, maxBenchRoomMembers)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 // benchRoomsRun measures every size of -members and prints the table.
