@@ -180,7 +180,7 @@ func (f *Follower) decodeHistory(r *wire.Reader) {
 		if r.OK() && len(f.history) > 0 && d.epoch != f.history[len(f.history)-1].epoch+1 {
 			r.Failf("tree deltas of epochs %d and %d are not consecutive", f.history[len(f.history)-1].epoch, d.epoch)
 		}
-		if r.OK() && (d.width&(d.width-1) != 0 || d.width > 1<<30) {
+		if r.OK() && (d.width == 0 || d.width&(d.width-1) != 0 || d.width > 1<<30) {
 			r.Failf("tree delta of epoch %d: width %d is not a power of two", d.epoch, d.width)
 		}
 		f.history = append(f.history, d)
