@@ -57,7 +57,7 @@ const (
 type Tree struct {
 	suite   *Suite
 	nLeaves uint32   // a power of two, or 0 for an empty tree
-	nodes   [][]byte // node encodings by node index; nil is blank
+	nodes   nodeArray // node encodings by node index; nil is blank
 	// freeHint is a lower bound on the leftmost blank leaf, so adding a
 	// member does not scan the members before it.
 	freeHint LeafIndex
@@ -81,7 +81,7 @@ type Tree struct {
 
 // newTree returns an empty tree for suite s.
 func newTree(s *Suite) *Tree {
-	return &Tree{suite: s, encKeys: newKeyIndex(), sigKeys: newKeyIndex(), caps: newCapabilityCounts()}
+	return &Tree{suite: s, nodes: newNodeArray(), encKeys: newKeyIndex(), sigKeys: newKeyIndex(), caps: newCapabilityCounts()}
 }
 
 // DecodeTree reads a ratchet tree in its wire form (optional<Node>
@@ -151,13 +151,13 @@ func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 
 // EncodeTLS writes the tree in its wire form, omitting trailing blank nodes.
 func (t *Tree) EncodeTLS(w *wire.Writer) {
-	last := len(t.nodes) - 1
-	for last >= 0 && t.nodes[last] == nil {
+	last := t.nodes.len() - 1
+	for last >= 0 && t.nodes.get(nodeIndex(last)) == nil {
 		last--
 	}
 	w.Vector(func(w *wire.Writer) {
 		for i := 0; i <= last; i++ {
-			enc := t.nodes[i]
+			enc := t.nodes.get(nodeIndex(i))
 			w.Optional(enc != nil, func(w *wire.Writer) {
 				if nodeIndex(i).isLeaf() {
 					w.Uint8(nodeTypeLeaf)
@@ -179,7 +179,7 @@ func (t *Tree) NumLeaves() uint32 { return t.nLeaves }
 // NumMembers returns the number of non-blank leaves.
 func (t *Tree) NumMembers() int { return t.caps.members }
 
-func (t *Tree) blank(x nodeIndex) bool { return int(x) >= len(t.nodes) || t.nodes[x] == nil }
+func (t *Tree) blank(x nodeIndex) bool { return int(x) >= t.nodes.len() || t.nodes.get(x) == nil }
 
 // Leaf decodes the leaf at l; ok is false for a blank or out-of-range leaf.
 func (t *Tree) Leaf(l LeafIndex) (leaf *LeafNode, ok bool) {
@@ -187,7 +187,7 @@ func (t *Tree) Leaf(l LeafIndex) (leaf *LeafNode, ok bool) {
 	if uint32(l) >= t.nLeaves || t.blank(x) {
 		return nil, false
 	}
-	return mustDecodeLeaf(t.nodes[x]), true
+	return mustDecodeLeaf(t.nodes.get(x)), true
 }
 
 // MemberCredentials yields the credential of every non-blank leaf in index
@@ -200,7 +200,7 @@ func (t *Tree) MemberCredentials() iter.Seq2[LeafIndex, Credential] {
 			if t.blank(x) {
 				continue
 			}
-			r := wire.NewReader(t.nodes[x])
+			r := wire.NewReader(t.nodes.get(x))
 			var ek, sk []byte
 			var c Credential
 			r.Opaque(&ek)
@@ -232,7 +232,7 @@ func (t *Tree) parentNode(x nodeIndex) (*ParentNode, bool) {
 		return nil, false
 	}
 	p := new(ParentNode)
-	if err := wire.Unmarshal(t.nodes[x], p); err != nil {
+	if err := wire.Unmarshal(t.nodes.get(x), p); err != nil {
 		panic(fmt.Sprintf("mls: stored parent node %d does not decode: %v", x, err))
 	}
 	return p, true
@@ -241,7 +241,7 @@ func (t *Tree) parentNode(x nodeIndex) (*ParentNode, bool) {
 // encryptionKey returns the HPKE key of a non-blank node.
 func (t *Tree) encryptionKey(x nodeIndex) []byte {
 	// Both LeafNode and ParentNode start with encryption_key<V>.
-	r := wire.NewReader(t.nodes[x])
+	r := wire.NewReader(t.nodes.get(x))
 	var k []byte
 	r.Opaque(&k)
 	return k
@@ -249,7 +249,7 @@ func (t *Tree) encryptionKey(x nodeIndex) []byte {
 
 // signatureKey returns the signature key of a non-blank leaf node.
 func (t *Tree) signatureKey(x nodeIndex) []byte {
-	r := wire.NewReader(t.nodes[x])
+	r := wire.NewReader(t.nodes.get(x))
 	var ek, sk []byte
 	r.Opaque(&ek)
 	r.Opaque(&sk)
@@ -295,7 +295,7 @@ func (t *Tree) leafChanges() map[LeafIndex][]byte {
 		l := x.leaf()
 		var now []byte
 		if x := leafNode(l); !t.blank(x) && uint32(l) < t.nLeaves {
-			now = t.nodes[x]
+			now = t.nodes.get(x)
 		}
 		if !bytes.Equal(before, now) || (before == nil) != (now == nil) {
 			out[l] = before
@@ -313,12 +313,7 @@ func (t *Tree) resize(n uint32) {
 		t.undo = append(t.undo, func() { t.resize(old) })
 	}
 	oldRoot, w := root(old), int(nodeWidth(n))
-	if w < len(t.nodes) {
-		clear(t.nodes[w:])
-		t.nodes = t.nodes[:w]
-	} else {
-		t.nodes = append(t.nodes, make([][]byte, w-len(t.nodes))...)
-	}
+	t.nodes.resize(w)
 	t.nLeaves = n
 	if need := w * t.suite.nh; need > len(t.hashes) {
 		t.hashes = append(t.hashes, make([]byte, need-len(t.hashes))...)
@@ -343,7 +338,7 @@ func (t *Tree) setRaw(x nodeIndex, enc []byte) error { return t.setRawDecoded(x,
 // setRawDecoded is setRaw with enc's leaf node already decoded (nil: decode
 // it when needed).
 func (t *Tree) setRawDecoded(x nodeIndex, enc []byte, leaf *LeafNode) error {
-	old := t.nodes[x]
+	old := t.nodes.get(x)
 	if old != nil {
 		t.unindex(x, old)
 	}
@@ -365,7 +360,7 @@ func (t *Tree) setRawDecoded(x nodeIndex, enc []byte, leaf *LeafNode) error {
 			t.nodesBefore[x] = old
 		}
 	}
-	t.nodes[x] = enc
+	t.nodes.set(x, enc)
 	if enc == nil && x.isLeaf() && x.leaf() < t.freeHint {
 		t.freeHint = x.leaf()
 	}
@@ -474,9 +469,9 @@ func (t *Tree) nodeHash(x nodeIndex) []byte {
 	}
 	var h []byte
 	if x.isLeaf() {
-		h = t.leafHash(x, t.nodes[x])
+		h = t.leafHash(x, t.nodes.get(x))
 	} else {
-		h = t.parentHashInput(t.nodes[x], t.nodeHash(x.left()), t.nodeHash(x.right()))
+		h = t.parentHashInput(t.nodes.get(x), t.nodeHash(x.left()), t.nodeHash(x.right()))
 	}
 	copy(slot, h)
 	t.hashSet[x/64] |= 1 << (x % 64)
@@ -520,7 +515,7 @@ func (t *Tree) hashExcluding(x nodeIndex, excluded []LeafIndex) []byte {
 	if x.isLeaf() {
 		return t.leafHash(x, nil)
 	}
-	enc := t.nodes[x]
+	enc := t.nodes.get(x)
 	if enc != nil {
 		p, _ := t.parentNode(x)
 		p.UnmergedLeaves = slices.DeleteFunc(p.UnmergedLeaves, func(l LeafIndex) bool { return slices.Contains(inside, l) })

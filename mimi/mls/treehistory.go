@@ -59,7 +59,7 @@ func (t *Tree) nodeChanges() []nodeChange {
 	for x, before := range t.nodesBefore {
 		var now []byte
 		if !t.blank(x) {
-			now = t.nodes[x]
+			now = t.nodes.get(x)
 		}
 		if !bytes.Equal(before, now) || (before == nil) != (now == nil) {
 			out = append(out, nodeChange{x: x, before: before})
@@ -116,18 +116,17 @@ func (f *Follower) TreeAt(epoch uint64) (*TreeView, error) {
 		return nil, fmt.Errorf("%w: epoch %d; the oldest retained is %d (now %d)", ErrTreeNotRetained, epoch, f.OldestTree(), f.ctx.Epoch)
 	}
 	i, _ := slices.BinarySearchFunc(f.history, epoch, func(d treeDelta, e uint64) int { return cmpUint64(d.epoch, e) })
-	width := f.history[i].width
-	nodes := make([][]byte, nodeWidth(width))
-	copy(nodes, f.tree.nodes)
+	width := int(nodeWidth(f.history[i].width))
+	overrides := map[nodeIndex][]byte{}
 	// Newest first, so that the oldest delta's encoding of a node wins.
 	for j := len(f.history) - 1; j >= i; j-- {
 		for _, c := range f.history[j].changes {
-			if int(c.x) < len(nodes) {
-				nodes[c.x] = c.before
+			if int(c.x) < width {
+				overrides[c.x] = c.before
 			}
 		}
 	}
-	return newTreeView(nodes), nil
+	return newTreeView(f.tree.nodes.freeze(), overrides, width), nil
 }
 
 func cmpUint64(a, b uint64) int {
@@ -190,21 +189,36 @@ func (f *Follower) decodeHistory(r *wire.Reader) {
 
 // TreeView is a ratchet tree captured at one epoch. It is immutable and
 // safe for concurrent use; its encoding is written without building it
-// whole (WriteTo), so a server streams a large tree to a joiner.
+// whole (WriteTo), so a server streams a large tree to a joiner. It costs
+// a frozen copy of the tree's node array (a pointer per 256 nodes) and, for
+// a past epoch, the nodes that differ from the current tree.
 type TreeView struct {
-	nodes [][]byte // node encodings by index, nil blank, no trailing blanks
+	base      nodeArray            // frozen
+	overrides map[nodeIndex][]byte // a past epoch's nodes that differ from base
+	n         int                  // nodes in the wire form: trailing blanks omitted
 }
 
-func newTreeView(nodes [][]byte) *TreeView {
-	last := len(nodes)
-	for last > 0 && nodes[last-1] == nil {
-		last--
+func newTreeView(base nodeArray, overrides map[nodeIndex][]byte, width int) *TreeView {
+	v := &TreeView{base: base, overrides: overrides, n: width}
+	for v.n > 0 && v.node(v.n-1) == nil {
+		v.n--
 	}
-	return &TreeView{nodes: nodes[:last]}
+	return v
+}
+
+// node returns node i's encoding (nil: blank).
+func (v *TreeView) node(i int) []byte {
+	if enc, ok := v.overrides[nodeIndex(i)]; ok {
+		return enc
+	}
+	if i < v.base.len() {
+		return v.base.get(nodeIndex(i))
+	}
+	return nil
 }
 
 // view captures the tree as it is now.
-func (t *Tree) view() *TreeView { return newTreeView(slices.Clone(t.nodes)) }
+func (t *Tree) view() *TreeView { return newTreeView(t.nodes.freeze(), nil, t.nodes.len()) }
 
 // View captures the tree as it is now (see TreeView).
 func (t *Tree) View() *TreeView { return t.view() }
@@ -212,7 +226,8 @@ func (t *Tree) View() *TreeView { return t.view() }
 // bodyLen is the length of the node vector's contents.
 func (v *TreeView) bodyLen() int {
 	n := 0
-	for _, enc := range v.nodes {
+	for i := range v.n {
+		enc := v.node(i)
 		n++ // optional presence
 		if enc != nil {
 			n += 1 + len(enc) // node type and the node
@@ -235,7 +250,8 @@ func (v *TreeView) chunks(yield func([]byte) bool) {
 		return
 	}
 	absent, leaf, parent := []byte{0}, []byte{1, nodeTypeLeaf}, []byte{1, nodeTypeParent}
-	for i, enc := range v.nodes {
+	for i := range v.n {
+		enc := v.node(i)
 		switch {
 		case enc == nil:
 			if !yield(absent) {
@@ -298,12 +314,13 @@ func (v *TreeView) Equal(enc []byte) bool {
 
 // NumNodes returns the number of nodes in the wire form (trailing blanks
 // omitted).
-func (v *TreeView) NumNodes() int { return len(v.nodes) }
+func (v *TreeView) NumNodes() int { return v.n }
 
 // EncodingEqual reports whether enc is exactly the tree's wire form, with
 // no copy of the tree.
 func (t *Tree) EncodingEqual(enc []byte) bool {
-	return newTreeView(t.nodes).Equal(enc)
+	// No freeze: the tree does not change during the call.
+	return newTreeView(t.nodes, nil, t.nodes.len()).Equal(enc)
 }
 
 // RatchetTreeHash decodes a ratchet tree in wire form for suite cs and

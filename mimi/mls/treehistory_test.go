@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -259,4 +260,73 @@ func TestJoinLargeGroupByReference(t *testing.T) {
 	if hub.TreeHistoryBytes() > 64<<10 {
 		t.Fatalf("three commits cost %d bytes of history: more than O(log n) nodes each", hub.TreeHistoryBytes())
 	}
+}
+
+// TestFrozenTreeSurvivesWrites: a frozen node array (a snapshot's
+// capture, a tree view) keeps the tree as it was while the tree grows,
+// shrinks and changes under it, and writes to the tree copy only the
+// chunks they touch.
+func TestFrozenTreeSurvivesWrites(t *testing.T) {
+	r := newTestRoom(t, 3)
+	rng := rand.New(rand.NewPCG(5, 6))
+	s := testSuite(t)
+	type frozen struct {
+		view *TreeView
+		f    *Follower
+		want []byte
+	}
+	var taken []frozen
+	for step := range 30 {
+		taken = append(taken, frozen{r.hub.Tree().View(), r.hub.Frozen(), wire.MustMarshal(r.hub.Tree())})
+		var live []int
+		for i, m := range r.members {
+			if m != nil {
+				live = append(live, i)
+			}
+		}
+		leaf := live[rng.IntN(len(live))]
+		switch k := rng.IntN(3); {
+		case k == 0 || len(live) < 3:
+			r.add(leaf, newTestClient(t, s, fmt.Sprintf("c%d", step)))
+		case k == 1:
+			victim := live[rng.IntN(len(live))]
+			if victim != leaf {
+				r.commit(leaf, CommitOptions{Proposals: []*Proposal{RemoveProposal(LeafIndex(victim))}})
+			}
+		default:
+			r.commit(leaf, CommitOptions{ForcePath: true})
+		}
+	}
+	for i, f := range taken {
+		if !bytes.Equal(f.view.Bytes(), f.want) {
+			t.Fatalf("view %d changed with the tree", i)
+		}
+		var w wire.Writer
+		f.f.tree.EncodeTLS(&w)
+		if got, _ := w.Bytes(); !bytes.Equal(got, f.want) {
+			t.Fatalf("frozen follower %d's tree changed with the tree", i)
+		}
+	}
+}
+
+// BenchmarkFreeze measures capturing a 100,000-member tree, what a
+// snapshot pays under the state machine's lock, beside copying every node
+// slot (what it paid before chunks).
+func BenchmarkFreeze(b *testing.B) {
+	g := newSteadyGroup(b, 100_000, false)
+	b.Run("chunks", func(b *testing.B) {
+		for range b.N {
+			_ = g.tree.nodes.freeze()
+		}
+	})
+	b.Run("copy-all", func(b *testing.B) {
+		slots := make([][]byte, g.tree.nodes.len())
+		for i := range slots {
+			slots[i] = g.tree.nodes.get(nodeIndex(i))
+		}
+		b.ResetTimer()
+		for range b.N {
+			_ = slices.Clone(slots)
+		}
+	})
 }
