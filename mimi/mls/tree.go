@@ -56,7 +56,7 @@ const (
 // failed commit leaves the tree exactly as it was.
 type Tree struct {
 	suite   *Suite
-	nLeaves uint32   // a power of two, or 0 for an empty tree
+	nLeaves uint32    // a power of two, or 0 for an empty tree
 	nodes   nodeArray // node encodings by node index; nil is blank
 	// freeHint is a lower bound on the leftmost blank leaf, so adding a
 	// member does not scan the members before it.
