@@ -46,7 +46,7 @@ func kindOfStatus(status int) string {
 	switch status {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return kindNotAllowed
-	case http.StatusNotFound:
+	case http.StatusNotFound, http.StatusGone:
 		return kindNotFound
 	case http.StatusConflict:
 		return kindConflict

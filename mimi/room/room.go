@@ -26,6 +26,10 @@ type Config struct {
 	// the hub's own proposals.
 	Keys *HubKeys
 
+	// MaxTreeHistory bounds the bytes of past trees a room keeps for
+	// Welcomes' recipients; zero means MaxTreeHistoryBytes.
+	MaxTreeHistory int
+
 	// plant switches off one rule, in builds with the mimi_plant tag only
 	// (plant_on.go), to test the adversarial test's checkers.
 	plant plant
@@ -45,6 +49,13 @@ const (
 
 // planted reports whether p is switched off in this (test) build.
 func (c Config) planted(p plant) bool { return plantsCompiled && c.plant == p }
+
+func (c Config) maxTreeHistory() int {
+	if c.MaxTreeHistory == 0 {
+		return MaxTreeHistoryBytes
+	}
+	return c.MaxTreeHistory
+}
 
 func (c Config) maxVector() int {
 	if c.MaxVector == 0 {

@@ -104,8 +104,9 @@ func (r *Room) recordWelcomes(added []mls.AddedMember, at uint64) {
 }
 
 // trimWelcomes drops expired and excess records, then every past tree
-// older than the oldest record, then the records whose tree the byte bound
-// dropped.
+// older than the oldest record or beyond the byte bound. A record whose
+// tree the byte bound dropped stays until it expires, so that its
+// recipient learns the tree is gone (ErrTreeGone) rather than unknown.
 func (r *Room) trimWelcomes(at uint64) {
 	for {
 		ref, w, ok := r.welcomes.oldest()
@@ -118,14 +119,7 @@ func (r *Room) trimWelcomes(at uint64) {
 	if _, w, ok := r.welcomes.oldest(); ok {
 		from = w.epoch
 	}
-	r.group.RetainTreesFrom(from, MaxTreeHistoryBytes)
-	for {
-		ref, w, ok := r.welcomes.oldest()
-		if !ok || w.epoch >= r.group.OldestTree() {
-			break
-		}
-		r.welcomes.remove(ref)
-	}
+	r.group.RetainTreesFrom(from, r.cfg.maxTreeHistory())
 }
 
 // WelcomeTree returns the ratchet tree of the epoch a Welcome joins, for

@@ -96,3 +96,24 @@ func TestWelcomeTreeByReference(t *testing.T) {
 		t.Fatalf("%d bytes of past trees kept with no Welcome waiting", n)
 	}
 }
+
+// TestWelcomeTreeGone: when the byte bound drops the tree of a Welcome's
+// epoch, its recipient is told the tree is gone (and joins by external
+// commit), not that the Welcome is unknown.
+func TestWelcomeTreeGone(t *testing.T) {
+	w := newSeedWorld(t)
+	w.room.cfg.MaxTreeHistory = 1 // keep no past tree at all
+	erin := w.newClient("e.example", "erin", "phone")
+	add := append([]*mls.Proposal{plp([]proto.UserRoles{{User: erin.user, Roles: roles(proto.RoleRegularUser)}}, nil)}, adds(erin)...)
+	w.must(w.commit(w.alice1, mls.CommitOptions{Proposals: add}, erin), "Alice adds Erin")
+	if _, err := w.room.WelcomeTree("e.example", erin.uri, ref(t, erin)); err != nil {
+		t.Fatalf("the current epoch's tree: %v", err)
+	}
+	w.must(w.commit(w.bob1, mls.CommitOptions{ForcePath: true}), "Bob updates")
+	if _, err := w.room.WelcomeTree("e.example", erin.uri, ref(t, erin)); !errors.Is(err, ErrTreeGone) {
+		t.Fatalf("a dropped tree: %v, want ErrTreeGone", err)
+	}
+	if n := w.room.Group().TreeHistoryBytes(); n > 1 {
+		t.Fatalf("%d bytes kept over a bound of 1", n)
+	}
+}
