@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -329,4 +330,24 @@ func BenchmarkFreeze(b *testing.B) {
 			_ = slices.Clone(slots)
 		}
 	})
+}
+
+// TestConcurrentViews: readers capture the tree concurrently (they hold a
+// shared lock, so only other readers run beside them), and a writer after
+// them copies what they share. Run with -race.
+func TestConcurrentViews(t *testing.T) {
+	r := newTestRoom(t, 4)
+	want := wire.MustMarshal(r.hub.Tree())
+	views := make([]*TreeView, 8)
+	var wg sync.WaitGroup
+	for i := range views {
+		wg.Go(func() { views[i] = r.hub.Tree().View() })
+	}
+	wg.Wait()
+	r.commit(1, CommitOptions{ForcePath: true})
+	for i, v := range views {
+		if !bytes.Equal(v.Bytes(), want) {
+			t.Fatalf("view %d changed with the tree", i)
+		}
+	}
 }
