@@ -233,25 +233,33 @@ func (e *env) benchRoomSize(ctx context.Context, o *benchOptions, n int) (roomsR
 
 // roomHeap measures the heap a room's state takes once restored, per
 // member. A small room is restored several times over (up to 16 MiB of
-// state in all), so that the garbage collector's noise does not swamp it.
+// state in all) so that the garbage collector's noise does not swamp it,
+// and the least of three measurements counts: the provider runs beside it,
+// and what it allocates meanwhile only adds.
 func roomHeap(enc []byte, members int) (float64, error) {
 	copies := max(1, min(1000, (16<<20)/len(enc)))
-	rooms := make([]*room.Room, copies)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range rooms {
-		rm, err := room.Restore(room.Config{Hub: "bench.example"}, enc)
-		if err != nil {
-			return 0, fmt.Errorf("restoring the room: %w", err)
+	best := int64(-1)
+	for range 3 {
+		rooms := make([]*room.Room, copies)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range rooms {
+			rm, err := room.Restore(room.Config{Hub: "bench.example"}, enc)
+			if err != nil {
+				return 0, fmt.Errorf("restoring the room: %w", err)
+			}
+			rooms[i] = rm
 		}
-		rooms[i] = rm
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(rooms)
+		if d := int64(after.HeapAlloc) - int64(before.HeapAlloc); best < 0 || d < best {
+			best = d
+		}
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(rooms)
 	runtime.KeepAlive(enc)
-	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(copies*members), nil
+	return float64(best) / float64(copies*members), nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

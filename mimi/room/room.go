@@ -107,6 +107,9 @@ type Room struct {
 	// welcomes remembers the recipients of recent Welcomes, who may fetch
 	// the tree of their epoch (welcometree.go).
 	welcomes welcomeRecords
+	// goneWelcomes are recent Welcomes whose tree the byte bound dropped:
+	// their recipients learn it is gone.
+	goneWelcomes welcomeRecords
 
 	// Derived state, rebuilt on restore.
 	members   memberIndex
@@ -460,6 +463,7 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 		}
 	})
 	r.welcomes.encode(w)
+	r.goneWelcomes.encode(w)
 	w.Opaque([]byte(r.used.swept))
 }
 
@@ -514,6 +518,7 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	}
 	if version >= 3 {
 		r.welcomes.decode(rd)
+		r.goneWelcomes.decode(rd)
 		var swept []byte
 		rd.Opaque(&swept)
 		r.used.swept = string(swept)

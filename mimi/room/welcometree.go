@@ -103,23 +103,34 @@ func (r *Room) recordWelcomes(added []mls.AddedMember, at uint64) {
 	r.trimWelcomes(at)
 }
 
-// trimWelcomes drops expired and excess records, then every past tree
-// older than the oldest record or beyond the byte bound. A record whose
-// tree the byte bound dropped stays until it expires, so that its
-// recipient learns the tree is gone (ErrTreeGone) rather than unknown.
+// trimWelcomes drops expired and excess records (the ones whose tree is
+// gone first), keeps the past trees back to the oldest record whose tree
+// is still kept, within the byte bound, and moves the records whose tree
+// the byte bound dropped aside: they only answer that the tree is gone
+// (ErrTreeGone) until they expire, and keep no tree alive.
 func (r *Room) trimWelcomes(at uint64) {
-	for {
-		ref, w, ok := r.welcomes.oldest()
-		if !ok || w.at+WelcomeTreeTTL >= at && r.welcomes.byRef.Len() <= MaxWelcomeRecords {
-			break
+	for _, ws := range []*welcomeRecords{&r.goneWelcomes, &r.welcomes} {
+		for {
+			ref, w, ok := ws.oldest()
+			if !ok || w.at+WelcomeTreeTTL >= at && r.welcomes.byRef.Len()+r.goneWelcomes.byRef.Len() <= MaxWelcomeRecords {
+				break
+			}
+			ws.remove(ref)
 		}
-		r.welcomes.remove(ref)
 	}
 	from := r.group.Epoch() + 1
 	if _, w, ok := r.welcomes.oldest(); ok {
 		from = w.epoch
 	}
 	r.group.RetainTreesFrom(from, r.cfg.maxTreeHistory())
+	for {
+		ref, w, ok := r.welcomes.oldest()
+		if !ok || w.epoch >= r.group.OldestTree() {
+			break
+		}
+		r.welcomes.remove(ref)
+		r.goneWelcomes.add(ref, w)
+	}
 }
 
 // WelcomeTree returns the ratchet tree of the epoch a Welcome joins, for
@@ -129,11 +140,18 @@ func (r *Room) trimWelcomes(at uint64) {
 // provider), ErrTreeGone.
 func (r *Room) WelcomeTree(from string, client proto.URI, ref []byte) (*mls.TreeView, error) {
 	w, ok := r.welcomes.byRef.Get(string(ref))
-	if !ok {
+	gone, wasGone := r.goneWelcomes.byRef.Get(string(ref))
+	switch {
+	case wasGone:
+		w = gone
+	case !ok:
 		return nil, fmt.Errorf("%w: room %s has no Welcome for KeyPackage %x (a recipient can fetch its tree for %d hours)", ErrUnknownWelcome, r.id, ref, WelcomeTreeTTL/3_600_000)
 	}
 	if d, _ := w.client.Domain(); w.client != client || d != from {
 		return nil, fmt.Errorf("%w: the Welcome for KeyPackage %x is not for %s of %s", ErrNotAllowed, ref, client, from)
+	}
+	if wasGone {
+		return nil, fmt.Errorf("%w (epoch %d): join by external commit instead", ErrTreeGone, w.epoch)
 	}
 	view, err := r.group.TreeAt(w.epoch)
 	if err != nil {
