@@ -85,8 +85,8 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 			s.Info = &info
 			continue
 		}
-		if n.rpc == nil || s.RaftAddr == "" {
-			continue
+		if n.rpc == nil || s.RaftAddr == "" || s.Gossip == StatusLeft {
+			continue // a node that left is gone for good: nobody to ask
 		}
 		wg.Add(1)
 		go func() {

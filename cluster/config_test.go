@@ -21,8 +21,8 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		NodeID: "n1", DataDir: "/x", RaftAddr: "127.0.0.1:0",
-		SnapshotThreshold: 8192, SnapshotInterval: 2 * time.Minute, TrailingLogs: 10240, SnapshotRetain: 2,
-		ApplyTimeout:     10 * time.Second,
+		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240, SnapshotRetain: 2,
+		ApplyTimeout: 10 * time.Second, MaxEntrySize: 20 << 20,
 		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
 		StoreOpenTimeout: 2 * time.Second, TransportTimeout: 10 * time.Second, TransportMaxPool: 3,

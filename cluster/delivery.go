@@ -32,8 +32,11 @@ type PermanentError interface {
 
 // DeliveryConfig tunes the fanout delivery worker.
 type DeliveryConfig struct {
-	// BatchSize bounds the messages of one /fanout request.
-	BatchSize int
+	// BatchSize bounds the messages of one /fanout request, BatchBytes
+	// their encoded size (a single larger message goes alone): a peer
+	// meters fanout bytes per room and refuses bodies past its limit.
+	BatchSize  int
+	BatchBytes int
 	// MinBackoff and MaxBackoff bound the retry delay; each failure doubles
 	// it, with full jitter. A peer's Retry-After is honoured as a minimum.
 	MinBackoff, MaxBackoff time.Duration
@@ -47,6 +50,9 @@ type DeliveryConfig struct {
 func (c DeliveryConfig) withDefaults() DeliveryConfig {
 	if c.BatchSize == 0 {
 		c.BatchSize = 100
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = 1 << 20
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 200 * time.Millisecond
@@ -236,9 +242,12 @@ func (d *Delivery) deliver(ctx context.Context, peer string, items []fsm.OutItem
 		return 1, d.sender.UpdateConsent(ctx, peer, &e)
 	case fsm.OutFanout:
 		var batch proto.FanoutBatch
-		n := 0
+		n, size := 0, 0
 		for _, it := range items {
 			if it.Kind != fsm.OutFanout || it.Room != first.Room || it.Seq != first.Seq+uint64(n) || !slices.Equal(it.Exclude, first.Exclude) {
+				break
+			}
+			if size += len(it.Data); n > 0 && size > d.cfg.BatchBytes {
 				break
 			}
 			var fm proto.FanoutMessage

@@ -197,7 +197,35 @@ func TestDeliveryBatches(t *testing.T) {
 		{ID: 5, Kind: fsm.OutFanout, Room: r2, Seq: 3, Data: fm},
 	}
 	sender := &fakeSender{}
-	d := NewDelivery(nil, sender, DeliveryConfig{})
+	if got, want := requestSizes(t, NewDelivery(nil, sender, DeliveryConfig{}), items), []int{2, 1, 1, 1}; !equalInts(got, want) {
+		t.Fatalf("requests of %v items, want %v", got, want)
+	}
+	if c := sender.fanouts[1]; c.firstSeq != 7 || len(c.exclude) != 1 {
+		t.Fatalf("second request %+v", c)
+	}
+
+	// Batches are cut by bytes too; a message larger than the bound goes
+	// alone.
+	sized := func(n int) []byte {
+		return wire.MustMarshal(&proto.FanoutMessage{Message: &mls.Message{Version: mls.MLS10, WireFormat: mls.WirePrivateMessage,
+			Private: &mls.PrivateMessage{GroupID: []byte(r1), Epoch: 1, ContentType: mls.ContentApplication, EncryptedSenderData: []byte("s"),
+				Ciphertext: make([]byte, n)}}, Timestamp: 1})
+	}
+	big := sized(3000)
+	items = nil
+	for i := range 6 {
+		items = append(items, fsm.OutItem{ID: uint64(i + 1), Kind: fsm.OutFanout, Room: r1, Seq: uint64(i + 1), Data: big})
+	}
+	items[3].Data = sized(13_000) // larger than the bound
+	if got, want := requestSizes(t, NewDelivery(nil, &fakeSender{}, DeliveryConfig{BatchBytes: 2 * len(big)}), items), []int{2, 1, 1, 2}; !equalInts(got, want) {
+		t.Fatalf("requests of %v items, want %v (at most two messages' bytes each)", got, want)
+	}
+}
+
+// requestSizes delivers items to b.example and returns how many each
+// request covered.
+func requestSizes(t *testing.T, d *Delivery, items []fsm.OutItem) []int {
+	t.Helper()
 	var got []int
 	for len(items) > 0 {
 		n, err := d.deliver(context.Background(), "b.example", items)
@@ -207,12 +235,7 @@ func TestDeliveryBatches(t *testing.T) {
 		got = append(got, n)
 		items = items[n:]
 	}
-	if want := []int{2, 1, 1, 1}; !equalInts(got, want) {
-		t.Fatalf("requests of %v items, want %v", got, want)
-	}
-	if c := sender.fanouts[1]; c.firstSeq != 7 || len(c.exclude) != 1 {
-		t.Fatalf("second request %+v", c)
-	}
+	return got
 }
 
 func equalInts(a, b []int) bool {

@@ -32,7 +32,40 @@ var (
 
 	// ErrNothingToSnapshot: Snapshot found no applied entries to capture.
 	ErrNothingToSnapshot = errors.New("nothing new to snapshot")
+
+	// ErrEntryTooLarge: the command's encoding exceeds
+	// Config.MaxEntrySize; it was not applied. The returned error is an
+	// *EntryTooLargeError.
+	ErrEntryTooLarge = errors.New("log entry too large")
 )
+
+// EntryTooLargeError is a command refused before Raft because its encoding
+// exceeds the per-entry limit.
+type EntryTooLargeError struct {
+	Op          string
+	Size, Limit int
+}
+
+func (e *EntryTooLargeError) Error() string {
+	if e.Limit == 0 {
+		return "cluster: " + e.Op // as the leader reported it
+	}
+	return fmt.Sprintf("cluster: %s: the command is %d bytes; a log entry holds at most %d", e.Op, e.Size, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrEntryTooLarge) true.
+func (e *EntryTooLargeError) Is(target error) bool { return target == ErrEntryTooLarge }
+
+// TooLarge tells the API to answer 413.
+func (e *EntryTooLargeError) TooLarge() bool { return true }
+
+// checkEntrySize refuses a command larger than the per-entry limit.
+func (n *Node) checkEntrySize(op string, size int) error {
+	if size > n.cfg.MaxEntrySize {
+		return &EntryTooLargeError{Op: op, Size: size, Limit: n.cfg.MaxEntrySize}
+	}
+	return nil
+}
 
 // NotLeaderError reports that an operation needs the leader. LeaderID and
 // LeaderAddr are empty when no leader is known (for example during an

@@ -37,7 +37,9 @@ type GossipConfig struct {
 	// named AdvertiseAddr; nil means net.DefaultResolver.
 	Resolver Resolver
 	// Key encrypts and authenticates gossip (AES-GCM, 16, 24 or 32 bytes).
-	// Every node of a cluster has the same key. Required.
+	// Every node of a cluster has the same key. Required. Once the keys
+	// were rotated through Node.Keyring, the node starts with the keyring
+	// it saved in DataDir instead (keyring.go).
 	Key []byte
 	// ClusterName labels every gossip packet; nodes of other clusters
 	// (another label) are ignored even if they share the key.
@@ -108,6 +110,10 @@ type nodeMeta struct {
 	// ClusterID names the Raft history the node belongs to; empty for an
 	// empty node.
 	ClusterID string `json:"cluster,omitempty"`
+	// Leaving is set by a node about to leave for good (Node.Leave), so
+	// that the others record its departure as "left", not "failed":
+	// memberlist's leave notification does not say which it was.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // MemberStatus is a node's gossip status.
@@ -144,11 +150,16 @@ type gossip struct {
 	members map[string]*member
 	notify  chan struct{} // one-slot: something changed
 	now     func() time.Time
+	// onStatus is told when a known node's status changes (not when a
+	// node is first seen), outside the lock.
+	onStatus func(id string, from, to MemberStatus)
+	// keys is the keyring gossip encrypts with (keyring.go).
+	keys *keyringState
 }
 
-func startGossip(ctx context.Context, cfg *GossipConfig, id string, meta nodeMeta, log *slog.Logger) (*gossip, error) {
+func startGossip(ctx context.Context, cfg *GossipConfig, id string, meta nodeMeta, keys *keyringState, log *slog.Logger, onStatus func(id string, from, to MemberStatus)) (*gossip, error) {
 	g := &gossip{log: log.With("component", "gossip"), meta: meta, members: map[string]*member{},
-		notify: make(chan struct{}, 1), now: time.Now, resolver: cfg.Resolver}
+		notify: make(chan struct{}, 1), now: time.Now, resolver: cfg.Resolver, onStatus: onStatus, keys: keys}
 	if g.resolver == nil {
 		g.resolver = net.DefaultResolver
 	}
@@ -181,7 +192,7 @@ func startGossip(ctx context.Context, cfg *GossipConfig, id string, meta nodeMet
 	}
 	mc.AdvertiseAddr, mc.AdvertisePort = ip.String(), advPort
 	g.self = net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(advPort))
-	mc.SecretKey = cfg.Key
+	mc.Keyring = keys.ring // cfg.Key, or the keyring saved after a rotation
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Label = cfg.ClusterName
 	mc.Delegate = g
@@ -219,17 +230,31 @@ func (g *gossip) setMeta(update func(*nodeMeta)) {
 }
 
 // leave announces a graceful departure and waits (bounded) for it to
-// spread.
-func (g *gossip) leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
+// spread: first in the metadata (the others then record the departure as
+// left), then through memberlist.
+func (g *gossip) leave(timeout time.Duration) error {
+	g.setMeta(func(m *nodeMeta) { m.Leaving = true })
+	return g.ml.Leave(timeout)
+}
 
 func (g *gossip) shutdown() error { return g.ml.Shutdown() }
+
+// leftRetention is how long a node that left stays in the member table
+// (status "left"); then it is forgotten. Failed nodes stay: membership
+// reconciliation times their removal.
+const leftRetention = 10 * time.Minute
 
 // snapshot returns the member table, sorted by ID.
 func (g *gossip) snapshot() []member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.now()
 	out := make([]member, 0, len(g.members))
-	for _, m := range g.members {
+	for id, m := range g.members {
+		if m.Status == StatusLeft && now.Sub(m.Since) > leftRetention {
+			delete(g.members, id)
+			continue
+		}
 		out = append(out, *m)
 	}
 	slices.SortFunc(out, func(a, b member) int { return cmp.Compare(a.ID, b.ID) })
@@ -252,6 +277,7 @@ func (g *gossip) update(n *memberlist.Node, status MemberStatus) {
 		m = &member{ID: n.Name}
 		g.members[n.Name] = m
 	}
+	from := m.Status
 	if m.Status != status {
 		m.Since = g.now()
 	}
@@ -261,6 +287,9 @@ func (g *gossip) update(n *memberlist.Node, status MemberStatus) {
 		m.Meta = meta
 	}
 	g.mu.Unlock()
+	if ok && from != status && g.onStatus != nil {
+		g.onStatus(n.Name, from, status)
+	}
 	select {
 	case g.notify <- struct{}{}:
 	default:
@@ -293,8 +322,19 @@ func (g *gossip) NotifyJoin(n *memberlist.Node) { g.update(n, StatusAlive) }
 func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.update(n, gossipStatus(n)) }
 
 // NotifyLeave implements memberlist.EventDelegate: a node failed or left.
+// memberlist v0.6.0 hands over the node with its state before the change
+// (it updates its own record's state, not the Node inside), so a
+// departure is recognized by the metadata the leaving node set first.
 func (g *gossip) NotifyLeave(n *memberlist.Node) {
-	if n.State == memberlist.StateLeft {
+	g.mu.Lock()
+	m := g.members[n.Name]
+	leaving := m != nil && m.Meta.Leaving
+	g.mu.Unlock()
+	var meta nodeMeta
+	if len(n.Meta) > 0 && json.Unmarshal(n.Meta, &meta) == nil && meta.Leaving {
+		leaving = true
+	}
+	if leaving || n.State == memberlist.StateLeft {
 		g.update(n, StatusLeft)
 		return
 	}

@@ -92,10 +92,25 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 		return
 	}
 	lvl := slogLevel(level)
+	if repeatedPerHeartbeat(msg) {
+		lvl = slog.LevelDebug
+	}
 	if !h.l.Enabled(context.Background(), lvl) {
 		return
 	}
 	h.l.Log(context.Background(), lvl, msg, append([]any{"logger", h.name}, convertArgs(args)...)...)
+}
+
+// repeatedPerHeartbeat reports hashicorp/raft's lines that repeat for
+// every failed heartbeat or append to an unreachable follower (dozens a
+// second for one dead node). They go to debug; the node logs one line when
+// a follower stops answering and one when it is back (events.go).
+func repeatedPerHeartbeat(msg string) bool {
+	switch msg {
+	case "failed to heartbeat to", "failed to appendEntries to", "failed to contact":
+		return true
+	}
+	return false
 }
 
 func (h *hcLogger) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

@@ -71,7 +71,7 @@ func (n *Node) handleRPC(path string, h http.Handler) {
 
 func (n *Node) registerRPC() {
 	n.handleRPC(rpcReadIndex, handleJSON(func(ctx context.Context, _ *struct{}) (*readIndexAnswer, error) {
-		idx, err := n.readIndexLocal(ctx)
+		idx, err := n.leaderReads.get(ctx, n.readRoundContext, n.readIndexLocal)
 		return &readIndexAnswer{Index: idx}, err
 	}))
 	n.handleRPC(rpcNodeInfo, handleJSON(func(context.Context, *struct{}) (*NodeInfo, error) {
@@ -85,6 +85,13 @@ func (n *Node) registerRPC() {
 		return &struct{}{}, n.transferLocal(ctx, in.ID)
 	}))
 	n.handleRPC(rpcRestore, http.HandlerFunc(n.serveRestore))
+	n.handleRPC(rpcKeyring, handleJSON(func(_ context.Context, in *keyringRequest) (*NodeKeyring, error) {
+		nk, err := n.keyringLocal(*in)
+		if errors.Is(err, ErrKeyring) {
+			err = fmt.Errorf("%w: %w", errInvalidRPC, err)
+		}
+		return &nk, err
+	}))
 }
 
 type serverRequest struct {

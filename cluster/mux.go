@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/mimihub/mimi-hub/internal/connlimit"
 )
 
 // TLS is a node's identity towards the other nodes of its cluster: a
@@ -47,6 +50,22 @@ func (t *TLS) Verify(rawCerts [][]byte) error {
 	_, err := certs[0].Verify(x509.VerifyOptions{Roots: t.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return fmt.Errorf("peer certificate is not from the cluster CA: %w", err)
+	}
+	return nil
+}
+
+// check reports a TLS identity that cannot work: no certificate, or no
+// roots.
+func (t *TLS) check() error {
+	if t == nil || len(t.Certificate.Certificate) == 0 || t.Roots == nil {
+		return errors.New("cluster TLS needs a certificate and the cluster CA's roots")
+	}
+	leaf, err := x509.ParseCertificate(t.Certificate.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("cluster certificate: %w", err)
+	}
+	if err := t.Verify(t.Certificate.Certificate); err != nil {
+		return fmt.Errorf("this node's own certificate (%s) does not chain to the cluster CA roots given: %w", leaf.Subject, err)
 	}
 	return nil
 }
@@ -86,20 +105,42 @@ const (
 // so a silent peer cannot hold an accept slot.
 const handshakeTimeout = 10 * time.Second
 
+// Bounds on connections that have not yet proved they come from a node of
+// this cluster (TLS handshake with the cluster CA and the cluster ID):
+// beyond maxPending the mux stops accepting until one finishes, and a
+// source address holding maxPendingPerAddr has its next ones closed. A
+// connection that passed no longer counts, so nodes' own connections
+// never wait behind strangers'.
+const (
+	maxPending        = 128
+	maxPendingPerAddr = 16
+)
+
 // mux accepts mutually authenticated TLS connections on the Raft port and
 // hands each to the service its first byte names.
 type mux struct {
 	ln        net.Listener
 	advertise net.Addr
-	server    *tls.Config
-	client    *tls.Config
-	log       *slog.Logger
-	subs      map[byte]*subListener
-	ids       clusterIDs
+	// configs holds the TLS configurations new connections use; SetTLS
+	// replaces them, connections already open keep theirs.
+	configs atomic.Pointer[muxTLS]
+	log     *slog.Logger
+	subs    map[byte]*subListener
+	ids     clusterIDs
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closed    chan struct{}
+}
+
+// muxTLS are the server and client TLS configurations of one TLS
+// identity.
+type muxTLS struct {
+	server, client *tls.Config
+}
+
+func newMuxTLS(t *TLS) *muxTLS {
+	return &muxTLS{server: t.serverConfig(), client: t.clientConfig()}
 }
 
 // clusterIDs lets the mux tell the nodes of this cluster from the nodes
@@ -127,8 +168,9 @@ func newMux(bind string, advertise net.Addr, t *TLS, ids clusterIDs, log *slog.L
 			return nil, fmt.Errorf("listening on %s: set an advertise address peers can dial", bind)
 		}
 	}
-	m := &mux{ln: ln, advertise: advertise, server: t.serverConfig(), client: t.clientConfig(), log: log,
-		ids: ids, subs: map[byte]*subListener{}, closed: make(chan struct{})}
+	ln = connlimit.Listen(ln, connlimit.Config{Name: "raft", Max: maxPending, PerAddr: maxPendingPerAddr, Logger: log})
+	m := &mux{ln: ln, advertise: advertise, log: log, ids: ids, subs: map[byte]*subListener{}, closed: make(chan struct{})}
+	m.configs.Store(newMuxTLS(t))
 	for _, p := range []byte{protoRaft, protoRPC} {
 		m.subs[p] = &subListener{addr: advertise, conns: make(chan net.Conn), closed: make(chan struct{})}
 	}
@@ -137,6 +179,9 @@ func newMux(bind string, advertise net.Addr, t *TLS, ids clusterIDs, log *slog.L
 	return m, nil
 }
 
+// acceptLoop hands every connection to route. The bounded listener
+// retries transient failures (descriptor exhaustion above all) itself, so
+// an error here means the port is closed or broken for good.
 func (m *mux) acceptLoop() {
 	defer m.wg.Done()
 	for {
@@ -144,14 +189,9 @@ func (m *mux) acceptLoop() {
 		if err != nil {
 			select {
 			case <-m.closed:
-				return
 			default:
+				m.log.Error("raft port accept failed for good; this node no longer accepts Raft connections", "err", err)
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			m.log.Error("raft port accept failed", "err", err)
 			return
 		}
 		m.wg.Add(1)
@@ -164,7 +204,7 @@ func (m *mux) acceptLoop() {
 
 // route authenticates conn, reads its protocol byte and hands it over.
 func (m *mux) route(raw net.Conn) {
-	conn := tls.Server(raw, m.server)
+	conn := tls.Server(raw, m.configs.Load().server)
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	defer cancel()
@@ -193,6 +233,9 @@ func (m *mux) route(raw net.Conn) {
 	if !m.admit(b[0], string(id), raw.RemoteAddr()) {
 		conn.Close()
 		return
+	}
+	if c, ok := raw.(*connlimit.Conn); ok {
+		c.Release() // a node of this cluster: no longer a stranger
 	}
 	select {
 	case sub.conns <- conn:
@@ -231,7 +274,7 @@ func (m *mux) admit(proto byte, id string, remote net.Addr) bool {
 
 // dial opens an authenticated connection to a peer's Raft port for proto.
 func (m *mux) dial(ctx context.Context, addr string, proto byte) (*tls.Conn, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: m.client}
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: m.configs.Load().client}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -299,4 +342,22 @@ func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Con
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return l.m.dial(ctx, string(addr), protoRaft)
+}
+
+// SetTLS replaces the node's identity towards the other nodes (its cluster
+// certificate and the cluster CA roots) for the connections it opens or
+// accepts from now on; connections already open are not dropped. To
+// rotate the cluster CA, first give every node roots holding the old and
+// the new CA, then new certificates, then the new roots alone. The
+// certificate must chain to the roots given.
+func (n *Node) SetTLS(t *TLS) error {
+	if n.mux == nil {
+		return errors.New("cluster: set TLS: this node has no network transport (no TLS configured at start)")
+	}
+	if err := t.check(); err != nil {
+		return fmt.Errorf("cluster: set TLS: %w", err)
+	}
+	n.mux.configs.Store(newMuxTLS(t))
+	n.log.Info("cluster TLS material replaced; new connections use it")
+	return nil
 }

@@ -48,7 +48,12 @@ type Node struct {
 	watch sync.WaitGroup // the leadership pump
 	bg    sync.WaitGroup // gossip joins, bootstrap, reconciliation
 
-	recon reconcileState // the leader's membership bookkeeping
+	recon  reconcileState // the leader's membership bookkeeping
+	events eventLog       // recent cluster events (events.go)
+
+	// reads shares ReadIndex rounds among concurrent callers, leaderReads
+	// the leader's answers to followers' read index requests (readbatch.go).
+	reads, leaderReads readBatch
 
 	shutdownOnce sync.Once
 	stopping     chan struct{} // closed when Shutdown begins
@@ -134,6 +139,7 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, st.logs, st.stable, st.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
+	n.startObserving()
 	if n.rpcSrv != nil {
 		n.registerRPC()
 		n.bg.Add(1)
@@ -144,7 +150,12 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 	}
 	if cfg.Gossip != nil {
 		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID}
-		if n.gossip, err = startGossip(ctx, cfg.Gossip, cfg.NodeID, meta, logger); err != nil {
+		keys, err := loadKeyring(cfg.DataDir, cfg.Gossip.Key, logger)
+		if err != nil {
+			n.raft.Shutdown().Error()
+			return nil, fmt.Errorf("cluster: start: %w", err)
+		}
+		if n.gossip, err = startGossip(ctx, cfg.Gossip, cfg.NodeID, meta, keys, logger, n.gossipChanged); err != nil {
 			n.raft.Shutdown().Error()
 			return nil, fmt.Errorf("cluster: start: %w", err)
 		}
@@ -398,7 +409,19 @@ func (n *Node) Barrier(ctx context.Context) error {
 // ReadIndex returns an index at or above every entry committed before the
 // call: the leader's commit index after a quorum confirmed its leadership.
 // A follower forwards the question to the leader.
+// Concurrent callers share rounds (readBatch).
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	return n.reads.get(ctx, n.readRoundContext, n.readIndexOnce)
+}
+
+// readRoundContext bounds one shared read index round.
+func (n *Node) readRoundContext() (context.Context, context.CancelFunc) {
+	return n.untilStopping(context.Background(), n.cfg.ApplyTimeout)
+}
+
+// readIndexOnce is one read index request: local on the leader, forwarded
+// by a follower.
+func (n *Node) readIndexOnce(ctx context.Context) (uint64, error) {
 	var idx uint64
 	err := n.onLeader(ctx, "read index", true, func(ctx context.Context, leader string, local bool) error {
 		if local {

@@ -3,7 +3,10 @@ package cluster
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -463,5 +466,56 @@ func TestShutdownDuringApplies(t *testing.T) {
 	n2 := startNode(t, testConfig(t, dir), f2, true)
 	if got := readTotal(t, n2, f2); got < acked {
 		t.Fatalf("total after restart = %d, but %d applies were acknowledged", got, acked)
+	}
+}
+
+// TestRestartReapsUnfinishedSnapshots: a snapshot a crash left half
+// written (its ".tmp" folder, as the file snapshot store leaves it under
+// kill -9) is removed at the next start, and the last complete snapshot
+// still restores.
+func TestRestartReapsUnfinishedSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	n1 := startNode(t, testConfig(t, dir), newCounterFSM(), true)
+	applyAll(t, n1, seq(1, 10)...)
+	if err := n1.Snapshot(ctxTimeout(t, testWait)); err != nil {
+		t.Fatal(err)
+	}
+	crashStop(t, n1)
+
+	// What a crash in the middle of the next snapshots leaves behind.
+	store, err := raft.NewFileSnapshotStore(dir, 2, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		sink, err := store.Create(raft.SnapshotVersionMax, uint64(20+i), 9, raft.Configuration{}, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.Write([]byte("half a snapshot")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp := func() []string {
+		entries, _ := os.ReadDir(filepath.Join(dir, snapshotsDir))
+		var out []string
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".tmp") {
+				out = append(out, e.Name())
+			}
+		}
+		return out
+	}
+	if len(tmp()) != 3 {
+		t.Fatalf("setup: %v", tmp())
+	}
+
+	f2 := newCounterFSM()
+	n2 := startNode(t, testConfig(t, dir), f2, true)
+	if left := tmp(); len(left) != 0 {
+		t.Fatalf("unfinished snapshots left after restart: %v", left)
+	}
+	if got := readTotal(t, n2, f2); got != 55 {
+		t.Fatalf("total after restart = %d, want the complete snapshot's 55", got)
 	}
 }

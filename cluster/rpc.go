@@ -25,8 +25,8 @@ const (
 	rpcRemove    = "/cluster/v1/remove-server"
 	rpcTransfer  = "/cluster/v1/transfer-leadership"
 
-	// maxRPCBody bounds a forwarded command (the API bounds bodies well
-	// below this) and every answer.
+	// maxRPCBody bounds every answer; Config.MaxEntrySize bounds a
+	// forwarded command.
 	maxRPCBody = 64 << 20
 )
 
@@ -45,6 +45,7 @@ const (
 	codeShutdown  = "shutdown"   // not applied: the node is stopping
 	codeUnknown   = "unknown"    // the outcome is unknown
 	codeInvalid   = "invalid"    // the request was malformed
+	codeTooLarge  = "too_large"  // not applied: the command exceeds the entry limit
 	codeFailed    = "failed"     // refused (not applied), see message
 )
 
@@ -60,6 +61,8 @@ func encodeRPCError(w http.ResponseWriter, err error) {
 		e.Code = codeShutdown
 	case ambiguous(err):
 		e.Code, status = codeUnknown, http.StatusGatewayTimeout
+	case errors.Is(err, ErrEntryTooLarge):
+		e.Code, status = codeTooLarge, http.StatusRequestEntityTooLarge
 	case errors.Is(err, errInvalidRPC):
 		e.Code, status = codeInvalid, http.StatusBadRequest
 	default:
@@ -81,6 +84,8 @@ func (e *rpcError) decode(op string) error {
 		return fmt.Errorf("cluster: %s: leader: %w", op, ErrShutdown)
 	case codeUnknown:
 		return fmt.Errorf("cluster: %s: leader: %w (%s)", op, ErrTimeout, e.Message)
+	case codeTooLarge:
+		return &EntryTooLargeError{Op: op + " at the leader: " + e.Message}
 	default:
 		return fmt.Errorf("cluster: %s: leader refused: %s", op, e.Message)
 	}

@@ -79,7 +79,18 @@ const requestIDSize = 16
 // id (a random one if the caller gave none), so when the outcome of an
 // attempt is unknown the same command is sent again and the FSM returns
 // the first result instead of applying it twice.
+//
+// Whatever the FSM can decide on a read (fsm.State.Admit: an unknown room,
+// a sender who is not a member, a message at the wrong epoch, fanout for a
+// room nobody follows, a repeated request ...) is answered from the local
+// state, confirmed by a linearizable read, and never logged. A command
+// whose encoding exceeds Config.MaxEntrySize is refused (ErrEntryTooLarge).
 func (s *Store) Apply(ctx context.Context, t fsm.CommandType, requestID []byte, peer string, body wire.Encoder) (*fsm.Result, error) {
+	ctx, cancel := s.node.withDefaultDeadline(ctx)
+	defer cancel()
+	if res, err := s.admit(ctx, t, requestID, peer, body); res != nil || err != nil {
+		return res, err
+	}
 	if len(requestID) == 0 {
 		requestID = make([]byte, requestIDSize)
 		rand.Read(requestID)
@@ -88,8 +99,9 @@ func (s *Store) Apply(ctx context.Context, t fsm.CommandType, requestID []byte, 
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.node.withDefaultDeadline(ctx)
-	defer cancel()
+	if err := s.node.checkEntrySize(t.String(), len(cmd)); err != nil {
+		return nil, err
+	}
 	var res *fsm.Result
 	err = s.node.onLeader(ctx, "apply "+t.String(), true, func(ctx context.Context, leader string, local bool) error {
 		if local {
@@ -117,6 +129,28 @@ func (s *Store) Apply(ctx context.Context, t fsm.CommandType, requestID []byte, 
 	})
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	return res, nil
+}
+
+// admit answers a command the FSM decides without applying it: first on
+// the local state, then, since a follower's state may lag, on a
+// linearizable read (a read index, no log entry). nil: it must be logged.
+func (s *Store) admit(ctx context.Context, t fsm.CommandType, requestID []byte, peer string, body wire.Encoder) (*fsm.Result, error) {
+	var res *fsm.Result
+	check := func(st *fsm.State) error {
+		res = st.Admit(t, requestID, peer, body)
+		return nil
+	}
+	_ = s.fsm.Read(check)
+	if res == nil {
+		return nil, nil
+	}
+	if err := s.Read(ctx, true, check); err != nil {
+		return nil, err
+	}
+	if res != nil {
+		s.node.cfg.Observer.AnsweredUnlogged(t.String())
 	}
 	return res, nil
 }
@@ -151,6 +185,9 @@ func (s *Store) applyLocalIndexed(ctx context.Context, cmd []byte) (*fsm.Result,
 		id, addr := s.node.Leader()
 		return nil, 0, &NotLeaderError{LeaderID: id, LeaderAddr: addr}
 	}
+	if err := s.node.checkEntrySize("apply", len(cmd)); err != nil {
+		return nil, 0, err
+	}
 	stamped, err := fsm.Stamp(cmd, uint64(s.now().UnixMilli()))
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", errInvalidRPC, err)
@@ -168,8 +205,13 @@ func (s *Store) applyLocalIndexed(ctx context.Context, cmd []byte) (*fsm.Result,
 
 // serveForwarded applies a command another node forwarded.
 func (s *Store) serveForwarded(w http.ResponseWriter, r *http.Request) {
-	cmd, err := io.ReadAll(io.LimitReader(r.Body, maxRPCBody+1))
-	if err != nil || len(cmd) > maxRPCBody {
+	limit := s.node.cfg.MaxEntrySize
+	cmd, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err == nil && len(cmd) > limit {
+		encodeRPCError(w, s.node.checkEntrySize("forwarded apply", len(cmd)))
+		return
+	}
+	if err != nil {
 		encodeRPCError(w, fmt.Errorf("%w: unreadable or oversized command", errInvalidRPC))
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -49,6 +50,11 @@ func openStores(cfg Config, hl *hcLogger) (_ *stores, err error) {
 	if st.logs, err = raft.NewLogCache(logCacheSize, st.logDB); err != nil {
 		return nil, fmt.Errorf("log cache: %w", err)
 	}
+	if n, err := reapTempSnapshots(cfg.DataDir); err != nil {
+		return nil, err
+	} else if n > 0 {
+		cfg.Logger.Info("removed unfinished snapshots left by an earlier run", "count", n)
+	}
 	if st.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, hl.Named("snapshot")); err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
 	}
@@ -84,4 +90,33 @@ func (st *stores) close() error {
 		st.stableDB = nil
 	}
 	return errors.Join(errs...)
+}
+
+// snapshotsDir is the folder the file snapshot store keeps in DataDir.
+const snapshotsDir = "snapshots"
+
+// reapTempSnapshots removes the snapshots a crash (kill -9, power loss)
+// left unfinished: the file snapshot store writes each into "<id>.tmp"
+// and renames it when complete, and never looks at ".tmp" folders again.
+// It runs before Raft opens the store, so no snapshot is being written.
+func reapTempSnapshots(dataDir string) (int, error) {
+	dir := filepath.Join(dataDir, snapshotsDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("list snapshots: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return n, fmt.Errorf("remove an unfinished snapshot: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -7,8 +7,10 @@
 #
 # Node i listens on 127.0.0.i (federation :9443, client API :9444, ops
 # :9445, Raft :9446, gossip :9447); they share one development CA folder,
-# so they trust each other and share the gossip key. Data and logs go to
-# DIR (default ./mimi-cluster). Linux routes all of 127.0.0.0/8 to lo.
+# so they trust each other and share the gossip key, and one admin token
+# for their operations listeners (DIR/admin-token, made on first start:
+# mimictl -admin-token-file DIR/admin-token). Data and logs go to DIR
+# (default ./mimi-cluster). Linux routes all of 127.0.0.0/8 to lo.
 set -eu
 cmd=${1:-start}
 dir=${2:-mimi-cluster}
@@ -25,7 +27,7 @@ start() {
 		fi
 		"$dir/mimi-hub" -domain "$domain" -node-id "n$i" -data "$dir/n$i" -dev-ca-dir "$dir/ca" \
 			-federation-addr "127.0.0.$i:9443" -client-addr "127.0.0.$i:9444" -ops-addr "127.0.0.$i:9445" \
-			-raft-addr "127.0.0.$i:9446" -gossip-addr "127.0.0.$i:9447" \
+			-raft-addr "127.0.0.$i:9446" -gossip-addr "127.0.0.$i:9447" -admin-token-file "$dir/admin-token" \
 			-join 127.0.0.1:9447,127.0.0.2:9447,127.0.0.3:9447 -bootstrap-expect 3 \
 			>>"$dir/n$i.log" 2>&1 &
 		echo $! >"$dir/n$i.pid"
@@ -61,7 +63,7 @@ stop() {
 case "$cmd" in
 start) start ;;
 stop) stop ;;
-status) curl -fs http://127.0.0.1:9445/v1/cluster/status || curl -fs http://127.0.0.1:9445/v1/status ;;
+status) curl -fs -H "Authorization: Bearer $(cat "$dir/admin-token")" http://127.0.0.1:9445/v1/cluster/status ;;
 *)
 	echo "usage: $0 start|status|stop [DIR]" >&2
 	exit 2

@@ -27,11 +27,27 @@ func (s *State) apply(c *Command) *Result {
 		// nothing.
 		return res
 	}
+	if !keysUnchanged(c.Type) {
+		s.keysEnc, s.consentEnc, s.acctEnc = nil, nil, nil
+	}
 	s.lastAt = c.AcceptedAt
 	if len(c.RequestID) > 0 {
 		s.dedup.put(c.RequestID, c.AcceptedAt, s.cfg.DedupWindow, res)
 	}
 	return res
+}
+
+// keysUnchanged reports whether applying a command of type t leaves the
+// key material store, the consent book and the accounts as they were (but for a
+// Welcome's route, which deliverLocal forgets itself): the hot path of
+// messages, acknowledgements and fanout, so that a snapshot under message
+// load reuses their encodings. Every other type may change them.
+func keysUnchanged(t CommandType) bool {
+	switch t {
+	case CmdProvisional, CmdAck, CmdSubscribe, CmdDelivered, CmdReportAbuse, CmdFanout:
+		return true
+	}
+	return false
 }
 
 // body decodes a command body.
@@ -54,36 +70,27 @@ func (s *State) maxVector() int {
 }
 
 func (s *State) dispatch(c *Command) *Result {
+	if r, ok := s.dispatchAccounts(c); ok {
+		return r
+	}
 	mv := s.maxVector()
-	local := func() *Result {
-		if c.Peer != "" {
-			return refused(NotAllowed, "%s is for this provider's own clients, not for %s", c.Type, c.Peer)
-		}
-		return nil
+	if localOnly(c.Type) && c.Peer != "" {
+		return refused(NotAllowed, "%s is for this provider's own clients, not for %s", c.Type, c.Peer)
 	}
 	switch c.Type {
 	case CmdRegister:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[RegisterBody](c, mv)
 		if r != nil {
 			return r
 		}
 		return s.register(b)
 	case CmdUploadKeyPackages:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[UploadBody](c, mv)
 		if r != nil {
 			return r
 		}
 		return s.upload(b, c.AcceptedAt)
 	case CmdCreateRoom:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[CreateRoomBody](c, mv)
 		if r != nil {
 			return r
@@ -96,9 +103,6 @@ func (s *State) dispatch(c *Command) *Result {
 		}
 		return s.roomRequest(c, b)
 	case CmdRouteKeyPackages:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[RouteBody](c, mv)
 		if r != nil {
 			return r
@@ -107,7 +111,7 @@ func (s *State) dispatch(c *Command) *Result {
 		if !ok {
 			return refused(NotFound, "room %s is not hosted here", b.Room)
 		}
-		if out := rm.Apply(&room.RouteKeyPackages{Routes: b.Routes}, c.AcceptedAt); out.Err != nil {
+		if out := s.applyRoom(b.Room, rm, &room.RouteKeyPackages{Routes: b.Routes}, c.AcceptedAt); out.Err != nil {
 			return refused(Invalid, "%v", out.Err)
 		}
 		return success(nil)
@@ -130,9 +134,6 @@ func (s *State) dispatch(c *Command) *Result {
 		}
 		return s.fanout(c, b)
 	case CmdDelivered:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[DeliveredBody](c, mv)
 		if r != nil {
 			return r
@@ -142,38 +143,22 @@ func (s *State) dispatch(c *Command) *Result {
 		}
 		return success(nil)
 	case CmdAck:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[AckBody](c, mv)
 		if r != nil {
 			return r
 		}
-		rec, ok := s.clients[b.Client]
-		if !ok {
-			return refused(NotFound, "no client %s", b.Client)
-		}
-		rec.inbox.ack(b.UpTo)
-		return success(nil)
+		return s.ack(b)
 	case CmdSubscribe:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[SubscribeBody](c, mv)
 		if r != nil {
 			return r
 		}
 		return s.subscribe(b)
 	case CmdPrune:
-		if r := local(); r != nil {
-			return r
-		}
 		s.keys.Prune(c.AcceptedAt / 1000)
+		s.sweepLogs(c.AcceptedAt)
 		return success(nil)
 	case CmdHubKey:
-		if r := local(); r != nil {
-			return r
-		}
 		b, r := body[HubKeyBody](c, mv)
 		if r != nil {
 			return r
@@ -225,6 +210,7 @@ func (s *State) register(b *RegisterBody) *Result {
 			return refused(Invalid, "%v", err)
 		}
 		s.users[user] = &userRecord{}
+		s.acct.noteUser(user)
 	}
 	if err := s.keys.AddClient(b.Client); err != nil {
 		return refused(Invalid, "%v", err) // unreachable after the checks above
@@ -274,18 +260,18 @@ func (s *State) createRoom(b *CreateRoomBody, at uint64) *Result {
 	user, _ := b.Client.UserOf()
 	rm, err := room.Create(s.roomConfig(), room.CreateRequest{Room: b.Room, Creator: user, GroupInfo: b.GroupInfo.GroupInfo, Tree: b.Tree}, at)
 	if err != nil {
-		if errors.Is(err, room.ErrNotAllowed) {
-			return refused(NotAllowed, "%v", err)
-		}
-		return refused(Invalid, "%v", err)
+		return refusedByRoom(err)
 	}
 	if !slices.Contains(rm.Clients(user), b.Client) {
 		return refused(Invalid, "the creating client %s is not in the room's group", b.Client)
 	}
 	s.rooms[b.Room] = rm
-	st := &roomStream{hub: s.cfg.Domain}
-	st.subscribe(b.Client)
-	s.streams[b.Room] = st
+	st := s.stream(b.Room, s.cfg.Domain)
+	if r := s.subscribeClient(b.Client, st); r != nil {
+		delete(s.rooms, b.Room)
+		s.dropIdleStream(st)
+		return r
+	}
 	return success(nil)
 }
 
@@ -296,53 +282,67 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 	if !ok {
 		return refused(NotFound, "room %s is not hosted here", b.Room)
 	}
-	from := c.Peer
-	if from == "" {
-		from = s.cfg.Domain
+	req, r := s.roomRequestOf(c.Type, c.Peer, b)
+	if r != nil {
+		return r
 	}
-	var req room.Request
-	switch c.Type {
-	case CmdUpdateRoom:
-		u := new(proto.UpdateRoomRequest)
-		if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
-			return refused(Invalid, "updateRoom body: %v", err)
-		}
-		req = &room.UpdateRoom{From: from, Body: u}
-	case CmdProvisional:
-		m := new(mls.Message)
-		if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
-			return refused(Invalid, "provisionalMessage body: %v", err)
-		}
-		req = &room.ProvisionalMessage{From: from, Message: m}
-	case CmdReportAbuse:
-		rep := new(proto.AbuseReport)
-		if err := proto.Decode(b.Request, rep, s.maxVector()); err != nil {
-			return refused(Invalid, "reportAbuse body: %v", err)
-		}
-		req = &room.ReportAbuse{From: from, Body: rep}
-	}
-	out := rm.Apply(req, c.AcceptedAt)
+	out := s.applyRoom(b.Room, rm, req, c.AcceptedAt)
 	if out.Err != nil {
-		if errors.Is(out.Err, room.ErrNotAllowed) {
-			return refused(NotAllowed, "%v", out.Err)
-		}
-		return refused(Invalid, "%v", out.Err)
+		return refusedByRoom(out.Err)
 	}
 	if out.Report != nil {
-		s.reports = append(s.reports, *out.Report)
-		if over := len(s.reports) - s.cfg.ReportLimit; over > 0 {
-			s.reports = slices.Delete(s.reports, 0, over)
-		}
+		s.reports.push(*out.Report)
+		s.reports.drop(len(s.reports.items) - s.cfg.ReportLimit)
 		return success(nil)
 	}
 	if out.Response.Code != proto.UpdateSuccess && len(out.Effects) == 0 {
 		return answerUnchanged(&out.Response) // a MIMI-level refusal
 	}
 	if _, local := s.clients[out.Joined]; local {
-		s.stream(b.Room, s.cfg.Domain).subscribe(out.Joined)
+		// The joiner follows the room from its own commit on. At its
+		// subscription cap it joins without following.
+		s.subscribeClient(out.Joined, s.stream(b.Room, s.cfg.Domain))
 	}
 	s.dispatchEffects(b.Room, out.Effects, c.AcceptedAt)
 	return success(&out.Response)
+}
+
+// refusedByRoom turns a room's refusal of a request into a result.
+func refusedByRoom(err error) *Result {
+	if errors.Is(err, room.ErrNotAllowed) {
+		return refused(NotAllowed, "%v", err)
+	}
+	return refused(Invalid, "%v", err)
+}
+
+// roomRequestOf decodes a room command's MIMI request: an updateRoom,
+// provisionalMessage or reportAbuse from peer (this provider when empty).
+func (s *State) roomRequestOf(t CommandType, peer string, b *RoomBody) (room.Request, *Result) {
+	from := peer
+	if from == "" {
+		from = s.cfg.Domain
+	}
+	switch t {
+	case CmdUpdateRoom:
+		u := new(proto.UpdateRoomRequest)
+		if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
+			return nil, refused(Invalid, "updateRoom body: %v", err)
+		}
+		return &room.UpdateRoom{From: from, Body: u}, nil
+	case CmdProvisional:
+		m := new(mls.Message)
+		if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
+			return nil, refused(Invalid, "provisionalMessage body: %v", err)
+		}
+		return &room.ProvisionalMessage{From: from, Message: m}, nil
+	case CmdReportAbuse:
+		rep := new(proto.AbuseReport)
+		if err := proto.Decode(b.Request, rep, s.maxVector()); err != nil {
+			return nil, refused(Invalid, "reportAbuse body: %v", err)
+		}
+		return &room.ReportAbuse{From: from, Body: rep}, nil
+	}
+	return nil, refused(Invalid, "%s is not a room command", t)
 }
 
 // dispatchEffects delivers a hosted room's accepted messages: to local
@@ -351,15 +351,10 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 	for _, e := range effects {
 		for _, rc := range e.To {
 			if rc.Domain == s.cfg.Domain {
-				s.deliverLocal(id, s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, rc.Exclude)
+				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, rc.Exclude, at)
 				continue
 			}
-			q := s.outbox[rc.Domain]
-			if q == nil {
-				q = &outQueue{}
-				s.outbox[rc.Domain] = q
-			}
-			q.push(OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: wire.MustMarshal(&e.Fanout), Exclude: rc.Exclude, Enqueued: at})
+			s.enqueue(rc.Domain, OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: wire.MustMarshal(&e.Fanout), Exclude: rc.Exclude, Enqueued: at})
 		}
 	}
 }
@@ -368,16 +363,26 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 func (s *State) stream(id proto.URI, hub string) *roomStream {
 	st := s.streams[id]
 	if st == nil {
-		st = &roomStream{hub: hub}
+		st = newRoomStream(id, hub)
 		s.streams[id] = st
 	}
 	return st
 }
 
-// deliverLocal puts one fanout message of a room into local clients'
-// streams: a Welcome to the clients whose KeyPackages it names (who then
-// follow the room), anything else to the room's followers but the excluded.
-func (s *State) deliverLocal(id proto.URI, st *roomStream, seq uint64, fm *proto.FanoutMessage, exclude []proto.URI) {
+// applyRoom applies a request that may change a hosted room. Every
+// change of a room must go through it: it forgets the room's frozen copy,
+// which the next snapshot would otherwise encode instead of the room
+// (room.Frozen; checked by the fsm tests' apply helper).
+func (s *State) applyRoom(id proto.URI, rm *room.Room, req room.Request, at uint64) room.Outcome {
+	delete(s.frozen, id)
+	return rm.Apply(req, at)
+}
+
+// deliverLocal delivers one fanout message of a room to local clients at
+// time now: a Welcome into the inboxes of the clients whose KeyPackages it
+// names (who then follow the room), anything else once into the room's
+// log for the clients following it but the excluded.
+func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, exclude []proto.URI, now uint64) {
 	data := wire.MustMarshal(fm.Message)
 	if fm.Message.WireFormat == mls.WireWelcome {
 		for _, sec := range fm.Message.Welcome.Secrets {
@@ -386,49 +391,36 @@ func (s *State) deliverLocal(id proto.URI, st *roomStream, seq uint64, fm *proto
 				continue
 			}
 			s.keys.ForgetRoute(sec.NewMember)
+			s.keysEnc = nil
 			if rec, ok := s.clients[client]; ok {
-				st.subscribe(client)
-				rec.inbox.push(Item{Kind: ItemWelcome, Room: id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit)
+				rec.inbox.push(Item{Seq: s.takeSeq(), Kind: ItemWelcome, Room: st.id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit, s.cfg.InboxBytes)
+				// At its subscription cap the client gets the Welcome but
+				// does not follow the room.
+				s.subscribeClient(client, st)
 			}
 		}
-	} else {
-		for _, c := range st.clients {
-			if slices.Contains(exclude, c) {
-				continue
-			}
-			if rec, ok := s.clients[c]; ok {
-				rec.inbox.push(Item{Kind: ItemMessage, Room: id, HubSeq: seq, At: fm.Timestamp, Data: data}, s.cfg.InboxLimit)
-			}
-		}
+	} else if st.deliverable(exclude) {
+		ex := slices.Clone(exclude)
+		slices.Sort(ex)
+		s.appendLog(st, logEntry{seq: s.takeSeq(), hubSeq: seq, at: fm.Timestamp, stored: now, data: data, exclude: slices.Compact(ex)})
 	}
 	st.lastSeq = max(st.lastSeq, seq)
 }
 
-// fanout receives a batch from a room's hub.
+// fanout receives a batch from a room's hub. Fanout that admitFanout
+// decides (a peer that is not the hub, a room nobody here follows, only
+// redeliveries) leaves no trace: a peer must not grow this provider's
+// state with rooms that nobody here follows.
 func (s *State) fanout(c *Command, b *FanoutBody) *Result {
-	id, err := b.Room.Parse()
-	if err != nil || id.Kind != proto.KindRoom {
-		return refused(Invalid, "%q is not a room URI", b.Room)
+	if r := s.admitFanout(c.Peer, b); r != nil {
+		return r
 	}
-	if c.Peer == "" || id.Domain != c.Peer {
-		return refused(NotAllowed, "fanout for %s is accepted only from its hub %s, not %q", b.Room, id.Domain, c.Peer)
-	}
-	if id.Domain == s.cfg.Domain {
-		return refused(NotAllowed, "this provider hosts %s", b.Room)
-	}
-	st, ok := s.streams[b.Room]
-	if !ok {
-		if !s.welcomesLocal(b.Batch) {
-			// No local client follows the room and the batch welcomes
-			// none: there is nothing to deliver and nothing to keep. (A
-			// peer must not grow this provider's state with rooms that
-			// nobody here follows.)
-			return answerUnchanged(nil)
-		}
-		st = s.stream(b.Room, id.Domain)
-	}
+	id, _ := b.Room.Parse()
+	st := s.stream(b.Room, id.Domain)
 	if b.FirstSeq == 0 {
-		return s.unnumberedFanout(b.Room, st, b)
+		r := s.unnumberedFanout(st, b, c.AcceptedAt)
+		s.dropIdleStream(st)
+		return r
 	}
 	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
 		st.gaps++
@@ -438,8 +430,9 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 		if seq <= st.lastSeq {
 			continue // a redelivery
 		}
-		s.deliverLocal(b.Room, st, seq, &b.Batch[i], b.Exclude)
+		s.deliverLocal(st, seq, &b.Batch[i], b.Exclude, c.AcceptedAt)
 	}
+	s.dropIdleStream(st)
 	return success(nil)
 }
 
@@ -463,27 +456,67 @@ func (s *State) welcomesLocal(batch proto.FanoutBatch) bool {
 }
 
 func (s *State) subscribe(b *SubscribeBody) *Result {
-	if _, ok := s.clients[b.Client]; !ok {
-		return refused(NotFound, "no client %s", b.Client)
-	}
-	id, err := b.Room.Parse()
-	if err != nil || id.Kind != proto.KindRoom {
-		return refused(Invalid, "%q is not a room URI", b.Room)
+	if r, decided := s.checkSubscribe(b); decided {
+		return r
 	}
 	st := s.streams[b.Room]
 	if !b.Subscribe {
-		if st != nil {
-			st.unsubscribe(b.Client)
-		}
+		s.unsubscribeClient(b.Client, st)
 		return success(nil)
+	}
+	id, _ := b.Room.Parse()
+	st = s.stream(b.Room, id.Domain)
+	if r := s.subscribeClient(b.Client, st); r != nil {
+		s.dropIdleStream(st)
+		return r
+	}
+	return success(nil)
+}
+
+// checkSubscribe decides a (un)subscription that is refused or changes
+// nothing; decided is false when it must be applied.
+func (s *State) checkSubscribe(b *SubscribeBody) (r *Result, decided bool) {
+	rec, ok := s.clients[b.Client]
+	if !ok {
+		return refused(NotFound, "no client %s", b.Client), true
+	}
+	id, err := b.Room.Parse()
+	if err != nil || id.Kind != proto.KindRoom {
+		return refused(Invalid, "%q is not a room URI", b.Room), true
+	}
+	st := s.streams[b.Room]
+	if subscribed := st != nil && st.subscribed(b.Client); subscribed == b.Subscribe {
+		return answerUnchanged(nil), true
+	}
+	if !b.Subscribe {
+		return nil, false
 	}
 	if rm, hosted := s.rooms[b.Room]; hosted {
 		user, _ := b.Client.UserOf()
 		if !slices.Contains(rm.Clients(user), b.Client) {
-			return refused(NotAllowed, "%s is not a member of %s", b.Client, b.Room)
+			return refused(NotAllowed, "%s is not a member of %s", b.Client, b.Room), true
 		}
 	}
-	s.stream(b.Room, id.Domain).subscribe(b.Client)
+	if _, has := slices.BinarySearch(rec.rooms, b.Room); !has && len(rec.rooms) >= s.cfg.MaxSubscriptions {
+		return refused(Limit, "client %s follows %d rooms, the most allowed", b.Client, len(rec.rooms)), true
+	}
+	return nil, false
+}
+
+// ack moves a client's cursor: it has read its stream up to b.UpTo (at
+// most the last delivery).
+func (s *State) ack(b *AckBody) *Result {
+	rec, ok := s.clients[b.Client]
+	if !ok {
+		return refused(NotFound, "no client %s", b.Client)
+	}
+	upTo := min(b.UpTo, s.lastDelivery())
+	if upTo <= rec.cursor {
+		return answerUnchanged(nil)
+	}
+	rec.cursor = upTo
+	rec.inbox.ack(upTo)
+	s.closeFinishedWindows(b.Client, rec)
 	return success(nil)
 }
 
@@ -502,7 +535,7 @@ func (s *State) claim(c *Command, req *proto.KeyMaterialRequest) *Result {
 	if hub, _ := req.Room.Domain(); from != requester && (req.Room == "" || from != hub) {
 		return refused(NotAllowed, "%s may not claim on behalf of %s", from, req.RequestingUser)
 	}
-	resp, claimed, err := s.keys.Claim(req, s.consent.Check, c.AcceptedAt/1000)
+	resp, claimed, err := s.keys.Claim(req, s.consentCheck(from, requester), c.AcceptedAt/1000)
 	if err != nil {
 		return refused(kindOfKeys(err), "%v", err)
 	}
@@ -512,7 +545,7 @@ func (s *State) claim(c *Command, req *proto.KeyMaterialRequest) *Result {
 		for i, cl := range claimed {
 			routes[i] = room.Route{Ref: cl.Ref, Domain: s.cfg.Domain}
 		}
-		rm.Apply(&room.RouteKeyPackages{Routes: routes}, c.AcceptedAt)
+		s.applyRoom(req.Room, rm, &room.RouteKeyPackages{Routes: routes}, c.AcceptedAt)
 	}
 	return success(resp)
 }
@@ -536,12 +569,7 @@ func (s *State) consentOp(c *Command, e *proto.ConsentEntry) *Result {
 			if o.Primitive == proto.UpdateConsent {
 				kind = OutUpdateConsent
 			}
-			q := s.outbox[o.Domain]
-			if q == nil {
-				q = &outQueue{}
-				s.outbox[o.Domain] = q
-			}
-			q.push(OutItem{Kind: kind, Data: wire.MustMarshal(&o.Entry), Enqueued: c.AcceptedAt})
+			s.enqueue(o.Domain, OutItem{Kind: kind, Data: wire.MustMarshal(&o.Entry), Enqueued: c.AcceptedAt})
 		}
 		if len(out) == 0 {
 			s.notifyConsent(e, c.AcceptedAt) // both users are local
@@ -585,7 +613,7 @@ func (s *State) notifyConsent(e *proto.ConsentEntry, at uint64) {
 			if e.Room != nil {
 				room = *e.Room
 			}
-			rec.inbox.push(Item{Kind: ItemConsent, Room: room, At: at, Data: data}, s.cfg.InboxLimit)
+			rec.inbox.push(Item{Seq: s.takeSeq(), Kind: ItemConsent, Room: room, At: at, Data: data}, s.cfg.InboxLimit, s.cfg.InboxBytes)
 		}
 	}
 }

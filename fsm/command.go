@@ -30,6 +30,16 @@ const (
 	CmdPrune             CommandType = 14 // drop expired KeyPackages and routes
 	CmdHubKey            CommandType = 15 // set the hub's external-sender secret, once
 	CmdRemoveClients     CommandType = 16 // remove clients from rooms with the hub's own proposals
+
+	// Accounts (accounts.go): 20-29.
+	CmdCreateUser   CommandType = 20 // a new local user with its first device
+	CmdAddDevice    CommandType = 21 // a device added with the account's password
+	CmdRequestLink  CommandType = 22 // a new device asks an existing one for approval
+	CmdApproveLink  CommandType = 23 // an existing device approves a link request
+	CmdSetPassword  CommandType = 24 // set or change the account's password
+	CmdRevokeDevice CommandType = 25 // a device is revoked by its user or an operator
+	CmdSuspendUser  CommandType = 26 // an operator suspends or reinstates a user
+	CmdMintInvite   CommandType = 27 // an operator mints a single-use invite code
 )
 
 func (t CommandType) String() string {
@@ -37,6 +47,9 @@ func (t CommandType) String() string {
 		"routeKeyPackages", "claimKeyMaterial", "consent", "fanout", "delivered", "ack", "subscribe", "prune", "hubKey", "removeClients"}
 	if int(t) < len(names) && t > 0 {
 		return names[t]
+	}
+	if n, ok := accountCommandNames[t]; ok {
+		return n
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -111,7 +124,9 @@ func Stamp(cmd []byte, acceptedAt uint64) ([]byte, error) {
 }
 
 // RegisterBody registers a client of a local user; the user is created on
-// its first client.
+// its first client. Legacy: the API proposes CmdCreateUser, CmdRequestLink
+// and CmdAddDevice instead, which need the user's proof for a second
+// device; CmdRegister entries already in logs still apply as before.
 type RegisterBody struct {
 	Client proto.URI
 	// TokenHash is the SHA-256 of the client's bearer token; the token

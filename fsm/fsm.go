@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"sync"
@@ -75,26 +76,25 @@ func (f *FSM) Read(fn func(s *State) error) error {
 	return fn(f.state)
 }
 
-// Snapshot implements raft.FSM. The state is encoded under the read lock, so
-// Apply may continue while the snapshot is written.
+// Snapshot implements raft.FSM. It runs on the FSM goroutine between two
+// Apply calls and only captures a consistent view of the state (a copy of
+// the tables' headers, references to what never changes in place): the
+// encoding happens in Persist, while Apply goes on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	data, err := wire.Marshal(f.state)
-	f.mu.RUnlock()
+	f.mu.Lock()
+	v, err := f.state.capture()
+	f.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("fsm snapshot: %w", err)
 	}
-	return &snapshot{data: data}, nil
+	return &snapshot{view: v}, nil
 }
 
-// Restore implements raft.FSM: it replaces the state with a snapshot's.
+// Restore implements raft.FSM: it replaces the state with a snapshot's,
+// decoding it as it is read.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return fmt.Errorf("fsm restore: %w", err)
-	}
-	s, err := decodeState(f.cfg, data)
+	s, err := decodeState(f.cfg, rc)
 	if err != nil {
 		return fmt.Errorf("fsm restore: %w", err)
 	}
@@ -106,20 +106,39 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 // Encode returns the state's encoding, as a snapshot holds it.
-func (f *FSM) Encode() ([]byte, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return wire.Marshal(f.state)
+func (f *FSM) Encode() ([]byte, error) { return f.encode(false) }
+
+// EncodeContent returns the state's encoding with its clock (the last
+// acceptance time) zeroed, to compare the content of two states: the clock
+// moves with every command answered, refusals with a MIMI code included.
+func (f *FSM) EncodeContent() ([]byte, error) { return f.encode(true) }
+
+func (f *FSM) encode(noClock bool) ([]byte, error) {
+	f.mu.Lock()
+	v, err := f.state.capture()
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if noClock {
+		v.lastAt = 0
+	}
+	var b bytes.Buffer
+	if err := v.persist(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
-type snapshot struct{ data []byte }
+type snapshot struct{ view *view }
 
+// Persist streams the encoding to the sink.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
+	if err := s.view.persist(sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("fsm snapshot: %w", err)
 	}
 	return sink.Close()
 }
 
-func (s *snapshot) Release() {}
+func (s *snapshot) Release() { s.view = nil }

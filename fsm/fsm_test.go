@@ -20,18 +20,22 @@ const t0 = 1_700_000_000_000
 // replayed into another FSM.
 type node struct {
 	t   testing.TB
-	f   *FSM
-	log [][]byte
-	now uint64
+	cfg Config
+	// fast skips apply's check of the snapshot caches (benchmarks).
+	fast bool
+	f    *FSM
+	log  [][]byte
+	now  uint64
 }
 
 func newNode(t testing.TB, domain string) *node {
 	t.Helper()
-	f, err := New(Config{Domain: domain, InboxLimit: 50})
+	cfg := Config{Domain: domain, InboxLimit: 50}
+	f, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &node{t: t, f: f, now: t0}
+	return &node{t: t, cfg: cfg, f: f, now: t0}
 }
 
 // apply proposes a command as the leader would: stamped, logged, applied.
@@ -46,7 +50,24 @@ func (n *node) apply(typ CommandType, reqID []byte, peer string, b wire.Encoder)
 		n.t.Fatal(err)
 	}
 	n.log = append(n.log, cmd)
-	return n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*Result)
+	if n.fast {
+		return n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*Result)
+	}
+	// A snapshot captured before the command keeps frozen copies of the
+	// rooms and the encodings of the key material and consent; one
+	// captured after it must not reuse what the command changed.
+	n.state()
+	res := n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*Result)
+	cached := n.state()
+	_ = n.f.Read(func(s *State) error {
+		clear(s.frozen)
+		s.keysEnc, s.consentEnc = nil, nil
+		return nil
+	})
+	if !bytes.Equal(cached, n.state()) {
+		n.t.Fatalf("%s changed a room, the key material or consent without forgetting the encoding a snapshot keeps (applyRoom, keysUnchanged)", typ)
+	}
+	return res
 }
 
 func (n *node) ok(r *Result, what string) *Result {
@@ -289,10 +310,9 @@ func TestProvidersEndToEnd(t *testing.T) {
 // another, checking both end in n's state.
 func replay(t *testing.T, n *node) {
 	t.Helper()
-	var domain string
-	_ = n.f.Read(func(s *State) error { domain = s.Domain(); return nil })
+	domain := n.cfg.Domain
 	want := n.state()
-	fresh, _ := New(Config{Domain: domain, InboxLimit: 50})
+	fresh, _ := New(n.cfg)
 	for _, cmd := range n.log {
 		fresh.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd})
 	}
@@ -304,11 +324,15 @@ func replay(t *testing.T, n *node) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Apply goes on after the capture: the snapshot keeps the state as
+	// captured.
+	n.apply(CmdPrune, nil, "", nil)
+	n.log = n.log[:len(n.log)-1]
 	sink := &memSink{}
 	if err := snap.Persist(sink); err != nil {
 		t.Fatal(err)
 	}
-	restored, _ := New(Config{Domain: domain, InboxLimit: 50})
+	restored, _ := New(n.cfg)
 	if err := restored.Restore(sink); err != nil {
 		t.Fatal(err)
 	}
@@ -414,21 +438,35 @@ func TestFanoutForUnfollowedRooms(t *testing.T) {
 	replay(t, prov)
 }
 
-func TestInboxLimitAndGap(t *testing.T) {
-	var b inbox
-	for i := range 60 {
-		b.push(Item{Kind: ItemMessage, Data: []byte{byte(i)}}, 50)
+func TestInboxCapsAndGap(t *testing.T) {
+	cases := []struct {
+		name     string
+		items    int
+		maxBytes int64
+		size     int
+	}{
+		{"by count", 50, 1 << 20, 1},
+		{"by bytes", 1000, 50 * (100 + itemOverhead), 100},
 	}
-	items, gap := b.after(0, 100)
-	if len(items) != 50 || items[0].Seq != 11 || !gap {
-		t.Fatalf("%d items from %d, gap %v", len(items), items[0].Seq, gap)
-	}
-	if _, gap := b.after(10, 100); gap {
-		t.Fatal("a reader that saw item 10 was told of a gap")
-	}
-	b.ack(55)
-	if items, _ := b.after(0, 100); len(items) != 5 || items[0].Seq != 56 {
-		t.Fatalf("after ack: %+v", items)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var b inbox
+			for i := range 60 {
+				b.push(Item{Seq: uint64(i + 1), Kind: ItemWelcome, Data: make([]byte, c.size)}, c.items, c.maxBytes)
+			}
+			cs := clientStream{s: &State{streams: map[proto.URI]*roomStream{}}, rec: &clientRecord{inbox: b}}
+			items, gap, last := cs.read(0, 100)
+			if len(items) != 50 || items[0].Seq != 11 || !gap || last != 60 {
+				t.Fatalf("%d items from %d, gap %v, last %d", len(items), items[0].Seq, gap, last)
+			}
+			if _, gap, _ := cs.read(10, 100); gap {
+				t.Fatal("a reader that saw item 10 was told of a gap")
+			}
+			b.ack(55)
+			if len(b.q.items) != 5 || b.q.items[0].Seq != 56 || b.bytes != 5*(int64(c.size)+itemOverhead) {
+				t.Fatalf("after ack: %d items from %d, %d bytes", len(b.q.items), b.q.items[0].Seq, b.bytes)
+			}
+		})
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
-	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // fuzzScenario builds a provider with a local user, a hosted room and a
@@ -32,6 +31,16 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	app, _ := alice.group.Encrypt([]byte("x"), nil)
 	n.apply(CmdFanout, nil, "b.example", &FanoutBody{Room: remote, Batch: proto.FanoutBatch{{Message: app, Timestamp: n.now}}})
 	n.apply(CmdRemoveClients, nil, "", &RemoveClientsBody{Clients: []proto.URI{alice.uri}})
+	// Accounts: a user with a password, a device linked, a link waiting,
+	// an invite, a suspension.
+	n.apply(CmdCreateUser, nil, "", &CreateUserBody{Client: proto.ClientURI("a.example", "carol", "x"), TokenHash: tokenHash("c"), PasswordHash: []byte("$argon2id$v=19$m=64,t=1,p=1$c2FsdA$a2V5")})
+	n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{1}, 16), Client: proto.ClientURI("a.example", "carol", "y"), CodeHash: tokenHash("code"), TokenHash: tokenHash("y")})
+	n.apply(CmdApproveLink, nil, "", &ApproveLinkBody{Approver: proto.ClientURI("a.example", "carol", "x"), CodeHash: tokenHash("code")})
+	n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{2}, 16), Client: proto.ClientURI("a.example", "carol", "z"), CodeHash: tokenHash("code2"), TokenHash: tokenHash("z")})
+	n.apply(CmdAddDevice, nil, "", &AddDeviceBody{Client: proto.ClientURI("a.example", "carol", "w"), TokenHash: tokenHash("w"), CredentialGen: 1})
+	n.apply(CmdMintInvite, nil, "", &MintInviteBody{CodeHash: tokenHash("invite"), ExpiresAt: n.now + 60_000})
+	n.apply(CmdSuspendUser, nil, "", &SuspendUserBody{User: proto.UserURI("a.example", "carol"), Suspend: true})
+	n.apply(CmdRevokeDevice, nil, "", &RevokeDeviceBody{Client: proto.ClientURI("a.example", "carol", "w")})
 	return n.log, n.state()
 }
 
@@ -58,7 +67,7 @@ func FuzzApply(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := decodeState(fsm.cfg, snap)
+		again, err := decodeState(fsm.cfg, bytes.NewReader(snap))
 		if err != nil {
 			t.Fatalf("the state's own snapshot does not restore: %v", err)
 		}
@@ -75,13 +84,14 @@ func FuzzRestore(f *testing.F) {
 	_, snap := fuzzScenario(f)
 	f.Add(snap)
 	f.Add([]byte{stateVersion})
+	f.Add(v1Snapshot(f, proto.ClientURI("a.example", "bob", "d"), proto.RoomURI("b.example", "r")))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := decodeState(Config{Domain: "a.example"}, data)
+		s, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(data))
 		if err != nil {
 			return
 		}
 		b := mustEncode(t, s)
-		s2, err := decodeState(Config{Domain: "a.example"}, b)
+		s2, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(b))
 		if err != nil {
 			t.Fatalf("a restored state's encoding does not restore: %v", err)
 		}
@@ -93,9 +103,13 @@ func FuzzRestore(f *testing.F) {
 
 func mustEncode(t *testing.T, s *State) []byte {
 	t.Helper()
-	b, err := wire.Marshal(s)
+	v, err := s.capture()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	var b bytes.Buffer
+	if err := v.persist(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

@@ -104,6 +104,7 @@ func (s *State) setHubKey(b *HubKeyBody) *Result {
 	}
 	s.hubSecret, s.hubKeys = bytes.Clone(b.Secret), keys
 	for _, id := range sortedKeys(s.rooms) {
+		delete(s.frozen, id) // a changed room (applyRoom)
 		s.rooms[id].SetHubKeys(keys)
 	}
 	return success(nil)
@@ -132,9 +133,11 @@ func (s *State) removeClients(c *Command, b *RemoveClientsBody) *Result {
 		st := s.streams[id]
 		var followers []proto.URI
 		for _, cl := range b.Clients {
-			if slices.Contains(st.clients, cl) {
+			if _, has := st.window(cl); has {
 				followers = append(followers, cl)
-				st.unsubscribe(cl)
+				// Not even what is already in the log: the window goes.
+				st.dropWindow(cl)
+				s.forgetRoom(cl, st)
 			}
 		}
 		if len(followers) == 0 || st.hub == s.cfg.Domain {
@@ -154,7 +157,7 @@ func (s *State) removeClients(c *Command, b *RemoveClientsBody) *Result {
 		if len(members) == 0 {
 			continue
 		}
-		out := rm.Apply(&room.RemoveClients{From: s.cfg.Domain, Clients: members}, c.AcceptedAt)
+		out := s.applyRoom(id, rm, &room.RemoveClients{From: s.cfg.Domain, Clients: members}, c.AcceptedAt)
 		if out.Err != nil {
 			res.Unable = append(res.Unable, id)
 			continue
@@ -171,7 +174,7 @@ func (s *State) peerRemoveClients(c *Command, b *RemoveClientsBody) *Result {
 	if !ok {
 		return refused(NotFound, "room %s is not hosted here", b.Room)
 	}
-	out := rm.Apply(&room.RemoveClients{From: c.Peer, Clients: b.Clients}, c.AcceptedAt)
+	out := s.applyRoom(b.Room, rm, &room.RemoveClients{From: c.Peer, Clients: b.Clients}, c.AcceptedAt)
 	switch {
 	case errors.Is(out.Err, room.ErrNotAllowed):
 		return refused(NotAllowed, "%v", out.Err)
@@ -182,16 +185,6 @@ func (s *State) peerRemoveClients(c *Command, b *RemoveClientsBody) *Result {
 	}
 	s.dispatchEffects(b.Room, out.Effects, c.AcceptedAt)
 	return success(&RemoveClientsResult{Proposed: []proto.URI{b.Room}})
-}
-
-// enqueue appends an item to a peer's outbox.
-func (s *State) enqueue(domain string, it OutItem) {
-	q := s.outbox[domain]
-	if q == nil {
-		q = &outQueue{}
-		s.outbox[domain] = q
-	}
-	q.push(it)
 }
 
 // HubSenders returns the hub's external sender for each supported cipher

@@ -60,48 +60,65 @@ func (it *OutItem) DecodeTLS(r *wire.Reader) {
 	r.Uint64(&it.Enqueued)
 }
 
-// outQueue is one peer's undelivered items, oldest first.
-type outQueue struct {
-	next  uint64
-	items []OutItem
+// outItemOverhead is what an outbox item costs beyond its data, for the
+// byte cap.
+const outItemOverhead = 64
+
+func (it *OutItem) size() int64 {
+	n := int64(len(it.Data)+len(it.Room)) + outItemOverhead
+	for _, c := range it.Exclude {
+		n += int64(len(c)) + 16
+	}
+	return n
 }
 
-func (q *outQueue) push(it OutItem) {
+// outQueue is one peer's undelivered items, oldest first. Items only join
+// at the end and leave at the front (fifo), so a snapshot may keep a slice
+// of them.
+type outQueue struct {
+	next  uint64
+	q     fifo[OutItem]
+	bytes int64
+	// dropped counts items dropped undelivered because the queue was
+	// full: a peer that stays away longer than the queue holds loses the
+	// oldest (it sees a gap in the room's hub sequence).
+	dropped uint64
+}
+
+// push appends an item, dropping the oldest beyond the caps (never the
+// newest).
+func (q *outQueue) push(it OutItem, maxItems int, maxBytes int64) {
 	if q.next == 0 {
 		q.next = 1
 	}
 	it.ID = q.next
 	q.next++
-	q.items = append(q.items, it)
+	q.q.push(it)
+	q.bytes += it.size()
+	n := 0
+	for items := q.q.items; len(items)-n > 1 && (len(items)-n > maxItems || q.bytes > maxBytes); n++ {
+		q.bytes -= items[n].size()
+	}
+	q.dropped += uint64(n)
+	q.q.drop(n)
 }
 
 // delivered drops items up to id.
 func (q *outQueue) delivered(id uint64) int {
 	n := 0
-	for n < len(q.items) && q.items[n].ID <= id {
-		n++
+	for items := q.q.items; n < len(items) && items[n].ID <= id; n++ {
+		q.bytes -= items[n].size()
 	}
-	q.items = q.items[n:]
+	q.q.drop(n)
 	return n
 }
 
-// EncodeTLS writes the queue.
-func (q *outQueue) EncodeTLS(w *wire.Writer) {
-	w.Uint64(q.next)
-	w.Vector(func(w *wire.Writer) {
-		for i := range q.items {
-			q.items[i].EncodeTLS(w)
-		}
-	})
-}
-
-// DecodeTLS reads the queue.
-func (q *outQueue) DecodeTLS(r *wire.Reader) {
-	r.Uint64(&q.next)
-	q.items = nil
-	r.VectorEach(func(r *wire.Reader) {
-		var it OutItem
-		it.DecodeTLS(r)
-		q.items = append(q.items, it)
-	})
+// enqueue queues an item for a peer.
+func (s *State) enqueue(domain string, it OutItem) {
+	q := s.outbox[domain]
+	if q == nil {
+		q = &outQueue{}
+		s.outbox[domain] = q
+	}
+	q.push(it, s.cfg.OutboxLimit, s.cfg.OutboxBytes)
 }

@@ -23,10 +23,12 @@ func (s *State) LastAcceptedAt() uint64 { return s.lastAt }
 // Domain returns the provider's domain.
 func (s *State) Domain() string { return s.cfg.Domain }
 
-// Authenticate reports whether tokenHash is client's token hash.
+// Authenticate reports whether tokenHash is client's token hash and the
+// client's user is not suspended. A revoked client has no record.
 func (s *State) Authenticate(client proto.URI, tokenHash []byte) bool {
 	rec, ok := s.clients[client]
-	return ok && subtle.ConstantTimeCompare(rec.tokenHash, tokenHash) == 1
+	user, _ := client.UserOf()
+	return ok && subtle.ConstantTimeCompare(rec.tokenHash, tokenHash) == 1 && !s.acct.suspended(user)
 }
 
 // HasClient reports whether client is registered here.
@@ -124,18 +126,21 @@ func (s *State) Room(id proto.URI) (RoomInfo, bool) {
 		TranscriptHash: rm.Group().GroupContext().ConfirmedTranscriptHash}, true
 }
 
-// Stream returns up to limit items of client's stream after seq, whether
-// items after seq were dropped unread, and the stream's last sequence.
+// Stream returns up to limit items of client's stream after seq (its
+// inbox and the room messages of its windows, in delivery order), whether
+// items after seq were dropped unread, and the stream's last sequence (at
+// least the client's cursor).
 func (s *State) Stream(client proto.URI, after uint64, limit int) (items []Item, gap bool, last uint64, ok bool) {
 	rec, ok := s.clients[client]
 	if !ok {
 		return nil, false, 0, false
 	}
-	items, gap = rec.inbox.after(after, limit)
+	cs := clientStream{s: s, c: client, rec: rec}
+	items, gap, last = cs.read(after, limit)
 	for i := range items {
 		items[i].Data = bytes.Clone(items[i].Data)
 	}
-	return items, gap, max(rec.inbox.next, 1) - 1, true // next is 0 before the first item
+	return items, gap, last, true
 }
 
 // PeerQueue is one peer's undelivered outbox items.
@@ -149,32 +154,43 @@ type PeerQueue struct {
 func (s *State) Outbox(limit int) []PeerQueue {
 	var out []PeerQueue
 	for _, d := range sortedKeys(s.outbox) {
-		q := s.outbox[d]
-		if len(q.items) == 0 {
+		q := s.outbox[d].q.items
+		if len(q) == 0 {
 			continue
 		}
-		n := min(limit, len(q.items))
+		n := min(limit, len(q))
 		items := make([]OutItem, n)
 		for i := range n {
-			items[i] = q.items[i]
-			items[i].Data = bytes.Clone(q.items[i].Data)
-			items[i].Exclude = slices.Clone(q.items[i].Exclude)
+			items[i] = q[i]
+			items[i].Data = bytes.Clone(q[i].Data)
+			items[i].Exclude = slices.Clone(q[i].Exclude)
 		}
 		out = append(out, PeerQueue{Domain: d, Items: items})
 	}
 	return out
 }
 
-// OutboxDepth returns, per peer, the undelivered items and the enqueue time
-// (ms) of the oldest.
-func (s *State) OutboxDepth() map[string][2]uint64 {
-	out := map[string][2]uint64{}
+// PeerDepth describes one peer's outbox.
+type PeerDepth struct {
+	// Items and Bytes are what waits for the peer.
+	Items int
+	Bytes int64
+	// Oldest is the enqueue time (ms) of the oldest waiting item.
+	Oldest uint64
+	// Dropped counts items dropped undelivered because the queue was
+	// full.
+	Dropped uint64
+}
+
+// OutboxDepth describes every peer's outbox.
+func (s *State) OutboxDepth() map[string]PeerDepth {
+	out := map[string]PeerDepth{}
 	for d, q := range s.outbox {
-		var oldest uint64
-		if len(q.items) > 0 {
-			oldest = q.items[0].Enqueued
+		pd := PeerDepth{Items: len(q.q.items), Bytes: q.bytes, Dropped: q.dropped}
+		if len(q.q.items) > 0 {
+			pd.Oldest = q.q.items[0].Enqueued
 		}
-		out[d] = [2]uint64{uint64(len(q.items)), oldest}
+		out[d] = pd
 	}
 	return out
 }
@@ -200,19 +216,32 @@ func (s *State) KeyPackages(client proto.URI) (keymaterial.ClientCount, error) {
 }
 
 // Reports returns the abuse reports kept, oldest first.
-func (s *State) Reports() []room.Report { return slices.Clone(s.reports) }
+func (s *State) Reports() []room.Report { return slices.Clone(s.reports.items) }
 
 // Counts summarizes the state for operators.
 type Counts struct {
 	Rooms, Users, Clients, Streams, Reports int
 	OutboxItems                             int
+	OutboxBytes                             int64
+	// LogEntries and LogBytes are the room messages stored for local
+	// readers; InboxItems and InboxBytes the clients' inbox-only items.
+	LogEntries int
+	LogBytes   int64
+	InboxItems int
+	InboxBytes int64
 }
 
 // Counts returns the state's sizes.
 func (s *State) Counts() Counts {
-	c := Counts{Rooms: len(s.rooms), Users: len(s.users), Clients: len(s.clients), Streams: len(s.streams), Reports: len(s.reports)}
+	c := Counts{Rooms: len(s.rooms), Users: len(s.users), Clients: len(s.clients), Streams: len(s.streams), Reports: len(s.reports.items)}
 	for _, q := range s.outbox {
-		c.OutboxItems += len(q.items)
+		c.OutboxItems += len(q.q.items)
+		c.OutboxBytes += q.bytes
+	}
+	c.LogEntries, c.LogBytes = s.logStats()
+	for _, rec := range s.clients {
+		c.InboxItems += len(rec.inbox.q.items)
+		c.InboxBytes += rec.inbox.bytes
 	}
 	return c
 }

@@ -19,88 +19,76 @@ import (
 // request it got no answer for, so duplicates arrive close together.
 const maxFanoutDigests = 1024
 
-// digestRing is a room's recent fanout digests, oldest first.
+// digestRing is a room stream's recent fanout digests, oldest first. It
+// lives in the stream (roomStream.digests), so it goes when the stream
+// does: nobody here follows the room any more.
 type digestRing struct {
 	digests [][]byte
 }
 
+func fanoutDigest(fm *proto.FanoutMessage) []byte {
+	sum := sha256.Sum256(wire.MustMarshal(fm))
+	return sum[:]
+}
+
 func (g *digestRing) has(d []byte) bool {
-	return g != nil && slices.ContainsFunc(g.digests, func(x []byte) bool { return bytes.Equal(x, d) })
+	return slices.ContainsFunc(g.digests, func(x []byte) bool { return bytes.Equal(x, d) })
 }
 
+// anyFresh reports whether batch holds a message not taken before.
+func (g *digestRing) anyFresh(batch proto.FanoutBatch) bool {
+	for i := range batch {
+		if !g.has(fanoutDigest(&batch[i])) {
+			return true
+		}
+	}
+	return false
+}
+
+// add remembers d. The list is replaced, never edited in place, so that a
+// snapshot capture may keep a reference to it.
 func (g *digestRing) add(d []byte) {
-	g.digests = append(g.digests, d)
-	if over := len(g.digests) - maxFanoutDigests; over > 0 {
-		g.digests = slices.Delete(g.digests, 0, over)
-	}
+	start := max(len(g.digests)+1-maxFanoutDigests, 0)
+	g.digests = append(slices.Clip(g.digests[start:]), d)
 }
 
-// unnumberedFanout delivers a batch without sequence numbers: each new
-// message gets the stream's next number, duplicates are dropped. A batch
-// of duplicates only is answered without changing anything.
-func (s *State) unnumberedFanout(id proto.URI, st *roomStream, b *FanoutBody) *Result {
-	fresh := false
+// unnumberedFanout delivers a batch without sequence numbers (admitFanout
+// answered a batch of duplicates only): each new message gets the stream's
+// next number, duplicates are dropped.
+func (s *State) unnumberedFanout(st *roomStream, b *FanoutBody, now uint64) *Result {
 	for i := range b.Batch {
-		sum := sha256.Sum256(wire.MustMarshal(&b.Batch[i]))
-		fresh = fresh || !s.seedFanout[id].has(sum[:])
-	}
-	if !fresh {
-		return answerUnchanged(nil)
-	}
-	ring := s.seedFanout[id]
-	if ring == nil {
-		ring = &digestRing{}
-		s.seedFanout[id] = ring
-	}
-	for i := range b.Batch {
-		sum := sha256.Sum256(wire.MustMarshal(&b.Batch[i]))
-		if ring.has(sum[:]) {
+		d := fanoutDigest(&b.Batch[i])
+		if st.digests.has(d) {
 			continue
 		}
-		ring.add(sum[:])
-		s.deliverLocal(id, st, st.lastSeq+1, &b.Batch[i], b.Exclude)
+		st.digests.add(d)
+		s.deliverLocal(st, st.lastSeq+1, &b.Batch[i], b.Exclude, now)
 	}
 	return success(nil)
 }
 
-// encodeHubSection writes this file's and hubproposals.go's tables: the
-// hub's external-sender secret and the unnumbered-fanout digests.
-func (s *State) encodeHubSection(w *wire.Writer) {
-	w.Opaque(s.hubSecret)
+// encodeTLS writes the digests (in a stream's snapshot record).
+func (g *digestRing) encodeTLS(w *wire.Writer) {
 	w.Vector(func(w *wire.Writer) {
-		for _, id := range sortedKeys(s.seedFanout) {
-			id.EncodeTLS(w)
-			w.Vector(func(w *wire.Writer) {
-				for _, d := range s.seedFanout[id].digests {
-					w.Opaque(d)
-				}
-			})
+		for _, d := range g.digests {
+			w.Opaque(d)
 		}
 	})
 }
 
-// decodeHubSection reads what encodeHubSection wrote.
-func (s *State) decodeHubSection(r *wire.Reader) {
-	var secret []byte
-	r.Opaque(&secret)
-	if len(secret) > 0 {
-		s.hubSecret = bytes.Clone(secret)
-	}
+// decodeTLS reads what encodeTLS wrote, checking each digest's size and
+// the bound.
+func (g *digestRing) decodeTLS(r *wire.Reader) {
+	g.digests = nil
 	r.VectorEach(func(r *wire.Reader) {
-		var id proto.URI
-		id.DecodeTLS(r)
-		ring := &digestRing{}
-		r.VectorEach(func(r *wire.Reader) {
-			var d []byte
-			r.Opaque(&d)
-			if r.OK() && len(d) != sha256.Size {
-				r.Failf("fanout digest of %d bytes", len(d))
-			}
-			if r.OK() && len(ring.digests) == maxFanoutDigests {
-				r.Failf("more than %d fanout digests for %s", maxFanoutDigests, id)
-			}
-			ring.digests = append(ring.digests, bytes.Clone(d))
-		})
-		s.seedFanout[id] = ring
+		var d []byte
+		r.Opaque(&d)
+		if r.OK() && len(d) != sha256.Size {
+			r.Failf("fanout digest of %d bytes", len(d))
+		}
+		if r.OK() && len(g.digests) == maxFanoutDigests {
+			r.Failf("more than %d fanout digests", maxFanoutDigests)
+		}
+		g.digests = append(g.digests, bytes.Clone(d))
 	})
 }

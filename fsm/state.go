@@ -1,9 +1,7 @@
 package fsm
 
 import (
-	"bytes"
 	"cmp"
-	"fmt"
 	"maps"
 	"slices"
 
@@ -22,34 +20,75 @@ type Config struct {
 	RequireConsent bool
 	// Room bounds decoding in rooms (room.Config.MaxVector).
 	MaxVector int
-	// InboxLimit bounds the unread items kept per client; older items are
-	// dropped and the stream reports the gap.
+	// InboxLimit and InboxBytes bound each client's inbox-only items
+	// (Welcomes, consent notices) not yet acknowledged; older items are
+	// dropped and the stream reports the gap. Room messages are not
+	// counted here: Retention bounds them.
 	InboxLimit int
+	InboxBytes int64
+	// Retention bounds the room message logs.
+	Retention Retention
+	// MaxSubscriptions bounds the rooms one client follows.
+	MaxSubscriptions int
+	// OutboxLimit and OutboxBytes bound each peer's undelivered items; a
+	// full queue drops its oldest.
+	OutboxLimit int
+	OutboxBytes int64
 	// ReportLimit bounds the abuse reports kept.
 	ReportLimit int
 	// DedupWindow is how long (ms) a request id is remembered.
 	DedupWindow uint64
 }
 
+// Retention bounds the room message logs: a room's messages are stored
+// once for all its local readers and leave when every reader has read
+// them or when these bounds are reached, oldest first. A reader still
+// behind is told of a gap.
+type Retention struct {
+	// MaxAge is how long (ms) a message is kept unread.
+	MaxAge uint64
+	// RoomEntries and RoomBytes bound one room's log.
+	RoomEntries int
+	RoomBytes   int64
+	// TotalBytes bounds all room logs together.
+	TotalBytes int64
+}
+
 // Defaults for zero Config fields.
 const (
-	defaultInboxLimit  = 10_000
-	defaultReportLimit = 10_000
-	defaultDedupWindow = 10 * 60 * 1000
-	maxDedupEntries    = 200_000
+	DefaultInboxLimit       = 1_000
+	DefaultInboxBytes       = 4 << 20
+	DefaultMaxSubscriptions = 10_000
+	DefaultOutboxLimit      = 100_000
+	DefaultOutboxBytes      = 64 << 20
+	DefaultRetentionAge     = 7 * 24 * 60 * 60 * 1000
+	DefaultRoomEntries      = 100_000
+	DefaultRoomBytes        = 16 << 20
+	DefaultTotalLogBytes    = 512 << 20
+	defaultReportLimit      = 10_000
+	defaultDedupWindow      = 10 * 60 * 1000
+	maxDedupEntries         = 200_000
 )
 
 func (c Config) withDefaults() Config {
-	if c.InboxLimit == 0 {
-		c.InboxLimit = defaultInboxLimit
-	}
-	if c.ReportLimit == 0 {
-		c.ReportLimit = defaultReportLimit
-	}
-	if c.DedupWindow == 0 {
-		c.DedupWindow = defaultDedupWindow
-	}
+	setDefault(&c.InboxLimit, DefaultInboxLimit)
+	setDefault(&c.InboxBytes, DefaultInboxBytes)
+	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	setDefault(&c.OutboxLimit, DefaultOutboxLimit)
+	setDefault(&c.OutboxBytes, DefaultOutboxBytes)
+	setDefault(&c.Retention.MaxAge, DefaultRetentionAge)
+	setDefault(&c.Retention.RoomEntries, DefaultRoomEntries)
+	setDefault(&c.Retention.RoomBytes, DefaultRoomBytes)
+	setDefault(&c.Retention.TotalBytes, DefaultTotalLogBytes)
+	setDefault(&c.ReportLimit, defaultReportLimit)
+	setDefault(&c.DedupWindow, defaultDedupWindow)
 	return c
+}
+
+func setDefault[T int | int64 | uint64](field *T, def T) {
+	if *field <= 0 {
+		*field = def
+	}
 }
 
 func (c Config) roomConfig() room.Config { return room.Config{Hub: c.Domain, MaxVector: c.MaxVector} }
@@ -66,17 +105,30 @@ type State struct {
 	clients map[proto.URI]*clientRecord
 	streams map[proto.URI]*roomStream // rooms local clients follow, hosted here or not
 	outbox  map[string]*outQueue      // per peer domain
-	reports []room.Report
+	reports fifo[room.Report]
+	acct    accounts // accounts.go
 	dedup   dedupTable
 	// lastAt is the latest acceptance time applied: the FSM's clock never
 	// runs backwards, even when a new leader's clock is behind the old one's.
 	lastAt uint64
+	// nextSeq is the next delivery seq: stream items are numbered in one
+	// provider-wide order.
+	nextSeq uint64
 	// hubSecret (CmdHubKey) derives hubKeys, the hub's external-sender keys
-	// (hubproposals.go); seedFanout remembers fanout without sequence
-	// numbers (seedfanout.go).
-	hubSecret  []byte
-	hubKeys    *room.HubKeys
-	seedFanout map[proto.URI]*digestRing
+	// (hubproposals.go).
+	hubSecret []byte
+
+	// Derived state, rebuilt on restore and never encoded.
+	hubKeys  *room.HubKeys
+	logs     logHeap // streams with non-empty logs, oldest entry first
+	logBytes int64   // bytes of all room logs
+	// frozen holds the rooms' copies taken by the last snapshot capture
+	// and unchanged since, so the next capture copies only changed rooms;
+	// keysEnc, consentEnc and acctEnc the encodings of the key material
+	// store, the consent book and the accounts, nil once a command may
+	// have changed them (keysUnchanged).
+	frozen                       map[proto.URI]*room.Room
+	keysEnc, consentEnc, acctEnc []byte
 }
 
 // userRecord is a local user's searchable profile.
@@ -84,10 +136,15 @@ type userRecord struct {
 	profile []proto.ProfileField
 }
 
-// clientRecord is a local client: its token and its stream.
+// clientRecord is a local client: its token, how far it has read, its
+// inbox-only items and the rooms it has windows on.
 type clientRecord struct {
 	tokenHash []byte
-	inbox     inbox
+	// cursor is the delivery seq the client acknowledged: it has read
+	// everything up to it.
+	cursor uint64
+	inbox  inbox
+	rooms  []proto.URI // sorted
 }
 
 func newState(cfg Config) (*State, error) {
@@ -109,161 +166,14 @@ func newState(cfg Config) (*State, error) {
 		clients: map[proto.URI]*clientRecord{},
 		streams: map[proto.URI]*roomStream{},
 		outbox:  map[string]*outQueue{},
-		dedup:   dedupTable{entries: map[string]dedupEntry{}},
-
-		seedFanout: map[proto.URI]*digestRing{},
+		acct:    newAccounts(),
+		dedup:   dedupTable{index: map[string]int{}},
+		frozen:  map[proto.URI]*room.Room{},
 	}, nil
 }
 
 func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	return slices.Sorted(maps.Keys(m))
-}
-
-// stateVersion is the snapshot format. Version 2 added the hub section
-// (the hub's external-sender secret, unnumbered-fanout digests); version 1
-// still decodes, without them.
-const stateVersion = 2
-
-// EncodeTLS writes the whole state.
-func (s *State) EncodeTLS(w *wire.Writer) {
-	w.Uint8(stateVersion)
-	w.Vector(func(w *wire.Writer) {
-		for _, id := range sortedKeys(s.rooms) {
-			w.Vector(func(w *wire.Writer) { s.rooms[id].EncodeTLS(w) })
-		}
-	})
-	w.Vector(func(w *wire.Writer) { s.keys.EncodeTLS(w) })
-	w.Vector(func(w *wire.Writer) { s.consent.EncodeTLS(w) })
-	w.Vector(func(w *wire.Writer) {
-		for _, u := range sortedKeys(s.users) {
-			u.EncodeTLS(w)
-			w.Vector(func(w *wire.Writer) {
-				for i := range s.users[u].profile {
-					s.users[u].profile[i].EncodeTLS(w)
-				}
-			})
-		}
-	})
-	w.Vector(func(w *wire.Writer) {
-		for _, c := range sortedKeys(s.clients) {
-			rec := s.clients[c]
-			c.EncodeTLS(w)
-			w.Opaque(rec.tokenHash)
-			rec.inbox.EncodeTLS(w)
-		}
-	})
-	w.Vector(func(w *wire.Writer) {
-		for _, id := range sortedKeys(s.streams) {
-			id.EncodeTLS(w)
-			s.streams[id].EncodeTLS(w)
-		}
-	})
-	w.Vector(func(w *wire.Writer) {
-		for _, d := range sortedKeys(s.outbox) {
-			w.Opaque([]byte(d))
-			s.outbox[d].EncodeTLS(w)
-		}
-	})
-	w.Vector(func(w *wire.Writer) {
-		for i := range s.reports {
-			encodeReport(w, &s.reports[i])
-		}
-	})
-	s.dedup.EncodeTLS(w)
-	w.Vector(s.encodeHubSection)
-	w.Uint64(s.lastAt) // last: the clock
-}
-
-// decodeState reads a snapshot into a fresh state for cfg.
-func decodeState(cfg Config, data []byte) (*State, error) {
-	s, err := newState(cfg)
-	if err != nil {
-		return nil, err
-	}
-	r := wire.NewReader(data)
-	var v uint8
-	r.Uint8(&v)
-	if r.OK() && v != stateVersion && v != 1 {
-		return nil, fmt.Errorf("snapshot format %d, want %d (or 1)", v, stateVersion)
-	}
-	var rooms [][]byte
-	r.VectorEach(func(r *wire.Reader) {
-		var b []byte
-		r.Opaque(&b)
-		rooms = append(rooms, b)
-	})
-	var keys, book []byte
-	r.Opaque(&keys)
-	r.Opaque(&book)
-	r.VectorEach(func(r *wire.Reader) {
-		var u proto.URI
-		u.DecodeTLS(r)
-		rec := &userRecord{}
-		r.VectorEach(func(r *wire.Reader) {
-			var f proto.ProfileField
-			f.DecodeTLS(r)
-			rec.profile = append(rec.profile, f)
-		})
-		s.users[u] = rec
-	})
-	r.VectorEach(func(r *wire.Reader) {
-		var c proto.URI
-		c.DecodeTLS(r)
-		rec := &clientRecord{}
-		r.Opaque(&rec.tokenHash)
-		rec.tokenHash = bytes.Clone(rec.tokenHash)
-		rec.inbox.DecodeTLS(r)
-		s.clients[c] = rec
-	})
-	r.VectorEach(func(r *wire.Reader) {
-		var id proto.URI
-		id.DecodeTLS(r)
-		st := &roomStream{}
-		st.DecodeTLS(r)
-		s.streams[id] = st
-	})
-	r.VectorEach(func(r *wire.Reader) {
-		var d []byte
-		r.Opaque(&d)
-		q := &outQueue{}
-		q.DecodeTLS(r)
-		s.outbox[string(d)] = q
-	})
-	r.VectorEach(func(r *wire.Reader) {
-		var rep room.Report
-		decodeReport(r, &rep)
-		s.reports = append(s.reports, rep)
-	})
-	s.dedup.DecodeTLS(r)
-	if v >= 2 {
-		r.Vector(s.decodeHubSection)
-	}
-	r.Uint64(&s.lastAt)
-	if err := r.Finish(); err != nil {
-		return nil, fmt.Errorf("decode snapshot: %w", err)
-	}
-	if s.hubSecret != nil {
-		if s.hubKeys, err = room.NewHubKeys(cfg.Domain, s.hubSecret); err != nil {
-			return nil, fmt.Errorf("decode snapshot: %w", err)
-		}
-	}
-	for _, b := range rooms {
-		rm, err := room.Restore(s.roomConfig(), bytes.Clone(b))
-		if err != nil {
-			return nil, err
-		}
-		s.rooms[rm.ID()] = rm
-	}
-	if err := wire.Unmarshal(bytes.Clone(keys), s.keys); err != nil {
-		return nil, fmt.Errorf("decode key material: %w", err)
-	}
-	if err := wire.Unmarshal(bytes.Clone(book), s.consent); err != nil {
-		return nil, fmt.Errorf("decode consent: %w", err)
-	}
-	if s.keys.Domain() != cfg.Domain || s.consent.Domain() != cfg.Domain {
-		return nil, fmt.Errorf("the snapshot belongs to %s, this provider is %s", s.keys.Domain(), cfg.Domain)
-	}
-	return s, nil
 }
 
 func encodeReport(w *wire.Writer, r *room.Report) {
@@ -283,67 +193,50 @@ func decodeReport(rd *wire.Reader, r *room.Report) {
 	r.Verified = int(v)
 }
 
-// dedupTable remembers the results of recent request ids. Entries expire by
-// the commands' own acceptance times, so every replica forgets the same.
+// dedupTable remembers the results of recent request ids, oldest first.
+// Entries expire by the commands' own acceptance times, so every replica
+// forgets the same.
 type dedupTable struct {
-	entries map[string]dedupEntry
-	order   []string // insertion order, oldest first
+	q     fifo[dedupEntry]
+	index map[string]int // request id -> position (base + index in q)
+	base  int            // entries dropped so far
 }
 
 type dedupEntry struct {
+	id     string
 	at     uint64
 	result []byte
 }
 
 func (d *dedupTable) get(id []byte) (*Result, bool) {
-	e, ok := d.entries[string(id)]
+	pos, ok := d.index[string(id)]
 	if !ok {
 		return nil, false
 	}
 	var r Result
-	if err := wire.Unmarshal(e.result, &r); err != nil {
+	if err := wire.Unmarshal(d.q.items[pos-d.base].result, &r); err != nil {
 		return nil, false
 	}
 	return &r, true
 }
 
 func (d *dedupTable) put(id []byte, at, window uint64, r *Result) {
-	for len(d.order) > 0 {
-		oldest := d.entries[d.order[0]]
-		if oldest.at+window >= at && len(d.order) < maxDedupEntries {
+	n := 0
+	for items := d.q.items; n < len(items); n++ {
+		if items[n].at+window >= at && len(items)-n < maxDedupEntries {
 			break
 		}
-		delete(d.entries, d.order[0])
-		d.order = d.order[1:]
+		delete(d.index, items[n].id)
 	}
-	if _, ok := d.entries[string(id)]; ok {
+	d.q.drop(n)
+	d.base += n
+	if _, ok := d.index[string(id)]; ok {
 		return
 	}
-	d.entries[string(id)] = dedupEntry{at: at, result: wire.MustMarshal(r)}
-	d.order = append(d.order, string(id))
+	d.add(dedupEntry{id: string(id), at: at, result: wire.MustMarshal(r)})
 }
 
-// EncodeTLS writes the table in insertion order.
-func (d *dedupTable) EncodeTLS(w *wire.Writer) {
-	w.Vector(func(w *wire.Writer) {
-		for _, id := range d.order {
-			w.Opaque([]byte(id))
-			w.Uint64(d.entries[id].at)
-			w.Opaque(d.entries[id].result)
-		}
-	})
-}
-
-// DecodeTLS reads the table.
-func (d *dedupTable) DecodeTLS(r *wire.Reader) {
-	d.entries, d.order = map[string]dedupEntry{}, nil
-	r.VectorEach(func(r *wire.Reader) {
-		var id, res []byte
-		var at uint64
-		r.Opaque(&id)
-		r.Uint64(&at)
-		r.Opaque(&res)
-		d.entries[string(id)] = dedupEntry{at: at, result: bytes.Clone(res)}
-		d.order = append(d.order, string(id))
-	})
+func (d *dedupTable) add(e dedupEntry) {
+	d.index[e.id] = d.base + len(d.q.items)
+	d.q.push(e)
 }

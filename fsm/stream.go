@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"container/heap"
 	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -21,7 +22,10 @@ const (
 
 // Item is one entry of a client's stream, in delivery order.
 type Item struct {
-	Seq  uint64 // position in the client's stream, from 1
+	// Seq is the item's position in the provider's delivery order: it
+	// increases along each client's stream but is not contiguous (the
+	// numbers between belong to other clients' items).
+	Seq  uint64
 	Kind ItemKind
 	Room proto.URI
 	// HubSeq is the message's number in the room's hub order.
@@ -56,117 +60,182 @@ func (it *Item) DecodeTLS(r *wire.Reader) {
 	it.Data = bytes.Clone(it.Data)
 }
 
-// inbox is a client's stream: items not yet acknowledged, oldest first.
+// itemOverhead is what an item costs beyond its data, for the byte caps.
+const itemOverhead = 64
+
+func (it *Item) size() int64 { return int64(len(it.Data)+len(it.Room)) + itemOverhead }
+
+// inbox holds a client's inbox-only items (Welcomes, consent notices), not
+// yet acknowledged, oldest first. Room messages are not here: they are in
+// their room's log, once for all readers.
+//
+// items only grows at the end and is resliced at the front, never written
+// in place, so a snapshot may keep a slice of it (capture).
 type inbox struct {
-	next  uint64 // the next item's Seq
-	items []Item
+	q     fifo[Item]
+	bytes int64
+	// lostThrough is the highest Seq dropped by the caps before it was
+	// acknowledged: readers behind it are told of a gap.
+	lostThrough uint64
 }
 
-// push appends an item, dropping the oldest beyond limit.
-func (b *inbox) push(it Item, limit int) {
-	if b.next == 0 {
-		b.next = 1
+// push appends an item, dropping the oldest beyond the caps (never the
+// newest).
+func (b *inbox) push(it Item, maxItems int, maxBytes int64) {
+	b.q.push(it)
+	b.bytes += it.size()
+	n := 0
+	for items := b.q.items; len(items)-n > 1 && (len(items)-n > maxItems || b.bytes > maxBytes); n++ {
+		b.lostThrough = max(b.lostThrough, items[n].Seq)
+		b.bytes -= items[n].size()
 	}
-	it.Seq = b.next
-	b.next++
-	b.items = append(b.items, it)
-	if over := len(b.items) - limit; over > 0 {
-		b.items = slices.Delete(b.items, 0, over)
-	}
+	b.q.drop(n)
 }
 
 // ack drops items up to seq.
 func (b *inbox) ack(seq uint64) {
-	i, _ := slices.BinarySearchFunc(b.items, seq+1, func(it Item, s uint64) int {
-		switch {
-		case it.Seq < s:
-			return -1
-		case it.Seq > s:
-			return 1
-		}
-		return 0
-	})
-	b.items = slices.Delete(b.items, 0, i)
-}
-
-// after returns up to limit items after seq, and whether items after seq
-// were dropped before the client read them.
-func (b *inbox) after(seq uint64, limit int) (items []Item, gap bool) {
-	for _, it := range b.items {
-		if it.Seq > seq {
-			items = append(items, it)
-			if len(items) == limit {
-				break
-			}
-		}
+	n := 0
+	for items := b.q.items; n < len(items) && items[n].Seq <= seq; n++ {
+		b.bytes -= items[n].size()
 	}
-	first := b.next
-	if len(b.items) > 0 {
-		first = b.items[0].Seq
-	}
-	return items, seq+1 < first
+	b.q.drop(n)
 }
 
-// EncodeTLS writes the inbox.
-func (b *inbox) EncodeTLS(w *wire.Writer) {
-	w.Uint64(b.next)
-	w.Vector(func(w *wire.Writer) {
-		for i := range b.items {
-			b.items[i].EncodeTLS(w)
-		}
-	})
+// subscription is a client's window on a room's log: it receives the
+// entries from..until (until 0: while subscribed).
+type subscription struct {
+	client proto.URI
+	from   uint64
+	until  uint64
 }
 
-// DecodeTLS reads the inbox.
-func (b *inbox) DecodeTLS(r *wire.Reader) {
-	r.Uint64(&b.next)
-	b.items = nil
-	r.VectorEach(func(r *wire.Reader) {
-		var it Item
-		it.DecodeTLS(r)
-		b.items = append(b.items, it)
-	})
+func (s *subscription) covers(seq uint64) bool {
+	return seq >= s.from && (s.until == 0 || seq <= s.until)
 }
 
-// roomStream is a room that local clients receive: the clients, sorted,
-// and the hub sequence delivered so far (messages at or below it are
-// duplicates).
+// roomStream is a room that local clients receive, hosted here or not: the
+// clients' windows on it, sorted by client, the hub sequence delivered so
+// far (messages at or below it are duplicates), and the room's message
+// log.
 type roomStream struct {
+	id      proto.URI
 	hub     string
 	lastSeq uint64
-	clients []proto.URI
 	// gaps counts batches that began past lastSeq+1: messages the hub
 	// numbered but that never arrived (lost hub state). They are reported,
 	// not hidden.
 	gaps uint64
+	subs []subscription
+	log  roomLog
+	// digests are the recent messages of unnumbered fanout (seedfanout.go).
+	digests digestRing
+	// heapIndex is the stream's position in State.logs (-1: empty log).
+	heapIndex int
 }
 
-func (st *roomStream) subscribe(c proto.URI) {
-	if i, found := slices.BinarySearch(st.clients, c); !found {
-		st.clients = slices.Insert(st.clients, i, c)
+func newRoomStream(id proto.URI, hub string) *roomStream {
+	return &roomStream{id: id, hub: hub, heapIndex: -1}
+}
+
+func (st *roomStream) find(c proto.URI) (int, bool) {
+	return slices.BinarySearchFunc(st.subs, c, func(s subscription, c proto.URI) int {
+		switch {
+		case s.client < c:
+			return -1
+		case s.client > c:
+			return 1
+		}
+		return 0
+	})
+}
+
+// subscribed reports whether c is subscribed now.
+func (st *roomStream) subscribed(c proto.URI) bool {
+	i, ok := st.find(c)
+	return ok && st.subs[i].until == 0
+}
+
+// subscribeAt opens c's window at from, unless c is subscribed. A closed
+// window is opened again where it began, so what it still holds unread
+// stays readable (a client that unsubscribes and subscribes again before
+// reading loses nothing); it then also covers what the log took while it
+// was closed.
+func (st *roomStream) subscribeAt(c proto.URI, from uint64) {
+	i, ok := st.find(c)
+	switch {
+	case ok && st.subs[i].until == 0:
+	case ok:
+		st.subs[i].until = 0
+	default:
+		st.subs = slices.Insert(st.subs, i, subscription{client: c, from: from})
 	}
 }
 
-func (st *roomStream) unsubscribe(c proto.URI) {
-	if i, found := slices.BinarySearch(st.clients, c); found {
-		st.clients = slices.Delete(st.clients, i, i+1)
+// unsubscribeAt closes c's open window after last (the last delivery seq
+// assigned so far).
+func (st *roomStream) unsubscribeAt(c proto.URI, last uint64) {
+	i, ok := st.find(c)
+	switch {
+	case !ok || st.subs[i].until != 0:
+	case last < st.subs[i].from:
+		// Nothing was delivered in the window: it ends empty.
+		st.subs = slices.Delete(st.subs, i, i+1)
+	default:
+		st.subs[i].until = last
 	}
 }
 
-// EncodeTLS writes the stream.
-func (st *roomStream) EncodeTLS(w *wire.Writer) {
-	w.Opaque([]byte(st.hub))
-	w.Uint64(st.lastSeq)
-	writeURIs(w, st.clients)
-	w.Uint64(st.gaps)
+// dropWindow removes c's window.
+func (st *roomStream) dropWindow(c proto.URI) {
+	if i, ok := st.find(c); ok {
+		st.subs = slices.Delete(st.subs, i, i+1)
+	}
 }
 
-// DecodeTLS reads the stream.
-func (st *roomStream) DecodeTLS(r *wire.Reader) {
-	var hub []byte
-	r.Opaque(&hub)
-	st.hub = string(hub)
-	r.Uint64(&st.lastSeq)
-	st.clients = readURIs(r)
-	r.Uint64(&st.gaps)
+// window returns c's window.
+func (st *roomStream) window(c proto.URI) (subscription, bool) {
+	i, ok := st.find(c)
+	if !ok {
+		return subscription{}, false
+	}
+	return st.subs[i], true
+}
+
+// logHeap orders the streams with non-empty logs by their oldest entry,
+// so the provider-wide byte cap drops the oldest message first. Every
+// entry has its own delivery seq, so the order has no ties.
+type logHeap []*roomStream
+
+func (h logHeap) Len() int           { return len(h) }
+func (h logHeap) Less(i, j int) bool { return h[i].log.first() < h[j].log.first() }
+func (h logHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *logHeap) Push(x any) {
+	st := x.(*roomStream)
+	st.heapIndex = len(*h)
+	*h = append(*h, st)
+}
+func (h *logHeap) Pop() any {
+	old := *h
+	st := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	st.heapIndex = -1
+	return st
+}
+
+// reposition puts st where its log's oldest entry belongs in h: in, out
+// (empty log), or moved.
+func (h *logHeap) reposition(st *roomStream) {
+	switch {
+	case len(st.log.q.items) == 0 && st.heapIndex >= 0:
+		heap.Remove(h, st.heapIndex)
+	case len(st.log.q.items) == 0:
+	case st.heapIndex < 0:
+		heap.Push(h, st)
+	default:
+		heap.Fix(h, st.heapIndex)
+	}
 }

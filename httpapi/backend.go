@@ -35,3 +35,9 @@ type Backend interface {
 type Unavailable interface {
 	Unavailable() bool
 }
+
+// TooLarge reports whether err means the command was too large for the
+// backend to store (a log entry's limit): the API answers 413.
+type TooLarge interface {
+	TooLarge() bool
+}

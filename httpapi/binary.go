@@ -69,7 +69,3 @@ func (c *clientAPI) readUpdateRoom(w http.ResponseWriter, r *http.Request, limit
 	}
 	return req, nil
 }
-
-// jsonLimit is the JSON body limit for binary content of up to limit
-// bytes carried in base64.
-func jsonLimit(limit int64) int64 { return limit/3*4 + 64<<10 }

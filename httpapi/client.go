@@ -2,10 +2,8 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -31,6 +29,11 @@ type clientAPI struct {
 	peers   Peers
 	domain  string
 	log     *slog.Logger
+	// limits rate-limits the account endpoints (ratelimit.go).
+	limits *rateLimiters
+	// passwords hashes and verifies account passwords (password.go).
+	passwords *passwordHasher
+	meter     *meter // per-client budgets
 	// timer starts the stream's wait; tests replace it.
 	timer func(time.Duration) (<-chan time.Time, func() bool)
 }
@@ -66,20 +69,33 @@ const (
 	RouteIdentifiers       = "client.identifiers"
 	RouteStream            = "client.stream"
 	RouteAck               = "client.ack"
+	RouteRequestLink       = "client.requestLink"
+	RouteApproveLink       = "client.approveLink"
+	RouteAddDevice         = "client.addDevice"
+	RouteDevices           = "client.devices"
+	RouteRevokeDevice      = "client.revokeDevice"
+	RouteSetPassword       = "client.setPassword"
 )
+
+// publicRoutes need no token: they create users and devices.
+var publicRoutes = map[string]bool{RouteRegister: true, RouteRequestLink: true, RouteAddDevice: true}
 
 // NewClientAPI returns the router of the client API (openapi.yaml beside
 // this file): JSON, bearer tokens, errors as {"error", "kind"}. Requests
 // about rooms hosted elsewhere are relayed to their hub through peers (nil:
 // every relay fails as unreachable).
 func NewClientAPI(cfg Config, backend Backend, peers Peers) http.Handler {
-	return newClientAPI(cfg, backend, peers).router()
+	c := newClientAPI(cfg, backend, peers)
+	return c.cfg.withDeadlines(c.router())
 }
 
 func newClientAPI(cfg Config, backend Backend, peers Peers) *clientAPI {
 	domain := backend.Domain()
 	c := &clientAPI{cfg: cfg.withDefaults(domain), backend: backend, peers: orNoPeers(peers), domain: domain}
 	c.log = c.cfg.Logger
+	c.limits = newRateLimiters(c.cfg.RateLimits, time.Now)
+	c.passwords = newPasswordHasher(c.cfg.PasswordParams, c.cfg.PasswordConcurrency)
+	c.meter = newMeter(c.cfg.ClientBudget, 0)
 	c.timer = func(d time.Duration) (<-chan time.Time, func() bool) {
 		t := time.NewTimer(d)
 		return t.C, t.Stop
@@ -121,20 +137,25 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/identifiers", RouteIdentifiers, c.identifiers, t},
 		{http.MethodGet, "/v1/stream", RouteStream, c.stream, t + c.cfg.MaxStreamWait},
 		{http.MethodPost, "/v1/stream/ack", RouteAck, c.ack, t},
+		{http.MethodPost, "/v1/devices/link", RouteRequestLink, c.requestLink, t},
+		{http.MethodPost, "/v1/devices/approve", RouteApproveLink, c.approveLink, t},
+		{http.MethodPost, "/v1/devices", RouteAddDevice, c.addDevice, t},
+		{http.MethodGet, "/v1/devices", RouteDevices, c.devices, t},
+		{http.MethodDelete, "/v1/devices/{device}", RouteRevokeDevice, c.revokeDevice, t},
+		{http.MethodPut, "/v1/account/password", RouteSetPassword, c.setPassword, t},
 	}
 	for _, rt := range routes {
-		r.Path(rt.path).Methods(rt.method).Name(rt.name).Handler(c.wrap(rt.h, rt.name != RouteRegister, rt.timeout))
+		r.Path(rt.path).Methods(rt.method).Name(rt.name).Handler(c.wrap(rt.h, !publicRoutes[rt.name], rt.timeout))
 	}
 	return r
 }
 
-// wrap authenticates the client (unless public), bounds the request's time
-// and answers errors.
+// wrap authenticates the client (unless public), meters it, bounds the
+// request's time and answers errors.
 func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		r, cancel := c.cfg.route(w, r, timeout)
 		defer cancel()
-		r = r.WithContext(ctx)
 		var p *principal
 		if authenticate {
 			var err error
@@ -142,6 +163,12 @@ func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Durati
 				writeJSONError(c.log, w, r, err)
 				return
 			}
+			ctx, err := c.meter.admit(r, string(p.client))
+			if err != nil {
+				writeJSONError(c.log, w, r, err)
+				return
+			}
+			r = r.WithContext(ctx)
 		}
 		if err := h(w, r, p); err != nil {
 			writeJSONError(c.log, w, r, err)
@@ -183,8 +210,11 @@ func parseToken(token string) (proto.URI, error) {
 	return client, nil
 }
 
-// authenticate checks the bearer token against the (possibly slightly
-// stale) local state.
+// authenticate checks the bearer token with a linearizable read: the
+// token must be valid in a state that holds every write acknowledged
+// before the request came, so a device revoked (or a user suspended)
+// through any node is refused at once on every node, even one that has not
+// applied the revocation yet (it waits until it has).
 func (c *clientAPI) authenticate(r *http.Request) (*principal, error) {
 	auth := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(auth, " ")
@@ -197,23 +227,14 @@ func (c *clientAPI) authenticate(r *http.Request) (*principal, error) {
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	var valid bool
-	check := func(s *fsm.State) error {
+	if err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
 		valid = s.Authenticate(client, sum[:])
 		return nil
-	}
-	// The local state answers at once; a miss is confirmed with a
-	// linearizable read, since a node of a cluster may not have applied a
-	// registration made through another node yet.
-	if err := c.backend.Read(r.Context(), false, check); err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	if !valid {
-		if err := c.backend.Read(r.Context(), true, check); err != nil {
-			return nil, err
-		}
-	}
-	if !valid {
-		return nil, fail(http.StatusUnauthorized, "invalid token")
+		return nil, fail(http.StatusUnauthorized, "invalid token (unknown, revoked, or its user is suspended)")
 	}
 	user, _ := client.UserOf()
 	return &principal{client: client, user: user}, nil
@@ -237,8 +258,13 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error 
 }
 
 // roomJSONLimit bounds JSON bodies carrying room-sized MLS objects in
-// base64.
-func (c *clientAPI) roomJSONLimit() int64 { return c.cfg.MaxRoomBody/3*4 + 64<<10 }
+// base64; messageJSONLimit those carrying an application message.
+func (c *clientAPI) roomJSONLimit() int64    { return jsonLimit(c.cfg.MaxRoomBody) }
+func (c *clientAPI) messageJSONLimit() int64 { return jsonLimit(c.cfg.MaxMessageBody) }
+
+// jsonLimit is the JSON body limit for binary content of up to binary
+// bytes carried in base64.
+func jsonLimit(binary int64) int64 { return binary/3*4 + 64<<10 }
 
 // apply proposes a local command for p (nil p: no idempotency).
 func (c *clientAPI) apply(r *http.Request, p *principal, op string, t fsm.CommandType, body wire.Encoder) (*fsm.Result, error) {
@@ -269,17 +295,6 @@ func (c *clientAPI) decodeMessage(data []byte, want mls.WireFormat, what string)
 		return nil, fail(http.StatusBadRequest, "%s is a %s, want %s", what, m.WireFormat, want)
 	}
 	return m, nil
-}
-
-// registerRequest is /v1/register's body.
-type registerRequest struct {
-	User    string         `json:"user"`
-	Device  string         `json:"device"`
-	Profile []profileField `json:"profile,omitempty"`
-	// TokenSecret, when given, is the secret part of the token: a client
-	// that picks it can retry a registration whose answer it lost and
-	// still hold the token the provider stored.
-	TokenSecret []byte `json:"token_secret,omitempty"`
 }
 
 // tokenSecretSize is the size of a token's secret part.
@@ -321,52 +336,6 @@ func fieldsToJSON(in []proto.ProfileField) []profileField {
 		out = append(out, profileField{Source: src, Name: f.Name, Value: string(f.Value)})
 	}
 	return out
-}
-
-// register: POST /v1/register. Registration has no idempotency: a retry
-// could only return a token whose hash was not stored.
-func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	if c.cfg.RegistrationKey != "" {
-		key := r.Header.Get("Mimi-Registration-Key")
-		if subtle.ConstantTimeCompare([]byte(key), []byte(c.cfg.RegistrationKey)) != 1 {
-			return fail(http.StatusForbidden, "registration needs a valid Mimi-Registration-Key header")
-		}
-	}
-	var in registerRequest
-	if err := readJSON(w, r, c.cfg.MaxBody, &in); err != nil {
-		return err
-	}
-	client := proto.ClientURI(c.domain, in.User, in.Device)
-	if _, err := client.Parse(); err != nil {
-		return fail(http.StatusBadRequest, "user and device must be 1 to 255 characters of [A-Za-z0-9._~-]")
-	}
-	profile, err := fieldsFromJSON(in.Profile)
-	if err != nil {
-		return err
-	}
-	if in.TokenSecret != nil && len(in.TokenSecret) != tokenSecretSize {
-		return fail(http.StatusBadRequest, "token_secret must be %d bytes, not %d", tokenSecretSize, len(in.TokenSecret))
-	}
-	token, hash := newToken(client, in.TokenSecret)
-	// With an Idempotency-Key (and a chosen secret, so that the retry's
-	// token is the stored one) a retried registration answers like the
-	// first instead of 409.
-	var id []byte
-	if in.TokenSecret != nil {
-		if id, err = requestID(r, "register "+string(client), RouteName(r)); err != nil {
-			return err
-		}
-	}
-	res, err := c.backend.Apply(r.Context(), fsm.CmdRegister, id, "", &fsm.RegisterBody{Client: client, TokenHash: hash, Profile: profile})
-	if err != nil {
-		return err
-	}
-	if err := resultErr(res); err != nil {
-		return err
-	}
-	user, _ := client.UserOf()
-	writeJSON(w, http.StatusCreated, map[string]string{"client": string(client), "user": string(user), "token": token})
-	return nil
 }
 
 // whoami: GET /v1/whoami.

@@ -393,15 +393,14 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	var data []byte
 	if isMIMIBody(r) {
-		// An application message is not room-sized: MaxRoomBody.
-		if data, err = readBody(w, r, c.cfg.MaxRoomBody); err != nil {
+		if data, err = readBody(w, r, c.cfg.MaxMessageBody); err != nil {
 			return err
 		}
 	} else {
 		var in struct {
 			Message []byte `json:"message"`
 		}
-		if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+		if err := readJSON(w, r, c.messageJSONLimit(), &in); err != nil {
 			return err
 		}
 		data = in.Message
@@ -484,9 +483,14 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 // subscription: PUT and DELETE /v1/rooms/{hub}/{room}/subscription.
 func (c *clientAPI) subscription(subscribe bool) clientHandler {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		id, _, err := c.roomPath(r)
+		id, local, err := c.roomPath(r)
 		if err != nil {
 			return err
+		}
+		if subscribe && !local {
+			if err := c.confirmMembership(r, p, id); err != nil {
+				return err
+			}
 		}
 		if _, err := c.apply(r, p, RouteName(r), fsm.CmdSubscribe, &fsm.SubscribeBody{Client: p.client, Room: id, Subscribe: subscribe}); err != nil {
 			return err

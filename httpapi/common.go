@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -88,22 +87,6 @@ func roomVar(r *http.Request, name, hub string) (proto.URI, error) {
 		return "", fail(http.StatusBadRequest, "path {%s}: %q is not a room id ([A-Za-z0-9._~-], 1 to 255 characters)", name, id)
 	}
 	return uri, nil
-}
-
-// readBody reads a request body of at most limit bytes (413 beyond).
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, fail(http.StatusRequestEntityTooLarge, "the body is %d bytes; at most %d are accepted", r.ContentLength, limit)
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, fail(http.StatusRequestEntityTooLarge, "the body exceeds %d bytes", limit)
-		}
-		return nil, fail(http.StatusBadRequest, "reading the body: %v", err)
-	}
-	return b, nil
 }
 
 // decode decodes a MIMI body strictly (400 with the decoder's reason).

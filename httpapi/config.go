@@ -41,6 +41,27 @@ type Config struct {
 	// MaxVector bounds every vector when decoding MIMI bodies (default
 	// MaxLargeRoomBody).
 	MaxVector int
+	// MaxMessageBody bounds application messages: provisionalMessage, and
+	// on the client API messages (plus base64 overhead). Default 1 MiB.
+	MaxMessageBody int64
+
+	// BodyTimeout bounds the arrival of a request's body (and of whatever
+	// a handler leaves unread of it): BodyTimeout plus a second per
+	// BodyMinRate bytes declared (default 10 s and 64 KiB/s), so a
+	// client that declares a body and sends nothing is gone in seconds.
+	// 408 after it.
+	BodyTimeout time.Duration
+	BodyMinRate int64
+
+	// ClientBudget meters each authenticated client, PeerBudget each
+	// authenticated peer provider, on this node; RoomFanout bounds the
+	// fanout bytes a second one peer sends for one room (bursts of eight
+	// seconds' worth; negative: no limit). Over budget is 429 with
+	// Retry-After. Defaults: clients 100 requests and 4 MiB a second,
+	// peers 1000 requests and 32 MiB a second, 4 MiB a second per room.
+	ClientBudget Budget
+	PeerBudget   Budget
+	RoomFanout   float64
 
 	// RequestTimeout bounds one request's work: replicated writes, reads
 	// and relays to other providers (default 30s). A long-polling stream
@@ -68,8 +89,22 @@ type Config struct {
 	DownloadTimeout time.Duration
 
 	// RegistrationKey, when set, must be presented in the
-	// Mimi-Registration-Key header of /v1/register.
+	// Mimi-Registration-Key header of /v1/register (policy "key").
 	RegistrationKey string
+	// Registration is the policy for creating new users: RegistrationOpen,
+	// RegistrationKey, RegistrationInvite or RegistrationClosed. Default:
+	// "key" when RegistrationKey is set, else "open". Devices of existing
+	// users are added only with an existing device's approval or the
+	// account's password, whatever the policy.
+	Registration string
+	// RateLimits bounds registration, device linking and password
+	// attempts per source address and per account (ratelimit.go).
+	RateLimits RateLimits
+	// PasswordParams are argon2id's costs (default
+	// DefaultPasswordParams); PasswordConcurrency bounds the hashes
+	// computed at once (default DefaultPasswordConcurrency).
+	PasswordParams      PasswordParams
+	PasswordConcurrency int
 
 	// Middleware wraps every matched route of both routers, innermost
 	// last. Inside, RouteName(r) is the route's name, e.g.
@@ -117,8 +152,22 @@ func (c Config) withDefaults(domain string) Config {
 	if c.MaxVector <= 0 {
 		c.MaxVector = int(c.MaxLargeRoomBody)
 	}
+	if c.MaxMessageBody <= 0 {
+		c.MaxMessageBody = DefaultMaxMessageBody
+	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.BodyMinRate <= 0 {
+		c.BodyMinRate = DefaultBodyMinRate
+	}
+	c.ClientBudget = c.ClientBudget.withDefaults(DefaultClientRequests, DefaultClientBytes)
+	c.PeerBudget = c.PeerBudget.withDefaults(DefaultPeerRequests, DefaultPeerBytes)
+	if c.RoomFanout == 0 {
+		c.RoomFanout = DefaultRoomFanout
 	}
 	if c.MaxStreamWait <= 0 || c.MaxStreamWait > DefaultMaxStreamWait {
 		c.MaxStreamWait = DefaultMaxStreamWait

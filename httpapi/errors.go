@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/mimihub/mimi-hub/fsm"
 )
@@ -21,6 +22,8 @@ type apiError struct {
 	status int
 	msg    string
 	cause  error // logged for 5xx
+	// retryAfter, for 429, is when the sender may try again.
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
@@ -94,6 +97,10 @@ func classify(err error) *apiError {
 	if errors.As(err, &mbe) {
 		return fail(http.StatusRequestEntityTooLarge, "the body exceeds %d bytes", mbe.Limit)
 	}
+	var tl TooLarge
+	if errors.As(err, &tl) && tl.TooLarge() {
+		return &apiError{status: http.StatusRequestEntityTooLarge, msg: err.Error(), cause: err}
+	}
 	var un Unavailable
 	if errors.As(err, &un) && un.Unavailable() {
 		msg := "the cluster cannot serve this right now (no leader); retry"
@@ -141,14 +148,23 @@ func writeTextError(log *slog.Logger, w http.ResponseWriter, r *http.Request, er
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if e.status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "1")
-	}
+	setRetryAfter(h, e)
 	if e.status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `TLS-client-certificate`)
 	}
 	w.WriteHeader(e.status)
 	fmt.Fprintln(w, e.msg)
+}
+
+// setRetryAfter tells a sender refused for now when to come back: a
+// cluster without leader in a second, a budget when it has refilled.
+func setRetryAfter(h http.Header, e *apiError) {
+	switch {
+	case e.status == http.StatusServiceUnavailable:
+		h.Set("Retry-After", "1")
+	case e.status == http.StatusTooManyRequests && e.retryAfter > 0:
+		h.Set("Retry-After", retryAfterHeader(e.retryAfter))
+	}
 }
 
 // errorBody is the client API's error object.
@@ -161,9 +177,7 @@ type errorBody struct {
 func writeJSONError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(err)
 	logFailure(log, r, e)
-	if e.status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
+	setRetryAfter(w.Header(), e)
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mimi-hub"`)
 	}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +23,7 @@ type federation struct {
 	peers   Peers
 	domain  string
 	log     *slog.Logger
+	meter   *meter // per-peer budgets
 }
 
 // fedHandler handles a federation request from the authenticated peer.
@@ -79,6 +79,7 @@ func NewFederation(cfg Config, backend Backend, peers Peers) http.Handler {
 	domain := backend.Domain()
 	f := &federation{cfg: cfg.withDefaults(domain), backend: backend, peers: orNoPeers(peers), domain: domain}
 	f.log = f.cfg.Logger
+	f.meter = newMeter(f.cfg.PeerBudget, f.cfg.RoomFanout)
 	textStatus := func(status int, msg string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeTextError(f.log, w, r, fail(status, "%s", msg))
@@ -109,10 +110,11 @@ func NewFederation(cfg Config, backend Backend, peers Peers) http.Handler {
 	}
 	r.Path(proto.RemoveClientsPath).Methods(http.MethodPost).Name(RouteRemoveClients).Handler(f.authenticated(f.removeClients, f.cfg.RequestTimeout))
 	r.Path(proto.WelcomeTreePath).Methods(http.MethodPost).Name(RouteFedWelcomeTree).Handler(f.authenticated(f.welcomeTree, f.cfg.RequestTimeout))
-	return r
+	return f.cfg.withDeadlines(r)
 }
 
-// authenticated runs h for an authenticated peer with a deadline.
+// authenticated runs h for an authenticated peer within its budget and
+// with a deadline.
 func (f *federation) authenticated(h fedHandler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peer, err := f.cfg.PeerIdentity(r)
@@ -127,8 +129,13 @@ func (f *federation) authenticated(h fedHandler, timeout time.Duration) http.Han
 			writeTextError(f.log, w, r, fail(http.StatusForbidden, "%s is this provider's own domain; it does not federate with itself", peer))
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		r, cancel := f.cfg.route(w, r, timeout)
 		defer cancel()
+		ctx, err := f.meter.admit(r, peer)
+		if err != nil {
+			writeTextError(f.log, w, r, err)
+			return
+		}
 		r = r.WithContext(ctx)
 		if err := h(w, r, peer); err != nil {
 			writeTextError(f.log, w, r, err)
@@ -255,7 +262,7 @@ func (f *federation) roomCommand(t fsm.CommandType) fedHandler {
 		limit, check := hostedRoomBodyLimit(r, &f.cfg, f.backend, room, true), wire.Decoder(update)
 		switch t {
 		case fsm.CmdProvisional:
-			limit, check = f.cfg.MaxRoomBody, new(mls.Message)
+			limit, check = f.cfg.MaxMessageBody, new(mls.Message)
 		case fsm.CmdReportAbuse:
 			limit, check = f.cfg.MaxBody, new(proto.AbuseReport)
 		}
@@ -315,9 +322,20 @@ func (f *federation) fanout(w http.ResponseWriter, r *http.Request, peer string)
 			exclude = append(exclude, c)
 		}
 	}
+	// A hub's fanout for one room is metered on its own: a busy room of a
+	// peer cannot take the whole peer's budget, nor one peer's rooms the
+	// node's. (A body over the limit is refused by readBody, at no cost.)
+	if r.ContentLength <= f.cfg.MaxRoomBody {
+		if err := f.meter.admitRoom(peer, string(room), int(max(r.ContentLength, 0))); err != nil {
+			return err
+		}
+	}
 	body, err := readBody(w, r, f.cfg.MaxRoomBody)
 	if err != nil {
 		return err
+	}
+	if r.ContentLength < 0 {
+		f.meter.rooms.Charge(peer+" "+string(room), float64(len(body)))
 	}
 	var batch proto.FanoutBatch
 	if err := decode(body, &batch, f.cfg.MaxVector, "fanout body"); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -77,7 +78,11 @@ func newFedFixture(t *testing.T) *fedFixture {
 	f.kp = mls.NewKeyPackageMessage(e.upload(f.alice).KeyPackage)
 	f.room = e.createRoom(f.alice, "r")
 	f.remote = proto.RoomURI("b.example", "x")
-	want(t, e.apiDo(http.MethodPut, roomPath(f.remote, "subscription"), f.alice.token, nil), http.StatusNoContent, "subscribe")
+	// Alice follows the remote room as a member welcomed into it would
+	// (the subscription endpoint asks the hub, TestSubscribeRemoteRoom).
+	if res, err := e.b.Apply(t.Context(), fsm.CmdSubscribe, nil, "", &fsm.SubscribeBody{Client: f.alice.uri, Room: f.remote, Subscribe: true}); err != nil || res.Err() != nil {
+		t.Fatalf("subscribe: %v %v", err, res)
+	}
 	hubMember := newMember(t, "mimi://b.example/u/bob/d/x")
 	pol := proto.DefaultPolicy()
 	g, err := mls.CreateGroup(suite(t), hubMember.signer, mls.CreateOptions{GroupOptions: groupOptions(), GroupID: []byte(f.remote),

@@ -288,6 +288,10 @@ func newEnv(t *testing.T, domain string, mod func(*Config)) *env {
 			return "", errors.New("no test peer")
 		},
 		Logger: testLogger(),
+		// Tests make many accounts from one address; the rate limit tests
+		// set their own. Cheap argon2id keeps password tests fast.
+		RateLimits:     NoRateLimits,
+		PasswordParams: PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -449,6 +453,21 @@ func (e *env) register(user, device string) *member {
 	out := decodeJSON[map[string]string](e.t, rec)
 	m := newMember(e.t, proto.URI(out["client"]))
 	m.token = out["token"]
+	e.members[m.uri] = m
+	return m
+}
+
+// link adds device to by's user: the new device asks, by approves its
+// code.
+func (e *env) link(by *member, device string) *member {
+	e.t.Helper()
+	id, _ := by.user.Parse()
+	rec := e.apiDo(http.MethodPost, "/v1/devices/link", "", map[string]any{"user": id.User, "device": device})
+	want(e.t, rec, http.StatusAccepted, "link "+device)
+	out := decodeJSON[map[string]any](e.t, rec)
+	want(e.t, e.apiDo(http.MethodPost, "/v1/devices/approve", by.token, map[string]any{"code": out["code"]}), http.StatusOK, "approve "+device)
+	m := newMember(e.t, proto.URI(out["client"].(string)))
+	m.token = out["token"].(string)
 	e.members[m.uri] = m
 	return m
 }

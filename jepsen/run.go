@@ -41,7 +41,8 @@ const (
 
 // clusterSettings are the node flags the harness sets when the binary has
 // them: quick dead-node removal, small snapshots and a short wait for a
-// leader, so faults show within a short run. Raft's timings stay the
+// leader, so faults show within a short run; no account rate limits (the
+// workloads register many clients from one address). Raft's timings stay the
 // product's: shorter ones make leaders step down under the CPU load of a
 // small test machine.
 func clusterSettings() map[string]string {
@@ -51,6 +52,7 @@ func clusterSettings() map[string]string {
 		"trailing-logs":          "64",
 		"snapshot-interval":      "2s",
 		"leader-wait":            "2s",
+		"no-account-rate-limits": "true",
 	}
 }
 

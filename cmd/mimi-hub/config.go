@@ -49,10 +49,17 @@ type config struct {
 	AssetHosts      []string          `json:"asset_host"`
 	AssetCA         string            `json:"asset_ca"`
 	RegistrationKey string            `json:"registration_key"`
+	Registration    string            `json:"registration"`
+	NoAccountLimits bool              `json:"no_account_rate_limits"`
 	AdminToken      string            `json:"admin_token"`
-	RequireConsent  bool              `json:"require_consent"`
-	LogLevel        string            `json:"log_level"`
-	LogFormat       string            `json:"log_format"`
+	// AdminTokenSet records that -admin-token (or admin_token in the
+	// file) was given, possibly empty (admintoken.go).
+	AdminTokenSet  bool     `json:"-"`
+	AdminTokenFile string   `json:"admin_token_file"`
+	OpsHosts       []string `json:"ops_host"`
+	RequireConsent bool     `json:"require_consent"`
+	LogLevel       string   `json:"log_level"`
+	LogFormat      string   `json:"log_format"`
 
 	DeadNodeRemoveAfter  duration `json:"dead_node_remove_after"`
 	LeaderWait           duration `json:"leader_wait"`
@@ -63,6 +70,8 @@ type config struct {
 	RaftElectionTimeout  duration `json:"raft_election_timeout"`
 	RaftLeaseTimeout     duration `json:"raft_lease_timeout"`
 	RaftCommitTimeout    duration `json:"raft_commit_timeout"`
+
+	limitsConfig // limits.go
 }
 
 func defaults() config {
@@ -238,7 +247,7 @@ over the environment, which wins over the file.
 }
 
 func options() []option {
-	return []option{
+	return append([]option{
 		stringOpt("domain", "the provider's domain", func(c *config) *string { return &c.Domain }),
 		stringOpt("data", "data directory (Raft log, snapshots, dev certificates)", func(c *config) *string { return &c.DataDir }),
 		stringOpt("node-id", "this node's name within the provider's cluster (default: the domain)", func(c *config) *string { return &c.NodeID }),
@@ -273,8 +282,15 @@ func options() []option {
 		}},
 		listOpt("asset-host", "host downloadFile may fetch from (repeatable)", func(c *config) *[]string { return &c.AssetHosts }),
 		stringOpt("asset-ca", "PEM roots that verify the asset hosts; default: the system roots", func(c *config) *string { return &c.AssetCA }),
-		stringOpt("registration-key", "secret clients must present to register (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
-		stringOpt("admin-token", "bearer token the operator API (/v1/ on -ops-addr) requires (default: none)", func(c *config) *string { return &c.AdminToken }),
+		stringOpt("registration-key", "secret clients must present to register a new user (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
+		stringOpt("registration", "who may create new users: open, key (needs -registration-key), invite (codes from 'mimictl users invite') or closed; default key with -registration-key, else open. Further devices of a user always need its approval or password", func(c *config) *string { return &c.Registration }),
+		boolOpt("no-account-rate-limits", "turn off the per-address and per-account limits on registration, device linking and password attempts (load tests only)", func(c *config) *bool { return &c.NoAccountLimits }),
+		{"admin-token", `bearer token of the operator API, the dashboard and pprof on -ops-addr (default: the token in -admin-token-file, generated on first start); "" runs without one, allowed only on a loopback -ops-addr`, func(c *config, v string) error {
+			c.AdminToken, c.AdminTokenSet = v, true
+			return nil
+		}, nil, "string"}, // never shown: it is a secret
+		stringOpt("admin-token-file", "file holding the admin token, created (0600, a new random token) if missing; nodes may share one (default DATA/admin-token)", func(c *config) *string { return &c.AdminTokenFile }),
+		listOpt("ops-host", "host name the operations listener answers to besides IP addresses and localhost (comma-separated, repeatable; other Host headers are refused against DNS rebinding)", func(c *config) *[]string { return &c.OpsHosts }),
 		boolOpt("require-consent", "claims for local users need their explicit consent", func(c *config) *bool { return &c.RequireConsent }),
 		stringOpt("log-level", "debug, info, warn or error", func(c *config) *string { return &c.LogLevel }),
 		stringOpt("log-format", "text (key=value lines) or json (one JSON object per line)", func(c *config) *string { return &c.LogFormat }),
@@ -287,7 +303,7 @@ func options() []option {
 		durationOpt("raft-election-timeout", "Raft election timeout", func(c *config) *duration { return &c.RaftElectionTimeout }),
 		durationOpt("raft-lease-timeout", "Raft leader lease timeout", func(c *config) *duration { return &c.RaftLeaseTimeout }),
 		durationOpt("raft-commit-timeout", "longest an idle leader waits before telling followers the new commit index", func(c *config) *duration { return &c.RaftCommitTimeout }),
-	}
+	}, limitOptions()...)
 }
 
 // envName is the environment variable of an option.
@@ -336,6 +352,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (con
 		if err := dec.Decode(&c); err != nil {
 			return config{}, fmt.Errorf("config file %s: %w", *file, err)
 		}
+		c.AdminTokenSet = jsonHasKey(b, "admin_token")
 		if c.Peers == nil {
 			c.Peers = map[string]string{}
 		}
@@ -395,6 +412,7 @@ func (c config) complete() (config, error) {
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		errs = append(errs, errors.New("-bootstrap-expect 0 joins an existing cluster: give -join"))
 	}
+	errs = append(errs, c.checkAdminToken())
 	return c, errors.Join(errs...)
 }
 
@@ -411,10 +429,11 @@ func readGossipKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-func (c config) logger(w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
+// logger returns the daemon's logger, its level held by level so that a
+// reload can change it.
+func (c config) logger(w io.Writer, level *slog.LevelVar) (*slog.Logger, error) {
+	if err := c.setLevel(level); err != nil {
+		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch c.LogFormat {
@@ -424,4 +443,14 @@ func (c config) logger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
+}
+
+// setLevel sets level to the configured log level.
+func (c config) setLevel(level *slog.LevelVar) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log level %q: %w", c.LogLevel, err)
+	}
+	level.Set(l)
+	return nil
 }

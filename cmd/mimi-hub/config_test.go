@@ -128,3 +128,82 @@ func TestDeployConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminTokenConfig checks how a node gets its admin token: generated
+// into the data folder and printed once, explicit, or explicitly none
+// (loopback only).
+func TestAdminTokenConfig(t *testing.T) {
+	dir := t.TempDir()
+	noEnv := func(string) string { return "" }
+	load := func(t *testing.T, args ...string) (config, error) {
+		t.Helper()
+		return loadConfig(append([]string{"-data", filepath.Join(dir, "data")}, args...), noEnv, io.Discard)
+	}
+	t.Run("generated on first start, printed once", func(t *testing.T) {
+		c, err := load(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first, second strings.Builder
+		tok, err := c.adminToken(&first)
+		if err != nil || len(tok) < 40 {
+			t.Fatalf("token %q: %v", tok, err)
+		}
+		path := filepath.Join(dir, "data", "admin-token")
+		if !strings.Contains(first.String(), tok) || !strings.Contains(first.String(), path) {
+			t.Errorf("first start printed %q: want the token and %s", first.String(), path)
+		}
+		again, err := c.adminToken(&second)
+		if err != nil || again != tok || second.Len() != 0 {
+			t.Errorf("second start: %q %v, printed %q; want the same token, silently", again, err, second.String())
+		}
+	})
+	t.Run("a token file shared by several nodes", func(t *testing.T) {
+		shared := filepath.Join(dir, "shared-token")
+		c, err := load(t, "-admin-token-file", shared)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := c.adminToken(io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(shared); strings.TrimSpace(string(b)) != tok {
+			t.Errorf("file holds %q, node runs with %q", b, tok)
+		}
+	})
+	for _, tc := range []struct {
+		name, want, err string
+		args            []string
+	}{
+		{name: "explicit token", args: []string{"-admin-token", "s3cret"}, want: "s3cret"},
+		{name: "explicitly none on loopback", args: []string{"-admin-token", ""}, want: ""},
+		{name: "none on a public address", args: []string{"-admin-token", "", "-ops-addr", "0.0.0.0:8445"}, err: "only on a loopback address"},
+		{name: "token and file", args: []string{"-admin-token", "x", "-admin-token-file", "f"}, err: "exclude each other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(t, tc.args...)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			tok, err := c.adminToken(&out)
+			if err != nil || tok != tc.want || out.Len() != 0 {
+				t.Fatalf("token %q (%v), printed %q; want %q", tok, err, out.String(), tc.want)
+			}
+		})
+	}
+	t.Run("explicitly none in the config file", func(t *testing.T) {
+		file := filepath.Join(dir, "none.json")
+		os.WriteFile(file, []byte(`{"admin_token": "", "ops_addr": "0.0.0.0:8445"}`), 0o600)
+		if _, err := load(t, "-config", file); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Fatalf("err = %v, want the loopback refusal", err)
+		}
+	})
+}

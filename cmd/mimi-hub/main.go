@@ -14,8 +14,10 @@
 // environment variable. `mimi-hub -version` prints the build's version
 // and revision; `mimi-hub healthcheck` (with the daemon's configuration)
 // exits 0 once the node's /readyz answers 200, for container health
-// checks. SIGTERM and SIGINT stop it cleanly: servers drain,
-// a leader hands leadership over, then Raft snapshots and closes.
+// checks. SIGTERM and SIGINT stop it cleanly: servers drain, a leader
+// hands leadership over, then Raft snapshots and closes. SIGHUP reloads
+// the certificates, CA roots, peer map and log level without dropping
+// connections (see reload.go).
 package main
 
 import (
@@ -31,6 +33,7 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/hub"
 )
 
@@ -52,16 +55,25 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	// SIGHUP reloads (reload.go); caught from the start, so that it never
+	// kills the daemon, and handled once the provider runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := cfg.logger(stderr)
+	level := new(slog.LevelVar)
+	log, err := cfg.logger(stderr, level)
 	if err != nil {
 		return err
 	}
 	mat, err := cfg.loadMaterial(log)
 	if err != nil {
+		return err
+	}
+	if cfg.AdminToken, err = cfg.adminToken(stderr); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -74,7 +86,16 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	r := &reloader{args: args, getenv: getenv, level: level, log: log, hub: h, current: cfg}
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			if err := r.reload(); err != nil {
+				log.Error("reload failed; still running with the previous settings", "err", err)
+			}
+		case <-ctx.Done():
+		}
+	}
 	log.Info("stopping")
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelClose()
@@ -83,7 +104,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 
 // hubConfig maps the daemon's configuration onto the provider's.
 func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
-	return hub.Config{
+	h := hub.Config{
 		Domain:          c.Domain,
 		NodeID:          c.NodeID,
 		DataDir:         c.DataDir,
@@ -98,7 +119,9 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 		Peers:           c.Peers,
 		AssetHosts:      c.AssetHosts,
 		RegistrationKey: c.RegistrationKey,
+		Registration:    c.Registration,
 		AdminToken:      c.AdminToken,
+		OpsHosts:        c.OpsHosts,
 		RequireConsent:  c.RequireConsent,
 		Raft: cluster.Config{
 			AdvertiseAddr:   c.RaftAdvertise,
@@ -121,6 +144,17 @@ func (c config) hubConfig(m material, log *slog.Logger) hub.Config {
 			LeaderLeaseTimeout:    time.Duration(c.RaftLeaseTimeout),
 			CommitTimeout:         time.Duration(c.RaftCommitTimeout),
 		},
-		Logger: log,
+		AccountRateLimits: c.accountRateLimits(),
+		Logger:            log,
 	}
+	c.limitsConfig.apply(&h)
+	return h
+}
+
+// accountRateLimits is the limits -no-account-rate-limits selects.
+func (c config) accountRateLimits() httpapi.RateLimits {
+	if c.NoAccountLimits {
+		return httpapi.NoRateLimits
+	}
+	return httpapi.RateLimits{}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -158,7 +159,7 @@ func TestLogFormat(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer
-			log, err := c.logger(&out)
+			log, err := c.logger(&out, new(slog.LevelVar))
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want %q", err, tc.err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -67,7 +68,7 @@ type benchOptions struct {
 	sharedRoom bool
 	servers    []string
 	opsURLs    []string
-	adminToken string
+	adminToken adminTokenFlags
 	ca, regKey string
 	inprocess  bool
 	cluster    int
@@ -81,6 +82,8 @@ type benchOptions struct {
 	hubBinary  string
 	hubArgs    []string
 	members    []int // rooms mode: room sizes
+	soak       time.Duration
+	report     time.Duration
 }
 
 func benchCommand() *command {
@@ -136,14 +139,24 @@ then N times kills the leader with SIGKILL and times how long until a
 survivor reports a new leader and until the first write (a message sent
 through a survivor) is accepted, restarting the killed node between
 rounds. -hub-args passes more flags to the nodes (say, faster Raft
-timing). Nothing else is measured then.`,
+timing). Nothing else is measured then.
+
+Soak. -soak D runs the messages load for D against a 3-node cluster of
+mimi-hub processes (-hub-binary, on 127.0.0.51 to .53, per-client budgets
+off) with one number of -senders spread over the three nodes, and every
+-report (1m) prints the throughput and latency since the last report and,
+for each node, its resident memory (/proc), its newest snapshot, its Raft
+log store (logs.db) and the room messages its state keeps for readers
+(the leader's figures marked *); at the end, the first and last
+throughput and the largest RSS and snapshot at the start, half way and the
+end. With retention reached, memory and snapshots must stay flat.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &benchOptions{}
 			mode := fs.String("mode", benchMessages, "what to measure: messages, commits, or both as messages,commits")
 			fs.BoolVar(&o.sharedRoom, "shared-room", false, "commits mode: all senders commit to one room, racing for its epochs")
 			server := fs.String("server", "https://127.0.0.1:8444", "client API `URL`s of the provider, comma-separated (senders are spread round-robin)")
 			opsURLs := fs.String("ops-url", "", "operations listener `URL`s of the -server nodes, in the same order: lets -via find the leader")
-			fs.StringVar(&o.adminToken, "admin-token", "", "the nodes' admin bearer `token` for -ops-url (default $MIMICTL_ADMIN_TOKEN)")
+			o.adminToken.define(fs)
 			fs.StringVar(&o.ca, "ca", "", "PEM `file` of the CA that signed the provider's certificate (default: the system roots)")
 			fs.StringVar(&o.regKey, "registration-key", "", "the provider's registration `key` (default $MIMICTL_REGISTRATION_KEY)")
 			fs.BoolVar(&o.inprocess, "inprocess", false, "start a provider in this process instead of using -server")
@@ -157,16 +170,15 @@ timing). Nothing else is measured then.`,
 			fs.IntVar(&o.size, "size", 64, "messages mode: message size in bytes")
 			fs.IntVar(&o.failover, "failover", 0, "measure leader failover this many `times` with mimi-hub processes instead")
 			fs.StringVar(&o.hubBinary, "hub-binary", "", "mimi-hub executable for -failover (default: mimi-hub beside mimictl, else in $PATH)")
-			hubArgs := fs.String("hub-args", "", "more flags for the -failover nodes, space-separated (e.g. \"-raft-heartbeat-timeout 200ms\")")
+			hubArgs := fs.String("hub-args", "", "more flags for the -failover or -soak nodes, space-separated (e.g. \"-raft-heartbeat-timeout 200ms\")")
+			fs.DurationVar(&o.soak, "soak", 0, "run the messages load this `long` against 3 mimi-hub processes, reporting memory, snapshot and log sizes")
+			fs.DurationVar(&o.report, "report", time.Minute, "with -soak: how often to report")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err
 				}
 				if o.regKey == "" {
 					o.regKey = e.getenv("MIMICTL_REGISTRATION_KEY")
-				}
-				if o.adminToken == "" {
-					o.adminToken = e.getenv("MIMICTL_ADMIN_TOKEN")
 				}
 				o.servers, o.opsURLs, o.hubArgs = splitList(*server), splitList(*opsURLs), strings.Fields(*hubArgs)
 				for _, m := range splitList(*mode) {
@@ -189,6 +201,9 @@ timing). Nothing else is measured then.`,
 				}
 				if o.failover > 0 {
 					return explain(e.benchFailover(ctx, o))
+				}
+				if o.soak > 0 {
+					return explain(e.benchSoak(ctx, o))
 				}
 				return explain(e.bench(ctx, o))
 			}
@@ -246,8 +261,16 @@ func (o *benchOptions) check() error {
 		return usagef("bench", "bench: a 1-node cluster has no followers: -via leader")
 	case o.failover < 0 || o.failover > 100:
 		return usagef("bench", "bench: -failover must be between 0 and 100")
-	case o.failover == 0 && (o.hubBinary != "" || len(o.hubArgs) > 0):
-		return usagef("bench", "bench: -hub-binary and -hub-args go with -failover")
+	case o.failover == 0 && o.soak == 0 && (o.hubBinary != "" || len(o.hubArgs) > 0):
+		return usagef("bench", "bench: -hub-binary and -hub-args go with -failover or -soak")
+	case o.soak < 0 || o.soak > maxSoak:
+		return usagef("bench", "bench: -soak must be between 0 and %s", maxSoak)
+	case o.soak > 0 && (o.failover > 0 || o.inprocess || len(o.opsURLs) > 0 || o.cluster > 0):
+		return usagef("bench", "bench: -soak starts its own 3 mimi-hub processes: drop -failover, -inprocess, -cluster and -ops-url")
+	case o.soak > 0 && len(o.senders) != 1:
+		return usagef("bench", "bench: -soak takes one number of -senders")
+	case o.soak > 0 && (o.report < time.Second || o.report > o.soak):
+		return usagef("bench", "bench: -report must be between 1s and -soak")
 	}
 	if cluster && o.via == "" {
 		o.via = viaBoth
@@ -324,6 +347,8 @@ type bencher struct {
 
 	mu      sync.Mutex
 	closers []func()
+	// users and rooms count what the run made on the provider.
+	users, rooms int
 }
 
 // benchTarget is what the senders talk to: one or more nodes' client
@@ -381,7 +406,7 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 				log = e.providerLogger()
 			}
 			var err error
-			c, err = startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: o.cluster, RegistrationKey: o.regKey, Logger: log})
+			c, err = startLocalCluster(ctx, localClusterConfig{Domain: "bench.example", DataDir: dir, CA: ca, Nodes: o.cluster, RegistrationKey: o.regKey, Unmetered: true, Logger: log})
 			return c, err
 		})
 		if err != nil {
@@ -397,7 +422,7 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 		var p *localProvider
 		caFile, cleanup, err := e.startInprocess("provider", func(dir string, ca *devca.CA) (io.Closer, error) {
 			var err error
-			p, err = startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: o.regKey, Logger: e.providerLogger()})
+			p, err = startLocalProvider(ctx, localProviderConfig{Domain: "bench.example", DataDir: dir, CA: ca, RegistrationKey: o.regKey, Unmetered: true, Logger: e.providerLogger()})
 			return p, err
 		})
 		if err != nil {
@@ -407,17 +432,21 @@ func (e *env) benchTarget(ctx context.Context, o *benchOptions) (*benchTarget, f
 	}
 	t := &benchTarget{desc: "server " + strings.Join(o.servers, ", "), ca: o.ca, nodes: o.servers}
 	if len(o.opsURLs) > 0 {
-		t.leader = func(ctx context.Context) (int, error) { return opsLeader(ctx, o.opsURLs, o.adminToken) }
+		t.leader = func(ctx context.Context) (int, error) { return opsLeader(ctx, e, o.opsURLs, &o.adminToken) }
 	}
 	return t, func() {}, nil
 }
 
 // opsLeader asks each node's operations listener (GET /v1/status) whether
 // it leads, until one does (bounded by ctx).
-func opsLeader(ctx context.Context, urls []string, token string) (int, error) {
+func opsLeader(ctx context.Context, e *env, urls []string, tokens *adminTokenFlags) (int, error) {
 	var last error
 	for {
 		for i, u := range urls {
+			token, err := tokens.resolve(e, u)
+			if err != nil {
+				return 0, err
+			}
 			st, err := opsStatus(ctx, u, token)
 			if err != nil {
 				last = err
@@ -555,6 +584,10 @@ levels:
 		if err := printBenchTable(e, tables[m], m == benchCommits && o.sharedRoom); err != nil {
 			return err
 		}
+	}
+	if !o.inprocess && b.users > 0 {
+		// The client API deletes neither users nor rooms: say what stays.
+		e.printf("\nleft on the provider: %d users and %d rooms named %s-* (the client API cannot delete them)\n", b.users, b.rooms, b.prefix)
 	}
 	return nil
 }
@@ -695,31 +728,50 @@ func (b *bencher) closeAll() {
 // newMember registers a throwaway client at server and uploads
 // keyPackages KeyPackages.
 func (b *bencher) newMember(ctx context.Context, server, name string, keyPackages int) (*client.Member, error) {
-	hc, tr, err := httpClient(b.ca, b.o.regKey)
-	if err != nil {
-		return nil, err
-	}
+	m, tr, err := b.e.newMember(ctx, memberSetup{server: server, ca: b.ca, regKey: b.o.regKey, user: name, device: "bench", keyPackages: keyPackages})
 	b.mu.Lock()
-	b.closers = append(b.closers, tr.CloseIdleConnections)
+	if tr != nil {
+		b.closers = append(b.closers, tr.CloseIdleConnections)
+	}
+	if m != nil {
+		b.users++
+	}
 	b.mu.Unlock()
+	return m, err
+}
+
+// memberSetup describes a throwaway client bench and drill register.
+type memberSetup struct {
+	server, ca, regKey, user, device string
+	keyPackages                      int
+}
+
+// newMember registers a client that keeps its state in memory only, and
+// uploads its KeyPackages. The transport (returned even on failure, when
+// one was made) is the caller's to close.
+func (e *env) newMember(ctx context.Context, s memberSetup) (*client.Member, *http.Transport, error) {
+	hc, tr, err := httpClient(s.ca, s.regKey)
+	if err != nil {
+		return nil, nil, err
+	}
 	tr.MaxIdleConnsPerHost = 4
 	// Senders log errors only (everything with -v): a warning per sender
 	// cut off at the end of a level is noise.
-	log := b.e.providerLogger()
-	api, err := client.NewUser(client.UserConfig{BaseURL: server, HTTPClient: hc, Logger: log})
+	log := e.providerLogger()
+	api, err := client.NewUser(client.UserConfig{BaseURL: s.server, HTTPClient: hc, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, tr, err
 	}
-	m, err := client.RegisterMember(ctx, api, name, "bench", client.MemberConfig{Logger: log})
+	m, err := client.RegisterMember(ctx, api, s.user, s.device, client.MemberConfig{Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("registering %s at %s: %w", name, server, err)
+		return nil, tr, fmt.Errorf("registering %s at %s: %w", s.user, s.server, err)
 	}
-	if keyPackages > 0 {
-		if err := m.UploadKeyPackages(ctx, keyPackages, false); err != nil {
-			return nil, fmt.Errorf("KeyPackages of %s: %w", name, err)
+	if s.keyPackages > 0 {
+		if err := m.UploadKeyPackages(ctx, s.keyPackages, false); err != nil {
+			return nil, tr, fmt.Errorf("KeyPackages of %s: %w", s.user, err)
 		}
 	}
-	return m, nil
+	return m, tr, nil
 }
 
 // members registers n senders, spread round-robin over the servers, a few
@@ -745,6 +797,16 @@ func (b *bencher) members(ctx context.Context, tag string, n, keyPackages int) (
 
 // level sets up n senders and measures them.
 func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
+	ops, err := b.setup(ctx, n)
+	if err != nil {
+		return benchRow{}, err
+	}
+	return b.measure(ctx, ops), nil
+}
+
+// setup registers n senders, sets up their rooms for the level's mode and
+// returns each sender's operation.
+func (b *bencher) setup(ctx context.Context, n int) ([]benchOp, error) {
 	setupCtx, cancel := context.WithTimeout(ctx, benchSetupLimit)
 	defer cancel()
 	tag := fmt.Sprintf("%c%s%d", b.mode[0], b.via, n)
@@ -753,14 +815,14 @@ func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 	case b.mode == benchMessages:
 		ms, err := b.members(setupCtx, tag, n, 1)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		payload := []byte(strings.Repeat("x", b.o.size))
 		for g := 0; g*b.o.roomSize < n; g++ {
 			group := ms[g*b.o.roomSize : min((g+1)*b.o.roomSize, n)]
 			r, err := b.room(setupCtx, fmt.Sprintf("%s-%s-%d", b.prefix, tag, g), group)
 			if err != nil {
-				return benchRow{}, err
+				return nil, err
 			}
 			for _, m := range group {
 				ops = append(ops, func(ctx context.Context) (bool, error) { return false, m.Send(ctx, r, payload) })
@@ -769,11 +831,11 @@ func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 	case b.o.sharedRoom:
 		ms, err := b.members(setupCtx, tag, n, 1)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		r, err := b.room(setupCtx, b.prefix+"-"+tag, ms)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		for _, m := range ms {
 			ops = append(ops, racingCommit(m, r))
@@ -781,20 +843,20 @@ func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 	default:
 		ms, err := b.members(setupCtx, tag, n, 0)
 		if err != nil {
-			return benchRow{}, err
+			return nil, err
 		}
 		for i, m := range ms {
 			r, err := m.CreateRoom(setupCtx, fmt.Sprintf("%s-%s-%d", b.prefix, tag, i), proto.DefaultPolicy())
 			if err != nil {
-				return benchRow{}, fmt.Errorf("creating rooms: %w", err)
+				return nil, fmt.Errorf("creating rooms: %w", err)
 			}
 			ops = append(ops, func(ctx context.Context) (bool, error) { return false, m.CommitPending(ctx, r) })
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return benchRow{}, err
+		return nil, err
 	}
-	return b.measure(ctx, ops), nil
+	return ops, nil
 }
 
 // racingCommit commits to a room other senders commit to as well: a
@@ -822,6 +884,18 @@ func racingCommit(m *client.Member, r proto.URI) benchOp {
 // room has ms[0] create a room and add the others, and waits until every
 // one of them has joined it at its latest epoch.
 func (b *bencher) room(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
+	r, err := shareRoom(ctx, id, ms)
+	if err == nil {
+		b.mu.Lock()
+		b.rooms++
+		b.mu.Unlock()
+	}
+	return r, err
+}
+
+// shareRoom has ms[0] create room id and add the others, and waits until
+// each of them joined (bounded by ctx).
+func shareRoom(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
 	r, err := ms[0].CreateRoom(ctx, id, proto.DefaultPolicy())
 	if err != nil {
 		return "", fmt.Errorf("creating a room: %w", err)
@@ -972,30 +1046,74 @@ func findHubBinary(flagValue string) (string, error) {
 	return "", errors.New("no mimi-hub executable beside mimictl or in $PATH: build both with 'go build -o bin/ ./cmd/mimi-hub ./cmd/mimictl', or pass -hub-binary")
 }
 
+// hubProcesses is a 3-node cluster of mimi-hub processes that a bench
+// mode (what) starts on 127.0.0.firstIP and the two addresses after it,
+// with its data and development CA in a temporary folder.
+type hubProcesses struct {
+	what       string
+	p          *systemtest.Provider
+	bin, dir   string
+	caDir      string
+	roots      *x509.CertPool
+	removeDirs func()
+}
+
+func newHubProcesses(o *benchOptions, what, domain string, firstIP int, flags []string) (*hubProcesses, error) {
+	bin, err := findHubBinary(o.hubBinary)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "mimictl-"+what+"-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	h := &hubProcesses{what: what, bin: bin, dir: dir, caDir: filepath.Join(dir, "dev-ca"), removeDirs: func() { os.RemoveAll(dir) }}
+	if h.roots, err = systemtest.DevCA(h.caDir); err != nil {
+		h.removeDirs()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if h.p, err = systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: h.caDir, Nodes: 3, FirstIP: firstIP, Flags: flags}); err != nil {
+		h.removeDirs()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return h, nil
+}
+
+// start starts the nodes and waits until one serves.
+func (h *hubProcesses) start(ctx context.Context) error {
+	if err := h.p.Start(); err != nil {
+		return h.fail(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
+	defer cancel()
+	if _, err := h.p.WaitServing(sctx); err != nil {
+		return h.fail(err)
+	}
+	return nil
+}
+
+// fail adds the nodes' last log lines to an error.
+func (h *hubProcesses) fail(err error) error {
+	return fmt.Errorf("bench: %s: %w\nthe nodes' last log lines:\n%s", h.what, err, h.p.Logs(30))
+}
+
+// close kills the nodes and removes their folder.
+func (h *hubProcesses) close() {
+	h.p.KillAll()
+	h.removeDirs()
+}
+
 // benchFailover measures leader failover with real processes: kill -9 of
 // the leader of a 3-node cluster, then the time until a survivor leads and
 // until the first write is accepted, o.failover times.
 func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
-	bin, err := findHubBinary(o.hubBinary)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "mimictl-failover-")
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	caDir := filepath.Join(dir, "dev-ca")
-	roots, err := systemtest.DevCA(caDir)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
 	const domain = "bench.example"
-	p, err := systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: caDir, Nodes: 3, FirstIP: 41, Flags: o.hubArgs})
+	h, err := newHubProcesses(o, "failover", domain, 41, o.hubArgs)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	defer p.KillAll()
+	defer h.close()
+	p, bin, dir, roots := h.p, h.bin, h.dir, h.roots
 	flags := "the daemon's defaults"
 	if len(o.hubArgs) > 0 {
 		flags = strings.Join(o.hubArgs, " ")
@@ -1006,17 +1124,9 @@ func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
 	if err := e.emit(map[string]any{"target": "failover", "binary": bin, "flags": o.hubArgs, "rounds": o.failover}); err != nil {
 		return err
 	}
-	fail := func(err error) error {
-		return fmt.Errorf("bench: failover: %w\nthe nodes' last log lines:\n%s", err, p.Logs(30))
-	}
-	if err := p.Start(); err != nil {
-		return fail(err)
-	}
-	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
-	_, err = p.WaitServing(sctx)
-	cancel()
-	if err != nil {
-		return fail(err)
+	fail := h.fail
+	if err := h.start(ctx); err != nil {
+		return err
 	}
 
 	// The writer talks to whichever nodes run, like clients behind a load
@@ -1033,7 +1143,7 @@ func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	sctx, cancel = context.WithTimeout(ctx, failoverLimit)
+	sctx, cancel := context.WithTimeout(ctx, failoverLimit)
 	defer cancel()
 	m, err := client.RegisterMember(sctx, api, "writer", "bench", client.MemberConfig{Logger: e.providerLogger()})
 	if err != nil {

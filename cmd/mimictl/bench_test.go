@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,12 +85,7 @@ func TestBenchFailover(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the go command is not available to build mimi-hub")
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	bin, err := systemtest.Build(ctx, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := buildHub(t)
 	code, out, errOut := runCLI(t, "bench", "-failover", "2", "-hub-binary", bin,
 		"-hub-args", "-raft-heartbeat-timeout 200ms -raft-election-timeout 200ms -raft-lease-timeout 100ms")
 	if code != 0 {
@@ -124,6 +121,85 @@ func TestBenchFailover(t *testing.T) {
 	}
 }
 
+// hubBinary builds mimi-hub once for the tests that run its processes,
+// into hubDir, which TestMain removes.
+var (
+	hubDir    string
+	hubBinary = sync.OnceValues(func() (string, error) {
+		var err error
+		if hubDir, err = os.MkdirTemp("", "mimictl-test-hub-"); err != nil {
+			return "", err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		return systemtest.Build(ctx, hubDir, false)
+	})
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if hubDir != "" {
+		os.RemoveAll(hubDir)
+	}
+	os.Exit(code)
+}
+
+func buildHub(t *testing.T) string {
+	t.Helper()
+	bin, err := hubBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestBenchSoak runs a short soak against three mimi-hub processes that
+// snapshot often, and checks its reports: throughput, each node's memory,
+// snapshot, Raft log and room log figures, and the summary.
+func TestBenchSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds mimi-hub and runs processes")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not available to build mimi-hub")
+	}
+	bin := buildHub(t)
+	code, out, errOut := runCLI(t, "bench", "-soak", "16s", "-report", "4s", "-senders", "4", "-room-size", "4", "-hub-binary", bin,
+		"-hub-args", "-snapshot-threshold 50 -snapshot-interval 1s -raft-heartbeat-timeout 200ms -raft-election-timeout 200ms -raft-lease-timeout 100ms")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var reports [][]string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 20 && strings.HasSuffix(f[0], "s") {
+			reports = append(reports, f)
+		}
+	}
+	if len(reports) < 3 {
+		t.Fatalf("want at least 3 reports:\n%s\nstderr:\n%s", out, errOut)
+	}
+	last := reports[len(reports)-1]
+	if ops, err := strconv.ParseFloat(last[1], 64); err != nil || ops <= 0 {
+		t.Fatalf("last report: %q ops/s\n%s", last[1], out)
+	}
+	// RSS and anonymous RSS of three nodes, then snapshot, Raft log and
+	// room logs of three.
+	for i, f := range last[5:20] {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(f, "*"), 64)
+		if err != nil || (i < 6 && v <= 0) || (i >= 9 && i < 12 && v <= 0) {
+			t.Fatalf("last report, column %d: %q\n%s", 5+i, f, out)
+		}
+	}
+	if snaps := last[11:14]; !slices.ContainsFunc(snaps, func(f string) bool { v, _ := strconv.ParseFloat(strings.TrimSuffix(f, "*"), 64); return v > 0 }) {
+		t.Errorf("no node had a snapshot by the end: %v\n%s", snaps, out)
+	}
+	for _, want := range []string{"throughput: first report", "largest RSS:", "largest anonymous RSS:", "largest snapshot:", "errors: 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // TestBenchUsage checks the new flags' combinations.
 func TestBenchUsage(t *testing.T) {
 	for _, c := range []struct {
@@ -135,7 +211,11 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "-inprocess", "-cluster", "3", "-via", "sideways"}, "-via must be leader, followers or both"},
 		{[]string{"bench", "-server", "https://a,https://b", "-ops-url", "http://a"}, "-ops-url lists 1 URLs for 2 -server URLs"},
 		{[]string{"bench", "-mode", "messages,fanout"}, "-mode must be messages or commits"},
-		{[]string{"bench", "-hub-args", "-x"}, "go with -failover"},
+		{[]string{"bench", "-hub-args", "-x"}, "go with -failover or -soak"},
+		{[]string{"bench", "-soak", "1m", "-failover", "1"}, "drop -failover"},
+		{[]string{"bench", "-soak", "1m", "-senders", "1,2"}, "one number of -senders"},
+		{[]string{"bench", "-soak", "1m", "-senders", "8", "-report", "2m"}, "-report must be between 1s and -soak"},
+		{[]string{"bench", "-soak", "48h"}, "-soak must be between 0 and 24h"},
 		{[]string{"bench", "-failover", "-1"}, "-failover must be between 0 and 100"},
 	} {
 		code, _, errOut := runCLI(t, c.args...)

@@ -33,7 +33,11 @@ func TestDefaultProfiles(t *testing.T) {
 	if code, _, errOut := runCLI(t, "whoami"); code != 1 || !strings.Contains(errOut, "no profile in "+home+": run 'mimictl register' first") {
 		t.Fatalf("whoami without a profile: exit %d, %q", code, errOut)
 	}
-	code, out, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-keys", "1")
+	pwFile := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pwFile, []byte("correct horse battery\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-keys", "1", "-password-file", pwFile)
 	if code != 0 || !strings.Contains(out, "profile: "+filepath.Join(home, "alice@a.example")) {
 		t.Fatalf("register: exit %d, %q, %q", code, out, errOut)
 	}
@@ -41,10 +45,17 @@ func TestDefaultProfiles(t *testing.T) {
 	if code, out, errOut := runCLI(t, "whoami"); code != 0 || !strings.Contains(out, "client:  mimi://a.example/u/alice/d/cli") {
 		t.Fatalf("whoami: exit %d, %q, %q", code, out, errOut)
 	}
-	// A second device of the same user gets the next free name.
-	if code, out, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tablet", "-keys", "1"); code != 0 ||
+	// The user exists: registering it again is refused, and says how to
+	// add a device.
+	if code, _, errOut := runCLI(t, "register", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tablet", "-keys", "1"); code != 1 ||
+		!strings.Contains(errOut, "409") || !strings.Contains(errOut, "linking") {
+		t.Fatalf("second register: exit %d, %q", code, errOut)
+	}
+	// A second device of the same user, added with the password, gets the
+	// next free name.
+	if code, out, errOut := runCLI(t, "link", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tablet", "-keys", "1", "-password-file", pwFile); code != 0 ||
 		!strings.Contains(out, "profile: "+filepath.Join(home, "alice@a.example-2")) {
-		t.Fatalf("second register: exit %d, %q, %q", code, out, errOut)
+		t.Fatalf("link: exit %d, %q, %q", code, out, errOut)
 	}
 	// With two profiles, commands need to be told which.
 	if code, _, errOut := runCLI(t, "whoami"); code != 2 || !strings.Contains(errOut, "2 profiles in "+home+" (alice@a.example, alice@a.example-2)") {
@@ -143,6 +154,20 @@ func TestOpsCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "HTTP 401") || !strings.Contains(errOut, "-admin-token") {
 		t.Fatalf("status without the token: exit %d, %q", code, errOut)
 	}
+	// On the node's host, the token comes from its data folder (where
+	// mimi-hub generates it) or a token file.
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, hub.AdminTokenFile), []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-data", data}, {"-admin-token-file", filepath.Join(data, hub.AdminTokenFile)}} {
+		if code, _, errOut := runCLI(t, append([]string{"status", "-ops", p.OpsURL}, args...)...); code != 0 {
+			t.Errorf("status %v: exit %d, %q", args, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "status", "-ops", p.OpsURL, "-admin-token-file", filepath.Join(data, "missing")); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("status with a missing token file: exit %d, %q", code, errOut)
+	}
 	code, out, errOut := runCLI(t, "status", "-ops", p.OpsURL, "-admin-token", "t0ken")
 	if code != 0 {
 		t.Fatalf("status: exit %d, %q", code, errOut)
@@ -226,4 +251,35 @@ func benchTable(t *testing.T, out string) [][]string {
 		t.Fatalf("no bench table in:\n%s", out)
 	}
 	return rows
+}
+
+// TestEveryCommandHasHelp walks the command tree: every command and
+// subcommand has a help text, which 'mimictl help ...' prints.
+func TestEveryCommandHasHelp(t *testing.T) {
+	var walk func(path []string, list []*command)
+	walk = func(path []string, list []*command) {
+		for _, c := range list {
+			p := append(slices.Clone(path), c.name)
+			if strings.TrimSpace(c.help) == "" {
+				t.Errorf("mimictl %s has no help text", strings.Join(p, " "))
+				continue
+			}
+			if code, out, _ := runCLI(t, append([]string{"help"}, p...)...); code != 0 || !strings.Contains(out, strings.TrimSpace(c.help)[:20]) {
+				t.Errorf("mimictl help %s: exit %d, %q", strings.Join(p, " "), code, out)
+			}
+			walk(p, c.sub)
+		}
+	}
+	walk(nil, commands())
+}
+
+// TestUnknownFlagReportedOnce checks an unknown flag is reported once,
+// with a hint, and no usage dump, before or after the command name.
+func TestUnknownFlagReportedOnce(t *testing.T) {
+	for _, args := range [][]string{{"status", "-bogus"}, {"-bogus", "status"}, {"cluster", "keyring", "install", "-bogus"}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 2 || out != "" || strings.Count(errOut, "flag provided but not defined: -bogus") != 1 || strings.Contains(errOut, "Flags:") {
+			t.Errorf("mimictl %q: exit %d, stdout %q, stderr %q; want the error once", args, code, out, errOut)
+		}
+	}
 }

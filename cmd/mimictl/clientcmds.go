@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mimihub/mimi-hub/internal/pause"
 
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -32,7 +35,7 @@ func (e *env) withProfile(ctx context.Context, f func(s *session) error) error {
 	// record (see session.save), and a provider that is down is the
 	// common cause.
 	if _, err := s.api.WhoAmI(ctx); err != nil {
-		return fmt.Errorf("the provider at %s does not answer; nothing was changed: %w", s.prof.Server, err)
+		return fmt.Errorf("the provider at %s does not answer; nothing was changed: %w", strings.Join(s.prof.servers(), ", "), err)
 	}
 	opErr := f(s)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
@@ -100,7 +103,7 @@ func explain(err error) error {
 	case errors.As(err, &te) && strings.Contains(te.Error(), "connection refused"):
 		return fmt.Errorf("%w\nhint: is the provider running, and is -server its client API address (https://HOST:PORT)?", err)
 	case errors.As(err, &se) && se.Status == 401 && strings.Contains(se.Message, "token"):
-		return fmt.Errorf("%w\nhint: the provider does not know this profile's token (was its data folder reset?); register again with -force", err)
+		return fmt.Errorf("%w\nhint: the provider does not accept this profile's token: the device was revoked, its user suspended, or the provider's data reset; add it again with 'mimictl link' (-profile NAME -force reuses this profile)", err)
 	case errors.As(err, &kme):
 		for _, u := range kme.Users {
 			switch u.Status {
@@ -119,8 +122,12 @@ func explain(err error) error {
 
 func registerCommand() *command {
 	return &command{
-		name: "register", summary: "register a new client and create its profile",
-		help: `Registers DEVICE of USER with the provider whose client API is -server,
+		name: "register", summary: "register a new user with its first device and create its profile",
+		help: `Registers the new user USER with its first device DEVICE at the provider
+whose client API is -server (for a cluster, list every node's client API,
+comma-separated: the profile keeps them all, and every command then fails
+over to the next node when one is down, answers 503 or breaks off; an
+existing user's further devices are added with 'mimictl link'),
 uploads a batch of KeyPackages plus a last-resort one, and creates the
 profile (a folder, 0700) holding the server URL, the CA file's path, the
 token and the client's MLS private keys (profile.json, 0600). The profile
@@ -128,7 +135,7 @@ is $MIMICTL_HOME/USER@DOMAIN (default ~/.mimictl/USER@DOMAIN), or the one
 -profile names. The token is shown only once by the provider: it is saved
 before anything else is tried.`,
 		setup: func(fs *flag.FlagSet) runFunc {
-			server := fs.String("server", "https://127.0.0.1:8444", "the provider's client API `URL`")
+			server := fs.String("server", "https://127.0.0.1:8444", "the provider's client API `URL`, or the client APIs of all its nodes, comma-separated (requests fail over among them)")
 			ca := fs.String("ca", "", "PEM `file` of the CA that signed the provider's certificate (default: the system roots)")
 			user := fs.String("user", "", "user `name` (required): the user is mimi://DOMAIN/u/NAME")
 			device := fs.String("device", "cli", "device `name`: the client is mimi://DOMAIN/u/USER/d/DEVICE")
@@ -138,6 +145,8 @@ before anything else is tried.`,
 			email := fs.String("email", "", "email address for the user's profile (vCard EMAIL)")
 			nick := fs.String("nick", "", "nickname for the user's profile (vCard NICKNAME)")
 			force := fs.Bool("force", false, "replace an existing profile (its client and rooms are lost)")
+			pwFile := fs.String("password-file", "", "set the account's password from the first line of `FILE` ('-': standard input), so devices can be added with it")
+			invite := fs.String("invite", "", "invite `code` (providers with -registration invite)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("register", args, 0, 0); err != nil {
 					return err
@@ -158,7 +167,21 @@ before anything else is tried.`,
 						fields = append(fields, proto.ProfileField{Source: proto.FieldVCardField, Name: f.name, Value: []byte(f.value)})
 					}
 				}
-				return explain(e.register(ctx, *server, *ca, key, *user, *device, fields, *keys, *force))
+				var password string
+				if *pwFile != "" {
+					var err error
+					if password, err = e.readPassword(*pwFile); err != nil {
+						return err
+					}
+				}
+				servers, err := parseServers(*server)
+				if err != nil {
+					return usagef("register", "register: -server: %v", err)
+				}
+				opts := client.RegisterOptions{Profile: fields, Password: password, Invite: *invite}
+				return explain(e.register(ctx, servers, *ca, key, "registered", func(ctx context.Context, api *client.User) (*client.Registration, error) {
+					return api.RegisterWith(ctx, *user, *device, opts)
+				}, *keys, *force))
 			}
 		},
 	}
@@ -187,8 +210,12 @@ func (e *env) claimProfileDir(ctx context.Context, dir string, force bool) (func
 	return release, nil
 }
 
-// register runs the register command.
-func (e *env) register(ctx context.Context, server, ca, regKey, user, device string, fields []proto.ProfileField, keys int, force bool) error {
+// register runs the register and link commands: obtain makes the new
+// device's token (registering a user, or linking a device), then the
+// profile is saved and KeyPackages uploaded. servers are the provider's
+// client API URLs (parseServers), among which requests fail over.
+func (e *env) register(ctx context.Context, servers []string, ca, regKey, verb string, obtain func(context.Context, *client.User) (*client.Registration, error), keys int, force bool) error {
+	server := servers[0]
 	var err error
 	if ca != "" {
 		if ca, err = filepath.Abs(ca); err != nil {
@@ -218,11 +245,14 @@ func (e *env) register(ctx context.Context, server, ca, regKey, user, device str
 		return err
 	}
 	defer tr.CloseIdleConnections()
+	if hc.Transport, err = newFailover(hc.Transport, servers, e.logger()); err != nil {
+		return err
+	}
 	api, err := client.NewUser(client.UserConfig{BaseURL: server, HTTPClient: hc, Logger: e.logger()})
 	if err != nil {
 		return err
 	}
-	reg, err := api.Register(ctx, user, device, fields)
+	reg, err := obtain(ctx, api)
 	if err != nil {
 		return err
 	}
@@ -256,6 +286,9 @@ func (e *env) register(ctx context.Context, server, ca, regKey, user, device str
 	}
 	s := &session{e: e, dir: dir, api: api, member: m, tr: tr,
 		prof: &profile{Version: profileVersion, Server: server, CA: ca, Client: reg.Client}}
+	if len(servers) > 1 {
+		s.prof.Servers = servers
+	}
 	// Save at once: the token exists only here.
 	if err := s.save(ctx); err != nil {
 		return fmt.Errorf("registered %s, but %w", reg.Client, err)
@@ -274,13 +307,17 @@ func (e *env) register(ctx context.Context, server, ca, regKey, user, device str
 		Profile     string    `json:"profile"`
 		KeyPackages int       `json:"key_packages"`
 	}{reg.Client, reg.User, dir, keys + 1}
-	return e.output(out, fmt.Sprintf("registered %s as %s\nuploaded %d KeyPackages and a last-resort one\nprofile: %s (holds the client's private keys: keep it private)\n",
-		short(reg.User), reg.Client, keys, dir))
+	return e.output(out, fmt.Sprintf("%s %s as %s\nuploaded %d KeyPackages and a last-resort one\nprofile: %s (holds the client's private keys: keep it private)\n",
+		verb, short(reg.User), reg.Client, keys, dir))
 }
 
 func whoamiCommand() *command {
 	return &command{
 		name: "whoami", summary: "show this profile's client, asking the provider",
+		help: `Asks the provider who this profile's token belongs to and how many
+KeyPackages this client has left there, and shows the profile's folder,
+server and rooms. A failure here usually means the provider is down or no
+longer knows the token.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("whoami", args, 0, 0); err != nil {
@@ -304,13 +341,13 @@ func whoamiCommand() *command {
 						Rooms       []proto.URI `json:"rooms"`
 						KeyPackages int         `json:"key_packages"`
 						LastResort  bool        `json:"last_resort"`
-					}{id.Client, id.User, id.Domain, s.prof.Server, s.dir, s.member.Rooms(), kp.Count, len(kp.LastResortSuites) > 0}
+					}{id.Client, id.User, id.Domain, strings.Join(s.prof.servers(), ","), s.dir, s.member.Rooms(), kp.Count, len(kp.LastResortSuites) > 0}
 					lr := "no last-resort one"
 					if out.LastResort {
 						lr = "and a last-resort one"
 					}
 					text := fmt.Sprintf("client:  %s\nuser:    %s\nserver:  %s\nprofile: %s\nrooms:   %d\nkeys:    %d KeyPackages at the provider, %s\n",
-						id.Client, short(id.User), s.prof.Server, s.dir, len(out.Rooms), kp.Count, lr)
+						id.Client, short(id.User), strings.Join(s.prof.servers(), ", "), s.dir, len(out.Rooms), kp.Count, lr)
 					return e.output(out, text)
 				}))
 			}
@@ -384,7 +421,10 @@ their sender, room and stream number (#N, for 'report -seq'), rooms joined
 from Welcomes, commits (adds, removals, key updates), removals of this
 client, consent requests and grants. Without -follow it processes what is
 there (waiting up to -wait for the first item) and exits; with -follow it
-long-polls and prints events as they arrive until interrupted (Ctrl-C).
+long-polls and prints events as they arrive until interrupted (Ctrl-C);
+when the provider goes away (a node restarts, the cluster elects a new
+leader) it says so, reconnects (to the next node, when the profile lists
+several) and goes on from the last position it saved.
 The state is saved after each batch. The profile is locked only while a
 batch is processed, so other mimictl commands (send, add...) can use the
 same profile meanwhile; a command whose write is refused because the room
@@ -417,6 +457,16 @@ processed itself, and watch does not print them again.`,
 	}
 }
 
+// Reconnection of watch -follow: after a connection error or a 502, 503
+// or 504 (the node restarts, the cluster elects a leader) watch waits,
+// starting at watchRetryMin and doubling up to watchRetryMax, and goes on
+// from the stream cursor saved with the last batch; with several nodes in
+// the profile the next try goes to the next node.
+const (
+	watchRetryMin = time.Second
+	watchRetryMax = 30 * time.Second
+)
+
 // watch runs the watch command: sync under the lock, then wait for the
 // stream to move past what it held before the sync, without the lock.
 func (e *env) watch(ctx context.Context, poll time.Duration) error {
@@ -430,33 +480,33 @@ func (e *env) watch(ctx context.Context, poll time.Duration) error {
 	if !e.json {
 		fmt.Fprintf(e.stderr, "mimictl: watching %s (Ctrl-C to stop)\n", s.member.Client())
 	}
+	wait := watchRetryMin
 	for {
-		// The stream's end before syncing: waiting for items after it
-		// cannot miss one that arrives during the sync.
-		page, err := s.api.Stream(ctx, client.StreamOptions{Limit: 1})
-		if err == nil {
-			err = e.syncBatch(ctx, s, release)
-		} else {
-			release()
-		}
+		err := e.watchRound(ctx, s, release, poll)
+		release = nil
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
+		if err != nil && !transient(err) {
 			return err
 		}
-		after := page.Last
-		if after == math.MaxUint64 {
-			// The provider answers last = 2^64-1 for a stream that never
-			// held an item (fsm: inbox.next - 1 with next still 0).
-			after = 0
-		}
-		if _, err := s.api.Stream(ctx, client.StreamOptions{After: after, Wait: poll, Limit: 1}); err != nil {
-			if ctx.Err() != nil {
+		if err != nil {
+			if !e.json {
+				fmt.Fprintf(e.stderr, "mimictl: lost the provider (%v); reconnecting in %s\n", err, wait)
+			}
+			if !pause.For(ctx, wait) {
 				return nil
 			}
-			return err
+			wait = min(2*wait, watchRetryMax)
+		} else if wait > watchRetryMin {
+			if !e.json {
+				fmt.Fprintln(e.stderr, "mimictl: reconnected; resuming from the saved stream position")
+			}
+			wait = watchRetryMin
 		}
+		// The next round reads the profile again: commands run meanwhile
+		// in other processes are not overwritten, and the stream goes on
+		// from the cursor the last batch saved.
 		if release, err = lockProfile(ctx, s.dir, e.stderr); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -468,6 +518,51 @@ func (e *env) watch(ctx context.Context, poll time.Duration) error {
 			return err
 		}
 	}
+}
+
+// watchRound syncs one batch under the lock (release, when not nil, ends
+// it) and then long-polls, without the lock, until the stream moves past
+// what it held before the sync.
+func (e *env) watchRound(ctx context.Context, s *session, release func(), poll time.Duration) error {
+	if release == nil {
+		release = func() {}
+	}
+	// The stream's end before syncing: waiting for items after it cannot
+	// miss one that arrives during the sync.
+	page, err := s.api.Stream(ctx, client.StreamOptions{Limit: 1})
+	if err != nil {
+		release()
+		return err
+	}
+	if err := e.syncBatch(ctx, s, release); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	after := page.Last
+	if after == math.MaxUint64 {
+		// The provider answers last = 2^64-1 for a stream that never
+		// held an item (fsm: inbox.next - 1 with next still 0).
+		after = 0
+	}
+	_, err = s.api.Stream(ctx, client.StreamOptions{After: after, Wait: poll, Limit: 1})
+	return err
+}
+
+// transient reports an error a later try may not meet: no answer, or 502,
+// 503 or 504.
+func transient(err error) bool {
+	var se *client.StatusError
+	if errors.As(err, &se) {
+		switch se.Status {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+			return true
+		}
+		return false
+	}
+	var te *client.TransportError
+	return errors.As(err, &te) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrUnresolved)
 }
 
 // syncBatch syncs once, prints and saves, then releases the lock.

@@ -25,7 +25,7 @@ import (
 
 func clusterCommand() *command {
 	return &command{
-		name: "cluster", summary: "show and change a provider's Raft cluster: status, join, leave, transfer-leader, remove, snapshot, restore (operator)",
+		name: "cluster", summary: "show and change a provider's Raft cluster: status, join, leave, transfer-leader, remove, snapshot, restore, keyring (operator)",
 		help: `Operates a provider's Raft cluster through a node's operations listener
 (-ops, with -admin-token when the node has one). Any node can be asked:
 changes go to the leader. While the cluster has no leader, changes fail
@@ -38,6 +38,7 @@ with HTTP 503; retry once it has one.`,
 			clusterRemoveCommand(),
 			clusterSnapshotCommand(),
 			clusterRestoreCommand(),
+			clusterKeyringCommand(),
 		},
 	}
 }

@@ -58,6 +58,11 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		registerCommand(),
+		linkCommand(),
+		approveCommand(),
+		devicesCommand(),
+		revokeCommand(),
+		passwordCommand(),
 		whoamiCommand(),
 		publishKeysCommand(),
 		createRoomCommand(),
@@ -76,7 +81,9 @@ func commands() []*command {
 		whoisCommand(),
 		statusCommand(),
 		reportsCommand(),
+		usersCommand(),
 		clusterCommand(),
+		drillCommand(),
 		benchCommand(),
 	}
 }
@@ -149,8 +156,11 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printFlags(fs, e.stderr)
 			return err
 		}
+		// The flag package's own report went nowhere (flagSet): the
+		// error is printed once, by exitCode.
 		return usagef(pathName(path), "%v", err)
 	}
 	return runner(ctx, e, pos)
@@ -178,12 +188,14 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // flagSet returns the flag set of the command at path, with the common
-// flags and a usage text built from the command's description.
+// flags and a usage text built from the command's description. The flag
+// package's output is discarded: a parse error is reported once by the
+// caller, and -h prints the usage through printFlags.
 func (e *env) flagSet(path []*command) *flag.FlagSet {
 	c := path[len(path)-1]
 	name := pathName(path)
 	fs := flag.NewFlagSet("mimictl "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard)
 	e.commonFlags(fs, !c.noProfile)
 	fs.Usage = func() {
 		w := fs.Output()
@@ -196,6 +208,13 @@ func (e *env) flagSet(path []*command) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// printFlags prints a flag set's usage to w.
+func printFlags(fs *flag.FlagSet, w io.Writer) {
+	fs.SetOutput(w)
+	fs.Usage()
+	fs.SetOutput(io.Discard)
 }
 
 // commonFlags defines the flags every command accepts, before or after
@@ -244,9 +263,8 @@ func (e *env) help(args []string) error {
 		e.printUsage(e.stdout, path, path[len(path)-1].sub)
 	default:
 		fs := e.flagSet(path)
-		fs.SetOutput(e.stdout)
 		path[len(path)-1].setup(fs)
-		fs.Usage()
+		printFlags(fs, e.stdout)
 	}
 	return nil
 }

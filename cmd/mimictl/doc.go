@@ -3,9 +3,11 @@
 //
 // As a client, each invocation acts as one MIMI client (one device of one
 // user) of a provider's client API (httpapi/openapi.yaml), through
-// mimi/client's Member: register, publish-keys, create-room, add, remove,
-// roles, send, watch, leave, join, rooms, members, consent, report and
-// whoami. The client's state lives in a profile folder: the provider's
+// mimi/client's Member: register (a new user's first device), link (a
+// further device, approved by an existing one or proven by the password),
+// approve, devices, revoke, password, publish-keys, create-room, add,
+// remove, roles, send, watch, leave, join, rooms, members, consent, report
+// and whoami. The client's state lives in a profile folder: the provider's
 // URL, the CA file that verifies it, the bearer token, the Member's saved
 // MLS state and the last messages received (so that report can disclose
 // one). A profile is named by -profile NAME (or $MIMICTL_PROFILE) and
@@ -21,7 +23,10 @@
 // another share it safely.
 //
 // As an operator tool, status and reports read a provider node's
-// operations listener (internal/hub/ops.go, mimi-hub -ops-addr).
+// operations listener (internal/hub/ops.go, mimi-hub -ops-addr), cluster
+// operates its Raft cluster, drill probes every node with writes and reads
+// while it disrupts the cluster (docs/drills.md), and users suspends users,
+// revokes devices and mints invite codes there (internal/hub/ops_users.go).
 //
 // `mimictl bench` loads a provider with application messages
 // (provisionalMessage) or commits (updateRoom) from 1, 16, 64...

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/devca"
 	"github.com/mimihub/mimi-hub/internal/hub"
 	"github.com/mimihub/mimi-hub/internal/systemtest"
@@ -37,16 +38,19 @@ type localProviderConfig struct {
 	Domain  string
 	DataDir string
 	CA      *devca.CA
-	// FederationAddr is the federation listen address; empty picks a free
-	// loopback port.
-	FederationAddr string
+	// FederationAddr and ClientAddr are the federation and client API
+	// listen addresses; empty picks a free loopback port.
+	FederationAddr, ClientAddr string
 	// Peers maps peer domains to their federation host:port.
 	Peers map[string]string
 	// RegistrationKey guards registration when set.
 	RegistrationKey string
 	// AdminToken guards the operations listener's /v1/ endpoints when set.
 	AdminToken string
-	Logger     *slog.Logger
+	// Unmetered lifts the per-client budgets: bench measures what the
+	// provider can do, not what one client is allowed.
+	Unmetered bool
+	Logger    *slog.Logger
 }
 
 // reservePort returns a free loopback address. Providers must know each
@@ -88,24 +92,31 @@ func startLocalProvider(ctx context.Context, cfg localProviderConfig) (*localPro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	clientAddr := cfg.ClientAddr
+	if clientAddr == "" {
+		clientAddr = "127.0.0.1:0"
+	}
 	h, err := hub.Start(ctx, hub.Config{
-		Domain:          cfg.Domain,
-		DataDir:         cfg.DataDir,
-		FederationAddr:  fed,
-		ClientAddr:      "127.0.0.1:0",
-		OpsAddr:         "127.0.0.1:0",
-		AdminToken:      cfg.AdminToken,
-		RaftAddr:        "127.0.0.1:0",
-		PublicURL:       "https://" + net.JoinHostPort(cfg.Domain, port),
-		Certificate:     cert,
-		PeerRoots:       cfg.CA.Pool(),
-		Peers:           cfg.Peers,
-		RegistrationKey: cfg.RegistrationKey,
+		Domain:         cfg.Domain,
+		DataDir:        cfg.DataDir,
+		FederationAddr: fed,
+		ClientAddr:     clientAddr,
+		OpsAddr:        "127.0.0.1:0",
+		AdminToken:     cfg.AdminToken,
+		RaftAddr:       "127.0.0.1:0",
+		// A benchmark registers its senders from one address.
+		AccountRateLimits: httpapi.NoRateLimits,
+		PublicURL:         "https://" + net.JoinHostPort(cfg.Domain, port),
+		Certificate:       cert,
+		PeerRoots:         cfg.CA.Pool(),
+		Peers:             cfg.Peers,
+		RegistrationKey:   cfg.RegistrationKey,
 		Raft: cluster.Config{
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 			LeaderLeaseTimeout: 100 * time.Millisecond,
 		},
 		Delivery: cluster.DeliveryConfig{MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second},
+		Limits:   limits(cfg.Unmetered),
 		Logger:   log,
 	})
 	if err != nil {
@@ -157,7 +168,11 @@ type localClusterConfig struct {
 	// Nodes is the cluster's size (the voters it bootstraps with).
 	Nodes           int
 	RegistrationKey string
-	Logger          *slog.Logger
+	// AdminToken guards the operations listeners when set.
+	AdminToken string
+	// Unmetered lifts the per-client budgets (see localProviderConfig).
+	Unmetered bool
+	Logger    *slog.Logger
 }
 
 // startLocalCluster starts cfg.Nodes nodes that find each other through
@@ -218,11 +233,15 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			Certificate:     cert,
 			PeerRoots:       cfg.CA.Pool(),
 			RegistrationKey: cfg.RegistrationKey,
+			AdminToken:      cfg.AdminToken,
+			// A benchmark registers its senders from one address.
+			AccountRateLimits: httpapi.NoRateLimits,
 			Raft: cluster.Config{
 				BootstrapExpect: cfg.Nodes,
 				TLS:             &cluster.TLS{Certificate: nodeCert, Roots: cfg.CA.Pool()},
 				Gossip:          &cluster.GossipConfig{BindAddr: a.gossip, Join: join, Key: gossipKey, ClusterName: cfg.Domain},
 			},
+			Limits: limits(cfg.Unmetered),
 			Logger: log,
 		})
 		if err != nil {
@@ -275,4 +294,13 @@ func (c *localCluster) Close() error {
 		errs = append(errs, n.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// limits returns the per-node limits of an in-process node: the defaults,
+// or without per-client budgets.
+func limits(unmetered bool) hub.Limits {
+	if !unmetered {
+		return hub.Limits{}
+	}
+	return hub.Limits{ClientBudget: httpapi.Budget{Requests: -1, Bytes: -1}}
 }

@@ -37,19 +37,40 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startWorld starts both providers; a.example requires regKey to register
-// when it is set.
-func startWorld(t *testing.T, regKey string) *world {
+// testCA makes a development CA, a folder for the test and the CA's
+// certificate file in it (for -ca).
+func testCA(t *testing.T) (ca *devca.CA, dir, caFile string) {
 	t.Helper()
 	ca, err := devca.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	caFile, err := writeCA(ca, dir)
+	dir = t.TempDir()
+	if caFile, err = writeCA(ca, dir); err != nil {
+		t.Fatal(err)
+	}
+	return ca, dir, caFile
+}
+
+// startTestCluster starts an in-process provider of n nodes (certificates
+// naming 127.0.0.1, so mimictl reaches each node by address) and returns
+// it with the CA file; it stops at the end of the test.
+func startTestCluster(t *testing.T, domain string, n int, adminToken string) (*localCluster, string) {
+	t.Helper()
+	ca, dir, caFile := testCA(t)
+	c, err := startLocalCluster(t.Context(), localClusterConfig{Domain: domain, DataDir: dir, CA: ca, Nodes: n, AdminToken: adminToken, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
+	return c, caFile
+}
+
+// startWorld starts both providers; a.example requires regKey to register
+// when it is set.
+func startWorld(t *testing.T, regKey string) *world {
+	t.Helper()
+	ca, dir, caFile := testCA(t)
 	fedA, err := reservePort()
 	if err != nil {
 		t.Fatal(err)

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,12 +35,54 @@ const (
 
 // opsFlags are the flags of the operator commands.
 type opsFlags struct {
-	url, token string
+	url string
+	adminTokenFlags
 }
 
 func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.url, "ops", defaultOpsURL, "`URL` of the provider node's operations listener (mimi-hub -ops-addr)")
-	fs.StringVar(&o.token, "admin-token", "", "the node's admin bearer `token`, when it has one (default $MIMICTL_ADMIN_TOKEN)")
+	o.adminTokenFlags.define(fs)
+}
+
+// adminTokenFlags say where the node's admin token comes from.
+type adminTokenFlags struct {
+	token, file, data string
+}
+
+func (a *adminTokenFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&a.token, "admin-token", "", "the node's admin bearer `token` (default $MIMICTL_ADMIN_TOKEN, else read from -admin-token-file or -data)")
+	fs.StringVar(&a.file, "admin-token-file", "", "`file` holding the admin token (default $MIMICTL_ADMIN_TOKEN_FILE)")
+	fs.StringVar(&a.data, "data", "mimi-hub-data", "the node's data `folder` (mimi-hub -data), whose admin-token file is read when the node listens on this host's loopback")
+}
+
+// resolve returns the admin token for the operations listener at base:
+// -admin-token, $MIMICTL_ADMIN_TOKEN, -admin-token-file,
+// $MIMICTL_ADMIN_TOKEN_FILE, or, for a listener on a loopback address,
+// the token mimi-hub generated in its data folder (-data), if there is
+// one. "" means none: the request goes without.
+func (a *adminTokenFlags) resolve(e *env, base string) (string, error) {
+	if a.token != "" {
+		return a.token, nil
+	}
+	if tok := e.getenv("MIMICTL_ADMIN_TOKEN"); tok != "" {
+		return tok, nil
+	}
+	file := a.file
+	if file == "" {
+		file = e.getenv("MIMICTL_ADMIN_TOKEN_FILE")
+	}
+	if file != "" {
+		return hub.ReadAdminToken(file)
+	}
+	u, err := url.Parse(base)
+	if err != nil || a.data == "" || !hub.IsLoopbackAddr(net.JoinHostPort(u.Hostname(), "0")) {
+		return "", nil
+	}
+	tok, err := hub.ReadAdminToken(filepath.Join(a.data, hub.AdminTokenFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return tok, err
 }
 
 // get fetches path from the operations listener into out, or returns the
@@ -102,14 +148,16 @@ func (o *opsFlags) request(ctx context.Context, e *env, method, path string, que
 	if err != nil {
 		return nil, target, fmt.Errorf("%s: %w", path, err)
 	}
-	token := o.token
-	if token == "" {
-		token = e.getenv("MIMICTL_ADMIN_TOKEN")
+	token, err := o.resolve(e, base)
+	if err != nil {
+		return nil, target, err
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if body != nil {
+	if body != nil || method != http.MethodGet {
+		// Every write declares its media type: the listener refuses one
+		// that does not (as it refuses a browser's form).
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
@@ -133,7 +181,7 @@ func (o *opsFlags) request(ctx context.Context, e *env, method, path string, que
 	err = fmt.Errorf("%s %s: HTTP %d: %s", method, target, resp.StatusCode, sanitize(msg))
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		err = fmt.Errorf("%w\nhint: pass the node's admin token with -admin-token or $MIMICTL_ADMIN_TOKEN", err)
+		err = fmt.Errorf("%w\nhint: pass the node's admin token with -admin-token, $MIMICTL_ADMIN_TOKEN or -admin-token-file; on the node's host, -data names its data folder (mimi-hub wrote the token there on first start)", err)
 	case http.StatusNotFound:
 		if !isJSON || strings.HasPrefix(msg, "no such operations endpoint") {
 			err = fmt.Errorf("%w\nhint: is -ops the operations listener of a mimi-hub recent enough to serve %s?", err, path)

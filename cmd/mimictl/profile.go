@@ -33,6 +33,10 @@ type profile struct {
 	Version int `json:"version"`
 	// Server is the provider's client API, e.g. https://127.0.0.1:8444.
 	Server string `json:"server"`
+	// Servers, when set, lists the client APIs of every node of the
+	// provider's cluster (Server is the first); requests fail over among
+	// them (failover.go).
+	Servers []string `json:"servers,omitempty"`
 	// CA is the PEM file of roots the server is verified against (empty:
 	// the system roots).
 	CA string `json:"ca,omitempty"`
@@ -48,6 +52,14 @@ type profile struct {
 	// with the keys an abuse report about one of them discloses (see
 	// recent.go).
 	Recent map[proto.URI][]recentMessage `json:"recent,omitempty"`
+}
+
+// servers returns the client API URLs of the profile's provider.
+func (p *profile) servers() []string {
+	if len(p.Servers) > 0 {
+		return p.Servers
+	}
+	return []string{p.Server}
 }
 
 // httpClient returns a client API HTTP client verifying servers against
@@ -159,6 +171,9 @@ func (e *env) loadSession(dir string, o openOptions) (*session, error) {
 	}
 	hc, tr, err := httpClient(p.CA, "")
 	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", dir, err)
+	}
+	if hc.Transport, err = newFailover(hc.Transport, p.servers(), e.logger()); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", dir, err)
 	}
 	api, err := client.NewUser(client.UserConfig{BaseURL: p.Server, HTTPClient: hc, Token: p.Token, Logger: e.logger()})

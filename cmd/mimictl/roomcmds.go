@@ -65,6 +65,9 @@ roles; everyone but visitors sends.`,
 func roomsCommand() *command {
 	return &command{
 		name: "rooms", summary: "list the rooms this client is in",
+		help: `Lists the rooms this client's saved MLS state holds, with the epoch it
+knows each at. It does not ask the provider: run 'watch' first to process
+Welcomes and commits that arrived since.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("rooms", args, 0, 0); err != nil {
@@ -131,7 +134,9 @@ regular_user, visitor, banned.`,
 }
 
 func removeCommand() *command {
-	return roomWrite("remove", "ROOM USER", "remove a user (all its clients) from a room", "", 2, 2,
+	return roomWrite("remove", "ROOM USER", "remove a user (all its clients) from a room", `Commits the removal of every client of USER from ROOM and takes USER off
+its participant list. The room's policy decides who may (by default owners
+and admins). A room that moved on meanwhile is caught up first.`, 2, 2,
 		func(ctx context.Context, e *env, s *session, r proto.URI, args []string) error {
 			u, err := parseUser(args[0], s.domain())
 			if err != nil {
@@ -145,7 +150,9 @@ func removeCommand() *command {
 }
 
 func rolesCommand() *command {
-	return roomWrite("roles", "ROOM USER ROLE[,ROLE...]", "set a participant's roles (owner, admin, regular_user, visitor, banned)", "", 3, 3,
+	return roomWrite("roles", "ROOM USER ROLE[,ROLE...]", "set a participant's roles (owner, admin, regular_user, visitor, banned)", `Commits a participant-list change that gives USER exactly the roles
+listed, comma-separated (banned removes them from the room's members and
+keeps them out). The room's policy decides who may change roles.`, 3, 3,
 		func(ctx context.Context, e *env, s *session, r proto.URI, args []string) error {
 			u, err := parseUser(args[0], s.domain())
 			if err != nil {
@@ -163,7 +170,10 @@ func rolesCommand() *command {
 }
 
 func commitCommand() *command {
-	return roomWrite("commit", "ROOM", "commit the room's pending proposals (e.g. departures) with fresh keys", "", 1, 1,
+	return roomWrite("commit", "ROOM", "commit the room's pending proposals (e.g. departures) with fresh keys", `Commits every proposal the hub holds for ROOM (departures proposed with
+'leave', the hub's own removals) together with a fresh path of keys for
+this client, moving the room to its next epoch. With no proposal pending it
+is a plain key update.`, 1, 1,
 		func(ctx context.Context, e *env, s *session, r proto.URI, args []string) error {
 			if err := e.catchUp(ctx, s, r, func() error { return s.member.CommitPending(ctx, r) }); err != nil {
 				return err
@@ -187,7 +197,9 @@ reports that this client is no longer in the room.`, 1, 1,
 }
 
 func joinCommand() *command {
-	return roomWrite("join", "ROOM", "join a room by external commit (open rooms, or rooms you are a participant of)", "", 1, 1,
+	return roomWrite("join", "ROOM", "join a room by external commit (open rooms, or rooms you are a participant of)", `Fetches ROOM's public group state from its hub and joins it with an
+external commit, without a Welcome: for rooms whose policy lets anyone
+join, and for a new device of a user who is already a participant.`, 1, 1,
 		func(ctx context.Context, e *env, s *session, r proto.URI, args []string) error {
 			if err := s.member.JoinExternal(ctx, r); err != nil {
 				return err

@@ -10,9 +10,9 @@ import (
 )
 
 func consentCommand() *command {
-	op := func(name, summary string, kind proto.ConsentOperation) *command {
+	op := func(name, summary, help string, kind proto.ConsentOperation) *command {
 		return &command{
-			name: name, synopsis: "USER", summary: summary,
+			name: name, synopsis: "USER", summary: summary, help: help,
 			setup: func(fs *flag.FlagSet) runFunc {
 				room := fs.String("room", "", "limit the consent to this `ROOM` (default: any room)")
 				return func(ctx context.Context, e *env, args []string) error {
@@ -51,12 +51,20 @@ KeyPackages are claimed only by users it granted consent to. 'request' and
 'cancel' are made as the requester (this user wants to add USER); 'grant'
 and 'revoke' as the target (USER may add this user).`,
 		sub: []*command{
-			op("request", "ask USER for consent to add them", proto.ConsentRequest),
-			op("cancel", "withdraw a request to USER", proto.ConsentCancel),
-			op("grant", "let USER add this user", proto.ConsentGrant),
-			op("revoke", "withdraw USER's consent", proto.ConsentRevoke),
+			op("request", "ask USER for consent to add them", `Asks USER (through their provider) for consent to add them to rooms: to
+any room, or with -room to that one. USER sees the request in 'watch' and
+'consent list', and answers with 'consent grant'.`, proto.ConsentRequest),
+			op("cancel", "withdraw a request to USER", `Withdraws this user's earlier consent request to USER (the same -room
+as the request).`, proto.ConsentCancel),
+			op("grant", "let USER add this user", `Lets USER add this user to rooms (any room, or with -room that one): their
+provider can then claim this user's KeyPackages. USER is told.`, proto.ConsentGrant),
+			op("revoke", "withdraw USER's consent", `Withdraws the consent this user granted USER (the same -room as the
+grant): USER can no longer add this user. Rooms already shared stay.`, proto.ConsentRevoke),
 			{
 				name: "list", summary: "list pending requests, grants received and decisions given",
+				help: `Asks the provider for this user's consent state: requests others sent
+that wait for an answer, grants this user received (whom it may add), and
+the decisions it gave (grants and revocations).`,
 				setup: func(fs *flag.FlagSet) runFunc {
 					return func(ctx context.Context, e *env, args []string) error {
 						if err := wantArgs("consent list", args, 0, 0); err != nil {

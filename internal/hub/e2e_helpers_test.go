@@ -67,6 +67,29 @@ func newParty(t *testing.T, p *testutil.Provider, user, device string, profile [
 	return &party{name: user + "/" + device, provider: p, m: m}
 }
 
+// linkParty adds device to by's user the way people do: the new device
+// asks to be linked and shows a code, by approves it; then it uploads
+// KeyPackages like newParty.
+func linkParty(t *testing.T, by *party, device string) *party {
+	t.Helper()
+	ctx := opCtx(t)
+	api := by.provider.NewUser(t)
+	id, _ := by.m.User().Parse()
+	req, err := api.RequestLink(ctx, id.User, device)
+	must(t, err, "link request of "+id.User+"/"+device)
+	added, err := by.m.API().ApproveLink(ctx, req.Code)
+	must(t, err, "approve "+device)
+	if added != req.Client {
+		t.Fatalf("approved %s, want %s", added, req.Client)
+	}
+	_, err = api.WaitLinked(ctx, req, 10*time.Millisecond)
+	must(t, err, "wait linked")
+	m, err := client.NewMember(api, client.MemberConfig{})
+	must(t, err, "new member")
+	must(t, m.UploadKeyPackages(ctx, 2, true), "upload KeyPackages of "+device)
+	return &party{name: id.User + "/" + device, provider: by.provider, m: m}
+}
+
 func (p *party) String() string { return p.name }
 
 // short names a user ("bob") or client ("bob/laptop") without its domain.

@@ -44,7 +44,7 @@ func TestSeedScenarios(t *testing.T) {
 	// a second one in 6.7. Cathy publishes a profile for identifier queries.
 	alice := newParty(t, a, "alice", "phone", nil)
 	bob1 := newParty(t, b, "bob", "laptop", nil)
-	bob2 := newParty(t, b, "bob", "phone", nil)
+	bob2 := linkParty(t, bob1, "phone")
 	cathy1 := newParty(t, c, "cathy", "laptop", []proto.ProfileField{
 		{Source: proto.FieldVCardField, Name: "FN", Value: []byte("Cathy Carter")},
 		{Source: proto.FieldVCardField, Name: "EMAIL", Value: []byte("cathy@c.example")},
@@ -308,14 +308,14 @@ func TestSeedScenarios(t *testing.T) {
 		w.expect("commit alice/phone e4", alice)
 		w.check(t, cathy1) // the others process the commit before sending
 		w.say(t, doug, "after the commit")
-		a.WaitState(t.Context(), t, "four items queued for c.example", func(s *fsm.State) bool { return s.OutboxDepth()[domainC][0] == 4 })
+		a.WaitState(t.Context(), t, "four items queued for c.example", func(s *fsm.State) bool { return s.OutboxDepth()[domainC].Items == 4 })
 		w.check(t, cathy1)
 
 		c.Start(t)
 		// Cathy gets every queued message and the commit, in order.
 		cathy1.see(t, w.want[cathy1]...)
 		delete(w.want, cathy1)
-		a.WaitState(t.Context(), t, "c.example's queue drained", func(s *fsm.State) bool { return s.OutboxDepth()[domainC][0] == 0 })
+		a.WaitState(t.Context(), t, "c.example's queue drained", func(s *fsm.State) bool { return s.OutboxDepth()[domainC].Items == 0 })
 		w.say(t, cathy1, "back after the restart")
 		w.check(t)
 		w.sameEpoch(t, 4)
@@ -330,7 +330,7 @@ func TestSeedScenarios(t *testing.T) {
 		w.expect("commit alice/phone e5", alice)
 		w.check(t, bob1, bob2)
 		w.say(t, doug, "queued for Bob")
-		a.WaitState(t.Context(), t, "four items queued for b.example", func(s *fsm.State) bool { return s.OutboxDepth()[domainB][0] == 4 })
+		a.WaitState(t.Context(), t, "four items queued for b.example", func(s *fsm.State) bool { return s.OutboxDepth()[domainB].Items == 4 })
 		w.check(t, bob1, bob2)
 		var before fsm.RoomInfo
 		a.Read(t, func(s *fsm.State) { before, _ = s.Room(w.room) })
@@ -343,7 +343,7 @@ func TestSeedScenarios(t *testing.T) {
 			if !ok || after.Epoch != 5 || after.Epoch != before.Epoch || after.Sequence != before.Sequence || after.Members != before.Members {
 				t.Fatalf("after the restart the room is %+v, before it was %+v", after, before)
 			}
-			if n := s.OutboxDepth()[domainB][0]; n != 4 {
+			if n := s.OutboxDepth()[domainB].Items; n != 4 {
 				t.Fatalf("%d items queued for b.example after the restart, want 4", n)
 			}
 		})
@@ -352,7 +352,7 @@ func TestSeedScenarios(t *testing.T) {
 		bob2.see(t, w.want[bob2]...)
 		delete(w.want, bob1)
 		delete(w.want, bob2)
-		a.WaitState(t.Context(), t, "b.example's queue drained", func(s *fsm.State) bool { return s.OutboxDepth()[domainB][0] == 0 })
+		a.WaitState(t.Context(), t, "b.example's queue drained", func(s *fsm.State) bool { return s.OutboxDepth()[domainB].Items == 0 })
 
 		// The room goes on from epoch 5.
 		must(t, bob1.m.CommitPending(opCtx(t), w.room), "Bob commits after the restart")
@@ -427,7 +427,7 @@ func TestSeedScenarios(t *testing.T) {
 	})
 
 	step(t, "6.7 Cathy gets a new client", func(t *testing.T) {
-		cathy2 = newParty(t, c, "cathy", "tablet", nil)
+		cathy2 = linkParty(t, cathy1, "tablet")
 		w.all = append(w.all, cathy2)
 		// Bob is no longer a participant: the hub refuses him the
 		// GroupInfo.
@@ -457,7 +457,7 @@ func TestSeedScenarios(t *testing.T) {
 		// shutdown snapshot and restore.
 		c.Stop(t)
 		w.say(t, alice, "are you both there?")
-		a.WaitState(t.Context(), t, "one item queued for c.example", func(s *fsm.State) bool { return s.OutboxDepth()[domainC][0] == 1 })
+		a.WaitState(t.Context(), t, "one item queued for c.example", func(s *fsm.State) bool { return s.OutboxDepth()[domainC].Items == 1 })
 		c.Start(t)
 		w.check(t)
 		w.say(t, cathy2, "yes")

@@ -6,21 +6,25 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/httpapi"
+	"github.com/mimihub/mimi-hub/internal/connlimit"
 	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
@@ -55,10 +59,25 @@ type Config struct {
 	AssetRoots *x509.CertPool
 	// RegistrationKey, when set, guards client registration.
 	RegistrationKey string
+	// Registration is the policy for new users (httpapi.RegistrationOpen,
+	// ...Key, ...Invite, ...Closed); default "key" with a RegistrationKey,
+	// else "open".
+	Registration string
+	// AccountRateLimits bounds registration, device linking and password
+	// attempts per source address and per account (zero: the defaults;
+	// httpapi.RateLimits).
+	AccountRateLimits httpapi.RateLimits
 	// RequireConsent makes claims for local users need their grant.
 	RequireConsent bool
-	// AdminToken, when set, is the bearer token the ops listener's /v1/ endpoints require (see ops.go).
+	// AdminToken is the bearer token the ops listener's operator API, the
+	// dashboard's data and pprof require (see opsguard.go). Empty means
+	// none, which Start accepts only for an ops listener on a loopback
+	// address.
 	AdminToken string
+	// OpsHosts are host names the ops listener answers to besides IP
+	// literals and localhost (requests naming another host are refused,
+	// against DNS rebinding).
+	OpsHosts []string
 	// NodeID names this node within its provider's cluster; default
 	// Domain (a single node).
 	NodeID string
@@ -69,6 +88,21 @@ type Config struct {
 	Raft cluster.Config
 	// Delivery tunes the fanout worker.
 	Delivery cluster.DeliveryConfig
+	// State bounds the replicated state: room message retention, inbox,
+	// outbox and subscription caps (fsm.Config; zero fields take its
+	// defaults). Domain and RequireConsent come from the fields above.
+	// Every node of a cluster must use the same values: they decide what
+	// the state machine keeps.
+	State fsm.Config
+	// Limits bounds what each client and peer may send to this node and
+	// how long its requests may take (httpapi.Config's budgets, body
+	// limits and timeouts; zero fields take its defaults).
+	Limits Limits
+	// MaxConns and MaxConnsPerAddr bound the connections each listener
+	// (federation, client, ops) holds, in all and from one source address
+	// (defaults DefaultMaxConns and DefaultMaxConnsPerAddr; negative: no
+	// bound).
+	MaxConns, MaxConnsPerAddr int
 	// OnLeave, when set, is called once after this node left its cluster
 	// on request (POST /v1/cluster/leave), in its own goroutine: the
 	// process should stop (mimi-hub cancels its run context). Without it,
@@ -76,6 +110,27 @@ type Config struct {
 	OnLeave func()
 	Logger  *slog.Logger
 }
+
+// Limits are the per-node request limits of Config (see httpapi.Config).
+type Limits struct {
+	ClientBudget   httpapi.Budget
+	PeerBudget     httpapi.Budget
+	RoomFanout     float64
+	MaxMessageBody int64
+	BodyTimeout    time.Duration
+}
+
+// Listener defaults.
+const (
+	DefaultMaxConns        = 8192
+	DefaultMaxConnsPerAddr = 1024
+	// readHeaderTimeout bounds a connection's TLS handshake and request
+	// headers, idleTimeout a kept-alive connection between requests;
+	// maxHeaderBytes the request headers.
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
 
 // Hub is a running provider node.
 type Hub struct {
@@ -89,10 +144,16 @@ type Hub struct {
 	ops      opsState
 	servers  []*http.Server
 	addrs    map[string]string
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closed   sync.Once
-	draining chan struct{} // closed when Close begins
+	// material is the TLS material and peer map SIGHUP can replace
+	// (reload.go).
+	material atomic.Pointer[material]
+	// peerTransport carries federation requests; Reload swaps it.
+	peerTransport swapTransport
+	conns         map[string]*connlimit.Listener // bounded listeners, by server
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	closed        sync.Once
+	draining      chan struct{} // closed when Close begins
 }
 
 // Start starts a provider node: Raft (bootstrapping a single voter on first
@@ -104,8 +165,16 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	if _, err := proto.UserURI(cfg.Domain, "x").Parse(); err != nil {
 		return nil, fmt.Errorf("hub: invalid domain %q", cfg.Domain)
 	}
+	if cfg.OpsAddr != "" && cfg.AdminToken == "" && !IsLoopbackAddr(cfg.OpsAddr) {
+		return nil, fmt.Errorf("hub: the operations listener %s is not a loopback address: it needs an admin token", cfg.OpsAddr)
+	}
+	if err := checkRegistration(cfg.Registration, cfg.RegistrationKey); err != nil {
+		return nil, err
+	}
 	log := cfg.Logger.With("domain", cfg.Domain)
-	f, err := fsm.New(fsm.Config{Domain: cfg.Domain, RequireConsent: cfg.RequireConsent})
+	state := cfg.State
+	state.Domain, state.RequireConsent = cfg.Domain, cfg.RequireConsent
+	f, err := fsm.New(state)
 	if err != nil {
 		return nil, err
 	}
@@ -129,16 +198,18 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: raft: %w", err)
 	}
-	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), metrics: m, addrs: map[string]string{}}
+	h := &Hub{cfg: cfg, fsm: f, node: node, store: cluster.NewStore(node, f, cfg.Domain), metrics: m, addrs: map[string]string{}, conns: map[string]*connlimit.Listener{}}
+	h.material.Store(&material{cert: cfg.Certificate, peerRoots: cfg.PeerRoots, peers: maps.Clone(cfg.Peers)})
+	h.peerTransport.set(h.newPeerTransport())
 	fail := func(err error) (*Hub, error) {
 		h.Close(context.Background())
 		return nil, err
 	}
 	h.fed, err = client.NewFederation(client.FederationConfig{
 		Domain:     cfg.Domain,
-		HTTPClient: peerClient(cfg),
+		HTTPClient: &http.Client{Transport: &h.peerTransport},
 		Resolve: func(domain string) (string, error) {
-			if addr, ok := cfg.Peers[domain]; ok {
+			if addr, ok := h.material.Load().peers[domain]; ok {
 				_, port, err := net.SplitHostPort(addr)
 				if err != nil {
 					return "", fmt.Errorf("peer %s address %q: %w", domain, addr, err)
@@ -172,24 +243,24 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 
 	h.draining = make(chan struct{})
-	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log, Draining: h.draining}
+	l := cfg.Limits
+	api := httpapi.Config{PublicURL: cfg.PublicURL, AssetHosts: cfg.AssetHosts, RegistrationKey: cfg.RegistrationKey, Logger: log, Draining: h.draining,
+		Registration: cfg.Registration, RateLimits: cfg.AccountRateLimits,
+		ClientBudget: l.ClientBudget, PeerBudget: l.PeerBudget, RoomFanout: l.RoomFanout, MaxMessageBody: l.MaxMessageBody, BodyTimeout: l.BodyTimeout}
 	if cfg.AssetRoots != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: cfg.AssetRoots, MinVersion: tls.VersionTLS12}
 		api.AssetClient = &http.Client{Transport: tr}
 	}
-	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, MinVersion: tls.VersionTLS12}
-	fedTLS := serverTLS.Clone()
-	fedTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	fedTLS.ClientCAs = cfg.PeerRoots
+	serverTLS, fedTLS := h.serverTLS()
 	for _, s := range []struct {
 		name, addr string
 		handler    http.Handler
 		tls        *tls.Config
 	}{
-		{"federation", cfg.FederationAddr, httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed), fedTLS},
-		{"client", cfg.ClientAddr, httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed), serverTLS},
-		{"ops", cfg.OpsAddr, h.opsHandler(), nil},
+		{"federation", cfg.FederationAddr, h.acceptingOnly(httpapi.NewFederation(m.instrumented(api, "federation"), h.store, h.fed)), fedTLS},
+		{"client", cfg.ClientAddr, h.acceptingOnly(httpapi.NewClientAPI(m.instrumented(api, "client"), h.store, h.fed)), serverTLS},
+		{"ops", cfg.OpsAddr, httpapi.LimitBodies(h.opsHandler(), cmp.Or(l.BodyTimeout, httpapi.DefaultBodyTimeout), httpapi.DefaultBodyMinRate), nil},
 	} {
 		if s.addr == "" {
 			continue
@@ -199,7 +270,11 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 			return fail(fmt.Errorf("hub: %s listener: %w", s.name, err))
 		}
 		h.addrs[s.name] = ln.Addr().String()
-		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		bounded := connlimit.Listen(ln, connlimit.Config{Name: s.name, Max: connBound(cfg.MaxConns, DefaultMaxConns),
+			PerAddr: connBound(cfg.MaxConnsPerAddr, DefaultMaxConnsPerAddr), Refused: m.connRefused(s.name), Logger: log})
+		h.conns[s.name] = bounded
+		ln = bounded
+		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		if s.tls != nil {
 			srv.TLSConfig = s.tls
@@ -216,6 +291,18 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	log.Info("provider started", "federation", h.addrs["federation"], "client", h.addrs["client"], "ops", h.addrs["ops"], "raft", node.Addr())
 	return h, nil
+}
+
+// connBound turns a configured bound into connlimit's: 0 is def,
+// negative none.
+func connBound(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // Addr returns the bound address of a server: "federation", "client" or
@@ -268,26 +355,6 @@ func (h *Hub) Close(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// peerClient is the HTTP client for federation requests: mutual TLS with
-// the provider's certificate, peers verified against PeerRoots for the
-// domain the request names, and connections to listed peers dialed at
-// their configured address.
-func peerClient(cfg Config) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}, RootCAs: cfg.PeerRoots, MinVersion: tls.VersionTLS12}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
-		if err == nil {
-			if to, ok := cfg.Peers[host]; ok {
-				addr = to
-			}
-		}
-		return dialer.DialContext(ctx, network, addr)
-	}
-	return &http.Client{Transport: t}
 }
 
 // permanentOn4xx marks a peer's 4xx refusals (but 408 and 429) as permanent

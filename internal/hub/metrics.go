@@ -38,6 +38,13 @@ import (
 //	mimi_fanout_delivered_total{peer}          counter: items this node delivered while leading
 //	mimi_fanout_dropped_total{peer}            counter: items the peer refused for good
 //	mimi_fanout_failures_total{peer}           counter: failed delivery attempts
+//	mimi_fanout_queue_bytes{peer}              gauge: bytes of the items waiting for a peer provider
+//	mimi_fanout_overflow_total{peer}           counter: items dropped undelivered because the peer's queue was full
+//	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
+//	mimi_stream_inbox_bytes                    gauge: the clients' unacknowledged Welcomes and consent items
+//	mimi_writes_unlogged_total{command}        counter: writes answered from the state without a log entry (refusals and no-ops decided before Raft)
+//	mimi_http_connections{server}              gauge: connections a listener holds
+//	mimi_http_connections_refused_total{server} counter: connections closed at once (their address held the most allowed)
 //	mimi_node_info{domain,node_id}             gauge: always 1
 //	mimi_http_request_duration_seconds{server,route,code} histogram: requests by server (federation, client, ops), route name and status code
 //
@@ -60,13 +67,18 @@ type metrics struct {
 	fsmApply prometheus.Histogram
 	forward  *prometheus.HistogramVec
 	http     *prometheus.HistogramVec
+	// refusals keeps the recent answers of 400 and above (refusals.go).
+	refusals *refusalLog
+	unlogged *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // newMetrics returns a registry with the timing instruments and the Go
 // runtime and process collectors.
 func newMetrics() (*metrics, error) {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
+		refusals: newRefusalLog(),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mimi_raft_commit_duration_seconds",
 			Help:    "Time from proposing an entry on this node (the leader) to the FSM's response: replication, commit and apply.",
@@ -87,9 +99,17 @@ func newMetrics() (*metrics, error) {
 			Help:    "HTTP request duration by server (federation, client, ops), route name and status code.",
 			Buckets: httpBuckets,
 		}, []string{"server", "route", "code"}),
+		unlogged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mimi_writes_unlogged_total",
+			Help: "Writes answered from the replicated state without a log entry (refusals and no-ops decided before Raft), by command type.",
+		}, []string{"command"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mimi_http_connections_refused_total",
+			Help: "Connections closed as soon as accepted because their source address held the most a listener allows.",
+		}, []string{"server"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.commit, m.fsmApply, m.forward, m.http,
+		m.commit, m.fsmApply, m.forward, m.http, m.unlogged, m.refused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -110,6 +130,15 @@ func (m *metrics) FSMApplied(d time.Duration) { m.fsmApply.Observe(d.Seconds()) 
 func (m *metrics) Forwarded(d time.Duration, err error) {
 	m.forward.WithLabelValues(forwardResult(err)).Observe(d.Seconds())
 }
+
+// connRefused returns the counter of server's refused connections.
+func (m *metrics) connRefused(server string) func() {
+	c := m.refused.WithLabelValues(server)
+	return c.Inc
+}
+
+// AnsweredUnlogged implements cluster.Observer.
+func (m *metrics) AnsweredUnlogged(command string) { m.unlogged.WithLabelValues(command).Inc() }
 
 // forwardResult names the outcome of a forwarded write for its label.
 func forwardResult(err error) string {
@@ -158,6 +187,12 @@ func (t teeObserver) Forwarded(d time.Duration, err error) {
 	}
 }
 
+func (t teeObserver) AnsweredUnlogged(command string) {
+	for _, o := range t {
+		o.AnsweredUnlogged(command)
+	}
+}
+
 // handler serves the registry in the Prometheus exposition formats.
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -188,16 +223,21 @@ func (m *metrics) middleware(server string, route func(*http.Request) string) fu
 					code = http.StatusOK
 				}
 				m.http.WithLabelValues(server, name, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+				if code >= 400 {
+					m.refusals.add(server, name, code, cw.errBody)
+				}
 			}()
 			next.ServeHTTP(cw, r)
 		})
 	}
 }
 
-// codeWriter records the status code of a response.
+// codeWriter records the status code of a response, and the start of
+// the body of an error answer.
 type codeWriter struct {
 	http.ResponseWriter
-	code int
+	code    int
+	errBody []byte
 }
 
 func (w *codeWriter) WriteHeader(code int) {
@@ -212,6 +252,9 @@ func (w *codeWriter) WriteHeader(code int) {
 func (w *codeWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
+	}
+	if w.code >= 400 && len(w.errBody) < maxRefusalBody {
+		w.errBody = append(w.errBody, b[:min(len(b), maxRefusalBody-len(w.errBody))]...)
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -247,6 +290,12 @@ var (
 	descDelivered     = prometheus.NewDesc("mimi_fanout_delivered_total", "Outbox items this node delivered to a peer provider while leading.", []string{"peer"}, nil)
 	descDropped       = prometheus.NewDesc("mimi_fanout_dropped_total", "Outbox items a peer provider refused for good.", []string{"peer"}, nil)
 	descFailures      = prometheus.NewDesc("mimi_fanout_failures_total", "Failed delivery attempts to a peer provider.", []string{"peer"}, nil)
+	descQueueBytes    = prometheus.NewDesc("mimi_fanout_queue_bytes", "Bytes of the outbox items waiting for a peer provider.", []string{"peer"}, nil)
+	descQueueOverflow = prometheus.NewDesc("mimi_fanout_overflow_total", "Outbox items dropped undelivered because the peer's queue was full.", []string{"peer"}, nil)
+	descLogBytes      = prometheus.NewDesc("mimi_stream_log_bytes", "Bytes of room messages stored for local readers (all room logs).", nil, nil)
+	descLogEntries    = prometheus.NewDesc("mimi_stream_log_entries", "Room messages stored for local readers (all room logs).", nil, nil)
+	descInboxBytes    = prometheus.NewDesc("mimi_stream_inbox_bytes", "Bytes of the clients' unacknowledged inbox-only items (Welcomes, consent).", nil, nil)
+	descConns         = prometheus.NewDesc("mimi_http_connections", "Connections a listener (federation, client, ops) holds.", []string{"server"}, nil)
 	descNodeInfo      = prometheus.NewDesc("mimi_node_info", "Always 1; names this node's provider domain and Raft node id.", []string{"domain", "node_id"}, nil)
 )
 
@@ -262,7 +311,7 @@ type hubCollector struct {
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descTerm, descCommitIndex, descAppliedIndex, descLastLogIndex, descSnapshotIndex, descIsLeader, descState,
-		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descDelivered, descDropped, descFailures, descNodeInfo,
+		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogEntries, descInboxBytes, descConns, descDelivered, descDropped, descFailures, descNodeInfo,
 	} {
 		ch <- d
 	}
@@ -298,17 +347,26 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descNonvoters, float64(nonvoters))
 	}
 
-	var depth map[string][2]uint64
+	var depth map[string]fsm.PeerDepth
+	var counts fsm.Counts
 	_ = h.fsm.Read(func(s *fsm.State) error {
-		depth = s.OutboxDepth()
+		depth, counts = s.OutboxDepth(), s.Counts()
 		return nil
 	})
+	gauge(descLogBytes, float64(counts.LogBytes))
+	gauge(descLogEntries, float64(counts.LogEntries))
+	gauge(descInboxBytes, float64(counts.InboxBytes))
+	for server, l := range h.conns {
+		gauge(descConns, float64(l.Open()), server)
+	}
 	now := time.Now()
 	for peer, d := range depth {
-		gauge(descQueueDepth, float64(d[0]), peer)
+		gauge(descQueueDepth, float64(d.Items), peer)
+		gauge(descQueueBytes, float64(d.Bytes), peer)
+		counter(descQueueOverflow, d.Dropped, peer)
 		lag := 0.0
-		if d[0] > 0 && d[1] > 0 {
-			lag = max(now.Sub(time.UnixMilli(int64(d[1]))).Seconds(), 0)
+		if d.Items > 0 && d.Oldest > 0 {
+			lag = max(now.Sub(time.UnixMilli(int64(d.Oldest))).Seconds(), 0)
 		}
 		gauge(descLag, lag, peer)
 	}

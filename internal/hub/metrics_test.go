@@ -34,11 +34,12 @@ func TestForwardResult(t *testing.T) {
 }
 
 // countingObserver counts the timings it receives.
-type countingObserver struct{ committed, applied, forwarded int }
+type countingObserver struct{ committed, applied, forwarded, unlogged int }
 
 func (o *countingObserver) Committed(time.Duration)        { o.committed++ }
 func (o *countingObserver) FSMApplied(time.Duration)       { o.applied++ }
 func (o *countingObserver) Forwarded(time.Duration, error) { o.forwarded++ }
+func (o *countingObserver) AnsweredUnlogged(string)        { o.unlogged++ }
 
 func TestObserver(t *testing.T) {
 	m, err := newMetrics()
@@ -55,8 +56,9 @@ func TestObserver(t *testing.T) {
 	o.FSMApplied(time.Microsecond)
 	o.Forwarded(time.Millisecond, nil)
 	o.Forwarded(time.Millisecond, cluster.ErrNotLeader)
-	if *other != (countingObserver{1, 2, 2}) {
-		t.Errorf("the other observer got %+v, want 1 commit, 2 applies, 2 forwards", *other)
+	o.AnsweredUnlogged("fanout")
+	if *other != (countingObserver{1, 2, 2, 1}) {
+		t.Errorf("the other observer got %+v, want 1 commit, 2 applies, 2 forwards, 1 unlogged", *other)
 	}
 	text, err := exposition(m)
 	if err != nil {

@@ -2,8 +2,6 @@ package hub
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,9 +24,11 @@ import (
 )
 
 // The operations listener (Config.OpsAddr) is plain HTTP for operators and
-// orchestrators, never for users. /healthz, /readyz and /metrics are
-// always open; the endpoints under /v1/ need `Authorization: Bearer
-// <Config.AdminToken>` when an admin token is configured.
+// orchestrators, never for users. /healthz, /readyz and /metrics need no
+// token; the endpoints under /v1/ and /debug/pprof/ need `Authorization:
+// Bearer <Config.AdminToken>`. Every route but /healthz and /readyz checks
+// the Host and refuses cross-site browser requests, and every POST must
+// declare its body's media type (opsguard.go).
 //
 //	GET  /healthz                  200 "ok" while the process serves
 //	GET  /readyz                   200 "ready" when the node can serve (see Hub.Ready), else 503 and the reason
@@ -41,9 +41,18 @@ import (
 //	POST /v1/cluster/join          OpsJoinRequest: gossip addresses to contact -> OpsJoinAnswer
 //	POST /v1/cluster/remove        OpsServerRequest: remove a server (a dead node) from the Raft configuration now -> OpsRemoveAnswer
 //	GET  /v1/cluster/snapshot      a backup of the replicated state (application/octet-stream, trailers Mimi-Backup-Index, -Term, -Size)
-//	POST /v1/cluster/restore       body: a backup; replaces the state on every node -> OpsRestoreAnswer
+//	POST /v1/cluster/restore       body: a backup (Content-Type: application/octet-stream); replaces the state on every node -> OpsRestoreAnswer
+//	GET  /v1/cluster/keyring       every node's gossip key fingerprints -> OpsKeyring (ops_keyring.go)
+//	POST /v1/cluster/keyring       OpsKeyringRequest: install, use or remove a gossip key on every node -> OpsKeyring
+//	POST /v1/node/step-down        this node, if it leads, hands leadership over (ops_node.go) -> OpsLeaderAnswer
+//	POST /v1/node/pause            OpsPauseRequest: refuse client and federation requests for N seconds -> OpsPauseAnswer
+//	GET  /debug/pprof/...          Go's profiles (net/http/pprof; ?seconds at most 60)
+//	GET  /                         the operator dashboard's page (and /ui/: its script and style; no token, no data)
+//	GET  /v1/dashboard             OpsDashboard: what the dashboard shows
 //
-// Errors are JSON {"error", "kind"}: 400 for bad input, 404 for an unknown
+// Errors are JSON {"error", "kind"}: 400 for bad input, 401 without the
+// token, 403 for a cross-site request, 415 for a body of another media
+// type, 421 for a foreign Host, 404 for an unknown
 // server, 409 for a refused change (it would cost the quorum, the node is
 // the leader, ...), 502 when no gossip peer answered, 503 with Retry-After
 // while the cluster has no leader or the node is stopping, 504 when the
@@ -89,6 +98,9 @@ type OpsStatus struct {
 	// LastAcceptedAt is the acceptance time of the last command applied;
 	// nil before the first.
 	LastAcceptedAt *time.Time `json:"last_accepted_at"`
+	// PausedUntil is when a pause (POST /v1/node/pause) ends; nil when
+	// the node accepts requests.
+	PausedUntil *time.Time `json:"paused_until,omitempty"`
 	// Now is the node's clock when it answered.
 	Now time.Time `json:"now"`
 }
@@ -126,12 +138,27 @@ type OpsCounts struct {
 	Streams     int `json:"streams"`
 	Reports     int `json:"reports"`
 	OutboxItems int `json:"outbox_items"`
+	// OutboxBytes is the size of what waits for peers.
+	OutboxBytes int64 `json:"outbox_bytes"`
+	// LogEntries and LogBytes are the room messages stored for local
+	// readers (once per room, not per reader).
+	LogEntries int   `json:"log_entries"`
+	LogBytes   int64 `json:"log_bytes"`
+	// InboxItems and InboxBytes are the clients' unacknowledged Welcomes
+	// and consent notices.
+	InboxItems int   `json:"inbox_items"`
+	InboxBytes int64 `json:"inbox_bytes"`
 }
 
 // OpsPeer describes fanout to one peer provider.
 type OpsPeer struct {
-	// Outbox is the number of items waiting for the peer.
-	Outbox uint64 `json:"outbox"`
+	// Outbox is the number of items waiting for the peer, OutboxBytes
+	// their size.
+	Outbox      uint64 `json:"outbox"`
+	OutboxBytes int64  `json:"outbox_bytes"`
+	// Overflowed counts items dropped undelivered because the peer's
+	// queue was full.
+	Overflowed uint64 `json:"overflowed"`
 	// OldestEnqueued is when the oldest waiting item was queued; nil when
 	// none waits.
 	OldestEnqueued *time.Time `json:"oldest_enqueued,omitempty"`
@@ -200,6 +227,11 @@ type opsState struct {
 	readyLeader atomic.Bool
 	// leaveOnce calls Config.OnLeave at most once.
 	leaveOnce sync.Once
+	// rooms caches the dashboard's room summary.
+	rooms roomStats
+	// pausedUntil is when a pause asked for through POST /v1/node/pause
+	// ends (Unix nanoseconds; 0: not paused).
+	pausedUntil atomic.Int64
 }
 
 // startOps registers the hub's metrics collector and follows this node's
@@ -221,8 +253,10 @@ func (h *Hub) startOps(ctx context.Context) error {
 	return nil
 }
 
-// opsHandler serves the operations listener.
+// opsHandler serves the operations listener. Every route but /healthz and
+// /readyz is behind the guard (opsguard.go).
 func (h *Hub) opsHandler() http.Handler {
+	g := newOpsGuard(h.cfg.AdminToken, h.cfg.OpsHosts)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
@@ -236,12 +270,15 @@ func (h *Hub) opsHandler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", h.metrics.handler())
+	mux.Handle("GET /metrics", g.wrap(routeChecks{}, h.metrics.handler()))
 	methods := map[string]string{} // the method of each /v1/ path
-	admin := func(method, path string, f http.HandlerFunc) {
-		mux.Handle(method+" "+path, h.adminOnly(f))
+	register := func(method, path string, c routeChecks, f http.Handler) {
+		c.token = true
+		mux.Handle(method+" "+path, g.wrap(c, f))
 		methods[path] = method
 	}
+	// admin registers an operator endpoint: admin token, JSON bodies.
+	admin := func(method, path string, f http.HandlerFunc) { register(method, path, routeChecks{}, f) }
 	admin(http.MethodGet, "/v1/status", h.opsStatus)
 	admin(http.MethodGet, "/v1/reports", h.opsReports)
 	admin(http.MethodGet, "/v1/cluster/status", h.opsClusterStatus)
@@ -250,8 +287,13 @@ func (h *Hub) opsHandler() http.Handler {
 	admin(http.MethodPost, "/v1/cluster/join", h.opsJoin)
 	admin(http.MethodPost, "/v1/cluster/remove", h.opsRemove)
 	admin(http.MethodGet, "/v1/cluster/snapshot", h.opsSnapshot)
-	admin(http.MethodPost, "/v1/cluster/restore", h.opsRestore)
-	mux.Handle("/v1/", h.adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	register(http.MethodPost, "/v1/cluster/restore", routeChecks{body: "application/octet-stream"}, http.HandlerFunc(h.opsRestore))
+	admin(http.MethodGet, "/v1/cluster/keyring", h.opsKeyringList)
+	admin(http.MethodPost, "/v1/cluster/keyring", h.opsKeyringChange)
+	admin(http.MethodPost, "/v1/node/step-down", h.opsStepDown)
+	admin(http.MethodPost, "/v1/node/pause", h.opsPause)
+	h.userOps(admin) // ops_users.go
+	mux.Handle("/v1/", g.wrap(routeChecks{token: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m, ok := methods[r.URL.Path]; ok {
 			w.Header().Set("Allow", m)
 			opsError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, m))
@@ -259,6 +301,8 @@ func (h *Hub) opsHandler() http.Handler {
 		}
 		opsError(w, http.StatusNotFound, "no such operations endpoint: "+r.Method+" "+r.URL.Path)
 	})))
+	h.registerPprof(mux, g)
+	h.registerDashboard(mux, g, admin)
 	return h.metrics.middleware("ops", func(r *http.Request) string { return r.Pattern })(mux)
 }
 
@@ -268,6 +312,9 @@ func (h *Hub) opsHandler() http.Handler {
 // timeout, and have applied all but at most ReadyMaxLag committed entries.
 // GET /readyz answers it.
 func (h *Hub) Ready() error {
+	if until := h.pausedUntil(); !until.IsZero() {
+		return fmt.Errorf("paused by an operator for %s more", time.Until(until).Round(time.Millisecond))
+	}
 	st := h.node.Stats()
 	switch {
 	case st.State == "Shutdown":
@@ -296,29 +343,18 @@ func (h *Hub) Ready() error {
 	return nil
 }
 
-// adminOnly requires the admin bearer token when one is configured.
-func (h *Hub) adminOnly(next http.Handler) http.Handler {
-	if h.cfg.AdminToken == "" {
-		return next
-	}
-	// Comparing digests keeps the comparison constant-time whatever the
-	// presented token's length.
-	want := sha256.Sum256([]byte(h.cfg.AdminToken))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mimi-hub ops"`)
-			opsError(w, http.StatusUnauthorized, "missing or wrong admin token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // opsStatus serves GET /v1/status.
 func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
+	out, err := h.status()
+	if err != nil {
+		opsError(w, http.StatusInternalServerError, "reading the state: "+err.Error())
+		return
+	}
+	writeJSON(w, out)
+}
+
+// status is this node's OpsStatus.
+func (h *Hub) status() (OpsStatus, error) {
 	st := h.node.Stats()
 	out := OpsStatus{
 		Domain: h.cfg.Domain,
@@ -338,10 +374,14 @@ func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
 	if err := h.Ready(); err != nil {
 		out.Ready, out.NotReady = false, err.Error()
 	}
-	var depth map[string][2]uint64
+	if until := h.pausedUntil(); !until.IsZero() {
+		out.PausedUntil = timePtr(until)
+	}
+	var depth map[string]fsm.PeerDepth
 	err := h.fsm.Read(func(s *fsm.State) error {
 		c := s.Counts()
-		out.Counts = OpsCounts{Rooms: c.Rooms, Users: c.Users, Clients: c.Clients, Streams: c.Streams, Reports: c.Reports, OutboxItems: c.OutboxItems}
+		out.Counts = OpsCounts{Rooms: c.Rooms, Users: c.Users, Clients: c.Clients, Streams: c.Streams, Reports: c.Reports, OutboxItems: c.OutboxItems,
+			OutboxBytes: c.OutboxBytes, LogEntries: c.LogEntries, LogBytes: c.LogBytes, InboxItems: c.InboxItems, InboxBytes: c.InboxBytes}
 		depth = s.OutboxDepth()
 		if at := s.LastAcceptedAt(); at > 0 {
 			out.LastAcceptedAt = msTime(at)
@@ -349,13 +389,12 @@ func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		opsError(w, http.StatusInternalServerError, "reading the state: "+err.Error())
-		return
+		return OpsStatus{}, err
 	}
 	for peer, d := range depth {
-		p := OpsPeer{Outbox: d[0]}
-		if d[0] > 0 && d[1] > 0 {
-			p.OldestEnqueued = msTime(d[1])
+		p := OpsPeer{Outbox: uint64(d.Items), OutboxBytes: d.Bytes, Overflowed: d.Dropped}
+		if d.Items > 0 && d.Oldest > 0 {
+			p.OldestEnqueued = msTime(d.Oldest)
 		}
 		out.Peers[peer] = p
 	}
@@ -367,7 +406,7 @@ func (h *Hub) opsStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Peers[peer] = p
 	}
-	writeJSON(w, out)
+	return out, nil
 }
 
 // opsReports serves GET /v1/reports.
@@ -487,8 +526,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 func opsError(w http.ResponseWriter, status int, msg string) {
 	kind := "invalid"
 	switch status {
-	case http.StatusUnauthorized:
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusMisdirectedRequest:
 		kind = "not_allowed"
+	case http.StatusUnsupportedMediaType:
+		kind = "invalid"
 	case http.StatusNotFound:
 		kind = "not_found"
 	case http.StatusConflict:
@@ -720,11 +761,17 @@ func (h *Hub) opsTransferLeader(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	h.transferLeadership(w, r, "transfer leadership", req.ID)
+}
+
+// transferLeadership hands leadership to the voter id ("" for the most
+// up-to-date one) and answers the new leader once it announced itself.
+func (h *Hub) transferLeadership(w http.ResponseWriter, r *http.Request, op, id string) {
 	ctx, cancel := context.WithTimeout(r.Context(), clusterOpTimeout)
 	defer cancel()
 	before, _ := h.node.Leader()
-	if err := h.node.TransferLeadership(ctx, req.ID); err != nil {
-		h.clusterError(w, r, "transfer leadership", err, http.StatusConflict)
+	if err := h.node.TransferLeadership(ctx, id); err != nil {
+		h.clusterError(w, r, op, err, http.StatusConflict)
 		return
 	}
 	// The new leader announces itself with its first heartbeat.
@@ -732,11 +779,11 @@ func (h *Hub) opsTransferLeader(w http.ResponseWriter, r *http.Request) {
 	settle, cancelSettle := context.WithTimeout(ctx, transferSettle)
 	defer cancelSettle()
 	for {
-		id, addr := h.node.Leader()
-		done := id != "" && (id == req.ID || (req.ID == "" && id != before))
+		leader, addr := h.node.Leader()
+		done := leader != "" && (leader == id || (id == "" && leader != before))
 		if done || settle.Err() != nil {
-			if id != "" {
-				out = OpsLeaderAnswer{LeaderID: id, LeaderAddr: addr}
+			if leader != "" {
+				out = OpsLeaderAnswer{LeaderID: leader, LeaderAddr: addr}
 			}
 			break
 		}
@@ -745,7 +792,7 @@ func (h *Hub) opsTransferLeader(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	h.cfg.Logger.Info("leadership transferred on request", "from", before, "to", out.LeaderID)
+	h.cfg.Logger.Info("leadership transferred on request", "op", op, "from", before, "to", out.LeaderID)
 	writeJSON(w, out)
 }
 

@@ -29,6 +29,11 @@ type opsCall struct {
 	method, path string
 	body         []byte
 	token        string // "" sends none
+	// header holds extra headers; X-Host becomes the request's Host. A
+	// POST declares the Content-Type its endpoint wants, unless
+	// exactHeader says to send header as it is.
+	header      http.Header
+	exactHeader bool
 }
 
 // opsAnswer is what the listener answered.
@@ -52,6 +57,19 @@ func (c opsCall) do(t *testing.T, p *testutil.Provider) opsAnswer {
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.method == http.MethodPost && !c.exactHeader {
+		req.Header.Set("Content-Type", "application/json")
+		if c.path == "/v1/cluster/restore" {
+			req.Header.Set("Content-Type", "application/octet-stream")
+		}
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
+	if h := req.Header.Get("X-Host"); h != "" {
+		req.Host = h
+		req.Header.Del("X-Host")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -158,6 +158,16 @@ func (n *Node) Start() error {
 	return nil
 }
 
+// Pid returns the running process's id (0 when it does not run).
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Running reports whether the process runs (paused or not).
 func (n *Node) Running() bool {
 	n.mu.Lock()
@@ -241,6 +251,12 @@ func (n *Node) Pause() error {
 	return err
 }
 
+// Reload asks the process to reload its configuration (SIGHUP).
+func (n *Node) Reload() error {
+	_, err := n.signal(syscall.SIGHUP)
+	return err
+}
+
 // Resume thaws a paused process (SIGCONT).
 func (n *Node) Resume() error {
 	_, err := n.signal(syscall.SIGCONT)
@@ -268,6 +284,13 @@ func (n *Node) getJSON(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return err
 	}
+	// The node generated its admin token in its data folder on first
+	// start; read it as mimictl does on the node's host.
+	token, err := hub.ReadAdminToken(filepath.Join(n.DataDir, hub.AdminTokenFile))
+	if err != nil {
+		return fmt.Errorf("systemtest: %s: %w", n.ID, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := opsClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)

@@ -3,11 +3,15 @@ package systemtest
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mimihub/mimi-hub/mimi/client"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
 
@@ -150,6 +154,100 @@ func registerParallel(t *testing.T, ctx context.Context, r *registrar, k, n int)
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKillDuringSnapshot kills a single node with SIGKILL while it writes
+// a snapshot (its unfinished ".tmp" folder is on disk) and starts it
+// again: the unfinished snapshot is gone, the node serves, and what was
+// acknowledged before the kill is there (the stream of a member who read
+// nothing holds every message sent).
+func TestKillDuringSnapshot(t *testing.T) {
+	w := newWorld(t, worldOptions{nodes: 1, flags: []string{
+		"-snapshot-threshold", "8", "-snapshot-interval", "1s", "-room-log-bytes", strconv.Itoa(256 << 20), "-log-bytes", strconv.Itoa(512 << 20),
+		"-client-bytes-per-second", "-1", // 512 KiB messages as fast as they go
+	}})
+	ctx := w.ctx()
+	n := w.a.Nodes()[0]
+	alice := newParty(t, w, w.a, n, "alice", "phone")
+	bob := newParty(t, w, w.a, n, "bob", "laptop")
+	room, err := alice.m.CreateRoom(ctx, "big", proto.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bob is added and reads nothing: his Welcome makes his client follow
+	// the room, so his stream must hold every message Alice sends (the
+	// hub does not echo Alice's own messages to her).
+	if err := alice.m.AddUsers(ctx, room, []proto.UserRoles{{User: bob.m.User(), Roles: []proto.Role{proto.RoleRegularUser}}}); err != nil {
+		t.Fatal(err)
+	}
+	snaps := filepath.Join(n.DataDir, "raft", "snapshots")
+	unfinished := func() []string {
+		entries, _ := os.ReadDir(snaps)
+		var out []string
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".tmp") {
+				out = append(out, e.Name())
+			}
+		}
+		return out
+	}
+	// Messages of 512 KiB until a snapshot is caught being written: the
+	// room's log makes each snapshot larger, and slower to write.
+	payload := make([]byte, 512<<10)
+	sent := 0
+	caught := false
+	for !caught && sent < 400 {
+		if err := alice.m.Send(ctx, room, payload); err != nil {
+			t.Fatalf("message %d: %v", sent, err)
+		}
+		sent++
+		for range 50 {
+			if len(unfinished()) > 0 {
+				caught = true
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !caught {
+		t.Fatalf("no snapshot was caught being written in %d messages", sent)
+	}
+	if err := n.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	left := unfinished()
+	if len(left) == 0 {
+		t.Fatal("the kill came after the snapshot finished")
+	}
+	t.Logf("killed %s during a snapshot after %d messages; left behind: %v", n.ID, sent, left)
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.a.WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := unfinished(); len(left) != 0 {
+		t.Fatalf("unfinished snapshots after the restart: %v", left)
+	}
+	// Every acknowledged message is in Bob's stream (he has read none),
+	// and the room goes on.
+	api := w.pinnedUser(w.a, n, bob.token)
+	page, err := api.Stream(ctx, client.StreamOptions{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	messages := 0
+	for _, it := range page.Items {
+		if it.Kind == client.ItemMessage && it.Room == room {
+			messages++
+		}
+	}
+	if messages != sent || page.Gap {
+		t.Fatalf("after the restart Bob's stream holds %d of the %d messages (gap %v)", messages, sent, page.Gap)
+	}
+	if err := alice.m.Send(ctx, room, []byte("after the restart")); err != nil {
 		t.Fatal(err)
 	}
 }

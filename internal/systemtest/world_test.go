@@ -34,6 +34,9 @@ var fastRaft = []string{
 	"-raft-election-timeout", "200ms",
 	"-raft-lease-timeout", "100ms",
 	"-leader-wait", "15s",
+	// The load registers far more users from one address than a real
+	// client would.
+	"-no-account-rate-limits",
 }
 
 // world is one test's providers: a.example as a cluster of processes, and

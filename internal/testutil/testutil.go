@@ -36,6 +36,7 @@ import (
 
 	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/fsm"
+	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/devca"
 	"github.com/mimihub/mimi-hub/internal/hub"
 	"github.com/mimihub/mimi-hub/mimi/client"
@@ -419,6 +420,9 @@ func hubConfig(t testing.TB, domain, id string, addrs []string, cert tls.Certifi
 		PeerRoots:      ca.Pool(),
 		Raft:           raft,
 		Delivery:       DeliveryConfig(),
-		Logger:         log,
+		// Tests make many accounts from one address; the attack suite
+		// sets limits of its own (Options.Configure).
+		AccountRateLimits: httpapi.NoRateLimits,
+		Logger:            log,
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -68,48 +67,12 @@ func profileFromJSON(fields []jsonProfileField) ([]proto.ProfileField, error) {
 	return out, nil
 }
 
-// Register registers device of user (a new or existing local user) and
-// keeps the returned token for later calls (POST /v1/register). It needs no
-// token.
+// Register creates user with its first device and keeps the returned
+// token for later calls (POST /v1/register); see RegisterWith. It needs
+// no token. An existing user is refused (409): further devices are linked
+// (RequestLink) or added with the password (AddDeviceWithPassword).
 func (u *User) Register(ctx context.Context, user, device string, profile []proto.ProfileField) (*Registration, error) {
-	prof, err := profileToJSON(profile)
-	if err != nil {
-		return nil, fmt.Errorf("register: %w", err)
-	}
-	// The client picks its token's secret, so a retry after a lost answer
-	// (same Idempotency-Key, same body) ends with the token the provider
-	// stored.
-	secret := make([]byte, 32)
-	if _, err := io.ReadFull(u.cfg.Random, secret); err != nil {
-		return nil, fmt.Errorf("register: token secret: %w", err)
-	}
-	in := struct {
-		User        string             `json:"user"`
-		Device      string             `json:"device"`
-		Profile     []jsonProfileField `json:"profile,omitempty"`
-		TokenSecret []byte             `json:"token_secret"`
-	}{user, device, prof, secret}
-	var header http.Header
-	if u.cfg.RegistrationKey != "" {
-		header = http.Header{"Mimi-Registration-Key": {u.cfg.RegistrationKey}}
-	}
-	var out struct {
-		Client string `json:"client"`
-		User   string `json:"user"`
-		Token  string `json:"token"`
-	}
-	if err := u.do(ctx, apiCall{op: "register", method: http.MethodPost, path: "/v1/register", body: in, out: &out, noAuth: true, header: header}); err != nil {
-		return nil, err
-	}
-	c, err := TokenClient(out.Token)
-	if err != nil {
-		return nil, fmt.Errorf("register: the answer's token: %w", err)
-	}
-	if c != proto.URI(out.Client) {
-		return nil, fmt.Errorf("register: the token names %s, the answer %s", c, out.Client)
-	}
-	u.SetToken(out.Token)
-	return &Registration{Client: proto.URI(out.Client), User: proto.URI(out.User), Token: out.Token}, nil
+	return u.RegisterWith(ctx, user, device, RegisterOptions{Profile: profile})
 }
 
 // Identity is the answer to WhoAmI.

@@ -65,6 +65,34 @@ func (b *Book) Check(target, requester proto.URI, room *proto.URI) proto.KeyMate
 	return proto.UserNoConsent
 }
 
+// CheckRelayed is Check for a claim that the hub of room relays for a
+// requester of another provider. The hub is trusted for its own room, not
+// for who the requester is (seed section 7.3: claims go through the hub,
+// which names the requester in a body it writes itself), so a grant the
+// target gave the requester for any room does not count here: only the
+// target's decision for this very room, else the provider's default
+// (allowed unless requireConsent), and an any-room revoke still refuses.
+// room must be named.
+func (b *Book) CheckRelayed(target, requester proto.URI, room *proto.URI) proto.KeyMaterialUserCode {
+	code := b.Check(target, requester, room)
+	if code != proto.UserSuccess || room == nil || target == requester {
+		return code
+	}
+	d := b.decisions.pair(target, requester)
+	if op, ok := d[*room]; ok {
+		if op == proto.ConsentGrant {
+			return proto.UserSuccess
+		}
+		return proto.UserNoConsentForThisRoom
+	}
+	if op, ok := d[anyRoom]; ok && op == proto.ConsentGrant && b.requireConsent {
+		// Allowed only by the any-room grant, which a hub cannot invoke
+		// for someone else's user.
+		return proto.UserNoConsentForThisRoom
+	}
+	return code
+}
+
 // entries turns records into consent entries. Records are (owner, other);
 // requesterIsOwner says which of them is the requester.
 func entries[V any](list []record[V], op func(V) proto.ConsentOperation, requesterIsOwner bool) []proto.ConsentEntry {

@@ -451,9 +451,10 @@ func TestScheduleRecordsWindowsAndAlwaysHeals(t *testing.T) {
 
 func TestPartitionOnARealNetwork(t *testing.T) {
 	testnet.RequireHost(t, "ip", "iptables")
+	lock := testnet.LockForTest(t) // waits its turn; the budget starts after
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := testnet.Create(ctx, testnet.Config{Hosts: 3})
+	n, err := testnet.Create(ctx, testnet.Config{Hosts: 3, Lock: lock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,9 +39,10 @@ func TestPacketIDs(t *testing.T) {
 
 func TestQueueDelaysAndPassesTraffic(t *testing.T) {
 	testnet.RequireHost(t, "ip", "iptables")
+	lock := testnet.LockForTest(t) // waits its turn; the budget starts after
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := testnet.Create(ctx, testnet.Config{Hosts: 2})
+	n, err := testnet.Create(ctx, testnet.Config{Hosts: 2, Lock: lock})
 	if err != nil {
 		t.Fatal(err)
 	}

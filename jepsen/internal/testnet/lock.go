@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -48,20 +50,55 @@ func TryLock(dir string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("testnet: lock: %w", err)
 	}
+	// Say who holds it, for the runs that wait (holder).
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "pid %d: %s\n", os.Getpid(), strings.Join(os.Args, " "))
+	}
 	return &Lock{f: f}, nil
 }
 
+// holder reads who holds the lock in dir ("" if unknown).
+func holder(dir string) string {
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	b, err := os.ReadFile(filepath.Join(dir, lockFile))
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if len(line) > 300 {
+		line = line[:300] + "..."
+	}
+	return strings.TrimSpace(line)
+}
+
+// lockNotice is how often WaitLock repeats that it is still waiting.
+const lockNotice = 30 * time.Second
+
 // WaitLock takes the lock in dir, waiting while another run holds it,
-// until ctx ends.
-func WaitLock(ctx context.Context, dir string) (*Lock, error) {
+// until ctx ends. While it waits it logs, at once and every 30 seconds,
+// who holds the lock: two test runs at once (say two `go test ./...` as
+// root) take turns instead of failing.
+func WaitLock(ctx context.Context, dir string, log *slog.Logger) (*Lock, error) {
+	start := time.Now()
+	var noticed time.Time
 	for {
 		l, err := TryLock(dir)
 		if !errors.Is(err, ErrBusy) {
+			if err == nil && !noticed.IsZero() {
+				log.Info("got the jepsen network lock", "waited", time.Since(start).Round(time.Second))
+			}
 			return l, err
+		}
+		if time.Since(noticed) >= lockNotice {
+			noticed = time.Now()
+			log.Warn("waiting for the jepsen network lock: another run uses the test network, this one starts when it ends",
+				"holder", holder(dir), "waited", time.Since(start).Round(time.Second))
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("testnet: waiting for the network lock: %w (%w)", ctx.Err(), ErrBusy)
+			return nil, fmt.Errorf("testnet: waited %s for the network lock (held by %s): %w (%w)", time.Since(start).Round(time.Second), holder(dir), ctx.Err(), ErrBusy)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -99,6 +99,9 @@ type Config struct {
 	// Run runs ip; nil means Exec.
 	Run    Runner
 	Logger *slog.Logger
+	// Lock, when set, is the network lock the caller already holds
+	// (WaitLock); Create then takes it over instead of waiting for it.
+	Lock *Lock
 }
 
 // Host is one host namespace.
@@ -123,7 +126,8 @@ type Network struct {
 }
 
 // Create builds a network of cfg.Hosts hosts. It takes the machine-wide
-// network lock (waiting while another run holds it, until ctx ends), removes
+// network lock (waiting while another run holds it, until ctx ends; or the
+// one cfg.Lock holds), removes
 // what crashed runs left behind, and fails if something else holds the test
 // subnet. On failure it removes what it created. Close releases the lock.
 func Create(ctx context.Context, cfg Config) (*Network, error) {
@@ -149,9 +153,12 @@ func Create(ctx context.Context, cfg Config) (*Network, error) {
 	if !runIDPattern.MatchString(cfg.RunID) {
 		return nil, fmt.Errorf("testnet: run id %q is not six hex digits", cfg.RunID)
 	}
-	lock, err := WaitLock(ctx, cfg.StateDir)
-	if err != nil {
-		return nil, err
+	lock := cfg.Lock
+	if lock == nil {
+		var err error
+		if lock, err = WaitLock(ctx, cfg.StateDir, cfg.Logger); err != nil {
+			return nil, err
+		}
 	}
 	ok := false
 	defer func() {

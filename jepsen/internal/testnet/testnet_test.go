@@ -103,9 +103,10 @@ func TestCleanupRemovesDeadRunsOnly(t *testing.T) {
 
 func TestNetworkConnectsHostsAndCleansUp(t *testing.T) {
 	RequireHost(t, "ip")
+	lock := LockForTest(t) // waits its turn; the budget starts after
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := Create(ctx, Config{Hosts: 2})
+	n, err := Create(ctx, Config{Hosts: 2, Lock: lock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,9 +179,10 @@ func TestNetworkConnectsHostsAndCleansUp(t *testing.T) {
 
 func TestCleanupAfterACrash(t *testing.T) {
 	RequireHost(t, "ip")
+	lock := LockForTest(t) // waits its turn; the budget starts after
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := Create(ctx, Config{Hosts: 1})
+	n, err := Create(ctx, Config{Hosts: 1, Lock: lock})
 	if err != nil {
 		t.Fatal(err)
 	}

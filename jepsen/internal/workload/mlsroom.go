@@ -5,7 +5,9 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/mimihub/mimi-hub/jepsen/internal/history"
@@ -42,6 +44,9 @@ func newIdentity(domain, user, device string) (*identity, error) {
 	return &identity{user: proto.UserURI(domain, user), client: proto.ClientURI(domain, user, device), signer: signer, suite: s}, nil
 }
 
+// workloadPassword is every workload user's password.
+const workloadPassword = "jepsen workload"
+
 // register registers a client of the provider under test.
 func (e *Env) register(ctx context.Context, user, device string) (*identity, error) {
 	return e.registerAvoiding(ctx, user, device, nil)
@@ -72,7 +77,18 @@ func (e *Env) registerAvoiding(ctx context.Context, user, device string, avoid [
 		if err != nil {
 			return err
 		}
-		reg, err := api.Register(ctx, user, device, nil)
+		// A user's first client registers it; further clients are added
+		// with its password (a provider refuses a second registration).
+		reg, err := api.RegisterWith(ctx, user, device, client.RegisterOptions{Password: workloadPassword})
+		var se *client.StatusError
+		if errors.As(err, &se) && se.Status == http.StatusConflict {
+			api, err = client.NewUser(client.UserConfig{BaseURL: ep.URL, HTTPClient: e.hc, Timeout: e.cfg.Timeout, Tries: 1,
+				Random: bytes.NewReader(secret[:])})
+			if err != nil {
+				return err
+			}
+			reg, err = api.AddDeviceWithPassword(ctx, user, device, workloadPassword)
+		}
 		if err != nil {
 			return err
 		}

@@ -143,6 +143,6 @@ func waitDelivered(t *testing.T, p *testutil.Provider) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p.WaitState(ctx, t, "the outbox to f.example drained", func(s *fsm.State) bool {
-		return s.OutboxDepth()["f.example"][0] == 0
+		return s.OutboxDepth()["f.example"].Items == 0
 	})
 }

@@ -1,0 +1,196 @@
+package httpapi
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Rate is a token bucket's refill rate and size: Burst requests at once,
+// then one every Every.
+type Rate struct {
+	Every time.Duration
+	Burst int
+}
+
+// RateLimits bounds the account endpoints, per source address and per
+// account, in this node's memory: a cluster of n nodes lets a client that
+// spreads its requests over every node make up to n times as many. The
+// zero value uses the defaults below; a Rate with Burst < 0 turns that
+// limit off (tests).
+type RateLimits struct {
+	// Registration: new users per source address.
+	Registration Rate
+	// Link: device link requests, per source address and per target
+	// account (the account's budget stops a flood of codes on one user).
+	Link Rate
+	// Password: password attempts (adding a device, changing the
+	// password), per source address and per account.
+	Password Rate
+	// Approve: link approvals per account.
+	Approve Rate
+	// MaxKeys bounds the keys each bucket table tracks; when it is full,
+	// buckets that refilled are forgotten (a sweep at most once a second),
+	// and new keys are refused (429) until there is room.
+	MaxKeys int
+}
+
+// Default rate limits.
+var (
+	DefaultRegistrationRate = Rate{Every: 10 * time.Second, Burst: 10}
+	DefaultLinkRate         = Rate{Every: 30 * time.Second, Burst: 5}
+	DefaultPasswordRate     = Rate{Every: time.Minute, Burst: 5}
+	DefaultApproveRate      = Rate{Every: 10 * time.Second, Burst: 10}
+)
+
+// NoRateLimits turns every account rate limit off: for load tests and
+// test networks that make many accounts from one address.
+var NoRateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: Rate{Burst: -1}, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}}
+
+// DefaultRateKeys is RateLimits.MaxKeys's default.
+const DefaultRateKeys = 100_000
+
+func (l RateLimits) withDefaults() RateLimits {
+	def := func(r *Rate, d Rate) {
+		if r.Burst == 0 {
+			*r = d
+		}
+	}
+	def(&l.Registration, DefaultRegistrationRate)
+	def(&l.Link, DefaultLinkRate)
+	def(&l.Password, DefaultPasswordRate)
+	def(&l.Approve, DefaultApproveRate)
+	if l.MaxKeys <= 0 {
+		l.MaxKeys = DefaultRateKeys
+	}
+	return l
+}
+
+// limiter is a table of token buckets, one per key, all with one Rate.
+type limiter struct {
+	rate    Rate
+	maxKeys int
+	now     func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	// swept is when a full table last looked for buckets to forget: at
+	// most once a second, so a flood of new keys cannot make every
+	// request scan the table.
+	swept time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newLimiter(rate Rate, maxKeys int, now func() time.Time) *limiter {
+	return &limiter{rate: rate, maxKeys: maxKeys, now: now, buckets: map[string]*bucket{}}
+}
+
+// take spends one token of key's bucket, or says how long until one is
+// there.
+func (l *limiter) take(key string) (ok bool, retry time.Duration) {
+	if l == nil || l.rate.Burst < 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= l.maxKeys && now.Sub(l.swept) >= time.Second {
+			l.swept = now
+			l.forgetFull(now)
+		}
+		if len(l.buckets) >= l.maxKeys {
+			return false, l.rate.Every
+		}
+		b = &bucket{tokens: float64(l.rate.Burst), at: now}
+		l.buckets[key] = b
+	}
+	l.refill(b, now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) * float64(l.rate.Every))
+	return false, wait
+}
+
+func (l *limiter) refill(b *bucket, now time.Time) {
+	if l.rate.Every > 0 && now.After(b.at) {
+		b.tokens = math.Min(float64(l.rate.Burst), b.tokens+float64(now.Sub(b.at))/float64(l.rate.Every))
+	}
+	b.at = now
+}
+
+// forgetFull drops the buckets that refilled completely: forgetting them
+// changes no answer.
+func (l *limiter) forgetFull(now time.Time) {
+	for k, b := range l.buckets {
+		l.refill(b, now)
+		if b.tokens >= float64(l.rate.Burst) {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// limited is a request over a rate limit: 429 with Retry-After.
+func limited(what string, retry time.Duration) error {
+	return &apiError{status: http.StatusTooManyRequests, retryAfter: retry,
+		msg: fmt.Sprintf("too many %s; retry in %s s", what, retryAfterHeader(retry))}
+}
+
+// rateLimiters are the client API's limiters.
+type rateLimiters struct {
+	registerIP, linkIP, linkUser, passwordIP, passwordUser, approveUser *limiter
+}
+
+func newRateLimiters(l RateLimits, now func() time.Time) *rateLimiters {
+	l = l.withDefaults()
+	nl := func(r Rate) *limiter { return newLimiter(r, l.MaxKeys, now) }
+	return &rateLimiters{
+		registerIP: nl(l.Registration), linkIP: nl(l.Link), linkUser: nl(l.Link),
+		passwordIP: nl(l.Password), passwordUser: nl(l.Password), approveUser: nl(l.Approve),
+	}
+}
+
+// limitKey is one key's bucket in one limiter.
+type limitKey struct {
+	l   *limiter
+	key string
+}
+
+// spend spends a token of each budget in order, refusing at the first that
+// has none.
+func spend(what string, budgets ...limitKey) error {
+	for _, b := range budgets {
+		if ok, retry := b.l.take(b.key); !ok {
+			return limited(what, retry)
+		}
+	}
+	return nil
+}
+
+// sourceAddr is the key of a request's source: its remote IP (an IPv6
+// address counts by its /64, which one host usually holds whole). Proxies
+// are not trusted: behind one, every client shares its address.
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return host
+	}
+	if ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return ip.String()
+}
