@@ -91,7 +91,7 @@ func (e *env) benchRoomsRun(ctx context.Context, o *benchOptions) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "members\tadd ms\tadd entry B\tcommit ms\tmessage ms\tsnapshot block ms\trestart ms\tB/member\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\n", r.Members, r.AddE2EMs, r.AddEntryBytes, r.CommitE2EMs, r.MessageE2EMs, r.SnapshotBlockMs, r.RestartReadyMs, r.BytesPerMember)
+		fmt.Fprintf(tw, "%d\t%.1f\t%d\t%.1f\t%.1f\t%.2f\t%.0f\t%.0f\t\n", r.Members, r.AddE2EMs, r.AddEntryBytes, r.CommitE2EMs, r.MessageE2EMs, r.SnapshotBlockMs, r.RestartReadyMs, r.BytesPerMember)
 	}
 	return tw.Flush()
 }
@@ -201,6 +201,29 @@ func (e *env) benchRoomSize(ctx context.Context, o *benchOptions, n int) (roomsR
 		snap.Release()
 		row.SnapshotBlockMs = max(row.SnapshotBlockMs, ms(d))
 	}
+	// Apply during a whole Raft snapshot (capture, then encoding and
+	// writing while Apply goes on): messages keep being accepted.
+	done := make(chan error, 1)
+	go func() { done <- store.Node().Snapshot(ctx) }()
+	var slowest time.Duration
+	sent := 0
+	for waiting := true; waiting; {
+		select {
+		case err := <-done:
+			if err != nil {
+				return row, fmt.Errorf("snapshot: %w", err)
+			}
+			waiting = false
+		default:
+			d, err := rb.message(ctx)
+			if err != nil {
+				return row, err
+			}
+			slowest, sent = max(slowest, d), sent+1
+		}
+	}
+	e.progress("%d members: %d messages accepted during a Raft snapshot, the slowest in %.1f ms", n, sent, ms(slowest))
+
 	var enc []byte
 	if err := store.FSM().Read(func(s *fsm.State) error {
 		enc, _ = s.RoomEncoding(rb.room)
@@ -208,12 +231,10 @@ func (e *env) benchRoomSize(ctx context.Context, o *benchOptions, n int) (roomsR
 	}); err != nil || enc == nil {
 		return row, fmt.Errorf("reading the room's state: %v", err)
 	}
-	if row.BytesPerMember, err = roomHeap(enc, n); err != nil {
-		return row, err
-	}
 
 	// Restart: a snapshot holds the state (as after any shutdown), then
-	// the provider starts again from its data folder.
+	// the provider starts again from its data folder. The room's heap is
+	// measured while it is stopped, so that nothing else allocates.
 	if err := store.Node().Snapshot(ctx); err != nil {
 		return row, fmt.Errorf("snapshot before restart: %w", err)
 	}
@@ -221,6 +242,11 @@ func (e *env) benchRoomSize(ctx context.Context, o *benchOptions, n int) (roomsR
 	if err := p.Close(); err != nil {
 		return row, fmt.Errorf("stopping: %w", err)
 	}
+	if row.BytesPerMember, err = roomHeap(enc, n); err != nil {
+		return row, err
+	}
+	enc = nil
+	runtime.GC()
 	start := time.Now()
 	p2, err := startLocalProvider(ctx, cfg)
 	if err != nil {
