@@ -225,48 +225,38 @@ func checkJoiner(pm *mls.PublicMessage, client proto.URI, what string) error {
 	return nil
 }
 
-// commit: POST /v1/rooms/{hub}/{room}/commit (updateRoom with a commit).
+// commit: POST /v1/rooms/{hub}/{room}/commit (updateRoom with a commit),
+// as JSON or as an application/mimi UpdateRoomRequest (binary.go). For a
+// room hosted here a full tree is checked and dropped before the log
+// (byReference).
 func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id, local, err := c.roomPath(r)
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Commit      []byte `json:"commit"`
-		Welcome     []byte `json:"welcome"`
-		GroupInfo   []byte `json:"group_info"`
-		RatchetTree []byte `json:"ratchet_tree"`
-	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+	limit := hostedRoomBodyLimit(r, &c.cfg, c.backend, id, local)
+	var req *proto.UpdateRoomRequest
+	if isMIMIBody(r) {
+		if req, err = c.readUpdateRoom(w, r, limit); err != nil {
+			return err
+		}
+		if !req.IsCommit() {
+			return fail(http.StatusBadRequest, "commit carries a %s, not a commit", req.Message.Public.Content.ContentType)
+		}
+	} else if req, err = c.jsonCommit(w, r, limit); err != nil {
 		return err
 	}
-	m, err := c.decodeMessage(in.Commit, mls.WirePublicMessage, "commit")
-	if err != nil {
-		return err
-	}
-	if m.Public.Content.ContentType != mls.ContentCommit {
-		return fail(http.StatusBadRequest, "commit carries a %s, not a commit", m.Public.Content.ContentType)
-	}
+	m := req.Message
 	if err := checkGroup(m.Public.Content.GroupID, id, "commit"); err != nil {
 		return err
 	}
 	if err := checkJoiner(m.Public, p.client, "commit"); err != nil {
 		return err
 	}
-	req := &proto.UpdateRoomRequest{Message: m, RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
-	if len(in.Welcome) > 0 {
-		if req.Welcome, err = c.decodeMessage(in.Welcome, mls.WireWelcome, "welcome"); err != nil {
-			return err
-		}
-	}
-	if req.GroupInfo, err = c.decodeMessage(in.GroupInfo, mls.WireGroupInfo, "group_info"); err != nil {
-		return err
-	}
-	if len(in.RatchetTree) > 0 {
-		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: in.RatchetTree}
-		// The tree is taken as encoded; check its framing as a peer would.
-		if err := decode(wire.MustMarshal(&req.RatchetTree), new(proto.RatchetTreeOption), c.cfg.MaxVector, "ratchet_tree"); err != nil {
-			return err
+	if local {
+		if refusal := byReference(req, c.cfg.MaxVector); refusal != nil {
+			writeJSON(w, http.StatusOK, toUpdateResult(refusal))
+			return nil
 		}
 	}
 	relay := func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
@@ -280,6 +270,44 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 		relay = c.followWhileJoining(r, p, id, relay)
 	}
 	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, relay)
+}
+
+// jsonCommit reads a commit's JSON body (base64 fields), whose binary
+// content may be up to limit bytes.
+func (c *clientAPI) jsonCommit(w http.ResponseWriter, r *http.Request, limit int64) (*proto.UpdateRoomRequest, error) {
+	var in struct {
+		Commit      []byte `json:"commit"`
+		Welcome     []byte `json:"welcome"`
+		GroupInfo   []byte `json:"group_info"`
+		RatchetTree []byte `json:"ratchet_tree"`
+	}
+	if err := readJSON(w, r, jsonLimit(limit), &in); err != nil {
+		return nil, err
+	}
+	m, err := c.decodeMessage(in.Commit, mls.WirePublicMessage, "commit")
+	if err != nil {
+		return nil, err
+	}
+	if m.Public.Content.ContentType != mls.ContentCommit {
+		return nil, fail(http.StatusBadRequest, "commit carries a %s, not a commit", m.Public.Content.ContentType)
+	}
+	req := &proto.UpdateRoomRequest{Message: m, RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
+	if len(in.Welcome) > 0 {
+		if req.Welcome, err = c.decodeMessage(in.Welcome, mls.WireWelcome, "welcome"); err != nil {
+			return nil, err
+		}
+	}
+	if req.GroupInfo, err = c.decodeMessage(in.GroupInfo, mls.WireGroupInfo, "group_info"); err != nil {
+		return nil, err
+	}
+	if len(in.RatchetTree) > 0 {
+		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: in.RatchetTree}
+		// The tree is taken as encoded; check its framing as a peer would.
+		if err := decode(wire.MustMarshal(&req.RatchetTree), new(proto.RatchetTreeOption), c.cfg.MaxVector, "ratchet_tree"); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
 }
 
 // followWhileJoining subscribes p's client to a remote room around the relay
@@ -301,28 +329,43 @@ func (c *clientAPI) followWhileJoining(r *http.Request, p *principal, id proto.U
 }
 
 // proposals: POST /v1/rooms/{hub}/{room}/proposals (updateRoom with
-// proposals).
+// proposals), as JSON or as an application/mimi UpdateRoomRequest.
 func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id, local, err := c.roomPath(r)
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Proposals [][]byte `json:"proposals"`
-	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
-		return err
-	}
-	if len(in.Proposals) == 0 {
-		return fail(http.StatusBadRequest, "proposals is empty")
-	}
+	limit := hostedRoomBodyLimit(r, &c.cfg, c.backend, id, local)
 	var msgs []*mls.Message
-	for i, b := range in.Proposals {
-		what := fmt.Sprintf("proposals[%d]", i)
-		m, err := c.decodeMessage(b, mls.WirePublicMessage, what)
+	if isMIMIBody(r) {
+		req, err := c.readUpdateRoom(w, r, limit)
 		if err != nil {
 			return err
 		}
+		if req.IsCommit() {
+			return fail(http.StatusBadRequest, "proposals carries a commit, not proposals")
+		}
+		msgs = append([]*mls.Message{req.Message}, req.MoreProposals...)
+	} else {
+		var in struct {
+			Proposals [][]byte `json:"proposals"`
+		}
+		if err := readJSON(w, r, jsonLimit(limit), &in); err != nil {
+			return err
+		}
+		if len(in.Proposals) == 0 {
+			return fail(http.StatusBadRequest, "proposals is empty")
+		}
+		for i, b := range in.Proposals {
+			m, err := c.decodeMessage(b, mls.WirePublicMessage, fmt.Sprintf("proposals[%d]", i))
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	for i, m := range msgs {
+		what := fmt.Sprintf("proposals[%d]", i)
 		if m.Public.Content.ContentType != mls.ContentProposal {
 			return fail(http.StatusBadRequest, "%s carries a %s, not a proposal", what, m.Public.Content.ContentType)
 		}
@@ -332,7 +375,6 @@ func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *princip
 		if err := checkJoiner(m.Public, p.client, what); err != nil {
 			return err
 		}
-		msgs = append(msgs, m)
 	}
 	req := &proto.UpdateRoomRequest{Message: msgs[0], MoreProposals: msgs[1:]}
 	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
@@ -349,13 +391,21 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Message []byte `json:"message"`
+	var data []byte
+	if isMIMIBody(r) {
+		if data, err = readBody(w, r, c.cfg.MaxMessageBody); err != nil {
+			return err
+		}
+	} else {
+		var in struct {
+			Message []byte `json:"message"`
+		}
+		if err := readJSON(w, r, c.messageJSONLimit(), &in); err != nil {
+			return err
+		}
+		data = in.Message
 	}
-	if err := readJSON(w, r, c.messageJSONLimit(), &in); err != nil {
-		return err
-	}
-	m, err := c.decodeMessage(in.Message, mls.WirePrivateMessage, "message")
+	m, err := c.decodeMessage(data, mls.WirePrivateMessage, "message")
 	if err != nil {
 		return err
 	}
@@ -392,28 +442,19 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 	req := &proto.GroupInfoRequest{SignatureKey: in.SignatureKey, Credential: mls.BasicCredential([]byte(p.client))}
 	var resp *proto.GroupInfoResponse
 	if local {
-		var enc []byte
-		err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
-			gi, ok := s.GroupInfo(id, c.domain, req)
-			if !ok {
-				gi = &proto.GroupInfoResponse{Status: proto.GroupInfoNoSuchRoom}
-			}
-			var err error
-			enc, err = wire.Marshal(gi)
+		// The read captures the tree; it is encoded below, outside the
+		// state's lock.
+		if resp, err = readGroupInfo(r, c.backend, id, c.domain, req); err != nil {
 			return err
-		})
-		if err != nil {
-			return err
-		}
-		resp = new(proto.GroupInfoResponse)
-		if err := wire.Unmarshal(enc, resp); err != nil {
-			return fmt.Errorf("the room's GroupInfo response does not decode: %w", err)
 		}
 	} else {
 		hub, _ := id.Domain()
 		if resp, err = c.peers.ClaimGroupInfo(r.Context(), id, req); err != nil {
 			return relayFailure(err, hub)
 		}
+	}
+	if acceptsMIMI(r) {
+		return writeGroupInfo(w, resp)
 	}
 	out := struct {
 		Status           string   `json:"status"`
@@ -425,9 +466,7 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 		if out.GroupInfo, err = wire.Marshal(resp.GroupInfo); err != nil {
 			return fmt.Errorf("encode GroupInfo: %w", err)
 		}
-		if resp.RatchetTree.Representation == proto.TreeFull {
-			out.RatchetTree = resp.RatchetTree.Tree
-		}
+		out.RatchetTree = resp.RatchetTree.Bytes()
 		out.PendingProposals = [][]byte{}
 		for _, m := range resp.PendingProposals {
 			b, err := wire.Marshal(m)

@@ -40,6 +40,7 @@ type fakeBackend struct {
 	now     uint64
 	err     error             // returned by Apply and Read when set
 	applied []fsm.CommandType // every applied command, in order
+	lastCmd []byte            // the last command applied, as logged
 	reads   []bool            // the linearizable flag of every read, in order
 	// changedCalls, when set, receives a value (without blocking) every
 	// time Changed is called: a long poll is about to wait.
@@ -84,6 +85,7 @@ func (b *fakeBackend) Apply(ctx context.Context, t fsm.CommandType, requestID []
 		return nil, err
 	}
 	b.applied = append(b.applied, t)
+	b.lastCmd = cmd
 	return b.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*fsm.Result), nil
 }
 
@@ -157,6 +159,8 @@ type fakePeers struct {
 	update    proto.UpdateRoomResponse
 	groupInfo *proto.GroupInfoResponse
 	ident     *proto.IdentifierResponse
+	// tree answers WelcomeTree; nil answers 404.
+	tree func(room proto.URI, req *proto.WelcomeTreeRequest) (io.ReadCloser, int64, error)
 }
 
 func (p *fakePeers) record(c peerCall) error {
@@ -227,6 +231,16 @@ func (p *fakePeers) IdentifierQuery(_ context.Context, domain string, req *proto
 		return p.ident, nil
 	}
 	return &proto.IdentifierResponse{Code: proto.QueryNotFound}, nil
+}
+
+func (p *fakePeers) WelcomeTree(_ context.Context, room proto.URI, req *proto.WelcomeTreeRequest) (io.ReadCloser, int64, error) {
+	if err := p.record(peerCall{method: "WelcomeTree", room: room, body: req}); err != nil {
+		return nil, 0, err
+	}
+	if p.tree != nil {
+		return p.tree(room, req)
+	}
+	return nil, 0, &client.StatusError{Status: http.StatusNotFound, Message: "no such Welcome"}
 }
 
 func (p *fakePeers) setErr(err error) {

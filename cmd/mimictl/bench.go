@@ -81,6 +81,7 @@ type benchOptions struct {
 	failover   int
 	hubBinary  string
 	hubArgs    []string
+	members    []int // rooms mode: room sizes
 	soak       time.Duration
 	report     time.Duration
 }
@@ -104,6 +105,19 @@ row: senders, operations, errors, throughput and latency percentiles.
                   (wrongEpoch, counted in the "refused" column) and its
                   sender catches up before trying again
   -mode messages,commits  both, one table each
+  -mode rooms     large rooms (needs -inprocess): for each size in
+                  -members, a fresh provider; the room is built with Add
+                  commits of 1000 members (Welcomes without the tree),
+                  then one member of every block of 32 leaves commits a
+                  path (a room whose members have committed over time);
+                  then the median of 15 adds of one member, 15 empty
+                  commits with an UpdatePath by random members and 15
+                  messages, the longest FSM lock hold of a snapshot, the
+                  room's heap per member, and the time to restart the
+                  provider until ready. One row per size; with -json one
+                  object per size with the keys members, add_e2e_ms,
+                  add_entry_bytes, commit_e2e_ms, message_e2e_ms,
+                  snapshot_block_ms, restart_ready_ms, bytes_per_member
 
 Latency is measured around the mimi/client call: encryption or commit
 creation, the HTTPS request and the provider's Raft commit. With
@@ -152,6 +166,7 @@ end. With retention reached, memory and snapshots must stay flat.`,
 			fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each level runs (0: until -ops)")
 			fs.IntVar(&o.ops, "ops", 0, "end each level after this many operations (0: run for -duration)")
 			fs.IntVar(&o.roomSize, "room-size", 16, "messages mode: senders per room")
+			members := fs.String("members", "1000,10000,100000", "rooms mode: comma-separated room `sizes`, one row each")
 			fs.IntVar(&o.size, "size", 64, "messages mode: message size in bytes")
 			fs.IntVar(&o.failover, "failover", 0, "measure leader failover this many `times` with mimi-hub processes instead")
 			fs.StringVar(&o.hubBinary, "hub-binary", "", "mimi-hub executable for -failover (default: mimi-hub beside mimictl, else in $PATH)")
@@ -172,11 +187,17 @@ end. With retention reached, memory and snapshots must stay flat.`,
 					}
 				}
 				var err error
-				if o.senders, err = parseCounts(*senders); err != nil {
+				if o.senders, err = parseCounts(*senders, 1, maxBenchSenders); err != nil {
 					return usagef("bench", "bench: -senders: %v", err)
+				}
+				if o.members, err = parseCounts(*members, 2, maxBenchRoomMembers); err != nil {
+					return usagef("bench", "bench: -members: %v", err)
 				}
 				if err := o.check(); err != nil {
 					return err
+				}
+				if slices.Contains(o.modes, benchRooms) {
+					return explain(e.benchRoomsRun(ctx, o))
 				}
 				if o.failover > 0 {
 					return explain(e.benchFailover(ctx, o))
@@ -193,9 +214,18 @@ end. With retention reached, memory and snapshots must stay flat.`,
 // check validates the options' combination.
 func (o *benchOptions) check() error {
 	for _, m := range o.modes {
-		if m != benchMessages && m != benchCommits {
-			return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated)", benchMessages, benchCommits)
+		if m != benchMessages && m != benchCommits && m != benchRooms {
+			return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated), or %s", benchMessages, benchCommits, benchRooms)
 		}
+	}
+	if slices.Contains(o.modes, benchRooms) {
+		switch {
+		case len(o.modes) > 1:
+			return usagef("bench", "bench: -mode %s runs alone", benchRooms)
+		case !o.inprocess || o.cluster > 0 || o.failover > 0:
+			return usagef("bench", "bench: -mode %s needs -inprocess (a single node it snapshots and restarts)", benchRooms)
+		}
+		return nil
 	}
 	cluster := o.cluster > 0 || len(o.opsURLs) > 0
 	switch {
@@ -259,13 +289,13 @@ func splitList(s string) []string {
 	return out
 }
 
-// parseCounts reads "1,16,64".
-func parseCounts(s string) ([]int, error) {
+// parseCounts reads "1,16,64", each between lo and hi.
+func parseCounts(s string, lo, hi int) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > maxBenchSenders {
-			return nil, fmt.Errorf("%q is not a number between 1 and %d", f, maxBenchSenders)
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%q is not a number between %d and %d", f, lo, hi)
 		}
 		out = append(out, n)
 	}

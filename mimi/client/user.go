@@ -246,11 +246,17 @@ type apiCall struct {
 	header http.Header
 	// extraTimeout lengthens the attempt timeout (long polls).
 	extraTimeout time.Duration
+	// mimiBody, when set, is the request body, sent as application/mimi
+	// (the TLS encoding of a big MLS object) instead of JSON.
+	mimiBody []byte
+	// mimiOut, when set, receives an application/mimi answer whole
+	// (bounded by MaxResponse) instead of out's JSON.
+	mimiOut *[]byte
 }
 
 // do sends c, retrying as UserConfig says.
 func (u *User) do(ctx context.Context, c apiCall) error {
-	var body []byte
+	body := c.mimiBody
 	if c.body != nil {
 		var err error
 		if body, err = json.Marshal(c.body); err != nil {
@@ -324,10 +330,17 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 	if err != nil {
 		return err
 	}
-	if body != nil {
+	switch {
+	case c.mimiBody != nil:
+		req.Header.Set("Content-Type", ContentTypeMIMI)
+	case body != nil:
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
+	if c.mimiOut != nil {
+		req.Header.Set("Accept", ContentTypeMIMI)
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
 	if key != "" {
 		req.Header.Set(HeaderIdempotencyKey, key)
 	}
@@ -352,11 +365,11 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 	if resp.StatusCode/100 != 2 {
 		return statusError(resp, u.cfg.Now())
 	}
-	if c.out == nil {
+	if c.out == nil && c.mimiOut == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
 	}
-	if err := u.decodeAnswer(resp, c.out); err != nil {
+	if err := u.decodeAnswer(resp, c.out, c.mimiOut); err != nil {
 		var te *TransportError
 		if errors.As(err, &te) {
 			te.Method, te.URL = c.method, c.path
@@ -367,12 +380,17 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 	return nil
 }
 
-// decodeAnswer reads a 2xx JSON answer into out.
-func (u *User) decodeAnswer(resp *http.Response, out any) error {
+// decodeAnswer reads a 2xx JSON answer into out, or an application/mimi
+// answer into mimiOut.
+func (u *User) decodeAnswer(resp *http.Response, out any, mimiOut *[]byte) error {
 	if resp.StatusCode == http.StatusNoContent {
 		return fmt.Errorf("HTTP %d without the expected body", resp.StatusCode)
 	}
-	if err := checkContentType(resp.Header.Get("Content-Type"), "application/json"); err != nil {
+	want := "application/json"
+	if mimiOut != nil {
+		want = ContentTypeMIMI
+	}
+	if err := checkContentType(resp.Header.Get("Content-Type"), want); err != nil {
 		return err
 	}
 	if resp.ContentLength > u.cfg.MaxResponse {
@@ -384,6 +402,10 @@ func (u *User) decodeAnswer(resp *http.Response, out any) error {
 			return err
 		}
 		return &TransportError{Err: fmt.Errorf("reading the answer: %w", err)}
+	}
+	if mimiOut != nil {
+		*mimiOut = data
+		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decoding the answer: %w", err)

@@ -232,23 +232,38 @@ func TestUserWire(t *testing.T) {
 	if got.Method != "POST" || got.URL.Path != "/v1/rooms/a.example/clubhouse/commit" {
 		t.Fatalf("commit sent to %s %s", got.Method, got.URL.Path)
 	}
-	if got.Header.Get("Authorization") != "Bearer "+tok || got.Header.Get("Content-Type") != "application/json" ||
+	if got.Header.Get("Authorization") != "Bearer "+tok || got.Header.Get("Content-Type") != "application/mimi" ||
 		got.Header.Get("Accept") != "application/json" || got.Header.Get(HeaderIdempotencyKey) == "" {
 		t.Fatalf("headers %v", got.Header)
 	}
-	var fields map[string]string
-	if err := json.Unmarshal(body, &fields); err != nil {
+	// The commit travels as its UpdateRoomRequest, the tree by reference.
+	wantBody := wire.MustMarshal(&proto.UpdateRoomRequest{Message: fx.commit.Message, GroupInfo: fx.commit.GroupInfo,
+		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}})
+	if !bytes.Equal(body, wantBody) {
+		t.Fatalf("commit body of %d bytes, want the UpdateRoomRequest's %d", len(body), len(wantBody))
+	}
+	tree := wire.MustMarshal(fx.group.Tree())
+	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: tree}); err != nil {
 		t.Fatal(err)
 	}
-	if len(fields) != 2 || fields["commit"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.Message)) ||
-		fields["group_info"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.GroupInfo)) {
-		t.Fatalf("commit body %s", body)
+	var sent proto.UpdateRoomRequest
+	if err := wire.Unmarshal(body, &sent); err != nil || sent.RatchetTree.Representation != proto.TreeFull || !bytes.Equal(sent.RatchetTree.Tree, tree) {
+		t.Fatalf("commit body with a tree: %v", err)
 	}
-	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: []byte{1, 2}}); err != nil {
-		t.Fatal(err)
+
+	// The Welcome's tree is fetched as application/mimi.
+	mu.Lock()
+	answer = func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/mimi")
+		w.Write(tree)
 	}
-	if !strings.Contains(string(body), `"ratchet_tree":"AQI="`) {
-		t.Fatalf("commit body with a tree: %s", body)
+	mu.Unlock()
+	u.cfg.MaxResponse = DefaultMaxResponse
+	if got, err := u.WelcomeTree(ctx, fx.room, []byte{0xfb, 0xff}); err != nil || !bytes.Equal(got, tree) {
+		t.Fatalf("welcome tree: %v", err)
+	}
+	if got.Method != "GET" || got.URL.Path != "/v1/rooms/a.example/clubhouse/tree" || got.URL.Query().Get("keypackage") != "-_8" || got.Header.Get("Accept") != "application/mimi" {
+		t.Fatalf("welcome tree request %s %s %v", got.Method, got.URL, got.Header)
 	}
 
 	// Stream query and item decoding.
