@@ -439,6 +439,9 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 	if len(in.SignatureKey) == 0 {
 		return fail(http.StatusBadRequest, "signature_key is required")
 	}
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	req := &proto.GroupInfoRequest{SignatureKey: in.SignatureKey, Credential: mls.BasicCredential([]byte(p.client))}
 	var resp *proto.GroupInfoResponse
 	if local {
@@ -454,7 +457,7 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 		}
 	}
 	if acceptsMIMI(r) {
-		return writeGroupInfo(w, resp)
+		return writeGroupInfo(w, r, resp)
 	}
 	out := struct {
 		Status           string   `json:"status"`
@@ -477,6 +480,7 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+	chargeResponse(r, len(out.GroupInfo)+len(out.RatchetTree))
 	return nil
 }
 

@@ -356,11 +356,14 @@ func (f *federation) claimGroupInfo(w http.ResponseWriter, r *http.Request, peer
 	if err != nil {
 		return err
 	}
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	resp, err := readGroupInfo(r, f.backend, room, peer, &req)
 	if err != nil {
 		return err
 	}
-	return writeGroupInfo(w, resp)
+	return writeGroupInfo(w, r, resp)
 }
 
 // identifierQuery: POST /identifierQuery/{domain} about local users.

@@ -55,7 +55,7 @@ func readWelcomeTree(r *http.Request, b Backend, id proto.URI, from string, clie
 // writeTree streams a tree's wire form as application/mimi. A write that
 // fails midway aborts the response, so the reader sees a broken transfer,
 // never a short tree.
-func writeTree(w http.ResponseWriter, view *mls.TreeView) {
+func writeTree(w http.ResponseWriter, r *http.Request, view *mls.TreeView) {
 	h := w.Header()
 	h.Set("Content-Type", mimiContentType)
 	h.Set("Content-Length", strconv.Itoa(view.EncodedLen()))
@@ -63,6 +63,7 @@ func writeTree(w http.ResponseWriter, view *mls.TreeView) {
 	if _, err := view.WriteTo(w); err != nil {
 		panic(http.ErrAbortHandler)
 	}
+	chargeResponse(r, view.EncodedLen())
 }
 
 // welcomeTree: GET /v1/rooms/{hub}/{room}/tree?keypackage=REF, the ratchet
@@ -75,6 +76,9 @@ func (c *clientAPI) welcomeTree(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	ref, err := base64.RawURLEncoding.DecodeString(r.URL.Query().Get("keypackage"))
 	if err != nil || len(ref) == 0 || len(ref) > 64 {
 		return fail(http.StatusBadRequest, "keypackage must be the Welcome's KeyPackageRef in unpadded base64url (1 to 64 bytes)")
@@ -84,7 +88,7 @@ func (c *clientAPI) welcomeTree(w http.ResponseWriter, r *http.Request, p *princ
 		if err != nil {
 			return err
 		}
-		writeTree(w, view)
+		writeTree(w, r, view)
 		return nil
 	}
 	hub, _ := id.Domain()
@@ -99,10 +103,12 @@ func (c *clientAPI) welcomeTree(w http.ResponseWriter, r *http.Request, p *princ
 		h.Set("Content-Length", strconv.FormatInt(n, 10))
 	}
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, body); err != nil {
+	copied, err := io.Copy(w, body)
+	if err != nil {
 		c.log.DebugContext(r.Context(), "relaying a Welcome's tree failed", "room", id, "hub", hub, "error", err)
 		panic(http.ErrAbortHandler)
 	}
+	chargeResponse(r, int(copied))
 	return nil
 }
 
@@ -119,11 +125,14 @@ func (f *federation) welcomeTree(w http.ResponseWriter, r *http.Request, peer st
 	if d, err := req.Client.Domain(); err != nil || d != peer {
 		return fail(http.StatusForbidden, "%s may fetch trees only for its own clients, not %q", peer, req.Client)
 	}
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	view, err := readWelcomeTree(r, f.backend, id, peer, req.Client, req.KeyPackageRef)
 	if err != nil {
 		return err
 	}
-	writeTree(w, view)
+	writeTree(w, r, view)
 	return nil
 }
 
@@ -167,7 +176,7 @@ func readGroupInfo(r *http.Request, b Backend, id proto.URI, from string, req *p
 
 // writeGroupInfo writes a GroupInfoResponse as application/mimi, its
 // tree piece by piece.
-func writeGroupInfo(w http.ResponseWriter, resp *proto.GroupInfoResponse) error {
+func writeGroupInfo(w http.ResponseWriter, r *http.Request, resp *proto.GroupInfoResponse) error {
 	n, err := resp.EncodedLen()
 	if err != nil {
 		return fmt.Errorf("encode GroupInfo response: %w", err)
@@ -179,6 +188,7 @@ func writeGroupInfo(w http.ResponseWriter, resp *proto.GroupInfoResponse) error 
 	if _, err := resp.WriteTo(w); err != nil {
 		panic(http.ErrAbortHandler)
 	}
+	chargeResponse(r, n)
 	return nil
 }
 

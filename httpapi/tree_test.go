@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -249,4 +250,43 @@ func TestRoomBodyLimitScales(t *testing.T) {
 
 func wantFed(e *env, path string, body []byte) int {
 	return e.fedDo(http.MethodPost, path, "b.example", body).Code
+}
+
+// TestTreeFetchesCostBudget: every tree a client or a peer fetches is
+// charged to its byte budget, so fetching a room's tree again and again
+// runs into 429 with Retry-After like sending those bytes would (the
+// request budget alone would allow thousands).
+func TestTreeFetchesCostBudget(t *testing.T) {
+	// Bursts of 8 KiB of bytes (8 s at 1 KiB/s); 2,000 requests.
+	e := newEnv(t, "a.example", func(c *Config) {
+		c.ClientBudget = Budget{Requests: 1000, Bytes: 1024}
+		c.PeerBudget = Budget{Requests: 1000, Bytes: 1024}
+	})
+	alice := e.register("alice", "phone")
+	bob := e.register("bob", "laptop")
+	bobKP := bob.keyPackage(t)
+	carol := newMember(t, proto.ClientURI("b.example", "carol", "tablet"))
+	carolKP := carol.keyPackage(t)
+	id := e.createRoom(alice, "big")
+	e.addBinary(alice, id, bobKP, carolKP)
+	fetches := func(what string, fetch func() *httptest.ResponseRecorder) {
+		t.Helper()
+		for i := range 100 {
+			rec := fetch()
+			switch {
+			case rec.Code == http.StatusOK:
+				continue
+			case i > 0 && rec.Code == http.StatusTooManyRequests && rec.Header().Get("Retry-After") != "":
+				return
+			}
+			t.Fatalf("%s: fetch %d: HTTP %d %q", what, i, rec.Code, rec.Body)
+		}
+		t.Fatalf("%s: 100 fetches of the tree, none refused", what)
+	}
+	path := roomPath(id, "tree") + "?keypackage=" + base64.RawURLEncoding.EncodeToString(refOf(t, bobKP))
+	fetches("Bob", func() *httptest.ResponseRecorder { return e.apiDo(http.MethodGet, path, bob.token, nil) })
+	fed := wire.MustMarshal(&proto.WelcomeTreeRequest{Client: carol.uri, KeyPackageRef: refOf(t, carolKP)})
+	fetches("b.example", func() *httptest.ResponseRecorder {
+		return e.fedDo(http.MethodPost, "/welcomeTree/big", "b.example", fed)
+	})
 }
