@@ -172,7 +172,7 @@ func newMux(bind string, advertise net.Addr, t *TLS, ids clusterIDs, log *slog.L
 	m := &mux{ln: ln, advertise: advertise, log: log, ids: ids, subs: map[byte]*subListener{}, closed: make(chan struct{})}
 	m.configs.Store(newMuxTLS(t))
 	for _, p := range []byte{protoRaft, protoRPC} {
-		m.subs[p] = &subListener{addr: advertise, conns: make(chan net.Conn), closed: make(chan struct{})}
+		m.subs[p] = &subListener{addr: advertise, conns: make(chan net.Conn), closed: make(chan struct{}), open: map[*servedConn]struct{}{}}
 	}
 	m.wg.Add(1)
 	go m.acceptLoop()
@@ -295,8 +295,12 @@ func (m *mux) dial(ctx context.Context, addr string, proto byte) (*tls.Conn, err
 	return conn, nil
 }
 
-// close stops accepting and closes the sub-listeners; connections already
-// handed over belong to their services.
+// close stops accepting, closes the sub-listeners, then closes the
+// connections already handed over and waits (up to handlerDrain) for
+// their services to let go of them. The wait matters: Raft's transport
+// serves a heartbeat on the connection's own goroutine and writes the
+// term to the stable store, so the stores may only close once every
+// handler has returned (otherwise raft panics on the closed database).
 func (m *mux) close() {
 	m.closeOnce.Do(func() {
 		close(m.closed)
@@ -306,20 +310,39 @@ func (m *mux) close() {
 		}
 	})
 	m.wg.Wait()
+	for p, s := range m.subs {
+		if !s.drain(handlerDrain) {
+			m.log.Warn("connections still being served after the mux closed", "proto", p, "waited", handlerDrain)
+		}
+	}
 }
 
-// subListener is the net.Listener one service accepts from.
+// handlerDrain bounds how long close waits for a service to return from
+// the connections it was handed.
+const handlerDrain = 5 * time.Second
+
+// subListener is the net.Listener one service accepts from. It tracks
+// the connections it hands out until their service closes them.
 type subListener struct {
 	addr      net.Addr
 	conns     chan net.Conn
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	mu      sync.Mutex
+	open    map[*servedConn]struct{}
+	serving sync.WaitGroup
 }
 
 func (l *subListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
-		return c, nil
+		sc := &servedConn{Conn: c, l: l}
+		l.mu.Lock()
+		l.open[sc] = struct{}{}
+		l.serving.Add(1)
+		l.mu.Unlock()
+		return sc, nil
 	case <-l.closed:
 		return nil, net.ErrClosed
 	}
@@ -328,6 +351,49 @@ func (l *subListener) Accept() (net.Conn, error) {
 func (l *subListener) Close() error {
 	l.closeOnce.Do(func() { close(l.closed) })
 	return nil
+}
+
+// drain closes the sockets of the connections still served, which
+// unblocks their handlers' reads, and waits up to d for every handler to
+// close its connection. It reports whether all did.
+func (l *subListener) drain(d time.Duration) bool {
+	l.mu.Lock()
+	for sc := range l.open {
+		sc.Conn.Close() // the socket only: the handler's own Close marks it done
+	}
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		l.serving.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// servedConn is a connection a service accepted; its first Close tells
+// the sub-listener the service is done with it.
+type servedConn struct {
+	net.Conn
+	l    *subListener
+	once sync.Once
+}
+
+func (c *servedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.open, c)
+		c.l.mu.Unlock()
+		c.l.serving.Done()
+	})
+	return err
 }
 
 func (l *subListener) Addr() net.Addr { return l.addr }

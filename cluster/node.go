@@ -215,6 +215,15 @@ func (n *Node) openTransport() error {
 		MaxPool: cfg.TransportMaxPool,
 		Timeout: cfg.TransportTimeout,
 		Logger:  newHCLogger(n.log, "raft-net"),
+		// No pipelined replication: in hashicorp/raft v1.7 a pipeline
+		// whose decoder stops (a follower's newer term or a refused
+		// AppendEntries) can leave the sender parked on a channel nobody
+		// reads, so that follower gets no more entries and Shutdown never
+		// returns (seen here as a leader's stop hanging under load).
+		// Synchronous replication still sends batches of entries, and
+		// hashicorp's own measurements (raft PR 541) found pipelining of
+		// little benefit with batching.
+		MaxRPCsInFlight: 1,
 	})
 	n.rpc = newRPCClient(m)
 	n.rpcSrv = newRPCServer(n.log)

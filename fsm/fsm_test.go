@@ -282,7 +282,7 @@ func TestProvidersEndToEnd(t *testing.T) {
 	var tree []byte
 	_ = hub.f.Read(func(s *State) error {
 		resp, _ := s.GroupInfo(roomID, "b.example", &proto.GroupInfoRequest{Credential: mls.BasicCredential([]byte(bob.uri))})
-		tree = resp.RatchetTree.Tree
+		tree = resp.RatchetTree.Bytes()
 		return nil
 	})
 	if bob.group, err = mls.JoinFromWelcome(wm.Welcome, kp, tree, options(&prov.now)); err != nil {

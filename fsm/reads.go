@@ -3,12 +3,15 @@ package fsm
 import (
 	"bytes"
 	"crypto/subtle"
+	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/mimihub/mimi-hub/mimi/keymaterial"
+	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // Reads for the API and the delivery worker. They run under FSM.Read and
@@ -50,6 +53,53 @@ func (s *State) GroupInfo(id proto.URI, from string, req *proto.GroupInfoRequest
 	return rm.Apply(&room.ClaimGroupInfo{From: from, Body: req}, 0).GroupInfo, true
 }
 
+// WelcomeTree gives a Welcome's recipient the ratchet tree of the epoch
+// its Welcome joins (room.Room.WelcomeTree): client, asking through
+// provider from (this provider's domain for its own clients), names the
+// KeyPackageRef of the Welcome. The view is captured: encode it after the
+// read returns. Errors: a NotFound *Error when the room is not hosted
+// here, else the room's (room.ErrUnknownWelcome, room.ErrNotAllowed,
+// room.ErrTreeGone).
+func (s *State) WelcomeTree(id proto.URI, from string, client proto.URI, ref []byte) (*mls.TreeView, error) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return nil, &Error{Kind: NotFound, Message: fmt.Sprintf("room %s is not hosted here", id)}
+	}
+	return rm.WelcomeTree(from, client, ref)
+}
+
+// RoomParticipant returns user's entry in a hosted room's participant
+// list and the providers with member clients, without listing every
+// participant (rooms have 100,000). ok is false when the room is not
+// hosted here; listed when user is a participant.
+func (s *State) RoomParticipant(id, user proto.URI) (p room.Participant, listed bool, providers []string, ok bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return room.Participant{}, false, nil, false
+	}
+	p, listed = rm.Participant(user)
+	return p, listed, rm.Providers(), true
+}
+
+// RoomMembers returns the number of member clients of a hosted room.
+func (s *State) RoomMembers(id proto.URI) (int, bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return 0, false
+	}
+	return rm.Members(), true
+}
+
+// RoomEncoding returns a hosted room's state as a snapshot holds it
+// (room.Restore reads it back): for measuring what a room costs.
+func (s *State) RoomEncoding(id proto.URI) ([]byte, bool) {
+	rm, ok := s.rooms[id]
+	if !ok {
+		return nil, false
+	}
+	return wire.MustMarshal(rm), true
+}
+
 // RoomInfo describes a hosted room.
 type RoomInfo struct {
 	ID           proto.URI
@@ -72,7 +122,7 @@ func (s *State) Room(id proto.URI) (RoomInfo, bool) {
 		return RoomInfo{}, false
 	}
 	return RoomInfo{ID: id, Epoch: rm.Epoch(), Sequence: rm.Sequence(), Policy: rm.Policy(), Participants: rm.Participants(),
-		Providers: rm.Providers(), Members: rm.Group().Tree().NumMembers(),
+		Providers: rm.Providers(), Members: rm.Members(),
 		TranscriptHash: rm.Group().GroupContext().ConfirmedTranscriptHash}, true
 }
 

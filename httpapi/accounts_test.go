@@ -77,44 +77,47 @@ func TestCanonicalName(t *testing.T) {
 	}
 }
 
+// TestLimiter checks a Rate's strict table (internal/budget NewStrict):
+// whole tokens, the burst, the refill, and a bounded table that forgets
+// only refilled keys.
 func TestLimiter(t *testing.T) {
 	now := time.Unix(1000, 0)
 	l := newLimiter(Rate{Every: 10 * time.Second, Burst: 3}, 2, func() time.Time { return now })
 	for i := range 3 {
-		if ok, _ := l.take("a"); !ok {
+		if ok, _ := l.Allow("a"); !ok {
 			t.Fatalf("take %d refused within the burst", i)
 		}
 	}
-	ok, retry := l.take("a")
+	ok, retry := l.Allow("a")
 	if ok || retry != 10*time.Second {
 		t.Fatalf("over the burst: %v, retry %s; want refused, 10s", ok, retry)
 	}
 	now = now.Add(5 * time.Second)
-	if ok, retry := l.take("a"); ok || retry != 5*time.Second {
+	if ok, retry := l.Allow("a"); ok || retry != 5*time.Second {
 		t.Fatalf("half refilled: %v, retry %s; want refused, 5s", ok, retry)
 	}
 	now = now.Add(5 * time.Second)
-	if ok, _ := l.take("a"); !ok {
+	if ok, _ := l.Allow("a"); !ok {
 		t.Fatal("refilled token refused")
 	}
 	// Keys are bounded: a full table forgets full buckets first, then
 	// refuses new keys.
-	if ok, _ := l.take("b"); !ok {
+	if ok, _ := l.Allow("b"); !ok {
 		t.Fatal("second key refused")
 	}
-	if ok, _ := l.take("c"); ok {
+	if ok, _ := l.Allow("c"); ok {
 		t.Fatal("a third key was tracked in a table of 2 with no full bucket")
 	}
 	now = now.Add(time.Minute)
-	if ok, _ := l.take("c"); !ok {
+	if ok, _ := l.Allow("c"); !ok {
 		t.Fatal("a new key refused after the others refilled")
 	}
-	if n := len(l.buckets); n > 2 {
+	if n := l.Len(); n > 2 {
 		t.Fatalf("%d buckets, bound 2", n)
 	}
 	off := newLimiter(Rate{Burst: -1}, 1, time.Now)
 	for range 100 {
-		if ok, _ := off.take("x"); !ok {
+		if ok, _ := off.Allow("x"); !ok {
 			t.Fatal("a disabled limit refused")
 		}
 	}

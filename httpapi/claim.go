@@ -103,15 +103,14 @@ func (f *federation) authorizeRelay(r *http.Request, peer, domain string, reques
 		return fail(http.StatusForbidden, "%s may not claim on behalf of %q", peer, requester)
 	}
 	return f.backend.Read(r.Context(), true, func(s *fsm.State) error {
-		info, ok := s.Room(roomID)
+		p, listed, providers, ok := s.RoomParticipant(roomID, requester)
 		if !ok {
 			return fail(http.StatusNotFound, "room %s is not hosted here", roomID)
 		}
-		if !slices.Contains(info.Providers, peer) {
+		if !slices.Contains(providers, peer) {
 			return fail(http.StatusForbidden, "%s has no member clients in %s; only they may claim through its hub", peer, roomID)
 		}
-		i := slices.IndexFunc(info.Participants, func(p room.Participant) bool { return p.User == requester })
-		if i < 0 || info.Participants[i].Banned() {
+		if !listed || p.Banned() {
 			return fail(http.StatusForbidden, "%s is not a participant of %s", requester, roomID)
 		}
 		return nil

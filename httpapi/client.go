@@ -139,6 +139,7 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodGet, "/v1/rooms/{hub}/{room}", RouteRoom, c.room, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/proposals", RouteProposals, c.proposals, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/groupinfo", RouteGroupInfo, c.groupInfo, t},
+		{http.MethodGet, "/v1/rooms/{hub}/{room}/tree", RouteWelcomeTree, c.welcomeTree, t},
 		{http.MethodPut, "/v1/rooms/{hub}/{room}/subscription", RouteSubscribe, c.subscription(true), t},
 		{http.MethodDelete, "/v1/rooms/{hub}/{room}/subscription", RouteUnsubscribe, c.subscription(false), t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/abuse", RouteAbuse, c.abuse, t},
@@ -402,6 +403,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error 
 func (c *clientAPI) roomJSONLimit() int64    { return jsonLimit(c.cfg.MaxRoomBody) }
 func (c *clientAPI) messageJSONLimit() int64 { return jsonLimit(c.cfg.MaxMessageBody) }
 
+// jsonLimit is the JSON body limit for binary content of up to binary
+// bytes carried in base64.
 func jsonLimit(binary int64) int64 { return binary/3*4 + 64<<10 }
 
 // apply proposes a local command for p (nil p: no idempotency), with p's

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"mime"
 	"net"
 	"net/http"
 	"slices"
@@ -237,25 +236,44 @@ func checkJoiner(pm *mls.PublicMessage, client proto.URI, what string) error {
 	return nil
 }
 
-// commit: POST /v1/rooms/{hub}/{room}/commit (updateRoom with a commit).
+// commit: POST /v1/rooms/{hub}/{room}/commit (updateRoom with a commit),
+// as JSON or as an application/mimi UpdateRoomRequest (binary.go). For a
+// room hosted here a full tree is checked and dropped before the log
+// (byReference).
 func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id, local, err := c.roomPath(r)
 	if err != nil {
 		return err
 	}
-	req, raw, err := c.readCommit(w, r)
-	if err != nil {
+	limit := hostedRoomBodyLimit(r, &c.cfg, c.backend, id, local)
+	var req *proto.UpdateRoomRequest
+	var raw []byte // the binary body as it came, stored without encoding it again
+	if isMIMIBody(r) {
+		if req, raw, err = c.readUpdateRoom(w, r, limit); err != nil {
+			return err
+		}
+		if !req.IsCommit() {
+			return fail(http.StatusBadRequest, "commit carries a %s, not a commit", req.Message.Public.Content.ContentType)
+		}
+	} else if req, err = c.jsonCommit(w, r, limit); err != nil {
 		return err
 	}
 	m := req.Message
-	if m.Public.Content.ContentType != mls.ContentCommit {
-		return fail(http.StatusBadRequest, "commit carries a %s, not a commit", m.Public.Content.ContentType)
-	}
 	if err := checkGroup(m.Public.Content.GroupID, id, "commit"); err != nil {
 		return err
 	}
 	if err := checkJoiner(m.Public, p.client, "commit"); err != nil {
 		return err
+	}
+	if local {
+		full := req.RatchetTree.Representation == proto.TreeFull
+		if refusal := byReference(req, c.cfg.MaxVector); refusal != nil {
+			writeJSON(w, http.StatusOK, toUpdateResult(refusal))
+			return nil
+		}
+		if full && req.RatchetTree.Representation != proto.TreeFull {
+			raw = nil // byReference replaced the tree: the body is no longer req's encoding
+		}
 	}
 	relay := func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.UpdateRoom(ctx, id, req)
@@ -270,76 +288,42 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, raw, relay)
 }
 
-// Binary bodies: the commit and message endpoints take, besides JSON, the
-// MIMI encodings themselves, which the hub stores as they come.
-const (
-	// contentTypeMLS is an MLSMessage (RFC 9420 section 17.10).
-	contentTypeMLS = "message/mls"
-)
-
-// binaryBody reports whether a request's body has media type want.
-func binaryBody(r *http.Request, want string) bool {
-	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && ct == want
-}
-
-// readCommit reads a commit bundle: an application/mimi body is an
-// UpdateRoomRequest (returned with its encoding), anything else the JSON
-// object of its parts.
-func (c *clientAPI) readCommit(w http.ResponseWriter, r *http.Request) (*proto.UpdateRoomRequest, []byte, error) {
-	if binaryBody(r, mimiContentType) {
-		raw, err := readBody(w, r, c.cfg.MaxRoomBody)
-		if err != nil {
-			return nil, nil, err
-		}
-		req := new(proto.UpdateRoomRequest)
-		if err := decode(raw, req, c.cfg.MaxVector, "commit bundle"); err != nil {
-			return nil, nil, err
-		}
-		if req.Message == nil || req.Message.WireFormat != mls.WirePublicMessage || req.Message.Public == nil {
-			return nil, nil, fail(http.StatusBadRequest, "commit bundle: the message is not a PublicMessage")
-		}
-		if req.GroupInfo == nil || req.GroupInfo.WireFormat != mls.WireGroupInfo {
-			return nil, nil, fail(http.StatusBadRequest, "commit bundle: group_info is required")
-		}
-		if req.Welcome != nil && req.Welcome.WireFormat != mls.WireWelcome {
-			return nil, nil, fail(http.StatusBadRequest, "commit bundle: welcome is a %s", req.Welcome.WireFormat)
-		}
-		if len(req.MoreProposals) > 0 {
-			return nil, nil, fail(http.StatusBadRequest, "commit bundle: a commit carries no more proposals")
-		}
-		return req, raw, nil
-	}
+// jsonCommit reads a commit's JSON body (base64 fields), whose binary
+// content may be up to limit bytes.
+func (c *clientAPI) jsonCommit(w http.ResponseWriter, r *http.Request, limit int64) (*proto.UpdateRoomRequest, error) {
 	var in struct {
 		Commit      []byte `json:"commit"`
 		Welcome     []byte `json:"welcome"`
 		GroupInfo   []byte `json:"group_info"`
 		RatchetTree []byte `json:"ratchet_tree"`
 	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
-		return nil, nil, err
+	if err := readJSON(w, r, jsonLimit(limit), &in); err != nil {
+		return nil, err
 	}
 	m, err := c.decodeMessage(in.Commit, mls.WirePublicMessage, "commit")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	if m.Public.Content.ContentType != mls.ContentCommit {
+		return nil, fail(http.StatusBadRequest, "commit carries a %s, not a commit", m.Public.Content.ContentType)
 	}
 	req := &proto.UpdateRoomRequest{Message: m, RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
 	if len(in.Welcome) > 0 {
 		if req.Welcome, err = c.decodeMessage(in.Welcome, mls.WireWelcome, "welcome"); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if req.GroupInfo, err = c.decodeMessage(in.GroupInfo, mls.WireGroupInfo, "group_info"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(in.RatchetTree) > 0 {
 		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: in.RatchetTree}
 		// The tree is taken as encoded; check its framing as a peer would.
 		if err := decode(wire.MustMarshal(&req.RatchetTree), new(proto.RatchetTreeOption), c.cfg.MaxVector, "ratchet_tree"); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	return req, nil, nil
+	return req, nil
 }
 
 // followWhileJoining subscribes p's client to a remote room around the relay
@@ -361,28 +345,44 @@ func (c *clientAPI) followWhileJoining(r *http.Request, p *principal, id proto.U
 }
 
 // proposals: POST /v1/rooms/{hub}/{room}/proposals (updateRoom with
-// proposals).
+// proposals), as JSON or as an application/mimi UpdateRoomRequest.
 func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id, local, err := c.roomPath(r)
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Proposals [][]byte `json:"proposals"`
-	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
-		return err
-	}
-	if len(in.Proposals) == 0 {
-		return fail(http.StatusBadRequest, "proposals is empty")
-	}
+	limit := hostedRoomBodyLimit(r, &c.cfg, c.backend, id, local)
 	var msgs []*mls.Message
-	for i, b := range in.Proposals {
-		what := fmt.Sprintf("proposals[%d]", i)
-		m, err := c.decodeMessage(b, mls.WirePublicMessage, what)
-		if err != nil {
+	var raw []byte // the binary body as it came
+	if isMIMIBody(r) {
+		var req *proto.UpdateRoomRequest
+		if req, raw, err = c.readUpdateRoom(w, r, limit); err != nil {
 			return err
 		}
+		if req.IsCommit() {
+			return fail(http.StatusBadRequest, "proposals carries a commit, not proposals")
+		}
+		msgs = append([]*mls.Message{req.Message}, req.MoreProposals...)
+	} else {
+		var in struct {
+			Proposals [][]byte `json:"proposals"`
+		}
+		if err := readJSON(w, r, jsonLimit(limit), &in); err != nil {
+			return err
+		}
+		if len(in.Proposals) == 0 {
+			return fail(http.StatusBadRequest, "proposals is empty")
+		}
+		for i, b := range in.Proposals {
+			m, err := c.decodeMessage(b, mls.WirePublicMessage, fmt.Sprintf("proposals[%d]", i))
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	for i, m := range msgs {
+		what := fmt.Sprintf("proposals[%d]", i)
 		if m.Public.Content.ContentType != mls.ContentProposal {
 			return fail(http.StatusBadRequest, "%s carries a %s, not a proposal", what, m.Public.Content.ContentType)
 		}
@@ -392,10 +392,9 @@ func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *princip
 		if err := checkJoiner(m.Public, p.client, what); err != nil {
 			return err
 		}
-		msgs = append(msgs, m)
 	}
 	req := &proto.UpdateRoomRequest{Message: msgs[0], MoreProposals: msgs[1:]}
-	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, nil, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, raw, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.UpdateRoom(ctx, id, req)
 	})
 }
@@ -409,9 +408,9 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	var raw []byte
-	if binaryBody(r, contentTypeMLS) {
-		if raw, err = readBody(w, r, c.cfg.MaxMessageBody); err != nil {
+	var data []byte
+	if isMIMIBody(r) {
+		if data, err = readBody(w, r, c.cfg.MaxMessageBody); err != nil {
 			return err
 		}
 	} else {
@@ -421,9 +420,9 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 		if err := readJSON(w, r, c.messageJSONLimit(), &in); err != nil {
 			return err
 		}
-		raw = in.Message
+		data = in.Message
 	}
-	m, err := c.decodeMessage(raw, mls.WirePrivateMessage, "message")
+	m, err := c.decodeMessage(data, mls.WirePrivateMessage, "message")
 	if err != nil {
 		return err
 	}
@@ -436,7 +435,7 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	if !bytes.Equal(m.Private.AuthenticatedData, room.SenderHint(p.client)) {
 		return fail(http.StatusForbidden, "the message's authenticated_data must be the sending client's URI, %s", p.client)
 	}
-	return c.submit(w, r, p, id, local, fsm.CmdProvisional, m, raw, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	return c.submit(w, r, p, id, local, fsm.CmdProvisional, m, data, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.ProvisionalMessage(ctx, id, m)
 	})
 }
@@ -457,31 +456,25 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 	if len(in.SignatureKey) == 0 {
 		return fail(http.StatusBadRequest, "signature_key is required")
 	}
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	req := &proto.GroupInfoRequest{SignatureKey: in.SignatureKey, Credential: mls.BasicCredential([]byte(p.client))}
 	var resp *proto.GroupInfoResponse
 	if local {
-		var enc []byte
-		err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
-			gi, ok := s.GroupInfo(id, c.domain, req)
-			if !ok {
-				gi = &proto.GroupInfoResponse{Status: proto.GroupInfoNoSuchRoom}
-			}
-			var err error
-			enc, err = wire.Marshal(gi)
+		// The read captures the tree; it is encoded below, outside the
+		// state's lock.
+		if resp, err = readGroupInfo(r, c.backend, id, c.domain, req); err != nil {
 			return err
-		})
-		if err != nil {
-			return err
-		}
-		resp = new(proto.GroupInfoResponse)
-		if err := wire.Unmarshal(enc, resp); err != nil {
-			return fmt.Errorf("the room's GroupInfo response does not decode: %w", err)
 		}
 	} else {
 		hub, _ := id.Domain()
 		if resp, err = c.peers.ClaimGroupInfo(r.Context(), id, req); err != nil {
 			return relayFailure(err, hub)
 		}
+	}
+	if acceptsMIMI(r) {
+		return writeGroupInfo(w, r, resp)
 	}
 	out := struct {
 		Status           string   `json:"status"`
@@ -493,9 +486,7 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 		if out.GroupInfo, err = wire.Marshal(resp.GroupInfo); err != nil {
 			return fmt.Errorf("encode GroupInfo: %w", err)
 		}
-		if resp.RatchetTree.Representation == proto.TreeFull {
-			out.RatchetTree = resp.RatchetTree.Tree
-		}
+		out.RatchetTree = resp.RatchetTree.Bytes()
 		out.PendingProposals = [][]byte{}
 		for _, m := range resp.PendingProposals {
 			b, err := wire.Marshal(m)
@@ -506,6 +497,7 @@ func (c *clientAPI) groupInfo(w http.ResponseWriter, r *http.Request, p *princip
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+	chargeResponse(r, len(out.GroupInfo)+len(out.RatchetTree))
 	return nil
 }
 

@@ -31,8 +31,15 @@ type Config struct {
 	// overhead). Default 16 MiB. Larger bodies get 413.
 	MaxBody     int64
 	MaxRoomBody int64
+	// A commit or proposals for a room hosted here may be larger, with
+	// the room: MaxRoomBody plus RoomBodyPerMember (default 1 KiB) per
+	// member client, at most MaxLargeRoomBody (default 128 MiB), so a
+	// 100,000-member room takes a commit carrying its full tree while a
+	// small room keeps the small limit (binary.go).
+	RoomBodyPerMember int64
+	MaxLargeRoomBody  int64
 	// MaxVector bounds every vector when decoding MIMI bodies (default
-	// MaxRoomBody).
+	// MaxLargeRoomBody).
 	MaxVector int
 	// MaxMessageBody bounds application messages: provisionalMessage, and
 	// on the client API messages (plus base64 overhead). Default 1 MiB.
@@ -111,12 +118,14 @@ type Config struct {
 
 // Defaults of Config's zero fields.
 const (
-	DefaultMaxBody         = 1 << 20
-	DefaultMaxRoomBody     = 16 << 20
-	DefaultRequestTimeout  = 30 * time.Second
-	DefaultMaxStreamWait   = 60 * time.Second
-	DefaultMaxDownload     = 100 << 20
-	DefaultDownloadTimeout = 5 * time.Minute
+	DefaultMaxBody           = 1 << 20
+	DefaultMaxRoomBody       = 16 << 20
+	DefaultRoomBodyPerMember = 1 << 10
+	DefaultMaxLargeRoomBody  = 128 << 20
+	DefaultRequestTimeout    = 30 * time.Second
+	DefaultMaxStreamWait     = 60 * time.Second
+	DefaultMaxDownload       = 100 << 20
+	DefaultDownloadTimeout   = 5 * time.Minute
 )
 
 func (c Config) withDefaults(domain string) Config {
@@ -133,8 +142,15 @@ func (c Config) withDefaults(domain string) Config {
 	if c.MaxRoomBody <= 0 {
 		c.MaxRoomBody = DefaultMaxRoomBody
 	}
+	if c.RoomBodyPerMember <= 0 {
+		c.RoomBodyPerMember = DefaultRoomBodyPerMember
+	}
+	if c.MaxLargeRoomBody <= 0 {
+		c.MaxLargeRoomBody = DefaultMaxLargeRoomBody
+	}
+	c.MaxLargeRoomBody = max(c.MaxLargeRoomBody, c.MaxRoomBody)
 	if c.MaxVector <= 0 {
-		c.MaxVector = int(c.MaxRoomBody)
+		c.MaxVector = int(c.MaxLargeRoomBody)
 	}
 	if c.MaxMessageBody <= 0 {
 		c.MaxMessageBody = DefaultMaxMessageBody

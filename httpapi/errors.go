@@ -49,7 +49,7 @@ func kindOfStatus(status int) string {
 	switch status {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return kindNotAllowed
-	case http.StatusNotFound:
+	case http.StatusNotFound, http.StatusGone:
 		return kindNotFound
 	case http.StatusConflict:
 		return kindConflict

@@ -109,6 +109,7 @@ func NewFederation(cfg Config, backend Backend, peers Peers) http.Handler {
 		r.Path(path).Methods(rt.method).Name(rt.name).Handler(f.authenticated(handlers[rt.name], timeout))
 	}
 	r.Path(proto.RemoveClientsPath).Methods(http.MethodPost).Name(RouteRemoveClients).Handler(f.authenticated(f.removeClients, f.cfg.RequestTimeout))
+	r.Path(proto.WelcomeTreePath).Methods(http.MethodPost).Name(RouteFedWelcomeTree).Handler(f.authenticated(f.welcomeTree, f.cfg.RequestTimeout))
 	return f.cfg.withDeadlines(r)
 }
 
@@ -257,7 +258,8 @@ func (f *federation) roomCommand(t fsm.CommandType) fedHandler {
 		if err != nil {
 			return err
 		}
-		limit, check := f.cfg.MaxRoomBody, wire.Decoder(new(proto.UpdateRoomRequest))
+		update := new(proto.UpdateRoomRequest)
+		limit, check := hostedRoomBodyLimit(r, &f.cfg, f.backend, room, true), wire.Decoder(update)
 		switch t {
 		case fsm.CmdProvisional:
 			limit, check = f.cfg.MaxMessageBody, new(mls.Message)
@@ -270,6 +272,14 @@ func (f *federation) roomCommand(t fsm.CommandType) fedHandler {
 		}
 		if err := decode(body, check, f.cfg.MaxVector, t.String()+" body"); err != nil {
 			return err
+		}
+		if t == fsm.CmdUpdateRoom && update.RatchetTree.Representation == proto.TreeFull {
+			if refusal := byReference(update, f.cfg.MaxVector); refusal != nil {
+				return writeMIMI(w, http.StatusOK, refusal)
+			}
+			if body, err = wire.Marshal(update); err != nil {
+				return fmt.Errorf("re-encode updateRoom: %w", err)
+			}
 		}
 		res, err := f.apply(r, t, peer, &fsm.RoomBody{Room: room, Request: body})
 		if err != nil {
@@ -341,33 +351,19 @@ func (f *federation) fanout(w http.ResponseWriter, r *http.Request, peer string)
 // claimGroupInfo: POST /claimGroupInfo/{roomId}, answered from the latest
 // committed state (noSuchRoom when the room is not hosted here).
 func (f *federation) claimGroupInfo(w http.ResponseWriter, r *http.Request, peer string) error {
-	room, err := roomVar(r, "roomId", f.domain)
-	if err != nil {
-		return err
-	}
-	body, err := readBody(w, r, f.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
 	var req proto.GroupInfoRequest
-	if err := decode(body, &req, f.cfg.MaxVector, "GroupInfoRequest"); err != nil {
-		return err
-	}
-	var out []byte
-	err = f.backend.Read(r.Context(), true, func(s *fsm.State) error {
-		resp, ok := s.GroupInfo(room, peer, &req)
-		if !ok {
-			resp = &proto.GroupInfoResponse{Status: proto.GroupInfoNoSuchRoom}
-		}
-		var err error
-		out, err = wire.Marshal(resp)
-		return err
-	})
+	room, err := f.hostedRoomRequest(w, r, &req, "GroupInfoRequest")
 	if err != nil {
 		return err
 	}
-	writeRawMIMI(w, http.StatusOK, out)
-	return nil
+	if err := responseBudget(r); err != nil {
+		return err
+	}
+	resp, err := readGroupInfo(r, f.backend, room, peer, &req)
+	if err != nil {
+		return err
+	}
+	return writeGroupInfo(w, r, resp)
 }
 
 // identifierQuery: POST /identifierQuery/{domain} about local users.

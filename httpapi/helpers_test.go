@@ -41,6 +41,7 @@ type fakeBackend struct {
 	err     error             // returned by Apply and Read when set
 	applied []fsm.CommandType // every applied command, in order
 	index   uint64            // the applied commands' count, as log index
+	lastCmd []byte            // the last command applied, as logged
 	reads   []bool            // the linearizable flag of every read, in order
 	// changedCalls, when set, receives a value (without blocking) every
 	// time Changed is called: a long poll is about to wait.
@@ -89,6 +90,7 @@ func (b *fakeBackend) Propose(ctx context.Context, p *fsm.Proposal) (*fsm.Result
 		return nil, err
 	}
 	b.applied = append(b.applied, p.Type)
+	b.lastCmd = cmd
 	b.index++
 	res := b.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd, Index: b.index}).(*fsm.Result)
 	res.Index = b.index
@@ -178,6 +180,8 @@ type fakePeers struct {
 	update    proto.UpdateRoomResponse
 	groupInfo *proto.GroupInfoResponse
 	ident     *proto.IdentifierResponse
+	// tree answers WelcomeTree; nil answers 404.
+	tree func(room proto.URI, req *proto.WelcomeTreeRequest) (io.ReadCloser, int64, error)
 }
 
 func (p *fakePeers) record(c peerCall) error {
@@ -248,6 +252,16 @@ func (p *fakePeers) IdentifierQuery(_ context.Context, domain string, req *proto
 		return p.ident, nil
 	}
 	return &proto.IdentifierResponse{Code: proto.QueryNotFound}, nil
+}
+
+func (p *fakePeers) WelcomeTree(_ context.Context, room proto.URI, req *proto.WelcomeTreeRequest) (io.ReadCloser, int64, error) {
+	if err := p.record(peerCall{method: "WelcomeTree", room: room, body: req}); err != nil {
+		return nil, 0, err
+	}
+	if p.tree != nil {
+		return p.tree(room, req)
+	}
+	return nil, 0, &client.StatusError{Status: http.StatusNotFound, Message: "no such Welcome"}
 }
 
 func (p *fakePeers) setErr(err error) {

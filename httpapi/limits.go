@@ -94,6 +94,29 @@ type senderBytes struct {
 	sender string
 }
 
+// responseBudget refuses a request for a large answer (a ratchet tree, a
+// GroupInfo with its tree) while the requester's byte budget is in debt,
+// which chargeResponse puts it in.
+func responseBudget(r *http.Request) error {
+	if budget, metered := r.Context().Value(bytesKey{}).(senderBytes); metered {
+		if ok, wait := budget.table.Take(budget.sender, 0); !ok {
+			return overBudget(budget.sender, "byte", wait)
+		}
+	}
+	return nil
+}
+
+// chargeResponse takes n bytes of a large answer (a ratchet tree, a
+// GroupInfo with its tree) from the requester's byte budget once it was
+// written: a client or peer that fetches a room's tree again and again
+// runs into debt and gets 429 until its budget refills, as if it had sent
+// those bytes.
+func chargeResponse(r *http.Request, n int) {
+	if budget, metered := r.Context().Value(bytesKey{}).(senderBytes); metered {
+		budget.table.Charge(budget.sender, float64(n))
+	}
+}
+
 // admit takes one request from sender's budget and returns the request's
 // context, which carries the sender's byte budget to readBody.
 func (m *meter) admit(r *http.Request, sender string) (context.Context, error) {

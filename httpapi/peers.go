@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/mimihub/mimi-hub/mimi/client"
@@ -30,6 +31,9 @@ type Peers interface {
 	ReportAbuse(ctx context.Context, room proto.URI, report *proto.AbuseReport) error
 	// IdentifierQuery asks domain about its users.
 	IdentifierQuery(ctx context.Context, domain string, req *proto.IdentifierRequest) (*proto.IdentifierResponse, error)
+	// WelcomeTree asks the room's hub for the tree a Welcome's recipient
+	// needs: a body to stream to the client, and its length (-1 unknown).
+	WelcomeTree(ctx context.Context, room proto.URI, req *proto.WelcomeTreeRequest) (io.ReadCloser, int64, error)
 }
 
 // The real outbound client satisfies Peers.
@@ -75,6 +79,10 @@ func (noPeers) ClaimGroupInfo(context.Context, proto.URI, *proto.GroupInfoReques
 }
 
 func (noPeers) ReportAbuse(context.Context, proto.URI, *proto.AbuseReport) error { return errNoPeers }
+
+func (noPeers) WelcomeTree(context.Context, proto.URI, *proto.WelcomeTreeRequest) (io.ReadCloser, int64, error) {
+	return nil, 0, errNoPeers
+}
 
 func (noPeers) IdentifierQuery(context.Context, string, *proto.IdentifierRequest) (*proto.IdentifierResponse, error) {
 	return nil, errNoPeers

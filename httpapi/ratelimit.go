@@ -2,11 +2,11 @@ package httpapi
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/mimihub/mimi-hub/internal/budget"
 )
 
 // Rate is a token bucket's refill rate and size: Burst requests at once,
@@ -69,75 +69,16 @@ func (l RateLimits) withDefaults() RateLimits {
 	return l
 }
 
-// limiter is a table of token buckets, one per key, all with one Rate.
-type limiter struct {
-	rate    Rate
-	maxKeys int
-	now     func() time.Time
-
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	// swept is when a full table last looked for buckets to forget: at
-	// most once a second, so a flood of new keys cannot make every
-	// request scan the table.
-	swept time.Time
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
+// limiter is the strict token-bucket table of one Rate (internal/budget:
+// whole tokens; a full table forgets only refilled buckets and refuses new
+// keys until one did).
+type limiter = budget.Table
 
 func newLimiter(rate Rate, maxKeys int, now func() time.Time) *limiter {
-	return &limiter{rate: rate, maxKeys: maxKeys, now: now, buckets: map[string]*bucket{}}
-}
-
-// take spends one token of key's bucket, or says how long until one is
-// there.
-func (l *limiter) take(key string) (ok bool, retry time.Duration) {
-	if l == nil || l.rate.Burst < 0 {
-		return true, 0
+	if rate.Burst < 0 || rate.Every <= 0 {
+		return budget.NewStrict(budget.Limit{}, maxKeys, now) // off
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	b := l.buckets[key]
-	if b == nil {
-		if len(l.buckets) >= l.maxKeys && now.Sub(l.swept) >= time.Second {
-			l.swept = now
-			l.forgetFull(now)
-		}
-		if len(l.buckets) >= l.maxKeys {
-			return false, l.rate.Every
-		}
-		b = &bucket{tokens: float64(l.rate.Burst), at: now}
-		l.buckets[key] = b
-	}
-	l.refill(b, now)
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	wait := time.Duration((1 - b.tokens) * float64(l.rate.Every))
-	return false, wait
-}
-
-func (l *limiter) refill(b *bucket, now time.Time) {
-	if l.rate.Every > 0 && now.After(b.at) {
-		b.tokens = math.Min(float64(l.rate.Burst), b.tokens+float64(now.Sub(b.at))/float64(l.rate.Every))
-	}
-	b.at = now
-}
-
-// forgetFull drops the buckets that refilled completely: forgetting them
-// changes no answer.
-func (l *limiter) forgetFull(now time.Time) {
-	for k, b := range l.buckets {
-		l.refill(b, now)
-		if b.tokens >= float64(l.rate.Burst) {
-			delete(l.buckets, k)
-		}
-	}
+	return budget.NewStrict(budget.Limit{Rate: float64(time.Second) / float64(rate.Every), Burst: float64(rate.Burst)}, maxKeys, now)
 }
 
 // limited is a request over a rate limit: 429 with Retry-After.
@@ -170,7 +111,7 @@ type limitKey struct {
 // has none.
 func spend(what string, budgets ...limitKey) error {
 	for _, b := range budgets {
-		if ok, retry := b.l.take(b.key); !ok {
+		if ok, retry := b.l.Allow(b.key); !ok {
 			return limited(what, retry)
 		}
 	}

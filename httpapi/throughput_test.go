@@ -99,7 +99,7 @@ func TestReadYourWritesToken(t *testing.T) {
 	}
 }
 
-// TestBinaryBodies: a message sent as message/mls and a commit as
+// TestBinaryBodies: a message and a commit sent as
 // application/mimi are taken as their JSON forms are, and stored as they
 // came; what does not decode is refused as JSON's is.
 func TestBinaryBodies(t *testing.T) {
@@ -107,7 +107,7 @@ func TestBinaryBodies(t *testing.T) {
 	alice := e.register("alice", "phone")
 	id := e.createRoom(alice, "r")
 	hi, _ := alice.group.Encrypt([]byte("hi"), room.SenderHint(alice.uri))
-	want(t, e.apiDo(http.MethodPost, roomPath(id, "messages"), alice.token, wire.MustMarshal(hi), "Content-Type", contentTypeMLS), http.StatusOK, "a binary message")
+	want(t, e.apiDo(http.MethodPost, roomPath(id, "messages"), alice.token, wire.MustMarshal(hi), "Content-Type", mimiContentType), http.StatusOK, "a binary message")
 	e.b.read(func(s *fsm.State) {
 		if info, _ := s.Room(id); info.Sequence != 1 {
 			t.Fatalf("room sequence %d after one message", info.Sequence)
@@ -132,8 +132,8 @@ func TestBinaryBodies(t *testing.T) {
 		name, path, ct string
 		body           []byte
 	}{
-		{"a message that does not decode", roomPath(id, "messages"), contentTypeMLS, []byte{0, 1, 2}},
-		{"a commit as message", roomPath(id, "messages"), contentTypeMLS, wire.MustMarshal(b.Commit)},
+		{"a message that does not decode", roomPath(id, "messages"), mimiContentType, []byte{0, 1, 2}},
+		{"a commit as message", roomPath(id, "messages"), mimiContentType, wire.MustMarshal(b.Commit)},
 		{"a bundle that does not decode", roomPath(id, "commit"), mimiContentType, []byte{0, 1, 2}},
 		{"a bundle of a proposal", roomPath(id, "commit"), mimiContentType, wire.MustMarshal(&proto.UpdateRoomRequest{Message: prop})},
 	} {

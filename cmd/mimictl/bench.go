@@ -45,6 +45,9 @@ const (
 // Bench limits: every loop is bounded.
 const (
 	maxBenchSenders = 512
+	// maxBenchPeers bounds -peers: each is a fake provider with its own
+	// certificate.
+	maxBenchPeers = 200
 	// benchSetupLimit bounds registering, creating rooms and joining for
 	// one level.
 	benchSetupLimit = 3 * time.Minute
@@ -82,6 +85,7 @@ type benchOptions struct {
 	failover   int
 	hubBinary  string
 	hubArgs    []string
+	members    []int // rooms mode: room sizes
 	soak       time.Duration
 	report     time.Duration
 	// The side-by-side mode (benchbaseline.go).
@@ -112,6 +116,19 @@ row: senders, operations, errors, throughput and latency percentiles.
                   (wrongEpoch, counted in the "refused" column) and its
                   sender catches up before trying again
   -mode messages,commits  both, one table each
+  -mode rooms     large rooms (needs -inprocess): for each size in
+                  -members, a fresh provider; the room is built with Add
+                  commits of 1000 members (Welcomes without the tree),
+                  then one member of every block of 32 leaves commits a
+                  path (a room whose members have committed over time);
+                  then the median of 15 adds of one member, 15 empty
+                  commits with an UpdatePath by random members and 15
+                  messages, the longest FSM lock hold of a snapshot, the
+                  room's heap per member, and the time to restart the
+                  provider until ready. One row per size; with -json one
+                  object per size with the keys members, add_e2e_ms,
+                  add_entry_bytes, commit_e2e_ms, message_e2e_ms,
+                  snapshot_block_ms, restart_ready_ms, bytes_per_member
 
 Latency is measured around the mimi/client call: encryption or commit
 creation, the HTTPS request and the provider's Raft commit. With
@@ -160,6 +177,7 @@ end. With retention reached, memory and snapshots must stay flat.`,
 			fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each level runs (0: until -ops)")
 			fs.IntVar(&o.ops, "ops", 0, "end each level after this many operations (0: run for -duration)")
 			fs.IntVar(&o.roomSize, "room-size", 16, "messages mode: senders per room")
+			members := fs.String("members", "1000,10000,100000", "rooms mode: comma-separated room `sizes`, one row each")
 			fs.IntVar(&o.size, "size", 64, "messages mode: message size in bytes")
 			fs.IntVar(&o.failover, "failover", 0, "measure leader failover this many `times` with mimi-hub processes instead")
 			fs.StringVar(&o.hubBinary, "hub-binary", "", "mimi-hub executable for -failover (default: mimi-hub beside mimictl, else in $PATH)")
@@ -191,13 +209,16 @@ end. With retention reached, memory and snapshots must stay flat.`,
 					}
 				}
 				var err error
-				if o.senders, err = parseCounts(*senders); err != nil {
+				if o.senders, err = parseCounts(*senders, 1, maxBenchSenders); err != nil {
 					return usagef("bench", "bench: -senders: %v", err)
 				}
 				if o.baseline && slices.Contains(o.modes, benchFanout) {
-					if o.peers, err = parseCounts(*peers); err != nil {
+					if o.peers, err = parseCounts(*peers, 1, maxBenchPeers); err != nil {
 						return usagef("bench", "bench: -peers: %v", err)
 					}
+				}
+				if o.members, err = parseCounts(*members, 2, maxBenchRoomMembers); err != nil {
+					return usagef("bench", "bench: -members: %v", err)
 				}
 				if err := o.check(); err != nil {
 					return err
@@ -212,6 +233,9 @@ end. With retention reached, memory and snapshots must stay flat.`,
 						return fmt.Errorf("bench: -cpuprofile: %w", err)
 					}
 					defer pprof.StopCPUProfile()
+				}
+				if slices.Contains(o.modes, benchRooms) {
+					return explain(e.benchRoomsRun(ctx, o))
 				}
 				if o.failover > 0 {
 					return explain(e.benchFailover(ctx, o))
@@ -231,9 +255,18 @@ end. With retention reached, memory and snapshots must stay flat.`,
 // check validates the options' combination.
 func (o *benchOptions) check() error {
 	for _, m := range o.modes {
-		if m != benchMessages && m != benchCommits && (m != benchFanout || !o.baseline) {
-			return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated; %s too with -baseline)", benchMessages, benchCommits, benchFanout)
+		if m != benchMessages && m != benchCommits && m != benchRooms && (m != benchFanout || !o.baseline) {
+			return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated; %s too with -baseline), or %s", benchMessages, benchCommits, benchFanout, benchRooms)
 		}
+	}
+	if slices.Contains(o.modes, benchRooms) {
+		switch {
+		case len(o.modes) > 1:
+			return usagef("bench", "bench: -mode %s runs alone", benchRooms)
+		case !o.inprocess || o.cluster > 0 || o.failover > 0:
+			return usagef("bench", "bench: -mode %s needs -inprocess (a single node it snapshots and restarts)", benchRooms)
+		}
+		return nil
 	}
 	cluster := o.cluster > 0 || len(o.opsURLs) > 0
 	switch {
@@ -310,13 +343,13 @@ func splitList(s string) []string {
 	return out
 }
 
-// parseCounts reads "1,16,64".
-func parseCounts(s string) ([]int, error) {
+// parseCounts reads "1,16,64", each between lo and hi.
+func parseCounts(s string, lo, hi int) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > maxBenchSenders {
-			return nil, fmt.Errorf("%q is not a number between 1 and %d", f, maxBenchSenders)
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%q is not a number between %d and %d", f, lo, hi)
 		}
 		out = append(out, n)
 	}

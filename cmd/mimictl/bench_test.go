@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -209,7 +211,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "-inprocess", "-cluster", "3", "-via", "sideways"}, "-via must be leader, followers or both"},
 		{[]string{"bench", "-server", "https://a,https://b", "-ops-url", "http://a"}, "-ops-url lists 1 URLs for 2 -server URLs"},
 		{[]string{"bench", "-mode", "messages,fanout"}, "-mode must be messages or commits"},
-		{[]string{"bench", "-hub-args", "-x"}, "go with -failover or -soak"},
+		{[]string{"bench", "-hub-args", "-x"}, "go with -failover, -soak or -baseline"},
 		{[]string{"bench", "-soak", "1m", "-failover", "1"}, "drop -failover"},
 		{[]string{"bench", "-soak", "1m", "-senders", "1,2"}, "one number of -senders"},
 		{[]string{"bench", "-soak", "1m", "-senders", "8", "-report", "2m"}, "-report must be between 1s and -soak"},
@@ -220,5 +222,43 @@ func TestBenchUsage(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
 		}
+	}
+}
+
+// TestBenchRooms runs the rooms mode on two small rooms with -json: one
+// object per size with exactly the keys, every figure measured
+// (a new member joined each room from a Welcome without the tree, or the
+// level fails), the Raft entry of an add small.
+func TestBenchRooms(t *testing.T) {
+	code, out, errOut := runCLI(t, "-json", "bench", "-inprocess", "-mode", "rooms", "-members", "40,70")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	keys := []string{"add_e2e_ms", "add_entry_bytes", "bytes_per_member", "commit_e2e_ms", "members", "message_e2e_ms", "restart_ready_ms", "snapshot_block_ms"}
+	var sizes []int
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var row map[string]float64
+		if err := dec.Decode(&row); err != nil {
+			t.Fatalf("%v in:\n%s", err, out)
+		}
+		if got := slices.Sorted(maps.Keys(row)); !slices.Equal(got, keys) {
+			t.Fatalf("keys %q, want %q", got, keys)
+		}
+		for k, v := range row {
+			if v <= 0 {
+				t.Errorf("%s = %v, want a measured figure", k, v)
+			}
+		}
+		if row["add_entry_bytes"] > 64<<10 {
+			t.Errorf("an add's Raft entry is %v bytes", row["add_entry_bytes"])
+		}
+		sizes = append(sizes, int(row["members"]))
+	}
+	if !slices.Equal(sizes, []int{40, 70}) {
+		t.Fatalf("sizes %v, want 40 and 70", sizes)
+	}
+	if code, _, errOut := runCLI(t, "bench", "-mode", "rooms"); code == 0 || !strings.Contains(errOut, "-inprocess") {
+		t.Fatalf("rooms without -inprocess: exit %d, %s", code, errOut)
 	}
 }

@@ -5,6 +5,13 @@
 // refused only while the bucket is in debt, with the time until it is
 // not. The table forgets full buckets first when it is full: a full
 // bucket and a new one are the same.
+//
+// A strict table (NewStrict) guards credentials: password attempts, link
+// codes, registrations. It counts whole tokens (Allow: one if the bucket
+// holds one, no debt) and, when full, forgets only buckets that refilled
+// completely, at most once a second, refusing new keys while there are
+// none: forgetting a key with spent tokens would give whoever spent them a
+// fresh budget, and a flood of new keys must not buy that.
 package budget
 
 import (
@@ -24,9 +31,14 @@ type Table struct {
 	limit   Limit
 	maxKeys int
 	now     func() time.Time
+	strict  bool
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
+	// swept is when a full strict table last looked for buckets to
+	// forget: at most once a second, so that a flood of new keys cannot
+	// make every request scan the table.
+	swept time.Time
 }
 
 type bucket struct {
@@ -49,6 +61,39 @@ func New(limit Limit, maxKeys int, now func() time.Time) *Table {
 	return &Table{limit: limit, maxKeys: maxKeys, now: now, buckets: map[string]*bucket{}}
 }
 
+// NewStrict returns a strict table (see the package comment) for limit,
+// holding at most maxKeys buckets (DefaultMaxKeys if 0).
+func NewStrict(limit Limit, maxKeys int, now func() time.Time) *Table {
+	t := New(limit, maxKeys, now)
+	t.strict = true
+	return t
+}
+
+// Allow takes one whole token from key's bucket if it holds one; otherwise
+// it takes nothing and returns false and how long until the bucket holds
+// one (for a new key refused by a full strict table: one token's time).
+func (t *Table) Allow(key string) (ok bool, retryAfter time.Duration) {
+	if t == nil || t.limit.Rate <= 0 {
+		return true, 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.refill(key, t.now())
+	if b == nil {
+		return false, t.tokenTime(1)
+	}
+	if b.tokens < 1 {
+		return false, t.tokenTime(1 - b.tokens)
+	}
+	b.tokens--
+	return true, 0
+}
+
+// tokenTime is how long the bucket takes to earn n tokens.
+func (t *Table) tokenTime(n float64) time.Duration {
+	return time.Duration(n / t.limit.Rate * float64(time.Second))
+}
+
 // Take takes n tokens from key's bucket. While the bucket is in debt it
 // takes nothing and returns false and how long until the bucket is out of
 // debt.
@@ -58,10 +103,12 @@ func (t *Table) Take(key string, n float64) (ok bool, retryAfter time.Duration) 
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	b := t.refill(key, now)
+	b := t.refill(key, t.now())
+	if b == nil {
+		return false, t.tokenTime(n)
+	}
 	if b.tokens < 0 {
-		return false, time.Duration(-b.tokens / t.limit.Rate * float64(time.Second))
+		return false, t.tokenTime(-b.tokens)
 	}
 	b.tokens -= n
 	return true, 0
@@ -75,15 +122,21 @@ func (t *Table) Charge(key string, n float64) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.refill(key, t.now()).tokens -= n
+	if b := t.refill(key, t.now()); b != nil {
+		b.tokens -= n
+	}
 }
 
-// refill returns key's bucket with what it earned since it was last used.
+// refill returns key's bucket with what it earned since it was last used,
+// or nil when key is new and a full strict table has no room for it.
 func (t *Table) refill(key string, now time.Time) *bucket {
 	b := t.buckets[key]
 	if b == nil {
 		if len(t.buckets) >= t.maxKeys {
 			t.evict(now)
+		}
+		if len(t.buckets) >= t.maxKeys {
+			return nil
 		}
 		b = &bucket{tokens: t.limit.Burst, at: now}
 		t.buckets[key] = b
@@ -97,12 +150,22 @@ func (t *Table) refill(key string, now time.Time) *bucket {
 }
 
 // evict forgets the full buckets, and if none is full, a tenth of the
-// table (map order: whichever).
+// table (map order: whichever). A strict table forgets only full buckets,
+// and looks at most once a second.
 func (t *Table) evict(now time.Time) {
+	if t.strict {
+		if now.Sub(t.swept) < time.Second {
+			return
+		}
+		t.swept = now
+	}
 	for k, b := range t.buckets {
 		if b.tokens+now.Sub(b.at).Seconds()*t.limit.Rate >= t.limit.Burst {
 			delete(t.buckets, k)
 		}
+	}
+	if t.strict {
+		return
 	}
 	for k := range t.buckets {
 		if len(t.buckets) < t.maxKeys*9/10 {

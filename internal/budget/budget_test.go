@@ -114,3 +114,38 @@ func TestUnlimited(t *testing.T) {
 		}
 	}
 }
+
+// TestStrictKeepsSpentKeys: a strict table counts whole tokens, and a
+// flood of new keys cannot make it forget a key that spent its budget
+// (that would hand the spender a fresh one); it refuses the new keys
+// instead, until buckets refilled.
+func TestStrictKeepsSpentKeys(t *testing.T) {
+	c := newClock()
+	tb := NewStrict(Limit{Rate: 0.1, Burst: 2}, 3, c.now)
+	for i := range 2 {
+		if ok, _ := tb.Allow("victim"); !ok {
+			t.Fatalf("attempt %d of the burst refused", i)
+		}
+	}
+	if ok, wait := tb.Allow("victim"); ok || !near(wait, 10*time.Second) {
+		t.Fatalf("a third attempt: %v, wait %s; want refused, 10s", ok, wait)
+	}
+	refused := 0
+	for i := range 100 {
+		if ok, _ := tb.Allow(fmt.Sprint("flood", i)); !ok {
+			refused++
+		}
+	}
+	if refused != 98 || tb.Len() != 3 {
+		t.Fatalf("the flood: %d of 100 new keys refused, %d buckets; want 98 refused, 3 buckets", refused, tb.Len())
+	}
+	if ok, _ := tb.Allow("victim"); ok {
+		t.Fatal("the spent key got a fresh budget during the flood")
+	}
+	// Once every bucket refilled (and a second passed since the last
+	// look), new keys fit again.
+	c.advance(time.Minute)
+	if ok, _ := tb.Allow("late"); !ok {
+		t.Fatal("a new key refused after the table refilled")
+	}
+}

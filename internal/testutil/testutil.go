@@ -24,11 +24,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -253,6 +255,13 @@ func (p *Provider) stop() error {
 	defer cancel()
 	err := p.hub.Close(ctx)
 	p.hub = nil
+	if err != nil && ctx.Err() != nil {
+		// A stop that outlives Wait is a hang to diagnose: say where every
+		// goroutine of the test binary waits.
+		var stacks bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		err = fmt.Errorf("%w\ngoroutines when the stop timed out:\n%s", err, stacks.Bytes()[:min(stacks.Len(), 256<<10)])
+	}
 	return err
 }
 

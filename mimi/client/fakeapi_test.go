@@ -48,6 +48,7 @@ type fakeAPI struct {
 	notify      chan struct{}
 	now         time.Time
 	hubKeys     *room.HubKeys
+	treeFetches int // Welcome trees served
 }
 
 type fakeClient struct {
@@ -111,6 +112,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	mux.HandleFunc("POST /v1/rooms/{hub}/{room}/proposals", f.auth(f.proposals))
 	mux.HandleFunc("POST /v1/rooms/{hub}/{room}/messages", f.auth(f.message))
 	mux.HandleFunc("POST /v1/rooms/{hub}/{room}/groupinfo", f.auth(f.groupInfo))
+	mux.HandleFunc("GET /v1/rooms/{hub}/{room}/tree", f.auth(f.welcomeTree))
 	mux.HandleFunc("PUT /v1/rooms/{hub}/{room}/subscription", f.auth(f.subscribe))
 	mux.HandleFunc("DELETE /v1/rooms/{hub}/{room}/subscription", f.auth(f.unsubscribe))
 	mux.HandleFunc("POST /v1/rooms/{hub}/{room}/abuse", f.auth(f.abuse))
@@ -593,11 +595,17 @@ func (f *fakeAPI) commit(w http.ResponseWriter, r *http.Request, c *fakeClient) 
 	if !ok {
 		return
 	}
-	if r.Header.Get("Content-Type") == ContentTypeMIMI {
-		raw, _ := io.ReadAll(r.Body)
+	if r.Header.Get("Content-Type") == "application/mimi" {
+		data, err := io.ReadAll(r.Body)
 		body := new(proto.UpdateRoomRequest)
-		if err := wire.Unmarshal(raw, body); err != nil || !body.IsCommit() {
-			writeErr(w, http.StatusBadRequest, "invalid", fmt.Sprintf("commit bundle: %v", err))
+		if err == nil {
+			err = wire.Unmarshal(data, body)
+		}
+		if err == nil && !body.IsCommit() {
+			err = errors.New("not a commit")
+		}
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, "invalid", err.Error())
 			return
 		}
 		f.update(w, rm, &room.UpdateRoom{From: fakeDomain, Body: body})
@@ -668,7 +676,7 @@ func (f *fakeAPI) message(w http.ResponseWriter, r *http.Request, c *fakeClient)
 	var in struct {
 		Message []byte `json:"message"`
 	}
-	if r.Header.Get("Content-Type") == ContentTypeMLS {
+	if r.Header.Get("Content-Type") == ContentTypeMIMI {
 		in.Message, _ = io.ReadAll(r.Body)
 	} else if !decodeJSON(w, r, &in) {
 		return
@@ -704,7 +712,33 @@ func (f *fakeAPI) groupInfo(w http.ResponseWriter, r *http.Request, c *fakeClien
 	for _, p := range gi.PendingProposals {
 		pending = append(pending, wire.MustMarshal(p))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "group_info": wire.MustMarshal(gi.GroupInfo), "ratchet_tree": gi.RatchetTree.Tree, "pending_proposals": pending})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "group_info": wire.MustMarshal(gi.GroupInfo), "ratchet_tree": gi.RatchetTree.Bytes(), "pending_proposals": pending})
+}
+
+func (f *fakeAPI) fetchedTrees() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.treeFetches
+}
+
+func (f *fakeAPI) welcomeTree(w http.ResponseWriter, r *http.Request, c *fakeClient) {
+	rm, ok := f.hosted(w, r)
+	if !ok {
+		return
+	}
+	ref, err := base64.RawURLEncoding.DecodeString(r.URL.Query().Get("keypackage"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	view, err := rm.WelcomeTree(fakeDomain, c.uri, ref)
+	if err != nil {
+		writeErr(w, http.StatusNotFound, "not_found", err.Error())
+		return
+	}
+	f.treeFetches++
+	w.Header().Set("Content-Type", "application/mimi")
+	_, _ = view.WriteTo(w)
 }
 
 func (f *fakeAPI) subscribe(w http.ResponseWriter, r *http.Request, c *fakeClient) {

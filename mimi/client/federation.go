@@ -381,6 +381,60 @@ func (f *Federation) DownloadFile(ctx context.Context, hub string, assetURL stri
 	return &limitedBody{r: resp.Body, left: f.cfg.MaxDownload, limit: f.cfg.MaxDownload, cancel: cancel}, nil
 }
 
+// WelcomeTree fetches from the room's hub the ratchet tree a Welcome's
+// recipient needs (POST /welcomeTree/{roomId}, DECISIONS.md item 5): the
+// tree in wire form, as a body the caller reads and closes, with its
+// announced length (-1 if none). It is not read here, so a provider
+// relays a large tree to its client without holding it; reading past
+// MaxResponse fails with ErrResponseTooLarge. The Timeout covers the wait
+// for the answer's headers; the transfer is bounded by ctx.
+func (f *Federation) WelcomeTree(ctx context.Context, room proto.URI, req *proto.WelcomeTreeRequest) (io.ReadCloser, int64, error) {
+	hub, id, err := roomParts(room)
+	if err != nil {
+		return nil, 0, fmt.Errorf("mimi welcomeTree: %w", err)
+	}
+	op := "welcomeTree " + string(room)
+	method, u, err := f.endpoint(ctx, hub, proto.WelcomeTree, map[string]string{"roomId": id})
+	if err != nil {
+		return nil, 0, fmt.Errorf("mimi %s to %s: %w", op, hub, err)
+	}
+	data, err := wire.Marshal(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("mimi %s: encoding the request: %w", op, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(f.cfg.Timeout, cancel)
+	hreq, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(data))
+	if err != nil {
+		timer.Stop()
+		cancel()
+		return nil, 0, fmt.Errorf("mimi %s to %s: %w", op, hub, err)
+	}
+	hreq.Header.Set("Content-Type", ContentTypeMIMI)
+	hreq.Header.Set("Accept", ContentTypeMIMI)
+	resp, err := f.hc.Do(hreq)
+	timer.Stop()
+	if err != nil {
+		cancel()
+		return nil, 0, fmt.Errorf("mimi %s to %s: %w", op, hub, &TransportError{Method: method, URL: u.Redacted(), Err: err})
+	}
+	fail := func(err error) (io.ReadCloser, int64, error) {
+		resp.Body.Close()
+		cancel()
+		return nil, 0, fmt.Errorf("mimi %s to %s: %w", op, hub, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fail(statusError(resp, f.cfg.Now()))
+	}
+	if err := checkContentType(resp.Header.Get("Content-Type"), ContentTypeMIMI); err != nil {
+		return fail(err)
+	}
+	if resp.ContentLength > f.cfg.MaxResponse {
+		return fail(fmt.Errorf("%w: %d bytes announced, the limit is %d", ErrResponseTooLarge, resp.ContentLength, f.cfg.MaxResponse))
+	}
+	return &limitedBody{r: resp.Body, left: f.cfg.MaxResponse, limit: f.cfg.MaxResponse, cancel: cancel}, resp.ContentLength, nil
+}
+
 // roomCall sends a request about a room to its hub.
 func (f *Federation) roomCall(ctx context.Context, p proto.Primitive, room proto.URI, body wire.Encoder, h http.Header, out wire.Decoder) error {
 	hub, id, err := roomParts(room)
@@ -499,6 +553,8 @@ func defaultEndpoint(p proto.Primitive) (method, path string) {
 		return http.MethodPost, "/identifierQuery/{domain}"
 	case proto.RemoveClients:
 		return http.MethodPost, proto.RemoveClientsPath
+	case proto.WelcomeTree:
+		return http.MethodPost, proto.WelcomeTreePath
 	}
 	return "", ""
 }

@@ -577,7 +577,10 @@ func (m *Member) AddUsers(ctx context.Context, r proto.URI, users []proto.UserRo
 		return fmt.Errorf("add users to %s: %w", r, err)
 	}
 	patch := &proto.ParticipantListPatch{AddUsers: users}
-	return m.commit(ctx, r, mr, "add users", mls.CommitOptions{Proposals: append([]*mls.Proposal{patch.Proposal()}, adds...), WelcomeRatchetTree: true})
+	// The Welcome carries no tree: the new members fetch it by reference
+	// from the hub (a full tree would make the Welcome, and the hub's log
+	// entry, O(members)).
+	return m.commit(ctx, r, mr, "add users", mls.CommitOptions{Proposals: append([]*mls.Proposal{patch.Proposal()}, adds...)})
 }
 
 // KeyMaterialError reports users whose KeyPackages could not be claimed.

@@ -92,11 +92,13 @@ func TestMemberScenario(t *testing.T) {
 		t.Fatal("created the room twice")
 	}
 
-	// Alice adds Bob (both his clients join from the Welcome).
+	// Alice adds Bob (both his clients join from the Welcome, which
+	// carries no tree: each fetches the tree by reference).
 	must(t, alice.AddUsers(ctx, r, []proto.UserRoles{{User: bob1.User(), Roles: []proto.Role{proto.RoleRegularUser}}}), "add Bob")
 	if ev := syncOK(t, alice); len(ev) != 0 {
 		t.Fatalf("alice sees her own commit: [%s]", kinds(ev))
 	}
+	fetched := f.fetchedTrees()
 	for _, b := range []*Member{bob1, bob2} {
 		ev := syncOK(t, b)
 		if len(ev) != 1 || ev[0].Kind != EventJoined || ev[0].Room != r || ev[0].Epoch != 1 {
@@ -105,6 +107,9 @@ func TestMemberScenario(t *testing.T) {
 		if b.KeyPackages() != 2 {
 			t.Fatalf("%s kept %d KeyPackages, want the unused and the last-resort one", b.Client(), b.KeyPackages())
 		}
+	}
+	if n := f.fetchedTrees() - fetched; n != 2 {
+		t.Fatalf("%d Welcome trees fetched, want one per client of Bob", n)
 	}
 	members, _ := alice.Members(r)
 	if len(members) != 3 {

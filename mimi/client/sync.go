@@ -341,9 +341,10 @@ func (m *Member) joinWelcome(ctx context.Context, it *StreamItem, msg *mls.Messa
 	w := msg.Welcome
 	var bundle *mls.KeyPackageBundle
 	var ref string
-	for _, s := range w.Secrets {
-		if b, ok := m.keyPackages[hex.EncodeToString(s.NewMember)]; ok {
-			bundle, ref = b, hex.EncodeToString(s.NewMember)
+	var s mls.EncryptedGroupSecrets
+	for _, sec := range w.Secrets {
+		if b, ok := m.keyPackages[hex.EncodeToString(sec.NewMember)]; ok {
+			bundle, ref, s = b, hex.EncodeToString(sec.NewMember), sec
 			break
 		}
 	}
@@ -351,16 +352,24 @@ func (m *Member) joinWelcome(ctx context.Context, it *StreamItem, msg *mls.Messa
 		return nil, errors.New("the Welcome names none of this member's KeyPackages")
 	}
 	g, err := mls.JoinFromWelcome(w, bundle, nil, m.groupOptions())
+	if errors.Is(err, mls.ErrInvalidTree) {
+		// The Welcome came without the ratchet tree (byReference): fetch
+		// the tree of its epoch from the hub.
+		tree, terr := m.api.WelcomeTree(ctx, it.Room, s.NewMember)
+		if terr != nil {
+			// A hub without tree fetches (one that implements only
+			// the seed) has at least the current epoch's tree, which
+			// is the Welcome's if nobody committed since.
+			resp, cerr := m.api.ClaimGroupInfo(ctx, it.Room, m.signer.PublicKey())
+			if cerr != nil || resp.Status != proto.GroupInfoSuccess || resp.RatchetTree.Tree == nil {
+				return nil, fmt.Errorf("joining %s: the Welcome has no tree and fetching it failed: %w", it.Room, terr)
+			}
+			tree = resp.RatchetTree.Tree
+		}
+		g, err = mls.JoinFromWelcome(w, bundle, tree, m.groupOptions())
+	}
 	if err != nil {
-		// The Welcome may lack the ratchet tree: fetch it with the
-		// GroupInfo.
-		resp, cerr := m.api.ClaimGroupInfo(ctx, it.Room, m.signer.PublicKey())
-		if cerr != nil || resp.Status != proto.GroupInfoSuccess || resp.RatchetTree.Tree == nil {
-			return nil, fmt.Errorf("joining %s: %w", it.Room, err)
-		}
-		if g, err = mls.JoinFromWelcome(w, bundle, resp.RatchetTree.Tree, m.groupOptions()); err != nil {
-			return nil, fmt.Errorf("joining %s: %w", it.Room, err)
-		}
+		return nil, fmt.Errorf("joining %s: %w", it.Room, err)
 	}
 	if !bytes.Equal(g.GroupID(), []byte(it.Room)) {
 		return nil, fmt.Errorf("the Welcome delivered for %s is for group %q", it.Room, g.GroupID())

@@ -109,9 +109,6 @@ type User struct {
 	// read-your-writes token every read carries (Mimi-Min-Index), so no
 	// node answers from a state older than what this client saw.
 	index atomic.Uint64
-	// jsonOnly is set once the provider refused a binary body
-	// (BinaryBodies) and took the same request as JSON.
-	jsonOnly atomic.Bool
 }
 
 // Read-your-writes headers (httpapi/openapi.yaml).
@@ -277,22 +274,23 @@ type apiCall struct {
 	path   string // escaped
 	query  url.Values
 	body   any // JSON; nil for none
-	// raw, when set, is sent instead of body, with media type rawType;
-	// a provider that refuses it (400 or 415) is sent body as JSON, and
-	// is sent JSON from then on.
-	raw     []byte
-	rawType string
-	out     any // JSON answer; nil when none is expected
-	noAuth  bool
+	out    any // JSON answer; nil when none is expected
+	noAuth bool
 	// header holds extra request headers.
 	header http.Header
 	// extraTimeout lengthens the attempt timeout (long polls).
 	extraTimeout time.Duration
+	// mimiBody, when set, is the request body, sent as application/mimi
+	// (the TLS encoding of a big MLS object) instead of JSON.
+	mimiBody []byte
+	// mimiOut, when set, receives an application/mimi answer whole
+	// (bounded by MaxResponse) instead of out's JSON.
+	mimiOut *[]byte
 }
 
 // do sends c, retrying as UserConfig says.
 func (u *User) do(ctx context.Context, c apiCall) error {
-	var body []byte
+	body := c.mimiBody
 	if c.body != nil {
 		var err error
 		if body, err = json.Marshal(c.body); err != nil {
@@ -312,26 +310,11 @@ func (u *User) do(ctx context.Context, c apiCall) error {
 			return fmt.Errorf("%s: idempotency key longer than %d bytes", c.op, maxIdempotencyKey)
 		}
 	}
-	payload, contentType := body, "application/json"
-	binary := c.raw != nil && !u.jsonOnly.Load()
-	if binary {
-		payload, contentType = c.raw, c.rawType
-	}
 	backoff := u.cfg.RetryBackoff
 	for try := 1; ; try++ {
-		err := u.once(ctx, c, payload, contentType, key)
+		err := u.once(ctx, c, body, key)
 		if err == nil {
 			return nil
-		}
-		var se *StatusError
-		if binary && errors.As(err, &se) && (se.Status == http.StatusBadRequest || se.Status == http.StatusUnsupportedMediaType) {
-			// A provider that takes JSON only refused the binary body;
-			// nothing was applied. Send JSON, from now on if it works.
-			binary, payload, contentType = false, body, "application/json"
-			if err = u.once(ctx, c, payload, contentType, key); err == nil {
-				u.jsonOnly.Store(true)
-				return nil
-			}
 		}
 		if try >= u.cfg.Tries || !retryableCall(err) || ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", c.op, err)
@@ -365,8 +348,8 @@ func retryableCall(err error) bool {
 	return IsRetryable(err)
 }
 
-// once sends one attempt of body, of media type contentType.
-func (u *User) once(ctx context.Context, c apiCall, body []byte, contentType, key string) error {
+// once sends one attempt.
+func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout+c.extraTimeout)
 	defer cancel()
 	target := u.base + c.path
@@ -381,10 +364,17 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, contentType, ke
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", contentType)
+	switch {
+	case c.mimiBody != nil:
+		req.Header.Set("Content-Type", ContentTypeMIMI)
+	case body != nil:
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
+	if c.mimiOut != nil {
+		req.Header.Set("Accept", ContentTypeMIMI)
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
 	if idx := u.index.Load(); idx > 0 && c.method == http.MethodGet {
 		req.Header.Set(HeaderMinIndex, strconv.FormatUint(idx, 10))
 	}
@@ -413,11 +403,11 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, contentType, ke
 	if resp.StatusCode/100 != 2 {
 		return statusError(resp, u.cfg.Now())
 	}
-	if c.out == nil {
+	if c.out == nil && c.mimiOut == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
 	}
-	if err := u.decodeAnswer(resp, c.out); err != nil {
+	if err := u.decodeAnswer(resp, c.out, c.mimiOut); err != nil {
 		var te *TransportError
 		if errors.As(err, &te) {
 			te.Method, te.URL = c.method, c.path
@@ -428,12 +418,17 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, contentType, ke
 	return nil
 }
 
-// decodeAnswer reads a 2xx JSON answer into out.
-func (u *User) decodeAnswer(resp *http.Response, out any) error {
+// decodeAnswer reads a 2xx JSON answer into out, or an application/mimi
+// answer into mimiOut.
+func (u *User) decodeAnswer(resp *http.Response, out any, mimiOut *[]byte) error {
 	if resp.StatusCode == http.StatusNoContent {
 		return fmt.Errorf("HTTP %d without the expected body", resp.StatusCode)
 	}
-	if err := checkContentType(resp.Header.Get("Content-Type"), "application/json"); err != nil {
+	want := "application/json"
+	if mimiOut != nil {
+		want = ContentTypeMIMI
+	}
+	if err := checkContentType(resp.Header.Get("Content-Type"), want); err != nil {
 		return err
 	}
 	if resp.ContentLength > u.cfg.MaxResponse {
@@ -445,6 +440,10 @@ func (u *User) decodeAnswer(resp *http.Response, out any) error {
 			return err
 		}
 		return &TransportError{Err: fmt.Errorf("reading the answer: %w", err)}
+	}
+	if mimiOut != nil {
+		*mimiOut = data
+		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decoding the answer: %w", err)

@@ -232,61 +232,59 @@ func TestUserWire(t *testing.T) {
 	if got.Method != "POST" || got.URL.Path != "/v1/rooms/a.example/clubhouse/commit" {
 		t.Fatalf("commit sent to %s %s", got.Method, got.URL.Path)
 	}
-	// A commit goes as the UpdateRoomRequest itself.
-	if got.Header.Get("Authorization") != "Bearer "+tok || got.Header.Get("Content-Type") != ContentTypeMIMI ||
+	if got.Header.Get("Authorization") != "Bearer "+tok || got.Header.Get("Content-Type") != "application/mimi" ||
 		got.Header.Get("Accept") != "application/json" || got.Header.Get(HeaderIdempotencyKey) == "" {
 		t.Fatalf("headers %v", got.Header)
 	}
-	want := wire.MustMarshal(&proto.UpdateRoomRequest{Message: fx.commit.Message, GroupInfo: fx.commit.GroupInfo,
+	// The commit travels as its UpdateRoomRequest, the tree by reference.
+	wantBody := wire.MustMarshal(&proto.UpdateRoomRequest{Message: fx.commit.Message, GroupInfo: fx.commit.GroupInfo,
 		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}})
-	if !bytes.Equal(body, want) {
-		t.Fatalf("commit body %x, want %x", body, want)
+	if !bytes.Equal(body, wantBody) {
+		t.Fatalf("commit body of %d bytes, want the UpdateRoomRequest's %d", len(body), len(wantBody))
 	}
-	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: []byte{1, 2}}); err != nil {
+	tree := wire.MustMarshal(fx.group.Tree())
+	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: tree}); err != nil {
 		t.Fatal(err)
 	}
-	var withTree proto.UpdateRoomRequest
-	if err := wire.Unmarshal(body, &withTree); err != nil || withTree.RatchetTree.Representation != proto.TreeFull || !bytes.Equal(withTree.RatchetTree.Tree, []byte{1, 2}) {
-		t.Fatalf("commit body with a tree: %+v, %v", withTree.RatchetTree, err)
-	}
-	// A message goes as the MLSMessage.
-	if _, err := u.SendMessage(ctx, fx.room, fx.app); err != nil || got.Header.Get("Content-Type") != ContentTypeMLS || !bytes.Equal(body, wire.MustMarshal(fx.app)) {
-		t.Fatalf("message: %v, %s %x", err, got.Header.Get("Content-Type"), body)
+	var sent proto.UpdateRoomRequest
+	if err := wire.Unmarshal(body, &sent); err != nil || sent.RatchetTree.Representation != proto.TreeFull || !bytes.Equal(sent.RatchetTree.Tree, tree) {
+		t.Fatalf("commit body with a tree: %v", err)
 	}
 
-	// A provider that refuses binary bodies (an older release, which
-	// reads every body as JSON) gets the JSON form, with the same
-	// Idempotency-Key, and only JSON from then on.
-	var keys []string
+	// A message travels as the MLSMessage itself; the answer's
+	// Mimi-Index becomes the client's read-your-writes token.
 	mu.Lock()
 	answer = func(w http.ResponseWriter) {
-		keys = append(keys, got.Header.Get(HeaderIdempotencyKey))
-		if got.Header.Get("Content-Type") != "application/json" {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"error":"JSON body: invalid character","kind":"invalid"}`))
-			return
-		}
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(HeaderIndex, "42")
 		w.Write([]byte(`{"code":0,"code_name":"success"}`))
 	}
 	mu.Unlock()
-	if _, err := u.Commit(ctx, fx.room, &CommitBundle{Commit: fx.commit.Message, GroupInfo: fx.commit.GroupInfo, RatchetTree: []byte{1, 2}}); err != nil {
-		t.Fatal(err)
+	if _, err := u.SendMessage(ctx, fx.room, fx.app); err != nil || got.Header.Get("Content-Type") != ContentTypeMIMI || !bytes.Equal(body, wire.MustMarshal(fx.app)) {
+		t.Fatalf("message: %v, %s, %d bytes", err, got.Header.Get("Content-Type"), len(body))
 	}
-	var fields map[string]string
-	if err := json.Unmarshal(body, &fields); err != nil {
-		t.Fatal(err)
+	if u.Index() != 42 {
+		t.Fatalf("read-your-writes token %d after an answer at index 42", u.Index())
 	}
-	if len(fields) != 3 || fields["commit"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.Message)) ||
-		fields["group_info"] != base64.StdEncoding.EncodeToString(wire.MustMarshal(fx.commit.GroupInfo)) || fields["ratchet_tree"] != "AQI=" {
-		t.Fatalf("commit body %s", body)
+
+	// The Welcome's tree is fetched as application/mimi, no older than
+	// the token.
+	mu.Lock()
+	answer = func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/mimi")
+		w.Header().Set(HeaderIndex, "7") // a lower index never lowers the token
+		w.Write(tree)
 	}
-	if len(keys) != 2 || keys[0] != keys[1] {
-		t.Fatalf("the JSON retry's Idempotency-Keys %q", keys)
+	mu.Unlock()
+	u.cfg.MaxResponse = DefaultMaxResponse
+	if got, err := u.WelcomeTree(ctx, fx.room, []byte{0xfb, 0xff}); err != nil || !bytes.Equal(got, tree) {
+		t.Fatalf("welcome tree: %v", err)
 	}
-	if _, err := u.SendMessage(ctx, fx.room, fx.app); err != nil || got.Header.Get("Content-Type") != "application/json" || len(keys) != 3 {
-		t.Fatalf("after a refused binary body: %v, %s, %d requests", err, got.Header.Get("Content-Type"), len(keys))
+	if got.Method != "GET" || got.URL.Path != "/v1/rooms/a.example/clubhouse/tree" || got.URL.Query().Get("keypackage") != "-_8" || got.Header.Get("Accept") != "application/mimi" {
+		t.Fatalf("welcome tree request %s %s %v", got.Method, got.URL, got.Header)
+	}
+	if got.Header.Get(HeaderMinIndex) != "42" || u.Index() != 42 {
+		t.Fatalf("a read carried Mimi-Min-Index %q; token now %d", got.Header.Get(HeaderMinIndex), u.Index())
 	}
 
 	// Stream query and item decoding.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -401,20 +402,14 @@ type CommitBundle struct {
 }
 
 // updateRoom posts to a room's updateRoom-like path and returns its
-// UpdateResult.
-func (u *User) updateRoom(ctx context.Context, op string, room proto.URI, suffix string, in any) (*proto.UpdateRoomResponse, error) {
-	return u.updateRoomRaw(ctx, op, room, suffix, in, nil, "")
-}
-
-// updateRoomRaw is updateRoom sending raw (of media type rawType) where
-// the provider takes it, in as JSON elsewhere.
-func (u *User) updateRoomRaw(ctx context.Context, op string, room proto.URI, suffix string, in any, raw []byte, rawType string) (*proto.UpdateRoomResponse, error) {
+// UpdateResult: in is the JSON body, or mimi an application/mimi one.
+func (u *User) updateRoom(ctx context.Context, op string, room proto.URI, suffix string, in any, mimi []byte) (*proto.UpdateRoomResponse, error) {
 	p, err := roomPath(room)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	var out jsonUpdateResult
-	if err := u.do(ctx, apiCall{op: op + " " + string(room), method: http.MethodPost, path: p + suffix, body: in, raw: raw, rawType: rawType, out: &out}); err != nil {
+	if err := u.do(ctx, apiCall{op: op + " " + string(room), method: http.MethodPost, path: p + suffix, body: in, mimiBody: mimi, out: &out}); err != nil {
 		return nil, err
 	}
 	resp, err := out.response()
@@ -425,41 +420,43 @@ func (u *User) updateRoomRaw(ctx context.Context, op string, room proto.URI, suf
 }
 
 // Commit submits a commit bundle to the room's hub (POST
-// /v1/rooms/{hub}/{room}/commit). A refusal is the returned response's
-// code, not an error.
+// /v1/rooms/{hub}/{room}/commit), as an application/mimi
+// UpdateRoomRequest: no base64, and the provider decodes it in place. A
+// refusal is the returned response's code, not an error.
 func (u *User) Commit(ctx context.Context, room proto.URI, b *CommitBundle) (*proto.UpdateRoomResponse, error) {
 	if b == nil {
 		return nil, errors.New("commit: no bundle")
 	}
-	in := struct {
-		Commit      []byte `json:"commit"`
-		Welcome     []byte `json:"welcome,omitempty"`
-		GroupInfo   []byte `json:"group_info"`
-		RatchetTree []byte `json:"ratchet_tree,omitempty"`
-	}{RatchetTree: b.RatchetTree}
-	var err error
-	if in.Commit, err = encodeMessage(b.Commit, "commit"); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	if in.GroupInfo, err = encodeMessage(b.GroupInfo, "GroupInfo"); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	if b.Welcome != nil {
-		if in.Welcome, err = encodeMessage(b.Welcome, "Welcome"); err != nil {
-			return nil, fmt.Errorf("commit: %w", err)
-		}
-	}
-	// The binary form is the UpdateRoomRequest itself.
 	req := &proto.UpdateRoomRequest{Message: b.Commit, Welcome: b.Welcome, GroupInfo: b.GroupInfo,
 		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeByReference}}
-	if len(b.RatchetTree) > 0 {
+	if b.RatchetTree != nil {
 		req.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: b.RatchetTree}
 	}
-	raw, err := wire.Marshal(req)
+	if b.Commit == nil || b.Commit.Public == nil || b.Commit.Public.Content.ContentType != mls.ContentCommit {
+		return nil, errors.New("commit: the bundle's message is not a commit PublicMessage")
+	}
+	body, err := wire.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	return u.updateRoomRaw(ctx, "commit", room, "/commit", in, raw, ContentTypeMIMI)
+	return u.updateRoom(ctx, "commit", room, "/commit", nil, body)
+}
+
+// WelcomeTree fetches the ratchet tree a Welcome to this client needs when
+// it came without one (GET /v1/rooms/{hub}/{room}/tree, byReference): the
+// tree of the Welcome's epoch in wire form. ref is the KeyPackageRef the
+// Welcome names for this client.
+func (u *User) WelcomeTree(ctx context.Context, room proto.URI, ref []byte) ([]byte, error) {
+	p, err := roomPath(room)
+	if err != nil {
+		return nil, fmt.Errorf("welcome tree: %w", err)
+	}
+	var tree []byte
+	q := url.Values{"keypackage": {base64.RawURLEncoding.EncodeToString(ref)}}
+	if err := u.do(ctx, apiCall{op: "fetch the Welcome's tree of " + string(room), method: http.MethodGet, path: p + "/tree", query: q, mimiOut: &tree}); err != nil {
+		return nil, err
+	}
+	return tree, nil
 }
 
 // Propose submits proposals (PublicMessages) to the room's hub in one
@@ -478,7 +475,7 @@ func (u *User) Propose(ctx context.Context, room proto.URI, proposals []*mls.Mes
 		}
 		in.Proposals = append(in.Proposals, b)
 	}
-	return u.updateRoom(ctx, "propose", room, "/proposals", in)
+	return u.updateRoom(ctx, "propose", room, "/proposals", in, nil)
 }
 
 // SendMessage submits an application message (a PrivateMessage whose
@@ -489,15 +486,9 @@ func (u *User) SendMessage(ctx context.Context, room proto.URI, m *mls.Message) 
 	if err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
-	in := struct {
-		Message []byte `json:"message"`
-	}{b}
-	return u.updateRoomRaw(ctx, "send", room, "/messages", in, b, ContentTypeMLS)
+	// The binary body is the MLSMessage itself: no base64, no JSON.
+	return u.updateRoom(ctx, "send", room, "/messages", nil, b)
 }
-
-// ContentTypeMLS is the media type of an MLSMessage (RFC 9420 section
-// 17.10): the binary body of POST /v1/rooms/{hub}/{room}/messages.
-const ContentTypeMLS = "message/mls"
 
 // ClaimGroupInfo claims the room's GroupInfo to join by external commit
 // with signatureKey (POST /v1/rooms/{hub}/{room}/groupinfo). On success the

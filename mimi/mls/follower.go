@@ -15,6 +15,11 @@ import (
 type Follower struct {
 	groupState
 	info []byte // the GroupInfo of the current epoch, encoded
+	// history undoes the last commits, oldest first, consecutive epochs
+	// ending at the current one (treehistory.go); historyBytes is its
+	// size for the bound RetainTreesFrom keeps.
+	history      []treeDelta
+	historyBytes int
 }
 
 // NewFollower starts following a group from a GroupInfo and the group's
@@ -66,7 +71,7 @@ func (f *Follower) checkGroupInfoContents(gi *GroupInfo, wantTag []byte) error {
 	} else if ok && !f.suite.ValidHPKEPublicKey(pub) {
 		return rejectf(ErrGroupInfoMismatch, "external_pub is not a valid %s HPKE public key", f.suite.id)
 	}
-	if enc, ok := gi.RatchetTreeExtension(); ok && !bytes.Equal(enc, wire.MustMarshal(f.tree)) {
+	if enc, ok := gi.RatchetTreeExtension(); ok && !f.tree.EncodingEqual(enc) {
 		return rejectf(ErrGroupInfoMismatch, "the ratchet_tree extension differs from the group's tree")
 	}
 	return nil
@@ -159,11 +164,13 @@ func (f *Follower) ProcessCommitVerified(m *Message, gi *GroupInfo, now uint64, 
 	if err != nil {
 		return nil, err
 	}
+	epoch := f.ctx.Epoch
 	f.tree.begin()
 	if err := f.stageCommit(ac, gi, res, check); err != nil {
 		f.tree.rollback()
 		return nil, err
 	}
+	f.recordDelta(epoch)
 	f.tree.commit()
 	return res, nil
 }

@@ -6,8 +6,10 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// followerStateVersion is the format of Follower.MarshalState.
-const followerStateVersion = 1
+// followerStateVersion is the format of Follower.EncodeTLS. Version 2
+// added the retained tree deltas (treehistory.go) at the end; version 1
+// still restores, with none.
+const followerStateVersion = 2
 
 // EncodeTLS writes the follower's whole state (for snapshots): the
 // GroupContext, the interim transcript hash, the tree, the current GroupInfo,
@@ -26,6 +28,7 @@ func (f *Follower) EncodeTLS(w *wire.Writer) {
 		}
 	})
 	w.Bool(f.closed)
+	f.encodeHistory(w)
 }
 
 // RestoreFollower rebuilds a Follower from EncodeTLS output. The state is
@@ -36,8 +39,8 @@ func RestoreFollower(state []byte, cfg Config) (*Follower, error) {
 	r := wire.NewReader(state)
 	var version uint8
 	r.Uint8(&version)
-	if r.OK() && version != followerStateVersion {
-		return nil, fmt.Errorf("restore follower: state format %d, want %d", version, followerStateVersion)
+	if r.OK() && version != followerStateVersion && version != 1 {
+		return nil, fmt.Errorf("restore follower: state format %d, want %d (or 1)", version, followerStateVersion)
 	}
 	f := &Follower{groupState: groupState{cfg: cfg}}
 	r.Decode(&f.ctx)
@@ -52,6 +55,12 @@ func RestoreFollower(state []byte, cfg Config) (*Follower, error) {
 		pending = append(pending, m)
 	})
 	r.Bool(&f.closed)
+	if version >= 2 {
+		f.decodeHistory(r)
+		if r.OK() && len(f.history) > 0 && f.history[len(f.history)-1].epoch+1 != f.ctx.Epoch {
+			r.Failf("the last tree delta is of epoch %d, the group is at epoch %d", f.history[len(f.history)-1].epoch, f.ctx.Epoch)
+		}
+	}
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("restore follower: %w", err)
 	}

@@ -472,3 +472,26 @@ func (g *Group) makeGroupInfo(ctx *GroupContext, es *epochSecrets, tag []byte, s
 	}
 	return gi, nil
 }
+
+// ActAs makes g send as the member at leaf, whose signature key signer
+// holds, from now on: commits, proposals and application messages. It is
+// for load generators and tests that drive a hub with many members through
+// one Group instead of one per member. What g sends is valid for every
+// member (g keeps the epoch's real secrets, and a commit's path secrets
+// are its own), but g can no longer read commits that encrypt path
+// secrets to the leaf it was. ActAs needs nothing a member does not
+// already have besides the other member's signature key.
+func (g *Group) ActAs(leaf LeafIndex, signer *SigningKey) error {
+	if g.staged != nil {
+		return fmt.Errorf("mls: act as leaf %d: a commit is pending", leaf)
+	}
+	l, ok := g.tree.Leaf(leaf)
+	if !ok {
+		return fmt.Errorf("mls: act as leaf %d: not a member", leaf)
+	}
+	if !bytes.Equal(l.SignatureKey, signer.PublicKey()) {
+		return fmt.Errorf("mls: act as leaf %d: the signer's key is not the leaf's", leaf)
+	}
+	g.me, g.signer = leaf, signer
+	return nil
+}

@@ -129,7 +129,7 @@ func JoinFromWelcome(w *Welcome, bundle *KeyPackageBundle, tree []byte, opts Gro
 	myLeaf := wire.MustMarshal(&kp.LeafNode)
 	me, found := LeafIndex(0), false
 	for l := uint32(0); l < st.tree.nLeaves; l++ {
-		if enc := st.tree.nodes[leafNode(LeafIndex(l))]; enc != nil && bytes.Equal(enc, myLeaf) {
+		if x := leafNode(LeafIndex(l)); !st.tree.blank(x) && bytes.Equal(st.tree.nodes.get(x), myLeaf) {
 			me, found = LeafIndex(l), true
 			break
 		}

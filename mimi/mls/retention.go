@@ -167,7 +167,7 @@ func (g *Group) leafIn(i int, l LeafIndex) ([]byte, bool) {
 	if uint32(l) >= g.tree.nLeaves || g.tree.blank(x) {
 		return nil, false
 	}
-	return g.tree.nodes[x], true
+	return g.tree.nodes.get(x), true
 }
 
 // applicationSender returns the leaf node of the member that sent an

@@ -516,7 +516,7 @@ func TestRestoreGroupRejectsPastEpochs(t *testing.T) {
 		{"changed leaf outside the epoch's tree", func(g *Group) {
 			g.past[1].leaves[LeafIndex(g.past[1].keys.tree.nLeaves)] = nil
 		}},
-		{"changed leaf that did not change", func(g *Group) { g.past[1].leaves[1] = g.tree.nodes[leafNode(1)] }},
+		{"changed leaf that did not change", func(g *Group) { g.past[1].leaves[1] = g.tree.nodes.get(leafNode(1)) }},
 		{"blank leaf listed as changed", func(g *Group) { g.past[1].leaves[3] = nil }},
 		{"changed leaf that does not decode", func(g *Group) { g.past[1].leaves[2] = flip(g.past[1].leaves[2])[:10] }},
 		{"past epochs of a removed member", func(g *Group) { g.removed = true }},
@@ -546,7 +546,7 @@ func TestRestoreGroupRejectsPastEpochs(t *testing.T) {
 func TestLeafChanges(t *testing.T) {
 	r := newTestRoom(t, 3)
 	tree := r.members[0].tree
-	leaf1 := tree.nodes[leafNode(1)]
+	leaf1 := tree.nodes.get(leafNode(1))
 	tree.begin()
 	for _, step := range []struct {
 		l   LeafIndex

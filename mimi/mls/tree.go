@@ -56,8 +56,8 @@ const (
 // failed commit leaves the tree exactly as it was.
 type Tree struct {
 	suite   *Suite
-	nLeaves uint32   // a power of two, or 0 for an empty tree
-	nodes   [][]byte // node encodings by node index; nil is blank
+	nLeaves uint32    // a power of two, or 0 for an empty tree
+	nodes   nodeArray // node encodings by node index; nil is blank
 	// freeHint is a lower bound on the leftmost blank leaf, so adding a
 	// member does not scan the members before it.
 	freeHint LeafIndex
@@ -70,15 +70,18 @@ type Tree struct {
 	caps    capabilityCounts
 
 	undo []func() // non-nil while a transaction is open
-	// leavesBefore holds, for every leaf the open transaction changed, its
-	// encoding when the transaction began (nil for blank): what a member
-	// keeps of an epoch's membership once a commit ends it.
-	leavesBefore map[LeafIndex][]byte
+	// nodesBefore holds, for every node the open transaction changed, its
+	// encoding when the transaction began (nil for blank): the leaves are
+	// what a member keeps of an epoch's membership once a commit ends it,
+	// all of them what a follower keeps to rebuild an earlier epoch's tree
+	// (treehistory.go). widthBefore is the width in leaves then.
+	nodesBefore map[nodeIndex][]byte
+	widthBefore uint32
 }
 
 // newTree returns an empty tree for suite s.
 func newTree(s *Suite) *Tree {
-	return &Tree{suite: s, encKeys: newKeyIndex(), sigKeys: newKeyIndex(), caps: newCapabilityCounts()}
+	return &Tree{suite: s, nodes: newNodeArray(), encKeys: newKeyIndex(), sigKeys: newKeyIndex(), caps: newCapabilityCounts()}
 }
 
 // DecodeTree reads a ratchet tree in its wire form (optional<Node>
@@ -88,6 +91,9 @@ func newTree(s *Suite) *Tree {
 func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 	t := newTree(s)
 	var raw [][]byte
+	// The leaves as decoded here, so indexing them needs no second
+	// decode (restoring a room of 100,000 members decodes each once).
+	var leaves map[nodeIndex]*LeafNode
 	r := wire.NewReader(data)
 	r.SetMaxVector(maxVector)
 	r.VectorEach(func(r *wire.Reader) {
@@ -99,7 +105,12 @@ func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 			switch {
 			case !r.OK():
 			case typ == nodeTypeLeaf && x.isLeaf():
-				enc = r.Capture(func(r *wire.Reader) { new(LeafNode).DecodeTLS(r) })
+				leaf := new(LeafNode)
+				enc = r.Capture(leaf.DecodeTLS)
+				if leaves == nil {
+					leaves = map[nodeIndex]*LeafNode{}
+				}
+				leaves[x] = leaf
 			case typ == nodeTypeParent && !x.isLeaf():
 				enc = r.Capture(func(r *wire.Reader) { new(ParentNode).DecodeTLS(r) })
 			case x.isLeaf():
@@ -130,7 +141,7 @@ func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 	t.resize(n)
 	for i, enc := range raw {
 		if enc != nil {
-			if err := t.setRaw(nodeIndex(i), enc); err != nil {
+			if err := t.setRawDecoded(nodeIndex(i), enc, leaves[nodeIndex(i)]); err != nil {
 				return nil, fmt.Errorf("decode ratchet tree: node %d: %w", i, err)
 			}
 		}
@@ -140,13 +151,13 @@ func DecodeTree(s *Suite, data []byte, maxVector int) (*Tree, error) {
 
 // EncodeTLS writes the tree in its wire form, omitting trailing blank nodes.
 func (t *Tree) EncodeTLS(w *wire.Writer) {
-	last := len(t.nodes) - 1
-	for last >= 0 && t.nodes[last] == nil {
+	last := t.nodes.len() - 1
+	for last >= 0 && t.nodes.get(nodeIndex(last)) == nil {
 		last--
 	}
 	w.Vector(func(w *wire.Writer) {
 		for i := 0; i <= last; i++ {
-			enc := t.nodes[i]
+			enc := t.nodes.get(nodeIndex(i))
 			w.Optional(enc != nil, func(w *wire.Writer) {
 				if nodeIndex(i).isLeaf() {
 					w.Uint8(nodeTypeLeaf)
@@ -168,7 +179,7 @@ func (t *Tree) NumLeaves() uint32 { return t.nLeaves }
 // NumMembers returns the number of non-blank leaves.
 func (t *Tree) NumMembers() int { return t.caps.members }
 
-func (t *Tree) blank(x nodeIndex) bool { return int(x) >= len(t.nodes) || t.nodes[x] == nil }
+func (t *Tree) blank(x nodeIndex) bool { return int(x) >= t.nodes.len() || t.nodes.get(x) == nil }
 
 // Leaf decodes the leaf at l; ok is false for a blank or out-of-range leaf.
 func (t *Tree) Leaf(l LeafIndex) (leaf *LeafNode, ok bool) {
@@ -176,7 +187,33 @@ func (t *Tree) Leaf(l LeafIndex) (leaf *LeafNode, ok bool) {
 	if uint32(l) >= t.nLeaves || t.blank(x) {
 		return nil, false
 	}
-	return mustDecodeLeaf(t.nodes[x]), true
+	return mustDecodeLeaf(t.nodes.get(x)), true
+}
+
+// MemberCredentials yields the credential of every non-blank leaf in index
+// order, read from the leaf's encoding without decoding the rest: what an
+// index of members by identity needs, at a fraction of Members' cost.
+func (t *Tree) MemberCredentials() iter.Seq2[LeafIndex, Credential] {
+	return func(yield func(LeafIndex, Credential) bool) {
+		for l := uint32(0); l < t.nLeaves; l++ {
+			x := leafNode(LeafIndex(l))
+			if t.blank(x) {
+				continue
+			}
+			r := wire.NewReader(t.nodes.get(x))
+			var ek, sk []byte
+			var c Credential
+			r.Opaque(&ek)
+			r.Opaque(&sk)
+			c.DecodeTLS(r)
+			if !r.OK() {
+				panic(fmt.Sprintf("mls: stored leaf %d does not decode: %v", l, r.Err()))
+			}
+			if !yield(LeafIndex(l), c) {
+				return
+			}
+		}
+	}
 }
 
 // Members yields every non-blank leaf in index order.
@@ -195,7 +232,7 @@ func (t *Tree) parentNode(x nodeIndex) (*ParentNode, bool) {
 		return nil, false
 	}
 	p := new(ParentNode)
-	if err := wire.Unmarshal(t.nodes[x], p); err != nil {
+	if err := wire.Unmarshal(t.nodes.get(x), p); err != nil {
 		panic(fmt.Sprintf("mls: stored parent node %d does not decode: %v", x, err))
 	}
 	return p, true
@@ -204,7 +241,7 @@ func (t *Tree) parentNode(x nodeIndex) (*ParentNode, bool) {
 // encryptionKey returns the HPKE key of a non-blank node.
 func (t *Tree) encryptionKey(x nodeIndex) []byte {
 	// Both LeafNode and ParentNode start with encryption_key<V>.
-	r := wire.NewReader(t.nodes[x])
+	r := wire.NewReader(t.nodes.get(x))
 	var k []byte
 	r.Opaque(&k)
 	return k
@@ -212,7 +249,7 @@ func (t *Tree) encryptionKey(x nodeIndex) []byte {
 
 // signatureKey returns the signature key of a non-blank leaf node.
 func (t *Tree) signatureKey(x nodeIndex) []byte {
-	r := wire.NewReader(t.nodes[x])
+	r := wire.NewReader(t.nodes.get(x))
 	var ek, sk []byte
 	r.Opaque(&ek)
 	r.Opaque(&sk)
@@ -229,15 +266,15 @@ func mustDecodeLeaf(enc []byte) *LeafNode {
 
 // begin opens a transaction: every mutation until commit or rollback is
 // recorded so rollback can undo it.
-func (t *Tree) begin() { t.undo, t.leavesBefore = []func(){}, nil }
+func (t *Tree) begin() { t.undo, t.nodesBefore, t.widthBefore = []func(){}, nil, t.nLeaves }
 
 // commit closes the transaction and keeps its changes.
-func (t *Tree) commit() { t.undo, t.leavesBefore = nil, nil }
+func (t *Tree) commit() { t.undo, t.nodesBefore = nil, nil }
 
 // rollback undoes every mutation since begin, newest first.
 func (t *Tree) rollback() {
 	u := t.undo
-	t.undo, t.leavesBefore = nil, nil
+	t.undo, t.nodesBefore = nil, nil
 	for i := len(u) - 1; i >= 0; i-- {
 		u[i]()
 	}
@@ -251,10 +288,14 @@ func (t *Tree) rollback() {
 // modified in place).
 func (t *Tree) leafChanges() map[LeafIndex][]byte {
 	out := map[LeafIndex][]byte{}
-	for l, before := range t.leavesBefore {
+	for x, before := range t.nodesBefore {
+		if !x.isLeaf() {
+			continue
+		}
+		l := x.leaf()
 		var now []byte
 		if x := leafNode(l); !t.blank(x) && uint32(l) < t.nLeaves {
-			now = t.nodes[x]
+			now = t.nodes.get(x)
 		}
 		if !bytes.Equal(before, now) || (before == nil) != (now == nil) {
 			out[l] = before
@@ -272,12 +313,7 @@ func (t *Tree) resize(n uint32) {
 		t.undo = append(t.undo, func() { t.resize(old) })
 	}
 	oldRoot, w := root(old), int(nodeWidth(n))
-	if w < len(t.nodes) {
-		clear(t.nodes[w:])
-		t.nodes = t.nodes[:w]
-	} else {
-		t.nodes = append(t.nodes, make([][]byte, w-len(t.nodes))...)
-	}
+	t.nodes.resize(w)
 	t.nLeaves = n
 	if need := w * t.suite.nh; need > len(t.hashes) {
 		t.hashes = append(t.hashes, make([]byte, need-len(t.hashes))...)
@@ -297,30 +333,34 @@ func (t *Tree) resize(n uint32) {
 // setRaw stores enc (nil for blank) at x, keeping indexes and the hash cache
 // current. It fails, changing nothing, if the new node's keys collide with
 // another node's.
-func (t *Tree) setRaw(x nodeIndex, enc []byte) error {
-	old := t.nodes[x]
+func (t *Tree) setRaw(x nodeIndex, enc []byte) error { return t.setRawDecoded(x, enc, nil) }
+
+// setRawDecoded is setRaw with enc's leaf node already decoded (nil: decode
+// it when needed).
+func (t *Tree) setRawDecoded(x nodeIndex, enc []byte, leaf *LeafNode) error {
+	old := t.nodes.get(x)
 	if old != nil {
 		t.unindex(x, old)
 	}
 	if enc != nil {
-		if err := t.index(x, enc); err != nil {
+		if err := t.index(x, enc, leaf); err != nil {
 			if old != nil {
-				if err2 := t.index(x, old); err2 != nil {
+				if err2 := t.index(x, old, nil); err2 != nil {
 					panic(err2)
 				}
 			}
 			return err
 		}
 	}
-	if t.undo != nil && x.isLeaf() {
-		if _, seen := t.leavesBefore[x.leaf()]; !seen {
-			if t.leavesBefore == nil {
-				t.leavesBefore = map[LeafIndex][]byte{}
+	if t.undo != nil {
+		if _, seen := t.nodesBefore[x]; !seen {
+			if t.nodesBefore == nil {
+				t.nodesBefore = map[nodeIndex][]byte{}
 			}
-			t.leavesBefore[x.leaf()] = old
+			t.nodesBefore[x] = old
 		}
 	}
-	t.nodes[x] = enc
+	t.nodes.set(x, enc)
 	if enc == nil && x.isLeaf() && x.leaf() < t.freeHint {
 		t.freeHint = x.leaf()
 	}
@@ -340,7 +380,7 @@ func (t *Tree) setRaw(x nodeIndex, enc []byte) error {
 	return nil
 }
 
-func (t *Tree) index(x nodeIndex, enc []byte) error {
+func (t *Tree) index(x nodeIndex, enc []byte, leaf *LeafNode) error {
 	var ek, sk []byte
 	r := wire.NewReader(enc)
 	r.Opaque(&ek)
@@ -355,7 +395,10 @@ func (t *Tree) index(x nodeIndex, enc []byte) error {
 			return &DuplicateKeyError{Kind: "signature key", Node: uint32(x), Other: uint32(y)}
 		}
 		t.sigKeys.add(sk, x)
-		t.caps.add(mustDecodeLeaf(enc), 1)
+		if leaf == nil {
+			leaf = mustDecodeLeaf(enc)
+		}
+		t.caps.add(leaf, 1)
 	}
 	t.encKeys.add(ek, x)
 	return nil
@@ -426,9 +469,9 @@ func (t *Tree) nodeHash(x nodeIndex) []byte {
 	}
 	var h []byte
 	if x.isLeaf() {
-		h = t.leafHash(x, t.nodes[x])
+		h = t.leafHash(x, t.nodes.get(x))
 	} else {
-		h = t.parentHashInput(t.nodes[x], t.nodeHash(x.left()), t.nodeHash(x.right()))
+		h = t.parentHashInput(t.nodes.get(x), t.nodeHash(x.left()), t.nodeHash(x.right()))
 	}
 	copy(slot, h)
 	t.hashSet[x/64] |= 1 << (x % 64)
@@ -472,7 +515,7 @@ func (t *Tree) hashExcluding(x nodeIndex, excluded []LeafIndex) []byte {
 	if x.isLeaf() {
 		return t.leafHash(x, nil)
 	}
-	enc := t.nodes[x]
+	enc := t.nodes.get(x)
 	if enc != nil {
 		p, _ := t.parentNode(x)
 		p.UnmergedLeaves = slices.DeleteFunc(p.UnmergedLeaves, func(l LeafIndex) bool { return slices.Contains(inside, l) })

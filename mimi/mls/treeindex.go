@@ -103,25 +103,28 @@ func newCapabilityCounts() capabilityCounts {
 // capabilities list count once.
 func (c *capabilityCounts) add(leaf *LeafNode, delta int) {
 	c.members += delta
-	count := func(kind capKind, code uint16, seen map[capKey]bool) {
+	// A leaf lists a handful of types: a slice is cheaper than a map
+	// (this runs for every leaf of a restored tree).
+	var seenBuf [16]capKey
+	seen := seenBuf[:0]
+	count := func(kind capKind, code uint16) {
 		k := capKey{kind, code}
-		if seen[k] {
+		if slices.Contains(seen, k) {
 			return
 		}
-		seen[k] = true
+		seen = append(seen, k)
 		if c.listed[k] += delta; c.listed[k] == 0 {
 			delete(c.listed, k)
 		}
 	}
-	seen := map[capKey]bool{}
 	for _, t := range leaf.Capabilities.Extensions {
-		count(capExtension, uint16(t), seen)
+		count(capExtension, uint16(t))
 	}
 	for _, t := range leaf.Capabilities.Proposals {
-		count(capProposal, uint16(t), seen)
+		count(capProposal, uint16(t))
 	}
 	for _, t := range leaf.Capabilities.Credentials {
-		count(capCredential, uint16(t), seen)
+		count(capCredential, uint16(t))
 	}
 	if c.inUse[leaf.Credential.Type] += delta; c.inUse[leaf.Credential.Type] == 0 {
 		delete(c.inUse, leaf.Credential.Type)

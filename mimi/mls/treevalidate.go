@@ -25,7 +25,7 @@ func (t *Tree) Validate(groupID []byte, extensions Extensions) error {
 	if t.caps.members == 0 {
 		return rejectf(ErrInvalidTree, "the tree has no members")
 	}
-	for x := nodeIndex(0); int(x) < len(t.nodes); x++ {
+	for x := nodeIndex(0); int(x) < t.nodes.len(); x++ {
 		if t.blank(x) {
 			continue
 		}

@@ -56,6 +56,8 @@ func (p Primitive) String() string {
 		return "identifierQuery"
 	case RemoveClients:
 		return "removeClients"
+	case WelcomeTree:
+		return "welcomeTree"
 	}
 	return fmt.Sprintf("primitive(%d)", uint8(p))
 }

@@ -26,6 +26,7 @@ var decoders = []func() value{
 	func() value { return new(IdentifierRequest) },
 	func() value { return new(IdentifierResponse) },
 	func() value { return new(RemoveClientsRequest) },
+	func() value { return new(WelcomeTreeRequest) },
 }
 
 // FuzzDecode feeds bytes to every decoder: none may panic, and whatever one

@@ -83,6 +83,7 @@ func samples(t testing.TB) map[string]func() (value, value) {
 		"AbuseReport": pair(&AbuseReport{ReportingUser: UserURI("b.example", "bob"), AllegedAbuser: UserURI("a.example", "alice"), GroupID: g.GroupID(), Epoch: 4,
 			AllegedAbuserAt: 0, Messages: []AbusiveMessage{{Message: app, Key: make([]byte, 16), Nonce: make([]byte, 12)}}, Reason: AbuseSpam, Note: "ads"}, new(AbuseReport)),
 		"IdentifierRequest":    pair(&IdentifierRequest{Type: SearchVCardField, Value: "+1 555", Field: "TEL"}, new(IdentifierRequest)),
+		"WelcomeTreeRequest":   pair(&WelcomeTreeRequest{Client: ClientURI("b.example", "bob", "laptop"), KeyPackageRef: []byte("0123456789abcdef0123456789abcdef")}, new(WelcomeTreeRequest)),
 		"RemoveClientsRequest": pair(&RemoveClientsRequest{Clients: []URI{ClientURI("b.example", "bob", "laptop"), ClientURI("b.example", "bob", "phone")}}, new(RemoveClientsRequest)),
 		"IdentifierResponse":   pair(&IdentifierResponse{Code: QuerySuccess, URIs: []URI{UserURI("a.example", "alice")}, Profiles: []UserProfile{{URI: UserURI("a.example", "alice"), Fields: []ProfileField{{FieldVCardField, "FN", []byte("Alice")}}}}}, new(IdentifierResponse)),
 	}

@@ -214,7 +214,8 @@ func Allows(allowed, roles []Role) bool {
 type RatchetTreeRepresentation uint8
 
 // Representations. mimi-hub sends full and accepts full and byReference
-// (the hub derives the tree itself); the others have no defined syntax.
+// (the hub derives the tree itself, and a Welcome's recipient fetches it:
+// DECISIONS.md 5); the others have no defined syntax.
 const (
 	TreeFull        RatchetTreeRepresentation = 1
 	TreeCompressed  RatchetTreeRepresentation = 2
@@ -229,13 +230,35 @@ type RatchetTreeOption struct {
 	// Tree is the ratchet tree in RFC 9420 wire form (optional<Node>
 	// ratchet_tree<V>) for TreeFull.
 	Tree []byte
+	// View, when Tree is nil, is a captured tree to send as TreeFull:
+	// a server writes it piece by piece (GroupInfoResponse.WriteTo)
+	// instead of building its encoding. Decoding never sets it.
+	View *mls.TreeView
+}
+
+// Bytes returns a full tree's wire form (from Tree, else View), or nil.
+func (o *RatchetTreeOption) Bytes() []byte {
+	switch {
+	case o.Representation != TreeFull:
+		return nil
+	case o.Tree != nil:
+		return o.Tree
+	case o.View != nil:
+		return o.View.Bytes()
+	}
+	return nil
 }
 
 // EncodeTLS writes the option.
 func (o *RatchetTreeOption) EncodeTLS(w *wire.Writer) {
 	w.Uint8(uint8(o.Representation))
 	if o.Representation == TreeFull {
-		w.Raw(o.Tree)
+		tree := o.Bytes()
+		if tree == nil {
+			w.Fail(fmt.Errorf("a full RatchetTreeOption without a tree"))
+			return
+		}
+		w.Raw(tree)
 	}
 }
 
@@ -243,7 +266,7 @@ func (o *RatchetTreeOption) EncodeTLS(w *wire.Writer) {
 // framing is checked here and its contents by whoever uses it.
 func (o *RatchetTreeOption) DecodeTLS(r *wire.Reader) {
 	readEnum(r, &o.Representation, "ratchet tree representation", func(t RatchetTreeRepresentation) bool { return t >= TreeFull && t <= TreeByReference })
-	o.Tree = nil
+	o.Tree, o.View = nil, nil
 	if o.Representation == TreeFull {
 		o.Tree = r.Capture(func(r *wire.Reader) { r.Vector(func(r *wire.Reader) { r.Rest() }) })
 	}

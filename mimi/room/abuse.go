@@ -51,7 +51,7 @@ func (q *ReportAbuse) apply(r *Room, at uint64) Outcome {
 		return Outcome{Err: fmt.Errorf("%w: %d messages in one report; at most %d", ErrInvalid, len(b.Messages), maxReportedMessages)}
 	}
 	rep := &Report{Room: r.id, Body: b, ReceivedAt: at}
-	abuser, ok := r.members.byLeaf[mls.LeafIndex(b.AllegedAbuserAt)]
+	abuser, ok := r.members.get(mls.LeafIndex(b.AllegedAbuserAt))
 	if ok && abuser.user == b.AllegedAbuser && b.Epoch == r.Epoch() {
 		for _, m := range b.Messages {
 			if _, err := r.group.OpenReported(m.Message, m.Key, m.Nonce, mls.LeafIndex(b.AllegedAbuserAt)); err == nil {

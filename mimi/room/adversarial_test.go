@@ -679,7 +679,7 @@ func (a *adv) send(c *client, g *mls.Group, from string, ps []*mls.Proposal, des
 // checkProposal checks an accepted member proposal against the model.
 func (a *adv) checkProposal(res *mls.ProposalResult, sender proto.URI) *violation {
 	user, _ := sender.UserOf()
-	target := func(l mls.LeafIndex) proto.URI { return a.room.members.byLeaf[l].client }
+	target := func(l mls.LeafIndex) proto.URI { return a.room.members.at(l).client }
 	p := res.Proposal
 	if !a.model.active(user) {
 		ok := p.Type == mls.ProposalSelfRemove
@@ -714,7 +714,7 @@ func (a *adv) checkProposal(res *mls.ProposalResult, sender proto.URI) *violatio
 func (a *adv) checkHubProposal(p *mls.Proposal) *violation {
 	switch p.Type {
 	case mls.ProposalRemove:
-		t := a.room.members.byLeaf[p.Removed].client
+		t := a.room.members.at(p.Removed).client
 		u, _ := t.UserOf()
 		if a.model.revoked[t] || a.model.departing[t] || !a.model.active(u) {
 			return nil
@@ -773,7 +773,7 @@ func (a *adv) deliver(out Outcome, sender *client, welcome ...func()) result {
 			if res.Sender.Type == mls.SenderExternal {
 				v = a.checkHubProposal(res.Proposal)
 			} else {
-				v = a.checkProposal(res, a.room.members.byLeaf[mls.LeafIndex(res.Sender.Index)].client)
+				v = a.checkProposal(res, a.room.members.at(mls.LeafIndex(res.Sender.Index)).client)
 			}
 			if v != nil {
 				return result{v: v, desc: "VIOLATION " + v.Error()}
@@ -900,7 +900,7 @@ func (a *adv) commit(c *client, x action) result {
 // identities maps the hub's leaves to clients.
 func (a *adv) identities() map[mls.LeafIndex]proto.URI {
 	out := map[mls.LeafIndex]proto.URI{}
-	for l, m := range a.room.members.byLeaf {
+	for l, m := range a.room.members.all() {
 		out[l] = m.client
 	}
 	return out
@@ -1095,7 +1095,7 @@ func (a *adv) join(c *client, x action) result {
 			desc = "joins through " + from
 		}
 	}
-	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Tree, c.signer, opts)
+	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Bytes(), c.signer, opts)
 	if err != nil {
 		return skip(fmt.Sprintf("%s's library refuses: %v", c.name, err))
 	}
@@ -1203,12 +1203,12 @@ func (a *adv) checkState(stats *advStats) *violation {
 	n := 0
 	for l, leaf := range a.room.Group().Tree().Members() {
 		n++
-		if m, ok := a.room.members.byLeaf[l]; !ok || string(m.client) != string(leaf.Credential.Identity) {
+		if m, ok := a.room.members.get(l); !ok || string(m.client) != string(leaf.Credential.Identity) {
 			return fail("membership", "the hub's index has %q at leaf %d, its tree %q", m.client, l, leaf.Credential.Identity)
 		}
 	}
-	if n != len(a.room.members.byLeaf) {
-		return fail("membership", "the hub indexes %d members, its tree has %d", len(a.room.members.byLeaf), n)
+	if n != a.room.members.count {
+		return fail("membership", "the hub indexes %d members, its tree has %d", a.room.members.count, n)
 	}
 	hubCtx := a.room.Group().GroupContext()
 	for _, c := range a.clients {
@@ -1235,7 +1235,7 @@ func (a *adv) checkState(stats *advStats) *violation {
 	// Every client of a user who is not an active participant is queued
 	// for removal by the hub.
 	queued := a.room.queuedRemovals()
-	for l, m := range a.room.members.byLeaf {
+	for l, m := range a.room.members.all() {
 		if !a.model.active(m.user) && !queued[l] {
 			return fail("lingering", "%s's user is not an active participant, and nothing removes it", m.client)
 		}
@@ -1307,7 +1307,7 @@ func (a *adv) checkJoinable(stats *advStats) *violation {
 		return &violation{check: "join", msg: fmt.Sprintf("%s may join but gets no GroupInfo: %s", user, out.GroupInfo.Status)}
 	}
 	resp := transmit(a.t, out.GroupInfo)
-	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Tree, signer, mls.ExternalJoinOptions{GroupOptions: a.groupOptions(),
+	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Bytes(), signer, mls.ExternalJoinOptions{GroupOptions: a.groupOptions(),
 		Credential: mls.BasicCredential([]byte(c.uri)), Capabilities: roomCaps, PendingSelfRemoves: resp.PendingProposals,
 		Commit: mls.CommitOptions{GroupInfo: mls.GroupInfoOptions{ExternalPub: true}}})
 	if err != nil {

@@ -25,7 +25,7 @@ func (w *world) claimAndJoin(c *client, opts mls.ExternalJoinOptions) *mls.Commi
 	opts.Capabilities = roomCaps
 	opts.PendingSelfRemoves = resp.PendingProposals
 	opts.Commit.GroupInfo.ExternalPub = true
-	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Tree, c.signer, opts)
+	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Bytes(), c.signer, opts)
 	if err != nil {
 		w.t.Fatalf("%s external join: %v", c, err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
-	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // commitPlan is the room-level change a commit makes, decided by the policy
@@ -47,7 +46,7 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, verified *mls.
 	// that removed clients learn of it), not back to its committer.
 	var committer proto.URI
 	if s := body.Message.Public.Content.Sender; s.Type == mls.SenderMember {
-		committer = r.members.byLeaf[mls.LeafIndex(s.Index)].client
+		committer = r.members.at(mls.LeafIndex(s.Index)).client
 	}
 	before := r.recipients(committer)
 	queue := r.queuedItems()
@@ -57,7 +56,7 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, verified *mls.
 		if err != nil {
 			return err
 		}
-		if body.RatchetTree.Representation == proto.TreeFull && !bytes.Equal(body.RatchetTree.Tree, wire.MustMarshal(r.group.Tree())) {
+		if body.RatchetTree.Representation == proto.TreeFull && !r.group.Tree().EncodingEqual(body.RatchetTree.Tree) {
 			return invalid("the ratchet tree sent differs from the tree the commit produces")
 		}
 		plan = p
@@ -84,9 +83,12 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, verified *mls.
 	}
 	r.updateLingering(plan.touched)
 	r.queued, r.qindex = nil, queueIndex{}
+	// The sweep checks more entries than the commit adds, so it keeps
+	// up with the KeyPackages that expire.
+	r.used.expire(at/1000, 8+2*len(res.Added))
 	for _, a := range res.Added {
 		if !a.KeyPackage.IsLastResort() {
-			r.markUsed(a.KeyPackageRef, a.KeyPackage.LeafNode.Lifetime.NotAfter, at/1000)
+			r.used.add(a.KeyPackageRef, a.KeyPackage.LeafNode.Lifetime.NotAfter)
 		}
 	}
 	for _, rc := range plan.welcome {
@@ -95,16 +97,17 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, verified *mls.
 		}
 	}
 	if res.External {
-		before = excludeSender(before, r.members.byLeaf[res.Committer].client)
+		before = excludeSender(before, r.members.at(res.Committer).client)
 	}
 	effects := []Effect{r.accept(body.Message, at, before)}
 	if body.Welcome != nil {
 		effects = append(effects, r.accept(body.Welcome, at, plan.welcome))
 	}
+	r.recordWelcomes(res.Added, at)
 	effects = append(effects, r.renewQueue(res.External, plan.carried, at)...)
 	out := Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: effects}
 	if res.External {
-		out.Joined = r.members.byLeaf[res.Committer].client
+		out.Joined = r.members.at(res.Committer).client
 	}
 	return out
 }
@@ -118,7 +121,7 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 		ext = res.Extensions
 	}
 	before := r.participants
-	after := before.clone()
+	after := before // persistent: changes to after leave before as it is
 	plan := &commitPlan{}
 
 	// The committer must be an active participant, or an allowed joiner.
@@ -240,7 +243,7 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 	// Leaves replaced by Updates or paths keep their client, and support
 	// what the room requires.
 	for _, u := range res.Updated {
-		if m, ok := r.members.byLeaf[u.Leaf]; ok {
+		if m, ok := r.members.get(u.Leaf); ok {
 			if err := sameClient(m, u.New); err != nil {
 				return nil, err
 			}
@@ -254,7 +257,7 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 	// participant list change comes before or with the Add).
 	removedClients := map[proto.URI]bool{}
 	for _, rm := range res.Removed {
-		removedClients[r.members.byLeaf[rm.Leaf].client] = true
+		removedClients[r.members.at(rm.Leaf).client] = true
 	}
 	for _, a := range res.Added {
 		m, err := memberOf(a.Node)
@@ -281,14 +284,16 @@ func (r *Room) planCommit(from string, res *mls.CommitResult, welcome *mls.Messa
 		seen[a.m.client] = true
 	}
 	if !policy.MultipleClients {
-		counts := map[proto.URI]int{}
-		for u, cs := range r.members.byUser {
-			counts[u] = len(cs)
-		}
+		// Count only the users the commit adds clients for: O(changes).
+		removed := map[proto.URI]int{}
 		for _, rm := range res.Removed {
-			counts[r.members.byLeaf[rm.Leaf].user]--
+			removed[r.members.at(rm.Leaf).user]++
 		}
+		counts := map[proto.URI]int{}
 		for _, a := range plan.added {
+			if _, ok := counts[a.m.user]; !ok {
+				counts[a.m.user] = len(r.members.clientsOf(a.m.user)) - removed[a.m.user]
+			}
 			if counts[a.m.user]++; counts[a.m.user] > 1 {
 				return nil, notAllowed("the room allows one client per user, and %s would have more", a.m.user)
 			}
@@ -334,7 +339,7 @@ func (r *Room) proposer(cp mls.CommittedProposal, committer actor) (actor, error
 		if cp.Ref == nil {
 			return committer, nil
 		}
-		m, ok := r.members.byLeaf[mls.LeafIndex(cp.Sender.Index)]
+		m, ok := r.members.get(mls.LeafIndex(cp.Sender.Index))
 		if !ok {
 			return actor{}, invalid("proposal from leaf %d, which is not a member", cp.Sender.Index)
 		}
@@ -353,7 +358,7 @@ func (r *Room) removedMember(cp mls.CommittedProposal) (member, error) {
 	if cp.Proposal.Type == mls.ProposalSelfRemove {
 		l = mls.LeafIndex(cp.Sender.Index)
 	}
-	m, ok := r.members.byLeaf[l]
+	m, ok := r.members.get(l)
 	if !ok {
 		return member{}, invalid("removal of leaf %d, which is not a member", l)
 	}

@@ -12,9 +12,10 @@ import (
 // TestFrozenKeepsTheEncoding: a frozen copy encodes exactly what the room
 // encoded when it was taken, however the room changes afterwards (commits
 // that add, remove and update members, pending proposals, routes,
-// messages, participant list changes), and a fresh copy encodes the room
-// as it is now. A field Room.EncodeTLS writes but Frozen does not copy, or
-// copies by a reference the room later writes through, fails here.
+// messages, participant list changes, revocations, Welcome records), and
+// a fresh copy encodes the room as it is now. A field Room.EncodeTLS
+// writes but Frozen does not copy, or copies by a reference the room later
+// writes through, fails here.
 func TestFrozenKeepsTheEncoding(t *testing.T) {
 	w := newSeedWorld(t)
 	type frozen struct {
@@ -38,9 +39,15 @@ func TestFrozenKeepsTheEncoding(t *testing.T) {
 	freeze()
 	w.apply(&RouteKeyPackages{Routes: []Route{{Ref: []byte("ref-1"), Domain: "c.example"}}})
 	freeze()
+	out := w.apply(&RemoveClients{From: "d.example", Clients: []proto.URI{w.doug1.uri}})
+	if out.Err != nil {
+		t.Fatal(out.Err)
+	}
+	w.deliver(out, nil)
+	freeze()
 	erin := w.newClient("c.example", "erin", "phone")
 	patch := plp([]proto.UserRoles{{User: erin.user, Roles: roles(proto.RoleRegularUser)}}, []proto.UserRoles{{User: w.bob1.user, Roles: roles(proto.RoleRegularUser, proto.RoleAdmin)}})
-	w.must(w.commit(w.alice1, mls.CommitOptions{Proposals: append([]*mls.Proposal{patch}, adds(erin)...), IncludePending: true}, erin), "Alice adds Erin, promotes Bob, removes his phone")
+	w.must(w.commit(w.alice1, mls.CommitOptions{Proposals: append([]*mls.Proposal{patch}, adds(erin)...), IncludePending: true}, erin), "Alice adds Erin, promotes Bob, removes his phone and Doug")
 	freeze()
 	w.must(w.commit(w.alice1, mls.CommitOptions{Proposals: []*mls.Proposal{plp(nil, nil, erin.user), mls.RemoveProposal(w.leafOf(erin))}}), "Alice removes Erin")
 	for i, f := range taken {

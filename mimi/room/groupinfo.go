@@ -35,9 +35,11 @@ func (q *ClaimGroupInfo) apply(r *Room, _ uint64) Outcome {
 		panic("room: stored GroupInfo does not decode: " + err.Error())
 	}
 	resp := &proto.GroupInfoResponse{
-		Status:      proto.GroupInfoSuccess,
-		GroupInfo:   mls.NewGroupInfoMessage(&gi),
-		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: wire.MustMarshal(r.group.Tree())},
+		Status:    proto.GroupInfoSuccess,
+		GroupInfo: mls.NewGroupInfoMessage(&gi),
+		// Captured, not encoded: the caller writes it outside the state's
+		// lock (GroupInfoResponse.WriteTo).
+		RatchetTree: proto.RatchetTreeOption{Representation: proto.TreeFull, View: r.group.Tree().View()},
 	}
 	// An external commit must cover the queued SelfRemoves
 	// (draft-ietf-mls-extensions): exactly what the joiner gets. It can

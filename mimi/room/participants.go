@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/mimihub/mimi-hub/mimi/internal/pmap"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
@@ -28,80 +29,72 @@ func rank(roles []proto.Role) proto.Role {
 	return best
 }
 
-// participants is the participant list, sorted by user URI so that it
-// encodes and iterates the same on every replica.
-type participants []Participant
-
-func (ps participants) find(user proto.URI) (int, bool) {
-	return slices.BinarySearchFunc(ps, user, func(p Participant, u proto.URI) int {
-		switch {
-		case p.User < u:
-			return -1
-		case p.User > u:
-			return 1
-		}
-		return 0
-	})
+// participants is the participant list: a persistent map sorted by user
+// URI, so that it encodes and iterates the same on every replica, a change
+// costs O(log n), and a copy (a trial list for a commit's patches, a
+// snapshot's capture) costs nothing. Role slices stored in it are never
+// modified in place.
+type participants struct {
+	m pmap.Map[proto.URI, []proto.Role]
 }
 
-// get returns user's entry, or nil.
+// get returns a copy of user's entry, or nil.
 func (ps participants) get(user proto.URI) *Participant {
-	if i, ok := ps.find(user); ok {
-		return &ps[i]
+	roles, ok := ps.m.Get(user)
+	if !ok {
+		return nil
 	}
-	return nil
+	return &Participant{User: user, Roles: roles}
 }
 
 // active reports whether user is a participant that is not banned.
 func (ps participants) active(user proto.URI) bool {
-	p := ps.get(user)
-	return p != nil && !p.Banned()
+	roles, ok := ps.m.Get(user)
+	return ok && !slices.Contains(roles, proto.RoleBanned)
 }
 
-func (ps participants) clone() participants {
-	out := make(participants, len(ps))
-	for i, p := range ps {
-		out[i] = Participant{User: p.User, Roles: slices.Clone(p.Roles)}
+// len returns the number of participants.
+func (ps participants) len() int { return ps.m.Len() }
+
+// list returns the participants sorted by user, each with its own copy of
+// its roles.
+func (ps participants) list() []Participant {
+	out := make([]Participant, 0, ps.m.Len())
+	for u, roles := range ps.m.All() {
+		out = append(out, Participant{User: u, Roles: slices.Clone(roles)})
 	}
 	return out
 }
 
-func (ps *participants) set(user proto.URI, roles []proto.Role) {
-	i, ok := ps.find(user)
-	if ok {
-		(*ps)[i].Roles = roles
-		return
-	}
-	*ps = slices.Insert(*ps, i, Participant{User: user, Roles: roles})
-}
+// set gives user roles, which the list keeps (the caller must not modify
+// them afterwards).
+func (ps *participants) set(user proto.URI, roles []proto.Role) { ps.m = ps.m.Set(user, roles) }
 
-func (ps *participants) remove(user proto.URI) {
-	if i, ok := ps.find(user); ok {
-		*ps = slices.Delete(*ps, i, i+1)
-	}
-}
+func (ps *participants) remove(user proto.URI) { ps.m = ps.m.Delete(user) }
 
 // EncodeTLS writes the list.
 func (ps participants) EncodeTLS(w *wire.Writer) {
 	w.Vector(func(w *wire.Writer) {
-		for i := range ps {
-			(&proto.UserRoles{User: ps[i].User, Roles: ps[i].Roles}).EncodeTLS(w)
+		for u, roles := range ps.m.All() {
+			(&proto.UserRoles{User: u, Roles: roles}).EncodeTLS(w)
 		}
 	})
 }
 
 // DecodeTLS reads the list and checks it is sorted and unique.
 func (ps *participants) DecodeTLS(r *wire.Reader) {
-	var out participants
+	var out pmap.Map[proto.URI, []proto.Role]
+	var last proto.URI
 	r.VectorEach(func(r *wire.Reader) {
 		var ur proto.UserRoles
 		ur.DecodeTLS(r)
-		if r.OK() && len(out) > 0 && out[len(out)-1].User >= ur.User {
+		if r.OK() && out.Len() > 0 && last >= ur.User {
 			r.Failf("participant list is not sorted and unique at %s", ur.User)
 		}
-		out = append(out, Participant{User: ur.User, Roles: ur.Roles})
+		last = ur.User
+		out = out.Set(ur.User, ur.Roles)
 	})
-	*ps = out
+	ps.m = out
 }
 
 // patchError is a patch the proposer may not make (notAllowed) or that is
@@ -205,7 +198,7 @@ func applyPatch(ps *participants, before participants, policy *proto.BasePolicy,
 		if slices.Contains(up.Roles, proto.RoleBanned) != cur.Banned() && !proto.Allows(policy.Ban, proposerRoles) {
 			return denied("%s may not ban or unban users", proposer)
 		}
-		cur.Roles = slices.Clone(up.Roles)
+		ps.set(up.User, slices.Clone(up.Roles))
 	}
 	for _, u := range patch.RemoveUsers {
 		if err := touch(u); err != nil {

@@ -149,7 +149,7 @@ func (r *Room) queuedRemovals() map[mls.LeafIndex]bool {
 func (r *Room) checkQueueConflicts(res *mls.ProposalResult) error {
 	t := touchesOf(res.Sender, res.Proposal, r.cfg.maxVector())
 	if ref, ok := r.qindex.leaves[t.leaf]; t.hasLeaf && ok {
-		return invalid("leaf %d (%s) is already being removed: queued proposal %x takes it out in the next commit", t.leaf, r.members.byLeaf[t.leaf].client, ref)
+		return invalid("leaf %d (%s) is already being removed: queued proposal %x takes it out in the next commit", t.leaf, r.members.at(t.leaf).client, ref)
 	}
 	for _, u := range t.users {
 		if ref, ok := r.qindex.users[u]; ok {
@@ -206,7 +206,7 @@ func (r *Room) departures(items []queuedItem) []departure {
 		}
 		switch {
 		case q.hasLeaf && q.proposal.Type != mls.ProposalUpdate:
-			if m, ok := r.members.byLeaf[q.leaf]; ok {
+			if m, ok := r.members.get(q.leaf); ok {
 				out = append(out, departure{client: m.client})
 			}
 		case len(q.users) == 1:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/mimihub/mimi-hub/mimi/internal/pmap"
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -24,6 +25,10 @@ type Config struct {
 	// must list the hub in their group's external_senders, and then take
 	// the hub's own proposals.
 	Keys *HubKeys
+
+	// MaxTreeHistory bounds the bytes of past trees a room keeps for
+	// Welcomes' recipients; zero means MaxTreeHistoryBytes.
+	MaxTreeHistory int
 
 	// plant switches off one rule, in builds with the mimi_plant tag only
 	// (plant_on.go), to test the adversarial test's checkers.
@@ -44,6 +49,13 @@ const (
 
 // planted reports whether p is switched off in this (test) build.
 func (c Config) planted(p plant) bool { return plantsCompiled && c.plant == p }
+
+func (c Config) maxTreeHistory() int {
+	if c.MaxTreeHistory == 0 {
+		return MaxTreeHistoryBytes
+	}
+	return c.MaxTreeHistory
+}
 
 func (c Config) maxVector() int {
 	if c.MaxVector == 0 {
@@ -90,8 +102,14 @@ type Room struct {
 	// seq numbers the messages the hub accepted, in hub order.
 	seq uint64
 	// used remembers the KeyPackages added to the room until they expire,
-	// sorted by ref, so that none is added twice (last-resort ones may be).
-	used []usedKeyPackage
+	// so that none is added twice (last-resort ones may be).
+	used usedKeyPackages
+	// welcomes remembers the recipients of recent Welcomes, who may fetch
+	// the tree of their epoch (welcometree.go).
+	welcomes welcomeRecords
+	// goneWelcomes are recent Welcomes whose tree the byte bound dropped:
+	// their recipients learn it is gone.
+	goneWelcomes welcomeRecords
 
 	// Derived state, rebuilt on restore.
 	members   memberIndex
@@ -118,26 +136,56 @@ func (r *Room) sendRoles() []proto.Role {
 	return roles
 }
 
-type usedKeyPackage struct {
-	ref      []byte
-	notAfter uint64 // Unix seconds
+// usedKeyPackages remembers the KeyPackages added to the room until they
+// expire, by ref (the ref's bytes as a string, so sorted as bytes), in a
+// persistent map: a change is O(log n) and a snapshot captures it in
+// constant time. Expired ones are forgotten by a sweep that resumes after
+// swept and checks a few entries per commit, so there is no second index
+// by expiry (a room of 100,000 members would pay for it per member) and no
+// scan of all. An expired entry kept a while changes nothing: nobody can
+// add an expired KeyPackage.
+type usedKeyPackages struct {
+	byRef pmap.Map[string, uint64]
+	swept string
+}
+
+// has reports whether ref was added to the room before.
+func (u *usedKeyPackages) has(ref []byte) bool { return u.byRef.Has(string(ref)) }
+
+// add remembers ref until notAfter (Unix seconds).
+func (u *usedKeyPackages) add(ref []byte, notAfter uint64) {
+	if !u.byRef.Has(string(ref)) {
+		u.byRef = u.byRef.Set(string(ref), notAfter)
+	}
+}
+
+// expire checks the next n entries of the sweep (wrapping around at the
+// end, none twice) and forgets those expired at now (Unix seconds).
+func (u *usedKeyPackages) expire(now uint64, n int) {
+	n = min(n, u.byRef.Len())
+	var expired []string
+	for n > 0 {
+		took := 0
+		for ref, notAfter := range u.byRef.After(u.swept) {
+			u.swept = ref
+			if notAfter < now {
+				expired = append(expired, ref)
+			}
+			if took++; took == n {
+				break
+			}
+		}
+		if n -= took; n > 0 {
+			u.swept = "" // the end: go on from the start
+		}
+	}
+	for _, ref := range expired {
+		u.byRef = u.byRef.Delete(ref)
+	}
 }
 
 // wasUsed reports whether ref was added to the room before.
-func (r *Room) wasUsed(ref []byte) bool {
-	_, found := slices.BinarySearchFunc(r.used, ref, func(u usedKeyPackage, ref []byte) int { return bytes.Compare(u.ref, ref) })
-	return found
-}
-
-// markUsed remembers ref until notAfter and forgets KeyPackages expired at
-// now (Unix seconds): nobody can add those anyway.
-func (r *Room) markUsed(ref []byte, notAfter, now uint64) {
-	r.used = slices.DeleteFunc(r.used, func(u usedKeyPackage) bool { return u.notAfter < now })
-	i, found := slices.BinarySearchFunc(r.used, ref, func(u usedKeyPackage, ref []byte) int { return bytes.Compare(u.ref, ref) })
-	if !found {
-		r.used = slices.Insert(r.used, i, usedKeyPackage{ref: bytes.Clone(ref), notAfter: notAfter})
-	}
-}
+func (r *Room) wasUsed(ref []byte) bool { return r.used.has(ref) }
 
 // Route ties a claimed KeyPackage to the provider that served it.
 type Route struct {
@@ -158,7 +206,16 @@ func (r *Room) Sequence() uint64 { return r.seq }
 func (r *Room) Group() *mls.Follower { return r.group }
 
 // Participants returns a copy of the participant list, sorted by user.
-func (r *Room) Participants() []Participant { return r.participants.clone() }
+func (r *Room) Participants() []Participant { return r.participants.list() }
+
+// Participant returns user's entry in the participant list, in O(log n).
+func (r *Room) Participant(user proto.URI) (Participant, bool) {
+	p := r.participants.get(user)
+	if p == nil {
+		return Participant{}, false
+	}
+	return Participant{User: p.User, Roles: slices.Clone(p.Roles)}, true
+}
 
 // Policy returns the room's base policy.
 func (r *Room) Policy() proto.BasePolicy {
@@ -401,8 +458,9 @@ func (r *Room) updateLingering(users []proto.URI) {
 }
 
 // stateVersion is the format of Room.EncodeTLS. Version 1 (before hub
-// proposals) had no mandates; it still restores, with none.
-const stateVersion = 2
+// proposals) had no mandates, version 2 no Welcome records; both still
+// restore, without them.
+const stateVersion = 3
 
 // EncodeTLS writes the room's state for snapshots.
 func (r *Room) EncodeTLS(w *wire.Writer) {
@@ -423,9 +481,9 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 	})
 	w.Uint64(r.seq)
 	w.Vector(func(w *wire.Writer) {
-		for _, u := range r.used {
-			w.Opaque(u.ref)
-			w.Uint64(u.notAfter)
+		for ref, notAfter := range r.used.byRef.All() {
+			w.Opaque([]byte(ref))
+			w.Uint64(notAfter)
 		}
 	})
 	w.Vector(func(w *wire.Writer) {
@@ -434,6 +492,9 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 			d.user.EncodeTLS(w)
 		}
 	})
+	r.welcomes.encode(w)
+	r.goneWelcomes.encode(w)
+	w.Opaque([]byte(r.used.swept))
 }
 
 // Restore rebuilds a room from EncodeTLS output.
@@ -442,8 +503,8 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	rd.SetMaxVector(cfg.maxVector())
 	var version uint8
 	rd.Uint8(&version)
-	if rd.OK() && version != stateVersion && version != 1 {
-		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1)", version, stateVersion)
+	if rd.OK() && (version < 1 || version > stateVersion) {
+		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1, 2)", version, stateVersion)
 	}
 	r := &Room{cfg: cfg}
 	r.id.DecodeTLS(rd)
@@ -463,11 +524,16 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	})
 	rd.Uint64(&r.seq)
 	rd.VectorEach(func(rd *wire.Reader) {
-		var u usedKeyPackage
-		rd.Opaque(&u.ref)
-		rd.Uint64(&u.notAfter)
-		u.ref = bytes.Clone(u.ref)
-		r.used = append(r.used, u)
+		var ref []byte
+		var notAfter uint64
+		rd.Opaque(&ref)
+		rd.Uint64(&notAfter)
+		if rd.OK() && r.used.byRef.Len() > 0 {
+			if last, _, _ := r.used.byRef.Max(); last >= string(ref) {
+				rd.Failf("used KeyPackages are not sorted and unique")
+			}
+		}
+		r.used.add(ref, notAfter)
 	})
 	if version >= 2 {
 		rd.VectorEach(func(rd *wire.Reader) {
@@ -479,6 +545,13 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 			}
 			r.mandates = append(r.mandates, d)
 		})
+	}
+	if version >= 3 {
+		r.welcomes.decode(rd)
+		r.goneWelcomes.decode(rd)
+		var swept []byte
+		rd.Opaque(&swept)
+		r.used.swept = string(swept)
 	}
 	if err := rd.Finish(); err != nil {
 		return nil, fmt.Errorf("restore room: %w", err)

@@ -71,7 +71,7 @@ func newSeedWorld(t *testing.T) *seedWorld {
 	return w
 }
 
-func ref(t *testing.T, c *client) []byte {
+func ref(t testing.TB, c *client) []byte {
 	t.Helper()
 	r, err := c.kp.KeyPackage.Ref()
 	if err != nil {
@@ -134,7 +134,7 @@ func (w *world) externalJoin(c *client) {
 		w.t.Fatalf("%s claims the GroupInfo: %+v", c, out.GroupInfo)
 	}
 	resp := transmit(w.t, out.GroupInfo)
-	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Tree, c.signer, mls.ExternalJoinOptions{
+	g, b, err := mls.JoinExternal(resp.GroupInfo.GroupInfo, resp.RatchetTree.Bytes(), c.signer, mls.ExternalJoinOptions{
 		GroupOptions: w.groupOptions(), Credential: mls.BasicCredential([]byte(c.uri)), Capabilities: roomCaps,
 		PendingSelfRemoves: resp.PendingProposals, Commit: mls.CommitOptions{GroupInfo: mls.GroupInfoOptions{ExternalPub: true}},
 	})

@@ -84,7 +84,7 @@ type actor struct {
 
 // memberActor describes the client at leaf l, whose provider must be from.
 func (r *Room) memberActor(l mls.LeafIndex, from string) (actor, error) {
-	m, ok := r.members.byLeaf[l]
+	m, ok := r.members.get(l)
 	if !ok {
 		return actor{}, invalid("leaf %d is not a member", l)
 	}
@@ -180,10 +180,10 @@ func (r *Room) checkProposal(from string, res *mls.ProposalResult) (actor, error
 		if err != nil {
 			return actor{}, invalid("%v", err)
 		}
-		trial := r.participants.clone()
+		trial := r.participants // persistent: the trial's changes stay in it
 		return a, applyPatch(&trial, r.participants, &policy, a, patch)
 	case mls.ProposalRemove:
-		target, ok := r.members.byLeaf[p.Removed]
+		target, ok := r.members.get(p.Removed)
 		if !ok {
 			return actor{}, invalid("remove of leaf %d, which is not a member", p.Removed)
 		}
@@ -235,7 +235,7 @@ func (r *Room) checkInactive(a actor, p *mls.Proposal, sender mls.Sender) error 
 	case mls.ProposalSelfRemove:
 		return nil
 	case mls.ProposalRemove:
-		if t, ok := r.members.byLeaf[p.Removed]; ok && t.user != a.user {
+		if t, ok := r.members.get(p.Removed); ok && t.user != a.user {
 			return notAllowed("%s is not an active participant; its clients may remove only its own clients, not %s", a.user, t.client)
 		}
 		return nil

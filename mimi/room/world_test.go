@@ -193,7 +193,12 @@ func (w *world) commitFrom(from string, c *client, opts mls.CommitOptions, joine
 	c.group.MergePendingCommit()
 	w.deliver(out, c, func() {
 		for _, j := range joiners {
-			g, err := mls.JoinFromWelcome(body.Welcome.Welcome, j.kp, body.RatchetTree.Tree, w.groupOptions())
+			// The joiner fetches the tree by reference, as itself.
+			view, err := w.room.WelcomeTree(j.domain, j.uri, ref(w.t, j))
+			if err != nil {
+				w.t.Fatalf("%s fetching its tree: %v", j, err)
+			}
+			g, err := mls.JoinFromWelcome(body.Welcome.Welcome, j.kp, view.Bytes(), w.groupOptions())
 			if err != nil {
 				w.t.Fatalf("%s joining: %v", j, err)
 			}

@@ -199,7 +199,10 @@ func (p *goSide) propose(by string, m *mls.Message, note string) {
 func (p *goSide) commit(by string, opts mls.CommitOptions, note string, joiners ...*goMember) {
 	p.t.Helper()
 	opts.GroupInfo = mls.GroupInfoOptions{ExternalPub: true, RatchetTree: true}
-	opts.WelcomeRatchetTree = true
+	// The Welcome carries no tree (byReference): joiners take the tree of
+	// the Welcome's epoch from the hub, as mimi-hub's clients do; ts-mls
+	// gets it beside the Welcome in the transcript (ratchet_tree).
+	opts.WelcomeRatchetTree = false
 	g := p.groups[by]
 	b, err := g.Commit(opts)
 	if err != nil {
@@ -217,7 +220,11 @@ func (p *goSide) commit(by string, opts mls.CommitOptions, note string, joiners 
 		}
 	}
 	for _, j := range joiners {
-		jg, err := mls.JoinFromWelcome(decodeAgain(p.t, b.Welcome).Welcome, j.bundle(p.t), nil, mls.GroupOptions{Config: config, Now: fixedClock(p.now)})
+		view, err := p.hub.TreeAt(p.hub.Epoch())
+		if err != nil {
+			p.t.Fatalf("the hub's tree for %s: %v", j.Name, err)
+		}
+		jg, err := mls.JoinFromWelcome(decodeAgain(p.t, b.Welcome).Welcome, j.bundle(p.t), view.Bytes(), mls.GroupOptions{Config: config, Now: fixedClock(p.now)})
 		if err != nil {
 			p.t.Fatalf("%s joining: %v", j.Name, err)
 		}
