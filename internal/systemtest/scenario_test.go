@@ -531,6 +531,7 @@ func (l *load) drain(ctx context.Context) {
 				break
 			}
 			if time.Now().After(deadline) {
+				l.explainMissing(ctx, p)
 				t.Fatalf("%s is still missing %d acknowledged messages, e.g. %q", p, len(missing), missing[0])
 			}
 			if err := p.sync(ctx, l.room, time.Second, l); err != nil {
@@ -539,6 +540,53 @@ func (l *load) drain(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// explainMissing logs what a failed drain needs to tell a lost message
+// from one that arrived and could not be processed: p's error and gap
+// events, and the hub sequence numbers of the room messages in its raw
+// stream with the holes between them.
+func (l *load) explainMissing(ctx context.Context, p *party) {
+	t := l.t
+	p.mu.Lock()
+	for _, e := range p.events {
+		if e.Kind == client.EventError || e.Kind == client.EventGap {
+			t.Logf("%s: stream item %d (room %s): %s: %v", p, e.Seq, e.Room, e.Kind, e.Err)
+		}
+	}
+	p.mu.Unlock()
+	u := l.w.user(p.provider, nil)
+	u.SetToken(p.token)
+	var seqs []uint64
+	var after uint64
+	for page := 0; page < 100; page++ {
+		sp, err := u.Stream(ctx, client.StreamOptions{After: after, Limit: 1000})
+		if err != nil {
+			t.Logf("%s: reading the raw stream: %v", p, err)
+			break
+		}
+		for _, it := range sp.Items {
+			after = it.Seq
+			if it.Room == l.room && it.Kind == client.ItemMessage {
+				seqs = append(seqs, it.HubSeq)
+			}
+		}
+		if len(sp.Items) == 0 || after >= sp.Last {
+			break
+		}
+	}
+	var holes []string
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			holes = append(holes, fmt.Sprintf("%d..%d", seqs[i-1], seqs[i]))
+		}
+	}
+	t.Logf("%s: raw stream holds %d room messages, hub sequences %v; jumps: %v", p, len(seqs), seqs, holes)
+	l.mu.Lock()
+	for _, w := range l.acked {
+		t.Logf("acknowledged %s by %s at epoch %d: %q", w.kind, w.sender, w.epoch, w.text)
+	}
+	l.mu.Unlock()
 }
 
 // missing lists the acknowledged messages p must have received (sent by
