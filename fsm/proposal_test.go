@@ -14,22 +14,6 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// applyProposal proposes p (with the pre-verification v) as the leader
-// would, stamped with the node's next time.
-func (n *node) applyProposal(p *Proposal, v *mls.Verified) *Result {
-	n.t.Helper()
-	cmd, err := p.Command(v)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.now += 1000
-	if cmd, err = Stamp(cmd, n.now); err != nil {
-		n.t.Fatal(err)
-	}
-	n.log = append(n.log, cmd)
-	return n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*Result)
-}
-
 // TestCommandFormats: a command without credential or pre-verification
 // is written in format 1, as earlier releases wrote every command; one
 // with either in format 2; both decode to what was encoded, and a format
