@@ -160,7 +160,22 @@ for each node, its resident memory (/proc), its newest snapshot, its Raft
 log store (logs.db) and the room messages its state keeps for readers
 (the leader's figures marked *); at the end, the first and last
 throughput and the largest RSS and snapshot at the start, half way and the
-end. With retention reached, memory and snapshots must stay flat.`,
+end. With retention reached, memory and snapshots must stay flat.
+
+Side by side. -baseline starts 3 mimi-hub processes (-hub-binary, on
+127.0.0.61 to .63, per-client budgets off) and 3 raw Raft processes (this
+executable's hidden bench-raft-node: hashicorp/raft on the provider's own
+raft-boltdb/v2 stores and timing, a state machine that does nothing,
+-put-size-byte puts over HTTPS to the leader, on .64 to .66), and for
+every -senders level runs, alternating, raw Raft, messages via the leader
+and via the followers, commits via the leader and via the followers, so
+that a busy machine slows both sides alike. One table: each row's rate,
+its ratio to raw Raft at the same senders, and the ratio an issue goal is
+about (followers over leader, commits over messages). -mode fanout adds,
+for each number of -peers, -fanout-senders senders in rooms with a member
+at each fake peer provider (127.0.0.67): the rate at which every peer had
+every message, its ratio to 1 peer, and the Raft entries per message.
+-passes repeats everything; -cpuprofile profiles the senders' side.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &benchOptions{}
 			mode := fs.String("mode", benchMessages, "what to measure: messages, commits, or both as messages,commits")

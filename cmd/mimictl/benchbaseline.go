@@ -135,7 +135,7 @@ func (e *env) benchSide(ctx context.Context, o *benchOptions) error {
 	if _, err := crand.Read(rnd[:]); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	b.prefix = "side" + hex.EncodeToString(rnd[:])
+	runPrefix := "side" + hex.EncodeToString(rnd[:])
 	e.printf("target:  3 mimi-hub processes (%s) on 127.0.0.%d-%d, flags: %s\n", h.bin, sideFirstIP, sideFirstIP+2, strings.Join(flags, " "))
 	e.printf("         3 raw Raft processes (hashicorp/raft, the provider's raft-boltdb/v2 stores and timing, a state machine that does nothing,\n")
 	e.printf("         %d-byte puts over HTTPS to the leader) on 127.0.0.%d-%d\n", o.putSize, sideRaftFirstIP, sideRaftFirstIP+2)
@@ -154,6 +154,8 @@ func (e *env) benchSide(ctx context.Context, o *benchOptions) error {
 		}
 	}
 	for pass := 1; pass <= o.passes && ctx.Err() == nil; pass++ {
+		// Every pass registers senders and rooms of its own.
+		b.prefix = fmt.Sprintf("%sp%d", runPrefix, pass)
 		for _, n := range o.senders {
 			var rawRow sideRow
 			for _, what := range o.sideTargets() {
