@@ -280,33 +280,50 @@ var opsClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transpor
 
 // getJSON fetches an operations endpoint of the node into out.
 func (n *Node) getJSON(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.OpsAddr+path, nil)
+	body, err := n.get(ctx, path, 1<<20)
 	if err != nil {
 		return err
-	}
-	// The node generated its admin token in its data folder on first
-	// start; read it as mimictl does on the node's host.
-	token, err := hub.ReadAdminToken(filepath.Join(n.DataDir, hub.AdminTokenFile))
-	if err != nil {
-		return fmt.Errorf("systemtest: %s: %w", n.ID, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := opsClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &StatusError{Node: n.ID, Path: path, Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)
 	}
 	return nil
+}
+
+// Goroutines returns the stacks of every goroutine of the node (pprof's
+// debug=2 text), at most 4 MiB: what a test that found a request hanging
+// logs before it fails.
+func (n *Node) Goroutines(ctx context.Context) (string, error) {
+	body, err := n.get(ctx, "/debug/pprof/goroutine?debug=2", 4<<20)
+	return string(body), err
+}
+
+// get fetches an operations endpoint of the node, at most limit bytes.
+func (n *Node) get(ctx context.Context, path string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.OpsAddr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	// The node generated its admin token in its data folder on first
+	// start; read it as mimictl does on the node's host.
+	token, err := hub.ReadAdminToken(filepath.Join(n.DataDir, hub.AdminTokenFile))
+	if err != nil {
+		return nil, fmt.Errorf("systemtest: %s: %w", n.ID, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := opsClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &StatusError{Node: n.ID, Path: path, Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
+	}
+	return body, nil
 }
 
 // StatusError is a non-200 answer of an operations endpoint.

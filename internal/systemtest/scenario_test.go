@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -548,6 +549,24 @@ func (l *load) drain(ctx context.Context) {
 // stream with the holes between them.
 func (l *load) explainMissing(ctx context.Context, p *party) {
 	t := l.t
+	// The drain's context may be what ran out (a request that hung):
+	// look with a fresh one, and keep the provider's goroutines.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	for _, n := range p.provider.Nodes() {
+		if !n.Running() {
+			continue
+		}
+		stacks, err := n.Goroutines(ctx)
+		t.Logf("goroutines of %s/%s (err %v):\n%s", p.provider.Domain, n.ID, err, stacks)
+	}
+	var buf bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&buf, 2)
+	for g := range strings.SplitSeq(buf.String(), "\n\n") {
+		if strings.Contains(g, "mimi-hub/mimi/client.") {
+			t.Logf("test goroutine in the client:\n%s", g)
+		}
+	}
 	p.mu.Lock()
 	for _, e := range p.events {
 		if e.Kind == client.EventError || e.Kind == client.EventGap {
@@ -582,6 +601,11 @@ func (l *load) explainMissing(ctx context.Context, p *party) {
 		}
 	}
 	t.Logf("%s: raw stream holds %d room messages, hub sequences %v; jumps: %v", p, len(seqs), seqs, holes)
+	for _, o := range l.parties {
+		if o != p {
+			t.Logf("%s misses %v", o, l.missing(o))
+		}
+	}
 	l.mu.Lock()
 	for _, w := range l.acked {
 		t.Logf("acknowledged %s by %s at epoch %d: %q", w.kind, w.sender, w.epoch, w.text)
