@@ -34,6 +34,7 @@ const (
 	DefaultDeadServerRemoval  = 15 * time.Minute
 	DefaultPromoteAfter       = 5 * time.Second
 	DefaultMaxPromoteLag      = 256
+	DefaultMaxInFlight        = 2
 	// DefaultMaxEntrySize bounds one log entry: the largest API body
 	// (16 MiB) and the command around it, far below the 1 GiB a snapshot
 	// record may hold.
@@ -131,6 +132,11 @@ type Config struct {
 	// refused before Raft (ErrEntryTooLarge), also when forwarded.
 	MaxEntrySize int
 
+	// MaxInFlight is how many log entries the leader has in flight (or a
+	// follower requests to the leader) before the commands that arrive
+	// wait and go together in the next one (propose.go).
+	MaxInFlight int
+
 	// Raft timing. Tests shorten these; production keeps the defaults.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -194,6 +200,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.SnapshotRetain, DefaultSnapshotRetain)
 	setDefault(&c.ApplyTimeout, DefaultApplyTimeout)
 	setDefault(&c.MaxEntrySize, DefaultMaxEntrySize)
+	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	setDefault(&c.ElectionTimeout, DefaultElectionTimeout)
 	setDefault(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)

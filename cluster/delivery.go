@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,9 +17,11 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// Sender delivers outbox items to peers; mimi/client.Federation is one.
+// Sender delivers outbox items to peers; mimi/client.Federation, through
+// FanoutEncoded, is one. Fanout's messages are FanoutMessage encodings, as
+// the outbox keeps them (one copy shared by every peer's item).
 type Sender interface {
-	Fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error
+	Fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, messages [][]byte, exclude []proto.URI) error
 	RequestConsent(ctx context.Context, targetDomain string, e *proto.ConsentEntry) error
 	UpdateConsent(ctx context.Context, requesterDomain string, e *proto.ConsentEntry) error
 	RemoveClients(ctx context.Context, room proto.URI, req *proto.RemoveClientsRequest) error
@@ -73,9 +76,14 @@ func (c DeliveryConfig) withDefaults() DeliveryConfig {
 }
 
 // Delivery is the leader-only worker that drains the replicated outbox: one
-// loop per peer delivers that peer's items in order, records each delivery
-// through Raft, and backs off on failure. A new leader resumes where the old
-// one stopped, because the outbox and its delivered marks are replicated.
+// loop per peer reads only that peer's queue and delivers its items in
+// order (a room's messages in hub order, several rooms' in requests of
+// their own), and one recorder writes the progress of every peer through
+// Raft, all peers in one entry (CmdDeliveredMany), one entry at a time. A
+// peer's loop goes on from what it delivered without waiting for the
+// record; a new leader resumes from what was recorded, so items delivered
+// but not yet recorded are delivered again, which peers drop as
+// duplicates (hub sequence numbers).
 type Delivery struct {
 	store  *Store
 	sender Sender
@@ -117,22 +125,23 @@ func (d *Delivery) Run(ctx context.Context) {
 	d.store.node.whileLeading(ctx, d.lead)
 }
 
-// lead supervises one loop per peer with undelivered items.
+// lead supervises one loop per peer with undelivered items, and the
+// recorder.
 func (d *Delivery) lead(ctx context.Context) {
 	// Apply everything the previous leader committed before reading the
 	// outbox, so nothing already delivered is sent again needlessly.
 	if err := d.store.node.Barrier(ctx); err != nil {
 		d.cfg.Logger.Warn("delivery: barrier after election", "err", err)
 	}
+	rec := newRecorder()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { d.record(ctx, rec) })
 	for {
 		changed := d.store.Changed()
 		var peers []string
 		_ = d.store.fsm.Read(func(s *fsm.State) error {
-			for _, q := range s.Outbox(1) {
-				peers = append(peers, q.Domain)
-			}
+			peers = s.OutboxDomains()
 			return nil
 		})
 		d.mu.Lock()
@@ -145,7 +154,7 @@ func (d *Delivery) lead(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				d.drain(pctx, p)
+				d.drain(pctx, p, rec)
 				d.mu.Lock()
 				delete(d.running, p)
 				d.mu.Unlock()
@@ -161,55 +170,55 @@ func (d *Delivery) lead(ctx context.Context) {
 	}
 }
 
-// drain delivers a peer's items until its queue is empty.
-func (d *Delivery) drain(ctx context.Context, peer string) {
+// window is how many of a peer's items one pass reads: enough for a full
+// batch of each of a few rooms whose messages interleave in the queue.
+func (d *Delivery) window() int { return 4 * d.cfg.BatchSize }
+
+// drain delivers a peer's items until nothing waits for it.
+func (d *Delivery) drain(ctx context.Context, peer string, rec *recorder) {
 	backoff := d.cfg.MinBackoff
+	var sent uint64 // every item up to here is delivered (recorded or not)
 	for ctx.Err() == nil {
+		changed := d.store.Changed()
 		var items []fsm.OutItem
+		var waiting bool
 		_ = d.store.fsm.Read(func(s *fsm.State) error {
-			for _, q := range s.Outbox(d.cfg.BatchSize) {
-				if q.Domain == peer {
-					items = q.Items
-				}
-			}
+			items, waiting = s.OutboxAfter(peer, sent, d.window())
 			return nil
 		})
-		if len(items) == 0 {
+		if !waiting {
 			return
 		}
-		n, err := d.deliver(ctx, peer, items)
-		if err == nil || isPermanent(err) {
-			if err != nil {
-				d.cfg.Logger.Error("delivery: peer refused items for good; dropping them", "peer", peer, "items", n, "err", err)
+		if len(items) == 0 {
+			// All delivered; the record is on its way.
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
 			}
-			last := items[n-1].ID
-			body := &fsm.DeliveredBody{Domain: peer, UpTo: last}
-			res, aerr := d.store.Apply(ctx, fsm.CmdDelivered, fmt.Appendf(nil, "delivered/%s/%d", peer, last), "", body)
-			if aerr == nil {
-				aerr = res.Err()
-			}
-			if aerr != nil {
-				// Not leading any more, or Raft trouble: the items will be
-				// delivered again (peers drop duplicates).
-				d.cfg.Logger.Warn("delivery: recording delivery", "peer", peer, "err", aerr)
-				if !pause.For(ctx, backoff) {
-					return
+			continue
+		}
+		done, dropped, err := d.deliver(ctx, peer, items)
+		if done > 0 {
+			sent = items[done-1].ID
+			rec.mark(peer, sent)
+			d.note(peer, func(s *PeerStats) {
+				s.Delivered += uint64(done - dropped)
+				s.Dropped += uint64(dropped)
+				if err == nil {
+					s.LastError, s.RetryAt = "", time.Time{}
 				}
-				continue
-			}
-			d.record(peer, func(s *PeerStats) {
-				if err != nil {
-					s.Dropped += uint64(n)
-				} else {
-					s.Delivered += uint64(n)
-				}
-				s.LastError, s.RetryAt = "", time.Time{}
 			})
+		}
+		if err == nil {
 			backoff = d.cfg.MinBackoff
 			continue
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		wait := max(d.cfg.RetryAfter(err), time.Duration(rand.Int64N(int64(backoff))+1))
-		d.record(peer, func(s *PeerStats) {
+		d.note(peer, func(s *PeerStats) {
 			s.Failures++
 			s.LastError = err.Error()
 			s.RetryAt = time.Now().Add(wait)
@@ -222,53 +231,185 @@ func (d *Delivery) drain(ctx context.Context, peer string) {
 	}
 }
 
-// deliver sends the first request's worth of items: consecutive fanout
-// messages of one room with consecutive sequence numbers and the same
-// exclusions become one batch; a consent or removeClients item goes alone. It returns how
-// many items it covered.
-func (d *Delivery) deliver(ctx context.Context, peer string, items []fsm.OutItem) (int, error) {
+// request is one delivery: fanout messages of one room with consecutive
+// sequence numbers and the same exclusions, or one other item.
+type request struct {
+	items []int // indexes into the window, ascending
+	bytes int
+}
+
+// plan groups a window of items into requests. Fanout items of one room
+// (and exclusions) join that room's open request while their numbers
+// follow on and it has room; a consent or removeClients item is a
+// request of its own, after which every room starts a new request, so
+// each peer sees everything in queue order but for rooms, whose messages
+// are independent of each other's.
+func (d *Delivery) plan(items []fsm.OutItem) []request {
+	var reqs []request
+	open := map[string]int{} // room and exclusions -> request
+	for i, it := range items {
+		if it.Kind != fsm.OutFanout {
+			reqs = append(reqs, request{items: []int{i}})
+			clear(open)
+			continue
+		}
+		k := groupKey(&it)
+		if j, ok := open[k]; ok {
+			r := &reqs[j]
+			last := &items[r.items[len(r.items)-1]]
+			if last.Seq+1 == it.Seq && len(r.items) < d.cfg.BatchSize && r.bytes+len(it.Data) <= d.cfg.BatchBytes {
+				r.items = append(r.items, i)
+				r.bytes += len(it.Data)
+				continue
+			}
+		}
+		open[k] = len(reqs)
+		reqs = append(reqs, request{items: []int{i}, bytes: len(it.Data)})
+	}
+	return reqs
+}
+
+func groupKey(it *fsm.OutItem) string {
+	var b strings.Builder
+	b.WriteString(string(it.Room))
+	for _, c := range it.Exclude {
+		b.WriteByte(' ')
+		b.WriteString(string(c))
+	}
+	return b.String()
+}
+
+// deliver sends a window's requests in order until one fails. It returns
+// how many of the window's first items are done (delivered, or refused
+// for good: dropped counts those) and the failure that stopped it.
+func (d *Delivery) deliver(ctx context.Context, peer string, items []fsm.OutItem) (done, dropped int, err error) {
+	state := make([]int8, len(items)) // 1 delivered, 2 dropped
+	for _, r := range d.plan(items) {
+		err = d.send(ctx, peer, items, r)
+		if err != nil && !isPermanent(err) {
+			break
+		}
+		mark := int8(1)
+		if err != nil {
+			mark = 2
+			d.cfg.Logger.Error("delivery: peer refused items for good; dropping them", "peer", peer, "items", len(r.items), "err", err)
+			err = nil
+		}
+		for _, i := range r.items {
+			state[i] = mark
+		}
+	}
+	for done < len(items) && state[done] != 0 {
+		if state[done] == 2 {
+			dropped++
+		}
+		done++
+	}
+	return done, dropped, err
+}
+
+// send makes one request.
+func (d *Delivery) send(ctx context.Context, peer string, items []fsm.OutItem, r request) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
-	first := items[0]
+	first := &items[r.items[0]]
 	switch first.Kind {
 	case fsm.OutRequestConsent, fsm.OutUpdateConsent:
 		var e proto.ConsentEntry
 		if err := wire.Unmarshal(first.Data, &e); err != nil {
-			return 1, permanent(fmt.Errorf("outbox consent item %d: %w", first.ID, err))
+			return permanent(fmt.Errorf("outbox consent item %d: %w", first.ID, err))
 		}
 		if first.Kind == fsm.OutRequestConsent {
-			return 1, d.sender.RequestConsent(ctx, peer, &e)
+			return d.sender.RequestConsent(ctx, peer, &e)
 		}
-		return 1, d.sender.UpdateConsent(ctx, peer, &e)
+		return d.sender.UpdateConsent(ctx, peer, &e)
 	case fsm.OutFanout:
-		var batch proto.FanoutBatch
-		n, size := 0, 0
-		for _, it := range items {
-			if it.Kind != fsm.OutFanout || it.Room != first.Room || it.Seq != first.Seq+uint64(n) || !slices.Equal(it.Exclude, first.Exclude) {
-				break
-			}
-			if size += len(it.Data); n > 0 && size > d.cfg.BatchBytes {
-				break
-			}
-			var fm proto.FanoutMessage
-			if err := wire.Unmarshal(it.Data, &fm); err != nil {
-				return n + 1, permanent(fmt.Errorf("outbox fanout item %d: %w", it.ID, err))
-			}
-			batch = append(batch, fm)
-			n++
+		msgs := make([][]byte, len(r.items))
+		for j, i := range r.items {
+			msgs[j] = items[i].Data
 		}
-		return n, d.sender.Fanout(ctx, peer, first.Room, first.Seq, batch, first.Exclude)
+		return d.sender.Fanout(ctx, peer, first.Room, first.Seq, msgs, first.Exclude)
 	case fsm.OutRemoveClients:
 		var req proto.RemoveClientsRequest
 		if err := wire.Unmarshal(first.Data, &req); err != nil {
-			return 1, permanent(fmt.Errorf("outbox removeClients item %d: %w", first.ID, err))
+			return permanent(fmt.Errorf("outbox removeClients item %d: %w", first.ID, err))
 		}
-		return 1, d.sender.RemoveClients(ctx, first.Room, &req)
+		return d.sender.RemoveClients(ctx, first.Room, &req)
 	}
-	return 1, permanent(fmt.Errorf("outbox item %d has unknown kind %d", first.ID, first.Kind))
+	return permanent(fmt.Errorf("outbox item %d has unknown kind %d", first.ID, first.Kind))
 }
 
-func (d *Delivery) record(peer string, f func(*PeerStats)) {
+// recorder collects the peers' delivery progress for the record loop.
+type recorder struct {
+	mu    sync.Mutex
+	marks map[string]uint64
+	wake  chan struct{} // holds a value while marks wait
+}
+
+func newRecorder() *recorder {
+	return &recorder{marks: map[string]uint64{}, wake: make(chan struct{}, 1)}
+}
+
+// mark notes that peer's items up to id were delivered.
+func (r *recorder) mark(peer string, id uint64) {
+	r.mu.Lock()
+	r.marks[peer] = max(r.marks[peer], id)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the marks noted since the last take, sorted by peer.
+func (r *recorder) take() []fsm.DeliveredBody {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]fsm.DeliveredBody, 0, len(r.marks))
+	for p, id := range r.marks {
+		out = append(out, fsm.DeliveredBody{Domain: p, UpTo: id})
+	}
+	clear(r.marks)
+	slices.SortFunc(out, func(a, b fsm.DeliveredBody) int { return strings.Compare(a.Domain, b.Domain) })
+	return out
+}
+
+// record writes the noted progress through Raft, every peer's in one
+// entry, one entry at a time: while one is in flight the next marks
+// gather. A mark that could not be written is noted again, and on a new
+// leader the items are delivered again.
+func (d *Delivery) record(ctx context.Context, rec *recorder) {
+	backoff := d.cfg.MinBackoff
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-rec.wake:
+		}
+		marks := rec.take()
+		if len(marks) == 0 {
+			continue
+		}
+		res, err := d.store.Apply(ctx, fsm.CmdDeliveredMany, nil, "", &fsm.DeliveredManyBody{Marks: marks})
+		if err == nil {
+			err = res.Err()
+		}
+		if err == nil {
+			backoff = d.cfg.MinBackoff
+			continue
+		}
+		d.cfg.Logger.Warn("delivery: recording delivery", "peers", len(marks), "err", err)
+		for _, m := range marks {
+			rec.mark(m.Domain, m.UpTo)
+		}
+		if !pause.For(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, d.cfg.MaxBackoff)
+	}
+}
+
+func (d *Delivery) note(peer string, f func(*PeerStats)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.stats[peer]

@@ -73,12 +73,18 @@ func (f *fakeSender) RemoveClients(_ context.Context, room proto.URI, req *proto
 	return nil
 }
 
-func (f *fakeSender) Fanout(_ context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error {
+func (f *fakeSender) Fanout(_ context.Context, peer string, room proto.URI, firstSeq uint64, messages [][]byte, exclude []proto.URI) error {
 	if err := f.next(); err != nil {
 		return err
 	}
+	for _, m := range messages {
+		var fm proto.FanoutMessage
+		if err := wire.Unmarshal(m, &fm); err != nil {
+			return permanent(err)
+		}
+	}
 	f.mu.Lock()
-	f.fanouts = append(f.fanouts, fanoutCall{peer, room, firstSeq, len(batch), exclude})
+	f.fanouts = append(f.fanouts, fanoutCall{peer, room, firstSeq, len(messages), exclude})
 	f.mu.Unlock()
 	return nil
 }
@@ -100,6 +106,22 @@ func startStore(t *testing.T) *Store {
 	}
 	n := startNode(t, testConfig(t, t.TempDir()), f, true)
 	return NewStore(n, f, "a.example")
+}
+
+// waitOutbox waits until s's outbox holds n items.
+func waitOutbox(t *testing.T, ctx context.Context, s *Store, n int) {
+	t.Helper()
+	for {
+		changed := s.Changed()
+		if outboxLen(t, s) == n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("the outbox holds %d items, want %d", outboxLen(t, s), n)
+		}
+	}
 }
 
 func outboxLen(t *testing.T, s *Store) int {
@@ -145,9 +167,7 @@ func TestDeliveryRetriesThenDelivers(t *testing.T) {
 		t.Fatal("nothing delivered")
 	}
 	waitStats(t, ctx, d, func(st PeerStats) bool { return st.Delivered == 1 })
-	if n := outboxLen(t, s); n != 0 {
-		t.Fatalf("%d items left after delivery", n)
-	}
+	waitOutbox(t, ctx, s, 0) // the delivery is recorded through Raft
 	st := d.Stats()["b.example"]
 	if sender.calls != 3 || st.Delivered != 1 || st.Failures != 2 || retryAfterCalls == 0 {
 		t.Fatalf("calls %d, stats %+v, Retry-After consulted %d times", sender.calls, st, retryAfterCalls)
@@ -222,18 +242,17 @@ func TestDeliveryBatches(t *testing.T) {
 	}
 }
 
-// requestSizes delivers items to b.example and returns how many each
-// request covered.
+// requestSizes delivers items to b.example (through a *fakeSender) and
+// returns how many each request covered.
 func requestSizes(t *testing.T, d *Delivery, items []fsm.OutItem) []int {
 	t.Helper()
+	done, dropped, err := d.deliver(context.Background(), "b.example", items)
+	if err != nil || done != len(items) || dropped != 0 {
+		t.Fatalf("delivered %d of %d items (%d dropped): %v", done, len(items), dropped, err)
+	}
 	var got []int
-	for len(items) > 0 {
-		n, err := d.deliver(context.Background(), "b.example", items)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, n)
-		items = items[n:]
+	for _, c := range d.sender.(*fakeSender).fanouts {
+		got = append(got, c.n)
 	}
 	return got
 }

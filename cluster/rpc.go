@@ -19,11 +19,12 @@ import (
 // other for their state. Requests and answers are small JSON documents,
 // except forwarded commands, which travel as raw bytes.
 const (
-	rpcApply     = "/cluster/v1/apply"
-	rpcReadIndex = "/cluster/v1/read-index"
-	rpcNodeInfo  = "/cluster/v1/node"
-	rpcRemove    = "/cluster/v1/remove-server"
-	rpcTransfer  = "/cluster/v1/transfer-leadership"
+	rpcApply      = "/cluster/v1/apply"
+	rpcApplyBatch = "/cluster/v1/apply-batch"
+	rpcReadIndex  = "/cluster/v1/read-index"
+	rpcNodeInfo   = "/cluster/v1/node"
+	rpcRemove     = "/cluster/v1/remove-server"
+	rpcTransfer   = "/cluster/v1/transfer-leadership"
 
 	// maxRPCBody bounds every answer; Config.MaxEntrySize bounds a
 	// forwarded command.
@@ -51,6 +52,14 @@ const (
 
 // encodeRPCError turns an error of this package into an answer.
 func encodeRPCError(w http.ResponseWriter, err error) {
+	e, status := rpcErrorOf(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(e)
+}
+
+// rpcErrorOf maps an error of this package to its answer and status.
+func rpcErrorOf(err error) (rpcError, int) {
 	e := rpcError{Message: err.Error()}
 	status := http.StatusServiceUnavailable
 	var nl *NotLeaderError
@@ -68,9 +77,7 @@ func encodeRPCError(w http.ResponseWriter, err error) {
 	default:
 		e.Code, status = codeFailed, http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(e)
+	return e, status
 }
 
 var errInvalidRPC = errors.New("invalid internal request")

@@ -70,6 +70,11 @@ func TestStoreAnswersWithoutLogging(t *testing.T) {
 	if err != nil || first.Err() != nil {
 		t.Fatalf("subscribe: %v %v", err, first)
 	}
+	// The follower answered as soon as the leader applied it; once it has
+	// the entry too (the first answer's index), its own state answers.
+	if err := f.store.WaitApplied(ctxTimeout(t, testWait), first.Index); err != nil || first.Index == 0 {
+		t.Fatalf("waiting for index %d: %v", first.Index, err)
+	}
 	logged := l.node.Stats().LastLogIndex
 	if again, err := f.store.Apply(ctxTimeout(t, testWait), fsm.CmdSubscribe, []byte("sub-1"), "", body); err != nil || again.Kind != first.Kind {
 		t.Fatalf("retry: %v %+v", err, again)

@@ -16,6 +16,16 @@ import (
 // must go through the log. body is the command's body as given to
 // NewCommand. Admit only reads: call it under FSM.Read.
 func (s *State) Admit(t CommandType, requestID []byte, peer string, body wire.Encoder) *Result {
+	return s.AdmitProposal(&Proposal{Type: t, RequestID: requestID, Peer: peer, Body: body})
+}
+
+// AdmitProposal is Admit for a proposal: a credential it carries that is
+// no longer valid is refused first, as Apply refuses it.
+func (s *State) AdmitProposal(p *Proposal) *Result {
+	if r := s.checkCredential(p.Auth); r != nil {
+		return r
+	}
+	t, requestID, peer, body := p.Type, p.RequestID, p.Peer, p.Body
 	if len(requestID) > 0 {
 		if r, ok := s.dedup.get(requestID); ok {
 			return r
@@ -66,7 +76,8 @@ func localOnly(t CommandType) bool {
 		return true
 	}
 	switch t {
-	case CmdRegister, CmdUploadKeyPackages, CmdCreateRoom, CmdRouteKeyPackages, CmdDelivered, CmdAck, CmdSubscribe, CmdPrune, CmdHubKey:
+	case CmdRegister, CmdUploadKeyPackages, CmdCreateRoom, CmdRouteKeyPackages, CmdDelivered, CmdAck, CmdSubscribe, CmdPrune, CmdHubKey,
+		CmdBatch, CmdDeliveredMany:
 		return true
 	}
 	return false

@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"slices"
 
@@ -15,6 +17,9 @@ import (
 // apply runs one command. A refused command leaves the state unchanged.
 func (s *State) apply(c *Command) *Result {
 	c.AcceptedAt = max(c.AcceptedAt, s.lastAt)
+	if r := s.checkCredential(c.Auth); r != nil {
+		return r
+	}
 	if len(c.RequestID) > 0 {
 		if r, ok := s.dedup.get(c.RequestID); ok {
 			return r
@@ -44,7 +49,7 @@ func (s *State) apply(c *Command) *Result {
 // load reuses their encodings. Every other type may change them.
 func keysUnchanged(t CommandType) bool {
 	switch t {
-	case CmdProvisional, CmdAck, CmdSubscribe, CmdDelivered, CmdReportAbuse, CmdFanout:
+	case CmdProvisional, CmdAck, CmdSubscribe, CmdDelivered, CmdDeliveredMany, CmdReportAbuse, CmdFanout:
 		return true
 	}
 	return false
@@ -142,6 +147,12 @@ func (s *State) dispatch(c *Command) *Result {
 			q.delivered(b.UpTo)
 		}
 		return success(nil)
+	case CmdDeliveredMany:
+		b, r := body[DeliveredManyBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.deliveredMany(b)
 	case CmdAck:
 		b, r := body[AckBody](c, mv)
 		if r != nil {
@@ -286,6 +297,9 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 	if r != nil {
 		return r
 	}
+	if u, ok := req.(*room.UpdateRoom); ok {
+		u.Verified = c.Verified
+	}
 	out := s.applyRoom(b.Room, rm, req, c.AcceptedAt)
 	if out.Err != nil {
 		return refusedByRoom(out.Err)
@@ -324,21 +338,30 @@ func (s *State) roomRequestOf(t CommandType, peer string, b *RoomBody) (room.Req
 	}
 	switch t {
 	case CmdUpdateRoom:
-		u := new(proto.UpdateRoomRequest)
-		if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
-			return nil, refused(Invalid, "updateRoom body: %v", err)
+		u, ok := b.Decoded.(*proto.UpdateRoomRequest)
+		if !ok {
+			u = new(proto.UpdateRoomRequest)
+			if err := proto.Decode(b.Request, u, s.maxVector()); err != nil {
+				return nil, refused(Invalid, "updateRoom body: %v", err)
+			}
 		}
 		return &room.UpdateRoom{From: from, Body: u}, nil
 	case CmdProvisional:
-		m := new(mls.Message)
-		if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
-			return nil, refused(Invalid, "provisionalMessage body: %v", err)
+		m, ok := b.Decoded.(*mls.Message)
+		if !ok {
+			m = new(mls.Message)
+			if err := proto.Decode(b.Request, m, s.maxVector()); err != nil {
+				return nil, refused(Invalid, "provisionalMessage body: %v", err)
+			}
 		}
-		return &room.ProvisionalMessage{From: from, Message: m}, nil
+		return &room.ProvisionalMessage{From: from, Message: m, Raw: b.Request}, nil
 	case CmdReportAbuse:
-		rep := new(proto.AbuseReport)
-		if err := proto.Decode(b.Request, rep, s.maxVector()); err != nil {
-			return nil, refused(Invalid, "reportAbuse body: %v", err)
+		rep, ok := b.Decoded.(*proto.AbuseReport)
+		if !ok {
+			rep = new(proto.AbuseReport)
+			if err := proto.Decode(b.Request, rep, s.maxVector()); err != nil {
+				return nil, refused(Invalid, "reportAbuse body: %v", err)
+			}
 		}
 		return &room.ReportAbuse{From: from, Body: rep}, nil
 	}
@@ -347,14 +370,21 @@ func (s *State) roomRequestOf(t CommandType, peer string, b *RoomBody) (room.Req
 
 // dispatchEffects delivers a hosted room's accepted messages: to local
 // clients at once, to peers through the outbox.
+// A message for several peers is encoded once: every peer's item shares
+// the bytes (never modified in place), and a snapshot stores them once
+// (snapshot.go, recPayload).
 func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) {
 	for _, e := range effects {
+		var data []byte
 		for _, rc := range e.To {
 			if rc.Domain == s.cfg.Domain {
-				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, rc.Exclude, at)
+				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, e.Raw, rc.Exclude, at)
 				continue
 			}
-			s.enqueue(rc.Domain, OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: wire.MustMarshal(&e.Fanout), Exclude: rc.Exclude, Enqueued: at})
+			if data == nil {
+				data = fanoutEncoding(&e)
+			}
+			s.enqueue(rc.Domain, OutItem{Kind: OutFanout, Room: id, Seq: e.Seq, Data: data, Exclude: rc.Exclude, Enqueued: at})
 		}
 	}
 }
@@ -378,12 +408,26 @@ func (s *State) applyRoom(id proto.URI, rm *room.Room, req room.Request, at uint
 	return rm.Apply(req, at)
 }
 
+// fanoutEncoding returns an effect's FanoutMessage encoding: the message's
+// own encoding, when the request carried it, and the timestamp.
+func fanoutEncoding(e *room.Effect) []byte {
+	if e.Raw == nil {
+		return wire.MustMarshal(&e.Fanout)
+	}
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, len(e.Raw)+8), e.Raw...), e.Fanout.Timestamp)
+}
+
 // deliverLocal delivers one fanout message of a room to local clients at
 // time now: a Welcome into the inboxes of the clients whose KeyPackages it
 // names (who then follow the room), anything else once into the room's
-// log for the clients following it but the excluded.
-func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, exclude []proto.URI, now uint64) {
-	data := wire.MustMarshal(fm.Message)
+// log for the clients following it but the excluded. raw, when not nil,
+// is the message's encoding; it is copied (it may alias a whole log
+// entry, which the room's log must not keep alive).
+func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, raw []byte, exclude []proto.URI, now uint64) {
+	data := bytes.Clone(raw)
+	if data == nil {
+		data = wire.MustMarshal(fm.Message)
+	}
 	if fm.Message.WireFormat == mls.WireWelcome {
 		for _, sec := range fm.Message.Welcome.Secrets {
 			client, ok := s.keys.RouteWelcome(sec.NewMember)
@@ -430,7 +474,7 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 		if seq <= st.lastSeq {
 			continue // a redelivery
 		}
-		s.deliverLocal(st, seq, &b.Batch[i], b.Exclude, c.AcceptedAt)
+		s.deliverLocal(st, seq, &b.Batch[i], nil, b.Exclude, c.AcceptedAt)
 	}
 	s.dropIdleStream(st)
 	return success(nil)

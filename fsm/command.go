@@ -40,6 +40,10 @@ const (
 	CmdRevokeDevice CommandType = 25 // a device is revoked by its user or an operator
 	CmdSuspendUser  CommandType = 26 // an operator suspends or reinstates a user
 	CmdMintInvite   CommandType = 27 // an operator mints a single-use invite code
+
+	// Throughput (proposal.go): 40-49.
+	CmdBatch         CommandType = 40 // several commands in one entry, applied in order
+	CmdDeliveredMany CommandType = 41 // outbox items delivered, for several peers at once
 )
 
 func (t CommandType) String() string {
@@ -51,11 +55,22 @@ func (t CommandType) String() string {
 	if n, ok := accountCommandNames[t]; ok {
 		return n
 	}
+	switch t {
+	case CmdBatch:
+		return "batch"
+	case CmdDeliveredMany:
+		return "deliveredMany"
+	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
 
-// commandVersion is the envelope format.
-const commandVersion = 1
+// Envelope formats. Version 2 adds the client's credential and the
+// proposer's pre-verification; a command with neither is written in
+// version 1, which every release decodes.
+const (
+	commandVersion1 = 1
+	commandVersion2 = 2
+)
 
 // Command is one entry of the Raft log.
 type Command struct {
@@ -71,24 +86,44 @@ type Command struct {
 	Peer string
 	// Body is the encoding of the type's body struct.
 	Body []byte
+	// Auth is the credential of the local client the command acts for,
+	// when the proposing node did not confirm it on a linearizable read:
+	// Apply refuses the command (Unauthenticated) unless the token is
+	// still the client's and its user is not suspended (version 2).
+	Auth *ClientToken
+	// Verified is the proposing node's verification of the body's
+	// signatures against the room state it names (version 2): Apply
+	// skips the checks it covers only while the room is at exactly that
+	// state (mimi/mls.Verified; DESIGN.md, "Signatures verified before
+	// Apply").
+	Verified *mls.Verified
 }
 
 // EncodeTLS writes the command.
 func (c *Command) EncodeTLS(w *wire.Writer) {
-	w.Uint8(commandVersion)
+	v2 := c.Auth != nil || c.Verified != nil
+	if v2 {
+		w.Uint8(commandVersion2)
+	} else {
+		w.Uint8(commandVersion1)
+	}
 	w.Uint8(uint8(c.Type))
 	w.Opaque(c.RequestID)
 	w.Uint64(c.AcceptedAt)
 	w.Opaque([]byte(c.Peer))
 	w.Opaque(c.Body)
+	if v2 {
+		w.Optional(c.Auth != nil, func(w *wire.Writer) { c.Auth.EncodeTLS(w) })
+		w.Optional(c.Verified != nil, func(w *wire.Writer) { c.Verified.EncodeTLS(w) })
+	}
 }
 
-// DecodeTLS reads the command.
+// DecodeTLS reads the command (version 1 or 2).
 func (c *Command) DecodeTLS(r *wire.Reader) {
 	var v, t uint8
 	r.Uint8(&v)
-	if r.OK() && v != commandVersion {
-		r.Failf("command format %d, want %d", v, commandVersion)
+	if r.OK() && v != commandVersion1 && v != commandVersion2 {
+		r.Failf("command format %d, want %d or %d", v, commandVersion1, commandVersion2)
 	}
 	r.Uint8(&t)
 	c.Type = CommandType(t)
@@ -98,29 +133,25 @@ func (c *Command) DecodeTLS(r *wire.Reader) {
 	r.Opaque(&peer)
 	c.Peer = string(peer)
 	r.Opaque(&c.Body)
+	c.Auth, c.Verified = nil, nil
+	if v == commandVersion2 {
+		r.Optional(func(r *wire.Reader) {
+			c.Auth = new(ClientToken)
+			c.Auth.DecodeTLS(r)
+		})
+		r.Optional(func(r *wire.Reader) {
+			c.Verified = new(mls.Verified)
+			c.Verified.DecodeTLS(r)
+		})
+		if r.OK() && c.Auth == nil && c.Verified == nil {
+			r.Failf("a version 2 command with neither credential nor verification")
+		}
+	}
 }
 
 // NewCommand encodes body into a command of type t.
 func NewCommand(t CommandType, requestID []byte, peer string, body wire.Encoder) ([]byte, error) {
-	var b []byte
-	if body != nil {
-		var err error
-		if b, err = wire.Marshal(body); err != nil {
-			return nil, fmt.Errorf("encode %s body: %w", t, err)
-		}
-	}
-	return wire.Marshal(&Command{Type: t, RequestID: requestID, Peer: peer, Body: b})
-}
-
-// Stamp sets the acceptance time of an encoded command. The leader calls it
-// just before proposing, so every replica sees the same time.
-func Stamp(cmd []byte, acceptedAt uint64) ([]byte, error) {
-	var c Command
-	if err := wire.Unmarshal(cmd, &c); err != nil {
-		return nil, err
-	}
-	c.AcceptedAt = acceptedAt
-	return wire.Marshal(&c)
+	return (&Proposal{Type: t, RequestID: requestID, Peer: peer, Body: body}).Command(nil)
 }
 
 // RegisterBody registers a client of a local user; the user is created on
@@ -227,6 +258,11 @@ func (b *CreateRoomBody) DecodeTLS(r *wire.Reader) {
 type RoomBody struct {
 	Room    proto.URI
 	Request []byte
+	// Decoded, when the caller has it, is Request decoded: a
+	// *proto.UpdateRoomRequest, *mls.Message or *proto.AbuseReport as the
+	// command type says. Admit and Precheck use it instead of decoding
+	// Request again; it is not encoded, and Apply decodes Request.
+	Decoded wire.Decoder
 }
 
 // EncodeTLS writes the body.

@@ -36,7 +36,8 @@ func New(cfg Config) (*FSM, error) {
 }
 
 // Apply implements raft.FSM: it decodes and applies one command and returns
-// its *Result (a malformed entry yields an Invalid result, never a panic).
+// its *Result (a malformed entry yields an Invalid result, never a panic),
+// or, for a CmdBatch, the *BatchResult of its commands.
 func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
@@ -45,6 +46,15 @@ func (f *FSM) Apply(l *raft.Log) any {
 	var res *Result
 	if err := wire.Unmarshal(l.Data, &c); err != nil {
 		res = refused(Invalid, "command: %v", err)
+	} else if c.Type == CmdBatch {
+		f.mu.Lock()
+		batch, r := f.state.applyBatch(&c)
+		f.mu.Unlock()
+		f.signal()
+		if r != nil {
+			return r // the whole batch was refused
+		}
+		return batch
 	} else {
 		f.mu.Lock()
 		res = f.state.apply(&c)

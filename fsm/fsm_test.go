@@ -41,7 +41,15 @@ func newNode(t testing.TB, domain string) *node {
 // apply proposes a command as the leader would: stamped, logged, applied.
 func (n *node) apply(typ CommandType, reqID []byte, peer string, b wire.Encoder) *Result {
 	n.t.Helper()
-	cmd, err := NewCommand(typ, reqID, peer, b)
+	return n.applyProposal(&Proposal{Type: typ, RequestID: reqID, Peer: peer, Body: b}, nil)
+}
+
+// applyProposal proposes p (with the pre-verification v) as the leader
+// would: stamped, logged, applied.
+func (n *node) applyProposal(p *Proposal, v *mls.Verified) *Result {
+	n.t.Helper()
+	typ := p.Type
+	cmd, err := p.Command(v)
 	if err != nil {
 		n.t.Fatal(err)
 	}

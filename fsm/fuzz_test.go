@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"os"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -41,6 +42,17 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	n.apply(CmdMintInvite, nil, "", &MintInviteBody{CodeHash: tokenHash("invite"), ExpiresAt: n.now + 60_000})
 	n.apply(CmdSuspendUser, nil, "", &SuspendUserBody{User: proto.UserURI("a.example", "carol"), Suspend: true})
 	n.apply(CmdRevokeDevice, nil, "", &RevokeDeviceBody{Client: proto.ClientURI("a.example", "carol", "w")})
+	// Throughput: a command with a credential and a pre-verification
+	// record (format 2), a batch, delivery records for several peers.
+	n.applyProposal(&Proposal{Type: CmdAck, Body: &AckBody{Client: alice.uri, UpTo: 1}, Auth: &ClientToken{Client: alice.uri, TokenHash: tokenHash("t")}},
+		&mls.Verified{Epoch: 1, TranscriptHash: bytes.Repeat([]byte{3}, 32), Signatures: [][]byte{bytes.Repeat([]byte{4}, 32)}})
+	ack, _ := NewCommand(CmdAck, []byte("a1"), "", &AckBody{Client: alice.uri, UpTo: 2})
+	sub, _ := NewCommand(CmdSubscribe, nil, "", &SubscribeBody{Client: alice.uri, Room: remote, Subscribe: false})
+	batch, _ := NewBatch([][]byte{ack, sub}, n.now+1000)
+	n.now += 1000
+	n.log = append(n.log, batch)
+	n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: batch})
+	n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{{Domain: "b.example", UpTo: 1}, {Domain: "c.example", UpTo: 3}}})
 	return n.log, n.state()
 }
 
@@ -60,8 +72,16 @@ func FuzzApply(f *testing.F) {
 		for i, e := range log {
 			fsm.Apply(&raft.Log{Type: raft.LogCommand, Index: uint64(i + 1), Data: e})
 		}
-		if _, ok := fsm.Apply(&raft.Log{Type: raft.LogCommand, Index: uint64(len(log) + 1), Data: entry}).(*Result); !ok {
-			t.Fatal("Apply returned no *Result")
+		switch r := fsm.Apply(&raft.Log{Type: raft.LogCommand, Index: uint64(len(log) + 1), Data: entry}).(type) {
+		case *Result:
+		case *BatchResult:
+			for _, res := range r.Results {
+				if res == nil {
+					t.Fatal("a batch answered a nil result")
+				}
+			}
+		default:
+			t.Fatalf("Apply returned %T", r)
 		}
 		snap, err := fsm.Encode()
 		if err != nil {
@@ -84,6 +104,10 @@ func FuzzRestore(f *testing.F) {
 	_, snap := fuzzScenario(f)
 	f.Add(snap)
 	f.Add([]byte{stateVersion})
+	f.Add(fanoutState(f).state()) // payloads shared by several peers' items
+	if old, err := os.ReadFile("testdata/snapshot-v3-fanout.bin"); err == nil {
+		f.Add(old)
+	}
 	f.Add(v1Snapshot(f, proto.ClientURI("a.example", "bob", "d"), proto.RoomURI("b.example", "r")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(data))

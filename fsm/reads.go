@@ -170,6 +170,41 @@ func (s *State) Outbox(limit int) []PeerQueue {
 	return out
 }
 
+// OutboxAfter returns up to limit of domain's waiting items with an ID
+// above after, oldest first, and whether anything waits for the peer at
+// all (delivered or not yet recorded). It reads only that peer's queue.
+// The items share their Data and Exclude with the state, which never
+// modifies them in place: callers must not either.
+func (s *State) OutboxAfter(domain string, after uint64, limit int) (items []OutItem, waiting bool) {
+	q, ok := s.outbox[domain]
+	if !ok || len(q.q.items) == 0 {
+		return nil, false
+	}
+	all := q.q.items
+	i, _ := slices.BinarySearchFunc(all, after+1, func(it OutItem, id uint64) int {
+		switch {
+		case it.ID < id:
+			return -1
+		case it.ID > id:
+			return 1
+		}
+		return 0
+	})
+	return slices.Clone(all[i:min(len(all), i+limit)]), true
+}
+
+// OutboxDomains lists, sorted, the peers something waits for.
+func (s *State) OutboxDomains() []string {
+	var out []string
+	for d, q := range s.outbox {
+		if len(q.q.items) > 0 {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // PeerDepth describes one peer's outbox.
 type PeerDepth struct {
 	// Items and Bytes are what waits for the peer.

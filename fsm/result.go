@@ -19,6 +19,9 @@ const (
 	NotFound   ErrorKind = 3 // no such room, user or client (404)
 	Conflict   ErrorKind = 4 // already exists (409)
 	Limit      ErrorKind = 5 // a bound was reached (429)
+	// Unauthenticated: the client's credential the command carries is no
+	// longer valid (revoked, or the user suspended) (401).
+	Unauthenticated ErrorKind = 6
 )
 
 func (k ErrorKind) String() string {
@@ -35,6 +38,8 @@ func (k ErrorKind) String() string {
 		return "conflict"
 	case Limit:
 		return "limit"
+	case Unauthenticated:
+		return "unauthenticated"
 	}
 	return fmt.Sprintf("error kind %d", uint8(k))
 }
@@ -47,6 +52,12 @@ type Result struct {
 	// Body is the encoded MIMI response, for commands that have one
 	// (UpdateRoomResponse, KeyMaterialResponse).
 	Body []byte
+
+	// Index is the log index of the entry the command was applied in, or,
+	// for an answer given without one, the index of the state it was
+	// decided on: a client that reads with it as its read-your-writes
+	// token sees what the command did. Set by the cluster; not encoded.
+	Index uint64
 
 	// unchanged marks an answer that changed nothing (a MIMI-level
 	// refusal such as wrongEpoch, a fanout with nothing to keep): like a

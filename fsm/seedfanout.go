@@ -62,7 +62,7 @@ func (s *State) unnumberedFanout(st *roomStream, b *FanoutBody, now uint64) *Res
 			continue
 		}
 		st.digests.add(d)
-		s.deliverLocal(st, st.lastSeq+1, &b.Batch[i], b.Exclude, now)
+		s.deliverLocal(st, st.lastSeq+1, &b.Batch[i], nil, b.Exclude, now)
 	}
 	return success(nil)
 }

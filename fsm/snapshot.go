@@ -15,18 +15,22 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// Snapshot format 3 is a stream of records, so that a snapshot is written
+// Snapshot format 4 is a stream of records, so that a snapshot is written
 // and read piece by piece and no single vector holds a whole table: the
 // version byte, then records of a tag byte, a uint32 length and that many
-// bytes, in section order (the tag order below), keys ascending within a
+// bytes, in section order (sectionRank), keys ascending within a
 // section, child records right after their parent; an end record (tag 0,
 // empty) closes it and nothing may follow. A new table is one more tag
 // and section (capture, persist, and a case in decodeRecord).
 const (
-	// stateVersion 3. Format 1 is the whole-state encoding of the first
-	// release, still decoded; format 2 (the whole-state encoding with a hub
-	// section) existed only in development builds and is refused.
-	stateVersion   = 3
+	// stateVersion 4: fanout payloads shared by several peers' outbox
+	// items are stored once (recPayload) and items refer to them. Format
+	// 3 (every item with its own copy) and format 1 (the whole-state
+	// encoding of the first release) are still decoded; format 2 (the
+	// whole-state encoding with a hub section) existed only in
+	// development builds and is refused.
+	stateVersion   = 4
+	stateVersionV3 = 3
 	stateVersionV1 = 1
 
 	recEnd     byte = 0
@@ -45,6 +49,22 @@ const (
 	recDedup   byte = 13 // a remembered request id and its result
 	recHub     byte = 14 // the hub's external-sender secret (hubproposals.go)
 	recAccount byte = 15 // the accounts: passwords, devices, links, invites (accounts.go)
+	recPayload byte = 16 // an outbox item's data shared by several items (format 4), before the queues
+)
+
+// sectionRank orders the sections: by tag, but the payloads, which the
+// queues' items refer to, come before the queues.
+func sectionRank(tag byte) int {
+	if tag == recPayload {
+		return 2*int(recQueue) - 1
+	}
+	return 2 * int(tag)
+}
+
+// Out item data forms (format 4).
+const (
+	itemDataInline  = 0 // opaque data follows
+	itemDataPayload = 1 // a uint32 index of a recPayload record follows
 )
 
 // maxRecord bounds one record: the largest vector the TLS presentation
@@ -262,6 +282,10 @@ func (v *view) persist(out io.Writer) error {
 		}
 	}
 	slices.SortFunc(v.queues, func(a, b queueView) int { return cmp.Compare(a.domain, b.domain) })
+	payloads := v.sharedPayloads()
+	for _, data := range payloads.list {
+		rw.record(recPayload, func(w *wire.Writer) { w.Opaque(data) })
+	}
 	for _, q := range v.queues {
 		rw.record(recQueue, func(w *wire.Writer) {
 			w.Opaque([]byte(q.domain))
@@ -269,7 +293,7 @@ func (v *view) persist(out io.Writer) error {
 			w.Uint64(q.dropped)
 		})
 		for i := range q.items {
-			rw.record(recOutItem, q.items[i].EncodeTLS)
+			rw.record(recOutItem, func(w *wire.Writer) { encodeOutItem(w, &q.items[i], payloads.index) })
 		}
 	}
 	for i := range v.reports {
@@ -293,8 +317,97 @@ func (v *view) persist(out io.Writer) error {
 	return bw.Flush()
 }
 
-// decodeState reads a snapshot (format 3, or the whole-state format 1 of
-// earlier releases) into a fresh state for cfg, record by record.
+// sharedPayloads numbers the outbox data that several items share (one
+// fanout message for several peers: the same bytes, dispatchEffects), in
+// the order persist meets them.
+func (v *view) sharedPayloads() (p struct {
+	list  [][]byte
+	index map[*byte]uint32
+}) {
+	seen := map[*byte]int{}
+	for _, q := range v.queues {
+		for i := range q.items {
+			if d := q.items[i].Data; len(d) > 0 {
+				seen[&d[0]]++
+			}
+		}
+	}
+	p.index = map[*byte]uint32{}
+	for _, q := range v.queues {
+		for i := range q.items {
+			d := q.items[i].Data
+			if len(d) == 0 || seen[&d[0]] < 2 {
+				continue
+			}
+			if _, ok := p.index[&d[0]]; !ok {
+				p.index[&d[0]] = uint32(len(p.list))
+				p.list = append(p.list, d)
+			}
+		}
+	}
+	return p
+}
+
+// encodeOutItem writes an outbox item (format 4): its data inline, or the
+// index of the payload record holding it.
+func encodeOutItem(w *wire.Writer, it *OutItem, payloads map[*byte]uint32) {
+	w.Uint64(it.ID)
+	w.Uint8(uint8(it.Kind))
+	it.Room.EncodeTLS(w)
+	w.Uint64(it.Seq)
+	if idx, ok := payloads[dataKey(it.Data)]; ok {
+		w.Uint8(itemDataPayload)
+		w.Uint32(idx)
+	} else {
+		w.Uint8(itemDataInline)
+		w.Opaque(it.Data)
+	}
+	writeURIs(w, it.Exclude)
+	w.Uint64(it.Enqueued)
+}
+
+func dataKey(d []byte) *byte {
+	if len(d) == 0 {
+		return nil
+	}
+	return &d[0]
+}
+
+// decodeOutItem reads what encodeOutItem wrote; payloads are the payload
+// records read so far.
+func decodeOutItem(r *wire.Reader, it *OutItem, payloads [][]byte) {
+	r.Uint64(&it.ID)
+	var k, form uint8
+	r.Uint8(&k)
+	it.Kind = OutKind(k)
+	it.Room.DecodeTLS(r)
+	r.Uint64(&it.Seq)
+	r.Uint8(&form)
+	switch form {
+	case itemDataInline:
+		r.Opaque(&it.Data)
+		it.Data = bytes.Clone(it.Data)
+	case itemDataPayload:
+		var idx uint32
+		r.Uint32(&idx)
+		if r.OK() && int(idx) >= len(payloads) {
+			r.Failf("outbox item %d refers to payload %d of %d", it.ID, idx, len(payloads))
+			return
+		}
+		if r.OK() {
+			it.Data = payloads[idx]
+		}
+	default:
+		if r.OK() {
+			r.Failf("outbox item %d: unknown data form %d", it.ID, form)
+		}
+	}
+	it.Exclude = readURIs(r)
+	r.Uint64(&it.Enqueued)
+}
+
+// decodeState reads a snapshot (format 4 or 3, or the whole-state format 1
+// of earlier releases) into a fresh state for cfg, record by record.
 func decodeState(cfg Config, r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	v, err := br.ReadByte()
@@ -302,7 +415,7 @@ func decodeState(cfg Config, r io.Reader) (*State, error) {
 		return nil, fmt.Errorf("read snapshot format: %w", err)
 	}
 	switch v {
-	case stateVersion:
+	case stateVersion, stateVersionV3:
 	case stateVersionV1:
 		data, err := io.ReadAll(br)
 		if err != nil {
@@ -310,13 +423,13 @@ func decodeState(cfg Config, r io.Reader) (*State, error) {
 		}
 		return decodeStateV1(cfg, data)
 	default:
-		return nil, fmt.Errorf("snapshot format %d, want %d (or %d)", v, stateVersion, stateVersionV1)
+		return nil, fmt.Errorf("snapshot format %d, want %d (or %d or %d)", v, stateVersion, stateVersionV3, stateVersionV1)
 	}
 	s, err := newState(cfg)
 	if err != nil {
 		return nil, err
 	}
-	d := &snapshotDecoder{s: s, seen: map[byte]bool{}}
+	d := &snapshotDecoder{s: s, seen: map[byte]bool{}, version: v}
 	var hdr [5]byte
 	var rec bytes.Buffer
 	for {
@@ -386,19 +499,22 @@ func noEOF(err error) error {
 // snapshotDecoder checks the record order and fills the state.
 type snapshotDecoder struct {
 	s       *State
+	version byte
 	seen    map[byte]bool
-	section byte // the last parent tag
-	last    []byte
-	client  *clientRecord
-	stream  *roomStream
-	queue   *outQueue
+	// payloads are the shared outbox data read so far (format 4).
+	payloads [][]byte
+	section  byte // the last parent tag
+	last     []byte
+	client   *clientRecord
+	stream   *roomStream
+	queue    *outQueue
 	// lastChild is the last child key (seq, ID) under the current parent.
 	lastChild uint64
 }
 
 // keyless sections repeat their records without keys, in their own
 // order.
-var keyless = map[byte]bool{recReport: true, recDedup: true}
+var keyless = map[byte]bool{recReport: true, recDedup: true, recPayload: true}
 
 // order checks that tag may come now and that key follows the previous
 // key of its section.
@@ -410,9 +526,9 @@ func (d *snapshotDecoder) order(tag byte, key []byte) error {
 		return nil
 	}
 	switch {
-	case tag < d.section:
+	case d.section != 0 && sectionRank(tag) < sectionRank(d.section):
 		return fmt.Errorf("record %d after section %d", tag, d.section)
-	case tag > d.section:
+	case tag != d.section:
 		d.section, d.last = tag, nil
 	case keyless[tag]:
 	case key == nil:
@@ -565,9 +681,27 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		key = bytes.Clone(dom)
 		d.queue = q
 		defer func() { s.outbox[string(dom)] = q }()
+	case recPayload:
+		if d.version < stateVersion {
+			return fmt.Errorf("a payload record in a format %d snapshot", d.version)
+		}
+		var data []byte
+		r.Opaque(&data)
+		if err := r.Finish(); err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		if err := d.order(tag, nil); err != nil {
+			return err
+		}
+		d.payloads = append(d.payloads, bytes.Clone(data))
+		return nil
 	case recOutItem:
 		var it OutItem
-		it.DecodeTLS(r)
+		if d.version == stateVersionV3 {
+			it.DecodeTLS(r)
+		} else {
+			decodeOutItem(r, &it, d.payloads)
+		}
 		if err := r.Finish(); err != nil {
 			return fmt.Errorf("outbox item: %w", err)
 		}

@@ -20,6 +20,18 @@ type Backend interface {
 	// provider's own clients. A cluster without a leader fails with an
 	// error for which Unavailable reports true.
 	Apply(ctx context.Context, t fsm.CommandType, requestID []byte, peer string, body wire.Encoder) (*fsm.Result, error)
+	// Propose is Apply for a proposal that may carry the credential of
+	// the client it acts for (fsm.Proposal.Auth), which the state machine
+	// checks in log order and refuses (fsm.Unauthenticated) once revoked.
+	// The result's Index is the entry's log index.
+	Propose(ctx context.Context, p *fsm.Proposal) (*fsm.Result, error)
+	// AppliedIndex returns the index of the last entry this node's state
+	// holds: what a read now sees.
+	AppliedIndex() uint64
+	// WaitApplied waits until this node's state holds the entry at index
+	// (a client's read-your-writes token). An index the cluster has not
+	// reached is refused (an *fsm.Error of kind Invalid).
+	WaitApplied(ctx context.Context, index uint64) error
 	// Read runs fn on the state under a read lock. With linearizable set it
 	// first makes sure every write committed before the call is applied
 	// here.

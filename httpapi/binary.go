@@ -57,15 +57,16 @@ func hostedRoomBodyLimit(r *http.Request, cfg *Config, b Backend, id proto.URI, 
 }
 
 // readUpdateRoom reads a binary updateRoom body (commit or proposals) of
-// at most limit bytes.
-func (c *clientAPI) readUpdateRoom(w http.ResponseWriter, r *http.Request, limit int64) (*proto.UpdateRoomRequest, error) {
+// at most limit bytes. It returns the body too: decoded strictly, it is
+// the request's encoding, which the room's command stores as it came.
+func (c *clientAPI) readUpdateRoom(w http.ResponseWriter, r *http.Request, limit int64) (*proto.UpdateRoomRequest, []byte, error) {
 	body, err := readBody(w, r, limit)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req := new(proto.UpdateRoomRequest)
 	if err := decode(body, req, c.cfg.MaxVector, "UpdateRoomRequest"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return req, nil
+	return req, body, nil
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +44,13 @@ type clientAPI struct {
 type principal struct {
 	client proto.URI
 	user   proto.URI
+	// tokenHash is the SHA-256 of the client's token. confirmed says the
+	// token was found valid on a linearizable read; until then (routes
+	// that only write, checked on this node's state) every command the
+	// request proposes carries the token, and Apply refuses it once the
+	// device is revoked (authenticateWrite).
+	tokenHash []byte
+	confirmed bool
 }
 
 // clientHandler handles a request of an authenticated client (nil for
@@ -115,7 +124,11 @@ func (c *clientAPI) router() *mux.Router {
 		method, path, name string
 		h                  clientHandler
 		timeout            time.Duration
-	}{
+	}{ // the busiest first: mux tries the routes in order
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/messages", RouteMessages, c.message, t},
+		{http.MethodPost, "/v1/rooms/{hub}/{room}/commit", RouteCommit, c.commit, t},
+		{http.MethodGet, "/v1/stream", RouteStream, c.stream, t + c.cfg.MaxStreamWait},
+		{http.MethodPost, "/v1/stream/ack", RouteAck, c.ack, t},
 		{http.MethodPost, "/v1/register", RouteRegister, c.register, t},
 		{http.MethodGet, "/v1/whoami", RouteWhoami, c.whoami, t},
 		{http.MethodPost, "/v1/keypackages", RouteUploadKeyPackages, c.uploadKeyPackages, t},
@@ -124,9 +137,7 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/rooms", RouteCreateRoom, c.createRoom, t},
 		{http.MethodGet, "/v1/hub", RouteHub, c.hub, t},
 		{http.MethodGet, "/v1/rooms/{hub}/{room}", RouteRoom, c.room, t},
-		{http.MethodPost, "/v1/rooms/{hub}/{room}/commit", RouteCommit, c.commit, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/proposals", RouteProposals, c.proposals, t},
-		{http.MethodPost, "/v1/rooms/{hub}/{room}/messages", RouteMessages, c.message, t},
 		{http.MethodPost, "/v1/rooms/{hub}/{room}/groupinfo", RouteGroupInfo, c.groupInfo, t},
 		{http.MethodGet, "/v1/rooms/{hub}/{room}/tree", RouteWelcomeTree, c.welcomeTree, t},
 		{http.MethodPut, "/v1/rooms/{hub}/{room}/subscription", RouteSubscribe, c.subscription(true), t},
@@ -135,8 +146,6 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/consent", RouteConsent, c.consent, t},
 		{http.MethodGet, "/v1/consent", RouteConsentLists, c.consentLists, t},
 		{http.MethodPost, "/v1/identifiers", RouteIdentifiers, c.identifiers, t},
-		{http.MethodGet, "/v1/stream", RouteStream, c.stream, t + c.cfg.MaxStreamWait},
-		{http.MethodPost, "/v1/stream/ack", RouteAck, c.ack, t},
 		{http.MethodPost, "/v1/devices/link", RouteRequestLink, c.requestLink, t},
 		{http.MethodPost, "/v1/devices/approve", RouteApproveLink, c.approveLink, t},
 		{http.MethodPost, "/v1/devices", RouteAddDevice, c.addDevice, t},
@@ -145,21 +154,115 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPut, "/v1/account/password", RouteSetPassword, c.setPassword, t},
 	}
 	for _, rt := range routes {
-		r.Path(rt.path).Methods(rt.method).Name(rt.name).Handler(c.wrap(rt.h, !publicRoutes[rt.name], rt.timeout))
+		auth := authLinearizable
+		switch {
+		case publicRoutes[rt.name]:
+			auth = authNone
+		case writeOnlyRoutes[rt.name]:
+			auth = authInLog
+		}
+		r.Path(rt.path).Methods(rt.method).Name(rt.name).Handler(c.wrap(rt.h, auth, rt.timeout))
 	}
 	return r
 }
 
+// How a route authenticates its client.
+type authMode uint8
+
+const (
+	authNone         authMode = iota // public: creates users and devices
+	authLinearizable                 // the token is checked on a linearizable read
+	authInLog                        // checked on this node's state, and by Apply in log order
+)
+
+// writeOnlyRoutes answer with nothing but what the commands they propose
+// answer (for rooms hosted here), so the log itself can confirm their
+// client's token: the request is checked on this node's state at once,
+// and each command carries the token, which Admit (on a linearizable
+// read) and Apply (in log order) refuse once revoked. A revocation
+// committed before the command is therefore never missed, with no read
+// index round per request. What such a handler does besides proposing
+// (relaying to another hub) first confirms the token linearizably
+// (clientAPI.confirm).
+var writeOnlyRoutes = map[string]bool{
+	RouteUploadKeyPackages: true, RouteCommit: true, RouteProposals: true, RouteMessages: true,
+	RouteSubscribe: true, RouteUnsubscribe: true, RouteAck: true,
+}
+
+// Read-your-writes tokens (DESIGN.md): every answer carries the index of
+// the state it reflects, and a read that brings a token is served from a
+// state at least that recent.
+const (
+	HeaderIndex    = "Mimi-Index"
+	HeaderMinIndex = "Mimi-Min-Index"
+)
+
+// indexWriter sets Mimi-Index on the answer: the index of the entry the
+// request's write was applied in, or of this node's state, whichever is
+// later.
+type indexWriter struct {
+	http.ResponseWriter
+	backend Backend
+	index   uint64 // the request's write, if any
+	wrote   bool
+}
+
+func (w *indexWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.wrote = true
+		if status < 300 {
+			w.Header().Set(HeaderIndex, strconv.FormatUint(max(w.index, w.backend.AppliedIndex()), 10))
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *indexWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *indexWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// indexKey carries the request's indexWriter in its context.
+type indexKey struct{}
+
+// noteIndex records the index a request's write was applied in.
+func noteIndex(r *http.Request, index uint64) {
+	if w, ok := r.Context().Value(indexKey{}).(*indexWriter); ok {
+		w.index = max(w.index, index)
+	}
+}
+
+// minIndex reads a request's read-your-writes token (0 without one).
+func minIndex(r *http.Request) (uint64, error) {
+	v := r.Header.Get(HeaderMinIndex)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fail(http.StatusBadRequest, "%s: %q is not an index", HeaderMinIndex, v)
+	}
+	return n, nil
+}
+
 // wrap authenticates the client (unless public), meters it, bounds the
-// request's time and answers errors.
-func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r, cancel := c.cfg.route(w, r, timeout)
+// request's time, makes a read wait for the client's read-your-writes
+// token, and answers errors.
+func (c *clientAPI) wrap(h clientHandler, auth authMode, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		r, cancel := c.cfg.route(rw, r, timeout)
 		defer cancel()
+		w := &indexWriter{ResponseWriter: rw, backend: c.backend}
+		r = r.WithContext(context.WithValue(r.Context(), indexKey{}, w))
 		var p *principal
-		if authenticate {
+		if auth != authNone {
 			var err error
-			if p, err = c.authenticate(r); err != nil {
+			if p, err = c.authenticate(r, auth == authInLog); err != nil {
 				writeJSONError(c.log, w, r, err)
 				return
 			}
@@ -169,6 +272,16 @@ func (c *clientAPI) wrap(h clientHandler, authenticate bool, timeout time.Durati
 				return
 			}
 			r = r.WithContext(ctx)
+		}
+		if r.Method == http.MethodGet {
+			idx, err := minIndex(r)
+			if err == nil && idx > 0 {
+				err = c.backend.WaitApplied(r.Context(), idx)
+			}
+			if err != nil {
+				writeJSONError(c.log, w, r, err)
+				return
+			}
 		}
 		if err := h(w, r, p); err != nil {
 			writeJSONError(c.log, w, r, err)
@@ -215,7 +328,12 @@ func parseToken(token string) (proto.URI, error) {
 // before the request came, so a device revoked (or a user suspended)
 // through any node is refused at once on every node, even one that has not
 // applied the revocation yet (it waits until it has).
-func (c *clientAPI) authenticate(r *http.Request) (*principal, error) {
+//
+// With inLog (writeOnlyRoutes) a token valid in this node's state is
+// taken at once, unconfirmed: the commands the request proposes carry it
+// and are refused in log order if it was revoked (see writeOnlyRoutes).
+// A token this node does not know (yet) is checked linearizably.
+func (c *clientAPI) authenticate(r *http.Request, inLog bool) (*principal, error) {
 	auth := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(auth, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
@@ -226,18 +344,41 @@ func (c *clientAPI) authenticate(r *http.Request) (*principal, error) {
 		return nil, fail(http.StatusUnauthorized, "invalid token: %v", err)
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	var valid bool
-	if err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
-		valid = s.Authenticate(client, sum[:])
-		return nil
-	}); err != nil {
+	user, _ := client.UserOf()
+	p := &principal{client: client, user: user, tokenHash: sum[:]}
+	if inLog {
+		var valid bool
+		_ = c.backend.Read(r.Context(), false, func(s *fsm.State) error {
+			valid = s.Authenticate(client, sum[:])
+			return nil
+		})
+		if valid {
+			return p, nil
+		}
+	}
+	if err := c.confirm(r, p); err != nil {
 		return nil, err
 	}
-	if !valid {
-		return nil, fail(http.StatusUnauthorized, "invalid token (unknown, revoked, or its user is suspended)")
+	return p, nil
+}
+
+// confirm checks p's token on a linearizable read, once per request.
+func (c *clientAPI) confirm(r *http.Request, p *principal) error {
+	if p.confirmed {
+		return nil
 	}
-	user, _ := client.UserOf()
-	return &principal{client: client, user: user}, nil
+	var valid bool
+	if err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+		valid = s.Authenticate(p.client, p.tokenHash)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if !valid {
+		return fail(http.StatusUnauthorized, "invalid token (unknown, revoked, or its user is suspended)")
+	}
+	p.confirmed = true
+	return nil
 }
 
 // readJSON decodes a JSON body strictly: no unknown fields, one value.
@@ -266,19 +407,24 @@ func (c *clientAPI) messageJSONLimit() int64 { return jsonLimit(c.cfg.MaxMessage
 // bytes carried in base64.
 func jsonLimit(binary int64) int64 { return binary/3*4 + 64<<10 }
 
-// apply proposes a local command for p (nil p: no idempotency).
+// apply proposes a local command for p (nil p: no idempotency), with p's
+// token when it is not confirmed yet (authenticate).
 func (c *clientAPI) apply(r *http.Request, p *principal, op string, t fsm.CommandType, body wire.Encoder) (*fsm.Result, error) {
-	var id []byte
+	prop := &fsm.Proposal{Type: t, Body: body}
 	if p != nil {
 		var err error
-		if id, err = requestID(r, string(p.client), op); err != nil {
+		if prop.RequestID, err = requestID(r, string(p.client), op); err != nil {
 			return nil, err
 		}
+		if !p.confirmed {
+			prop.Auth = &fsm.ClientToken{Client: p.client, TokenHash: p.tokenHash}
+		}
 	}
-	res, err := c.backend.Apply(r.Context(), t, id, "", body)
+	res, err := c.backend.Propose(r.Context(), prop)
 	if err != nil {
 		return nil, err
 	}
+	noteIndex(r, res.Index)
 	return res, resultErr(res)
 }
 

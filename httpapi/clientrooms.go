@@ -108,15 +108,21 @@ func toUpdateResult(resp *proto.UpdateRoomResponse) updateResult {
 // hubUnresponsive; a relay whose outcome is unknown (the request may have
 // reached the hub) answers 504, which tells the client to retry with the
 // same Idempotency-Key.
-func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal, id proto.URI, local bool, t fsm.CommandType, body wire.Encoder,
+//
+// raw, when not nil, is body's encoding as the client sent it (decoded
+// strictly, so it is what encoding body gives): it is not encoded again.
+func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal, id proto.URI, local bool, t fsm.CommandType, body wire.Decoder, raw []byte,
 	relay func(ctx context.Context) (*proto.UpdateRoomResponse, error)) error {
 	var resp *proto.UpdateRoomResponse
 	if local {
-		enc, err := wire.Marshal(body)
-		if err != nil {
-			return fail(http.StatusBadRequest, "%s: %v", t, err)
+		enc := raw
+		if enc == nil {
+			var err error
+			if enc, err = wire.Marshal(body.(wire.Encoder)); err != nil {
+				return fail(http.StatusBadRequest, "%s: %v", t, err)
+			}
 		}
-		res, err := c.apply(r, p, RouteName(r), t, &fsm.RoomBody{Room: id, Request: enc})
+		res, err := c.apply(r, p, RouteName(r), t, &fsm.RoomBody{Room: id, Request: enc, Decoded: body})
 		if err != nil {
 			return err
 		}
@@ -125,6 +131,11 @@ func (c *clientAPI) submit(w http.ResponseWriter, r *http.Request, p *principal,
 			return fmt.Errorf("the room's response does not decode: %w", err)
 		}
 	} else {
+		if p != nil {
+			if err := c.confirm(r, p); err != nil { // a relay is no command the log checks
+				return err
+			}
+		}
 		ctx := r.Context()
 		if p != nil {
 			key, err := relayKey(r, string(p.client))
@@ -236,8 +247,9 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 	}
 	limit := hostedRoomBodyLimit(r, &c.cfg, c.backend, id, local)
 	var req *proto.UpdateRoomRequest
+	var raw []byte // the binary body as it came, stored without encoding it again
 	if isMIMIBody(r) {
-		if req, err = c.readUpdateRoom(w, r, limit); err != nil {
+		if req, raw, err = c.readUpdateRoom(w, r, limit); err != nil {
 			return err
 		}
 		if !req.IsCommit() {
@@ -254,9 +266,13 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 		return err
 	}
 	if local {
+		full := req.RatchetTree.Representation == proto.TreeFull
 		if refusal := byReference(req, c.cfg.MaxVector); refusal != nil {
 			writeJSON(w, http.StatusOK, toUpdateResult(refusal))
 			return nil
+		}
+		if full && req.RatchetTree.Representation != proto.TreeFull {
+			raw = nil // byReference replaced the tree: the body is no longer req's encoding
 		}
 	}
 	relay := func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
@@ -269,7 +285,7 @@ func (c *clientAPI) commit(w http.ResponseWriter, r *http.Request, p *principal)
 		// subscribes the joiner in the same command.)
 		relay = c.followWhileJoining(r, p, id, relay)
 	}
-	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, relay)
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, raw, relay)
 }
 
 // jsonCommit reads a commit's JSON body (base64 fields), whose binary
@@ -337,9 +353,10 @@ func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *princip
 	}
 	limit := hostedRoomBodyLimit(r, &c.cfg, c.backend, id, local)
 	var msgs []*mls.Message
+	var raw []byte // the binary body as it came
 	if isMIMIBody(r) {
-		req, err := c.readUpdateRoom(w, r, limit)
-		if err != nil {
+		var req *proto.UpdateRoomRequest
+		if req, raw, err = c.readUpdateRoom(w, r, limit); err != nil {
 			return err
 		}
 		if req.IsCommit() {
@@ -377,7 +394,7 @@ func (c *clientAPI) proposals(w http.ResponseWriter, r *http.Request, p *princip
 		}
 	}
 	req := &proto.UpdateRoomRequest{Message: msgs[0], MoreProposals: msgs[1:]}
-	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	return c.submit(w, r, p, id, local, fsm.CmdUpdateRoom, req, raw, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.UpdateRoom(ctx, id, req)
 	})
 }
@@ -418,7 +435,7 @@ func (c *clientAPI) message(w http.ResponseWriter, r *http.Request, p *principal
 	if !bytes.Equal(m.Private.AuthenticatedData, room.SenderHint(p.client)) {
 		return fail(http.StatusForbidden, "the message's authenticated_data must be the sending client's URI, %s", p.client)
 	}
-	return c.submit(w, r, p, id, local, fsm.CmdProvisional, m, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
+	return c.submit(w, r, p, id, local, fsm.CmdProvisional, m, data, func(ctx context.Context) (*proto.UpdateRoomResponse, error) {
 		return c.peers.ProvisionalMessage(ctx, id, m)
 	})
 }
@@ -492,6 +509,9 @@ func (c *clientAPI) subscription(subscribe bool) clientHandler {
 			return err
 		}
 		if subscribe && !local {
+			if err := c.confirm(r, p); err != nil { // the hub is asked before anything is proposed
+				return err
+			}
 			if err := c.confirmMembership(r, p, id); err != nil {
 				return err
 			}

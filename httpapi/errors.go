@@ -77,6 +77,8 @@ func statusOfKind(k fsm.ErrorKind) int {
 		return http.StatusConflict
 	case fsm.Limit:
 		return http.StatusTooManyRequests
+	case fsm.Unauthenticated:
+		return http.StatusUnauthorized
 	}
 	return http.StatusInternalServerError
 }

@@ -40,6 +40,7 @@ type fakeBackend struct {
 	now     uint64
 	err     error             // returned by Apply and Read when set
 	applied []fsm.CommandType // every applied command, in order
+	index   uint64            // the applied commands' count, as log index
 	lastCmd []byte            // the last command applied, as logged
 	reads   []bool            // the linearizable flag of every read, in order
 	// changedCalls, when set, receives a value (without blocking) every
@@ -65,10 +66,14 @@ func (b *fakeBackend) setErr(err error) {
 }
 
 func (b *fakeBackend) Apply(ctx context.Context, t fsm.CommandType, requestID []byte, peer string, body wire.Encoder) (*fsm.Result, error) {
-	if len(requestID) > 64 {
-		return nil, fmt.Errorf("request id of %d bytes", len(requestID))
+	return b.Propose(ctx, &fsm.Proposal{Type: t, RequestID: requestID, Peer: peer, Body: body})
+}
+
+func (b *fakeBackend) Propose(ctx context.Context, p *fsm.Proposal) (*fsm.Result, error) {
+	if len(p.RequestID) > 64 {
+		return nil, fmt.Errorf("request id of %d bytes", len(p.RequestID))
 	}
-	cmd, err := fsm.NewCommand(t, requestID, peer, body)
+	cmd, err := p.Command(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -84,9 +89,25 @@ func (b *fakeBackend) Apply(ctx context.Context, t fsm.CommandType, requestID []
 	if cmd, err = fsm.Stamp(cmd, b.now); err != nil {
 		return nil, err
 	}
-	b.applied = append(b.applied, t)
+	b.applied = append(b.applied, p.Type)
 	b.lastCmd = cmd
-	return b.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd}).(*fsm.Result), nil
+	b.index++
+	res := b.f.Apply(&raft.Log{Type: raft.LogCommand, Data: cmd, Index: b.index}).(*fsm.Result)
+	res.Index = b.index
+	return res, nil
+}
+
+func (b *fakeBackend) AppliedIndex() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.index
+}
+
+func (b *fakeBackend) WaitApplied(_ context.Context, index uint64) error {
+	if have := b.AppliedIndex(); index > have {
+		return &fsm.Error{Kind: fsm.Invalid, Message: fmt.Sprintf("index %d is ahead of the cluster (%d)", index, have)}
+	}
+	return nil
 }
 
 func (b *fakeBackend) Read(ctx context.Context, linearizable bool, fn func(*fsm.State) error) error {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,9 @@ const (
 // Bench limits: every loop is bounded.
 const (
 	maxBenchSenders = 512
+	// maxBenchPeers bounds -peers: each is a fake provider with its own
+	// certificate.
+	maxBenchPeers = 200
 	// benchSetupLimit bounds registering, creating rooms and joining for
 	// one level.
 	benchSetupLimit = 3 * time.Minute
@@ -84,6 +88,13 @@ type benchOptions struct {
 	members    []int // rooms mode: room sizes
 	soak       time.Duration
 	report     time.Duration
+	// The side-by-side mode (benchbaseline.go).
+	baseline      bool
+	passes        int
+	peers         []int
+	fanoutSenders int
+	putSize       int
+	cpuProfile    string
 }
 
 func benchCommand() *command {
@@ -149,7 +160,22 @@ for each node, its resident memory (/proc), its newest snapshot, its Raft
 log store (logs.db) and the room messages its state keeps for readers
 (the leader's figures marked *); at the end, the first and last
 throughput and the largest RSS and snapshot at the start, half way and the
-end. With retention reached, memory and snapshots must stay flat.`,
+end. With retention reached, memory and snapshots must stay flat.
+
+Side by side. -baseline starts 3 mimi-hub processes (-hub-binary, on
+127.0.0.61 to .63, per-client budgets off) and 3 raw Raft processes (this
+executable's hidden bench-raft-node: hashicorp/raft on the provider's own
+raft-boltdb/v2 stores and timing, a state machine that does nothing,
+-put-size-byte puts over HTTPS to the leader, on .64 to .66), and for
+every -senders level runs, alternating, raw Raft, messages via the leader
+and via the followers, commits via the leader and via the followers, so
+that a busy machine slows both sides alike. One table: each row's rate,
+its ratio to raw Raft at the same senders, and the ratio an issue goal is
+about (followers over leader, commits over messages). -mode fanout adds,
+for each number of -peers, -fanout-senders senders in rooms with a member
+at each fake peer provider (127.0.0.67): the rate at which every peer had
+every message, its ratio to 1 peer, and the Raft entries per message.
+-passes repeats everything; -cpuprofile profiles the senders' side.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &benchOptions{}
 			mode := fs.String("mode", benchMessages, "what to measure: messages, commits, or both as messages,commits")
@@ -173,6 +199,12 @@ end. With retention reached, memory and snapshots must stay flat.`,
 			hubArgs := fs.String("hub-args", "", "more flags for the -failover or -soak nodes, space-separated (e.g. \"-raft-heartbeat-timeout 200ms\")")
 			fs.DurationVar(&o.soak, "soak", 0, "run the messages load this `long` against 3 mimi-hub processes, reporting memory, snapshot and log sizes")
 			fs.DurationVar(&o.report, "report", time.Minute, "with -soak: how often to report")
+			fs.BoolVar(&o.baseline, "baseline", false, "side by side: 3 mimi-hub processes and 3 raw Raft processes, levels alternating, one table with the ratios")
+			fs.IntVar(&o.passes, "passes", 1, "with -baseline: run every level this many `times`, alternating")
+			peers := fs.String("peers", "1,10,50", "with -baseline and -mode fanout: comma-separated numbers of peer providers")
+			fs.IntVar(&o.fanoutSenders, "fanout-senders", 64, "with -baseline and -mode fanout: the senders of every fanout level")
+			fs.IntVar(&o.putSize, "put-size", 256, "with -baseline: bytes of each raw Raft entry")
+			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the senders' own work) to `file`")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err
@@ -181,6 +213,11 @@ end. With retention reached, memory and snapshots must stay flat.`,
 					o.regKey = e.getenv("MIMICTL_REGISTRATION_KEY")
 				}
 				o.servers, o.opsURLs, o.hubArgs = splitList(*server), splitList(*opsURLs), strings.Fields(*hubArgs)
+				modeSet := false
+				fs.Visit(func(f *flag.Flag) { modeSet = modeSet || f.Name == "mode" })
+				if o.baseline && !modeSet {
+					*mode = strings.Join([]string{benchMessages, benchCommits, benchFanout}, ",")
+				}
 				for _, m := range splitList(*mode) {
 					if !slices.Contains(o.modes, m) {
 						o.modes = append(o.modes, m)
@@ -190,11 +227,27 @@ end. With retention reached, memory and snapshots must stay flat.`,
 				if o.senders, err = parseCounts(*senders, 1, maxBenchSenders); err != nil {
 					return usagef("bench", "bench: -senders: %v", err)
 				}
+				if o.baseline && slices.Contains(o.modes, benchFanout) {
+					if o.peers, err = parseCounts(*peers, 1, maxBenchPeers); err != nil {
+						return usagef("bench", "bench: -peers: %v", err)
+					}
+				}
 				if o.members, err = parseCounts(*members, 2, maxBenchRoomMembers); err != nil {
 					return usagef("bench", "bench: -members: %v", err)
 				}
 				if err := o.check(); err != nil {
 					return err
+				}
+				if o.cpuProfile != "" {
+					f, err := os.Create(o.cpuProfile)
+					if err != nil {
+						return fmt.Errorf("bench: -cpuprofile: %w", err)
+					}
+					defer f.Close()
+					if err := pprof.StartCPUProfile(f); err != nil {
+						return fmt.Errorf("bench: -cpuprofile: %w", err)
+					}
+					defer pprof.StopCPUProfile()
 				}
 				if slices.Contains(o.modes, benchRooms) {
 					return explain(e.benchRoomsRun(ctx, o))
@@ -205,6 +258,9 @@ end. With retention reached, memory and snapshots must stay flat.`,
 				if o.soak > 0 {
 					return explain(e.benchSoak(ctx, o))
 				}
+				if o.baseline {
+					return explain(e.benchSide(ctx, o))
+				}
 				return explain(e.bench(ctx, o))
 			}
 		},
@@ -214,8 +270,8 @@ end. With retention reached, memory and snapshots must stay flat.`,
 // check validates the options' combination.
 func (o *benchOptions) check() error {
 	for _, m := range o.modes {
-		if m != benchMessages && m != benchCommits && m != benchRooms {
-			return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated), or %s", benchMessages, benchCommits, benchRooms)
+		if m != benchMessages && m != benchCommits && m != benchRooms && (m != benchFanout || !o.baseline) {
+			return usagef("bench", "bench: -mode must be %s or %s (or both, comma-separated; %s too with -baseline), or %s", benchMessages, benchCommits, benchFanout, benchRooms)
 		}
 	}
 	if slices.Contains(o.modes, benchRooms) {
@@ -261,8 +317,8 @@ func (o *benchOptions) check() error {
 		return usagef("bench", "bench: a 1-node cluster has no followers: -via leader")
 	case o.failover < 0 || o.failover > 100:
 		return usagef("bench", "bench: -failover must be between 0 and 100")
-	case o.failover == 0 && o.soak == 0 && (o.hubBinary != "" || len(o.hubArgs) > 0):
-		return usagef("bench", "bench: -hub-binary and -hub-args go with -failover or -soak")
+	case o.failover == 0 && o.soak == 0 && !o.baseline && (o.hubBinary != "" || len(o.hubArgs) > 0):
+		return usagef("bench", "bench: -hub-binary and -hub-args go with -failover, -soak or -baseline")
 	case o.soak < 0 || o.soak > maxSoak:
 		return usagef("bench", "bench: -soak must be between 0 and %s", maxSoak)
 	case o.soak > 0 && (o.failover > 0 || o.inprocess || len(o.opsURLs) > 0 || o.cluster > 0):
@@ -271,9 +327,22 @@ func (o *benchOptions) check() error {
 		return usagef("bench", "bench: -soak takes one number of -senders")
 	case o.soak > 0 && (o.report < time.Second || o.report > o.soak):
 		return usagef("bench", "bench: -report must be between 1s and -soak")
+	case o.baseline && (o.soak > 0 || o.failover > 0 || o.inprocess || o.cluster > 0 || len(o.opsURLs) > 0 || o.sharedRoom):
+		return usagef("bench", "bench: -baseline starts its own processes: drop -soak, -failover, -inprocess, -cluster, -ops-url and -shared-room")
+	case o.baseline && (o.passes < 1 || o.passes > 20):
+		return usagef("bench", "bench: -passes must be between 1 and 20")
+	case o.baseline && (o.putSize < 1 || o.putSize > maxPutBody):
+		return usagef("bench", "bench: -put-size must be between 1 and %d", maxPutBody)
+	case o.baseline && (o.fanoutSenders < 1 || o.fanoutSenders > maxBenchSenders):
+		return usagef("bench", "bench: -fanout-senders must be between 1 and %d", maxBenchSenders)
+	case o.baseline && o.duration == 0:
+		return usagef("bench", "bench: -baseline needs a -duration")
 	}
 	if cluster && o.via == "" {
 		o.via = viaBoth
+	}
+	if o.baseline && len(o.servers) > 0 {
+		o.servers = nil // -server's default; the mode starts its own nodes
 	}
 	return nil
 }
@@ -884,7 +953,7 @@ func racingCommit(m *client.Member, r proto.URI) benchOp {
 // room has ms[0] create a room and add the others, and waits until every
 // one of them has joined it at its latest epoch.
 func (b *bencher) room(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
-	r, err := shareRoom(ctx, id, ms)
+	r, err := shareRoom(ctx, id, ms, nil)
 	if err == nil {
 		b.mu.Lock()
 		b.rooms++
@@ -893,20 +962,25 @@ func (b *bencher) room(ctx context.Context, id string, ms []*client.Member) (pro
 	return r, err
 }
 
-// shareRoom has ms[0] create room id and add the others, and waits until
-// each of them joined (bounded by ctx).
-func shareRoom(ctx context.Context, id string, ms []*client.Member) (proto.URI, error) {
+// shareRoom has ms[0] create room id and add the others and the users of
+// other providers in remote, and waits until each of ms joined (bounded
+// by ctx).
+func shareRoom(ctx context.Context, id string, ms []*client.Member, remote []proto.URI) (proto.URI, error) {
 	r, err := ms[0].CreateRoom(ctx, id, proto.DefaultPolicy())
 	if err != nil {
 		return "", fmt.Errorf("creating a room: %w", err)
 	}
-	for i := 1; i < len(ms); i += benchAddBatch {
-		var users []proto.UserRoles
-		for _, m := range ms[i:min(i+benchAddBatch, len(ms))] {
-			users = append(users, proto.UserRoles{User: m.User(), Roles: []proto.Role{proto.RoleRegularUser}})
+	users := slices.Clone(remote)
+	for _, m := range ms[1:] {
+		users = append(users, m.User())
+	}
+	for i := 0; i < len(users); i += benchAddBatch {
+		var batch []proto.UserRoles
+		for _, u := range users[i:min(i+benchAddBatch, len(users))] {
+			batch = append(batch, proto.UserRoles{User: u, Roles: []proto.Role{proto.RoleRegularUser}})
 		}
-		if err := ms[0].AddUsers(ctx, r, users); err != nil {
-			return "", fmt.Errorf("adding senders to %s: %w", r, err)
+		if err := ms[0].AddUsers(ctx, r, batch); err != nil {
+			return "", fmt.Errorf("adding members to %s: %w", r, err)
 		}
 	}
 	want, _ := ms[0].Epoch(r)
@@ -1058,7 +1132,9 @@ type hubProcesses struct {
 	removeDirs func()
 }
 
-func newHubProcesses(o *benchOptions, what, domain string, firstIP int, flags []string) (*hubProcesses, error) {
+// withPeers, when not nil, is given the development CA's folder before the
+// nodes are configured and returns the peer providers (-peer) they use.
+func newHubProcesses(o *benchOptions, what, domain string, firstIP int, flags []string, withPeers func(caDir string) (map[string]string, error)) (*hubProcesses, error) {
 	bin, err := findHubBinary(o.hubBinary)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -1072,7 +1148,14 @@ func newHubProcesses(o *benchOptions, what, domain string, firstIP int, flags []
 		h.removeDirs()
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if h.p, err = systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: h.caDir, Nodes: 3, FirstIP: firstIP, Flags: flags}); err != nil {
+	var peers map[string]string
+	if withPeers != nil {
+		if peers, err = withPeers(h.caDir); err != nil {
+			h.removeDirs()
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	if h.p, err = systemtest.NewProvider(systemtest.ProviderConfig{Binary: bin, Domain: domain, Dir: dir, DevCADir: h.caDir, Nodes: 3, FirstIP: firstIP, Flags: flags, Peers: peers}); err != nil {
 		h.removeDirs()
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -1108,7 +1191,7 @@ func (h *hubProcesses) close() {
 // until the first write is accepted, o.failover times.
 func (e *env) benchFailover(ctx context.Context, o *benchOptions) error {
 	const domain = "bench.example"
-	h, err := newHubProcesses(o, "failover", domain, 41, o.hubArgs)
+	h, err := newHubProcesses(o, "failover", domain, 41, o.hubArgs, nil)
 	if err != nil {
 		return err
 	}

@@ -211,7 +211,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "-inprocess", "-cluster", "3", "-via", "sideways"}, "-via must be leader, followers or both"},
 		{[]string{"bench", "-server", "https://a,https://b", "-ops-url", "http://a"}, "-ops-url lists 1 URLs for 2 -server URLs"},
 		{[]string{"bench", "-mode", "messages,fanout"}, "-mode must be messages or commits"},
-		{[]string{"bench", "-hub-args", "-x"}, "go with -failover or -soak"},
+		{[]string{"bench", "-hub-args", "-x"}, "go with -failover, -soak or -baseline"},
 		{[]string{"bench", "-soak", "1m", "-failover", "1"}, "drop -failover"},
 		{[]string{"bench", "-soak", "1m", "-senders", "1,2"}, "one number of -senders"},
 		{[]string{"bench", "-soak", "1m", "-senders", "8", "-report", "2m"}, "-report must be between 1s and -soak"},

@@ -122,11 +122,12 @@ func TestExitCodes(t *testing.T) {
 			t.Errorf("mimictl %q: exit %d, output %q %q; want exit %d and %q", c.args, code, out, errOut, c.want, c.out)
 		}
 	}
-	// Every command listed by help has its own help.
+	// Every command but the hidden ones (started by mimictl itself) is
+	// listed by help, and every command has its own help.
 	_, list, _ := runCLI(t, "help")
 	for _, c := range commands() {
-		if !strings.Contains(list, "  "+c.name+" ") {
-			t.Errorf("help does not list %s", c.name)
+		if listed := strings.Contains(list, "  "+c.name+" "); listed == c.hidden {
+			t.Errorf("help lists %s: %v; hidden: %v", c.name, listed, c.hidden)
 		}
 		if code, out, _ := runCLI(t, "help", c.name); code != 0 || !strings.Contains(out, "mimictl "+c.name) {
 			t.Errorf("help %s: exit %d, %q", c.name, code, out)

@@ -49,6 +49,9 @@ type command struct {
 	sub []*command
 	// noProfile hides the common -profile flag (commands that use none).
 	noProfile bool
+	// hidden keeps the command out of the command list: it is started by
+	// mimictl itself (bench's baseline nodes), not by people.
+	hidden bool
 }
 
 // commands returns mimictl's command table, in the order `mimictl help`
@@ -85,6 +88,7 @@ func commands() []*command {
 		clusterCommand(),
 		drillCommand(),
 		benchCommand(),
+		baselineNodeCommand(),
 	}
 }
 
@@ -308,6 +312,9 @@ Commands:
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range list {
+		if c.hidden {
+			continue
+		}
 		name := c.name
 		if len(path) > 0 {
 			name = pathName(path) + " " + c.name

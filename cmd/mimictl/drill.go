@@ -399,7 +399,7 @@ func (e *env) drillSetup(ctx context.Context, o *drillOptions, run string, rep *
 		}
 		ms = append(ms, m)
 	}
-	r, err := shareRoom(ctx, run, ms)
+	r, err := shareRoom(ctx, run, ms, nil)
 	if err != nil {
 		return nil, closeAll, fmt.Errorf("setting up the probes' room: %w", err)
 	}

@@ -95,7 +95,7 @@ func (e *env) benchSoak(ctx context.Context, o *benchOptions) error {
 	const domain = "soak.example"
 	// The load is the provider's capacity, not what one client may send.
 	flags := append([]string{"-client-requests-per-second", "-1", "-client-bytes-per-second", "-1"}, o.hubArgs...)
-	h, err := newHubProcesses(o, "soak", domain, soakFirstIP, flags)
+	h, err := newHubProcesses(o, "soak", domain, soakFirstIP, flags, nil)
 	if err != nil {
 		return err
 	}

@@ -258,9 +258,13 @@ func TestRevocationOnEveryNode(t *testing.T) {
 		u := via.NewUser(t)
 		_, err := u.AddDeviceWithPassword(ctx, "alice", dev, "correct horse")
 		must(t, err, "add "+dev)
+		// A write first: writes check the token in log order (the
+		// command carries it), not on a read index.
+		rawAPI(t, via, apiCall{method: "POST", path: "/v1/stream/ack", token: u.Token(), body: map[string]any{"seq": 0}}).want(t, 204, dev+" writes on "+via.Config.NodeID)
 		must(t, phone.RevokeDevice(ctx, dev), "revoke "+dev)
 		for _, n := range cl.Nodes {
 			rawAPI(t, n, apiCall{method: "GET", path: "/v1/whoami", token: u.Token()}).want(t, 401, dev+" revoked, asked on "+n.Config.NodeID)
+			rawAPI(t, n, apiCall{method: "POST", path: "/v1/stream/ack", token: u.Token(), body: map[string]any{"seq": 0}}).want(t, 401, dev+" revoked, writing on "+n.Config.NodeID)
 		}
 	}
 	// An operator suspends Alice through a follower's ops listener.
@@ -273,5 +277,6 @@ func TestRevocationOnEveryNode(t *testing.T) {
 	}
 	for _, n := range cl.Nodes {
 		rawAPI(t, n, apiCall{method: "GET", path: "/v1/whoami", token: phone.Token()}).want(t, 401, "suspended, asked on "+n.Config.NodeID)
+		rawAPI(t, n, apiCall{method: "POST", path: "/v1/stream/ack", token: phone.Token(), body: map[string]any{"seq": 0}}).want(t, 401, "suspended, writing on "+n.Config.NodeID)
 	}
 }

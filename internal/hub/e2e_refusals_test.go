@@ -388,6 +388,12 @@ func commitOf(t *testing.T, body []byte) []byte {
 // body.
 func messageOf(t *testing.T, body []byte) []byte {
 	t.Helper()
+	// mimi/client sends messages as application/mimi: the MLSMessage
+	// itself.
+	var bin mls.Message
+	if wire.Unmarshal(body, &bin) == nil {
+		return body
+	}
 	var in struct {
 		Message []byte `json:"message"`
 	}

@@ -374,8 +374,8 @@ func classify(err error) error {
 	return err
 }
 
-func (p permanentOn4xx) Fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error {
-	return classify(p.Federation.Fanout(ctx, peer, room, firstSeq, batch, exclude))
+func (p permanentOn4xx) Fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, messages [][]byte, exclude []proto.URI) error {
+	return classify(p.Federation.FanoutEncoded(ctx, peer, room, firstSeq, messages, exclude))
 }
 
 func (p permanentOn4xx) RequestConsent(ctx context.Context, domain string, e *proto.ConsentEntry) error {

@@ -676,7 +676,9 @@ func (f *fakeAPI) message(w http.ResponseWriter, r *http.Request, c *fakeClient)
 	var in struct {
 		Message []byte `json:"message"`
 	}
-	if !decodeJSON(w, r, &in) {
+	if r.Header.Get("Content-Type") == ContentTypeMIMI {
+		in.Message, _ = io.ReadAll(r.Body)
+	} else if !decodeJSON(w, r, &in) {
 		return
 	}
 	m, err := decodeMsg(in.Message, mls.WirePrivateMessage)

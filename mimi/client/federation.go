@@ -239,11 +239,26 @@ func (f *Federation) ProvisionalMessage(ctx context.Context, room proto.URI, m *
 // message in Mimi-Sequence and, when exclude is not empty, the clients that
 // must not receive it in Mimi-Exclude.
 func (f *Federation) Fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, batch proto.FanoutBatch, exclude []proto.URI) error {
+	return f.fanout(ctx, peer, room, firstSeq, len(batch), batch, exclude)
+}
+
+// FanoutEncoded is Fanout for messages already encoded (each a
+// FanoutMessage's TLS encoding), as a hub's outbox keeps them: the body is
+// their concatenation, with nothing decoded or encoded again.
+func (f *Federation) FanoutEncoded(ctx context.Context, peer string, room proto.URI, firstSeq uint64, messages [][]byte, exclude []proto.URI) error {
+	return f.fanout(ctx, peer, room, firstSeq, len(messages), wire.EncoderFunc(func(w *wire.Writer) {
+		for _, m := range messages {
+			w.Raw(m)
+		}
+	}), exclude)
+}
+
+func (f *Federation) fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, n int, body wire.Encoder, exclude []proto.URI) error {
 	_, id, err := roomParts(room)
 	if err != nil {
 		return fmt.Errorf("fanout: %w", err)
 	}
-	if len(batch) == 0 {
+	if n == 0 {
 		return errors.New("fanout: empty batch")
 	}
 	if firstSeq == 0 {
@@ -261,7 +276,7 @@ func (f *Federation) Fanout(ctx context.Context, peer string, room proto.URI, fi
 		}
 		h.Set(HeaderExclude, strings.Join(list, ","))
 	}
-	return f.call(ctx, "fanout "+string(room), peer, proto.FanoutMessages, map[string]string{"roomId": id}, batch, h, nil)
+	return f.call(ctx, "fanout "+string(room), peer, proto.FanoutMessages, map[string]string{"roomId": id}, body, h, nil)
 }
 
 // ClaimKeyMaterial claims KeyPackages of users at targetDomain (POST

@@ -14,8 +14,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mimihub/mimi-hub/internal/pause"
@@ -103,6 +105,38 @@ type User struct {
 
 	mu    sync.RWMutex
 	token string
+	// index is the highest Mimi-Index the provider answered: the
+	// read-your-writes token every read carries (Mimi-Min-Index), so no
+	// node answers from a state older than what this client saw.
+	index atomic.Uint64
+}
+
+// Read-your-writes headers (httpapi/openapi.yaml).
+const (
+	HeaderIndex    = "Mimi-Index"
+	HeaderMinIndex = "Mimi-Min-Index"
+)
+
+// Index returns the client's read-your-writes token: the latest state
+// index the provider reported.
+func (u *User) Index() uint64 { return u.index.Load() }
+
+// noteIndex keeps the highest index an answer reported.
+func (u *User) noteIndex(h http.Header) {
+	v := h.Get(HeaderIndex)
+	if v == "" {
+		return
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return
+	}
+	for {
+		cur := u.index.Load()
+		if n <= cur || u.index.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // NewUser checks cfg and returns a client.
@@ -341,6 +375,9 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 	} else {
 		req.Header.Set("Accept", "application/json")
 	}
+	if idx := u.index.Load(); idx > 0 && c.method == http.MethodGet {
+		req.Header.Set(HeaderMinIndex, strconv.FormatUint(idx, 10))
+	}
 	if key != "" {
 		req.Header.Set(HeaderIdempotencyKey, key)
 	}
@@ -361,6 +398,7 @@ func (u *User) once(ctx context.Context, c apiCall, body []byte, key string) err
 		return &TransportError{Method: c.method, URL: c.path, Err: err}
 	}
 	defer resp.Body.Close()
+	u.noteIndex(resp.Header)
 	u.log.DebugContext(ctx, "client API request", "op", c.op, "method", c.method, "path", c.path, "status", resp.StatusCode, "duration", time.Since(start))
 	if resp.StatusCode/100 != 2 {
 		return statusError(resp, u.cfg.Now())

@@ -251,10 +251,28 @@ func TestUserWire(t *testing.T) {
 		t.Fatalf("commit body with a tree: %v", err)
 	}
 
-	// The Welcome's tree is fetched as application/mimi.
+	// A message travels as the MLSMessage itself; the answer's
+	// Mimi-Index becomes the client's read-your-writes token.
+	mu.Lock()
+	answer = func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(HeaderIndex, "42")
+		w.Write([]byte(`{"code":0,"code_name":"success"}`))
+	}
+	mu.Unlock()
+	if _, err := u.SendMessage(ctx, fx.room, fx.app); err != nil || got.Header.Get("Content-Type") != ContentTypeMIMI || !bytes.Equal(body, wire.MustMarshal(fx.app)) {
+		t.Fatalf("message: %v, %s, %d bytes", err, got.Header.Get("Content-Type"), len(body))
+	}
+	if u.Index() != 42 {
+		t.Fatalf("read-your-writes token %d after an answer at index 42", u.Index())
+	}
+
+	// The Welcome's tree is fetched as application/mimi, no older than
+	// the token.
 	mu.Lock()
 	answer = func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/mimi")
+		w.Header().Set(HeaderIndex, "7") // a lower index never lowers the token
 		w.Write(tree)
 	}
 	mu.Unlock()
@@ -264,6 +282,9 @@ func TestUserWire(t *testing.T) {
 	}
 	if got.Method != "GET" || got.URL.Path != "/v1/rooms/a.example/clubhouse/tree" || got.URL.Query().Get("keypackage") != "-_8" || got.Header.Get("Accept") != "application/mimi" {
 		t.Fatalf("welcome tree request %s %s %v", got.Method, got.URL, got.Header)
+	}
+	if got.Header.Get(HeaderMinIndex) != "42" || u.Index() != 42 {
+		t.Fatalf("a read carried Mimi-Min-Index %q; token now %d", got.Header.Get(HeaderMinIndex), u.Index())
 	}
 
 	// Stream query and item decoding.

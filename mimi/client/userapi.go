@@ -486,10 +486,8 @@ func (u *User) SendMessage(ctx context.Context, room proto.URI, m *mls.Message) 
 	if err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
-	in := struct {
-		Message []byte `json:"message"`
-	}{b}
-	return u.updateRoom(ctx, "send", room, "/messages", in, nil)
+	// The binary body is the MLSMessage itself: no base64, no JSON.
+	return u.updateRoom(ctx, "send", room, "/messages", nil, b)
 }
 
 // ClaimGroupInfo claims the room's GroupInfo to join by external commit

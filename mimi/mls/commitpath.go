@@ -52,7 +52,9 @@ func (t *Tree) leftmostFreeLeaf() LeafIndex {
 // with one ciphertext per resolution node (leaves in added excluded), and the
 // leaf's parent hash matches the chain the path creates. Errors are
 // ErrInvalidPath; the tree must be in a transaction so they can be undone.
-func (t *Tree) mergeUpdatePath(l LeafIndex, path *UpdatePath, groupID []byte, added []LeafIndex) error {
+// The leaf's signature is checked with verifier (the tree's suite, or one
+// that skips checks verified beforehand).
+func (t *Tree) mergeUpdatePath(l LeafIndex, path *UpdatePath, groupID []byte, added []LeafIndex, verifier *Suite) error {
 	leaf := &path.LeafNode
 	if leaf.Source != SourceCommit {
 		return rejectf(ErrInvalidPath, "the path's leaf node source is %s, want commit", leaf.Source)
@@ -60,7 +62,7 @@ func (t *Tree) mergeUpdatePath(l LeafIndex, path *UpdatePath, groupID []byte, ad
 	if err := leaf.checkSelfConsistent(t.suite); err != nil {
 		return rejectf(ErrInvalidPath, "leaf node: %v", err)
 	}
-	if err := leaf.VerifySignature(t.suite, groupID, l); err != nil {
+	if err := leaf.VerifySignature(verifier, groupID, l); err != nil {
 		return rejectf(ErrInvalidPath, "leaf node of leaf %d: %v", l, err)
 	}
 	if x, found := t.encKeys.find(leaf.EncryptionKey, t.encryptionKey); found {

@@ -81,6 +81,12 @@ func (k *KeyPackage) Validate(now uint64) error {
 	if err != nil {
 		return err
 	}
+	return k.validate(s, now)
+}
+
+// validate is Validate with the KeyPackage's suite (or a verifier for it,
+// Suite.withVerified) given.
+func (k *KeyPackage) validate(s *Suite, now uint64) error {
 	ln := &k.LeafNode
 	if ln.Source != SourceKeyPackage {
 		return fmt.Errorf("KeyPackage leaf node source is %s, want key_package", ln.Source)

@@ -56,6 +56,9 @@ type groupState struct {
 	tree    *Tree
 	pending []*pendingProposal
 	closed  bool // a ReInit was committed
+	// memo, set only while ProcessCommitVerified runs, is the suite whose
+	// signature checks skip what the caller's record covers (verifier).
+	memo *Suite
 }
 
 type pendingProposal struct {
@@ -187,7 +190,7 @@ func (st *groupState) receiveProposal(ac *AuthenticatedContent, now uint64) (*Pr
 	if c.Sender.Type != SenderMember && !st.cfg.proposalInfo(p.Type).External {
 		return nil, rejectf(ErrInvalidProposal, "%s proposals may not come from outside the group", p.Type)
 	}
-	if err := ac.VerifySignature(st.suite, key, st.ctxEnc); err != nil {
+	if err := ac.VerifySignature(st.verifier(), key, st.ctxEnc); err != nil {
 		return nil, rejectAs(ErrSignature, fmt.Errorf("proposal from %s %d: %w", c.Sender.Type, c.Sender.Index, err))
 	}
 	if err := st.validateProposal(p, c.Sender, now); err != nil {
@@ -251,7 +254,7 @@ func (st *groupState) validateProposal(p *Proposal, sender Sender, now uint64) e
 		if kp.CipherSuite != st.suite.id || kp.Version != st.ctx.Version {
 			return rejectf(ErrInvalidProposal, "add: KeyPackage for %s version %d, the group uses %s version %d", kp.CipherSuite, kp.Version, st.suite.id, st.ctx.Version)
 		}
-		if err := kp.Validate(now); err != nil {
+		if err := kp.validate(st.verifier(), now); err != nil {
 			return rejectAs(ErrInvalidProposal, fmt.Errorf("add: %w", err))
 		}
 	case ProposalUpdate:
@@ -266,7 +269,7 @@ func (st *groupState) validateProposal(p *Proposal, sender Sender, now uint64) e
 		if err := leaf.checkSelfConsistent(st.suite); err != nil {
 			return rejectAs(ErrInvalidProposal, fmt.Errorf("update: %w", err))
 		}
-		if err := leaf.VerifySignature(st.suite, st.ctx.GroupID, l); err != nil {
+		if err := leaf.VerifySignature(st.verifier(), st.ctx.GroupID, l); err != nil {
 			return rejectAs(ErrSignature, fmt.Errorf("update leaf node of leaf %d: %w", l, err))
 		}
 		if cur, ok := st.tree.Leaf(l); ok && bytes.Equal(cur.EncryptionKey, leaf.EncryptionKey) {
@@ -718,7 +721,7 @@ func (st *groupState) committerLeaf(sender Sender, res *CommitResult) LeafIndex 
 func (st *groupState) applyPath(path *UpdatePath, sender Sender, res *CommitResult, added []LeafIndex) error {
 	l := st.committerLeaf(sender, res)
 	old, wasMember := st.tree.Leaf(l)
-	if err := st.tree.mergeUpdatePath(l, path, st.ctx.GroupID, added); err != nil {
+	if err := st.tree.mergeUpdatePath(l, path, st.ctx.GroupID, added, st.verifier()); err != nil {
 		return err
 	}
 	if wasMember {

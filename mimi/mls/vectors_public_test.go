@@ -440,7 +440,7 @@ func TestVectorsTreeKEMPublic(t *testing.T) {
 				t.Fatalf("%d/%d: %v", i, j, err)
 			}
 			sender := LeafIndex(up.Sender)
-			if err := tree.mergeUpdatePath(sender, &path, v.GroupID, nil); err != nil {
+			if err := tree.mergeUpdatePath(sender, &path, v.GroupID, nil, tree.suite); err != nil {
 				t.Errorf("%d/%d: valid path rejected: %v", i, j, err)
 				continue
 			}

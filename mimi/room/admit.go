@@ -64,3 +64,44 @@ func wellFormedCommit(body *proto.UpdateRoomRequest) bool {
 	_, ok, err := body.GroupInfo.GroupInfo.ExternalPub()
 	return err == nil && ok
 }
+
+// Precheck is an updateRoom commit's signature checks, made before the
+// commit is applied: Room.Precheck takes them from the room as it is
+// (under the caller's read lock), Run makes them on any goroutine. The
+// record Run returns goes into UpdateRoom.Verified; Apply skips what it
+// covers while the room is still at the epoch and confirmed transcript
+// hash it names, and checks everything otherwise (mls.CommitCheck).
+type Precheck struct {
+	check *mls.CommitCheck
+}
+
+// Precheck returns the signature checks of an updateRoom commit from a
+// member, or nil: not such a commit, or one Apply refuses before any
+// signature (Admit's refusals, a malformed bundle). Safe for concurrent
+// use with other reads.
+func (r *Room) Precheck(req Request) *Precheck {
+	q, ok := req.(*UpdateRoom)
+	if !ok || q.Body == nil || q.Body.Message == nil || q.Body.Message.Public == nil || !q.Body.IsCommit() || !wellFormedCommit(q.Body) {
+		return nil
+	}
+	c := r.group.PrepareCommitCheck(q.Body.Message, q.Body.GroupInfo.GroupInfo)
+	if c == nil {
+		return nil
+	}
+	return &Precheck{check: c}
+}
+
+// Epoch returns the epoch the checks were taken at.
+func (p *Precheck) Epoch() uint64 { return p.check.Epoch() }
+
+// Run makes the checks. It returns the record of those that passed, or,
+// when the commit's own signature does not verify, the outcome Apply
+// gives while the room is at the epoch the checks were taken at.
+func (p *Precheck) Run() (*mls.Verified, *Outcome) {
+	v, err := p.check.Run()
+	if err != nil {
+		o := refuse(err)
+		return nil, &o
+	}
+	return v, nil
+}

@@ -29,7 +29,7 @@ type indexedMember struct {
 
 // commit sequences a commit bundle: MLS validation, then room policy, then
 // the new state and its fanout.
-func (r *Room) commit(from string, body *proto.UpdateRoomRequest, at uint64) Outcome {
+func (r *Room) commit(from string, body *proto.UpdateRoomRequest, verified *mls.Verified, at uint64) Outcome {
 	if body.GroupInfo == nil || body.GroupInfo.GroupInfo == nil {
 		return respond(proto.UpdateInvalidProposal, "a commit needs the GroupInfo of the new epoch")
 	}
@@ -51,7 +51,7 @@ func (r *Room) commit(from string, body *proto.UpdateRoomRequest, at uint64) Out
 	before := r.recipients(committer)
 	queue := r.queuedItems()
 	var plan *commitPlan
-	res, err := r.group.ProcessCommit(body.Message, gi, at/1000, func(res *mls.CommitResult) error {
+	res, err := r.group.ProcessCommitVerified(body.Message, gi, at/1000, verified, func(res *mls.CommitResult) error {
 		p, err := r.planCommit(from, res, body.Welcome, queue)
 		if err != nil {
 			return err

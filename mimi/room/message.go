@@ -17,6 +17,9 @@ import (
 type ProvisionalMessage struct {
 	From    string
 	Message *mls.Message
+	// Raw, when the caller has it, is Message's encoding: the effect
+	// carries it (Effect.Raw), so it is not encoded again.
+	Raw []byte
 }
 
 func (q *ProvisionalMessage) apply(r *Room, at uint64) Outcome {
@@ -40,11 +43,12 @@ func (q *ProvisionalMessage) apply(r *Room, at uint64) Outcome {
 	if err != nil {
 		return refuse(err)
 	}
-	policy := r.Policy()
-	if (!a.active || !proto.Allows(policy.Send, a.roles)) && !r.cfg.planted(plantBannedSends) {
+	if (!a.active || !proto.Allows(r.sendRoles(), a.roles)) && !r.cfg.planted(plantBannedSends) {
 		return respond(proto.UpdateNotAllowed, "%s may not send messages in this room", a.user)
 	}
-	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{r.accept(m, at, r.recipients(sender))}}
+	e := r.accept(m, at, r.recipients(sender))
+	e.Raw = q.Raw
+	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{e}}
 }
 
 // SenderHint returns the authenticated_data a client puts on its

@@ -115,6 +115,25 @@ type Room struct {
 	members   memberIndex
 	lingering map[proto.URI]bool // users with clients who are not active participants
 	qindex    queueIndex
+	// senders caches the roles the base policy lets send, for one epoch
+	// (the policy changes only with a commit): every message needs them.
+	// Filled by Apply only, never by reads; not encoded.
+	senders struct {
+		epoch uint64
+		ok    bool
+		roles []proto.Role
+	}
+}
+
+// sendRoles returns the roles that may send messages in the current
+// epoch. It caches them: call it only from Apply.
+func (r *Room) sendRoles() []proto.Role {
+	if c := &r.senders; c.ok && c.epoch == r.Epoch() {
+		return c.roles
+	}
+	roles := r.Policy().Send
+	r.senders.epoch, r.senders.ok, r.senders.roles = r.Epoch(), true, roles
+	return roles
 }
 
 // usedKeyPackages remembers the KeyPackages added to the room until they
@@ -314,6 +333,9 @@ type Effect struct {
 	Fanout proto.FanoutMessage
 	// To lists the providers that receive it, sorted by domain.
 	To []Recipient
+	// Raw is Fanout.Message's encoding when the request carried it (nil
+	// otherwise); it may alias the request's bytes.
+	Raw []byte
 }
 
 // Recipient is a provider that receives a fanout message.
@@ -374,6 +396,14 @@ func (r *Room) takeRoute(ref []byte) (string, bool) {
 // message to it, draft-ietf-mimi-protocol-06 "Fanout"; its provider still
 // gets the message for its other clients).
 func (r *Room) recipients(sender proto.URI) []Recipient {
+	if len(r.lingering) == 0 {
+		domains := r.members.domains()
+		out := make([]Recipient, len(domains))
+		for i, d := range domains {
+			out[i] = Recipient{Domain: d}
+		}
+		return excludeSender(out, sender)
+	}
 	excluded := map[string][]proto.URI{}
 	users := make([]proto.URI, 0, len(r.lingering))
 	for u := range r.lingering {

@@ -15,6 +15,10 @@ import (
 type UpdateRoom struct {
 	From string
 	Body *proto.UpdateRoomRequest
+	// Verified, for a commit, is the signature checks a node made before
+	// proposing it (Precheck): those it lists are skipped while the room
+	// is still at the epoch it names. Nil checks everything.
+	Verified *mls.Verified
 }
 
 func (q *UpdateRoom) apply(r *Room, at uint64) Outcome {
@@ -22,7 +26,7 @@ func (q *UpdateRoom) apply(r *Room, at uint64) Outcome {
 		return respond(proto.UpdateInvalidProposal, "updateRoom without a PublicMessage")
 	}
 	if q.Body.IsCommit() {
-		return r.commit(q.From, q.Body, at)
+		return r.commit(q.From, q.Body, q.Verified, at)
 	}
 	return r.proposals(q.From, q.Body, at)
 }

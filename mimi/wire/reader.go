@@ -189,6 +189,15 @@ func (r *Reader) Varint() uint64 {
 
 // vectorBody reads a vector header and returns a sub-reader over the body.
 func (r *Reader) vectorBody() (*Reader, bool) {
+	body, ok := r.vectorBytes()
+	if !ok {
+		return nil, false
+	}
+	return &Reader{s: body, end: r.Offset(), st: r.st}, true
+}
+
+// vectorBytes reads a vector header and returns the body.
+func (r *Reader) vectorBytes() ([]byte, bool) {
 	start := r.Offset()
 	n := r.Varint()
 	if r.st.err != nil {
@@ -203,14 +212,13 @@ func (r *Reader) vectorBody() (*Reader, bool) {
 		r.st.err = &DecodeError{Offset: start, Reason: fmt.Sprintf("vector of %d bytes runs past the end of the input (%d left)", n, len(r.s))}
 		return nil, false
 	}
-	return &Reader{s: body, end: r.Offset(), st: r.st}, true
+	return body, true
 }
 
 // Opaque reads opaque<V> into p. The result aliases the input.
 func (r *Reader) Opaque(p *[]byte) {
-	sub, ok := r.vectorBody()
-	if ok {
-		*p = sub.s
+	if body, ok := r.vectorBytes(); ok {
+		*p = body
 	}
 }
 
