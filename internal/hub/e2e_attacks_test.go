@@ -173,9 +173,14 @@ func TestAttacks(t *testing.T) {
 		unchanged(t, func(t *testing.T) {
 			rawAPI(t, a, apiCall{method: "PUT", path: "/v1/rooms/b.example/r/subscription", token: eve.m.API().Token()}).want(t, 403, "eve follows Bob's room")
 		})
+		// Once Alice has Bob's message, it has reached a.example: Eve,
+		// there too, must not have it.
 		w.say(t, bob, "secret")
+		w.check(t)
 		eve.quiet(t)
 		// A member who stopped following comes back: the hub confirms.
+		// (What reaches a.example while nobody there follows the room is
+		// not kept: hence the check above, before Alice leaves.)
 		must(t, alice.m.API().Unsubscribe(opCtx(t), w.room), "alice unsubscribes")
 		rawAPI(t, a, apiCall{method: "PUT", path: "/v1/rooms/b.example/r/subscription", token: alice.m.API().Token()}).want(t, 204, "alice follows again")
 		w.say(t, bob, "welcome back")
