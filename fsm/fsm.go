@@ -35,6 +35,10 @@ func New(cfg Config) (*FSM, error) {
 	return &FSM{cfg: s.cfg, state: s, changed: make(chan struct{})}, nil
 }
 
+// Config returns the bounds the state machine runs with, defaults filled
+// in (operators compare the state's sizes with them).
+func (f *FSM) Config() Config { return f.cfg }
+
 // Apply implements raft.FSM: it decodes and applies one command and returns
 // its *Result (a malformed entry yields an Invalid result, never a panic),
 // or, for a CmdBatch, the *BatchResult of its commands.

@@ -185,6 +185,9 @@ func (l *Listener) Open() int {
 	return n
 }
 
+// Max returns the bound on connections held at once (0: no bound).
+func (l *Listener) Max() int { return l.cfg.Max }
+
 // Close stops accepting; connections already accepted stay open.
 func (l *Listener) Close() error {
 	l.cancel()

@@ -41,9 +41,11 @@ import (
 //	mimi_fanout_queue_bytes{peer}              gauge: bytes of the items waiting for a peer provider
 //	mimi_fanout_overflow_total{peer}           counter: items dropped undelivered because the peer's queue was full
 //	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
+//	mimi_stream_log_bytes_limit                gauge: the bound on those bytes (-log-bytes)
 //	mimi_stream_inbox_bytes                    gauge: the clients' unacknowledged Welcomes and consent items
 //	mimi_writes_unlogged_total{command}        counter: writes answered from the state without a log entry (refusals and no-ops decided before Raft)
 //	mimi_http_connections{server}              gauge: connections a listener holds
+//	mimi_http_connections_limit{server}        gauge: the most it holds at once (-max-conns; absent without a bound)
 //	mimi_http_connections_refused_total{server} counter: connections closed at once (their address held the most allowed)
 //	mimi_node_info{domain,node_id}             gauge: always 1
 //	mimi_http_request_duration_seconds{server,route,code} histogram: requests by server (federation, client, ops), route name and status code
@@ -294,8 +296,10 @@ var (
 	descQueueOverflow = prometheus.NewDesc("mimi_fanout_overflow_total", "Outbox items dropped undelivered because the peer's queue was full.", []string{"peer"}, nil)
 	descLogBytes      = prometheus.NewDesc("mimi_stream_log_bytes", "Bytes of room messages stored for local readers (all room logs).", nil, nil)
 	descLogEntries    = prometheus.NewDesc("mimi_stream_log_entries", "Room messages stored for local readers (all room logs).", nil, nil)
+	descLogBytesLimit = prometheus.NewDesc("mimi_stream_log_bytes_limit", "Bound on the bytes of room messages stored for local readers (-log-bytes); retention drops the oldest beyond it.", nil, nil)
 	descInboxBytes    = prometheus.NewDesc("mimi_stream_inbox_bytes", "Bytes of the clients' unacknowledged inbox-only items (Welcomes, consent).", nil, nil)
 	descConns         = prometheus.NewDesc("mimi_http_connections", "Connections a listener (federation, client, ops) holds.", []string{"server"}, nil)
+	descConnsLimit    = prometheus.NewDesc("mimi_http_connections_limit", "Connections a listener (federation, client, ops) holds at most (-max-conns); more wait. Absent without a bound.", []string{"server"}, nil)
 	descNodeInfo      = prometheus.NewDesc("mimi_node_info", "Always 1; names this node's provider domain and Raft node id.", []string{"domain", "node_id"}, nil)
 )
 
@@ -311,7 +315,7 @@ type hubCollector struct {
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descTerm, descCommitIndex, descAppliedIndex, descLastLogIndex, descSnapshotIndex, descIsLeader, descState,
-		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogEntries, descInboxBytes, descConns, descDelivered, descDropped, descFailures, descNodeInfo,
+		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogBytesLimit, descLogEntries, descInboxBytes, descConns, descConnsLimit, descDelivered, descDropped, descFailures, descNodeInfo,
 	} {
 		ch <- d
 	}
@@ -354,10 +358,14 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 		return nil
 	})
 	gauge(descLogBytes, float64(counts.LogBytes))
+	gauge(descLogBytesLimit, float64(h.fsm.Config().Retention.TotalBytes))
 	gauge(descLogEntries, float64(counts.LogEntries))
 	gauge(descInboxBytes, float64(counts.InboxBytes))
 	for server, l := range h.conns {
 		gauge(descConns, float64(l.Open()), server)
+		if limit := l.Max(); limit > 0 {
+			gauge(descConnsLimit, float64(limit), server)
+		}
 	}
 	now := time.Now()
 	for peer, d := range depth {
