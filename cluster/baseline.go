@@ -14,7 +14,10 @@ import (
 // A baseline node is raw hashicorp/raft with a state machine that does
 // nothing, on the same stores (raft-boltdb/v2 behind the same log cache,
 // the file snapshot store), the same Raft configuration and timing as a
-// Node, over raft's plain TCP transport. `mimictl bench -baseline` runs
+// Node, over raft's plain TCP transport as raft ships it: no TLS, and
+// pipelined replication, which the provider turns off (cluster/DESIGN.md,
+// MaxRPCsInFlight), so the baseline is raw Raft at its best. `mimictl
+// bench -baseline` runs
 // three of them beside the provider so that every throughput figure of
 // the provider comes with what Raft alone does on the same machine in
 // the same run: the floor a replicated write cannot go below.
