@@ -45,6 +45,15 @@ func (e *env) readPassword(file string) (string, error) {
 	return line, nil
 }
 
+// optionalPassword is readPassword for a flag that may be left empty: no
+// file, no password.
+func (e *env) optionalPassword(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	return e.readPassword(file)
+}
+
 // linkPoll is how often a new device asks whether it was approved.
 const linkPoll = 2 * time.Second
 
@@ -75,12 +84,9 @@ proof instead.`,
 				if *keys < 0 || *keys > 1000 {
 					return usagef("link", "link: -keys must be between 0 and 1000")
 				}
-				var password string
-				if *pwFile != "" {
-					var err error
-					if password, err = e.readPassword(*pwFile); err != nil {
-						return err
-					}
+				password, err := e.optionalPassword(*pwFile)
+				if err != nil {
+					return err
 				}
 				servers, err := parseServers(*server)
 				if err != nil {
@@ -212,11 +218,9 @@ Changing a password needs the current one (-current-file).`,
 				if err != nil {
 					return err
 				}
-				var current string
-				if *curFile != "" {
-					if current, err = e.readPassword(*curFile); err != nil {
-						return err
-					}
+				current, err := e.optionalPassword(*curFile)
+				if err != nil {
+					return err
 				}
 				return explain(e.readProfile(ctx, func(s *session) error {
 					if err := s.api.SetPassword(ctx, password, current); err != nil {

@@ -167,12 +167,9 @@ before anything else is tried.`,
 						fields = append(fields, proto.ProfileField{Source: proto.FieldVCardField, Name: f.name, Value: []byte(f.value)})
 					}
 				}
-				var password string
-				if *pwFile != "" {
-					var err error
-					if password, err = e.readPassword(*pwFile); err != nil {
-						return err
-					}
+				password, err := e.optionalPassword(*pwFile)
+				if err != nil {
+					return err
 				}
 				servers, err := parseServers(*server)
 				if err != nil {
