@@ -69,7 +69,11 @@ type MemberConfig struct {
 	// PastEpochs is how many past epochs each room's MLS group keeps to
 	// decrypt application messages that arrive after the commit that ended
 	// their epoch (mls.GroupOptions.PastEpochs): zero means
-	// mls.DefaultPastEpochs, mls.NoPastEpochs none.
+	// mls.DefaultPastEpochs, mls.NoPastEpochs none. A member's own commits
+	// move it on without waiting for its stream, so a member that commits
+	// often while its stream lags (its provider's fanout delayed, by a
+	// failover of the hub for instance) needs more: a message sent before
+	// more than PastEpochs of its commits cannot be read when it arrives.
 	PastEpochs int
 }
 
