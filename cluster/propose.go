@@ -31,9 +31,11 @@ const (
 	// maxBatchBytes bounds the commands of one batch (a larger command
 	// goes alone, up to Config.MaxEntrySize).
 	maxBatchBytes = 1 << 20
-	// maxQueued bounds the commands waiting in one queue; past it a write
-	// fails as unavailable (503), since the node is far behind.
-	maxQueued = 1 << 16
+	// maxQueued and maxQueuedBytes bound the commands waiting in one
+	// queue; past either a write fails as unavailable (503), since the
+	// node is far behind.
+	maxQueued      = 1 << 16
+	maxQueuedBytes = 256 << 20
 )
 
 // proposal is one encoded command waiting in a queue for its result.
@@ -83,6 +85,7 @@ type batcher struct {
 
 	mu       sync.Mutex
 	queue    []*proposal
+	queued   int // bytes of the queued commands
 	inflight int
 }
 
@@ -91,13 +94,18 @@ type batcher struct {
 func (b *batcher) submit(ps ...*proposal) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.queue)+len(ps) > maxQueued {
+	size := 0
+	for _, p := range ps {
+		size += len(p.cmd)
+	}
+	if len(b.queue)+len(ps) > maxQueued || (len(b.queue) > 0 && b.queued+size > maxQueuedBytes) {
 		for _, p := range ps {
-			p.finish(nil, 0, fmt.Errorf("cluster: %d writes wait already: %w", len(b.queue), ErrTimeout))
+			p.finish(nil, 0, fmt.Errorf("cluster: %d writes (%d bytes) wait already: %w", len(b.queue), b.queued, ErrTimeout))
 		}
 		return
 	}
 	b.queue = append(b.queue, ps...)
+	b.queued += size
 	b.startLocked()
 }
 
@@ -107,12 +115,15 @@ func (b *batcher) startLocked() {
 	for b.inflight < b.limit && len(b.queue) > 0 {
 		n, size := 0, 0
 		for n < len(b.queue) && n < fsm.MaxBatch() {
-			if size += len(b.queue[n].cmd); n > 0 && size > maxBatchBytes {
+			next := len(b.queue[n].cmd)
+			if n > 0 && size+next > maxBatchBytes {
 				break
 			}
+			size += next
 			n++
 		}
 		batch := slices.Clone(b.queue[:n])
+		b.queued -= size
 		clear(b.queue[:n])
 		b.queue = b.queue[n:]
 		if len(b.queue) == 0 {

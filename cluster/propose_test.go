@@ -73,6 +73,51 @@ func TestBatcher(t *testing.T) {
 	if _, err := over.wait(context.Background(), "test"); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("a write beyond a full queue: %v", err)
 	}
+
+	// The byte bound: commands fill it, the next one waits for nothing.
+	heavy := &batcher{limit: 0, flush: func([]*proposal) { t.Error("a batcher without room flushed") }}
+	chunk := make([]byte, maxQueuedBytes/4)
+	var queued []*proposal
+	for range 4 {
+		p := newProposal(chunk)
+		heavy.submit(p)
+		queued = append(queued, p)
+	}
+	tooMuch := newProposal([]byte{1})
+	heavy.submit(tooMuch)
+	select {
+	case <-tooMuch.done: // refused at once, not queued
+		if !errors.Is(tooMuch.err, ErrTimeout) {
+			t.Fatalf("a write beyond the queue's bytes: %v", tooMuch.err)
+		}
+	default:
+		t.Fatal("a write beyond the queue's bytes was queued")
+	}
+	for _, p := range queued {
+		select {
+		case <-p.done:
+			t.Fatal("a write within the queue's bytes was answered")
+		default:
+		}
+	}
+	// What a flush takes leaves the count: the queue takes writes again.
+	heavy.mu.Lock()
+	heavy.limit = 1
+	heavy.flush = func(b []*proposal) {
+		for _, p := range b {
+			p.finish(nil, 0, nil)
+		}
+	}
+	heavy.startLocked()
+	heavy.mu.Unlock()
+	for _, p := range queued {
+		p.wait(context.Background(), "test")
+	}
+	again := newProposal(chunk)
+	heavy.submit(again)
+	if _, err := again.wait(context.Background(), "test"); err != nil {
+		t.Fatalf("a write after the queue drained: %v", err)
+	}
 }
 
 // TestConcurrentWritesShareEntries: writes that arrive together through
