@@ -18,6 +18,7 @@ import (
 
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/internal/devca"
+	"github.com/mimihub/mimi-hub/internal/freeport"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
 
@@ -44,24 +45,15 @@ func newTestCluster(t *testing.T) *testCluster {
 	return &testCluster{t: t, ca: newTestCA(t), key: bytes.Repeat([]byte{7}, 32), nodes: map[string]*clusterNode{}}
 }
 
-// freePort returns a loopback port free for both TCP and UDP right now.
+// freePort returns a loopback port free for both TCP and UDP right now,
+// below the ephemeral range so that a restarted node finds it free.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			u.Close()
-			return port
-		}
+	port, err := freeport.Get("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return port
 }
 
 // config returns a node configuration for the cluster.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/internal/devca"
+	"github.com/mimihub/mimi-hub/internal/freeport"
 	"github.com/mimihub/mimi-hub/internal/systemtest"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
@@ -476,11 +477,11 @@ func startBaselineNodes(ctx context.Context, dir, caDir string, verbose bool) (_
 	var voters []string
 	for i := range 3 {
 		ip := fmt.Sprintf("127.0.0.%d", sideRaftFirstIP+i)
-		rp, err := systemtest.FreePort(ip)
+		rp, err := freeport.Get(ip)
 		if err != nil {
 			return nil, err
 		}
-		ap, err := systemtest.FreePort(ip)
+		ap, err := freeport.Get(ip)
 		if err != nil {
 			return nil, err
 		}

@@ -16,8 +16,8 @@ import (
 	"github.com/mimihub/mimi-hub/cluster"
 	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/devca"
+	"github.com/mimihub/mimi-hub/internal/freeport"
 	"github.com/mimihub/mimi-hub/internal/hub"
-	"github.com/mimihub/mimi-hub/internal/systemtest"
 )
 
 // localProvider is a single-node provider running in this process on
@@ -53,20 +53,11 @@ type localProviderConfig struct {
 	Logger    *slog.Logger
 }
 
-// reservePort returns a free loopback address. Providers must know each
-// other's federation addresses before they start, so tests and the bench
-// pick them first.
-func reservePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("reserving a port: %w", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", fmt.Errorf("reserving a port: %w", err)
-	}
-	return addr, nil
-}
+// reservePort returns a free loopback address below the ephemeral range
+// (see internal/freeport), so that a provider restarted on it finds it
+// free. Providers must know each other's federation addresses before they
+// start, so tests and the bench pick them first.
+func reservePort() (string, error) { return freeport.Addr("127.0.0.1") }
 
 // startLocalProvider starts a provider with a certificate from cfg.CA and
 // waits until it leads its single-node Raft cluster.
@@ -200,7 +191,7 @@ func startLocalCluster(ctx context.Context, cfg localClusterConfig) (_ *localClu
 			return nil, err
 		}
 		// Gossip needs the port for UDP too.
-		port, err := systemtest.FreePort("127.0.0.1")
+		port, err := freeport.Get("127.0.0.1")
 		if err != nil {
 			return nil, err
 		}

@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/internal/freeport"
 	"github.com/mimihub/mimi-hub/internal/pause"
-	"github.com/mimihub/mimi-hub/internal/systemtest"
 	"github.com/mimihub/mimi-hub/internal/testutil"
 	"github.com/mimihub/mimi-hub/mimi/client"
 )
@@ -150,7 +150,7 @@ func newDrill(t *testing.T, ctx context.Context) *drill {
 	}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		for _, m := range []map[string]int{d.client, d.ops} {
-			port, err := systemtest.FreePort("127.0.0.1")
+			port, err := freeport.Get("127.0.0.1")
 			if err != nil {
 				t.Fatal(err)
 			}

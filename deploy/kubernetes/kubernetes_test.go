@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mimihub/mimi-hub/internal/freeport"
 	"github.com/mimihub/mimi-hub/internal/systemtest"
 	"github.com/mimihub/mimi-hub/internal/testutil"
 )
@@ -613,7 +614,7 @@ func TestPodEnvironmentStartsANode(t *testing.T) {
 	}
 	ports := map[string]int{}
 	for _, name := range []string{"FEDERATION", "CLIENT", "OPS", "RAFT", "GOSSIP"} {
-		p, err := systemtest.FreePort("127.0.0.1")
+		p, err := freeport.Get("127.0.0.1")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,13 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,46 +44,6 @@ func Build(ctx context.Context, dir string, race bool) (string, error) {
 		return "", fmt.Errorf("systemtest: go %s: %w\n%s", strings.Join(args, " "), err, b)
 	}
 	return out, nil
-}
-
-// Ports are drawn below Linux's default ephemeral range (32768-60999), so
-// that outgoing connections never take a stopped node's port before it
-// starts again.
-const (
-	minPort = 20000
-	maxPort = 32000
-)
-
-var (
-	portMu    sync.Mutex
-	handedOut = map[string]bool{}
-)
-
-// FreePort returns a port free for both TCP and UDP on ip right now (gossip
-// needs both), never returned before by this process for that ip.
-func FreePort(ip string) (int, error) {
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 2000 {
-		port := minPort + rand.IntN(maxPort-minPort)
-		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		if handedOut[addr] {
-			continue
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		handedOut[addr] = true
-		return port, nil
-	}
-	return 0, fmt.Errorf("systemtest: no free port on %s", ip)
 }
 
 // Node is one mimi-hub process of a provider: its addresses and data

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mimihub/mimi-hub/internal/devca"
+	"github.com/mimihub/mimi-hub/internal/freeport"
 	"github.com/mimihub/mimi-hub/internal/hub"
 )
 
@@ -101,7 +102,7 @@ func (p *Provider) newNode(id string) (*Node, error) {
 	p.nextIP++
 	var ports [5]int
 	for i := range ports {
-		port, err := FreePort(ip)
+		port, err := freeport.Get(ip)
 		if err != nil {
 			return nil, err
 		}

@@ -26,12 +26,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +38,7 @@ import (
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/httpapi"
 	"github.com/mimihub/mimi-hub/internal/devca"
+	"github.com/mimihub/mimi-hub/internal/freeport"
 	"github.com/mimihub/mimi-hub/internal/hub"
 	"github.com/mimihub/mimi-hub/mimi/client"
 )
@@ -336,43 +335,18 @@ func (p *Provider) WaitState(ctx context.Context, t testing.TB, what string, con
 	}
 }
 
-// portMu guards handedOut.
-var (
-	portMu    sync.Mutex
-	handedOut = map[int]bool{}
-)
-
-// Ports are drawn below Linux's default ephemeral range (32768-60999), so
-// that neither outgoing connections nor ":0" listeners take a stopped
-// provider's port before it starts again.
-const (
-	minPort = 20000
-	maxPort = 32000
-)
-
 // FreeAddrs returns n distinct loopback addresses (127.0.0.1:port) free at
-// the time of the call, never returned before in this process.
+// the time of the call, below the ephemeral range (see internal/freeport)
+// and never returned before in this process.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	var out []string
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 100*n+1000 {
-			t.Fatalf("testutil: found only %d free ports of %d", len(out), n)
-		}
-		port := minPort + rand.IntN(maxPort-minPort)
-		if handedOut[port] {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		ln, err := net.Listen("tcp", addr)
+	out := make([]string, n)
+	for i := range out {
+		a, err := freeport.Addr("127.0.0.1")
 		if err != nil {
-			continue
+			t.Fatalf("testutil: %v", err)
 		}
-		ln.Close()
-		handedOut[port] = true
-		out = append(out, addr)
+		out[i] = a
 	}
 	return out
 }

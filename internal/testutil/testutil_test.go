@@ -4,6 +4,8 @@ import (
 	"net"
 	"strconv"
 	"testing"
+
+	"github.com/mimihub/mimi-hub/internal/freeport"
 )
 
 // TestFreeAddrs checks FreeAddrs hands out distinct, bindable loopback
@@ -20,8 +22,8 @@ func TestFreeAddrs(t *testing.T) {
 			if err != nil || host != "127.0.0.1" {
 				t.Fatalf("address %q", a)
 			}
-			if p, _ := strconv.Atoi(port); p < minPort || p >= maxPort {
-				t.Fatalf("port %d outside [%d, %d)", p, minPort, maxPort)
+			if p, _ := strconv.Atoi(port); p < freeport.Min || p >= freeport.Max {
+				t.Fatalf("port %d outside [%d, %d)", p, freeport.Min, freeport.Max)
 			}
 			ln, err := net.Listen("tcp", a)
 			if err != nil {
