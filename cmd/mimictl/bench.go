@@ -95,6 +95,7 @@ type benchOptions struct {
 	fanoutSenders int
 	putSize       int
 	cpuProfile    string
+	hubProfiles   string
 }
 
 func benchCommand() *command {
@@ -175,7 +176,12 @@ about (followers over leader, commits over messages). -mode fanout adds,
 for each number of -peers, -fanout-senders senders in rooms with a member
 at each fake peer provider (127.0.0.67): the rate at which every peer had
 every message, its ratio to 1 peer, and the Raft entries per message.
--passes repeats everything; -cpuprofile profiles the senders' side.`,
+-passes repeats everything; -cpuprofile profiles the senders' side,
+-hub-cpuprofile every mimi-hub node's for every level of the provider.
+The table's last columns are the CPU (user and system, from /proc) the
+three server processes and the senders spent per accepted operation: on
+a machine where senders and servers share the cores, they tell what the
+servers cost apart from what the senders' MLS work takes from them.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &benchOptions{}
 			mode := fs.String("mode", benchMessages, "what to measure: messages, commits, or both as messages,commits")
@@ -205,6 +211,7 @@ every message, its ratio to 1 peer, and the Raft entries per message.
 			fs.IntVar(&o.fanoutSenders, "fanout-senders", 64, "with -baseline and -mode fanout: the senders of every fanout level")
 			fs.IntVar(&o.putSize, "put-size", 256, "with -baseline: bytes of each raw Raft entry")
 			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the senders' own work) to `file`")
+			fs.StringVar(&o.hubProfiles, "hub-cpuprofile", "", "with -baseline: write every node's CPU profile of every mimi-hub level to `prefix`-<what>-<senders>-<node>-<role>.pprof")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err
@@ -397,6 +404,12 @@ type benchRow struct {
 	FirstError string `json:"first_error,omitempty"`
 	// Note flags a level whose route changed under it (a new leader).
 	Note string `json:"note,omitempty"`
+	// ServerCPUPerOp is the CPU (user and system) the cluster's processes
+	// spent per accepted operation during the level, SendersCPUPerOp this
+	// process's (the senders' own work); zero where they are not known
+	// (-baseline knows them, on Linux).
+	ServerCPUPerOp  time.Duration `json:"server_cpu_per_op_ns,omitempty"`
+	SendersCPUPerOp time.Duration `json:"senders_cpu_per_op_ns,omitempty"`
 }
 
 // benchOp is one sender's operation: it returns refused=true when the hub
@@ -413,6 +426,11 @@ type bencher struct {
 	ca      string
 	// prefix makes user names unique to this run.
 	prefix string
+	// serverPIDs are the processes whose CPU a level reports (none: not
+	// reported); onMeasure, when set, runs as the measured part of a
+	// level starts (after its setup).
+	serverPIDs []int
+	onMeasure  func()
 
 	mu      sync.Mutex
 	closers []func()
@@ -1023,6 +1041,10 @@ func (b *bencher) measure(ctx context.Context, ops []benchOp) benchRow {
 	lat := make([][]time.Duration, len(ops))
 	errs, refused := make([]int, len(ops)), make([]int, len(ops))
 	firstErr := make([]error, len(ops))
+	cpu := startCPUProbe(b.serverPIDs)
+	if b.onMeasure != nil {
+		b.onMeasure()
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, op := range ops {
@@ -1049,7 +1071,9 @@ func (b *bencher) measure(ctx context.Context, ops []benchOp) benchRow {
 		})
 	}
 	wg.Wait()
-	return summarize(lat, errs, refused, firstErr, time.Since(start))
+	row := summarize(lat, errs, refused, firstErr, time.Since(start))
+	cpu.stop(&row)
+	return row
 }
 
 // summarize builds a row from each sender's latencies and counts.

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,6 +139,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// bench -baseline starts its raw Raft nodes from its own executable,
+	// which under test is this binary: let it be mimictl for them.
+	if len(os.Args) > 1 && os.Args[1] == "bench-raft-node" {
+		main()
+	}
 	code := m.Run()
 	if hubDir != "" {
 		os.RemoveAll(hubDir)
@@ -260,5 +267,55 @@ func TestBenchRooms(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "bench", "-mode", "rooms"); code == 0 || !strings.Contains(errOut, "-inprocess") {
 		t.Fatalf("rooms without -inprocess: exit %d, %s", code, errOut)
+	}
+}
+
+// TestBenchBaseline runs the side-by-side mode end to end at a tiny size:
+// raw Raft and every route of the provider measured something without
+// errors, each row has its ratio to raw Raft and the CPU both sides spent
+// per operation, and -hub-cpuprofile left one profile per node and level.
+func TestBenchBaseline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds mimi-hub and runs six processes")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not available to build mimi-hub")
+	}
+	bin := buildHub(t)
+	profiles := filepath.Join(t.TempDir(), "hub")
+	code, out, errOut := runCLI(t, "bench", "-baseline", "-hub-binary", bin, "-senders", "2", "-duration", "2s",
+		"-mode", "messages,commits", "-hub-cpuprofile", profiles, "-json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(line, `"target":"side-by-side"`) {
+			continue // the preamble
+		}
+		var row sideRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		seen[row.What] = true
+		if row.Ops == 0 || row.Errors != 0 || row.VsRaft <= 0 {
+			t.Errorf("%s: %d ops, %d errors (%s), %.2f × raw raft", row.What, row.Ops, row.Errors, row.FirstError, row.VsRaft)
+		}
+		if row.ServerCPUPerOp <= 0 || row.SendersCPUPerOp <= 0 {
+			t.Errorf("%s: CPU per operation %v (servers), %v (senders)", row.What, row.ServerCPUPerOp, row.SendersCPUPerOp)
+		}
+		if row.What != sideRaft {
+			for _, role := range []string{"leader", "follower"} {
+				files, _ := filepath.Glob(fmt.Sprintf("%s-%s-2-*-%s.pprof", profiles, strings.ReplaceAll(row.What, " ", "-"), role))
+				if want := map[string]int{"leader": 1, "follower": 2}[role]; len(files) != want {
+					t.Errorf("%s: %d %s profiles, want %d", row.What, len(files), role, want)
+				}
+			}
+		}
+	}
+	for _, what := range []string{sideRaft, sideMessagesLeader, sideMessagesFollowers, sideCommitsLeader, sideCommitsFollowers} {
+		if !seen[what] {
+			t.Errorf("no row for %q:\n%s", what, out)
+		}
 	}
 }

@@ -291,8 +291,35 @@ func (b *bencher) hubLevel(ctx context.Context, p *systemtest.Provider, what str
 	if followers {
 		b.via = viaFollowers
 	}
+	b.serverPIDs = nil
+	for _, node := range p.Nodes() {
+		b.serverPIDs = append(b.serverPIDs, node.Pid())
+	}
+	// Every node's profile covers the measured part of the level.
+	nodes := p.Nodes()
+	profiled := make(chan error, len(nodes))
+	if b.o.hubProfiles != "" {
+		b.onMeasure = func() {
+			for _, node := range nodes {
+				role := "follower"
+				if node == leader {
+					role = "leader"
+				}
+				file := fmt.Sprintf("%s-%s-%d-%s-%s.pprof", b.o.hubProfiles, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
+				go func() { profiled <- node.CPUProfile(ctx, b.o.duration, file) }()
+			}
+		}
+	}
 	row, err := b.level(ctx, n)
 	b.closeAll()
+	if b.onMeasure != nil && err == nil {
+		for range nodes {
+			if perr := <-profiled; perr != nil && err == nil {
+				err = fmt.Errorf("-hub-cpuprofile: %w", perr)
+			}
+		}
+	}
+	b.serverPIDs, b.onMeasure = nil, nil
 	if err != nil {
 		return benchRow{}, fmt.Errorf("%s, %d senders: %w", what, n, err)
 	}
@@ -405,14 +432,14 @@ func waitOutboxEmpty(ctx context.Context, leader *systemtest.Node) error {
 // printSideTable prints the side-by-side rows.
 func printSideTable(e *env, rows []sideRow) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pass\tsenders\twhat\tops\terrors\tops/s\t× raw raft\tgoal ratio\tp50\tp99\t")
+	fmt.Fprintln(tw, "pass\tsenders\twhat\tops\terrors\tops/s\t× raw raft\tgoal ratio\tp50\tp99\tserver CPU/op\tsenders CPU/op\t")
 	for _, r := range rows {
 		goal := ""
 		if r.VsWhat != "" {
 			goal = fmt.Sprintf("%.2f × %s", r.Vs, r.VsWhat)
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%.0f\t%.2f\t%s\t%s\t%s\t\n", r.Pass, r.Senders, r.What, r.Ops, r.Errors, r.OpsPerSec, r.VsRaft, goal,
-			roundDuration(r.P50), roundDuration(r.P99))
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", r.Pass, r.Senders, r.What, r.Ops, r.Errors, r.OpsPerSec, r.VsRaft, goal,
+			roundDuration(r.P50), roundDuration(r.P99), cpuColumn(r.ServerCPUPerOp), cpuColumn(r.SendersCPUPerOp))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -426,6 +453,14 @@ func printSideTable(e *env, rows []sideRow) error {
 		}
 	}
 	return nil
+}
+
+// cpuColumn prints a CPU time per operation, "-" when unknown.
+func cpuColumn(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
 }
 
 // printFanoutTable prints the fanout rows.
@@ -603,8 +638,13 @@ func (b *bencher) rawLevel(ctx context.Context, raw *baselineNodes, n int) (benc
 			return false, nil
 		})
 	}
+	b.serverPIDs = nil
+	for _, p := range raw.procs {
+		b.serverPIDs = append(b.serverPIDs, p.Process.Pid)
+	}
 	row := b.measure(ctx, ops)
 	b.closeAll()
+	b.serverPIDs = nil
 	return row, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -255,8 +256,25 @@ func (n *Node) Goroutines(ctx context.Context) (string, error) {
 	return string(body), err
 }
 
+// CPUProfile profiles the node's CPU for d (whole seconds, at least one,
+// at most the ops listener's 60) and writes the profile to file.
+func (n *Node) CPUProfile(ctx context.Context, d time.Duration, file string) error {
+	secs := min(max(int(d/time.Second), 1), 60)
+	long := &http.Client{Timeout: time.Duration(secs)*time.Second + 30*time.Second, Transport: opsClient.Transport}
+	body, err := n.fetch(ctx, long, "/debug/pprof/profile?seconds="+strconv.Itoa(secs), 64<<20)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, body, 0o644)
+}
+
 // get fetches an operations endpoint of the node, at most limit bytes.
 func (n *Node) get(ctx context.Context, path string, limit int64) ([]byte, error) {
+	return n.fetch(ctx, opsClient, path, limit)
+}
+
+// fetch is get with the HTTP client c.
+func (n *Node) fetch(ctx context.Context, c *http.Client, path string, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.OpsAddr+path, nil)
 	if err != nil {
 		return nil, err
@@ -268,7 +286,7 @@ func (n *Node) get(ctx context.Context, path string, limit int64) ([]byte, error
 		return nil, fmt.Errorf("systemtest: %s: %w", n.ID, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := opsClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("systemtest: %s: GET %s: %w", n.ID, path, err)
 	}
