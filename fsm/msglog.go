@@ -209,7 +209,7 @@ func (s *State) appendLog(st *roomStream, e logEntry) {
 	st.log.bytes += size
 	s.logBytes += size
 	st.log.appends++
-	s.trimRetention(st, e.stored)
+	s.trimRetention(st, e.stored, 0)
 	if len(st.subs) <= readTrimEveryEntry || st.log.appends >= readTrimEvery {
 		s.trimRead(st)
 	}
@@ -218,8 +218,9 @@ func (s *State) appendLog(st *roomStream, e logEntry) {
 }
 
 // trimRetention drops a room's entries beyond its age, count and byte
-// bounds at time now, keeping the newest.
-func (s *State) trimRetention(st *roomStream, now uint64) {
+// bounds at time now, keeping the newest. read is what every reader is
+// known to have read (dropRetained).
+func (s *State) trimRetention(st *roomStream, now, read uint64) {
 	r := s.cfg.Retention
 	l := &st.log
 	n := 0
@@ -232,13 +233,34 @@ func (s *State) trimRetention(st *roomStream, now uint64) {
 		bytes -= e.size()
 		n++
 	}
-	s.logBytes -= l.dropFront(n, true)
+	s.dropRetained(st, n, read)
+}
+
+// dropRetained drops st's n oldest entries by retention: readers that have
+// not read them learn it as a gap. The entries after read (every reader's
+// read position where known, else 0) are counted for operators: an upper
+// bound on what readers missed, exact where read is known.
+func (s *State) dropRetained(st *roomStream, n int, read uint64) {
+	for _, e := range st.log.q.items[:n] {
+		if e.seq > read {
+			s.retentionDropped++
+			s.retentionDroppedBytes += e.size()
+		}
+	}
+	s.logBytes -= st.log.dropFront(n, true)
 }
 
 // trimRead drops the entries every window on st has read (or ended
 // before).
 func (s *State) trimRead(st *roomStream) {
 	st.log.appends = 0
+	n := st.log.after(s.readPosition(st))
+	s.logBytes -= st.log.dropFront(n, false)
+}
+
+// readPosition returns the seq every window on st has read (or ended
+// before); MaxUint64 without a window that still reads.
+func (s *State) readPosition(st *roomStream) uint64 {
 	read := uint64(math.MaxUint64)
 	for _, w := range st.subs {
 		pos := w.from - 1
@@ -252,8 +274,7 @@ func (s *State) trimRead(st *roomStream) {
 		}
 		read = min(read, pos)
 	}
-	n := st.log.after(read)
-	s.logBytes -= st.log.dropFront(n, false)
+	return read
 }
 
 // trimTotal applies the provider-wide byte cap, dropping the oldest
@@ -264,7 +285,7 @@ func (s *State) trimTotal(keep *roomStream) {
 		if st == keep && len(st.log.q.items) <= 1 {
 			return
 		}
-		s.logBytes -= st.log.dropFront(1, true)
+		s.dropRetained(st, 1, 0)
 		s.logs.reposition(st)
 	}
 }
@@ -274,9 +295,10 @@ func (s *State) trimTotal(keep *roomStream) {
 func (s *State) sweepLogs(now uint64) {
 	for _, id := range sortedKeys(s.streams) {
 		st := s.streams[id]
-		s.trimRetention(st, now)
+		read := s.readPosition(st)
+		s.trimRetention(st, now, read)
 		if len(st.log.q.items) == 1 && st.log.q.items[0].stored+s.cfg.Retention.MaxAge < now {
-			s.logBytes -= st.log.dropFront(1, true)
+			s.dropRetained(st, 1, read)
 		}
 		s.trimRead(st)
 		s.logs.reposition(st)

@@ -306,6 +306,12 @@ func runLogModel(t *testing.T, seed uint64, tight bool) (gaps int) {
 	for _, c := range clients {
 		check(c)
 	}
+	_ = n.f.Read(func(s *State) error {
+		if c := s.Counts(); !tight && c.RetentionDropped != 0 {
+			fail("retention dropped nothing, yet %d entries are counted", c.RetentionDropped)
+		}
+		return nil
+	})
 	replay(t, n)
 	return gaps
 }
@@ -403,6 +409,71 @@ func TestRoomMessagesStoredOnce(t *testing.T) {
 		t.Fatalf("after every reader acknowledged, %d entries stay", counts.LogEntries)
 	}
 	replay(t, n)
+}
+
+// TestRetentionDropsCounted: entries retention drops (per-room count and
+// age bounds) are counted, with their bytes, for operators; entries that
+// leave because every reader read them are not.
+func TestRetentionDropsCounted(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		readsAll  bool   // the reader acknowledges each message at once
+		age       uint64 // time passing before a prune at the end
+		wantDrops uint64
+	}{
+		{name: "reader behind, count bound", wantDrops: 7},
+		{name: "reader behind, then age", age: 50_000, wantDrops: 7 + 3},
+		{name: "reader keeps up", readsAll: true},
+		{name: "reader keeps up, then age", readsAll: true, age: 50_000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Domain: "b.example", InboxLimit: 50, Retention: Retention{MaxAge: 40_000, RoomEntries: 3, RoomBytes: 1 << 20, TotalBytes: 1 << 30}}
+			f, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := &node{t: t, cfg: cfg, f: f, now: t0}
+			r := proto.RoomURI("a.example", "r")
+			c := proto.ClientURI("b.example", "u", "d")
+			n.register(c, "t")
+			n.ok(n.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: c, Room: r, Subscribe: true}), "subscribe")
+			var sizes []int64
+			for i := range 10 {
+				batch := proto.FanoutBatch{{Message: appMessage(r, bytes.Repeat([]byte("x"), 100+i)), Timestamp: n.now}}
+				n.ok(n.apply(CmdFanout, nil, "a.example", &FanoutBody{Room: r, FirstSeq: uint64(i + 1), Batch: batch}), "fanout")
+				_ = n.f.Read(func(s *State) error {
+					q := s.streams[r].log.q.items
+					sizes = append(sizes, q[len(q)-1].size())
+					return nil
+				})
+				if tt.readsAll {
+					items := n.stream(c, 0)
+					n.ok(n.apply(CmdAck, nil, "", &AckBody{Client: c, UpTo: items[len(items)-1].Seq}), "ack")
+				}
+			}
+			if tt.age > 0 {
+				n.now += tt.age
+				n.ok(n.apply(CmdPrune, nil, "", nil), "prune")
+			}
+			var counts Counts
+			_ = n.f.Read(func(s *State) error { counts = s.Counts(); return nil })
+			var wantBytes int64
+			for _, b := range sizes[:tt.wantDrops] {
+				wantBytes += b
+			}
+			if counts.RetentionDropped != tt.wantDrops || counts.RetentionDroppedBytes != wantBytes {
+				t.Fatalf("retention dropped %d entries, %d bytes; want %d, %d", counts.RetentionDropped, counts.RetentionDroppedBytes, tt.wantDrops, wantBytes)
+			}
+			if !tt.readsAll {
+				_ = n.f.Read(func(s *State) error {
+					if _, gap, _, _ := s.Stream(c, 0, 100); !gap {
+						t.Error("the reader behind was not told of a gap")
+					}
+					return nil
+				})
+			}
+		})
+	}
 }
 
 // v1Snapshot encodes a snapshot of the previous format (1) of client c's

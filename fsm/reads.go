@@ -264,6 +264,15 @@ type Counts struct {
 	LogBytes   int64
 	InboxItems int
 	InboxBytes int64
+	// RetentionDropped and RetentionDroppedBytes count the room-log
+	// entries retention (age, per-room and provider-wide bounds) dropped
+	// since the state was built (start or last snapshot restore): readers
+	// still behind them get a gap instead. Entries every reader had read
+	// leave by read trims and are not counted, except when retention on a
+	// new message drops entries read since the room's last read trim (an
+	// upper bound there; exact at the periodic prune).
+	RetentionDropped      uint64
+	RetentionDroppedBytes int64
 }
 
 // Counts returns the state's sizes.
@@ -274,6 +283,7 @@ func (s *State) Counts() Counts {
 		c.OutboxBytes += q.bytes
 	}
 	c.LogEntries, c.LogBytes = s.logStats()
+	c.RetentionDropped, c.RetentionDroppedBytes = s.retentionDropped, s.retentionDroppedBytes
 	for _, rec := range s.clients {
 		c.InboxItems += len(rec.inbox.q.items)
 		c.InboxBytes += rec.inbox.bytes

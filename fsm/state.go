@@ -122,6 +122,12 @@ type State struct {
 	hubKeys  *room.HubKeys
 	logs     logHeap // streams with non-empty logs, oldest entry first
 	logBytes int64   // bytes of all room logs
+	// retentionDropped counts the room-log entries (and their bytes)
+	// retention dropped since this state was made: readers still behind
+	// lose them (a gap). Never encoded: a restore starts it again at
+	// zero, as a process restart starts any counter.
+	retentionDropped      uint64
+	retentionDroppedBytes int64
 	// frozen holds the rooms' copies taken by the last snapshot capture
 	// and unchanged since, so the next capture copies only changed rooms;
 	// keysEnc, consentEnc and acctEnc the encodings of the key material

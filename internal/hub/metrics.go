@@ -43,6 +43,7 @@ import (
 //	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
 //	mimi_stream_log_bytes_limit                gauge: the bound on those bytes (-log-bytes)
 //	mimi_stream_inbox_bytes                    gauge: the clients' unacknowledged Welcomes and consent items
+//	mimi_stream_log_retention_dropped_total, _bytes_total counter: room messages retention dropped before every local reader had read them (those readers get a gap)
 //	mimi_writes_unlogged_total{command}        counter: writes answered from the state without a log entry (refusals and no-ops decided before Raft)
 //	mimi_http_connections{server}              gauge: connections a listener holds
 //	mimi_http_connections_limit{server}        gauge: the most it holds at once (-max-conns; absent without a bound)
@@ -297,6 +298,8 @@ var (
 	descLogBytes      = prometheus.NewDesc("mimi_stream_log_bytes", "Bytes of room messages stored for local readers (all room logs).", nil, nil)
 	descLogEntries    = prometheus.NewDesc("mimi_stream_log_entries", "Room messages stored for local readers (all room logs).", nil, nil)
 	descLogBytesLimit = prometheus.NewDesc("mimi_stream_log_bytes_limit", "Bound on the bytes of room messages stored for local readers (-log-bytes); retention drops the oldest beyond it.", nil, nil)
+	descRetained      = prometheus.NewDesc("mimi_stream_log_retention_dropped_total", "Room messages retention (age, per-room and -log-bytes bounds) dropped before every local reader had read them; those readers get a gap. Counts from the node's start or its last snapshot install.", nil, nil)
+	descRetainedBytes = prometheus.NewDesc("mimi_stream_log_retention_dropped_bytes_total", "Bytes of the room messages mimi_stream_log_retention_dropped_total counts.", nil, nil)
 	descInboxBytes    = prometheus.NewDesc("mimi_stream_inbox_bytes", "Bytes of the clients' unacknowledged inbox-only items (Welcomes, consent).", nil, nil)
 	descConns         = prometheus.NewDesc("mimi_http_connections", "Connections a listener (federation, client, ops) holds.", []string{"server"}, nil)
 	descConnsLimit    = prometheus.NewDesc("mimi_http_connections_limit", "Connections a listener (federation, client, ops) holds at most (-max-conns); more wait. Absent without a bound.", []string{"server"}, nil)
@@ -315,7 +318,7 @@ type hubCollector struct {
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descTerm, descCommitIndex, descAppliedIndex, descLastLogIndex, descSnapshotIndex, descIsLeader, descState,
-		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogBytesLimit, descLogEntries, descInboxBytes, descConns, descConnsLimit, descDelivered, descDropped, descFailures, descNodeInfo,
+		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogBytesLimit, descLogEntries, descRetained, descRetainedBytes, descInboxBytes, descConns, descConnsLimit, descDelivered, descDropped, descFailures, descNodeInfo,
 	} {
 		ch <- d
 	}
@@ -361,6 +364,8 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLogBytesLimit, float64(h.fsm.Config().Retention.TotalBytes))
 	gauge(descLogEntries, float64(counts.LogEntries))
 	gauge(descInboxBytes, float64(counts.InboxBytes))
+	counter(descRetained, counts.RetentionDropped)
+	counter(descRetainedBytes, uint64(counts.RetentionDroppedBytes))
 	for server, l := range h.conns {
 		gauge(descConns, float64(l.Open()), server)
 		if limit := l.Max(); limit > 0 {
