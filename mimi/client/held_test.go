@@ -53,6 +53,14 @@ func reload(t *testing.T, f *fakeAPI, m *Member) *Member {
 	return out
 }
 
+// commitTimes has m commit n times in r without reading its stream.
+func commitTimes(t *testing.T, m *Member, r proto.URI, n int) {
+	t.Helper()
+	for i := range n {
+		must(t, m.CommitPending(context.Background(), r), fmt.Sprintf("%s's commit %d", m.User(), i))
+	}
+}
+
 // held returns the epochs m's group of r holds.
 func held(m *Member, r proto.URI) []uint64 { return m.rooms[r].group.HeldEpochs() }
 
@@ -138,9 +146,7 @@ func TestMemberHeldEpochsHostile(t *testing.T) {
 		w := newHeldWorld(t)
 		e, _ := w.alice.Epoch(w.room)
 		late := withhold(t, w.bob, w.room)
-		for i := range 4 {
-			must(t, w.bob.CommitPending(ctx, w.room), fmt.Sprintf("bob commits %d", i))
-		}
+		commitTimes(t, w.bob, w.room, 4)
 		if got := kinds(syncOK(t, w.alice)); got != "commit,commit,commit,commit" {
 			t.Fatalf("alice: [%s], want bob's four commits", got)
 		}
@@ -155,9 +161,7 @@ func TestMemberHeldEpochsHostile(t *testing.T) {
 		w := newHeldWorld(t)
 		e, _ := w.alice.Epoch(w.room)
 		late := withhold(t, w.bob, w.room)
-		for i := range 3 {
-			must(t, w.alice.CommitPending(ctx, w.room), fmt.Sprintf("alice commits %d", i))
-		}
+		commitTimes(t, w.alice, w.room, 3)
 		cur, _ := w.alice.Epoch(w.room)
 		// A copy of Bob's message claiming Alice's current epoch, then
 		// the message itself, late: the provider delivers both.
@@ -185,12 +189,9 @@ func TestMemberHeldEpochsHostile(t *testing.T) {
 // shows her stream passed that commit and everything before it, so she
 // releases exactly the epochs up to the one it ended.
 func TestMemberEchoReleases(t *testing.T) {
-	ctx := context.Background()
 	w := newHeldWorld(t)
 	e, _ := w.alice.Epoch(w.room)
-	for i := range 3 {
-		must(t, w.alice.CommitPending(ctx, w.room), fmt.Sprintf("alice commits %d", i))
-	}
+	commitTimes(t, w.alice, w.room, 3)
 	w.f.mu.Lock()
 	var commits [][]byte // Alice's commits, as Bob's stream has them
 	for _, it := range w.f.clients[w.bob.Client()].stream {
