@@ -68,13 +68,7 @@ func newParty(t *testing.T, w *world, p *Provider, prefer *Node, user, device st
 	t.Helper()
 	ctx := w.ctx()
 	api := w.user(p, prefer)
-	// A committer moves on by its own commits without waiting for its
-	// stream. While a failover of the hub delays fanout to b.example (a
-	// second or two), bob commits several times, and a message alice sent
-	// before those commits reaches him after them: with the default 2
-	// past epochs he can no longer read it (an error event, which failed
-	// a run now and then). 16 covers this test's failover window.
-	m, err := client.RegisterMember(ctx, api, user, device, client.MemberConfig{PastEpochs: 16})
+	m, err := client.RegisterMember(ctx, api, user, device, client.MemberConfig{})
 	if err != nil {
 		t.Fatalf("register %s/%s at %s: %v", user, device, p.Domain, err)
 	}

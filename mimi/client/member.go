@@ -69,11 +69,13 @@ type MemberConfig struct {
 	// PastEpochs is how many past epochs each room's MLS group keeps to
 	// decrypt application messages that arrive after the commit that ended
 	// their epoch (mls.GroupOptions.PastEpochs): zero means
-	// mls.DefaultPastEpochs, mls.NoPastEpochs none. A member's own commits
-	// move it on without waiting for its stream, so a member that commits
-	// often while its stream lags (its provider's fanout delayed, by a
-	// failover of the hub for instance) needs more: a message sent before
-	// more than PastEpochs of its commits cannot be read when it arrives.
+	// mls.DefaultPastEpochs, mls.NoPastEpochs none (and holds none). An
+	// epoch one of the member's own commits ended is also held beyond
+	// PastEpochs until the member's stream has passed that commit, up to
+	// mls.MaxPastEpochs epochs back: the member moves on by its own commits
+	// without waiting for its stream, which may lag (its provider's fanout
+	// paused by a failover of the hub, for instance). See DESIGN.md, "Late
+	// messages".
 	PastEpochs int
 }
 
@@ -149,10 +151,14 @@ func newMemberRoom(g *mls.Group) *memberRoom { return &memberRoom{group: g, sent
 func (mr *memberRoom) markSent(d string) { mr.sent[d] = mr.group.Epoch() }
 
 // pruneSent forgets the digests of messages sent before the previous
-// epoch: no echo of them can arrive in a useful order any more.
+// epoch and before the epochs the group holds: no echo of them can arrive
+// in a useful order any more.
 func (mr *memberRoom) pruneSent() {
 	e := mr.group.Epoch()
-	maps.DeleteFunc(mr.sent, func(_ string, sent uint64) bool { return sent+1 < e })
+	held := mr.group.HeldEpochs()
+	maps.DeleteFunc(mr.sent, func(_ string, sent uint64) bool {
+		return sent+1 < e && (len(held) == 0 || sent < held[0])
+	})
 }
 
 // pendingRequest is a write to the hub, replayable with its idempotency
@@ -542,7 +548,13 @@ func (m *Member) commit(ctx context.Context, r proto.URI, mr *memberRoom, op str
 		op:   op,
 		send: func(ctx context.Context) (*proto.UpdateRoomResponse, error) { return m.api.Commit(ctx, r, bundle) },
 		accepted: func(context.Context) error {
+			ended := mr.group.Epoch()
 			mr.group.MergePendingCommit()
+			// The hub sequenced every message of the ended epoch before
+			// this commit, but the stream may not have delivered them
+			// yet: the epoch is held until it has (passed, sync.go).
+			// HoldEpoch says no only with NoPastEpochs, which holds none.
+			mr.group.HoldEpoch(ended)
 			mr.pruneSent()
 			return nil
 		},

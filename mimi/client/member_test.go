@@ -503,7 +503,8 @@ func TestMemberWelcomeWithoutTree(t *testing.T) {
 // TestMemberLateMessages sends a message that the hub accepts just before
 // a commit the receiver processes first (its own, made without reading its
 // stream): the receiver still delivers it, as a message of its epoch from
-// the member that sent it then, as long as its groups keep that epoch.
+// the member that sent it then, as long as its groups keep that epoch (its
+// own commits hold theirs, up to mls.MaxPastEpochs back).
 func TestMemberLateMessages(t *testing.T) {
 	ctx := context.Background()
 	regular := []proto.Role{proto.RoleRegularUser}
@@ -558,12 +559,22 @@ func TestMemberLateMessages(t *testing.T) {
 			},
 		},
 		{
-			name: "older than the kept epochs",
+			// Her own commits hold their epochs beyond the default two.
+			name: "Alice's three commits",
 			between: func(t *testing.T, w *lateWorld) (*Member, int) {
 				for i := range 3 {
 					must(t, w.alice.CommitPending(ctx, w.room), fmt.Sprintf("alice commits %d", i))
 				}
 				return w.alice, 3
+			},
+		},
+		{
+			name: "older than the held epochs",
+			between: func(t *testing.T, w *lateWorld) (*Member, int) {
+				for i := range mls.MaxPastEpochs + 1 {
+					must(t, w.alice.CommitPending(ctx, w.room), fmt.Sprintf("alice commits %d", i))
+				}
+				return w.alice, mls.MaxPastEpochs + 1
 			},
 			wantErr: mls.ErrEpochNotRetained,
 		},

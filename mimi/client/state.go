@@ -19,8 +19,9 @@ const memberStateVersion = 1
 // Save returns the member's whole state: its client URI and token, its
 // signature key, the KeyPackages it keeps, each room's MLS group (see
 // mls.Group.EncodeTLS; it includes the keys of the past epochs the group
-// keeps for late messages) with the digests of its messages not yet echoed,
-// and its stream cursor. It is secret material: store it encrypted or in a
+// keeps for late messages, and which of them it holds until its stream
+// passes this member's commits) with the digests of its messages not yet
+// echoed, and its stream cursor. It is secret material: store it encrypted or in a
 // protected file, and save again after every call that changes the member
 // (any flow, and Sync): restoring an old state would reuse message keys.
 //
@@ -74,7 +75,8 @@ func (m *Member) Save() ([]byte, error) {
 // (it gets the saved one) or a token for the same client. cfg supplies what
 // is not state; its Suite is ignored (the saved one applies), and its
 // PastEpochs applies to the restored groups (they drop kept epochs beyond
-// it). States saved before groups kept past epochs load, keeping none yet.
+// it that they do not hold). States saved before groups kept or held past
+// epochs load, keeping or holding none yet.
 func LoadMember(api *User, state []byte, cfg MemberConfig) (*Member, error) {
 	if api == nil {
 		return nil, errors.New("load member: no client API")

@@ -85,7 +85,8 @@ type Event struct {
 	// commit or join moved the member to. An application message may be of
 	// an epoch before the room's current one: it was accepted by the hub
 	// before a commit this member processed first (typically its own), and
-	// its group kept that epoch's keys (MemberConfig.PastEpochs).
+	// its group kept that epoch's keys (MemberConfig.PastEpochs; an epoch
+	// its own commit ended is held until the stream passes that commit).
 	Epoch uint64
 	// Text is an application message's content.
 	Text []byte
@@ -231,6 +232,9 @@ func (m *Member) process(ctx context.Context, it *StreamItem) []Event {
 		d := digest(it.Data)
 		if _, own := mr.sent[d]; own {
 			delete(mr.sent, d) // a hub echoed this member's own message
+			if msg, err := it.MLSMessage(); err == nil {
+				passed(mr.group, msg)
+			}
 			return nil
 		}
 		msg, err := it.MLSMessage()
@@ -245,6 +249,30 @@ func (m *Member) process(ctx context.Context, it *StreamItem) []Event {
 	}
 	m.log.DebugContext(ctx, "skipping a stream item of an unknown kind", "seq", it.Seq, "kind", string(it.Kind))
 	return nil
+}
+
+// passed releases the epochs the room's stream has passed by delivering
+// msg, an echo of this member's own message (the delivery of anyone else's
+// releases the epochs before it once processed, processMessage). The hub
+// refuses a message of epoch e once it has accepted the commit ending e,
+// and a stream delivers a room's messages in the hub's order, so a message
+// sent in epoch e comes after every message of the epochs before e, and
+// the commit ending e after every message of e.
+func passed(g *mls.Group, msg *mls.Message) {
+	var epoch uint64
+	var ct mls.ContentType
+	switch {
+	case msg.Public != nil:
+		epoch, ct = msg.Public.Content.Epoch, msg.Public.Content.ContentType
+	case msg.Private != nil:
+		epoch, ct = msg.Private.Epoch, msg.Private.ContentType
+	default:
+		return
+	}
+	if ct == mls.ContentCommit {
+		epoch++
+	}
+	g.ReleaseEpochs(epoch)
 }
 
 // identity returns the client URI of the member at leaf l.
@@ -270,6 +298,9 @@ func (m *Member) processMessage(ctx context.Context, r proto.URI, mr *memberRoom
 	if err != nil {
 		return nil, fmt.Errorf("processing a message of %s at epoch %d: %w", r, epoch, err)
 	}
+	// Only a message the group authenticated moves the stream on: one
+	// that merely claims a later epoch releases nothing.
+	mr.group.ReleaseEpochs(res.Epoch)
 	e.Epoch = res.Epoch
 	switch res.ContentType {
 	case mls.ContentApplication:

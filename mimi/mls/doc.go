@@ -16,8 +16,9 @@
 //     secrets (the key schedule, the secret tree, TreeKEM, Welcome, external
 //     joins and message protection). It always sends handshake messages as
 //     PublicMessage so that a hub can follow them. It keeps the keys of a
-//     few past epochs (GroupOptions.PastEpochs) so that application
-//     messages that cross a commit still decrypt.
+//     few past epochs (GroupOptions.PastEpochs), and of the epochs its
+//     caller holds (HoldEpoch), so that application messages that cross a
+//     commit still decrypt.
 //
 // Both embed the same unexported groupState, so the rules that decide
 // whether a commit is valid are written once.

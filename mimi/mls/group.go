@@ -38,8 +38,9 @@ type GroupOptions struct {
 	// secret, the secret tree's unused keys, the epoch's GroupContext and
 	// the leaves its commit changed). Zero means DefaultPastEpochs;
 	// NoPastEpochs (or any negative value) keeps none; values above
-	// MaxPastEpochs mean MaxPastEpochs. Handshake messages are never
-	// accepted for a past epoch.
+	// MaxPastEpochs mean MaxPastEpochs. Epochs held with HoldEpoch are
+	// kept beyond it (NoPastEpochs holds none). Handshake messages are
+	// never accepted for a past epoch.
 	PastEpochs int
 }
 
@@ -82,6 +83,9 @@ type Group struct {
 	// past holds the kept past epochs, oldest first, consecutive and
 	// ending just before the current epoch.
 	past []*pastEpoch
+	// held lists the past epochs kept beyond PastEpochs until released
+	// (HoldEpoch), increasing; each is one of past.
+	held []uint64
 }
 
 const resumptionPSKsKept = 8

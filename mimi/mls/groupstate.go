@@ -15,7 +15,7 @@ import (
 // of RFC 8446 with MLS's variable-length vectors:
 //
 //	struct {
-//	    uint8 version = 2;
+//	    uint8 version = 3;
 //	    GroupContext group_context;
 //	    opaque interim_transcript_hash<V>;
 //	    opaque ratchet_tree<V>;            // Tree.EncodeTLS: optional<Node> nodes<V>
@@ -36,6 +36,7 @@ import (
 //	    PastEpoch past_epochs<V>;          // oldest first, consecutive, the last
 //	                                       // one just before group_context.epoch;
 //	                                       // empty for a removed member
+//	    uint64 held_epochs<V>;             // increasing, each a past epoch's
 //	} MemberState;
 //
 //	struct {
@@ -72,16 +73,22 @@ import (
 // changed_leaves lists exactly the leaves that differ in the next epoch, so
 // the encoding is canonical: RestoreGroup refuses anything else.
 //
-// Version 1 is version 2 without past_epochs; RestoreGroup still reads it,
-// as a group that keeps no past epoch yet.
+// Version 2 is version 3 without held_epochs, and version 1 is version 2
+// without past_epochs; RestoreGroup still reads both, as a group that holds
+// no epoch (and, from version 1, keeps no past epoch) yet.
 
 // memberStateVersion is the format Group.EncodeTLS writes. A state of an
 // unknown format is refused rather than guessed at: misreading one field
 // would leave a member with secrets that silently disagree with its group.
-const memberStateVersion = 2
+const memberStateVersion = 3
 
-// memberStateV1 is the format before past epochs were kept.
-const memberStateV1 = 1
+// Earlier formats RestoreGroup still reads.
+const (
+	// memberStateV1 is the format before past epochs were kept.
+	memberStateV1 = 1
+	// memberStateV2 is the format before past epochs were held.
+	memberStateV2 = 2
+)
 
 // EncodeTLS writes everything a member needs to continue: the public state
 // (as Follower.EncodeTLS does: GroupContext, interim transcript hash, tree,
@@ -89,8 +96,9 @@ const memberStateV1 = 1
 // private key, the epoch secrets, the current confirmation tag, its node key
 // pairs, pending Update keys, kept resumption PSKs, the secret tree's state
 // (unexpanded node secrets and every leaf's handshake/application ratchet
-// position, secret and skipped keys), the removed flag, and the past epochs
-// the group keeps for late application messages (see GroupOptions.PastEpochs).
+// position, secret and skipped keys), the removed flag, the past epochs
+// the group keeps for late application messages (see GroupOptions.PastEpochs)
+// and those of them it holds (HoldEpoch).
 // It is secret material: callers store it encrypted or in a protected file.
 //
 // The encoding is deterministic (every map is written in key order), so a
@@ -163,6 +171,11 @@ func (g *Group) EncodeTLS(w *wire.Writer) {
 			p.encodeState(w)
 		}
 	})
+	w.Vector(func(w *wire.Writer) {
+		for _, e := range g.held {
+			w.Uint64(e)
+		}
+	})
 }
 
 // encodeState writes a past epoch: its GroupContext, sender data secret,
@@ -185,10 +198,11 @@ func (p *pastEpoch) encodeState(w *wire.Writer) {
 // keep). A group with a pending (staged) commit cannot be saved: EncodeTLS
 // fails (w.Fail) with a clear error; merge or discard first.
 //
-// A state of the previous format (version 1, from before past epochs were
-// kept) restores as a group keeping no past epoch yet, and is saved in the
-// current format. A state holding more past epochs than opts keeps loses
-// the oldest.
+// A state of a previous format restores, and is saved in the current one:
+// version 2 (from before epochs were held) as a group holding none, version
+// 1 (from before past epochs were kept) as a group keeping none yet. A state
+// keeping more past epochs than opts keeps loses the oldest that it does not
+// hold (see HoldEpoch; with NoPastEpochs, all of them).
 //
 // The state is decoded strictly (a restored group re-encodes to exactly the
 // input, format and trimmed past epochs aside) and checked for consistency,
@@ -224,8 +238,8 @@ func decodeMemberState(state []byte, opts GroupOptions) (*Group, error) {
 	r := wire.NewReader(state)
 	var version uint8
 	r.Uint8(&version)
-	if r.OK() && version != memberStateVersion && version != memberStateV1 {
-		return nil, fmt.Errorf("state format %d, want %d (or %d)", version, memberStateVersion, memberStateV1)
+	if r.OK() && version != memberStateVersion && version != memberStateV2 && version != memberStateV1 {
+		return nil, fmt.Errorf("state format %d, want %d (or %d, %d)", version, memberStateVersion, memberStateV2, memberStateV1)
 	}
 	g := &Group{groupState: groupState{cfg: opts.Config}, opts: opts}
 	r.Decode(&g.ctx)
@@ -326,6 +340,21 @@ func decodeMemberState(state []byte, opts GroupOptions) (*Group, error) {
 				r.Failf("more than %d past epochs", MaxPastEpochs)
 			default:
 				g.past = append(g.past, p)
+			}
+		})
+	}
+	if version == memberStateVersion {
+		r.VectorEach(func(r *wire.Reader) {
+			var e uint64
+			r.Uint64(&e)
+			switch {
+			case !r.OK():
+			case len(g.held) > 0 && e <= g.held[len(g.held)-1]:
+				r.Failf("held epoch %d follows held epoch %d: not in increasing order", e, g.held[len(g.held)-1])
+			case len(g.held) == MaxPastEpochs:
+				r.Failf("more than %d held epochs", MaxPastEpochs)
+			default:
+				g.held = append(g.held, e)
 			}
 		})
 	}
@@ -462,9 +491,14 @@ func (g *Group) checkMember() error {
 // checkPast checks the past epochs against the current one and each
 // other: consecutive epochs of this group ending just before the current
 // one, secret trees that account for every leaf, and leaf changes that are
-// inside their epoch's tree and are changes.
+// inside their epoch's tree and are changes; held epochs among them.
 func (g *Group) checkPast() error {
 	n := uint64(len(g.past))
+	for _, e := range g.held {
+		if n == 0 || e < g.past[0].epoch || e >= g.ctx.Epoch {
+			return fmt.Errorf("epoch %d is held but not kept (the group is at epoch %d and keeps %d past epochs)", e, g.ctx.Epoch, n)
+		}
+	}
 	if n == 0 {
 		return nil
 	}

@@ -566,13 +566,14 @@ func runPassiveRestoring(t *testing.T, s *Suite, v *passiveVector) {
 }
 
 // FuzzRestoreGroup feeds corrupted member states to RestoreGroup: nothing may
-// panic, whatever restores must encode back to its input (a version 1 input
-// to its version 2 form), and a restored group must be usable. The seeds are
-// kept small (a one- and a two-member group) because the fuzzer minimizes
-// every new input in time quadratic in its length; between them they cover
-// every part of the state: ratchets with skipped keys, a pending proposal,
-// an Update's key, a removed member, and past epochs with used ratchets and
-// changed leaves. testdata/fuzz/FuzzRestoreGroup adds states of version 1.
+// panic, whatever restores must encode back to its input (an input of an
+// earlier format to its current form), and a restored group must be
+// usable. The seeds are kept small (a one- and a two-member group) because
+// the fuzzer minimizes every new input in time quadratic in its length;
+// between them they cover every part of the state: ratchets with skipped
+// keys, a pending proposal, an Update's key, a removed member, past epochs
+// with used ratchets and changed leaves, and a held epoch.
+// testdata/fuzz/FuzzRestoreGroup adds states of versions 1 and 2.
 func FuzzRestoreGroup(f *testing.F) {
 	r := newTestRoom(f, 1)
 	f.Add(saveGroup(f, r.members[0]))
@@ -587,6 +588,10 @@ func FuzzRestoreGroup(f *testing.F) {
 	r.commit(0, CommitOptions{Proposals: []*Proposal{RemoveProposal(1)}})
 	f.Add(saveGroup(f, leaving))
 	f.Add(saveGroup(f, r.members[0])) // two past epochs, leaf 1 changed
+	if !r.members[0].HoldEpoch(r.members[0].Epoch() - 1) {
+		f.Fatal("the committer cannot hold the epoch its commit ended")
+	}
+	f.Add(saveGroup(f, r.members[0]))
 	// No trimming: whatever restores must be the whole input.
 	opts := testOptions()
 	opts.PastEpochs = MaxPastEpochs
@@ -596,11 +601,16 @@ func FuzzRestoreGroup(f *testing.F) {
 			return
 		}
 		want := state
-		if state[0] == memberStateV1 {
-			want = upgradeV1(state)
+		if state[0] != memberStateVersion {
+			want = upgrade(state)
 		}
 		if re := saveGroup(t, g); !bytes.Equal(re, want) {
 			t.Fatalf("a restored group encodes differently")
+		}
+		for _, e := range g.held {
+			if len(g.past) == 0 || e < g.past[0].epoch || e >= g.Epoch() {
+				t.Fatalf("epoch %d restored as held but not kept", e)
+			}
 		}
 		// Every leaf a past epoch can name must decode (a late message's
 		// sender is looked up this way).

@@ -2,6 +2,7 @@ package mls
 
 import (
 	"fmt"
+	"slices"
 )
 
 // Past epochs. A member keeps the message-protection state of a few epochs
@@ -21,8 +22,9 @@ const DefaultPastEpochs = 2
 // message always is.
 const NoPastEpochs = -1
 
-// MaxPastEpochs bounds GroupOptions.PastEpochs (larger values mean this)
-// and the past epochs a saved state may hold.
+// MaxPastEpochs bounds GroupOptions.PastEpochs (larger values mean this),
+// how old a held epoch may be (HoldEpoch), and the past epochs a group or
+// a saved state may keep.
 const MaxPastEpochs = 64
 
 // ErrEpochNotRetained reports an application message of a past epoch whose
@@ -98,11 +100,57 @@ func (g *Group) keepPast(p *pastEpoch) {
 	g.trimPast()
 }
 
-// trimPast forgets the oldest past epochs beyond the limit. Dropping the
-// oldest never loses a leaf a newer epoch needs: lookups only walk towards
-// the current epoch.
+// HoldEpoch keeps past epoch e, whatever GroupOptions.PastEpochs says,
+// until ReleaseEpochs releases it; then it counts against PastEpochs like
+// any past epoch. It is meant for an epoch this member's own commit ended:
+// the member merges its commit when the hub accepts it, while application
+// messages of the epoch, which the hub sequenced before the commit, may
+// still be on their way to it. A late sender's leaf is found through the
+// epochs after its own, so holding e keeps every later past epoch too.
+//
+// Held epochs are bounded: an epoch more than MaxPastEpochs epochs before
+// the current one is forgotten, held or not, and its late messages are
+// refused with ErrEpochNotRetained. Holding is part of the saved state.
+// HoldEpoch reports false, holding nothing, when the group does not keep e
+// (it is not a past epoch, was dropped already, or the group keeps no past
+// epochs: NoPastEpochs holds nothing either).
+func (g *Group) HoldEpoch(e uint64) bool {
+	if !slices.ContainsFunc(g.past, func(p *pastEpoch) bool { return p.epoch == e }) {
+		return false
+	}
+	if i, found := slices.BinarySearch(g.held, e); !found {
+		g.held = slices.Insert(g.held, i, e)
+	}
+	return true
+}
+
+// ReleaseEpochs stops holding the epochs before epoch before (see
+// HoldEpoch): from now on they count against GroupOptions.PastEpochs, so
+// those beyond it are forgotten at once.
+func (g *Group) ReleaseEpochs(before uint64) {
+	n, _ := slices.BinarySearch(g.held, before)
+	if n == 0 {
+		return
+	}
+	g.held = slices.Delete(g.held, 0, n)
+	g.trimPast()
+}
+
+// HeldEpochs lists the epochs the group holds (HoldEpoch), oldest first.
+func (g *Group) HeldEpochs() []uint64 { return slices.Clone(g.held) }
+
+// trimPast forgets the oldest past epochs beyond the limit: the last
+// PastEpochs epochs, extended back to the oldest held epoch, and never
+// more than MaxPastEpochs. Dropping the oldest never loses a leaf a newer
+// epoch needs: lookups only walk towards the current epoch.
 func (g *Group) trimPast() {
-	if n := g.opts.pastEpochs(); len(g.past) > n {
+	n := g.opts.pastEpochs()
+	cur := g.ctx.Epoch
+	g.held = slices.DeleteFunc(g.held, func(e uint64) bool { return n == 0 || cur-e > MaxPastEpochs })
+	if len(g.held) > 0 {
+		n = max(n, int(cur-g.held[0]))
+	}
+	if len(g.past) > n {
 		drop := len(g.past) - n
 		clear(g.past[:drop])
 		g.past = append(g.past[:0], g.past[drop:]...)
@@ -110,10 +158,13 @@ func (g *Group) trimPast() {
 	if len(g.past) == 0 {
 		g.past = nil
 	}
+	if len(g.held) == 0 {
+		g.held = nil
+	}
 }
 
-// forgetPast deletes every past epoch's secrets.
-func (g *Group) forgetPast() { g.past = nil }
+// forgetPast deletes every past epoch's secrets, held ones included.
+func (g *Group) forgetPast() { g.past, g.held = nil, nil }
 
 // pastEpochFor returns the kept epoch a PrivateMessage not of the current
 // epoch belongs to. Only application messages of a kept past epoch qualify;

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -402,29 +403,39 @@ func TestPastEpochsPersist(t *testing.T) {
 	}
 }
 
-// TestRestoreGroupV1 restores states saved in the format before past
-// epochs (testdata/fuzz/FuzzRestoreGroup/v1-*): each restores as a group
-// keeping no past epoch, saves in the current format, and works.
-func TestRestoreGroupV1(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzRestoreGroup", "v1-*"))
+// TestRestoreGroupEarlierFormats restores states saved in the formats
+// before held epochs (testdata/fuzz/FuzzRestoreGroup/v2-*) and before past
+// epochs (v1-*): each restores holding no epoch (a version 1 state keeping
+// no past epoch either), saves in the current format, and works, holding
+// epochs included.
+func TestRestoreGroupEarlierFormats(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzRestoreGroup", "v[12]-*"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no version 1 states (%v)", err)
+		t.Fatalf("no version 1 or 2 states (%v)", err)
 	}
+	seen := map[byte]bool{}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			state := readCorpusBytes(t, file)
-			if state[0] != memberStateV1 {
-				t.Fatalf("format %d, want %d", state[0], memberStateV1)
+			version := state[0]
+			if want := filepath.Base(file)[1] - '0'; version != want {
+				t.Fatalf("format %d, want %d", version, want)
 			}
+			seen[version] = true
 			g, err := RestoreGroup(state, testOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(g.past) != 0 {
+			switch {
+			case len(g.held) != 0:
+				t.Fatalf("a version %d state restored holding %v", version, g.held)
+			case version == memberStateV1 && len(g.past) != 0:
 				t.Fatalf("a version 1 state restored with %d past epochs", len(g.past))
+			case version == memberStateV2 && len(g.past) == 0:
+				t.Fatal("the version 2 seeds keep past epochs, this one restored with none")
 			}
-			if re := saveGroup(t, g); !bytes.Equal(re, upgradeV1(state)) {
-				t.Fatal("a version 1 state does not save as the same state in version 2")
+			if re := saveGroup(t, g); !bytes.Equal(re, upgrade(state)) {
+				t.Fatalf("a version %d state does not save as the same state in version %d", version, memberStateVersion)
 			}
 			if g.Removed() {
 				if _, err := g.Encrypt([]byte("x"), nil); !errors.Is(err, ErrRemoved) {
@@ -435,23 +446,36 @@ func TestRestoreGroupV1(t *testing.T) {
 			if _, err := g.Encrypt([]byte("after the upgrade"), nil); err != nil {
 				t.Fatal(err)
 			}
+			kept, ended := len(g.past), g.Epoch()
 			if _, err := g.Commit(CommitOptions{ForcePath: true}); err != nil {
 				t.Fatal(err)
 			}
 			g.MergePendingCommit()
-			if len(g.past) != 1 {
-				t.Fatalf("after a commit the upgraded group keeps %d past epochs, want 1", len(g.past))
+			if want := min(kept+1, DefaultPastEpochs); len(g.past) != want {
+				t.Fatalf("after a commit the upgraded group keeps %d past epochs, want %d", len(g.past), want)
 			}
-			restoreGroup(t, saveGroup(t, g), testOptions())
+			if !g.HoldEpoch(ended) {
+				t.Fatal("the upgraded group cannot hold the epoch its commit ended")
+			}
+			if got := restoreGroup(t, saveGroup(t, g), testOptions()); !slices.Equal(got.HeldEpochs(), []uint64{ended}) {
+				t.Fatalf("restored holding %v, want [%d]", got.HeldEpochs(), ended)
+			}
 		})
+	}
+	if !seen[memberStateV1] || !seen[memberStateV2] {
+		t.Fatalf("seeds of formats %v; want 1 and 2", keysOf(seen))
 	}
 }
 
-// upgradeV1 returns the version 2 encoding of a version 1 state: the same
-// fields and an empty past_epochs.
-func upgradeV1(state []byte) []byte {
+// upgrade returns the current encoding of a state of an earlier format:
+// the same fields, then an empty vector for each field added since
+// (past_epochs in version 2, held_epochs in version 3).
+func upgrade(state []byte) []byte {
 	out := append([]byte{memberStateVersion}, state[1:]...)
-	return append(out, 0)
+	for range memberStateVersion - state[0] {
+		out = append(out, 0)
+	}
+	return out
 }
 
 // readCorpusBytes reads a fuzz corpus file holding one []byte.
@@ -520,6 +544,11 @@ func TestRestoreGroupRejectsPastEpochs(t *testing.T) {
 		{"blank leaf listed as changed", func(g *Group) { g.past[1].leaves[3] = nil }},
 		{"changed leaf that does not decode", func(g *Group) { g.past[1].leaves[2] = flip(g.past[1].leaves[2])[:10] }},
 		{"past epochs of a removed member", func(g *Group) { g.removed = true }},
+		{"the current epoch held", func(g *Group) { g.held = []uint64{g.Epoch()} }},
+		{"an epoch held but not kept", func(g *Group) { g.held = []uint64{g.past[0].epoch - 1} }},
+		{"an epoch held but no past epoch kept", func(g *Group) { g.past, g.held = nil, []uint64{g.Epoch() - 1} }},
+		{"held epochs out of order", func(g *Group) { g.held = []uint64{g.past[1].epoch, g.past[0].epoch} }},
+		{"an epoch held twice", func(g *Group) { g.held = []uint64{g.past[0].epoch, g.past[0].epoch} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
