@@ -211,7 +211,7 @@ servers cost apart from what the senders' MLS work takes from them.`,
 			fs.IntVar(&o.fanoutSenders, "fanout-senders", 64, "with -baseline and -mode fanout: the senders of every fanout level")
 			fs.IntVar(&o.putSize, "put-size", 256, "with -baseline: bytes of each raw Raft entry")
 			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the senders' own work) to `file`")
-			fs.StringVar(&o.hubProfiles, "hub-cpuprofile", "", "with -baseline: write every node's CPU profile of every mimi-hub level to `prefix`-<what>-<senders>-<node>-<role>.pprof")
+			fs.StringVar(&o.hubProfiles, "hub-cpuprofile", "", "with -baseline: write every node's CPU profile of every mimi-hub level to `prefix`-<level>-<what>-<senders>-<node>-<role>.pprof")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err
@@ -431,6 +431,8 @@ type bencher struct {
 	// level starts (after its setup).
 	serverPIDs []int
 	onMeasure  func()
+	// levels counts the levels set up so far.
+	levels int
 
 	mu      sync.Mutex
 	closers []func()
@@ -896,7 +898,10 @@ func (b *bencher) level(ctx context.Context, n int) (benchRow, error) {
 func (b *bencher) setup(ctx context.Context, n int) ([]benchOp, error) {
 	setupCtx, cancel := context.WithTimeout(ctx, benchSetupLimit)
 	defer cancel()
-	tag := fmt.Sprintf("%c%s%d", b.mode[0], b.via, n)
+	// The level's number keeps names unique when -senders repeats a
+	// number (64,64: the same level twice).
+	b.levels++
+	tag := fmt.Sprintf("%c%s%d-%d", b.mode[0], b.via, n, b.levels)
 	var ops []benchOp
 	switch {
 	case b.mode == benchMessages:

@@ -306,7 +306,7 @@ func TestBenchBaseline(t *testing.T) {
 		}
 		if row.What != sideRaft {
 			for _, role := range []string{"leader", "follower"} {
-				files, _ := filepath.Glob(fmt.Sprintf("%s-%s-2-*-%s.pprof", profiles, strings.ReplaceAll(row.What, " ", "-"), role))
+				files, _ := filepath.Glob(fmt.Sprintf("%s-*-%s-2-*-%s.pprof", profiles, strings.ReplaceAll(row.What, " ", "-"), role))
 				if want := map[string]int{"leader": 1, "follower": 2}[role]; len(files) != want {
 					t.Errorf("%s: %d %s profiles, want %d", row.What, len(files), role, want)
 				}

@@ -299,13 +299,14 @@ func (b *bencher) hubLevel(ctx context.Context, p *systemtest.Provider, what str
 	nodes := p.Nodes()
 	profiled := make(chan error, len(nodes))
 	if b.o.hubProfiles != "" {
+		level := b.levels + 1 // the number setup gives the level
 		b.onMeasure = func() {
 			for _, node := range nodes {
 				role := "follower"
 				if node == leader {
 					role = "leader"
 				}
-				file := fmt.Sprintf("%s-%s-%d-%s-%s.pprof", b.o.hubProfiles, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
+				file := fmt.Sprintf("%s-%d-%s-%d-%s-%s.pprof", b.o.hubProfiles, level, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
 				go func() { profiled <- node.CPUProfile(ctx, b.o.duration, file) }()
 			}
 		}
@@ -344,7 +345,8 @@ func (b *bencher) fanoutLevel(ctx context.Context, p *systemtest.Provider, peers
 	setupCtx, cancel := context.WithTimeout(ctx, benchSetupLimit)
 	defer cancel()
 	senders := b.o.fanoutSenders
-	tag := fmt.Sprintf("f%d", n)
+	b.levels++
+	tag := fmt.Sprintf("f%d-%d", n, b.levels)
 	ms, err := b.members(setupCtx, tag, senders, 1)
 	if err != nil {
 		return fanoutRow{}, err
