@@ -181,7 +181,8 @@ every message, its ratio to 1 peer, and the Raft entries per message.
 The table's last columns are the CPU (user and system, from /proc) the
 three server processes and the senders spent per accepted operation: on
 a machine where senders and servers share the cores, they tell what the
-servers cost apart from what the senders' MLS work takes from them.`,
+servers cost apart from what the senders' MLS work takes from them;
+then the leader's Raft entries per operation.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &benchOptions{}
 			mode := fs.String("mode", benchMessages, "what to measure: messages, commits, or both as messages,commits")
@@ -410,6 +411,9 @@ type benchRow struct {
 	// (-baseline knows them, on Linux).
 	ServerCPUPerOp  time.Duration `json:"server_cpu_per_op_ns,omitempty"`
 	SendersCPUPerOp time.Duration `json:"senders_cpu_per_op_ns,omitempty"`
+	// RaftEntriesPerOp is how many entries the leader's Raft log grew by
+	// per accepted operation during the level (-baseline's provider rows).
+	RaftEntriesPerOp float64 `json:"raft_entries_per_op,omitempty"`
 }
 
 // benchOp is one sender's operation: it returns refused=true when the hub

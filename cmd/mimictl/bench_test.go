@@ -304,6 +304,9 @@ func TestBenchBaseline(t *testing.T) {
 		if row.ServerCPUPerOp <= 0 || row.SendersCPUPerOp <= 0 {
 			t.Errorf("%s: CPU per operation %v (servers), %v (senders)", row.What, row.ServerCPUPerOp, row.SendersCPUPerOp)
 		}
+		if row.What != sideRaft && (row.RaftEntriesPerOp <= 0 || row.RaftEntriesPerOp > 1.5) {
+			t.Errorf("%s: %.3f Raft entries per operation", row.What, row.RaftEntriesPerOp)
+		}
 		if row.What != sideRaft {
 			for _, role := range []string{"leader", "follower"} {
 				files, _ := filepath.Glob(fmt.Sprintf("%s-*-%s-2-*-%s.pprof", profiles, strings.ReplaceAll(row.What, " ", "-"), role))

@@ -298,22 +298,32 @@ func (b *bencher) hubLevel(ctx context.Context, p *systemtest.Provider, what str
 	// Every node's profile covers the measured part of the level.
 	nodes := p.Nodes()
 	profiled := make(chan error, len(nodes))
-	if b.o.hubProfiles != "" {
-		level := b.levels + 1 // the number setup gives the level
-		b.onMeasure = func() {
-			for _, node := range nodes {
+	// The leader's last log index as the measured part starts: the
+	// level's Raft entries per operation.
+	var firstIndex uint64
+	var statusErr error
+	level := b.levels + 1 // the number setup gives the level
+	b.onMeasure = func() {
+		if st, err := leader.Status(ctx); err != nil {
+			statusErr = err
+		} else {
+			firstIndex = st.Raft.LastIndex
+		}
+		if b.o.hubProfiles == "" {
+			return
+		}
+		for _, node := range nodes {
 				role := "follower"
 				if node == leader {
 					role = "leader"
 				}
-				file := fmt.Sprintf("%s-%d-%s-%d-%s-%s.pprof", b.o.hubProfiles, level, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
-				go func() { profiled <- node.CPUProfile(ctx, b.o.duration, file) }()
-			}
+			file := fmt.Sprintf("%s-%d-%s-%d-%s-%s.pprof", b.o.hubProfiles, level, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
+			go func() { profiled <- node.CPUProfile(ctx, b.o.duration, file) }()
 		}
 	}
 	row, err := b.level(ctx, n)
 	b.closeAll()
-	if b.onMeasure != nil && err == nil {
+	if b.o.hubProfiles != "" && err == nil {
 		for range nodes {
 			if perr := <-profiled; perr != nil && err == nil {
 				err = fmt.Errorf("-hub-cpuprofile: %w", perr)
@@ -321,6 +331,11 @@ func (b *bencher) hubLevel(ctx context.Context, p *systemtest.Provider, what str
 		}
 	}
 	b.serverPIDs, b.onMeasure = nil, nil
+	if err == nil && statusErr == nil {
+		if st, serr := leader.Status(ctx); serr == nil {
+			row.RaftEntriesPerOp = ratio(float64(st.Raft.LastIndex-firstIndex), float64(row.Ops))
+		}
+	}
 	if err != nil {
 		return benchRow{}, fmt.Errorf("%s, %d senders: %w", what, n, err)
 	}
@@ -434,14 +449,18 @@ func waitOutboxEmpty(ctx context.Context, leader *systemtest.Node) error {
 // printSideTable prints the side-by-side rows.
 func printSideTable(e *env, rows []sideRow) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pass\tsenders\twhat\tops\terrors\tops/s\t× raw raft\tgoal ratio\tp50\tp99\tserver CPU/op\tsenders CPU/op\t")
+	fmt.Fprintln(tw, "pass\tsenders\twhat\tops\terrors\tops/s\t× raw raft\tgoal ratio\tp50\tp99\tserver CPU/op\tsenders CPU/op\tentries/op\t")
 	for _, r := range rows {
 		goal := ""
 		if r.VsWhat != "" {
 			goal = fmt.Sprintf("%.2f × %s", r.Vs, r.VsWhat)
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", r.Pass, r.Senders, r.What, r.Ops, r.Errors, r.OpsPerSec, r.VsRaft, goal,
-			roundDuration(r.P50), roundDuration(r.P99), cpuColumn(r.ServerCPUPerOp), cpuColumn(r.SendersCPUPerOp))
+		entries := "1" // raw Raft: one entry per put
+		if r.What != sideRaft {
+			entries = fmt.Sprintf("%.3f", r.RaftEntriesPerOp)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Pass, r.Senders, r.What, r.Ops, r.Errors, r.OpsPerSec, r.VsRaft, goal,
+			roundDuration(r.P50), roundDuration(r.P99), cpuColumn(r.ServerCPUPerOp), cpuColumn(r.SendersCPUPerOp), entries)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
