@@ -313,10 +313,10 @@ func (b *bencher) hubLevel(ctx context.Context, p *systemtest.Provider, what str
 			return
 		}
 		for _, node := range nodes {
-				role := "follower"
-				if node == leader {
-					role = "leader"
-				}
+			role := "follower"
+			if node == leader {
+				role = "leader"
+			}
 			file := fmt.Sprintf("%s-%d-%s-%d-%s-%s.pprof", b.o.hubProfiles, level, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
 			go func() { profiled <- node.CPUProfile(ctx, b.o.duration, file) }()
 		}
