@@ -230,6 +230,21 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 		at     uint64
 	}
 	var links []link
+	type invitation struct {
+		by   proto.URI
+		code string
+		at   uint64
+	}
+	var invs []invitation
+	liveInvs := func(user proto.URI) []invitation {
+		var out []invitation
+		for _, i := range invs {
+			if iu, _ := i.by.UserOf(); iu == user && i.at+LinkTTL > n.now+1000 {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 	var trace []string
 	for step := range steps {
@@ -247,7 +262,7 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 			n.now += LinkTTL / 3
 		}
 		has := func(c proto.URI) bool { return model[user] != nil && model[user][c] }
-		switch op := rng.IntN(6); op {
+		switch op := rng.IntN(8); op {
 		case 0:
 			typ, body = CmdCreateUser, &CreateUserBody{Client: c, TokenHash: tokenHash(string(c))}
 			wantOK, addDev, newUser = model[user] == nil, c, true
@@ -298,6 +313,34 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 			typ, body = CmdRevokeDevice, &RevokeDeviceBody{Client: c, By: by}
 			wantOK = has(c) && has(by) && (len(model[user]) > 1 || gen[user] > 0)
 			drop = c
+			if wantOK {
+				invs = slices.DeleteFunc(invs, func(i invitation) bool { return i.by == c })
+			}
+		case 6:
+			// A device (or a name that is none) invites; link requests
+			// never count against its user's invitations.
+			code := fmt.Sprint(rng.IntN(4))
+			typ, body = CmdInviteDevice, &InviteDeviceBody{InviteID: fmt.Appendf(nil, "invite-%016d", step), Inviter: c, CodeHash: tokenHash(code)}
+			live := liveInvs(user)
+			clash := slices.ContainsFunc(live, func(i invitation) bool { return i.code == code })
+			wantOK = has(c) && !clash && len(live) < MaxDeviceInvitesPerUser
+			if wantOK {
+				invs = append(invs, invitation{by: c, code: code, at: n.now + 1000})
+			}
+		case 7:
+			// Anybody redeems a random code for a random device: only an
+			// open invitation of the device's own user adds it, once.
+			code := fmt.Sprint(rng.IntN(4))
+			typ, body = CmdRedeemInvite, &RedeemInviteBody{Client: c, CodeHash: tokenHash(code), TokenHash: tokenHash(string(c))}
+			if model[user] != nil && !has(c) && len(model[user]) < 16 {
+				for _, i := range liveInvs(user) {
+					if i.code == code {
+						wantOK, addDev = true, c
+						invs = slices.DeleteFunc(invs, func(j invitation) bool { return j == i })
+						break
+					}
+				}
+			}
 		}
 		before := n.state()
 		res := n.apply(typ, nil, "", body)
