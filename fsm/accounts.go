@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"crypto/subtle"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -391,10 +392,10 @@ func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
 	return refused(NotFound, "no device of %s waits for approval with this code (codes expire after %d minutes)", user, LinkTTL/60000)
 }
 
-// errNoInvitation is the one answer to a redemption that matches no open
-// invitation, whatever the reason (no such user, a wrong code, a used or
-// expired invitation): a guesser learns nothing from it.
-const errNoInvitation = "no open device invitation of this user has this code (invitations are single-use and expire after %d minutes)"
+// NoInvitation is the one answer (NotFound) to a redemption that matches
+// no open invitation, whatever the reason (no such user, a wrong code, a
+// used or expired invitation): a guesser learns nothing from it.
+var NoInvitation = fmt.Sprintf("no open device invitation of this user has this code (invitations are single-use and expire after %d minutes)", LinkTTL/60000)
 
 func (s *State) inviteDevice(b *InviteDeviceBody, at uint64) *Result {
 	if _, ok := s.clients[b.Inviter]; !ok {
@@ -444,7 +445,7 @@ func (s *State) findInvitation(b *RedeemInviteBody, now uint64) (*pendingLink, *
 		}
 	}
 	if found == nil {
-		return nil, refused(NotFound, errNoInvitation, LinkTTL/60000)
+		return nil, refused(NotFound, "%s", NoInvitation)
 	}
 	return found, nil
 }
