@@ -199,7 +199,7 @@ func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principa
 // userTaken is the answer to a registration whose name is taken.
 func userTaken(want, existing proto.URI) error {
 	if want == existing {
-		return fail(http.StatusConflict, "user %s exists; add a device by linking it from an existing device or with the account's password", want)
+		return fail(http.StatusConflict, "user %s exists; add a device with an invitation from one of its devices, by linking, or with the account's password", want)
 	}
 	return fail(http.StatusConflict, "user %s looks like the existing user %s; choose another name", want, existing)
 }
