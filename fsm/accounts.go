@@ -342,11 +342,8 @@ func (s *State) requestLink(b *RequestLinkBody, at uint64) *Result {
 	if r != nil {
 		return r
 	}
-	if len(b.LinkID) < 16 || len(b.LinkID) > 64 || len(b.CodeHash) != 32 {
-		return refused(Invalid, "a link request needs an id of 16 to 64 bytes and a 32-byte code hash")
-	}
-	if _, ok := s.acct.links[string(b.LinkID)]; ok {
-		return refused(Conflict, "link id in use")
+	if r := s.acct.checkPendingID(b.LinkID, b.CodeHash, "link request", "link"); r != nil {
+		return r
 	}
 	mine := s.acct.userLinks(user, false, at)
 	if len(mine) >= MaxPendingLinksPerUser {
@@ -363,20 +360,47 @@ func (s *State) requestLink(b *RequestLinkBody, at uint64) *Result {
 			return refused(Conflict, "link code in use; draw another")
 		}
 	}
-	s.acct.pruneLinks(at)
-	l := &pendingLink{id: string(b.LinkID), client: b.Client, codeHash: bytes.Clone(b.CodeHash), tokenHash: bytes.Clone(b.TokenHash), createdAt: at}
-	s.acct.links[l.id] = l
-	s.acct.linkSeq = append(s.acct.linkSeq, l.id)
+	s.acct.addPending(&pendingLink{id: string(b.LinkID), client: b.Client, codeHash: bytes.Clone(b.CodeHash), tokenHash: bytes.Clone(b.TokenHash), createdAt: at}, at)
 	return success(nil)
 }
 
-func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
-	if _, ok := s.clients[b.Approver]; !ok {
-		return refused(NotFound, "no device %s", b.Approver)
+// checkPendingID checks a new link request's or invitation's id and code
+// hash (what names the table's entry: "link" or "invitation").
+func (a *accounts) checkPendingID(id, codeHash []byte, what, idName string) *Result {
+	if len(id) < 16 || len(id) > 64 || len(codeHash) != 32 {
+		return refused(Invalid, "a %s needs an id of 16 to 64 bytes and a 32-byte code hash", what)
 	}
-	user, _ := b.Approver.UserOf()
+	if _, ok := a.links[string(id)]; ok {
+		return refused(Conflict, "%s id in use", idName)
+	}
+	return nil
+}
+
+// addPending adds a link request or invitation made at at, dropping the
+// expired ones first (a successful command).
+func (a *accounts) addPending(l *pendingLink, at uint64) {
+	a.pruneLinks(at)
+	a.links[l.id] = l
+	a.linkSeq = append(a.linkSeq, l.id)
+}
+
+// actingDevice checks c is a device of an active local user, the one it
+// returns.
+func (s *State) actingDevice(c proto.URI) (proto.URI, *Result) {
+	if _, ok := s.clients[c]; !ok {
+		return "", refused(NotFound, "no device %s", c)
+	}
+	user, _ := c.UserOf()
 	if s.acct.suspended(user) {
-		return refused(NotAllowed, "user %s is suspended", user)
+		return "", refused(NotAllowed, "user %s is suspended", user)
+	}
+	return user, nil
+}
+
+func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
+	user, r := s.actingDevice(b.Approver)
+	if r != nil {
+		return r
 	}
 	for _, l := range s.acct.userLinks(user, false, at) {
 		if subtle.ConstantTimeCompare(l.codeHash, b.CodeHash) != 1 {
@@ -398,18 +422,12 @@ func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
 var NoInvitation = fmt.Sprintf("no open device invitation of this user has this code (invitations are single-use and expire after %d minutes)", LinkTTL/60000)
 
 func (s *State) inviteDevice(b *InviteDeviceBody, at uint64) *Result {
-	if _, ok := s.clients[b.Inviter]; !ok {
-		return refused(NotFound, "no device %s", b.Inviter)
+	user, r := s.actingDevice(b.Inviter)
+	if r != nil {
+		return r
 	}
-	user, _ := b.Inviter.UserOf()
-	if s.acct.suspended(user) {
-		return refused(NotAllowed, "user %s is suspended", user)
-	}
-	if len(b.InviteID) < 16 || len(b.InviteID) > 64 || len(b.CodeHash) != 32 {
-		return refused(Invalid, "a device invitation needs an id of 16 to 64 bytes and a 32-byte code hash")
-	}
-	if _, ok := s.acct.links[string(b.InviteID)]; ok {
-		return refused(Conflict, "invitation id in use")
+	if r := s.acct.checkPendingID(b.InviteID, b.CodeHash, "device invitation", "invitation"); r != nil {
+		return r
 	}
 	mine := s.acct.userLinks(user, true, at)
 	if len(mine) >= MaxDeviceInvitesPerUser {
@@ -423,10 +441,7 @@ func (s *State) inviteDevice(b *InviteDeviceBody, at uint64) *Result {
 			return refused(Conflict, "invitation code in use; draw another")
 		}
 	}
-	s.acct.pruneLinks(at)
-	l := &pendingLink{id: string(b.InviteID), client: b.Inviter, codeHash: bytes.Clone(b.CodeHash), createdAt: at}
-	s.acct.links[l.id] = l
-	s.acct.linkSeq = append(s.acct.linkSeq, l.id)
+	s.acct.addPending(&pendingLink{id: string(b.InviteID), client: b.Inviter, codeHash: bytes.Clone(b.CodeHash), createdAt: at}, at)
 	return success(nil)
 }
 

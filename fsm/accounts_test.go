@@ -28,6 +28,15 @@ func (n *node) authenticates(c proto.URI, token string) bool {
 	return ok
 }
 
+// accountCase is a command and the refusal it must meet.
+type accountCase struct {
+	name string
+	t    CommandType
+	peer string
+	body wire.Encoder
+	kind ErrorKind
+}
+
 // TestAccountRefusals checks each account rule refuses what it must, with
 // the right kind, and that a refusal changes no byte of the state.
 func TestAccountRefusals(t *testing.T) {
@@ -41,13 +50,7 @@ func TestAccountRefusals(t *testing.T) {
 	link := func(id byte, c proto.URI, code string) *RequestLinkBody {
 		return &RequestLinkBody{LinkID: bytes.Repeat([]byte{id}, 16), Client: c, CodeHash: tokenHash(code), TokenHash: tokenHash(string(c))}
 	}
-	tests := []struct {
-		name string
-		t    CommandType
-		peer string
-		body wire.Encoder
-		kind ErrorKind
-	}{
+	tests := []accountCase{
 		{"an existing user is not created again", CmdCreateUser, "", &CreateUserBody{Client: dev("alice", "evil"), TokenHash: tokenHash("x")}, Conflict},
 		{"a name in capitals is not canonical", CmdCreateUser, "", &CreateUserBody{Client: dev("Alice", "x"), TokenHash: tokenHash("x")}, Invalid},
 		{"a look-alike of alice (al1ce)", CmdCreateUser, "", &CreateUserBody{Client: dev("al1ce", "x"), TokenHash: tokenHash("x")}, Conflict},

@@ -36,13 +36,7 @@ func TestInvitationRefusals(t *testing.T) {
 	n.ok(n.apply(CmdInviteDevice, nil, "", invite(1, dev("alice", "phone"), "inv1")), "invite")
 	n.ok(n.apply(CmdInviteDevice, nil, "", invite(2, dev("bob", "phone"), "binv")), "bob's invite")
 	n.ok(n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{3}, 16), Client: dev("alice", "tv"), CodeHash: tokenHash("lnk"), TokenHash: tokenHash("tv")}), "link request")
-	tests := []struct {
-		name string
-		t    CommandType
-		peer string
-		body wire.Encoder
-		kind ErrorKind
-	}{
+	tests := []accountCase{
 		{"an inviter that is no device", CmdInviteDevice, "", invite(9, dev("alice", "ghost"), "x"), NotFound},
 		{"an invitation id in use", CmdInviteDevice, "", invite(1, dev("alice", "phone"), "x"), Conflict},
 		{"an invitation id a link request uses", CmdInviteDevice, "", invite(3, dev("alice", "phone"), "x"), Conflict},
@@ -67,13 +61,7 @@ func TestInvitationRefusals(t *testing.T) {
 		{"a link request's code", redeem(dev("alice", "tablet"), "lnk")},
 	}
 	for _, u := range unmatched {
-		tests = append(tests, struct {
-			name string
-			t    CommandType
-			peer string
-			body wire.Encoder
-			kind ErrorKind
-		}{u.name, CmdRedeemInvite, "", u.body, NotFound})
+		tests = append(tests, accountCase{u.name, CmdRedeemInvite, "", u.body, NotFound})
 	}
 	var msg string
 	for _, tc := range tests {

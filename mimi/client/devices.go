@@ -188,25 +188,35 @@ func (u *User) InviteDevice(ctx context.Context) (*DeviceInvitation, error) {
 // keeps its token. A code that matches no open invitation is a 404
 // StatusError.
 func (u *User) RedeemInvite(ctx context.Context, user, device, code string) (*Registration, error) {
-	secret, err := u.tokenSecret("redeem")
-	if err != nil {
+	return u.addDevice(ctx, "redeem", "/v1/devices/redeem", newDeviceBody{User: user, Device: device, Code: code})
+}
+
+// newDeviceBody is the body of the requests that add a device to an
+// existing user with a proof (an invitation's code or the password).
+type newDeviceBody struct {
+	User        string `json:"user"`
+	Device      string `json:"device"`
+	Code        string `json:"code,omitempty"`
+	Password    string `json:"password,omitempty"`
+	TokenSecret []byte `json:"token_secret"`
+}
+
+// addDevice sends in, with a fresh token secret, to path and keeps the new
+// device's token.
+func (u *User) addDevice(ctx context.Context, op, path string, in newDeviceBody) (*Registration, error) {
+	var err error
+	if in.TokenSecret, err = u.tokenSecret(op); err != nil {
 		return nil, err
 	}
-	in := struct {
-		User        string `json:"user"`
-		Device      string `json:"device"`
-		Code        string `json:"code"`
-		TokenSecret []byte `json:"token_secret"`
-	}{user, device, code, secret}
 	var out struct {
 		Client string `json:"client"`
 		User   string `json:"user"`
 		Token  string `json:"token"`
 	}
-	if err := u.do(ctx, apiCall{op: "redeem", method: http.MethodPost, path: "/v1/devices/redeem", body: in, out: &out, noAuth: true}); err != nil {
+	if err := u.do(ctx, apiCall{op: op, method: http.MethodPost, path: path, body: in, out: &out, noAuth: true}); err != nil {
 		return nil, err
 	}
-	return u.adopt("redeem", out.Client, out.User, out.Token)
+	return u.adopt(op, out.Client, out.User, out.Token)
 }
 
 // ApproveLink approves, as this device, the link code a new device of the
@@ -224,25 +234,7 @@ func (u *User) ApproveLink(ctx context.Context, code string) (proto.URI, error) 
 // AddDeviceWithPassword adds device to the existing user with the
 // account's password (POST /v1/devices) and keeps its token.
 func (u *User) AddDeviceWithPassword(ctx context.Context, user, device, password string) (*Registration, error) {
-	secret, err := u.tokenSecret("add device")
-	if err != nil {
-		return nil, err
-	}
-	in := struct {
-		User        string `json:"user"`
-		Device      string `json:"device"`
-		Password    string `json:"password"`
-		TokenSecret []byte `json:"token_secret"`
-	}{user, device, password, secret}
-	var out struct {
-		Client string `json:"client"`
-		User   string `json:"user"`
-		Token  string `json:"token"`
-	}
-	if err := u.do(ctx, apiCall{op: "add device", method: http.MethodPost, path: "/v1/devices", body: in, out: &out, noAuth: true}); err != nil {
-		return nil, err
-	}
-	return u.adopt("add device", out.Client, out.User, out.Token)
+	return u.addDevice(ctx, "add device", "/v1/devices", newDeviceBody{User: user, Device: device, Password: password})
 }
 
 // Device is one of the user's devices.
