@@ -127,3 +127,31 @@ func TestDeviceInvitationFlow(t *testing.T) {
 	bcode := decodeJSON[map[string]any](t, rec)["code"]
 	want(t, e.apiFrom("203.0.113.11:1", http.MethodPost, "/v1/devices/redeem", "", map[string]any{"user": "bob", "device": "laptop", "code": bcode}), http.StatusCreated, "bob's device from another address")
 }
+
+// TestRedeemRetry checks a redemption whose answer was lost can be retried
+// with the same Idempotency-Key and token_secret (201, the same token), a
+// retry with another key cannot reuse the spent invitation, and a retried
+// invitation request makes a new invitation rather than repeat the first
+// code.
+func TestRedeemRetry(t *testing.T) {
+	e := newEnv(t, "a.example", nil)
+	alice := e.register("alice", "phone")
+	first := decodeJSON[map[string]any](t, e.apiDo(http.MethodPost, "/v1/devices/invite", alice.token, nil, "Idempotency-Key", "i1"))
+	again := decodeJSON[map[string]any](t, e.apiDo(http.MethodPost, "/v1/devices/invite", alice.token, nil, "Idempotency-Key", "i1"))
+	if first["code"] == again["code"] {
+		t.Fatalf("a retried invitation repeated its code %v", first["code"])
+	}
+	body := map[string]any{"user": "alice", "device": "tablet", "code": first["code"], "token_secret": bytes.Repeat([]byte{7}, 32)}
+	rec := e.apiDo(http.MethodPost, "/v1/devices/redeem", "", body, "Idempotency-Key", "r1")
+	want(t, rec, http.StatusCreated, "redeem")
+	token := decodeJSON[map[string]string](t, rec)["token"]
+	rec = e.apiDo(http.MethodPost, "/v1/devices/redeem", "", body, "Idempotency-Key", "r1")
+	want(t, rec, http.StatusCreated, "the retried redemption")
+	if got := decodeJSON[map[string]string](t, rec)["token"]; got != token {
+		t.Fatalf("the retry's token %q, want the first %q", got, token)
+	}
+	wantJSONError(t, e.apiDo(http.MethodPost, "/v1/devices/redeem", "", body, "Idempotency-Key", "r2"), http.StatusNotFound, kindNotFound, "another key")
+	want(t, e.apiDo(http.MethodGet, "/v1/whoami", token, nil), http.StatusOK, "the token")
+	// The second invitation still adds a device.
+	want(t, e.apiDo(http.MethodPost, "/v1/devices/redeem", "", map[string]any{"user": "alice", "device": "tv", "code": again["code"]}), http.StatusCreated, "the retry's invitation")
+}
