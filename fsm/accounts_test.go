@@ -209,11 +209,12 @@ func TestLookAlike(t *testing.T) {
 	}
 }
 
-// TestAccountsModel applies random account commands to the FSM and to a
-// model of who has which devices, checking after every step that both
-// agree, that only a user's own proof adds a device to it, that refusals
-// change nothing, and at the end that replay and snapshot give the same
-// state. The seed is printed on failure.
+// TestAccountsModel applies random account commands (device invitations
+// and their redemptions included) to the FSM and to a model of who has
+// which devices, checking after every step that both agree, that only a
+// user's own proof adds a device to it, that refusals change nothing, that
+// what Admit answers before the log Apply answers too, and at the end that
+// replay and snapshot give the same state. The seed is printed on failure.
 func TestAccountsModel(t *testing.T) {
 	for seed := range uint64(20) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { accountsModel(t, seed, 300) })
@@ -346,7 +347,12 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 			}
 		}
 		before := n.state()
+		// What Admit answers before the log, Apply must answer too.
+		admitted := n.admit(typ, "", body)
 		res := n.apply(typ, nil, "", body)
+		if admitted != nil && (admitted.Kind != res.Kind || admitted.Message != res.Message) {
+			t.Fatalf("seed %d: step %d: %s: Admit answered %s (%s), Apply %s (%s)", seed, step, typ, admitted.Kind, admitted.Message, res.Kind, res.Message)
+		}
 		trace = append(trace, fmt.Sprintf("%d %s %+v -> %s %s", step, typ, body, res.Kind, res.Message))
 		if (res.Kind == OK) != wantOK {
 			t.Fatalf("seed %d: step %d: %s: got %s (%s), model says ok=%v\ntrace:\n%s", seed, step, typ, res.Kind, res.Message, wantOK, strings.Join(trace, "\n"))
