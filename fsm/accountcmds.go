@@ -8,6 +8,7 @@ import (
 var accountCommandNames = map[CommandType]string{
 	CmdCreateUser: "createUser", CmdAddDevice: "addDevice", CmdRequestLink: "requestLink", CmdApproveLink: "approveLink",
 	CmdSetPassword: "setPassword", CmdRevokeDevice: "revokeDevice", CmdSuspendUser: "suspendUser", CmdMintInvite: "mintInvite",
+	CmdInviteDevice: "inviteDevice", CmdRedeemInvite: "redeemInvite",
 }
 
 // CreateUserBody creates a local user with its first device. The user must
@@ -197,4 +198,51 @@ func (b *MintInviteBody) EncodeTLS(w *wire.Writer) {
 func (b *MintInviteBody) DecodeTLS(r *wire.Reader) {
 	r.Opaque(&b.CodeHash)
 	r.Uint64(&b.ExpiresAt)
+}
+
+// InviteDeviceBody is an existing device (Inviter) inviting a new device of
+// its user. The node draws InviteID and the short code (whose SHA-256 is
+// CodeHash) outside Apply and shows the code to the user, who types it on
+// the new device (RedeemInviteBody).
+type InviteDeviceBody struct {
+	InviteID []byte
+	Inviter  proto.URI
+	CodeHash []byte
+}
+
+// EncodeTLS writes the body.
+func (b *InviteDeviceBody) EncodeTLS(w *wire.Writer) {
+	w.Opaque(b.InviteID)
+	b.Inviter.EncodeTLS(w)
+	w.Opaque(b.CodeHash)
+}
+
+// DecodeTLS reads the body.
+func (b *InviteDeviceBody) DecodeTLS(r *wire.Reader) {
+	r.Opaque(&b.InviteID)
+	b.Inviter.DecodeTLS(r)
+	r.Opaque(&b.CodeHash)
+}
+
+// RedeemInviteBody adds Client to its user with the device invitation
+// whose code hashes to CodeHash, spending it. TokenHash is the SHA-256 of
+// the new device's bearer token.
+type RedeemInviteBody struct {
+	Client    proto.URI
+	CodeHash  []byte
+	TokenHash []byte
+}
+
+// EncodeTLS writes the body.
+func (b *RedeemInviteBody) EncodeTLS(w *wire.Writer) {
+	b.Client.EncodeTLS(w)
+	w.Opaque(b.CodeHash)
+	w.Opaque(b.TokenHash)
+}
+
+// DecodeTLS reads the body.
+func (b *RedeemInviteBody) DecodeTLS(r *wire.Reader) {
+	b.Client.DecodeTLS(r)
+	r.Opaque(&b.CodeHash)
+	r.Opaque(&b.TokenHash)
 }

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"crypto/subtle"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -13,10 +14,11 @@ import (
 
 // Accounts: who may act as a local user. A user owns its devices (clients);
 // a new user is created by CmdCreateUser, and a device joins an existing
-// user only with proof from that user: an existing device's approval of a
-// link request (CmdRequestLink, CmdApproveLink) or the account's password
-// (CmdAddDevice, checked outside Apply by the node that received it). See
-// DESIGN.md "Accounts".
+// user only with proof from that user: a device invitation an existing
+// device made (CmdInviteDevice, CmdRedeemInvite), an existing device's
+// approval of a link request (CmdRequestLink, CmdApproveLink) or the
+// account's password (CmdAddDevice, checked outside Apply by the node that
+// received it). See DESIGN.md "Accounts".
 
 // Account limits. Every table below is bounded; a command that would go
 // past a bound is refused with Limit.
@@ -27,6 +29,11 @@ const (
 	MaxPendingLinksPerUser = 5
 	// MaxPendingLinks bounds the link requests waiting provider-wide.
 	MaxPendingLinks = 10_000
+	// MaxDeviceInvitesPerUser bounds the device invitations open for one
+	// user; only the user's own devices make them. They live LinkTTL.
+	MaxDeviceInvitesPerUser = 5
+	// MaxDeviceInvites bounds the device invitations open provider-wide.
+	MaxDeviceInvites = 10_000
 	// MaxInvites bounds the unused invite codes.
 	MaxInvites = 10_000
 	// MaxInviteTTL bounds an invite code's lifetime (ms): 30 days.
@@ -43,12 +50,15 @@ const (
 	DeviceFirst    uint8 = 1 // the first device, created with the user
 	DeviceLinked   uint8 = 2 // approved by an existing device
 	DevicePassword uint8 = 3 // added with the account's password
+	DeviceInvited  uint8 = 4 // redeemed a device invitation of an existing device
 )
 
 // accounts holds the account tables. Maps are visited only in sorted
 // order or through the insertion-order lists beside them; for links that
 // order is also their expiry order (one lifetime, and the FSM clock never
-// runs backwards), for invites not (each has its own).
+// runs backwards), for invites not (each has its own). Device invitations
+// live in the links table (same lifetime, same snapshot encoding): an
+// entry with no token hash is one, made by the device in its client field.
 type accounts struct {
 	users   map[proto.URI]*account
 	devices map[proto.URI]deviceInfo
@@ -74,7 +84,8 @@ type deviceInfo struct {
 	how     uint8
 }
 
-// pendingLink is a new device waiting for an existing device's approval.
+// pendingLink is a new device waiting for an existing device's approval,
+// or (no tokenHash) a device invitation client made for its user.
 type pendingLink struct {
 	id        string
 	client    proto.URI
@@ -82,6 +93,9 @@ type pendingLink struct {
 	tokenHash []byte
 	createdAt uint64
 }
+
+// invitation reports whether l is a device invitation.
+func (l *pendingLink) invitation() bool { return len(l.tokenHash) == 0 }
 
 func newAccounts() accounts {
 	return accounts{users: map[proto.URI]*account{}, devices: map[proto.URI]deviceInfo{}, links: map[string]*pendingLink{},
@@ -179,12 +193,12 @@ func (a *accounts) pruneInvites(now uint64) {
 	})
 }
 
-// userLinks returns a user's link requests still waiting at now, oldest
-// first.
-func (a *accounts) userLinks(u proto.URI, now uint64) []*pendingLink {
+// userLinks returns a user's link requests (invitations false) or device
+// invitations (true) still open at now, oldest first.
+func (a *accounts) userLinks(u proto.URI, invitations bool, now uint64) []*pendingLink {
 	var out []*pendingLink
 	for _, id := range a.linkSeq {
-		if l := a.links[id]; l != nil && l.createdAt+LinkTTL > now {
+		if l := a.links[id]; l != nil && l.createdAt+LinkTTL > now && l.invitation() == invitations {
 			if owner, _ := l.client.UserOf(); owner == u {
 				out = append(out, l)
 			}
@@ -193,11 +207,12 @@ func (a *accounts) userLinks(u proto.URI, now uint64) []*pendingLink {
 	return out
 }
 
-// liveLinks counts the link requests still waiting at now.
-func (a *accounts) liveLinks(now uint64) int {
+// liveLinks counts the link requests (invitations false) or device
+// invitations (true) still open at now.
+func (a *accounts) liveLinks(invitations bool, now uint64) int {
 	n := 0
 	for _, id := range a.linkSeq {
-		if a.links[id].createdAt+LinkTTL > now {
+		if l := a.links[id]; l.createdAt+LinkTTL > now && l.invitation() == invitations {
 			n++
 		}
 	}
@@ -327,17 +342,14 @@ func (s *State) requestLink(b *RequestLinkBody, at uint64) *Result {
 	if r != nil {
 		return r
 	}
-	if len(b.LinkID) < 16 || len(b.LinkID) > 64 || len(b.CodeHash) != 32 {
-		return refused(Invalid, "a link request needs an id of 16 to 64 bytes and a 32-byte code hash")
+	if r := s.acct.checkPendingID(b.LinkID, b.CodeHash, "link request", "link"); r != nil {
+		return r
 	}
-	if _, ok := s.acct.links[string(b.LinkID)]; ok {
-		return refused(Conflict, "link id in use")
-	}
-	mine := s.acct.userLinks(user, at)
+	mine := s.acct.userLinks(user, false, at)
 	if len(mine) >= MaxPendingLinksPerUser {
 		return refused(Limit, "user %s has %d device link requests waiting, the most allowed; they expire %d minutes after they were made", user, len(mine), LinkTTL/60000)
 	}
-	if n := s.acct.liveLinks(at); n >= MaxPendingLinks {
+	if n := s.acct.liveLinks(false, at); n >= MaxPendingLinks {
 		return refused(Limit, "%d device link requests are waiting on this provider, the most allowed", n)
 	}
 	for _, l := range mine {
@@ -348,22 +360,49 @@ func (s *State) requestLink(b *RequestLinkBody, at uint64) *Result {
 			return refused(Conflict, "link code in use; draw another")
 		}
 	}
-	s.acct.pruneLinks(at)
-	l := &pendingLink{id: string(b.LinkID), client: b.Client, codeHash: bytes.Clone(b.CodeHash), tokenHash: bytes.Clone(b.TokenHash), createdAt: at}
-	s.acct.links[l.id] = l
-	s.acct.linkSeq = append(s.acct.linkSeq, l.id)
+	s.acct.addPending(&pendingLink{id: string(b.LinkID), client: b.Client, codeHash: bytes.Clone(b.CodeHash), tokenHash: bytes.Clone(b.TokenHash), createdAt: at}, at)
 	return success(nil)
 }
 
-func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
-	if _, ok := s.clients[b.Approver]; !ok {
-		return refused(NotFound, "no device %s", b.Approver)
+// checkPendingID checks a new link request's or invitation's id and code
+// hash (what names the table's entry: "link" or "invitation").
+func (a *accounts) checkPendingID(id, codeHash []byte, what, idName string) *Result {
+	if len(id) < 16 || len(id) > 64 || len(codeHash) != 32 {
+		return refused(Invalid, "a %s needs an id of 16 to 64 bytes and a 32-byte code hash", what)
 	}
-	user, _ := b.Approver.UserOf()
+	if _, ok := a.links[string(id)]; ok {
+		return refused(Conflict, "%s id in use", idName)
+	}
+	return nil
+}
+
+// addPending adds a link request or invitation made at at, dropping the
+// expired ones first (a successful command).
+func (a *accounts) addPending(l *pendingLink, at uint64) {
+	a.pruneLinks(at)
+	a.links[l.id] = l
+	a.linkSeq = append(a.linkSeq, l.id)
+}
+
+// actingDevice checks c is a device of an active local user, the one it
+// returns.
+func (s *State) actingDevice(c proto.URI) (proto.URI, *Result) {
+	if _, ok := s.clients[c]; !ok {
+		return "", refused(NotFound, "no device %s", c)
+	}
+	user, _ := c.UserOf()
 	if s.acct.suspended(user) {
-		return refused(NotAllowed, "user %s is suspended", user)
+		return "", refused(NotAllowed, "user %s is suspended", user)
 	}
-	for _, l := range s.acct.userLinks(user, at) {
+	return user, nil
+}
+
+func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
+	user, r := s.actingDevice(b.Approver)
+	if r != nil {
+		return r
+	}
+	for _, l := range s.acct.userLinks(user, false, at) {
 		if subtle.ConstantTimeCompare(l.codeHash, b.CodeHash) != 1 {
 			continue
 		}
@@ -375,6 +414,80 @@ func (s *State) approveLink(b *ApproveLinkBody, at uint64) *Result {
 		return s.addDevice(l.client, l.tokenHash, DeviceLinked, at)
 	}
 	return refused(NotFound, "no device of %s waits for approval with this code (codes expire after %d minutes)", user, LinkTTL/60000)
+}
+
+// NoInvitation is the one answer (NotFound) to a redemption that matches
+// no open invitation, whatever the reason (no such user, a wrong code, a
+// used or expired invitation): a guesser learns nothing from it.
+var NoInvitation = fmt.Sprintf("no open device invitation of this user has this code (invitations are single-use and expire after %d minutes)", LinkTTL/60000)
+
+func (s *State) inviteDevice(b *InviteDeviceBody, at uint64) *Result {
+	user, r := s.actingDevice(b.Inviter)
+	if r != nil {
+		return r
+	}
+	if r := s.acct.checkPendingID(b.InviteID, b.CodeHash, "device invitation", "invitation"); r != nil {
+		return r
+	}
+	mine := s.acct.userLinks(user, true, at)
+	if len(mine) >= MaxDeviceInvitesPerUser {
+		return refused(Limit, "user %s has %d device invitations open, the most allowed; each expires %d minutes after it was made or when a device redeems it", user, len(mine), LinkTTL/60000)
+	}
+	if n := s.acct.liveLinks(true, at); n >= MaxDeviceInvites {
+		return refused(Limit, "%d device invitations are open on this provider, the most allowed", n)
+	}
+	for _, l := range mine {
+		if subtle.ConstantTimeCompare(l.codeHash, b.CodeHash) == 1 {
+			return refused(Conflict, "invitation code in use; draw another")
+		}
+	}
+	s.acct.addPending(&pendingLink{id: string(b.InviteID), client: b.Inviter, codeHash: bytes.Clone(b.CodeHash), createdAt: at}, at)
+	return success(nil)
+}
+
+// findInvitation returns the open invitation a redemption names at now:
+// one of the new device's user whose code hash matches (compared in
+// constant time). Admit answers with its refusal before Raft.
+func (s *State) findInvitation(b *RedeemInviteBody, now uint64) (*pendingLink, *Result) {
+	if _, r := s.localClient(b.Client); r != nil {
+		return nil, r
+	}
+	user, _ := b.Client.UserOf()
+	var found *pendingLink
+	for _, l := range s.acct.userLinks(user, true, now) {
+		if subtle.ConstantTimeCompare(l.codeHash, b.CodeHash) == 1 {
+			found = l
+		}
+	}
+	if found == nil {
+		return nil, refused(NotFound, "%s", NoInvitation)
+	}
+	return found, nil
+}
+
+func (s *State) redeemInvite(b *RedeemInviteBody, at uint64) *Result {
+	l, r := s.findInvitation(b, at)
+	if r != nil {
+		return r
+	}
+	if _, r := s.checkNewDevice(b.Client, b.TokenHash); r != nil {
+		return r
+	}
+	s.acct.removeLink(l.id)
+	s.acct.pruneLinks(at)
+	return s.addDevice(b.Client, b.TokenHash, DeviceInvited, at)
+}
+
+// dropInvitationsBy drops the device invitations client made: a revoked
+// device's invitations add nobody.
+func (a *accounts) dropInvitationsBy(client proto.URI) {
+	a.linkSeq = slices.DeleteFunc(a.linkSeq, func(id string) bool {
+		if l := a.links[id]; l.invitation() && l.client == client {
+			delete(a.links, id)
+			return true
+		}
+		return false
+	})
 }
 
 func (s *State) setPassword(b *SetPasswordBody) *Result {
@@ -417,6 +530,7 @@ func (s *State) revokeDevice(b *RevokeDeviceBody, at uint64) *Result {
 	}
 	delete(s.clients, b.Client)
 	delete(s.acct.devices, b.Client)
+	s.acct.dropInvitationsBy(b.Client)
 	// In the same command the device leaves its rooms (hubproposals.go):
 	// it stops following every room at once, the hub queues its Removes
 	// in rooms hosted here, and the hubs of the other rooms it follows are
@@ -451,11 +565,11 @@ func (s *State) mintInvite(b *MintInviteBody, at uint64) *Result {
 	return success(nil)
 }
 
-// dispatchAccounts applies the account commands (types 20-27); ok is false
+// dispatchAccounts applies the account commands (types 20-29); ok is false
 // for other types.
 func (s *State) dispatchAccounts(c *Command) (res *Result, ok bool) {
 	mv := s.maxVector()
-	if c.Type < CmdCreateUser || c.Type > CmdMintInvite {
+	if c.Type < CmdCreateUser || c.Type > CmdRedeemInvite {
 		return nil, false
 	}
 	if c.Peer != "" {
@@ -476,8 +590,12 @@ func (s *State) dispatchAccounts(c *Command) (res *Result, ok bool) {
 		return run(c, mv, func(b *RevokeDeviceBody) *Result { return s.revokeDevice(b, c.AcceptedAt) }), true
 	case CmdSuspendUser:
 		return run(c, mv, s.suspendUser), true
-	default: // CmdMintInvite
+	case CmdMintInvite:
 		return run(c, mv, func(b *MintInviteBody) *Result { return s.mintInvite(b, c.AcceptedAt) }), true
+	case CmdInviteDevice:
+		return run(c, mv, func(b *InviteDeviceBody) *Result { return s.inviteDevice(b, c.AcceptedAt) }), true
+	default: // CmdRedeemInvite
+		return run(c, mv, func(b *RedeemInviteBody) *Result { return s.redeemInvite(b, c.AcceptedAt) }), true
 	}
 }
 
@@ -499,7 +617,7 @@ func run[T any, P interface {
 type Device struct {
 	Client  proto.URI
 	AddedAt uint64 // ms; 0 for devices registered before accounts existed
-	How     uint8  // DeviceLegacy, DeviceFirst, DeviceLinked or DevicePassword
+	How     uint8  // DeviceLegacy, DeviceFirst, DeviceLinked, DevicePassword or DeviceInvited
 }
 
 // Devices lists a local user's devices in URI order.
@@ -529,7 +647,7 @@ type PendingLink struct {
 // first, as of the FSM clock (expired ones are left out).
 func (s *State) PendingLinks(user proto.URI) []PendingLink {
 	var out []PendingLink
-	for _, l := range s.acct.userLinks(user, s.lastAt) {
+	for _, l := range s.acct.userLinks(user, false, s.lastAt) {
 		out = append(out, PendingLink{Client: l.client, ExpiresAt: l.createdAt + LinkTTL})
 	}
 	return out

@@ -28,6 +28,15 @@ func (n *node) authenticates(c proto.URI, token string) bool {
 	return ok
 }
 
+// accountCase is a command and the refusal it must meet.
+type accountCase struct {
+	name string
+	t    CommandType
+	peer string
+	body wire.Encoder
+	kind ErrorKind
+}
+
 // TestAccountRefusals checks each account rule refuses what it must, with
 // the right kind, and that a refusal changes no byte of the state.
 func TestAccountRefusals(t *testing.T) {
@@ -41,13 +50,7 @@ func TestAccountRefusals(t *testing.T) {
 	link := func(id byte, c proto.URI, code string) *RequestLinkBody {
 		return &RequestLinkBody{LinkID: bytes.Repeat([]byte{id}, 16), Client: c, CodeHash: tokenHash(code), TokenHash: tokenHash(string(c))}
 	}
-	tests := []struct {
-		name string
-		t    CommandType
-		peer string
-		body wire.Encoder
-		kind ErrorKind
-	}{
+	tests := []accountCase{
 		{"an existing user is not created again", CmdCreateUser, "", &CreateUserBody{Client: dev("alice", "evil"), TokenHash: tokenHash("x")}, Conflict},
 		{"a name in capitals is not canonical", CmdCreateUser, "", &CreateUserBody{Client: dev("Alice", "x"), TokenHash: tokenHash("x")}, Invalid},
 		{"a look-alike of alice (al1ce)", CmdCreateUser, "", &CreateUserBody{Client: dev("al1ce", "x"), TokenHash: tokenHash("x")}, Conflict},
@@ -206,11 +209,12 @@ func TestLookAlike(t *testing.T) {
 	}
 }
 
-// TestAccountsModel applies random account commands to the FSM and to a
-// model of who has which devices, checking after every step that both
-// agree, that only a user's own proof adds a device to it, that refusals
-// change nothing, and at the end that replay and snapshot give the same
-// state. The seed is printed on failure.
+// TestAccountsModel applies random account commands (device invitations
+// and their redemptions included) to the FSM and to a model of who has
+// which devices, checking after every step that both agree, that only a
+// user's own proof adds a device to it, that refusals change nothing, that
+// what Admit answers before the log Apply answers too, and at the end that
+// replay and snapshot give the same state. The seed is printed on failure.
 func TestAccountsModel(t *testing.T) {
 	for seed := range uint64(20) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { accountsModel(t, seed, 300) })
@@ -230,6 +234,21 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 		at     uint64
 	}
 	var links []link
+	type invitation struct {
+		by   proto.URI
+		code string
+		at   uint64
+	}
+	var invs []invitation
+	liveInvs := func(user proto.URI) []invitation {
+		var out []invitation
+		for _, i := range invs {
+			if iu, _ := i.by.UserOf(); iu == user && i.at+LinkTTL > n.now+1000 {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 	var trace []string
 	for step := range steps {
@@ -247,7 +266,7 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 			n.now += LinkTTL / 3
 		}
 		has := func(c proto.URI) bool { return model[user] != nil && model[user][c] }
-		switch op := rng.IntN(6); op {
+		switch op := rng.IntN(8); op {
 		case 0:
 			typ, body = CmdCreateUser, &CreateUserBody{Client: c, TokenHash: tokenHash(string(c))}
 			wantOK, addDev, newUser = model[user] == nil, c, true
@@ -298,9 +317,42 @@ func accountsModel(t *testing.T, seed uint64, steps int) {
 			typ, body = CmdRevokeDevice, &RevokeDeviceBody{Client: c, By: by}
 			wantOK = has(c) && has(by) && (len(model[user]) > 1 || gen[user] > 0)
 			drop = c
+			if wantOK {
+				invs = slices.DeleteFunc(invs, func(i invitation) bool { return i.by == c })
+			}
+		case 6:
+			// A device (or a name that is none) invites; link requests
+			// never count against its user's invitations.
+			code := fmt.Sprint(rng.IntN(4))
+			typ, body = CmdInviteDevice, &InviteDeviceBody{InviteID: fmt.Appendf(nil, "invite-%016d", step), Inviter: c, CodeHash: tokenHash(code)}
+			live := liveInvs(user)
+			clash := slices.ContainsFunc(live, func(i invitation) bool { return i.code == code })
+			wantOK = has(c) && !clash && len(live) < MaxDeviceInvitesPerUser
+			if wantOK {
+				invs = append(invs, invitation{by: c, code: code, at: n.now + 1000})
+			}
+		case 7:
+			// Anybody redeems a random code for a random device: only an
+			// open invitation of the device's own user adds it, once.
+			code := fmt.Sprint(rng.IntN(4))
+			typ, body = CmdRedeemInvite, &RedeemInviteBody{Client: c, CodeHash: tokenHash(code), TokenHash: tokenHash(string(c))}
+			if model[user] != nil && !has(c) && len(model[user]) < 16 {
+				for _, i := range liveInvs(user) {
+					if i.code == code {
+						wantOK, addDev = true, c
+						invs = slices.DeleteFunc(invs, func(j invitation) bool { return j == i })
+						break
+					}
+				}
+			}
 		}
 		before := n.state()
+		// What Admit answers before the log, Apply must answer too.
+		admitted := n.admit(typ, "", body)
 		res := n.apply(typ, nil, "", body)
+		if admitted != nil && (admitted.Kind != res.Kind || admitted.Message != res.Message) {
+			t.Fatalf("seed %d: step %d: %s: Admit answered %s (%s), Apply %s (%s)", seed, step, typ, admitted.Kind, admitted.Message, res.Kind, res.Message)
+		}
 		trace = append(trace, fmt.Sprintf("%d %s %+v -> %s %s", step, typ, body, res.Kind, res.Message))
 		if (res.Kind == OK) != wantOK {
 			t.Fatalf("seed %d: step %d: %s: got %s (%s), model says ok=%v\ntrace:\n%s", seed, step, typ, res.Kind, res.Message, wantOK, strings.Join(trace, "\n"))

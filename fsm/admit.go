@@ -65,6 +65,9 @@ func (s *State) AdmitProposal(p *Proposal) *Result {
 		if _, ok := s.clients[b.Client]; ok {
 			return refused(Conflict, "client %s is already registered", b.Client)
 		}
+	case *RedeemInviteBody:
+		_, r := s.findInvitation(b, s.lastAt)
+		return r
 	}
 	return nil
 }
@@ -72,7 +75,7 @@ func (s *State) AdmitProposal(p *Proposal) *Result {
 // localOnly reports whether only the provider's own clients (or the
 // provider itself) may send commands of type t.
 func localOnly(t CommandType) bool {
-	if t >= CmdCreateUser && t <= CmdMintInvite { // accounts.go
+	if t >= CmdCreateUser && t <= CmdRedeemInvite { // accounts.go
 		return true
 	}
 	switch t {

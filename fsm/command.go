@@ -40,6 +40,8 @@ const (
 	CmdRevokeDevice CommandType = 25 // a device is revoked by its user or an operator
 	CmdSuspendUser  CommandType = 26 // an operator suspends or reinstates a user
 	CmdMintInvite   CommandType = 27 // an operator mints a single-use invite code
+	CmdInviteDevice CommandType = 28 // an existing device invites a new device of its user
+	CmdRedeemInvite CommandType = 29 // a new device redeems its user's device invitation
 
 	// Throughput (proposal.go): 40-49.
 	CmdBatch         CommandType = 40 // several commands in one entry, applied in order

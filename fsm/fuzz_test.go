@@ -33,13 +33,16 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	n.apply(CmdFanout, nil, "b.example", &FanoutBody{Room: remote, Batch: proto.FanoutBatch{{Message: app, Timestamp: n.now}}})
 	n.apply(CmdRemoveClients, nil, "", &RemoveClientsBody{Clients: []proto.URI{alice.uri}})
 	// Accounts: a user with a password, a device linked, a link waiting,
-	// an invite, a suspension.
+	// an invite, a device invitation redeemed and one open, a suspension.
 	n.apply(CmdCreateUser, nil, "", &CreateUserBody{Client: proto.ClientURI("a.example", "carol", "x"), TokenHash: tokenHash("c"), PasswordHash: []byte("$argon2id$v=19$m=64,t=1,p=1$c2FsdA$a2V5")})
 	n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{1}, 16), Client: proto.ClientURI("a.example", "carol", "y"), CodeHash: tokenHash("code"), TokenHash: tokenHash("y")})
 	n.apply(CmdApproveLink, nil, "", &ApproveLinkBody{Approver: proto.ClientURI("a.example", "carol", "x"), CodeHash: tokenHash("code")})
 	n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{2}, 16), Client: proto.ClientURI("a.example", "carol", "z"), CodeHash: tokenHash("code2"), TokenHash: tokenHash("z")})
 	n.apply(CmdAddDevice, nil, "", &AddDeviceBody{Client: proto.ClientURI("a.example", "carol", "w"), TokenHash: tokenHash("w"), CredentialGen: 1})
 	n.apply(CmdMintInvite, nil, "", &MintInviteBody{CodeHash: tokenHash("invite"), ExpiresAt: n.now + 60_000})
+	n.apply(CmdInviteDevice, nil, "", &InviteDeviceBody{InviteID: bytes.Repeat([]byte{3}, 16), Inviter: proto.ClientURI("a.example", "carol", "x"), CodeHash: tokenHash("dev1")})
+	n.apply(CmdRedeemInvite, nil, "", &RedeemInviteBody{Client: proto.ClientURI("a.example", "carol", "v"), CodeHash: tokenHash("dev1"), TokenHash: tokenHash("v")})
+	n.apply(CmdInviteDevice, nil, "", &InviteDeviceBody{InviteID: bytes.Repeat([]byte{4}, 16), Inviter: proto.ClientURI("a.example", "carol", "x"), CodeHash: tokenHash("dev2")})
 	n.apply(CmdSuspendUser, nil, "", &SuspendUserBody{User: proto.UserURI("a.example", "carol"), Suspend: true})
 	n.apply(CmdRevokeDevice, nil, "", &RevokeDeviceBody{Client: proto.ClientURI("a.example", "carol", "w")})
 	// Throughput: a command with a credential and a pre-verification

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ import (
 
 // Registration policies (Config.Registration): who may create a new user.
 // Adding a device to an existing user never depends on it: that needs an
-// existing device's approval or the account's password.
+// existing device's invitation or approval, or the account's password.
 const (
 	RegistrationOpen   = "open"   // anyone (rate-limited per source address)
 	RegistrationKey    = "key"    // holders of Config.RegistrationKey
@@ -198,7 +199,7 @@ func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principa
 // userTaken is the answer to a registration whose name is taken.
 func userTaken(want, existing proto.URI) error {
 	if want == existing {
-		return fail(http.StatusConflict, "user %s exists; add a device by linking it from an existing device or with the account's password", want)
+		return fail(http.StatusConflict, "user %s exists; add a device with an invitation from one of its devices, by linking, or with the account's password", want)
 	}
 	return fail(http.StatusConflict, "user %s looks like the existing user %s; choose another name", want, existing)
 }
@@ -206,11 +207,15 @@ func userTaken(want, existing proto.URI) error {
 // Link codes: what a new device shows and an existing one types. Eight
 // characters of an alphabet without look-alikes (no 0/O, 1/I/L, U),
 // shown as XXXX-XXXX; about 39 bits, and only the user's own devices can
-// approve one, so guessing gains nothing.
+// approve one, so guessing gains nothing. A device invitation's code goes
+// the other way (an existing device shows it, the new one types it) and
+// anyone may try one, so it is longer: 12 characters, XXXX-XXXX-XXXX,
+// about 59 bits, tried at DefaultRedeemRate per source address.
 const (
-	codeAlphabet = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
-	linkCodeLen  = 8
-	inviteLen    = 20
+	codeAlphabet    = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+	linkCodeLen     = 8
+	deviceInviteLen = 12
+	inviteLen       = 20
 )
 
 // newCode returns n random characters of codeAlphabet, in groups of four.
@@ -361,6 +366,86 @@ func (c *clientAPI) approveLink(w http.ResponseWriter, r *http.Request, p *princ
 	return nil
 }
 
+// inviteDevice: POST /v1/devices/invite, an existing device invites a new
+// device of its user: the answer's code, typed on the new device
+// (redeemInvite), adds it. Only the user's devices make invitations, so
+// nobody else can use up its MaxDeviceInvitesPerUser.
+func (c *clientAPI) inviteDevice(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := spend("device approvals and invitations", limitKey{c.limits.approveUser, string(p.user)}); err != nil {
+		return err
+	}
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	code := newCode(deviceInviteLen)
+	// No request id: a retry draws a new code rather than answer the
+	// first one's success with a code nobody stored.
+	if _, err := c.apply(r, p, "", fsm.CmdInviteDevice, &fsm.InviteDeviceBody{InviteID: id, Inviter: p.client, CodeHash: codeHash(code)}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"user": string(p.user), "code": code, "expires_in": fsm.LinkTTL / 1000})
+	return nil
+}
+
+// redeemRequest is /v1/devices/redeem's body.
+type redeemRequest struct {
+	User        string `json:"user"`
+	Device      string `json:"device"`
+	Code        string `json:"code"`
+	TokenSecret []byte `json:"token_secret,omitempty"`
+}
+
+// redeemInvite: POST /v1/devices/redeem, a new device redeems an
+// invitation of its user (anonymously: the code is the proof) and is
+// added at once. Whatever matches no open invitation (an unknown user
+// too) is one 404, answered before Raft (fsm.State.Admit); guesses are
+// bounded per source address only.
+func (c *clientAPI) redeemInvite(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if err := spend("device invitation redemptions from this address", limitKey{c.limits.redeemIP, sourceAddr(r)}); err != nil {
+		return err
+	}
+	var in redeemRequest
+	if err := readJSON(w, r, c.cfg.MaxBody, &in); err != nil {
+		return err
+	}
+	if n := len(normalizeCode(in.Code)); n != deviceInviteLen {
+		return fail(http.StatusBadRequest, "code: %d characters, want %d (XXXX-XXXX-XXXX)", n, deviceInviteLen)
+	}
+	device, err := canonicalName("device", in.Device)
+	if err != nil {
+		return err
+	}
+	user, err := c.existingUser(r, in.User)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusNotFound {
+		return fail(http.StatusNotFound, "%s", fsm.NoInvitation)
+	} else if err != nil {
+		return err
+	}
+	uid, _ := user.Parse()
+	client := proto.ClientURI(c.domain, uid.User, device)
+	token, hash, err := deviceToken(client, in.TokenSecret)
+	if err != nil {
+		return err
+	}
+	// Like registration: with a chosen token secret and an
+	// Idempotency-Key, a retry after a lost answer answers like the first.
+	var id []byte
+	if in.TokenSecret != nil {
+		if id, err = requestID(r, "redeem "+string(client), RouteName(r)); err != nil {
+			return err
+		}
+	}
+	res, err := c.backend.Apply(r.Context(), fsm.CmdRedeemInvite, id, "", &fsm.RedeemInviteBody{Client: client, CodeHash: codeHash(in.Code), TokenHash: hash})
+	if err != nil {
+		return err
+	}
+	if err := resultErr(res); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"client": string(client), "user": string(user), "token": token, "how": DeviceHow(fsm.DeviceInvited)})
+	return nil
+}
+
 // addDevice: POST /v1/devices, a device added with the account's password.
 func (c *clientAPI) addDevice(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	nd, err := c.readNewDevice(w, r, "password attempts", c.limits.passwordIP, c.limits.passwordUser)
@@ -477,6 +562,8 @@ func DeviceHow(h uint8) string {
 		return "linked"
 	case fsm.DevicePassword:
 		return "password"
+	case fsm.DeviceInvited:
+		return "invited"
 	}
 	return "legacy"
 }

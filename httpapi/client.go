@@ -80,6 +80,8 @@ const (
 	RouteAck               = "client.ack"
 	RouteRequestLink       = "client.requestLink"
 	RouteApproveLink       = "client.approveLink"
+	RouteInviteDevice      = "client.inviteDevice"
+	RouteRedeemInvite      = "client.redeemInvite"
 	RouteAddDevice         = "client.addDevice"
 	RouteDevices           = "client.devices"
 	RouteRevokeDevice      = "client.revokeDevice"
@@ -87,7 +89,7 @@ const (
 )
 
 // publicRoutes need no token: they create users and devices.
-var publicRoutes = map[string]bool{RouteRegister: true, RouteRequestLink: true, RouteAddDevice: true}
+var publicRoutes = map[string]bool{RouteRegister: true, RouteRequestLink: true, RouteAddDevice: true, RouteRedeemInvite: true}
 
 // NewClientAPI returns the router of the client API (openapi.yaml beside
 // this file): JSON, bearer tokens, errors as {"error", "kind"}. Requests
@@ -148,6 +150,8 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/identifiers", RouteIdentifiers, c.identifiers, t},
 		{http.MethodPost, "/v1/devices/link", RouteRequestLink, c.requestLink, t},
 		{http.MethodPost, "/v1/devices/approve", RouteApproveLink, c.approveLink, t},
+		{http.MethodPost, "/v1/devices/invite", RouteInviteDevice, c.inviteDevice, t},
+		{http.MethodPost, "/v1/devices/redeem", RouteRedeemInvite, c.redeemInvite, t},
 		{http.MethodPost, "/v1/devices", RouteAddDevice, c.addDevice, t},
 		{http.MethodGet, "/v1/devices", RouteDevices, c.devices, t},
 		{http.MethodDelete, "/v1/devices/{device}", RouteRevokeDevice, c.revokeDevice, t},
@@ -407,14 +411,17 @@ func (c *clientAPI) messageJSONLimit() int64 { return jsonLimit(c.cfg.MaxMessage
 // bytes carried in base64.
 func jsonLimit(binary int64) int64 { return binary/3*4 + 64<<10 }
 
-// apply proposes a local command for p (nil p: no idempotency), with p's
-// token when it is not confirmed yet (authenticate).
+// apply proposes a local command for p (nil p or an empty op: no
+// idempotency, for commands whose retry must not answer like the first),
+// with p's token when it is not confirmed yet (authenticate).
 func (c *clientAPI) apply(r *http.Request, p *principal, op string, t fsm.CommandType, body wire.Encoder) (*fsm.Result, error) {
 	prop := &fsm.Proposal{Type: t, Body: body}
 	if p != nil {
 		var err error
-		if prop.RequestID, err = requestID(r, string(p.client), op); err != nil {
-			return nil, err
+		if op != "" {
+			if prop.RequestID, err = requestID(r, string(p.client), op); err != nil {
+				return nil, err
+			}
 		}
 		if !p.confirmed {
 			prop.Auth = &fsm.ClientToken{Client: p.client, TokenHash: p.tokenHash}

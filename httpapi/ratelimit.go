@@ -30,8 +30,12 @@ type RateLimits struct {
 	// Password: password attempts (adding a device, changing the
 	// password), per source address and per account.
 	Password Rate
-	// Approve: link approvals per account.
+	// Approve: link approvals and device invitations per account.
 	Approve Rate
+	// Redeem: device invitation redemptions per source address only (a
+	// per-account budget would let anyone spend the account's: that is
+	// what makes link requests blockable).
+	Redeem Rate
 	// MaxKeys bounds the keys each bucket table tracks; when it is full,
 	// buckets that refilled are forgotten (a sweep at most once a second),
 	// and new keys are refused (429) until there is room.
@@ -44,11 +48,15 @@ var (
 	DefaultLinkRate         = Rate{Every: 30 * time.Second, Burst: 5}
 	DefaultPasswordRate     = Rate{Every: time.Minute, Burst: 5}
 	DefaultApproveRate      = Rate{Every: 10 * time.Second, Burst: 10}
+	// DefaultRedeemRate allows 25 redemptions per address in an
+	// invitation's 10 minutes: with 5 open invitations of 59-bit codes,
+	// one guess in about 10^17 hits.
+	DefaultRedeemRate = Rate{Every: 30 * time.Second, Burst: 5}
 )
 
 // NoRateLimits turns every account rate limit off: for load tests and
 // test networks that make many accounts from one address.
-var NoRateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: Rate{Burst: -1}, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}}
+var NoRateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: Rate{Burst: -1}, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}, Redeem: Rate{Burst: -1}}
 
 // DefaultRateKeys is RateLimits.MaxKeys's default.
 const DefaultRateKeys = 100_000
@@ -63,6 +71,7 @@ func (l RateLimits) withDefaults() RateLimits {
 	def(&l.Link, DefaultLinkRate)
 	def(&l.Password, DefaultPasswordRate)
 	def(&l.Approve, DefaultApproveRate)
+	def(&l.Redeem, DefaultRedeemRate)
 	if l.MaxKeys <= 0 {
 		l.MaxKeys = DefaultRateKeys
 	}
@@ -89,7 +98,7 @@ func limited(what string, retry time.Duration) error {
 
 // rateLimiters are the client API's limiters.
 type rateLimiters struct {
-	registerIP, linkIP, linkUser, passwordIP, passwordUser, approveUser *limiter
+	registerIP, linkIP, linkUser, passwordIP, passwordUser, approveUser, redeemIP *limiter
 }
 
 func newRateLimiters(l RateLimits, now func() time.Time) *rateLimiters {
@@ -97,7 +106,7 @@ func newRateLimiters(l RateLimits, now func() time.Time) *rateLimiters {
 	nl := func(r Rate) *limiter { return newLimiter(r, l.MaxKeys, now) }
 	return &rateLimiters{
 		registerIP: nl(l.Registration), linkIP: nl(l.Link), linkUser: nl(l.Link),
-		passwordIP: nl(l.Password), passwordUser: nl(l.Password), approveUser: nl(l.Approve),
+		passwordIP: nl(l.Password), passwordUser: nl(l.Password), approveUser: nl(l.Approve), redeemIP: nl(l.Redeem),
 	}
 }
 

@@ -15,8 +15,9 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/client"
 )
 
-// Account and device commands: link (a new device of an existing user),
-// approve, devices, revoke, password; and the operator's users group.
+// Account and device commands: invite-device (on an existing device) and
+// link (a new device of an existing user), approve, devices, revoke,
+// password; and the operator's users group.
 
 // maxPasswordFile bounds what readPassword reads.
 const maxPasswordFile = 4096
@@ -62,10 +63,14 @@ func linkCommand() *command {
 		name: "link", summary: "add this machine as a new device of an existing user",
 		help: `Adds DEVICE to the existing user USER at -server and creates its profile,
 like 'register' does for a new user. The provider needs proof from the
-user: by default this prints a code (XXXX-XXXX) and waits until one of the
-user's devices approves it with 'mimictl approve CODE' (the code expires
-after 10 minutes); with -password-file, the account's password is the
-proof instead.`,
+user. The way to give it: run 'mimictl invite-device' on one of the user's
+devices and pass the code it prints (XXXX-XXXX-XXXX, valid 10 minutes,
+once) with -code; the device is added at once. With -password-file, the
+account's password is the proof. With neither, this prints a code
+(XXXX-XXXX) and waits until one of the user's devices approves it with
+'mimictl approve CODE' (the code expires after 10 minutes); anyone can
+make such requests, so a flood of them can keep this from working, which
+it cannot do to invitations.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			server := fs.String("server", "https://127.0.0.1:8444", "the provider's client API `URL`, or the client APIs of all its nodes, comma-separated (requests fail over among them)")
 			ca := fs.String("ca", "", "PEM `file` of the CA that signed the provider's certificate (default: the system roots)")
@@ -73,6 +78,7 @@ proof instead.`,
 			device := fs.String("device", "cli", "the new device's `name`")
 			keys := fs.Int("keys", 10, "number of one-time KeyPackages to upload (plus one last-resort KeyPackage)")
 			pwFile := fs.String("password-file", "", "prove the account with the password on the first line of `FILE` ('-': standard input) instead of an approval")
+			code := fs.String("code", "", "the `CODE` 'mimictl invite-device' printed on one of the user's devices (the way to add a device)")
 			force := fs.Bool("force", false, "replace an existing profile (its client and rooms are lost)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("link", args, 0, 0); err != nil {
@@ -84,6 +90,9 @@ proof instead.`,
 				if *keys < 0 || *keys > 1000 {
 					return usagef("link", "link: -keys must be between 0 and 1000")
 				}
+				if *code != "" && *pwFile != "" {
+					return usagef("link", "link: -code and -password-file are two proofs; give one")
+				}
 				password, err := e.optionalPassword(*pwFile)
 				if err != nil {
 					return err
@@ -92,7 +101,14 @@ proof instead.`,
 				if err != nil {
 					return usagef("link", "link: -server: %v", err)
 				}
-				return explain(e.register(ctx, servers, *ca, "", "linked", func(ctx context.Context, api *client.User) (*client.Registration, error) {
+				verb := "linked"
+				if *code != "" {
+					verb = "invited"
+				}
+				return explain(e.register(ctx, servers, *ca, "", verb, func(ctx context.Context, api *client.User) (*client.Registration, error) {
+					if *code != "" {
+						return api.RedeemInvite(ctx, *user, *device, *code)
+					}
 					if password != "" {
 						return api.AddDeviceWithPassword(ctx, *user, *device, password)
 					}
@@ -104,6 +120,36 @@ proof instead.`,
 						req.Client, short(req.User), int(time.Until(req.Expires).Round(time.Minute).Minutes()), req.Code)
 					return api.WaitLinked(ctx, req, linkPoll)
 				}, *keys, *force))
+			}
+		},
+	}
+}
+
+func inviteDeviceCommand() *command {
+	return &command{
+		name: "invite-device", summary: "invite a new device of this user: prints the code to type there",
+		help: `Makes, as this profile's device, a single-use invitation for a new device
+of the same user and prints its code (XXXX-XXXX-XXXX). On the new device,
+run 'mimictl link -user USER -device NAME -code CODE' within 10 minutes:
+it is added at once. This is the way to add a device: only the user's
+own devices make invitations (at most 5 open at a time), so nobody else
+can use them up. Type the code only on your own new device: that device
+reads your rooms.`,
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, e *env, args []string) error {
+				if err := wantArgs("invite-device", args, 0, 0); err != nil {
+					return err
+				}
+				return explain(e.readProfile(ctx, func(s *session) error {
+					inv, err := s.api.InviteDevice(ctx)
+					if err != nil {
+						return err
+					}
+					id, _ := inv.User.Parse()
+					out := map[string]any{"user": inv.User, "code": inv.Code, "expires_at": inv.Expires}
+					return e.output(out, fmt.Sprintf("on the new device, within %d minutes, run:\n\n    mimictl link -user %s -device NAME -code %s\n",
+						int(time.Until(inv.Expires).Round(time.Minute).Minutes()), id.User, inv.Code))
+				}))
 			}
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -10,7 +11,7 @@ import (
 )
 
 // TestDeviceCommands drives the account commands: a device approved by
-// code, the device list, revocation (the revoked profile is refused with a
+// code, a device invited (invite-device, link -code), the device list, revocation (the revoked profile is refused with a
 // hint), and the operator's users commands.
 func TestDeviceCommands(t *testing.T) {
 	w := startWorld(t, "")
@@ -56,8 +57,28 @@ func TestDeviceCommands(t *testing.T) {
 		t.Fatalf("approve: %s", out)
 	}
 	cli(1, append(laptop, "approve", req.Code)...)
+
+	// The way to add a device: the laptop invites, the new machine
+	// redeems the code it printed. A wrong code is refused, clearly.
+	inv := cli(0, append(laptop, "invite-device")...)
+	code := regexp.MustCompile(`-code ([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})`).FindStringSubmatch(inv)
+	if code == nil || !strings.Contains(inv, "mimictl link -user alice -device NAME") {
+		t.Fatalf("invite-device printed no code:\n%s", inv)
+	}
+	wrong := "AAAA-AAAA-AAAA"
+	if code[1] == wrong {
+		wrong = "BBBB-BBBB-BBBB"
+	}
+	if out := cli(1, "-profile", "tv-wrong", "link", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tv", "-keys", "1", "-code", wrong); !strings.Contains(out, "HTTP 404") || !strings.Contains(out, "no open device invitation") {
+		t.Fatalf("link with a wrong code: %s", out)
+	}
+	cli(2, "link", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tv", "-code", code[1], "-password-file", pw)
+	if out := cli(0, "-profile", "tv", "link", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tv", "-keys", "1", "-code", strings.ToLower(code[1])); !strings.Contains(out, "invited") {
+		t.Fatalf("link -code: %s", out)
+	}
+	cli(0, "-profile", "tv", "whoami")
 	out := cli(0, append(laptop, "devices")...)
-	for _, want := range []string{"alice/d/cli", "registered", "(this device)", "alice/d/phone", "password", "alice/d/tablet", "linked"} {
+	for _, want := range []string{"alice/d/cli", "registered", "(this device)", "alice/d/phone", "password", "alice/d/tablet", "linked", "alice/d/tv", "invited"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("devices lacks %q:\n%s", want, out)
 		}

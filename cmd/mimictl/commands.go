@@ -62,6 +62,7 @@ func commands() []*command {
 	return []*command{
 		registerCommand(),
 		linkCommand(),
+		inviteDeviceCommand(),
 		approveCommand(),
 		devicesCommand(),
 		revokeCommand(),

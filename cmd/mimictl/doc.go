@@ -3,9 +3,10 @@
 //
 // As a client, each invocation acts as one MIMI client (one device of one
 // user) of a provider's client API (httpapi/openapi.yaml), through
-// mimi/client's Member: register (a new user's first device), link (a
-// further device, approved by an existing one or proven by the password),
-// approve, devices, revoke, password, publish-keys, create-room, add,
+// mimi/client's Member: register (a new user's first device), invite-device
+// (an existing device invites a further one) and link (the further device,
+// with the invitation's code, approved by an existing one or proven by the
+// password), approve, devices, revoke, password, publish-keys, create-room, add,
 // remove, roles, send, watch, leave, join, rooms, members, consent, report
 // and whoami. The client's state lives in a profile folder: the provider's
 // URL, the CA file that verifies it, the bearer token, the Member's saved

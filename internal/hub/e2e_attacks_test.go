@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mimihub/mimi-hub/fsm"
@@ -143,6 +144,79 @@ func TestAttacks(t *testing.T) {
 			t.Fatalf("mallory approves alice's device: %v", err)
 		}
 		rawAPI(t, a, apiCall{method: "GET", path: "/v1/whoami", token: link.Token}).want(t, 401, "still unapproved")
+	})
+
+	t.Run("an anonymous link flood does not stop a device invitation", func(t *testing.T) {
+		// The flood (the lead's finding): link requests for alice, all
+		// from one address, until her waiting slots are full and her
+		// link budget is spent. Her own new device cannot link now.
+		var flood answer
+		for i := range 2 * fsm.MaxPendingLinksPerUser {
+			flood = rawAPI(t, a, apiCall{method: "POST", path: "/v1/devices/link", body: map[string]string{"user": "alice", "device": fmt.Sprint("flood", i)}})
+			if flood.status == 429 {
+				break
+			}
+			flood.want(t, 202, "a flood link request")
+		}
+		flood.want(t, 429, "the flood's last request")
+		var waiting int
+		a.Read(t, func(s *fsm.State) { waiting = len(s.PendingLinks(alice.m.User())) })
+		if waiting != fsm.MaxPendingLinksPerUser {
+			t.Fatalf("%d link requests wait for alice, want her %d slots full", waiting, fsm.MaxPendingLinksPerUser)
+		}
+		tablet := a.NewUser(t)
+		var se *client.StatusError
+		if _, err := tablet.RequestLink(opCtx(t), "alice", "tablet"); !asStatus(err, &se) || se.Status != 429 {
+			t.Fatalf("alice's own link request during the flood: %v, want 429", err)
+		}
+		// An invitation from her phone is hers alone: the flood took
+		// nothing of it.
+		inv, err := alice.m.API().InviteDevice(opCtx(t))
+		must(t, err, "alice invites a device")
+		// Guesses: each one 404 with one message, refused before the
+		// log (the applied index does not move), then the address's
+		// redemption budget (DefaultRedeemRate) stops them.
+		wrong := "AAAA-AAAA-AAAA"
+		if normalized := strings.ReplaceAll(inv.Code, "-", ""); normalized == "AAAAAAAAAAAA" {
+			wrong = "BBBB-BBBB-BBBB"
+		}
+		guesses := []map[string]string{
+			{"user": "alice", "device": "evil", "code": wrong},
+			{"user": "nobody", "device": "evil", "code": inv.Code},
+			{"user": "mallory", "device": "evil", "code": inv.Code},
+			{"user": "alice", "device": "evil", "code": "ZZZZ-ZZZZ-ZZZZ"},
+		}
+		unchanged(t, func(t *testing.T) {
+			index := a.Hub(t).Store().AppliedIndex()
+			var first string
+			for _, g := range guesses {
+				ans := rawAPI(t, a, apiCall{method: "POST", path: "/v1/devices/redeem", body: g})
+				ans.want(t, 404, "redeem "+g["user"]+" "+g["code"])
+				if first == "" {
+					first = string(ans.body)
+				}
+				if string(ans.body) != first {
+					t.Fatalf("two unmatched redemptions answer differently: %s and %s", first, ans.body)
+				}
+			}
+			if after := a.Hub(t).Store().AppliedIndex(); after != index {
+				t.Fatalf("unmatched redemptions reached the log: index %d -> %d", index, after)
+			}
+		})
+		added, err := tablet.RedeemInvite(opCtx(t), "alice", "tablet", inv.Code)
+		must(t, err, "alice's tablet redeems her invitation")
+		id, err := tablet.WhoAmI(opCtx(t))
+		must(t, err, "the invited tablet's token")
+		if id.Client != added.Client || added.Client != proto.ClientURI(domainA, "alice", "tablet") {
+			t.Fatalf("redeemed %s, whoami %s", added.Client, id.Client)
+		}
+		unchanged(t, func(t *testing.T) {
+			ans := rawAPI(t, a, apiCall{method: "POST", path: "/v1/devices/redeem", body: guesses[0]})
+			ans.want(t, 429, "a guess over the address's budget")
+			if ra, err := strconv.Atoi(ans.header.Get("Retry-After")); err != nil || ra < 1 {
+				t.Fatalf("429 without a Retry-After: %q", ans.header.Get("Retry-After"))
+			}
+		})
 	})
 
 	t.Run("consent bypass through a claim naming another provider's user", func(t *testing.T) {

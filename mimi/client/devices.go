@@ -15,8 +15,10 @@ import (
 
 // Accounts and devices (httpapi/openapi.yaml "Devices"): a user's first
 // device registers the user (Register, optionally with a password); every
-// further device is linked from an existing one (RequestLink on the new
-// device, ApproveLink on the old) or added with the password
+// further device is invited by an existing one (InviteDevice on the old
+// device, RedeemInvite on the new: the way to add a device), linked from
+// one (RequestLink on the new device, ApproveLink on the old; an anonymous
+// flood of link requests can block it) or added with the password
 // (AddDeviceWithPassword).
 
 // tokenSecret draws the secret part of a new device's token, so a retry
@@ -156,6 +158,67 @@ func (u *User) WaitLinked(ctx context.Context, req *LinkRequest, interval time.D
 	}
 }
 
+// DeviceInvitation is an invitation this device made for a new device of
+// its user.
+type DeviceInvitation struct {
+	User proto.URI
+	// Code is what the user types on the new device (XXXX-XXXX-XXXX).
+	Code string
+	// Expires is when the invitation lapses unused.
+	Expires time.Time
+}
+
+// InviteDevice makes, as this device, a single-use invitation for a new
+// device of the same user (POST /v1/devices/invite). Show the code to the
+// user, who types it on the new device (RedeemInvite).
+func (u *User) InviteDevice(ctx context.Context) (*DeviceInvitation, error) {
+	var out struct {
+		User      string `json:"user"`
+		Code      string `json:"code"`
+		ExpiresIn int    `json:"expires_in"`
+	}
+	if err := u.do(ctx, apiCall{op: "invite device", method: http.MethodPost, path: "/v1/devices/invite", out: &out}); err != nil {
+		return nil, err
+	}
+	return &DeviceInvitation{User: proto.URI(out.User), Code: out.Code, Expires: u.cfg.Now().Add(time.Duration(out.ExpiresIn) * time.Second)}, nil
+}
+
+// RedeemInvite adds device to the existing user with the code of an
+// invitation one of the user's devices made (POST /v1/devices/redeem) and
+// keeps its token. A code that matches no open invitation is a 404
+// StatusError.
+func (u *User) RedeemInvite(ctx context.Context, user, device, code string) (*Registration, error) {
+	return u.addDevice(ctx, "redeem", "/v1/devices/redeem", newDeviceBody{User: user, Device: device, Code: code})
+}
+
+// newDeviceBody is the body of the requests that add a device to an
+// existing user with a proof (an invitation's code or the password).
+type newDeviceBody struct {
+	User        string `json:"user"`
+	Device      string `json:"device"`
+	Code        string `json:"code,omitempty"`
+	Password    string `json:"password,omitempty"`
+	TokenSecret []byte `json:"token_secret"`
+}
+
+// addDevice sends in, with a fresh token secret, to path and keeps the new
+// device's token.
+func (u *User) addDevice(ctx context.Context, op, path string, in newDeviceBody) (*Registration, error) {
+	var err error
+	if in.TokenSecret, err = u.tokenSecret(op); err != nil {
+		return nil, err
+	}
+	var out struct {
+		Client string `json:"client"`
+		User   string `json:"user"`
+		Token  string `json:"token"`
+	}
+	if err := u.do(ctx, apiCall{op: op, method: http.MethodPost, path: path, body: in, out: &out, noAuth: true}); err != nil {
+		return nil, err
+	}
+	return u.adopt(op, out.Client, out.User, out.Token)
+}
+
 // ApproveLink approves, as this device, the link code a new device of the
 // same user shows (POST /v1/devices/approve). It returns the new device.
 func (u *User) ApproveLink(ctx context.Context, code string) (proto.URI, error) {
@@ -171,25 +234,7 @@ func (u *User) ApproveLink(ctx context.Context, code string) (proto.URI, error) 
 // AddDeviceWithPassword adds device to the existing user with the
 // account's password (POST /v1/devices) and keeps its token.
 func (u *User) AddDeviceWithPassword(ctx context.Context, user, device, password string) (*Registration, error) {
-	secret, err := u.tokenSecret("add device")
-	if err != nil {
-		return nil, err
-	}
-	in := struct {
-		User        string `json:"user"`
-		Device      string `json:"device"`
-		Password    string `json:"password"`
-		TokenSecret []byte `json:"token_secret"`
-	}{user, device, password, secret}
-	var out struct {
-		Client string `json:"client"`
-		User   string `json:"user"`
-		Token  string `json:"token"`
-	}
-	if err := u.do(ctx, apiCall{op: "add device", method: http.MethodPost, path: "/v1/devices", body: in, out: &out, noAuth: true}); err != nil {
-		return nil, err
-	}
-	return u.adopt("add device", out.Client, out.User, out.Token)
+	return u.addDevice(ctx, "add device", "/v1/devices", newDeviceBody{User: user, Device: device, Password: password})
 }
 
 // Device is one of the user's devices.
@@ -197,7 +242,8 @@ type Device struct {
 	Client proto.URI
 	// AddedAt is zero for devices registered before accounts existed.
 	AddedAt time.Time
-	// How: "registered" (the first), "linked", "password" or "legacy".
+	// How: "registered" (the first), "invited", "linked", "password" or
+	// "legacy".
 	How string
 	// Current is the device making the request.
 	Current bool
