@@ -156,14 +156,10 @@ func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principa
 		return err
 	}
 	body.TokenHash = hash
-	// With an Idempotency-Key (and a chosen secret, so that the retry's
-	// token is the stored one) a retried registration answers like the
-	// first instead of 409.
-	var id []byte
-	if in.TokenSecret != nil {
-		if id, err = requestID(r, "register "+string(client), RouteName(r)); err != nil {
-			return err
-		}
+	// A retried registration answers like the first instead of 409.
+	id, err := newDeviceRequestID(r, "register", client, in.TokenSecret)
+	if err != nil {
+		return err
 	}
 	// Refused before any hashing: a taken name costs no argon2 run. (A
 	// retry with an Idempotency-Key goes on: the first answer comes back.)
@@ -194,6 +190,17 @@ func (c *clientAPI) register(w http.ResponseWriter, r *http.Request, _ *principa
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"client": string(client), "user": string(proto.UserURI(c.domain, user)), "token": token})
 	return nil
+}
+
+// newDeviceRequestID is the request id of a request that adds client
+// (op: register, redeem, add device): with an Idempotency-Key and a chosen
+// token secret (so that the retry's token is the stored one), a retry
+// after a lost answer answers like the first. Without either, nil.
+func newDeviceRequestID(r *http.Request, op string, client proto.URI, tokenSecret []byte) ([]byte, error) {
+	if tokenSecret == nil {
+		return nil, nil
+	}
+	return requestID(r, op+" "+string(client), RouteName(r))
 }
 
 // userTaken is the answer to a registration whose name is taken.
@@ -427,13 +434,9 @@ func (c *clientAPI) redeemInvite(w http.ResponseWriter, r *http.Request, _ *prin
 	if err != nil {
 		return err
 	}
-	// Like registration: with a chosen token secret and an
-	// Idempotency-Key, a retry after a lost answer answers like the first.
-	var id []byte
-	if in.TokenSecret != nil {
-		if id, err = requestID(r, "redeem "+string(client), RouteName(r)); err != nil {
-			return err
-		}
+	id, err := newDeviceRequestID(r, "redeem", client, in.TokenSecret)
+	if err != nil {
+		return err
 	}
 	res, err := c.backend.Apply(r.Context(), fsm.CmdRedeemInvite, id, "", &fsm.RedeemInviteBody{Client: client, CodeHash: codeHash(in.Code), TokenHash: hash})
 	if err != nil {
@@ -468,13 +471,9 @@ func (c *clientAPI) addDevice(w http.ResponseWriter, r *http.Request, _ *princip
 	} else if !ok {
 		return fail(http.StatusForbidden, "wrong password for %s", user)
 	}
-	// Like registration: with a chosen token secret and an
-	// Idempotency-Key, a retry after a lost answer answers like the first.
-	var id []byte
-	if nd.TokenSecret != nil {
-		if id, err = requestID(r, "add device "+string(client), RouteName(r)); err != nil {
-			return err
-		}
+	id, err := newDeviceRequestID(r, "add device", client, nd.TokenSecret)
+	if err != nil {
+		return err
 	}
 	res, err := c.backend.Apply(r.Context(), fsm.CmdAddDevice, id, "", &fsm.AddDeviceBody{Client: client, TokenHash: hash, CredentialGen: cred.Generation})
 	if err != nil {
