@@ -212,7 +212,7 @@ then the leader's Raft entries per operation.`,
 			fs.IntVar(&o.fanoutSenders, "fanout-senders", 64, "with -baseline and -mode fanout: the senders of every fanout level")
 			fs.IntVar(&o.putSize, "put-size", 256, "with -baseline: bytes of each raw Raft entry")
 			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (the senders' own work) to `file`")
-			fs.StringVar(&o.hubProfiles, "hub-cpuprofile", "", "with -baseline: write every node's CPU profile of every mimi-hub level to `prefix`-<level>-<what>-<senders>-<node>-<role>.pprof")
+			fs.StringVar(&o.hubProfiles, "hub-cpuprofile", "", "with -baseline: write every node's CPU profile of every mimi-hub level to `prefix`-<level>-<what>-<senders, or peers for fanout>-<node>-<role>.pprof")
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("bench", args, 0, 0); err != nil {
 					return err

@@ -90,6 +90,8 @@ type fanoutRow struct {
 	// delivery records, everything), EntriesPerOp that over Ops.
 	Entries      uint64  `json:"raft_entries"`
 	EntriesPerOp float64 `json:"raft_entries_per_op"`
+	// PerRequest is the messages a fanout request carried on average.
+	PerRequest float64 `json:"messages_per_request"`
 	// VsOnePeer is Sustained over the 1-peer row of the same pass.
 	VsOnePeer float64 `json:"vs_one_peer,omitempty"`
 }
@@ -295,40 +297,24 @@ func (b *bencher) hubLevel(ctx context.Context, p *systemtest.Provider, what str
 	for _, node := range p.Nodes() {
 		b.serverPIDs = append(b.serverPIDs, node.Pid())
 	}
-	// Every node's profile covers the measured part of the level.
-	nodes := p.Nodes()
-	profiled := make(chan error, len(nodes))
 	// The leader's last log index as the measured part starts: the
 	// level's Raft entries per operation.
 	var firstIndex uint64
 	var statusErr error
 	level := b.levels + 1 // the number setup gives the level
+	profiles := hubProfiles{prefix: b.o.hubProfiles, duration: b.o.duration}
 	b.onMeasure = func() {
 		if st, err := leader.Status(ctx); err != nil {
 			statusErr = err
 		} else {
 			firstIndex = st.Raft.LastIndex
 		}
-		if b.o.hubProfiles == "" {
-			return
-		}
-		for _, node := range nodes {
-			role := "follower"
-			if node == leader {
-				role = "leader"
-			}
-			file := fmt.Sprintf("%s-%d-%s-%d-%s-%s.pprof", b.o.hubProfiles, level, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
-			go func() { profiled <- node.CPUProfile(ctx, b.o.duration, file) }()
-		}
+		profiles.start(ctx, p, leader, level, what, n)
 	}
 	row, err := b.level(ctx, n)
 	b.closeAll()
-	if b.o.hubProfiles != "" && err == nil {
-		for range nodes {
-			if perr := <-profiled; perr != nil && err == nil {
-				err = fmt.Errorf("-hub-cpuprofile: %w", perr)
-			}
-		}
+	if err == nil {
+		err = profiles.wait()
 	}
 	b.serverPIDs, b.onMeasure = nil, nil
 	if err == nil && statusErr == nil {
@@ -392,7 +378,15 @@ func (b *bencher) fanoutLevel(ctx context.Context, p *systemtest.Provider, peers
 		return fanoutRow{}, err
 	}
 	had, _ := peers.delivered()
+	hadRequests := peers.fanoutRequests()
+	profiles := hubProfiles{prefix: b.o.hubProfiles, duration: b.o.duration}
+	b.onMeasure = func() { profiles.start(ctx, p, leader, b.levels, benchFanout, n) }
+	b.serverPIDs = nil
+	for _, node := range p.Nodes() {
+		b.serverPIDs = append(b.serverPIDs, node.Pid())
+	}
 	row := b.measure(ctx, ops)
+	b.onMeasure, b.serverPIDs = nil, nil
 	ended := time.Now()
 	want := had + uint64(row.Ops)*uint64(n)
 	dctx, cancel := context.WithTimeout(ctx, sideDrainLimit)
@@ -406,7 +400,11 @@ func (b *bencher) fanoutLevel(ctx context.Context, p *systemtest.Provider, peers
 		got, changed = peers.delivered()
 	}
 	fr := fanoutRow{Peers: n, benchRow: row, Drain: time.Since(ended)}
+	if err := profiles.wait(); err != nil {
+		return fanoutRow{}, err
+	}
 	fr.Mode, fr.Senders = benchFanout, senders
+	fr.PerRequest = ratio(float64(got-had), float64(peers.fanoutRequests()-hadRequests))
 	// The rate at which messages reached every peer: all of them once
 	// drained, else what arrived by the limit.
 	fr.Sustained = float64(got-had) / float64(n) / (row.Elapsed + fr.Drain).Seconds()
@@ -423,6 +421,46 @@ func (b *bencher) fanoutLevel(ctx context.Context, p *systemtest.Provider, peers
 		fr.Note = "the leader changed during the level"
 	}
 	return fr, nil
+}
+
+// hubProfiles takes every node's CPU profile over the measured part of a
+// level, for -hub-cpuprofile; with no prefix it does nothing.
+type hubProfiles struct {
+	prefix   string
+	duration time.Duration
+	started  int
+	done     chan error
+}
+
+// start begins one profile per node, of the level's duration; the file is
+// prefix-<level>-<what>-<n>-<node>-<role>.pprof.
+func (h *hubProfiles) start(ctx context.Context, p *systemtest.Provider, leader *systemtest.Node, level int, what string, n int) {
+	if h.prefix == "" {
+		return
+	}
+	nodes := p.Nodes()
+	h.done, h.started = make(chan error, len(nodes)), len(nodes)
+	for _, node := range nodes {
+		role := "follower"
+		if node == leader {
+			role = "leader"
+		}
+		file := fmt.Sprintf("%s-%d-%s-%d-%s-%s.pprof", h.prefix, level, strings.ReplaceAll(what, " ", "-"), n, node.ID, role)
+		go func() { h.done <- node.CPUProfile(ctx, h.duration, file) }()
+	}
+}
+
+// wait returns once every started profile is written, with the first
+// error.
+func (h *hubProfiles) wait() error {
+	var err error
+	for range h.started {
+		if perr := <-h.done; perr != nil && err == nil {
+			err = fmt.Errorf("-hub-cpuprofile: %w", perr)
+		}
+	}
+	h.started = 0
+	return err
 }
 
 // waitOutboxEmpty waits until nothing waits for any peer on the leader.
@@ -487,10 +525,10 @@ func cpuColumn(d time.Duration) string {
 // printFanoutTable prints the fanout rows.
 func printFanoutTable(e *env, rows []fanoutRow) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pass\tpeers\tmessages\terrors\tsent/s\tdrain\tsustained/s\t× 1 peer\tRaft entries/msg\tp50\tp99\t")
+	fmt.Fprintln(tw, "pass\tpeers\tmessages\terrors\tsent/s\tdrain\tsustained/s\t× 1 peer\tRaft entries/msg\tmsgs/request\tp50\tp99\tserver CPU/msg\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%.2f\t%.2f\t%s\t%s\t\n", r.Pass, r.Peers, r.Ops, r.Errors, r.OpsPerSec, roundDuration(r.Drain), r.Sustained, r.VsOnePeer,
-			r.EntriesPerOp, roundDuration(r.P50), roundDuration(r.P99))
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.0f\t%s\t%.0f\t%.2f\t%.2f\t%.1f\t%s\t%s\t%s\t\n", r.Pass, r.Peers, r.Ops, r.Errors, r.OpsPerSec, roundDuration(r.Drain), r.Sustained, r.VsOnePeer,
+			r.EntriesPerOp, r.PerRequest, roundDuration(r.P50), roundDuration(r.P99), cpuColumn(r.ServerCPUPerOp))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -36,6 +36,8 @@ type fakePeers struct {
 	// received counts messages received for the first time.
 	last     map[string]uint64
 	received uint64
+	// requests counts the /fanout requests that brought a new message.
+	requests uint64
 	changed  chan struct{}
 }
 
@@ -91,6 +93,13 @@ func (f *fakePeers) delivered() (uint64, <-chan struct{}) {
 	return f.received, f.changed
 }
 
+// fanoutRequests is how many /fanout requests brought new messages.
+func (f *fakePeers) fanoutRequests() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
+}
+
 // ServeHTTP answers the requests a hub sends a peer.
 func (f *fakePeers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	domain := r.TLS.ServerName
@@ -127,6 +136,7 @@ func (f *fakePeers) fanout(w http.ResponseWriter, r *http.Request, domain string
 	f.mu.Lock()
 	if prev := f.last[key]; end > prev {
 		f.received += end - max(prev, first-1)
+		f.requests++
 		f.last[key] = end
 		close(f.changed)
 		f.changed = make(chan struct{})

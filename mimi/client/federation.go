@@ -246,12 +246,24 @@ func (f *Federation) Fanout(ctx context.Context, peer string, room proto.URI, fi
 // FanoutMessage's TLS encoding), as a hub's outbox keeps them: the body is
 // their concatenation, with nothing decoded or encoded again.
 func (f *Federation) FanoutEncoded(ctx context.Context, peer string, room proto.URI, firstSeq uint64, messages [][]byte, exclude []proto.URI) error {
-	return f.fanout(ctx, peer, room, firstSeq, len(messages), wire.EncoderFunc(func(w *wire.Writer) {
-		for _, m := range messages {
-			w.Raw(m)
-		}
-	}), exclude)
+	// The batch's encoding is its messages' one after another: joined in
+	// one allocation of the exact size, the body is not encoded again.
+	return f.fanout(ctx, peer, room, firstSeq, len(messages), encodedBody(bytes.Join(messages, nil)), exclude)
 }
+
+// encodedBody is a request body already in its wire form; call sends it
+// as it is.
+type encodedBody []byte
+
+// EncodeTLS writes the body.
+func (b encodedBody) EncodeTLS(w *wire.Writer) { w.Raw(b) }
+
+// redactedURL logs a URL without its password, formatted only when the
+// record is logged (the debug records of every request usually are not).
+type redactedURL struct{ u *url.URL }
+
+// LogValue implements slog.LogValuer.
+func (r redactedURL) LogValue() slog.Value { return slog.StringValue(r.u.Redacted()) }
 
 func (f *Federation) fanout(ctx context.Context, peer string, room proto.URI, firstSeq uint64, n int, body wire.Encoder, exclude []proto.URI) error {
 	_, id, err := roomParts(room)
@@ -367,7 +379,7 @@ func (f *Federation) DownloadFile(ctx context.Context, hub string, assetURL stri
 		cancel()
 		return nil, fmt.Errorf("mimi %s via %s: %w", op, hub, &TransportError{Method: method, URL: u.Redacted(), Err: err})
 	}
-	f.log.DebugContext(ctx, "mimi request", "op", "downloadFile", "peer", hub, "method", method, "url", u.Redacted(), "status", resp.StatusCode, "duration", time.Since(start))
+	f.log.DebugContext(ctx, "mimi request", "op", "downloadFile", "peer", hub, "method", method, "url", redactedURL{u}, "status", resp.StatusCode, "duration", time.Since(start))
 	if resp.StatusCode/100 != 2 {
 		defer cancel()
 		defer resp.Body.Close()
@@ -456,9 +468,11 @@ func (f *Federation) call(ctx context.Context, op, peer string, p proto.Primitiv
 	if err != nil {
 		return err
 	}
-	data, err := wire.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("encoding the request: %w", err)
+	data, encoded := body.(encodedBody)
+	if !encoded {
+		if data, err = wire.Marshal(body); err != nil {
+			return fmt.Errorf("encoding the request: %w", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
@@ -477,11 +491,11 @@ func (f *Federation) call(ctx context.Context, op, peer string, p proto.Primitiv
 	start := time.Now()
 	resp, err := f.hc.Do(req)
 	if err != nil {
-		f.log.DebugContext(ctx, "mimi request failed", "op", p.String(), "peer", peer, "method", method, "url", u.Redacted(), "err", err)
+		f.log.DebugContext(ctx, "mimi request failed", "op", p.String(), "peer", peer, "method", method, "url", redactedURL{u}, "err", err)
 		return &TransportError{Method: method, URL: u.Redacted(), Err: err}
 	}
 	defer resp.Body.Close()
-	f.log.DebugContext(ctx, "mimi request", "op", p.String(), "peer", peer, "method", method, "url", u.Redacted(), "status", resp.StatusCode, "duration", time.Since(start))
+	f.log.DebugContext(ctx, "mimi request", "op", p.String(), "peer", peer, "method", method, "url", redactedURL{u}, "status", resp.StatusCode, "duration", time.Since(start))
 	if resp.StatusCode/100 != 2 {
 		return statusError(resp, f.cfg.Now())
 	}

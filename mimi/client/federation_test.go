@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -254,6 +256,13 @@ func TestFederationDefaultPaths(t *testing.T) {
 			HeaderSequence: "41", HeaderExclude: "mimi://a.example/u/doug/d/phone,mimi://a.example/u/doug/d/laptop"}},
 		{"fanout without exclusions", nil, func() (wire.Encoder, error) { return nil, f.Fanout(ctx, "a.example", fx.room, 1, batch[:1], nil) },
 			"POST", "/fanout/clubhouse", batch[:1], nil, map[string]string{HeaderSequence: "1", HeaderExclude: ""}},
+		{"fanout of encoded messages", nil, func() (wire.Encoder, error) {
+			encoded := make([][]byte, len(batch))
+			for i := range batch {
+				encoded[i] = wire.MustMarshal(&batch[i])
+			}
+			return nil, f.FanoutEncoded(ctx, "a.example", fx.room, 7, encoded, nil)
+		}, "POST", "/fanout/clubhouse", batch, nil, map[string]string{HeaderSequence: "7", HeaderExclude: ""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -724,5 +733,19 @@ func TestFederationIdempotencyKey(t *testing.T) {
 	}
 	if got := IdempotencyKey(WithIdempotencyKey(ctx, "k")); got != "k" {
 		t.Errorf("IdempotencyKey: %q", got)
+	}
+}
+
+// TestRedactedURL: a request URL is logged without its password.
+func TestRedactedURL(t *testing.T) {
+	u, err := url.Parse("https://hub:s3cret@a.example/fanout/clubhouse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log.Debug("mimi request", "url", redactedURL{u})
+	if out := buf.String(); strings.Contains(out, "s3cret") || !strings.Contains(out, "url=https://hub:xxxxx@a.example/fanout/clubhouse") {
+		t.Errorf("logged %q, want the URL with its password redacted", out)
 	}
 }
