@@ -143,9 +143,7 @@ func (s *State) dispatch(c *Command) *Result {
 		if r != nil {
 			return r
 		}
-		if q, ok := s.outbox[b.Domain]; ok {
-			q.delivered(b.UpTo)
-		}
+		s.deliveredTo(b.Domain, b.UpTo)
 		return success(nil)
 	case CmdDeliveredMany:
 		b, r := body[DeliveredManyBody](c, mv)

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"container/heap"
 
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -79,10 +80,16 @@ type outQueue struct {
 	next  uint64
 	q     fifo[OutItem]
 	bytes int64
-	// dropped counts items dropped undelivered because the queue was
-	// full: a peer that stays away longer than the queue holds loses the
-	// oldest (it sees a gap in the room's hub sequence).
+	// dropped counts items dropped undelivered because the queue, or all
+	// queues together, were full: a peer that stays away longer than the
+	// queue holds loses the oldest (it sees a gap in the room's hub
+	// sequence).
 	dropped uint64
+
+	// Derived, never encoded: the peer's domain and the queue's place in
+	// State.outHeap (-1: empty, not in it).
+	domain    string
+	heapIndex int
 }
 
 // push appends an item, dropping the oldest beyond the caps (never the
@@ -103,6 +110,13 @@ func (q *outQueue) push(it OutItem, maxItems int, maxBytes int64) {
 	q.q.drop(n)
 }
 
+// dropOldest drops the oldest item undelivered.
+func (q *outQueue) dropOldest() {
+	q.bytes -= q.q.items[0].size()
+	q.dropped++
+	q.q.drop(1)
+}
+
 // delivered drops items up to id.
 func (q *outQueue) delivered(id uint64) int {
 	n := 0
@@ -113,12 +127,99 @@ func (q *outQueue) delivered(id uint64) int {
 	return n
 }
 
-// enqueue queues an item for a peer.
+// enqueue queues an item for a peer. Past the peer's own caps the queue
+// drops its oldest; past OutboxTotalBytes for all peers together, the
+// largest queue does, which is the peer furthest behind: a peer that is
+// away, or a domain that never answers, cannot take the room the others
+// need, however many such domains a room names.
 func (s *State) enqueue(domain string, it OutItem) {
 	q := s.outbox[domain]
 	if q == nil {
-		q = &outQueue{}
+		q = &outQueue{domain: domain, heapIndex: -1}
 		s.outbox[domain] = q
 	}
+	before := q.bytes
 	q.push(it, s.cfg.OutboxLimit, s.cfg.OutboxBytes)
+	s.outboxChanged(q, before)
+	for s.outBytes > s.cfg.OutboxTotalBytes && len(s.outHeap) > 0 {
+		largest := s.outHeap[0]
+		before := largest.bytes
+		largest.dropOldest()
+		s.outboxChanged(largest, before)
+	}
+}
+
+// deliveredTo drops a peer's items up to id and says how many left.
+func (s *State) deliveredTo(domain string, id uint64) int {
+	q, ok := s.outbox[domain]
+	if !ok {
+		return 0
+	}
+	before := q.bytes
+	n := q.delivered(id)
+	s.outboxChanged(q, before)
+	return n
+}
+
+// outboxChanged keeps the total and the size order after q's bytes were
+// before.
+func (s *State) outboxChanged(q *outQueue, before int64) {
+	s.outBytes += q.bytes - before
+	s.outHeap.reposition(q)
+}
+
+// rebuildOutboxIndex recomputes the derived outbox bookkeeping after a
+// restore.
+func (s *State) rebuildOutboxIndex() {
+	s.outHeap, s.outBytes = nil, 0
+	for _, d := range sortedKeys(s.outbox) {
+		q := s.outbox[d]
+		q.domain, q.heapIndex = d, -1
+		s.outBytes += q.bytes
+		s.outHeap.reposition(q)
+	}
+}
+
+// outHeap orders the peers' non-empty queues largest first, by bytes and
+// then by domain, so the order has no ties and every replica drops the
+// same items.
+type outHeap []*outQueue
+
+func (h outHeap) Len() int { return len(h) }
+func (h outHeap) Less(i, j int) bool {
+	if h[i].bytes != h[j].bytes {
+		return h[i].bytes > h[j].bytes
+	}
+	return h[i].domain < h[j].domain
+}
+func (h outHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *outHeap) Push(x any) {
+	q := x.(*outQueue)
+	q.heapIndex = len(*h)
+	*h = append(*h, q)
+}
+func (h *outHeap) Pop() any {
+	old := *h
+	q := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	q.heapIndex = -1
+	return q
+}
+
+// reposition puts q where its size belongs in h: in, out (empty), or
+// moved.
+func (h *outHeap) reposition(q *outQueue) {
+	switch {
+	case len(q.q.items) == 0 && q.heapIndex >= 0:
+		heap.Remove(h, q.heapIndex)
+	case len(q.q.items) == 0:
+	case q.heapIndex < 0:
+		heap.Push(h, q)
+	default:
+		heap.Fix(h, q.heapIndex)
+	}
 }

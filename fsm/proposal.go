@@ -225,7 +225,7 @@ func (b *DeliveredManyBody) DecodeTLS(r *wire.Reader) {
 func (s *State) deliveredMany(b *DeliveredManyBody) *Result {
 	changed := false
 	for _, m := range b.Marks {
-		if q, ok := s.outbox[m.Domain]; ok && q.delivered(m.UpTo) > 0 {
+		if s.deliveredTo(m.Domain, m.UpTo) > 0 {
 			changed = true
 		}
 	}

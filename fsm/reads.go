@@ -212,8 +212,8 @@ type PeerDepth struct {
 	Bytes int64
 	// Oldest is the enqueue time (ms) of the oldest waiting item.
 	Oldest uint64
-	// Dropped counts items dropped undelivered because the queue was
-	// full.
+	// Dropped counts items dropped undelivered because the queue, or all
+	// queues together, were full.
 	Dropped uint64
 }
 

@@ -797,5 +797,6 @@ func (d *snapshotDecoder) finish() error {
 		s.acct.noteUser(u)
 	}
 	s.rebuildLogIndex()
+	s.rebuildOutboxIndex()
 	return nil
 }

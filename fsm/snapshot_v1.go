@@ -139,5 +139,6 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 		s.acct.noteUser(u)
 	}
 	s.rebuildLogIndex()
+	s.rebuildOutboxIndex()
 	return s, nil
 }

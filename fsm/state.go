@@ -31,9 +31,11 @@ type Config struct {
 	// MaxSubscriptions bounds the rooms one client follows.
 	MaxSubscriptions int
 	// OutboxLimit and OutboxBytes bound each peer's undelivered items; a
-	// full queue drops its oldest.
-	OutboxLimit int
-	OutboxBytes int64
+	// full queue drops its oldest. OutboxTotalBytes bounds all peers'
+	// together: past it, the largest queue drops its oldest.
+	OutboxLimit      int
+	OutboxBytes      int64
+	OutboxTotalBytes int64
 	// ReportLimit bounds the abuse reports kept.
 	ReportLimit int
 	// DedupWindow is how long (ms) a request id is remembered.
@@ -61,6 +63,7 @@ const (
 	DefaultMaxSubscriptions = 10_000
 	DefaultOutboxLimit      = 100_000
 	DefaultOutboxBytes      = 64 << 20
+	DefaultOutboxTotalBytes = 512 << 20
 	DefaultRetentionAge     = 7 * 24 * 60 * 60 * 1000
 	DefaultRoomEntries      = 100_000
 	DefaultRoomBytes        = 16 << 20
@@ -76,6 +79,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&c.OutboxLimit, DefaultOutboxLimit)
 	setDefault(&c.OutboxBytes, DefaultOutboxBytes)
+	setDefault(&c.OutboxTotalBytes, DefaultOutboxTotalBytes)
 	setDefault(&c.Retention.MaxAge, DefaultRetentionAge)
 	setDefault(&c.Retention.RoomEntries, DefaultRoomEntries)
 	setDefault(&c.Retention.RoomBytes, DefaultRoomBytes)
@@ -122,6 +126,8 @@ type State struct {
 	hubKeys  *room.HubKeys
 	logs     logHeap // streams with non-empty logs, oldest entry first
 	logBytes int64   // bytes of all room logs
+	outHeap  outHeap // peers with undelivered items, largest queue first
+	outBytes int64   // bytes of all outbox queues
 	// retentionDropped counts the room-log entries (and their bytes)
 	// retention dropped since this state was made: readers still behind
 	// lose them (a gap). Never encoded: a restore starts it again at

@@ -32,6 +32,7 @@ type limitsConfig struct {
 	InboxBytes        int64    `json:"inbox_bytes"`
 	OutboxItems       int      `json:"outbox_items"`
 	OutboxBytes       int64    `json:"outbox_bytes"`
+	OutboxTotalBytes  int64    `json:"outbox_total_bytes"`
 	MaxSubscriptions  int      `json:"max_subscriptions"`
 	MaxRaftEntryBytes int      `json:"max_raft_entry_bytes"`
 }
@@ -85,6 +86,7 @@ func limitFlags() []option {
 		int64Opt("inbox-bytes", "bytes of those kept per client (default 4 MiB); same on every node", func(c *config) *int64 { return &l(c).InboxBytes }),
 		intOpt("outbox-items", "undelivered items kept per peer provider (default 100000); same on every node", func(c *config) *int { return &l(c).OutboxItems }),
 		int64Opt("outbox-bytes", "undelivered bytes kept per peer provider (default 64 MiB); same on every node", func(c *config) *int64 { return &l(c).OutboxBytes }),
+		int64Opt("outbox-total-bytes", "undelivered bytes kept for all peer providers together; past it the largest queue drops its oldest (default 512 MiB); same on every node", func(c *config) *int64 { return &l(c).OutboxTotalBytes }),
 		intOpt("max-subscriptions", "rooms one client may follow (default 10000); same on every node", func(c *config) *int { return &l(c).MaxSubscriptions }),
 		intOpt("max-raft-entry-bytes", "largest command written to the Raft log (default 20 MiB)", func(c *config) *int { return &l(c).MaxRaftEntryBytes }),
 	}
@@ -104,7 +106,7 @@ func (l limitsConfig) apply(h *hub.Config) {
 		InboxLimit: l.InboxItems, InboxBytes: l.InboxBytes,
 		Retention:        fsm.Retention{MaxAge: uint64(time.Duration(l.Retention).Milliseconds()), RoomEntries: l.RoomLogEntries, RoomBytes: l.RoomLogBytes, TotalBytes: l.LogBytes},
 		MaxSubscriptions: l.MaxSubscriptions,
-		OutboxLimit:      l.OutboxItems, OutboxBytes: l.OutboxBytes,
+		OutboxLimit:      l.OutboxItems, OutboxBytes: l.OutboxBytes, OutboxTotalBytes: l.OutboxTotalBytes,
 	}
 	h.Raft.MaxEntrySize = l.MaxRaftEntryBytes
 }

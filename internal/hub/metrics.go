@@ -39,7 +39,8 @@ import (
 //	mimi_fanout_dropped_total{peer}            counter: items the peer refused for good
 //	mimi_fanout_failures_total{peer}           counter: failed delivery attempts
 //	mimi_fanout_queue_bytes{peer}              gauge: bytes of the items waiting for a peer provider
-//	mimi_fanout_overflow_total{peer}           counter: items dropped undelivered because the peer's queue was full
+//	mimi_fanout_overflow_total{peer}           counter: items dropped undelivered because the peer's queue, or all queues together, were full
+//	mimi_fanout_queue_bytes_limit              gauge: the bound on all peers' queue bytes together (-outbox-total-bytes)
 //	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
 //	mimi_stream_log_bytes_limit                gauge: the bound on those bytes (-log-bytes)
 //	mimi_stream_inbox_bytes                    gauge: the clients' unacknowledged Welcomes and consent items
@@ -294,7 +295,8 @@ var (
 	descDropped       = prometheus.NewDesc("mimi_fanout_dropped_total", "Outbox items a peer provider refused for good.", []string{"peer"}, nil)
 	descFailures      = prometheus.NewDesc("mimi_fanout_failures_total", "Failed delivery attempts to a peer provider.", []string{"peer"}, nil)
 	descQueueBytes    = prometheus.NewDesc("mimi_fanout_queue_bytes", "Bytes of the outbox items waiting for a peer provider.", []string{"peer"}, nil)
-	descQueueOverflow = prometheus.NewDesc("mimi_fanout_overflow_total", "Outbox items dropped undelivered because the peer's queue was full.", []string{"peer"}, nil)
+	descQueueOverflow = prometheus.NewDesc("mimi_fanout_overflow_total", "Outbox items dropped undelivered because the peer's queue was full (-outbox-items, -outbox-bytes), or all peers' queues together were (-outbox-total-bytes: the largest queue drops).", []string{"peer"}, nil)
+	descQueueLimit    = prometheus.NewDesc("mimi_fanout_queue_bytes_limit", "Bound on the bytes waiting for all peer providers together (-outbox-total-bytes); past it the largest queue drops its oldest.", nil, nil)
 	descLogBytes      = prometheus.NewDesc("mimi_stream_log_bytes", "Bytes of room messages stored for local readers (all room logs).", nil, nil)
 	descLogEntries    = prometheus.NewDesc("mimi_stream_log_entries", "Room messages stored for local readers (all room logs).", nil, nil)
 	descLogBytesLimit = prometheus.NewDesc("mimi_stream_log_bytes_limit", "Bound on the bytes of room messages stored for local readers (-log-bytes); retention drops the oldest beyond it.", nil, nil)
@@ -318,7 +320,7 @@ type hubCollector struct {
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descTerm, descCommitIndex, descAppliedIndex, descLastLogIndex, descSnapshotIndex, descIsLeader, descState,
-		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descLogBytes, descLogBytesLimit, descLogEntries, descRetained, descRetainedBytes, descInboxBytes, descConns, descConnsLimit, descDelivered, descDropped, descFailures, descNodeInfo,
+		descLastContact, descVoters, descNonvoters, descQueueDepth, descLag, descQueueBytes, descQueueOverflow, descQueueLimit, descLogBytes, descLogBytesLimit, descLogEntries, descRetained, descRetainedBytes, descInboxBytes, descConns, descConnsLimit, descDelivered, descDropped, descFailures, descNodeInfo,
 	} {
 		ch <- d
 	}
@@ -362,6 +364,7 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	})
 	gauge(descLogBytes, float64(counts.LogBytes))
 	gauge(descLogBytesLimit, float64(h.fsm.Config().Retention.TotalBytes))
+	gauge(descQueueLimit, float64(h.fsm.Config().OutboxTotalBytes))
 	gauge(descLogEntries, float64(counts.LogEntries))
 	gauge(descInboxBytes, float64(counts.InboxBytes))
 	counter(descRetained, counts.RetentionDropped)
