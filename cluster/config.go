@@ -132,6 +132,12 @@ type Config struct {
 	// refused before Raft (ErrEntryTooLarge), also when forwarded.
 	MaxEntrySize int
 
+	// StateDigest names the state machine's configuration (fsm.Config's
+	// Digest): nodes with different ones apply the same log differently.
+	// Gossip carries it, and StateConfigMismatches lists the members
+	// whose digest differs from this node's. Empty: not compared.
+	StateDigest string
+
 	// MaxInFlight is how many log entries the leader has in flight (or a
 	// follower requests to the leader) before the commands that arrive
 	// wait and go together in the next one (propose.go).

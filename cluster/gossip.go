@@ -114,6 +114,8 @@ type nodeMeta struct {
 	// that the others record its departure as "left", not "failed":
 	// memberlist's leave notification does not say which it was.
 	Leaving bool `json:"leaving,omitempty"`
+	// StateDigest is Config.StateDigest.
+	StateDigest string `json:"sd,omitempty"`
 }
 
 // MemberStatus is a node's gossip status.
@@ -283,10 +285,17 @@ func (g *gossip) update(n *memberlist.Node, status MemberStatus) {
 	}
 	m.Status = status
 	m.GossipAddr = n.Address()
+	var differs bool
 	if len(n.Meta) > 0 {
+		differs = meta.StateDigest != m.Meta.StateDigest && stateDigestsDiffer(g.meta.StateDigest, meta.StateDigest)
 		m.Meta = meta
 	}
+	self := g.meta.StateDigest
 	g.mu.Unlock()
+	if differs {
+		g.log.Error("a node's state machine configuration differs from this node's: the two apply the same log differently and their states drift apart; give every node the same state bounds (mimi_state_config_mismatched_nodes)",
+			"node", n.Name, "its_digest", meta.StateDigest, "this_digest", self)
+	}
 	if ok && from != status && g.onStatus != nil {
 		g.onStatus(n.Name, from, status)
 	}
@@ -294,6 +303,32 @@ func (g *gossip) update(n *memberlist.Node, status MemberStatus) {
 	case g.notify <- struct{}{}:
 	default:
 	}
+}
+
+// stateDigestsDiffer reports whether two advertised state digests say
+// the nodes apply the log differently (an empty one says nothing).
+func stateDigestsDiffer(a, b string) bool { return a != "" && b != "" && a != b }
+
+// stateMismatches lists, sorted, the members still in the cluster (not
+// failed or left) whose state digest differs from this node's.
+func (g *gossip) stateMismatches(self string) []string {
+	var out []string
+	for _, m := range g.snapshot() {
+		if m.ID == self || m.Status == StatusFailed || m.Status == StatusLeft {
+			continue
+		}
+		if stateDigestsDiffer(g.advertised().StateDigest, m.Meta.StateDigest) {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// advertised returns what this node advertises.
+func (g *gossip) advertised() nodeMeta {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.meta
 }
 
 // NodeMeta implements memberlist.Delegate.

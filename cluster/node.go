@@ -149,7 +149,7 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 		}()
 	}
 	if cfg.Gossip != nil {
-		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID}
+		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID, StateDigest: cfg.StateDigest}
 		keys, err := loadKeyring(cfg.DataDir, cfg.Gossip.Key, logger)
 		if err != nil {
 			n.raft.Shutdown().Error()
@@ -470,6 +470,18 @@ func (n *Node) FSMIndex() uint64 { return n.fsm.Index() }
 // IsLeader reports whether this node currently believes it is the leader.
 // Use Barrier before a read that must not be stale.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// StateConfigMismatches lists, sorted, the cluster's nodes (gossip
+// members not failed or gone) that advertise a state machine
+// configuration other than this node's (Config.StateDigest): each applies
+// the same log differently from this node. Nil without gossip or a
+// digest.
+func (n *Node) StateConfigMismatches() []string {
+	if n.gossip == nil {
+		return nil
+	}
+	return n.gossip.stateMismatches(n.cfg.NodeID)
+}
 
 // Leader returns the current leader's server ID and Raft address, or empty
 // strings if no leader is known.

@@ -67,9 +67,12 @@ func body[T any, P interface {
 	return b, nil
 }
 
+// defaultMaxVector bounds decoding when Config.MaxVector is zero.
+const defaultMaxVector = 64 << 20
+
 func (s *State) maxVector() int {
 	if s.cfg.MaxVector == 0 {
-		return 64 << 20
+		return defaultMaxVector
 	}
 	return s.cfg.MaxVector
 }

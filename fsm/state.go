@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"maps"
 	"slices"
 
@@ -72,6 +74,36 @@ const (
 	defaultDedupWindow      = 10 * 60 * 1000
 	maxDedupEntries         = 200_000
 )
+
+// Digest names everything in c that Apply depends on, defaults filled
+// in: two nodes with different digests apply the same log differently
+// (one keeps an item the other drops), so their states drift apart. The
+// cluster advertises it, and a node whose digest differs from another's
+// is reported (cluster.Node.StateConfigMismatches).
+func (c Config) Digest() string {
+	c = c.withDefaults()
+	if c.MaxVector == 0 {
+		c.MaxVector = defaultMaxVector
+	}
+	var w wire.Writer
+	w.Opaque([]byte(c.Domain))
+	w.Uint8(boolByte(c.RequireConsent))
+	for _, n := range []int64{int64(c.MaxVector), int64(c.InboxLimit), c.InboxBytes, int64(c.Retention.MaxAge),
+		int64(c.Retention.RoomEntries), c.Retention.RoomBytes, c.Retention.TotalBytes, int64(c.MaxSubscriptions),
+		int64(c.OutboxLimit), c.OutboxBytes, c.OutboxTotalBytes, int64(c.ReportLimit), int64(c.DedupWindow)} {
+		w.Uint64(uint64(n))
+	}
+	b, _ := w.Bytes()
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func (c Config) withDefaults() Config {
 	setDefault(&c.InboxLimit, DefaultInboxLimit)

@@ -189,6 +189,7 @@ func Start(ctx context.Context, cfg Config) (*Hub, error) {
 		rc.BootstrapExpect = 1
 	}
 	rc.Logger = log
+	rc.StateDigest = f.Config().Digest()
 	m, err := newMetrics()
 	if err != nil {
 		return nil, err

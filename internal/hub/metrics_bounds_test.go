@@ -1,7 +1,10 @@
 package hub_test
 
 import (
+	"net/http"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/internal/hub"
@@ -52,6 +55,55 @@ func TestMetricsBounds(t *testing.T) {
 				}
 				// The gauge it bounds is there either way.
 				mustValue(t, m, "mimi_http_connections", labels)
+			}
+		})
+	}
+}
+
+// TestStateConfigMismatch: a node started with other state bounds than
+// the rest is reported on every node, through gossip (the metric and the
+// status name it), and a cluster of one configuration reports nothing.
+func TestStateConfigMismatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		odd  bool
+		want []float64 // per node
+	}{
+		{name: "same bounds", want: []float64{0, 0, 0}},
+		// The odd one out differs from both others.
+		{name: "one node's inbox bound differs", odd: true, want: []float64{1, 1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.StartCluster(t, testutil.ClusterOptions{Configure: func(i int, cfg *hub.Config) {
+				if tc.odd && i == 2 {
+					cfg.State.InboxLimit = 17
+				}
+			}}, 3)
+			// The cluster formed through gossip, so every node has seen the
+			// others' digests; a mismatch may still take a gossip round.
+			deadline := time.Now().Add(testutil.Wait)
+			for {
+				var got []float64
+				for _, n := range c.Nodes {
+					got = append(got, mustValue(t, scrape(t, n), "mimi_state_config_mismatched_nodes", nil))
+				}
+				if slices.Equal(got, tc.want) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("mimi_state_config_mismatched_nodes on the three nodes: %v, want %v", got, tc.want)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			var st0, st2 hub.OpsStatus
+			admin(t, c.Nodes[0], http.MethodGet, "/v1/status", nil, http.StatusOK).decode(t, &st0)
+			admin(t, c.Nodes[2], http.MethodGet, "/v1/status", nil, http.StatusOK).decode(t, &st2)
+			var want []string
+			if tc.odd {
+				want = []string{st2.NodeID}
+			}
+			if st0.StateDigest == "" || (st0.StateDigest != st2.StateDigest) != tc.odd || !slices.Equal(st0.StateMismatches, want) {
+				t.Errorf("node 0's status: digest %q, mismatches %v; node 2's digest %q (id %s)", st0.StateDigest, st0.StateMismatches, st2.StateDigest, st2.NodeID)
 			}
 		})
 	}

@@ -90,6 +90,11 @@ type OpsStatus struct {
 	NotReady string `json:"not_ready,omitempty"`
 	// Raft is the node's Raft state.
 	Raft OpsRaft `json:"raft"`
+	// StateDigest names the state machine configuration this node applies
+	// the log with (fsm.Config.Digest); StateMismatches lists the cluster
+	// nodes that advertise another one (they apply the log differently).
+	StateDigest     string   `json:"state_digest"`
+	StateMismatches []string `json:"state_mismatches,omitempty"`
 	// Counts are the replicated state's sizes (as applied on this node).
 	Counts OpsCounts `json:"counts"`
 	// Peers describes fanout to each peer provider: the replicated outbox
@@ -365,8 +370,10 @@ func (h *Hub) status() (OpsStatus, error) {
 			Term: st.Term, LastIndex: st.LastLogIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
 			LastSnapshotIndex: st.LastSnapshotIndex,
 		},
-		Peers: map[string]OpsPeer{},
-		Now:   time.Now().UTC(),
+		StateDigest:     h.fsm.Config().Digest(),
+		StateMismatches: h.node.StateConfigMismatches(),
+		Peers:           map[string]OpsPeer{},
+		Now:             time.Now().UTC(),
 	}
 	if !st.LastContact.IsZero() && !out.Raft.Leader {
 		out.Raft.LastContact = timePtr(st.LastContact)
