@@ -129,9 +129,9 @@ func (q *outQueue) delivered(id uint64) int {
 
 // enqueue queues an item for a peer. Past the peer's own caps the queue
 // drops its oldest; past OutboxTotalBytes for all peers together, the
-// largest queue does, which is the peer furthest behind: a peer that is
-// away, or a domain that never answers, cannot take the room the others
-// need, however many such domains a room names.
+// largest queue does, which is the peer furthest behind: memory stays
+// bounded however many domains that never answer a room names, and a
+// live peer keeps its items while it is not behind them all.
 func (s *State) enqueue(domain string, it OutItem) {
 	q := s.outbox[domain]
 	if q == nil {
