@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"container/heap"
 	"math"
 	"slices"
 
@@ -280,8 +279,8 @@ func (s *State) readPosition(st *roomStream) uint64 {
 // trimTotal applies the provider-wide byte cap, dropping the oldest
 // entries of any room first, but never keep's newest.
 func (s *State) trimTotal(keep *roomStream) {
-	for s.logBytes > s.cfg.Retention.TotalBytes && len(s.logs) > 0 {
-		st := s.logs[0]
+	for s.logBytes > s.cfg.Retention.TotalBytes && s.logs.Len() > 0 {
+		st := s.logs.top()
 		if st == keep && len(st.log.q.items) <= 1 {
 			return
 		}
@@ -454,13 +453,11 @@ func (s *State) logStats() (entries int, bytes int64) {
 
 // rebuildLogIndex recomputes the derived log bookkeeping after a restore.
 func (s *State) rebuildLogIndex() {
-	s.logs, s.logBytes = nil, 0
+	s.logBytes = 0
+	all := make([]*roomStream, 0, len(s.streams))
 	for _, id := range sortedKeys(s.streams) {
-		st := s.streams[id]
-		st.heapIndex = -1
-		s.logBytes += st.log.bytes
-		if len(st.log.q.items) > 0 {
-			heap.Push(&s.logs, st)
-		}
+		s.logBytes += s.streams[id].log.bytes
+		all = append(all, s.streams[id])
 	}
+	s.logs.rebuild(all)
 }

@@ -366,7 +366,7 @@ func checkLogBounds(s *State) error {
 	if total != s.logBytes {
 		return fmt.Errorf("%d log bytes counted, %d stored", s.logBytes, total)
 	}
-	if total > r.TotalBytes && len(s.logs) > 1 {
+	if total > r.TotalBytes && s.logs.Len() > 1 {
 		return fmt.Errorf("%d log bytes over the total bound %d", total, r.TotalBytes)
 	}
 	return nil

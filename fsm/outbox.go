@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bytes"
-	"container/heap"
 
 	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/wire"
@@ -141,8 +140,8 @@ func (s *State) enqueue(domain string, it OutItem) {
 	before := q.bytes
 	q.push(it, s.cfg.OutboxLimit, s.cfg.OutboxBytes)
 	s.outboxChanged(q, before)
-	for s.outBytes > s.cfg.OutboxTotalBytes && len(s.outHeap) > 0 {
-		largest := s.outHeap[0]
+	for s.outBytes > s.cfg.OutboxTotalBytes && s.outHeap.Len() > 0 {
+		largest := s.outHeap.top()
 		before := largest.bytes
 		largest.dropOldest()
 		s.outboxChanged(largest, before)
@@ -171,55 +170,28 @@ func (s *State) outboxChanged(q *outQueue, before int64) {
 // rebuildOutboxIndex recomputes the derived outbox bookkeeping after a
 // restore.
 func (s *State) rebuildOutboxIndex() {
-	s.outHeap, s.outBytes = nil, 0
+	s.outBytes = 0
+	all := make([]*outQueue, 0, len(s.outbox))
 	for _, d := range sortedKeys(s.outbox) {
 		q := s.outbox[d]
-		q.domain, q.heapIndex = d, -1
+		q.domain = d
 		s.outBytes += q.bytes
-		s.outHeap.reposition(q)
+		all = append(all, q)
 	}
+	s.outHeap.rebuild(all)
 }
 
-// outHeap orders the peers' non-empty queues largest first, by bytes and
-// then by domain, so the order has no ties and every replica drops the
-// same items.
-type outHeap []*outQueue
-
-func (h outHeap) Len() int { return len(h) }
-func (h outHeap) Less(i, j int) bool {
-	if h[i].bytes != h[j].bytes {
-		return h[i].bytes > h[j].bytes
-	}
-	return h[i].domain < h[j].domain
-}
-func (h outHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex, h[j].heapIndex = i, j
-}
-func (h *outHeap) Push(x any) {
-	q := x.(*outQueue)
-	q.heapIndex = len(*h)
-	*h = append(*h, q)
-}
-func (h *outHeap) Pop() any {
-	old := *h
-	q := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	q.heapIndex = -1
-	return q
-}
-
-// reposition puts q where its size belongs in h: in, out (empty), or
-// moved.
-func (h *outHeap) reposition(q *outQueue) {
-	switch {
-	case len(q.q.items) == 0 && q.heapIndex >= 0:
-		heap.Remove(h, q.heapIndex)
-	case len(q.q.items) == 0:
-	case q.heapIndex < 0:
-		heap.Push(h, q)
-	default:
-		heap.Fix(h, q.heapIndex)
+// newOutHeap orders the peers' non-empty queues largest first, by bytes
+// and then by domain, so the order has no ties.
+func newOutHeap() indexHeap[*outQueue] {
+	return indexHeap[*outQueue]{
+		less: func(a, b *outQueue) bool {
+			if a.bytes != b.bytes {
+				return a.bytes > b.bytes
+			}
+			return a.domain < b.domain
+		},
+		pos: func(q *outQueue) *int { return &q.heapIndex },
+		in:  func(q *outQueue) bool { return len(q.q.items) > 0 },
 	}
 }

@@ -168,7 +168,7 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 	}
 	// The size order: every non-empty queue in it once, at its index, no
 	// child larger than its parent.
-	for i, q := range s.outHeap {
+	for i, q := range s.outHeap.items {
 		if q.heapIndex != i || len(q.q.items) == 0 || s.outbox[q.domain] != q {
 			fail("the size order is inconsistent at %d (%s)", i, q.domain)
 		}
@@ -182,8 +182,8 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 			nonEmpty++
 		}
 	}
-	if nonEmpty != len(s.outHeap) {
-		fail("%d non-empty queues, %d in the size order", nonEmpty, len(s.outHeap))
+	if nonEmpty != s.outHeap.Len() {
+		fail("%d non-empty queues, %d in the size order", nonEmpty, s.outHeap.Len())
 	}
 }
 

@@ -156,10 +156,10 @@ type State struct {
 
 	// Derived state, rebuilt on restore and never encoded.
 	hubKeys  *room.HubKeys
-	logs     logHeap // streams with non-empty logs, oldest entry first
-	logBytes int64   // bytes of all room logs
-	outHeap  outHeap // peers with undelivered items, largest queue first
-	outBytes int64   // bytes of all outbox queues
+	logs     indexHeap[*roomStream] // streams with non-empty logs, oldest entry first
+	logBytes int64                  // bytes of all room logs
+	outHeap  indexHeap[*outQueue]   // peers with undelivered items, largest queue first
+	outBytes int64                  // bytes of all outbox queues
 	// retentionDropped counts the room-log entries (and their bytes)
 	// retention dropped since this state was made: readers still behind
 	// lose them (a gap). Never encoded: a restore starts it again at
@@ -213,6 +213,8 @@ func newState(cfg Config) (*State, error) {
 		acct:    newAccounts(),
 		dedup:   dedupTable{index: map[string]int{}},
 		frozen:  map[proto.URI]*room.Room{},
+		logs:    newLogHeap(),
+		outHeap: newOutHeap(),
 	}, nil
 }
 

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bytes"
-	"container/heap"
 	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -201,41 +200,13 @@ func (st *roomStream) window(c proto.URI) (subscription, bool) {
 	return st.subs[i], true
 }
 
-// logHeap orders the streams with non-empty logs by their oldest entry,
+// newLogHeap orders the streams with non-empty logs by their oldest entry,
 // so the provider-wide byte cap drops the oldest message first. Every
 // entry has its own delivery seq, so the order has no ties.
-type logHeap []*roomStream
-
-func (h logHeap) Len() int           { return len(h) }
-func (h logHeap) Less(i, j int) bool { return h[i].log.first() < h[j].log.first() }
-func (h logHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex, h[j].heapIndex = i, j
-}
-func (h *logHeap) Push(x any) {
-	st := x.(*roomStream)
-	st.heapIndex = len(*h)
-	*h = append(*h, st)
-}
-func (h *logHeap) Pop() any {
-	old := *h
-	st := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	st.heapIndex = -1
-	return st
-}
-
-// reposition puts st where its log's oldest entry belongs in h: in, out
-// (empty log), or moved.
-func (h *logHeap) reposition(st *roomStream) {
-	switch {
-	case len(st.log.q.items) == 0 && st.heapIndex >= 0:
-		heap.Remove(h, st.heapIndex)
-	case len(st.log.q.items) == 0:
-	case st.heapIndex < 0:
-		heap.Push(h, st)
-	default:
-		heap.Fix(h, st.heapIndex)
+func newLogHeap() indexHeap[*roomStream] {
+	return indexHeap[*roomStream]{
+		less: func(a, b *roomStream) bool { return a.log.first() < b.log.first() },
+		pos:  func(st *roomStream) *int { return &st.heapIndex },
+		in:   func(st *roomStream) bool { return len(st.log.q.items) > 0 },
 	}
 }
