@@ -313,11 +313,12 @@ func stateDigestsDiffer(a, b string) bool { return a != "" && b != "" && a != b 
 // failed or left) whose state digest differs from this node's.
 func (g *gossip) stateMismatches(self string) []string {
 	var out []string
+	mine := g.advertised().StateDigest
 	for _, m := range g.snapshot() {
 		if m.ID == self || m.Status == StatusFailed || m.Status == StatusLeft {
 			continue
 		}
-		if stateDigestsDiffer(g.advertised().StateDigest, m.Meta.StateDigest) {
+		if stateDigestsDiffer(mine, m.Meta.StateDigest) {
 			out = append(out, m.ID)
 		}
 	}
