@@ -322,3 +322,53 @@ func TestBenchBaseline(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchBaselineFanout runs the side-by-side fanout mode end to end at
+// a tiny size: every peer level delivered everything without errors, and
+// each row has its rate against one peer, its Raft entries and messages
+// per request, the servers' CPU per message, and one profile per node.
+func TestBenchBaselineFanout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds mimi-hub and runs six processes")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is not available to build mimi-hub")
+	}
+	bin := buildHub(t)
+	profiles := filepath.Join(t.TempDir(), "hub")
+	code, out, errOut := runCLI(t, "bench", "-baseline", "-hub-binary", bin, "-mode", "fanout", "-senders", "2", "-peers", "1,3",
+		"-fanout-senders", "4", "-room-size", "2", "-duration", "2s", "-hub-cpuprofile", profiles, "-json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var peers []int
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.Contains(line, `"peers":`) || strings.Contains(line, `"target":"side-by-side"`) {
+			continue // raw Raft rows and the preamble
+		}
+		var row fanoutRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		peers = append(peers, row.Peers)
+		if row.Ops == 0 || row.Errors != 0 || row.Note != "" {
+			t.Errorf("%d peers: %d messages, %d errors (%s); note %q", row.Peers, row.Ops, row.Errors, row.FirstError, row.Note)
+		}
+		if row.Sustained <= 0 || row.VsOnePeer <= 0 || row.ServerCPUPerOp <= 0 {
+			t.Errorf("%d peers: sustained %.1f/s, %.2f × 1 peer, %v server CPU per message", row.Peers, row.Sustained, row.VsOnePeer, row.ServerCPUPerOp)
+		}
+		// Each request carries at least one message, a room's at most all.
+		if row.PerRequest < 1 || row.EntriesPerOp <= 0 || row.EntriesPerOp > 1.5 {
+			t.Errorf("%d peers: %.2f messages per request, %.3f Raft entries per message", row.Peers, row.PerRequest, row.EntriesPerOp)
+		}
+		for _, role := range []string{"leader", "follower"} {
+			files, _ := filepath.Glob(fmt.Sprintf("%s-*-fanout-%d-*-%s.pprof", profiles, row.Peers, role))
+			if want := map[string]int{"leader": 1, "follower": 2}[role]; len(files) != want {
+				t.Errorf("%d peers: %d %s profiles, want %d", row.Peers, len(files), role, want)
+			}
+		}
+	}
+	if !slices.Equal(peers, []int{1, 3}) {
+		t.Errorf("fanout rows for %v peers, want [1 3]:\n%s", peers, out)
+	}
+}
