@@ -133,7 +133,7 @@ type Config struct {
 	MaxEntrySize int
 
 	// StateDigest names the state machine's configuration (fsm.Config's
-	// Digest): nodes with different ones apply the same log differently.
+	// Digest): nodes with different ones are configured differently.
 	// Gossip carries it, and StateConfigMismatches lists the members
 	// whose digest differs from this node's. Empty: not compared.
 	StateDigest string

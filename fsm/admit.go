@@ -80,7 +80,7 @@ func localOnly(t CommandType) bool {
 	}
 	switch t {
 	case CmdRegister, CmdUploadKeyPackages, CmdCreateRoom, CmdRouteKeyPackages, CmdDelivered, CmdAck, CmdSubscribe, CmdPrune, CmdHubKey,
-		CmdBatch, CmdDeliveredMany:
+		CmdSetBounds, CmdBatch, CmdDeliveredMany:
 		return true
 	}
 	return false

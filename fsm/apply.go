@@ -182,6 +182,12 @@ func (s *State) dispatch(c *Command) *Result {
 			return r
 		}
 		return s.removeClients(c, b)
+	case CmdSetBounds:
+		b, r := body[BoundsBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.setBounds(b)
 	}
 	return refused(Invalid, "unknown command type %d", c.Type)
 }

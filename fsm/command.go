@@ -30,6 +30,7 @@ const (
 	CmdPrune             CommandType = 14 // drop expired KeyPackages and routes
 	CmdHubKey            CommandType = 15 // set the hub's external-sender secret, once
 	CmdRemoveClients     CommandType = 16 // remove clients from rooms with the hub's own proposals
+	CmdSetBounds         CommandType = 17 // set the state bounds every node applies the log with (bounds.go)
 
 	// Accounts (accounts.go): 20-29.
 	CmdCreateUser   CommandType = 20 // a new local user with its first device
@@ -50,7 +51,7 @@ const (
 
 func (t CommandType) String() string {
 	names := [...]string{"", "register", "uploadKeyPackages", "createRoom", "updateRoom", "provisionalMessage", "reportAbuse",
-		"routeKeyPackages", "claimKeyMaterial", "consent", "fanout", "delivered", "ack", "subscribe", "prune", "hubKey", "removeClients"}
+		"routeKeyPackages", "claimKeyMaterial", "consent", "fanout", "delivered", "ack", "subscribe", "prune", "hubKey", "removeClients", "setBounds"}
 	if int(t) < len(names) && t > 0 {
 		return names[t]
 	}

@@ -50,6 +50,7 @@ const (
 	recHub     byte = 14 // the hub's external-sender secret (hubproposals.go)
 	recAccount byte = 15 // the accounts: passwords, devices, links, invites (accounts.go)
 	recPayload byte = 16 // an outbox item's data shared by several items (format 4), before the queues
+	recBounds  byte = 17 // the replicated state bounds, once set (bounds.go)
 )
 
 // sectionRank orders the sections: by tag, but the payloads, which the
@@ -85,6 +86,7 @@ type view struct {
 	keys, consent   []byte
 	hubSecret       []byte
 	accounts        []byte
+	bounds          *Bounds // nil: not replicated
 	users           []userView
 	clients         []clientView
 	streams         []streamView
@@ -162,6 +164,10 @@ func (s *State) capture() (*view, error) {
 		}
 	}
 	v.keys, v.consent, v.accounts, v.hubSecret = s.keysEnc, s.consentEnc, s.acctEnc, s.hubSecret
+	if s.boundsSet {
+		b := s.cfg.Bounds()
+		v.bounds = &b
+	}
 	for u, rec := range s.users {
 		v.users = append(v.users, userView{u, rec.profile})
 	}
@@ -310,6 +316,9 @@ func (v *view) persist(out io.Writer) error {
 		rw.record(recHub, func(w *wire.Writer) { w.Opaque(v.hubSecret) })
 	}
 	rw.record(recAccount, func(w *wire.Writer) { w.Raw(v.accounts) })
+	if v.bounds != nil {
+		rw.record(recBounds, func(w *wire.Writer) { v.bounds.encode(w) })
+	}
 	rw.record(recEnd, func(*wire.Writer) {})
 	if rw.err != nil {
 		return rw.err
@@ -765,6 +774,14 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 			return fmt.Errorf("accounts: %w", err)
 		}
 		return d.order(tag, nil)
+	case recBounds:
+		var b Bounds
+		b.decode(r)
+		if err := b.validate(); err != nil {
+			return fmt.Errorf("bounds record: %w", err)
+		}
+		s.cfg.setBounds(b)
+		s.boundsSet = true
 	default:
 		return fmt.Errorf("unknown record %d", tag)
 	}

@@ -76,8 +76,9 @@ const (
 )
 
 // Digest names everything in c that Apply depends on, defaults filled
-// in: two nodes with different digests apply the same log differently
-// (one keeps an item the other drops), so their states drift apart. The
+// in. The bounds among it are replicated (Bounds), but a node configured
+// with others sets its own whenever it leads, and the rest (the domain,
+// RequireConsent, MaxVector) must match or the states drift apart. The
 // cluster advertises it, and a node whose digest differs from another's
 // is reported (cluster.Node.StateConfigMismatches).
 func (c Config) Digest() string {
@@ -150,6 +151,9 @@ type State struct {
 	// nextSeq is the next delivery seq: stream items are numbered in one
 	// provider-wide order.
 	nextSeq uint64
+	// boundsSet says the state bounds in cfg came through the log
+	// (CmdSetBounds), not from this node's configuration.
+	boundsSet bool
 	// hubSecret (CmdHubKey) derives hubKeys, the hub's external-sender keys
 	// (hubproposals.go).
 	hubSecret []byte

@@ -11,8 +11,8 @@ import (
 
 // limitsConfig bounds what the node keeps and what clients and peers may
 // send it. The state bounds (retention, inboxes, outboxes) decide what
-// the replicated state machine keeps: give every node of a cluster the
-// same values. Zero means the default; for rates and connection bounds a
+// the replicated state machine keeps: the leader's are replicated to
+// every node (fsm.Bounds); give every node the same values. Zero means the default; for rates and connection bounds a
 // negative value means no limit.
 type limitsConfig struct {
 	MaxConns          int      `json:"max_conns"`
@@ -78,16 +78,16 @@ func limitFlags() []option {
 		floatOpt("room-fanout-bytes-per-second", "fanout bytes a second a hub may send for one room (default 4 MiB)", func(c *config) *float64 { return &l(c).RoomFanoutBytes }),
 		int64Opt("max-message-body", "largest application message body, bytes (default 1 MiB)", func(c *config) *int64 { return &l(c).MaxMessageBody }),
 		durationOpt("body-timeout", "time a request body may take to arrive, plus 1 s per 64 KiB declared (default 10s)", func(c *config) *duration { return &l(c).BodyTimeout }),
-		durationOpt("retention", "how long an unread room message is kept (default 168h); same on every node", func(c *config) *duration { return &l(c).Retention }),
-		int64Opt("room-log-bytes", "unread message bytes kept per room (default 16 MiB); same on every node", func(c *config) *int64 { return &l(c).RoomLogBytes }),
-		intOpt("room-log-entries", "unread messages kept per room (default 100000); same on every node", func(c *config) *int { return &l(c).RoomLogEntries }),
-		int64Opt("log-bytes", "unread message bytes kept for all rooms (default 512 MiB); same on every node", func(c *config) *int64 { return &l(c).LogBytes }),
-		intOpt("inbox-items", "unacknowledged Welcomes and consent items kept per client (default 1000); same on every node", func(c *config) *int { return &l(c).InboxItems }),
-		int64Opt("inbox-bytes", "bytes of those kept per client (default 4 MiB); same on every node", func(c *config) *int64 { return &l(c).InboxBytes }),
-		intOpt("outbox-items", "undelivered items kept per peer provider (default 100000); same on every node", func(c *config) *int { return &l(c).OutboxItems }),
-		int64Opt("outbox-bytes", "undelivered bytes kept per peer provider (default 64 MiB); same on every node", func(c *config) *int64 { return &l(c).OutboxBytes }),
-		int64Opt("outbox-total-bytes", "undelivered bytes kept for all peer providers together; past it the largest queue drops its oldest (default 512 MiB); same on every node", func(c *config) *int64 { return &l(c).OutboxTotalBytes }),
-		intOpt("max-subscriptions", "rooms one client may follow (default 10000); same on every node", func(c *config) *int { return &l(c).MaxSubscriptions }),
+		durationOpt("retention", "how long an unread room message is kept (default 168h); the leader's applies on every node", func(c *config) *duration { return &l(c).Retention }),
+		int64Opt("room-log-bytes", "unread message bytes kept per room (default 16 MiB); the leader's applies on every node", func(c *config) *int64 { return &l(c).RoomLogBytes }),
+		intOpt("room-log-entries", "unread messages kept per room (default 100000); the leader's applies on every node", func(c *config) *int { return &l(c).RoomLogEntries }),
+		int64Opt("log-bytes", "unread message bytes kept for all rooms (default 512 MiB); the leader's applies on every node", func(c *config) *int64 { return &l(c).LogBytes }),
+		intOpt("inbox-items", "unacknowledged Welcomes and consent items kept per client (default 1000); the leader's applies on every node", func(c *config) *int { return &l(c).InboxItems }),
+		int64Opt("inbox-bytes", "bytes of those kept per client (default 4 MiB); the leader's applies on every node", func(c *config) *int64 { return &l(c).InboxBytes }),
+		intOpt("outbox-items", "undelivered items kept per peer provider (default 100000); the leader's applies on every node", func(c *config) *int { return &l(c).OutboxItems }),
+		int64Opt("outbox-bytes", "undelivered bytes kept per peer provider (default 64 MiB); the leader's applies on every node", func(c *config) *int64 { return &l(c).OutboxBytes }),
+		int64Opt("outbox-total-bytes", "undelivered bytes kept for all peer providers together; past it the largest queue drops its oldest (default 512 MiB); the leader's applies on every node", func(c *config) *int64 { return &l(c).OutboxTotalBytes }),
+		intOpt("max-subscriptions", "rooms one client may follow (default 10000); the leader's applies on every node", func(c *config) *int { return &l(c).MaxSubscriptions }),
 		intOpt("max-raft-entry-bytes", "largest command written to the Raft log (default 20 MiB)", func(c *config) *int { return &l(c).MaxRaftEntryBytes }),
 	}
 }

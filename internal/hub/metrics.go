@@ -49,7 +49,7 @@ import (
 //	mimi_http_connections{server}              gauge: connections a listener holds
 //	mimi_http_connections_limit{server}        gauge: the most it holds at once (-max-conns; absent without a bound)
 //	mimi_http_connections_refused_total{server} counter: connections closed at once (their address held the most allowed)
-//	mimi_state_config_mismatched_nodes         gauge: cluster nodes whose state machine configuration differs from this node's
+//	mimi_state_config_mismatched_nodes         gauge: cluster nodes whose state machine configuration differs from this node's (fsm.Config.Digest)
 //	mimi_node_info{domain,node_id}             gauge: always 1
 //	mimi_http_request_duration_seconds{server,route,code} histogram: requests by server (federation, client, ops), route name and status code
 //
@@ -306,7 +306,7 @@ var (
 	descInboxBytes    = prometheus.NewDesc("mimi_stream_inbox_bytes", "Bytes of the clients' unacknowledged inbox-only items (Welcomes, consent).", nil, nil)
 	descConns         = prometheus.NewDesc("mimi_http_connections", "Connections a listener (federation, client, ops) holds.", []string{"server"}, nil)
 	descConnsLimit    = prometheus.NewDesc("mimi_http_connections_limit", "Connections a listener (federation, client, ops) holds at most (-max-conns); more wait. Absent without a bound.", []string{"server"}, nil)
-	descStateMismatch = prometheus.NewDesc("mimi_state_config_mismatched_nodes", "Cluster nodes (gossip members not failed or gone) whose state machine configuration (the -retention, -log-bytes, -room-log-*, -inbox-*, -outbox-* and -max-subscriptions bounds, the domain, -require-consent) differs from this node's: they apply the same log differently, and their states drift apart.", nil, nil)
+	descStateMismatch = prometheus.NewDesc("mimi_state_config_mismatched_nodes", "Cluster nodes (gossip members not failed or gone) whose state machine configuration (the -retention, -log-bytes, -room-log-*, -inbox-*, -outbox-* and -max-subscriptions bounds, the domain, -require-consent) differs from this node's: each sets its own bounds when it leads, and a different -require-consent makes states drift apart.", nil, nil)
 	descNodeInfo      = prometheus.NewDesc("mimi_node_info", "Always 1; names this node's provider domain and Raft node id.", []string{"domain", "node_id"}, nil)
 )
 
@@ -360,13 +360,15 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 
 	var depth map[string]fsm.PeerDepth
 	var counts fsm.Counts
+	var bounds fsm.Bounds // what the state applies: replicated, or this node's own until then
 	_ = h.fsm.Read(func(s *fsm.State) error {
 		depth, counts = s.OutboxDepth(), s.Counts()
+		bounds, _ = s.Bounds()
 		return nil
 	})
 	gauge(descLogBytes, float64(counts.LogBytes))
-	gauge(descLogBytesLimit, float64(h.fsm.Config().Retention.TotalBytes))
-	gauge(descQueueLimit, float64(h.fsm.Config().OutboxTotalBytes))
+	gauge(descLogBytesLimit, float64(bounds.Retention.TotalBytes))
+	gauge(descQueueLimit, float64(bounds.OutboxTotalBytes))
 	gauge(descStateMismatch, float64(len(h.node.StateConfigMismatches())))
 	gauge(descLogEntries, float64(counts.LogEntries))
 	gauge(descInboxBytes, float64(counts.InboxBytes))

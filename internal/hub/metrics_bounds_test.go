@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"testing"
@@ -106,5 +107,42 @@ func TestStateConfigMismatch(t *testing.T) {
 				t.Errorf("node 0's status: digest %q, mismatches %v; node 2's digest %q (id %s)", st0.StateDigest, st0.StateMismatches, st2.StateDigest, st2.NodeID)
 			}
 		})
+	}
+}
+
+// TestLeaderImposesBounds: whichever node leads, every node applies the
+// log with the leader's configured state bounds, set through the log;
+// when leadership moves to a node configured otherwise, every node
+// follows its bounds instead, so the replicas never apply an entry with
+// different bounds.
+func TestLeaderImposesBounds(t *testing.T) {
+	c := testutil.StartCluster(t, testutil.ClusterOptions{Configure: func(i int, cfg *hub.Config) {
+		if i == 2 {
+			cfg.State.InboxLimit = 17
+		}
+	}}, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Wait)
+	defer cancel()
+	everyNodeApplies := func(want fsm.Bounds, why string) {
+		t.Helper()
+		for _, n := range c.Nodes {
+			n.WaitState(ctx, t, why, func(s *fsm.State) bool { b, replicated := s.Bounds(); return replicated && b == want })
+		}
+	}
+	for _, to := range []*testutil.Provider{c.Nodes[2], c.Nodes[0]} {
+		if leader := c.Leader(t); leader != to {
+			if err := leader.Hub(t).Store().Node().TransferLeadership(ctx, to.Config.NodeID); err != nil {
+				t.Fatalf("transfer leadership to %s: %v", to.Config.NodeID, err)
+			}
+		}
+		for c.Leader(t) != to {
+			time.Sleep(20 * time.Millisecond)
+		}
+		everyNodeApplies(to.Hub(t).Store().FSM().Config().Bounds(), "the bounds of the leader "+to.Config.NodeID)
+		var st hub.OpsStatus
+		admin(t, c.Nodes[1], http.MethodGet, "/v1/status", nil, http.StatusOK).decode(t, &st)
+		if !st.BoundsReplicated {
+			t.Errorf("node 1's status says its bounds are its own flags, not the replicated ones")
+		}
 	}
 }

@@ -90,11 +90,14 @@ type OpsStatus struct {
 	NotReady string `json:"not_ready,omitempty"`
 	// Raft is the node's Raft state.
 	Raft OpsRaft `json:"raft"`
-	// StateDigest names the state machine configuration this node applies
-	// the log with (fsm.Config.Digest); StateMismatches lists the cluster
-	// nodes that advertise another one (they apply the log differently).
-	StateDigest     string   `json:"state_digest"`
-	StateMismatches []string `json:"state_mismatches,omitempty"`
+	// StateDigest names this node's state machine configuration
+	// (fsm.Config.Digest); StateMismatches lists the cluster nodes that
+	// advertise another one. BoundsReplicated says the state applies the
+	// bounds the leader set through the log (fsm.Bounds), not this node's
+	// own flags (before the first leader has).
+	StateDigest      string   `json:"state_digest"`
+	StateMismatches  []string `json:"state_mismatches,omitempty"`
+	BoundsReplicated bool     `json:"bounds_replicated"`
 	// Counts are the replicated state's sizes (as applied on this node).
 	Counts OpsCounts `json:"counts"`
 	// Peers describes fanout to each peer provider: the replicated outbox
@@ -390,6 +393,7 @@ func (h *Hub) status() (OpsStatus, error) {
 		out.Counts = OpsCounts{Rooms: c.Rooms, Users: c.Users, Clients: c.Clients, Streams: c.Streams, Reports: c.Reports, OutboxItems: c.OutboxItems,
 			OutboxBytes: c.OutboxBytes, LogEntries: c.LogEntries, LogBytes: c.LogBytes, InboxItems: c.InboxItems, InboxBytes: c.InboxBytes}
 		depth = s.OutboxDepth()
+		_, out.BoundsReplicated = s.Bounds()
 		if at := s.LastAcceptedAt(); at > 0 {
 			out.LastAcceptedAt = msTime(at)
 		}

@@ -138,6 +138,11 @@ func (c *Cluster) Start(t testing.TB) {
 			t.Fatalf("testutil: %s not ready: %v", p.Config.NodeID, err)
 		}
 	}
+	for _, p := range c.Nodes {
+		if err := waitBounds(ctx, p.Hub(t)); err != nil {
+			t.Fatalf("testutil: %s: %v", p.Config.NodeID, err)
+		}
+	}
 }
 
 // Launch starts the provider (again, after Stop) without waiting until it

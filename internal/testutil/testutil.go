@@ -228,11 +228,33 @@ func (p *Provider) Start(t testing.TB) {
 	if err != nil {
 		t.Fatalf("testutil: start %s: %v", p.Domain, err)
 	}
-	if err := h.WaitReady(ctx); err != nil {
+	err = h.WaitReady(ctx)
+	if err == nil {
+		err = waitBounds(ctx, h)
+	}
+	if err != nil {
 		_ = h.Close(context.Background())
 		t.Fatalf("testutil: %s not ready: %v", p.Domain, err)
 	}
 	p.hub = h
+}
+
+// waitBounds waits until h's state applies bounds set through the log,
+// which the leader proposes as it starts leading (fsm.Bounds), so that
+// entry does not land in the middle of a test's first steps.
+func waitBounds(ctx context.Context, h *hub.Hub) error {
+	for {
+		var set bool
+		_ = h.Store().FSM().Read(func(s *fsm.State) error { _, set = s.Bounds(); return nil })
+		if set {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("testutil: the state bounds were not set through the log: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Stop closes the provider (servers, delivery, Raft with its shutdown
