@@ -57,7 +57,7 @@ func (s *Store) prune(ctx context.Context) {
 // configured otherwise applies them too, and gossip reports that its
 // configuration differs (Node.StateConfigMismatches).
 func (s *Store) imposeBounds(ctx context.Context) {
-	want := s.fsm.Config().Bounds()
+	want := s.fsm.Config().Bounds
 	for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
 		var have fsm.Bounds
 		var set bool

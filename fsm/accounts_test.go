@@ -411,7 +411,7 @@ func TestSnapshotOlderVersions(t *testing.T) {
 		old = encodeV1(t, s)
 		return nil
 	})
-	f, _ := New(Config{Domain: acctDomain, InboxLimit: 50})
+	f, _ := New(Config{Domain: acctDomain, Bounds: Bounds{InboxLimit: 50}})
 	if err := f.Restore(&memSink{*bytes.NewBuffer(old)}); err != nil {
 		t.Fatalf("a version %d snapshot does not restore: %v", version, err)
 	}

@@ -14,10 +14,19 @@ import (
 // release's behaviour). The leader proposes its own configured bounds
 // when they differ from the replicated ones (internal/hub).
 type Bounds struct {
-	InboxLimit       int
-	InboxBytes       int64
-	Retention        Retention
+	// InboxLimit and InboxBytes bound each client's inbox-only items
+	// (Welcomes, consent notices) not yet acknowledged; older items are
+	// dropped and the stream reports the gap. Room messages are not
+	// counted here: Retention bounds them.
+	InboxLimit int
+	InboxBytes int64
+	// Retention bounds the room message logs.
+	Retention Retention
+	// MaxSubscriptions bounds the rooms one client follows.
 	MaxSubscriptions int
+	// OutboxLimit and OutboxBytes bound each peer's undelivered items; a
+	// full queue drops its oldest. OutboxTotalBytes bounds all peers'
+	// together: past it, the largest queue drops its oldest.
 	OutboxLimit      int
 	OutboxBytes      int64
 	OutboxTotalBytes int64
@@ -74,19 +83,6 @@ func (b Bounds) validate() error {
 	return nil
 }
 
-// Bounds returns c's state bounds, defaults filled in.
-func (c Config) Bounds() Bounds {
-	c = c.withDefaults()
-	return Bounds{InboxLimit: c.InboxLimit, InboxBytes: c.InboxBytes, Retention: c.Retention, MaxSubscriptions: c.MaxSubscriptions,
-		OutboxLimit: c.OutboxLimit, OutboxBytes: c.OutboxBytes, OutboxTotalBytes: c.OutboxTotalBytes}
-}
-
-// setBounds replaces c's state bounds with b.
-func (c *Config) setBounds(b Bounds) {
-	c.InboxLimit, c.InboxBytes, c.Retention, c.MaxSubscriptions = b.InboxLimit, b.InboxBytes, b.Retention, b.MaxSubscriptions
-	c.OutboxLimit, c.OutboxBytes, c.OutboxTotalBytes = b.OutboxLimit, b.OutboxBytes, b.OutboxTotalBytes
-}
-
 // setBounds applies CmdSetBounds. A tighter bound takes effect where the
 // state next changes under it (the next message of a room, the next
 // enqueue, the next prune), as any bound does.
@@ -94,10 +90,10 @@ func (s *State) setBounds(b *BoundsBody) *Result {
 	if err := b.Bounds.validate(); err != nil {
 		return refused(Invalid, "%v", err)
 	}
-	if s.boundsSet && s.cfg.Bounds() == b.Bounds {
+	if s.boundsSet && s.cfg.Bounds == b.Bounds {
 		return answerUnchanged(nil)
 	}
-	s.cfg.setBounds(b.Bounds)
+	s.cfg.Bounds = b.Bounds
 	s.boundsSet = true
 	return success(nil)
 }
@@ -105,4 +101,4 @@ func (s *State) setBounds(b *BoundsBody) *Result {
 // Bounds returns the bounds this state applies the log with, and whether
 // they came through the log (CmdSetBounds) rather than from this node's
 // configuration.
-func (s *State) Bounds() (b Bounds, replicated bool) { return s.cfg.Bounds(), s.boundsSet }
+func (s *State) Bounds() (b Bounds, replicated bool) { return s.cfg.Bounds, s.boundsSet }

@@ -21,7 +21,7 @@ var tightBounds = Bounds{InboxLimit: 5, InboxBytes: 4000, Retention: Retention{M
 // unchanged, and a snapshot keeps the bounds and that they were set.
 func TestSetBounds(t *testing.T) {
 	n := newNodeWith(t, Config{Domain: "b.example"})
-	if b, replicated := n.bounds(); replicated || b != (Config{}).Bounds() {
+	if b, replicated := n.bounds(); replicated || b != (Config{}).withDefaults().Bounds {
 		t.Fatalf("a new state applies %+v (replicated %v), want the defaults from its configuration", b, replicated)
 	}
 	before := n.state()
@@ -47,7 +47,7 @@ func TestSetBounds(t *testing.T) {
 		t.Errorf("setting the same bounds again: %+v, want unchanged", r)
 	}
 	// A node configured otherwise restores the replicated bounds.
-	again := roundTrip(t, n.f, Config{Domain: "b.example", InboxLimit: 999})
+	again := roundTrip(t, n.f, Config{Domain: "b.example", Bounds: Bounds{InboxLimit: 999}})
 	var b Bounds
 	var replicated bool
 	_ = again.Read(func(s *State) error { b, replicated = s.Bounds(); return nil })
@@ -78,7 +78,7 @@ func (n *node) bounds() (b Bounds, replicated bool) {
 // load did reach the bounds).
 func TestBoundsMakeReplicasAgree(t *testing.T) {
 	loose := Config{Domain: "b.example"}
-	other := Config{Domain: "b.example", Retention: Retention{RoomEntries: 30, TotalBytes: 20_000}, MaxSubscriptions: 3, InboxLimit: 7}
+	other := Config{Domain: "b.example", Bounds: Bounds{Retention: Retention{RoomEntries: 30, TotalBytes: 20_000}, MaxSubscriptions: 3, InboxLimit: 7}}
 	for seed := range uint64(5) {
 		withA, withB := replayBounded(t, loose, seed, true), replayBounded(t, other, seed, true)
 		if !bytes.Equal(withA, withB) {
@@ -99,13 +99,7 @@ func replayBounded(t *testing.T, cfg Config, seed uint64, set bool) []byte {
 	if set {
 		n.ok(n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: tightBounds}), "set the bounds")
 	}
-	var clients []proto.URI
-	for i := range 4 {
-		c := proto.ClientURI("b.example", fmt.Sprintf("u%d", i), "d")
-		n.register(c, "t")
-		clients = append(clients, c)
-	}
-	rooms := []proto.URI{proto.RoomURI("a.example", "r0"), proto.RoomURI("a.example", "r1"), proto.RoomURI("a.example", "r2")}
+	clients, rooms := n.readersAndRooms()
 	next := map[proto.URI]uint64{}
 	for range 300 {
 		switch op := rng.IntN(10); {

@@ -6,9 +6,9 @@ import "testing"
 // for the default written out, and changes with every field Apply reads.
 func TestConfigDigest(t *testing.T) {
 	base := Config{Domain: "a.example"}
-	explicit := Config{Domain: "a.example", MaxVector: defaultMaxVector, InboxLimit: DefaultInboxLimit, InboxBytes: DefaultInboxBytes,
+	explicit := Config{Domain: "a.example", MaxVector: defaultMaxVector, Bounds: Bounds{InboxLimit: DefaultInboxLimit, InboxBytes: DefaultInboxBytes,
 		Retention:        Retention{MaxAge: DefaultRetentionAge, RoomEntries: DefaultRoomEntries, RoomBytes: DefaultRoomBytes, TotalBytes: DefaultTotalLogBytes},
-		MaxSubscriptions: DefaultMaxSubscriptions, OutboxLimit: DefaultOutboxLimit, OutboxBytes: DefaultOutboxBytes, OutboxTotalBytes: DefaultOutboxTotalBytes,
+		MaxSubscriptions: DefaultMaxSubscriptions, OutboxLimit: DefaultOutboxLimit, OutboxBytes: DefaultOutboxBytes, OutboxTotalBytes: DefaultOutboxTotalBytes},
 		ReportLimit: defaultReportLimit, DedupWindow: defaultDedupWindow}
 	if base.Digest() != explicit.Digest() {
 		t.Fatal("the digest differs between defaults left zero and written out")

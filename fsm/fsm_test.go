@@ -30,7 +30,7 @@ type node struct {
 
 func newNode(t testing.TB, domain string) *node {
 	t.Helper()
-	cfg := Config{Domain: domain, InboxLimit: 50}
+	cfg := Config{Domain: domain, Bounds: Bounds{InboxLimit: 50}}
 	f, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -57,7 +57,7 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: batch})
 	n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{{Domain: "b.example", UpTo: 1}, {Domain: "c.example", UpTo: 3}}})
 	// Replicated bounds (a record of their own in the snapshot).
-	n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: (Config{}).Bounds()})
+	n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: (Config{}).withDefaults().Bounds})
 	return n.log, n.state()
 }
 

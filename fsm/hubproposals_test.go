@@ -214,7 +214,7 @@ func TestSnapshotVersion1Restores(t *testing.T) {
 	if data[0] != 1 {
 		t.Fatalf("the fixture is format %d", data[0])
 	}
-	f, _ := New(Config{Domain: "a.example", InboxLimit: 50})
+	f, _ := New(Config{Domain: "a.example", Bounds: Bounds{InboxLimit: 50}})
 	if err := f.Restore(&memSink{*bytes.NewBuffer(data)}); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestSnapshotVersion1Restores(t *testing.T) {
 		t.Fatal(r.Err())
 	}
 	again, _ := f.Encode()
-	restored, _ := New(Config{Domain: "a.example", InboxLimit: 50})
+	restored, _ := New(Config{Domain: "a.example", Bounds: Bounds{InboxLimit: 50}})
 	if err := restored.Restore(&memSink{*bytes.NewBuffer(again)}); err != nil {
 		t.Fatal(err)
 	}

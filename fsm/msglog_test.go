@@ -108,9 +108,20 @@ func TestMessageLogModel(t *testing.T) {
 }
 
 // runLogModel runs one sequence and returns how many reads had a gap.
+// readersAndRooms registers 4 local clients of b.example and names 3
+// rooms of a.example for them to follow.
+func (n *node) readersAndRooms() (clients, rooms []proto.URI) {
+	for i := range 4 {
+		c := proto.ClientURI("b.example", fmt.Sprintf("u%d", i), "d")
+		n.register(c, "t")
+		clients = append(clients, c)
+	}
+	return clients, []proto.URI{proto.RoomURI("a.example", "r0"), proto.RoomURI("a.example", "r1"), proto.RoomURI("a.example", "r2")}
+}
+
 func runLogModel(t *testing.T, seed uint64, tight bool) (gaps int) {
 	rng := rand.New(rand.NewPCG(seed, 13))
-	cfg := Config{Domain: "b.example", InboxLimit: 50}
+	cfg := Config{Domain: "b.example", Bounds: Bounds{InboxLimit: 50}}
 	if tight {
 		cfg.Retention = Retention{MaxAge: 40_000, RoomEntries: 12, RoomBytes: 3_000, TotalBytes: 6_000}
 	}
@@ -124,13 +135,7 @@ func runLogModel(t *testing.T, seed uint64, tight bool) (gaps int) {
 		t.Helper()
 		t.Fatalf("seed %d (tight %v), after these steps:\n  %s\n%s", seed, tight, strings.Join(steps, "\n  "), fmt.Sprintf(format, args...))
 	}
-	var clients []proto.URI
-	for i := range 4 {
-		c := proto.ClientURI("b.example", fmt.Sprintf("u%d", i), "d")
-		n.register(c, "t")
-		clients = append(clients, c)
-	}
-	rooms := []proto.URI{proto.RoomURI("a.example", "r0"), proto.RoomURI("a.example", "r1"), proto.RoomURI("a.example", "r2")}
+	clients, rooms := n.readersAndRooms()
 	m := &logModel{lastHub: map[proto.URI]uint64{}, msgs: map[proto.URI][]modelMsg{}, windows: map[proto.URI]map[proto.URI]*modelWindow{}, cursor: map[proto.URI]uint64{}}
 	for _, c := range clients {
 		m.windows[c] = map[proto.URI]*modelWindow{}
@@ -427,7 +432,7 @@ func TestRetentionDropsCounted(t *testing.T) {
 		{name: "reader keeps up, then age", readsAll: true, age: 50_000},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{Domain: "b.example", InboxLimit: 50, Retention: Retention{MaxAge: 40_000, RoomEntries: 3, RoomBytes: 1 << 20, TotalBytes: 1 << 30}}
+			cfg := Config{Domain: "b.example", Bounds: Bounds{InboxLimit: 50, Retention: Retention{MaxAge: 40_000, RoomEntries: 3, RoomBytes: 1 << 20, TotalBytes: 1 << 30}}}
 			f, err := New(cfg)
 			if err != nil {
 				t.Fatal(err)

@@ -91,7 +91,7 @@ func TestOutboxModel(t *testing.T) {
 
 func runOutboxModel(t *testing.T, seed uint64) (globalDrops, capDrops int) {
 	rng := rand.New(rand.NewPCG(seed, 14))
-	cfg := Config{Domain: "hub.example", OutboxLimit: 2 + rng.IntN(12), OutboxBytes: 300 + rng.Int64N(900), OutboxTotalBytes: 400 + rng.Int64N(2000)}
+	cfg := Config{Domain: "hub.example", Bounds: Bounds{OutboxLimit: 2 + rng.IntN(12), OutboxBytes: 300 + rng.Int64N(900), OutboxTotalBytes: 400 + rng.Int64N(2000)}}
 	s, err := newState(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 // the largest queue loses its oldest item, so the live peer, drained as
 // it goes, loses nothing, and the total never passes its bound.
 func TestOutboxTotalDropsFromTheFurthestBehind(t *testing.T) {
-	cfg := Config{Domain: "hub.example", OutboxBytes: 64 << 10, OutboxTotalBytes: 256 << 10}
+	cfg := Config{Domain: "hub.example", Bounds: Bounds{OutboxBytes: 64 << 10, OutboxTotalBytes: 256 << 10}}
 	s, err := newState(cfg)
 	if err != nil {
 		t.Fatal(err)

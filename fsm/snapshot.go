@@ -165,7 +165,7 @@ func (s *State) capture() (*view, error) {
 	}
 	v.keys, v.consent, v.accounts, v.hubSecret = s.keysEnc, s.consentEnc, s.acctEnc, s.hubSecret
 	if s.boundsSet {
-		b := s.cfg.Bounds()
+		b := s.cfg.Bounds
 		v.bounds = &b
 	}
 	for u, rec := range s.users {
@@ -780,7 +780,7 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		if err := b.validate(); err != nil {
 			return fmt.Errorf("bounds record: %w", err)
 		}
-		s.cfg.setBounds(b)
+		s.cfg.Bounds = b
 		s.boundsSet = true
 	default:
 		return fmt.Errorf("unknown record %d", tag)

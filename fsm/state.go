@@ -22,22 +22,9 @@ type Config struct {
 	RequireConsent bool
 	// Room bounds decoding in rooms (room.Config.MaxVector).
 	MaxVector int
-	// InboxLimit and InboxBytes bound each client's inbox-only items
-	// (Welcomes, consent notices) not yet acknowledged; older items are
-	// dropped and the stream reports the gap. Room messages are not
-	// counted here: Retention bounds them.
-	InboxLimit int
-	InboxBytes int64
-	// Retention bounds the room message logs.
-	Retention Retention
-	// MaxSubscriptions bounds the rooms one client follows.
-	MaxSubscriptions int
-	// OutboxLimit and OutboxBytes bound each peer's undelivered items; a
-	// full queue drops its oldest. OutboxTotalBytes bounds all peers'
-	// together: past it, the largest queue drops its oldest.
-	OutboxLimit      int
-	OutboxBytes      int64
-	OutboxTotalBytes int64
+	// Bounds are this node's state bounds, which it sets for every node
+	// when it leads (bounds.go).
+	Bounds
 	// ReportLimit bounds the abuse reports kept.
 	ReportLimit int
 	// DedupWindow is how long (ms) a request id is remembered.

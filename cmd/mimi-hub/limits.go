@@ -102,11 +102,11 @@ func (l limitsConfig) apply(h *hub.Config) {
 		MaxMessageBody: l.MaxMessageBody,
 		BodyTimeout:    time.Duration(l.BodyTimeout),
 	}
-	h.State = fsm.Config{
+	h.State = fsm.Config{Bounds: fsm.Bounds{
 		InboxLimit: l.InboxItems, InboxBytes: l.InboxBytes,
 		Retention:        fsm.Retention{MaxAge: uint64(time.Duration(l.Retention).Milliseconds()), RoomEntries: l.RoomLogEntries, RoomBytes: l.RoomLogBytes, TotalBytes: l.LogBytes},
 		MaxSubscriptions: l.MaxSubscriptions,
 		OutboxLimit:      l.OutboxItems, OutboxBytes: l.OutboxBytes, OutboxTotalBytes: l.OutboxTotalBytes,
-	}
+	}}
 	h.Raft.MaxEntrySize = l.MaxRaftEntryBytes
 }

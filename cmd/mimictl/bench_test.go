@@ -270,11 +270,12 @@ func TestBenchRooms(t *testing.T) {
 	}
 }
 
-// TestBenchBaseline runs the side-by-side mode end to end at a tiny size:
-// raw Raft and every route of the provider measured something without
-// errors, each row has its ratio to raw Raft and the CPU both sides spent
-// per operation, and -hub-cpuprofile left one profile per node and level.
-func TestBenchBaseline(t *testing.T) {
+// runBaseline runs `mimictl bench -baseline` with args, 2 s levels, JSON
+// rows and -hub-cpuprofile, against a mimi-hub built for the test; it
+// returns the rows and the profiles' prefix. It skips with -short, and
+// where no go command can build mimi-hub.
+func runBaseline(t *testing.T, args ...string) (out, profiles string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: builds mimi-hub and runs six processes")
 	}
@@ -282,12 +283,21 @@ func TestBenchBaseline(t *testing.T) {
 		t.Skip("the go command is not available to build mimi-hub")
 	}
 	bin := buildHub(t)
-	profiles := filepath.Join(t.TempDir(), "hub")
-	code, out, errOut := runCLI(t, "bench", "-baseline", "-hub-binary", bin, "-senders", "2", "-duration", "2s",
-		"-mode", "messages,commits", "-hub-cpuprofile", profiles, "-json")
+	profiles = filepath.Join(t.TempDir(), "hub")
+	args = append([]string{"bench", "-baseline", "-hub-binary", bin, "-duration", "2s", "-hub-cpuprofile", profiles, "-json"}, args...)
+	code, out, errOut := runCLI(t, args...)
 	if code != 0 {
 		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
+	return out, profiles
+}
+
+// TestBenchBaseline runs the side-by-side mode end to end at a tiny size:
+// raw Raft and every route of the provider measured something without
+// errors, each row has its ratio to raw Raft and the CPU both sides spent
+// per operation, and -hub-cpuprofile left one profile per node and level.
+func TestBenchBaseline(t *testing.T) {
+	out, profiles := runBaseline(t, "-senders", "2", "-mode", "messages,commits")
 	seen := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if strings.Contains(line, `"target":"side-by-side"`) {
@@ -328,19 +338,7 @@ func TestBenchBaseline(t *testing.T) {
 // each row has its rate against one peer, its Raft entries and messages
 // per request, the servers' CPU per message, and one profile per node.
 func TestBenchBaselineFanout(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds mimi-hub and runs six processes")
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("the go command is not available to build mimi-hub")
-	}
-	bin := buildHub(t)
-	profiles := filepath.Join(t.TempDir(), "hub")
-	code, out, errOut := runCLI(t, "bench", "-baseline", "-hub-binary", bin, "-mode", "fanout", "-senders", "2", "-peers", "1,3",
-		"-fanout-senders", "4", "-room-size", "2", "-duration", "2s", "-hub-cpuprofile", profiles, "-json")
-	if code != 0 {
-		t.Fatalf("bench: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	}
+	out, profiles := runBaseline(t, "-mode", "fanout", "-senders", "2", "-peers", "1,3", "-fanout-senders", "4", "-room-size", "2")
 	var peers []int
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if !strings.Contains(line, `"peers":`) || strings.Contains(line, `"target":"side-by-side"`) {

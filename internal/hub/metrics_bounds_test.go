@@ -138,7 +138,7 @@ func TestLeaderImposesBounds(t *testing.T) {
 		for c.Leader(t) != to {
 			time.Sleep(20 * time.Millisecond)
 		}
-		everyNodeApplies(to.Hub(t).Store().FSM().Config().Bounds(), "the bounds of the leader "+to.Config.NodeID)
+		everyNodeApplies(to.Hub(t).Store().FSM().Config().Bounds, "the bounds of the leader "+to.Config.NodeID)
 		var st hub.OpsStatus
 		admin(t, c.Nodes[1], http.MethodGet, "/v1/status", nil, http.StatusOK).decode(t, &st)
 		if !st.BoundsReplicated {
