@@ -293,7 +293,7 @@ func (g *gossip) update(n *memberlist.Node, status MemberStatus) {
 	self := g.meta.StateDigest
 	g.mu.Unlock()
 	if differs {
-		g.log.Error("a node's state machine configuration differs from this node's: each sets its own state bounds when it leads, and what is not replicated (consent policy) makes their states drift apart; give every node the same values (mimi_state_config_mismatched_nodes)",
+		g.log.Error("a node's state machine configuration differs from this node's: each sets its own state bounds through the log whenever it leads, so they change with leadership; give every node the same values (mimi_state_config_mismatched_nodes)",
 			"node", n.Name, "its_digest", meta.StateDigest, "this_digest", self)
 	}
 	if ok && from != status && g.onStatus != nil {

@@ -6,9 +6,10 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// Bounds are the limits that decide what the state keeps: when a log, an
-// inbox or an outbox reaches one, Apply drops something. Every replica
-// must apply the log with the same bounds, or their states drift apart,
+// Bounds are the limits that decide what the state keeps (when a log, an
+// inbox or an outbox reaches one, Apply drops something), and the consent
+// default that decides what it allows. Every replica must apply the log
+// with the same bounds, or their states drift apart,
 // so they are replicated state: CmdSetBounds sets them for every node,
 // and until one has, a state applies its node's Config (the previous
 // release's behaviour). The leader proposes its own configured bounds
@@ -30,6 +31,9 @@ type Bounds struct {
 	OutboxLimit      int
 	OutboxBytes      int64
 	OutboxTotalBytes int64
+	// RequireConsent makes claims for local users need their explicit
+	// grant (the consent book's default).
+	RequireConsent bool
 }
 
 // maxBound keeps every bound far from overflowing the arithmetic that
@@ -53,6 +57,7 @@ func (b *Bounds) encode(w *wire.Writer) {
 		uint64(b.OutboxBytes), uint64(b.OutboxTotalBytes)} {
 		w.Uint64(v)
 	}
+	w.Bool(b.RequireConsent)
 }
 
 func (b *Bounds) decode(r *wire.Reader) {
@@ -64,6 +69,7 @@ func (b *Bounds) decode(r *wire.Reader) {
 	*b = Bounds{InboxLimit: int(v[0]), InboxBytes: int64(v[1]),
 		Retention:        Retention{MaxAge: v[2], RoomEntries: int(v[3]), RoomBytes: int64(v[4]), TotalBytes: int64(v[5])},
 		MaxSubscriptions: int(v[6]), OutboxLimit: int(v[7]), OutboxBytes: int64(v[8]), OutboxTotalBytes: int64(v[9])}
+	r.Bool(&b.RequireConsent)
 }
 
 // validate refuses a bound that is not positive or is beyond maxBound,
@@ -93,9 +99,15 @@ func (s *State) setBounds(b *BoundsBody) *Result {
 	if s.boundsSet && s.cfg.Bounds == b.Bounds {
 		return answerUnchanged(nil)
 	}
-	s.cfg.Bounds = b.Bounds
-	s.boundsSet = true
+	s.useBounds(b.Bounds)
 	return success(nil)
+}
+
+// useBounds makes b the bounds this state applies, replicated.
+func (s *State) useBounds(b Bounds) {
+	s.cfg.Bounds = b
+	s.consent.SetRequireConsent(b.RequireConsent)
+	s.boundsSet = true
 }
 
 // Bounds returns the bounds this state applies the log with, and whether

@@ -46,6 +46,17 @@ func TestSetBounds(t *testing.T) {
 	if r := n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: tightBounds}); r.Kind != OK || !r.unchanged {
 		t.Errorf("setting the same bounds again: %+v, want unchanged", r)
 	}
+	// The consent default is one of them: the book follows it.
+	withConsent := tightBounds
+	withConsent.RequireConsent = true
+	n.ok(n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: withConsent}), "require consent")
+	_ = n.f.Read(func(s *State) error {
+		if !s.consent.RequireConsent() {
+			t.Error("the bounds require consent, the consent book does not")
+		}
+		return nil
+	})
+	n.ok(n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: tightBounds}), "consent by default again")
 	// A node configured otherwise restores the replicated bounds.
 	again := roundTrip(t, n.f, Config{Domain: "b.example", Bounds: Bounds{InboxLimit: 999}})
 	var b Bounds
@@ -54,6 +65,15 @@ func TestSetBounds(t *testing.T) {
 	if !replicated || b != tightBounds {
 		t.Errorf("restored: %+v (replicated %v), want %+v", b, replicated, tightBounds)
 	}
+	withConsent.InboxLimit = 6
+	n.ok(n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: withConsent}), "require consent again")
+	again = roundTrip(t, n.f, Config{Domain: "b.example"})
+	_ = again.Read(func(s *State) error {
+		if b, _ := s.Bounds(); b != withConsent || !s.consent.RequireConsent() {
+			t.Errorf("restored %+v, book requires consent %v; want %+v", b, s.consent.RequireConsent(), withConsent)
+		}
+		return nil
+	})
 }
 
 // newNodeWith is newNode with a whole configuration.

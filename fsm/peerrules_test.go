@@ -15,7 +15,7 @@ import (
 // gets nothing and Alice keeps her KeyPackage; Carol's own provider, or
 // a hub relaying for a room Alice consented to, still gets it.
 func TestRelayedClaimConsent(t *testing.T) {
-	f, err := New(Config{Domain: "a.example", RequireConsent: true})
+	f, err := New(Config{Domain: "a.example", Bounds: Bounds{RequireConsent: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

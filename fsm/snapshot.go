@@ -780,8 +780,7 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		if err := b.validate(); err != nil {
 			return fmt.Errorf("bounds record: %w", err)
 		}
-		s.cfg.Bounds = b
-		s.boundsSet = true
+		s.useBounds(b)
 	default:
 		return fmt.Errorf("unknown record %d", tag)
 	}

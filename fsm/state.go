@@ -18,8 +18,6 @@ import (
 // same.
 type Config struct {
 	Domain string
-	// RequireConsent makes claims for local users need their explicit grant.
-	RequireConsent bool
 	// Room bounds decoding in rooms (room.Config.MaxVector).
 	MaxVector int
 	// Bounds are this node's state bounds, which it sets for every node
@@ -65,7 +63,7 @@ const (
 // Digest names everything in c that Apply depends on, defaults filled
 // in. The bounds among it are replicated (Bounds), but a node configured
 // with others sets its own whenever it leads, and the rest (the domain,
-// RequireConsent, MaxVector) must match or the states drift apart. The
+// MaxVector) must match or the states drift apart. The
 // cluster advertises it, and a node whose digest differs from another's
 // is reported (cluster.Node.StateConfigMismatches).
 func (c Config) Digest() string {

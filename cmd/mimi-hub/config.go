@@ -291,7 +291,7 @@ func options() []option {
 		}, nil, "string"}, // never shown: it is a secret
 		stringOpt("admin-token-file", "file holding the admin token, created (0600, a new random token) if missing; nodes may share one (default DATA/admin-token)", func(c *config) *string { return &c.AdminTokenFile }),
 		listOpt("ops-host", "host name the operations listener answers to besides IP addresses and localhost (comma-separated, repeatable; other Host headers are refused against DNS rebinding)", func(c *config) *[]string { return &c.OpsHosts }),
-		boolOpt("require-consent", "claims for local users need their explicit consent", func(c *config) *bool { return &c.RequireConsent }),
+		boolOpt("require-consent", "claims for local users need their explicit consent; the leader's applies on every node", func(c *config) *bool { return &c.RequireConsent }),
 		stringOpt("log-level", "debug, info, warn or error", func(c *config) *string { return &c.LogLevel }),
 		stringOpt("log-format", "text (key=value lines) or json (one JSON object per line)", func(c *config) *string { return &c.LogFormat }),
 		durationOpt("dead-node-remove-after", "remove a node from Raft after it has been failed this long (never below the bootstrap size or a live quorum)", func(c *config) *duration { return &c.DeadNodeRemoveAfter }),

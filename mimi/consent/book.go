@@ -139,6 +139,10 @@ func (b *Book) Domain() string { return b.domain }
 // RequireConsent reports whether a grant is needed where no decision exists.
 func (b *Book) RequireConsent() bool { return b.requireConsent }
 
+// SetRequireConsent changes the provider's default from now on; the
+// decisions already recorded stay.
+func (b *Book) SetRequireConsent(v bool) { b.requireConsent = v }
+
 // Limits returns the book's limits.
 func (b *Book) Limits() Limits { return b.limits }
 
