@@ -14,17 +14,32 @@ import (
 )
 
 // heldWorld is a room of Alice (who commits) and Bob (who sends) at the
-// fake, Bob following Alice's commits.
+// fake, Bob following Alice's commits. Unless hostedHere, the members
+// take the room for another hub's (otherHub): their own stream's end then
+// says nothing of that hub's order, and only a later message releases a
+// held epoch.
 type heldWorld struct {
 	f          *fakeAPI
 	room       proto.URI
 	alice, bob *Member
 }
 
-func newHeldWorld(t *testing.T) *heldWorld {
+// otherHub makes m take every room for one another provider hosts.
+func otherHub(m *Member) *Member {
+	m.hostsHere = func(proto.URI) bool { return false }
+	return m
+}
+
+func newHeldWorld(t *testing.T) *heldWorld { return newHeldWorldAt(t, false) }
+
+func newHeldWorldAt(t *testing.T, hostedHere bool) *heldWorld {
 	t.Helper()
 	f := newFakeAPI(t)
 	w := &heldWorld{f: f, alice: newTestMember(t, f, "alice", "phone"), bob: newTestMember(t, f, "bob", "laptop")}
+	if !hostedHere {
+		otherHub(w.alice)
+		otherHub(w.bob)
+	}
 	var err error
 	w.room, err = w.alice.CreateRoom(context.Background(), "held", proto.DefaultPolicy())
 	must(t, err, "create")
@@ -43,13 +58,15 @@ func withhold(t *testing.T, m *Member, r proto.URI) *mls.Message {
 	return msg
 }
 
-// reload saves m and loads it again, as a restarting client does.
+// reload saves m and loads it again, as a restarting client does (with
+// m's view of which rooms its provider hosts).
 func reload(t *testing.T, f *fakeAPI, m *Member) *Member {
 	t.Helper()
 	state, err := m.Save()
 	must(t, err, "save")
 	out, err := LoadMember(f.user(t, func(c *UserConfig) { c.Tries = 1 }), state, MemberConfig{})
 	must(t, err, "load")
+	out.hostsHere = m.hostsHere
 	return out
 }
 
@@ -210,5 +227,70 @@ func TestMemberEchoReleases(t *testing.T) {
 	}
 	if h, want := held(w.alice, w.room), []uint64{e + 2}; !slices.Equal(h, want) {
 		t.Fatalf("after the echo of the commit ending epoch %d, alice holds %v, want %v", e+1, h, want)
+	}
+}
+
+// TestMemberDrainReleasesLocalEpochs: in a room its own provider hosts, a
+// member that read its stream to the end releases the epochs its commits
+// ended, even where nobody else speaks, and not before it has read the
+// messages sent in them. Bob sends one message before each of Alice's k
+// commits (Alice not reading); her next sync decrypts all of them with the
+// held epochs and then holds nothing. With nobody else speaking, a sync
+// after more commits releases them too. A reload halfway changes nothing.
+func TestMemberDrainReleasesLocalEpochs(t *testing.T) {
+	ctx := context.Background()
+	for _, k := range []int{1, 3, mls.MaxPastEpochs} {
+		t.Run(fmt.Sprintf("%d commits", k), func(t *testing.T) {
+			w := newHeldWorldAt(t, true)
+			first, _ := w.alice.Epoch(w.room)
+			for i := range k {
+				syncOK(t, w.bob)
+				e, _ := w.bob.Epoch(w.room)
+				must(t, w.bob.Send(ctx, w.room, fmt.Appendf(nil, "epoch %d", e)), "bob sends")
+				must(t, w.alice.CommitPending(ctx, w.room), fmt.Sprintf("alice's commit %d", i))
+				if i == k/2 {
+					w.alice = reload(t, w.f, w.alice)
+				}
+			}
+			// Her epochs, and the one adding Bob ended (she has not read
+			// since), as far back as the cap allows.
+			if h := held(w.alice, w.room); len(h) < min(k, mls.MaxPastEpochs) || h[len(h)-1] != first+uint64(k)-1 {
+				t.Fatalf("before reading, alice holds %v, want her %d epochs up to %d", h, k, first+uint64(k)-1)
+			}
+			events := syncOK(t, w.alice)
+			if len(events) != k {
+				t.Fatalf("alice: [%s], want %d messages", kinds(events), k)
+			}
+			for i, ev := range events {
+				if e := first + uint64(i); ev.Kind != EventMessage || ev.Epoch != e || string(ev.Text) != fmt.Sprintf("epoch %d", e) {
+					t.Fatalf("event %d: %s of epoch %d %q (%v), want bob's message of epoch %d", i, ev.Kind, ev.Epoch, ev.Text, ev.Err, e)
+				}
+			}
+			if h := held(w.alice, w.room); len(h) != 0 {
+				t.Fatalf("after reading her stream to its end, alice still holds %v", h)
+			}
+			// Nobody else speaks: her own commits alone.
+			commitTimes(t, w.alice, w.room, 2)
+			if events := syncOK(t, w.alice); len(events) != 0 {
+				t.Fatalf("alice: [%s] with nobody speaking", kinds(events))
+			}
+			if h := held(w.alice, w.room); len(h) != 0 {
+				t.Fatalf("in a quiet room, alice still holds %v after a sync", h)
+			}
+		})
+	}
+}
+
+// TestMemberDrainKeepsOtherHubsEpochs: in another hub's room, reading the
+// stream to its end releases nothing (that hub's fanout may still bring
+// messages of the held epochs), so only a later message does.
+func TestMemberDrainKeepsOtherHubsEpochs(t *testing.T) {
+	w := newHeldWorld(t)
+	e, _ := w.alice.Epoch(w.room)
+	commitTimes(t, w.alice, w.room, 2)
+	syncOK(t, w.alice)
+	// And the epoch her commit adding Bob ended, before e.
+	if h, want := held(w.alice, w.room), []uint64{e - 1, e, e + 1}; !slices.Equal(h, want) {
+		t.Fatalf("alice holds %v, want %v", h, want)
 	}
 }

@@ -122,6 +122,11 @@ type Member struct {
 	user   proto.URI
 	signer *mls.SigningKey
 
+	// hostsHere reports whether this member's own provider is room r's
+	// hub; tests of other hubs' rooms, which the fake API cannot host,
+	// replace it.
+	hostsHere func(r proto.URI) bool
+
 	mu          sync.Mutex
 	keyPackages map[string]*mls.KeyPackageBundle // by hex KeyPackageRef
 	rooms       map[proto.URI]*memberRoom
@@ -208,10 +213,15 @@ func newMember(api *User, cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("member: %w", err)
 	}
+	domain, _ := client.Domain()
 	return &Member{
 		cfg: cfg, api: api, suite: suite, client: client, user: user,
 		log:         cfg.Logger.With("component", "mimi-member", "client", string(client)),
 		keyPackages: map[string]*mls.KeyPackageBundle{}, rooms: map[proto.URI]*memberRoom{},
+		hostsHere: func(r proto.URI) bool {
+			d, err := r.Domain()
+			return err == nil && d == domain
+		},
 	}, nil
 }
 

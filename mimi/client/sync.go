@@ -137,6 +137,7 @@ func (m *Member) SyncWait(ctx context.Context, wait time.Duration) ([]Event, err
 	if err != nil {
 		return events, err
 	}
+	held := m.heldInLocalRooms()
 	for {
 		page, err := m.api.Stream(ctx, StreamOptions{After: m.cursor, Wait: wait, Limit: m.cfg.SyncLimit})
 		if err != nil {
@@ -156,8 +157,45 @@ func (m *Member) SyncWait(ctx context.Context, wait time.Duration) ([]Event, err
 			break
 		}
 	}
+	m.releaseDrained(held)
 	m.ack(ctx)
 	return events, nil
+}
+
+// heldInLocalRooms returns, for the group of each room this member's own
+// provider hosts, the latest epoch held when the call is made (HoldEpoch: one of
+// this member's commits ended it, and messages of it may still be on
+// their way).
+func (m *Member) heldInLocalRooms() map[*mls.Group]uint64 {
+	out := map[*mls.Group]uint64{}
+	for r, mr := range m.rooms {
+		if !m.hostsHere(r) {
+			continue
+		}
+		if h := mr.group.HeldEpochs(); len(h) > 0 {
+			out[mr.group] = h[len(h)-1]
+		}
+	}
+	return out
+}
+
+// releaseDrained releases the epochs heldInLocalRooms listed once the
+// stream is read to its end. Such an epoch was held when the read began,
+// so the commit that ended it had been accepted; the provider, which is
+// the room's hub, numbered every message of that epoch before the commit,
+// and each read carries the commit's index (Mimi-Min-Index), so the
+// stream's end as read lies past them all: none can still arrive. This
+// releases them even in a room where nobody else speaks (a later message
+// would release them too, passed). Rooms of other hubs keep theirs until
+// then: their messages reach this provider's stream in the order that
+// hub's fanout arrives. A group the drain replaced (the member left, or
+// joined again) is not touched.
+func (m *Member) releaseDrained(held map[*mls.Group]uint64) {
+	for _, mr := range m.rooms {
+		if e, ok := held[mr.group]; ok {
+			mr.group.ReleaseEpochs(e + 1)
+		}
+	}
 }
 
 // Ack acknowledges every stream item the member processed, whether or not
