@@ -33,6 +33,10 @@ const (
 	// user; only the user's own devices make them. They live LinkTTL.
 	MaxDeviceInvitesPerUser = 5
 	// MaxDeviceInvites bounds the device invitations open provider-wide.
+	// When they are all open, a new one displaces the oldest invitation of
+	// the user holding the most, if that user holds more than the inviter
+	// does: accounts made to fill the table cannot keep a user with fewer
+	// from inviting a device.
 	MaxDeviceInvites = 10_000
 	// MaxInvites bounds the unused invite codes.
 	MaxInvites = 10_000
@@ -433,16 +437,53 @@ func (s *State) inviteDevice(b *InviteDeviceBody, at uint64) *Result {
 	if len(mine) >= MaxDeviceInvitesPerUser {
 		return refused(Limit, "user %s has %d device invitations open, the most allowed; each expires %d minutes after it was made or when a device redeems it", user, len(mine), LinkTTL/60000)
 	}
+	var displaced *pendingLink
 	if n := s.acct.liveLinks(true, at); n >= MaxDeviceInvites {
-		return refused(Limit, "%d device invitations are open on this provider, the most allowed", n)
+		if displaced = s.acct.crowdedInvitation(at, len(mine)); displaced == nil {
+			return refused(Limit, "%d device invitations are open on this provider, the most allowed, and no user holds more than the %d of %s", n, len(mine), user)
+		}
 	}
 	for _, l := range mine {
 		if subtle.ConstantTimeCompare(l.codeHash, b.CodeHash) == 1 {
 			return refused(Conflict, "invitation code in use; draw another")
 		}
 	}
+	if displaced != nil {
+		s.acct.removeLink(displaced.id)
+	}
 	s.acct.addPending(&pendingLink{id: string(b.InviteID), client: b.Inviter, codeHash: bytes.Clone(b.CodeHash), createdAt: at}, at)
 	return success(nil)
+}
+
+// crowdedInvitation returns the oldest open invitation (at now) of the
+// user who holds the most open invitations, among equals the one whose
+// oldest is oldest, if that user holds more than than; nil otherwise.
+// It visits the links in their creation order, so every replica picks the
+// same one.
+func (a *accounts) crowdedInvitation(now uint64, than int) *pendingLink {
+	count := map[proto.URI]int{}
+	oldest := map[proto.URI]*pendingLink{}
+	var users []proto.URI // by their oldest open invitation
+	for _, id := range a.linkSeq {
+		l := a.links[id]
+		if l == nil || !l.invitation() || l.createdAt+LinkTTL <= now {
+			continue
+		}
+		u, _ := l.client.UserOf()
+		if count[u] == 0 {
+			oldest[u] = l
+			users = append(users, u)
+		}
+		count[u]++
+	}
+	var pick *pendingLink
+	most := than
+	for _, u := range users {
+		if count[u] > most {
+			pick, most = oldest[u], count[u]
+		}
+	}
+	return pick
 }
 
 // findInvitation returns the open invitation a redemption names at now:

@@ -151,25 +151,52 @@ func TestDeviceInvitations(t *testing.T) {
 	replay(t, n)
 }
 
-// TestInvitationProviderBound checks the provider-wide bound on open
-// invitations, and that link requests do not count against it.
+// TestInvitationProviderBound: with every invitation of the provider
+// open, a user may still invite a device while another user holds more
+// invitations than it does (the oldest of the user holding the most goes),
+// and is refused once nobody does. Accounts made to fill the table (2,000
+// users with 5 each) therefore cannot keep an honest user from inviting:
+// each of her invitations displaces one of theirs, up to her own 5.
 func TestInvitationProviderBound(t *testing.T) {
-	n := newNode(t, acctDomain)
-	n.createUser("alice", "phone")
-	_ = n.f.Read(func(s *State) error {
-		// Fill the table directly: MaxDeviceInvites commands would make
-		// the test slow for nothing.
-		for i := range MaxDeviceInvites {
-			id := fmt.Sprintf("filler-%010d", i)
-			s.acct.links[id] = &pendingLink{id: id, client: dev(fmt.Sprint("u", i), "d"), codeHash: tokenHash(id), createdAt: n.now}
-			s.acct.linkSeq = append(s.acct.linkSeq, id)
-		}
-		s.acctEnc = nil
-		return nil
-	})
-	before := n.state()
-	n.refused(before, n.apply(CmdInviteDevice, nil, "", invite(1, dev("alice", "phone"), "x")), Limit, "one invitation past the provider's bound")
-	n.ok(n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{2}, 16), Client: dev("alice", "tv"), CodeHash: tokenHash("l"), TokenHash: tokenHash("tv")}), "a link request beside full invitations")
-	n.now += LinkTTL
-	n.ok(n.apply(CmdInviteDevice, nil, "", invite(1, dev("alice", "phone"), "x")), "an invitation once the others expired")
+	for _, tc := range []struct {
+		name    string
+		perUser int // fillers' invitations each
+		accepts int // alice's invitations accepted before the first refusal
+	}{
+		{name: "one each", perUser: 1, accepts: 1},
+		{name: "hostile accounts with five each", perUser: MaxDeviceInvitesPerUser, accepts: MaxDeviceInvitesPerUser},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, acctDomain)
+			n.createUser("alice", "phone")
+			_ = n.f.Read(func(s *State) error {
+				// Fill the table directly: MaxDeviceInvites commands would
+				// make the test slow for nothing.
+				for i := range MaxDeviceInvites {
+					id := fmt.Sprintf("filler-%010d", i)
+					s.acct.links[id] = &pendingLink{id: id, client: dev(fmt.Sprint("u", i/tc.perUser), "d"), codeHash: tokenHash(id), createdAt: n.now}
+					s.acct.linkSeq = append(s.acct.linkSeq, id)
+				}
+				s.acctEnc = nil
+				return nil
+			})
+			for k := range tc.accepts {
+				n.ok(n.apply(CmdInviteDevice, nil, "", invite(byte(1+k), dev("alice", "phone"), fmt.Sprint("x", k))), fmt.Sprintf("alice's invitation %d on a full provider", k+1))
+				_ = n.f.Read(func(s *State) error {
+					// The oldest filler invitation of a user holding the
+					// most went: the first user's, then the next's.
+					gone := fmt.Sprintf("filler-%010d", k*tc.perUser)
+					if _, ok := s.acct.links[gone]; ok || s.acct.liveLinks(true, n.now) != MaxDeviceInvites {
+						t.Fatalf("after alice's invitation %d: %s still open (%v), %d open", k+1, gone, ok, s.acct.liveLinks(true, n.now))
+					}
+					return nil
+				})
+			}
+			before := n.state()
+			n.refused(before, n.apply(CmdInviteDevice, nil, "", invite(99, dev("alice", "phone"), "y")), Limit, "an invitation when nobody holds more than alice")
+			n.ok(n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{100}, 16), Client: dev("alice", "tv"), CodeHash: tokenHash("l"), TokenHash: tokenHash("tv")}), "a link request beside full invitations")
+			n.now += LinkTTL
+			n.ok(n.apply(CmdInviteDevice, nil, "", invite(99, dev("alice", "phone"), "y")), "an invitation once the others expired")
+		})
+	}
 }
