@@ -316,8 +316,8 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		s.reports.drop(len(s.reports.items) - s.cfg.ReportLimit)
 		return success(nil)
 	}
-	if out.Response.Code != proto.UpdateSuccess && len(out.Effects) == 0 {
-		return answerUnchanged(&out.Response) // a MIMI-level refusal
+	if out.Response.Code != proto.UpdateSuccess && len(out.Effects) == 0 || out.Repeat {
+		return answerUnchanged(&out.Response) // a MIMI-level refusal, or a message accepted already
 	}
 	if _, local := s.clients[out.Joined]; local {
 		// The joiner follows the room from its own commit on. At its

@@ -37,6 +37,9 @@ func (r *Room) Admit(req Request) (Outcome, bool) {
 		if _, err := r.memberActor(l, q.From); err != nil {
 			return refuse(err), true
 		}
+		if r.recent.has(r.Epoch(), q.sum()) {
+			return repeated(), true
+		}
 	case *UpdateRoom:
 		if q.Body == nil || q.Body.Message == nil || q.Body.Message.Public == nil {
 			return respond(proto.UpdateInvalidProposal, "updateRoom without a PublicMessage"), true

@@ -5,6 +5,7 @@ import (
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // ProvisionalMessage is a provisionalMessage request (seed section 7.5): an
@@ -43,12 +44,35 @@ func (q *ProvisionalMessage) apply(r *Room, at uint64) Outcome {
 	if err != nil {
 		return refuse(err)
 	}
+	// A message accepted already in this epoch passed the checks below
+	// (roles change only with a commit, which starts a new epoch), as
+	// Admit assumes.
+	sum := q.sum()
+	if r.recent.has(r.Epoch(), sum) {
+		return repeated()
+	}
 	if (!a.active || !proto.Allows(r.sendRoles(), a.roles)) && !r.cfg.planted(plantBannedSends) {
 		return respond(proto.UpdateNotAllowed, "%s may not send messages in this room", a.user)
 	}
+	r.recent.add(r.Epoch(), sum)
 	e := r.accept(m, at, r.recipients(sender))
 	e.Raw = q.Raw
 	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: []Effect{e}}
+}
+
+// sum is the message's digest for recentMessages: of the encoding it
+// came in, when the caller kept it.
+func (q *ProvisionalMessage) sum() uint64 {
+	if q.Raw != nil {
+		return messageSum(q.Raw)
+	}
+	return messageSum(wire.MustMarshal(q.Message))
+}
+
+// repeated answers a message the room accepted already: success, nothing
+// changed, nothing fanned out.
+func repeated() Outcome {
+	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Repeat: true}
 }
 
 // SenderHint returns the authenticated_data a client puts on its

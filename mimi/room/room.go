@@ -110,6 +110,9 @@ type Room struct {
 	// goneWelcomes are recent Welcomes whose tree the byte bound dropped:
 	// their recipients learn it is gone.
 	goneWelcomes welcomeRecords
+	// recent remembers the application messages accepted in the current
+	// epoch, to answer an exact replay (replay.go).
+	recent recentMessages
 
 	// Derived state, rebuilt on restore.
 	members   memberIndex
@@ -315,6 +318,10 @@ type Outcome struct {
 	GroupInfo *proto.GroupInfoResponse
 	// Report is the accepted abuse report.
 	Report *Report
+	// Repeat marks a success that changed nothing: the request repeats an
+	// application message the room accepted already (replay.go), and is
+	// not fanned out again.
+	Repeat bool
 	// Err is set when a request without a MIMI response code is refused
 	// (wraps ErrNotAllowed or ErrInvalid).
 	Err error
@@ -458,9 +465,9 @@ func (r *Room) updateLingering(users []proto.URI) {
 }
 
 // stateVersion is the format of Room.EncodeTLS. Version 1 (before hub
-// proposals) had no mandates, version 2 no Welcome records; both still
-// restore, without them.
-const stateVersion = 3
+// proposals) had no mandates, version 2 no Welcome records, version 3 no
+// recent messages; all still restore, without them.
+const stateVersion = 4
 
 // EncodeTLS writes the room's state for snapshots.
 func (r *Room) EncodeTLS(w *wire.Writer) {
@@ -495,6 +502,7 @@ func (r *Room) EncodeTLS(w *wire.Writer) {
 	r.welcomes.encode(w)
 	r.goneWelcomes.encode(w)
 	w.Opaque([]byte(r.used.swept))
+	r.recent.encode(w)
 }
 
 // Restore rebuilds a room from EncodeTLS output.
@@ -504,7 +512,7 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	var version uint8
 	rd.Uint8(&version)
 	if rd.OK() && (version < 1 || version > stateVersion) {
-		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1, 2)", version, stateVersion)
+		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1 to 3)", version, stateVersion)
 	}
 	r := &Room{cfg: cfg}
 	r.id.DecodeTLS(rd)
@@ -552,6 +560,9 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 		var swept []byte
 		rd.Opaque(&swept)
 		r.used.swept = string(swept)
+	}
+	if version >= 4 {
+		r.recent.decode(rd)
 	}
 	if err := rd.Finish(); err != nil {
 		return nil, fmt.Errorf("restore room: %w", err)
