@@ -9,11 +9,11 @@ import (
 // Bounds are the limits that decide what the state keeps (when a log, an
 // inbox or an outbox reaches one, Apply drops something), and the consent
 // default that decides what it allows. Every replica must apply the log
-// with the same bounds, or their states drift apart,
-// so they are replicated state: CmdSetBounds sets them for every node,
-// and until one has, a state applies its node's Config (the previous
-// release's behaviour). The leader proposes its own configured bounds
-// when they differ from the replicated ones (internal/hub).
+// with the same bounds, or their states drift apart, so they are
+// replicated state: CmdSetBounds sets them for every node, and until one
+// has, a state applies its node's Config (the previous release's
+// behaviour). The leader proposes its own configured bounds when they
+// differ from the replicated ones (cluster.Store.RunMaintenance).
 type Bounds struct {
 	// InboxLimit and InboxBytes bound each client's inbox-only items
 	// (Welcomes, consent notices) not yet acknowledged; older items are
