@@ -8,7 +8,7 @@ import (
 var accountCommandNames = map[CommandType]string{
 	CmdCreateUser: "createUser", CmdAddDevice: "addDevice", CmdRequestLink: "requestLink", CmdApproveLink: "approveLink",
 	CmdSetPassword: "setPassword", CmdRevokeDevice: "revokeDevice", CmdSuspendUser: "suspendUser", CmdMintInvite: "mintInvite",
-	CmdInviteDevice: "inviteDevice", CmdRedeemInvite: "redeemInvite",
+	CmdInviteDevice: "inviteDevice", CmdRedeemInvite: "redeemInvite", CmdCancelInvite: "cancelInvite",
 }
 
 // CreateUserBody creates a local user with its first device. The user must
@@ -222,6 +222,25 @@ func (b *InviteDeviceBody) DecodeTLS(r *wire.Reader) {
 	r.Opaque(&b.InviteID)
 	b.Inviter.DecodeTLS(r)
 	r.Opaque(&b.CodeHash)
+}
+
+// CancelInviteBody cancels the open device invitation InviteID of the
+// user of Canceller, one of its devices (CmdCancelInvite).
+type CancelInviteBody struct {
+	Canceller proto.URI
+	InviteID  []byte
+}
+
+// EncodeTLS writes the body.
+func (b *CancelInviteBody) EncodeTLS(w *wire.Writer) {
+	b.Canceller.EncodeTLS(w)
+	w.Opaque(b.InviteID)
+}
+
+// DecodeTLS reads the body.
+func (b *CancelInviteBody) DecodeTLS(r *wire.Reader) {
+	b.Canceller.DecodeTLS(r)
+	r.Opaque(&b.InviteID)
 }
 
 // RedeemInviteBody adds Client to its user with the device invitation

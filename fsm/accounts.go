@@ -519,6 +519,47 @@ func (s *State) redeemInvite(b *RedeemInviteBody, at uint64) *Result {
 	return s.addDevice(b.Client, b.TokenHash, DeviceInvited, at)
 }
 
+// NoSuchInvitation is the answer (NotFound) to a cancellation that names
+// no open invitation of the canceller's user: one of another user is
+// not told apart from none.
+const NoSuchInvitation = "no open device invitation of this user has this id"
+
+// cancelInvite applies CmdCancelInvite: any device of a user may cancel
+// any open invitation of that user (one made by a device since revoked
+// is gone already).
+func (s *State) cancelInvite(b *CancelInviteBody, at uint64) *Result {
+	user, r := s.actingDevice(b.Canceller)
+	if r != nil {
+		return r
+	}
+	for _, l := range s.acct.userLinks(user, true, at) {
+		if l.id == string(b.InviteID) {
+			s.acct.removeLink(l.id)
+			s.acct.pruneLinks(at)
+			return success(nil)
+		}
+	}
+	return refused(NotFound, "%s", NoSuchInvitation)
+}
+
+// DeviceInvitation is an open device invitation: its id, the device that
+// made it, and when it expires (ms).
+type DeviceInvitation struct {
+	ID        []byte
+	Inviter   proto.URI
+	ExpiresAt uint64
+}
+
+// DeviceInvitations lists user's device invitations open at now (ms),
+// oldest first.
+func (s *State) DeviceInvitations(user proto.URI, now uint64) []DeviceInvitation {
+	var out []DeviceInvitation
+	for _, l := range s.acct.userLinks(user, true, now) {
+		out = append(out, DeviceInvitation{ID: []byte(l.id), Inviter: l.client, ExpiresAt: l.createdAt + LinkTTL})
+	}
+	return out
+}
+
 // dropInvitationsBy drops the device invitations client made: a revoked
 // device's invitations add nobody.
 func (a *accounts) dropInvitationsBy(client proto.URI) {
@@ -606,11 +647,11 @@ func (s *State) mintInvite(b *MintInviteBody, at uint64) *Result {
 	return success(nil)
 }
 
-// dispatchAccounts applies the account commands (types 20-29); ok is false
+// dispatchAccounts applies the account commands (types 20-30); ok is false
 // for other types.
 func (s *State) dispatchAccounts(c *Command) (res *Result, ok bool) {
 	mv := s.maxVector()
-	if c.Type < CmdCreateUser || c.Type > CmdRedeemInvite {
+	if c.Type < CmdCreateUser || c.Type > CmdCancelInvite {
 		return nil, false
 	}
 	if c.Peer != "" {
@@ -635,6 +676,8 @@ func (s *State) dispatchAccounts(c *Command) (res *Result, ok bool) {
 		return run(c, mv, func(b *MintInviteBody) *Result { return s.mintInvite(b, c.AcceptedAt) }), true
 	case CmdInviteDevice:
 		return run(c, mv, func(b *InviteDeviceBody) *Result { return s.inviteDevice(b, c.AcceptedAt) }), true
+	case CmdCancelInvite:
+		return run(c, mv, func(b *CancelInviteBody) *Result { return s.cancelInvite(b, c.AcceptedAt) }), true
 	default: // CmdRedeemInvite
 		return run(c, mv, func(b *RedeemInviteBody) *Result { return s.redeemInvite(b, c.AcceptedAt) }), true
 	}

@@ -75,7 +75,7 @@ func (s *State) AdmitProposal(p *Proposal) *Result {
 // localOnly reports whether only the provider's own clients (or the
 // provider itself) may send commands of type t.
 func localOnly(t CommandType) bool {
-	if t >= CmdCreateUser && t <= CmdRedeemInvite { // accounts.go
+	if t >= CmdCreateUser && t <= CmdCancelInvite { // accounts.go
 		return true
 	}
 	switch t {

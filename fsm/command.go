@@ -43,6 +43,7 @@ const (
 	CmdMintInvite   CommandType = 27 // an operator mints a single-use invite code
 	CmdInviteDevice CommandType = 28 // an existing device invites a new device of its user
 	CmdRedeemInvite CommandType = 29 // a new device redeems its user's device invitation
+	CmdCancelInvite CommandType = 30 // a device cancels an open device invitation of its user
 
 	// Throughput (proposal.go): 40-49.
 	CmdBatch         CommandType = 40 // several commands in one entry, applied in order

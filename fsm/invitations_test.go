@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -198,5 +199,71 @@ func TestInvitationProviderBound(t *testing.T) {
 			n.now += LinkTTL
 			n.ok(n.apply(CmdInviteDevice, nil, "", invite(99, dev("alice", "phone"), "y")), "an invitation once the others expired")
 		})
+	}
+}
+
+// TestCancelInvitation: any device of a user lists and cancels the user's
+// open invitations; a cancelled one redeems nothing. Another user, a
+// peer, an unknown id and an expired invitation are refused, each leaving
+// the state unchanged, and another user's invitation is not told apart
+// from none.
+func TestCancelInvitation(t *testing.T) {
+	n := newNode(t, acctDomain)
+	n.createUser("alice", "phone")
+	n.createUser("bob", "phone")
+	n.ok(n.apply(CmdInviteDevice, nil, "", invite(1, dev("alice", "phone"), "laptop")), "an invitation for the laptop")
+	n.ok(n.apply(CmdRedeemInvite, nil, "", redeem(dev("alice", "laptop"), "laptop")), "the laptop joins")
+	n.ok(n.apply(CmdInviteDevice, nil, "", invite(2, dev("alice", "phone"), "tablet")), "an invitation for a tablet")
+	n.ok(n.apply(CmdInviteDevice, nil, "", invite(3, dev("alice", "phone"), "tv")), "an invitation for a tv")
+	id := func(b byte) []byte { return bytes.Repeat([]byte{b}, 16) }
+	list := func(u string) (ids []string) {
+		_ = n.f.Read(func(s *State) error {
+			for _, inv := range s.DeviceInvitations(usr(u), n.now) {
+				if inv.Inviter != dev("alice", "phone") || inv.ExpiresAt <= n.now {
+					t.Errorf("invitation %x: by %s, expires %d (now %d)", inv.ID, inv.Inviter, inv.ExpiresAt, n.now)
+				}
+				ids = append(ids, fmt.Sprintf("%x", inv.ID[:1]))
+			}
+			return nil
+		})
+		return ids
+	}
+	if got := list("alice"); !slices.Equal(got, []string{"02", "03"}) {
+		t.Fatalf("alice's open invitations: %v, want 02 and 03", got)
+	}
+	if got := list("bob"); len(got) != 0 {
+		t.Fatalf("bob's open invitations: %v", got)
+	}
+	before := n.state()
+	for _, tc := range []struct {
+		what string
+		peer string
+		body *CancelInviteBody
+		kind ErrorKind
+	}{
+		{"another user's device", "", &CancelInviteBody{Canceller: dev("bob", "phone"), InviteID: id(2)}, NotFound},
+		{"an unknown id", "", &CancelInviteBody{Canceller: dev("alice", "laptop"), InviteID: id(9)}, NotFound},
+		{"a device that does not exist", "", &CancelInviteBody{Canceller: dev("alice", "ghost"), InviteID: id(2)}, NotFound},
+		{"a peer", "b.example", &CancelInviteBody{Canceller: dev("alice", "laptop"), InviteID: id(2)}, NotAllowed},
+	} {
+		r := n.apply(CmdCancelInvite, nil, tc.peer, tc.body)
+		n.refused(before, r, tc.kind, tc.what)
+		if tc.what == "another user's device" && r.Message != NoSuchInvitation {
+			t.Errorf("another user's invitation: %q, want the answer for none", r.Message)
+		}
+	}
+	// The laptop cancels what the phone made.
+	n.ok(n.apply(CmdCancelInvite, nil, "", &CancelInviteBody{Canceller: dev("alice", "laptop"), InviteID: id(2)}), "the laptop cancels the tablet's invitation")
+	if got := list("alice"); !slices.Equal(got, []string{"03"}) {
+		t.Fatalf("after the cancellation: %v, want 03", got)
+	}
+	before = n.state()
+	n.refused(before, n.apply(CmdRedeemInvite, nil, "", redeem(dev("alice", "tablet"), "tablet")), NotFound, "a cancelled invitation")
+	n.refused(before, n.apply(CmdCancelInvite, nil, "", &CancelInviteBody{Canceller: dev("alice", "phone"), InviteID: id(2)}), NotFound, "cancelled twice")
+	n.now += LinkTTL
+	before = n.state()
+	n.refused(before, n.apply(CmdCancelInvite, nil, "", &CancelInviteBody{Canceller: dev("alice", "phone"), InviteID: id(3)}), NotFound, "an expired invitation")
+	if got := list("alice"); len(got) != 0 {
+		t.Fatalf("after expiry: %v", got)
 	}
 }

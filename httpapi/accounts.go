@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -389,7 +390,56 @@ func (c *clientAPI) inviteDevice(w http.ResponseWriter, r *http.Request, p *prin
 	if _, err := c.apply(r, p, "", fsm.CmdInviteDevice, &fsm.InviteDeviceBody{InviteID: id, Inviter: p.client, CodeHash: codeHash(code)}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"user": string(p.user), "code": code, "expires_in": fsm.LinkTTL / 1000})
+	writeJSON(w, http.StatusCreated, map[string]any{"user": string(p.user), "id": hex.EncodeToString(id), "code": code, "expires_in": fsm.LinkTTL / 1000})
+	return nil
+}
+
+// invitations: GET /v1/devices/invitations, the user's open device
+// invitations (never their codes, which only the inviting device saw).
+func (c *clientAPI) invitations(w http.ResponseWriter, r *http.Request, p *principal) error {
+	type invitationJSON struct {
+		ID        string    `json:"id"`
+		Inviter   string    `json:"inviter"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	out := struct {
+		Invitations []invitationJSON `json:"invitations"`
+	}{Invitations: []invitationJSON{}}
+	err := c.backend.Read(r.Context(), true, func(s *fsm.State) error {
+		// Open by the state's clock, as Apply decides (like the devices
+		// waiting for approval).
+		for _, inv := range s.DeviceInvitations(p.user, s.LastAcceptedAt()) {
+			out.Invitations = append(out.Invitations, invitationJSON{ID: hex.EncodeToString(inv.ID), Inviter: string(inv.Inviter), ExpiresAt: time.UnixMilli(int64(inv.ExpiresAt)).UTC()})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// cancelInvite: DELETE /v1/devices/invitations/{id}, any device of the
+// user cancels an open invitation of the user (204); one that is not
+// open, or not the user's, is one 404.
+func (c *clientAPI) cancelInvite(w http.ResponseWriter, r *http.Request, p *principal) error {
+	v, err := pathVar(r, "id")
+	if err != nil {
+		return err
+	}
+	id, err := hex.DecodeString(v)
+	if err != nil || len(id) < 16 || len(id) > 64 {
+		return fail(http.StatusBadRequest, "invitation id: want the 32 to 128 hex digits /v1/devices/invite answered")
+	}
+	res, err := c.apply(r, p, RouteCancelInvite, fsm.CmdCancelInvite, &fsm.CancelInviteBody{Canceller: p.client, InviteID: id})
+	if err != nil {
+		return err
+	}
+	if err := resultErr(res); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -82,6 +82,8 @@ const (
 	RouteApproveLink       = "client.approveLink"
 	RouteInviteDevice      = "client.inviteDevice"
 	RouteRedeemInvite      = "client.redeemInvite"
+	RouteInvitations       = "client.invitations"
+	RouteCancelInvite      = "client.cancelInvite"
 	RouteAddDevice         = "client.addDevice"
 	RouteDevices           = "client.devices"
 	RouteRevokeDevice      = "client.revokeDevice"
@@ -151,6 +153,8 @@ func (c *clientAPI) router() *mux.Router {
 		{http.MethodPost, "/v1/devices/link", RouteRequestLink, c.requestLink, t},
 		{http.MethodPost, "/v1/devices/approve", RouteApproveLink, c.approveLink, t},
 		{http.MethodPost, "/v1/devices/invite", RouteInviteDevice, c.inviteDevice, t},
+		{http.MethodGet, "/v1/devices/invitations", RouteInvitations, c.invitations, t},
+		{http.MethodDelete, "/v1/devices/invitations/{id}", RouteCancelInvite, c.cancelInvite, t},
 		{http.MethodPost, "/v1/devices/redeem", RouteRedeemInvite, c.redeemInvite, t},
 		{http.MethodPost, "/v1/devices", RouteAddDevice, c.addDevice, t},
 		{http.MethodGet, "/v1/devices", RouteDevices, c.devices, t},

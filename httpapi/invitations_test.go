@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -154,4 +156,69 @@ func TestRedeemRetry(t *testing.T) {
 	want(t, e.apiDo(http.MethodGet, "/v1/whoami", token, nil), http.StatusOK, "the token")
 	// The second invitation still adds a device.
 	want(t, e.apiDo(http.MethodPost, "/v1/devices/redeem", "", map[string]any{"user": "alice", "device": "tv", "code": again["code"]}), http.StatusCreated, "the retry's invitation")
+}
+
+// TestListAndCancelInvitations: the invitation's answer names its id; any
+// device of the user lists the open invitations (without their codes) and
+// cancels one (204), whose code then adds nothing. Another user, a bad id
+// and an anonymous client are refused, and another user's invitation is
+// not told apart from none.
+func TestListAndCancelInvitations(t *testing.T) {
+	e := newEnv(t, "a.example", func(c *Config) {
+		c.RateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: DefaultLinkRate, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}, Redeem: Rate{Burst: -1}}
+	})
+	alice := e.register("alice", "phone")
+	bob := e.register("bob", "phone")
+	invite := func() (id, code string) {
+		t.Helper()
+		rec := e.apiDo(http.MethodPost, "/v1/devices/invite", alice.token, nil)
+		want(t, rec, http.StatusCreated, "alice invites")
+		inv := decodeJSON[map[string]any](t, rec)
+		id, _ = inv["id"].(string)
+		code, _ = inv["code"].(string)
+		if len(id) != 32 {
+			t.Fatalf("invitation %v: want a 32-digit id", inv)
+		}
+		return id, code
+	}
+	first, firstCode := invite()
+	second, _ := invite()
+	list := func(token string) []string {
+		t.Helper()
+		rec := e.apiDo(http.MethodGet, "/v1/devices/invitations", token, nil)
+		want(t, rec, http.StatusOK, "list")
+		var out struct {
+			Invitations []map[string]any `json:"invitations"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, inv := range out.Invitations {
+			if _, leaked := inv["code"]; leaked || inv["inviter"] != "mimi://a.example/u/alice/d/phone" {
+				t.Fatalf("listed invitation %v", inv)
+			}
+			ids = append(ids, inv["id"].(string))
+		}
+		return ids
+	}
+	if got := list(alice.token); !slices.Equal(got, []string{first, second}) {
+		t.Fatalf("alice's invitations %v, want %v", got, []string{first, second})
+	}
+	if got := list(bob.token); len(got) != 0 {
+		t.Fatalf("bob sees %v", got)
+	}
+	before := e.b.state(t)
+	wantJSONError(t, e.apiDo(http.MethodDelete, "/v1/devices/invitations/"+first, bob.token, nil), http.StatusNotFound, kindNotFound, "bob cancels alice's invitation")
+	wantJSONError(t, e.apiDo(http.MethodDelete, "/v1/devices/invitations/"+strings.Repeat("ab", 16), alice.token, nil), http.StatusNotFound, kindNotFound, "an unknown id")
+	wantJSONError(t, e.apiDo(http.MethodDelete, "/v1/devices/invitations/xyz", alice.token, nil), http.StatusBadRequest, kindInvalid, "an id that is not hex")
+	wantJSONError(t, e.apiDo(http.MethodDelete, "/v1/devices/invitations/"+first, "", nil), http.StatusUnauthorized, kindNotAllowed, "an anonymous client")
+	if !bytes.Equal(before, e.b.state(t)) {
+		t.Fatal("refused cancellations changed the state")
+	}
+	want(t, e.apiDo(http.MethodDelete, "/v1/devices/invitations/"+first, alice.token, nil), http.StatusNoContent, "alice cancels her first invitation")
+	if got := list(alice.token); !slices.Equal(got, []string{second}) {
+		t.Fatalf("after the cancellation: %v, want %v", got, []string{second})
+	}
+	wantJSONError(t, e.apiFrom("203.0.113.7:1", http.MethodPost, "/v1/devices/redeem", "", map[string]any{"user": "alice", "device": "tablet", "code": firstCode}), http.StatusNotFound, kindNotFound, "the cancelled invitation's code")
 }

@@ -146,9 +146,9 @@ reads your rooms.`,
 						return err
 					}
 					id, _ := inv.User.Parse()
-					out := map[string]any{"user": inv.User, "code": inv.Code, "expires_at": inv.Expires}
-					return e.output(out, fmt.Sprintf("on the new device, within %d minutes, run:\n\n    mimictl link -user %s -device NAME -code %s\n",
-						int(time.Until(inv.Expires).Round(time.Minute).Minutes()), id.User, inv.Code))
+					out := map[string]any{"user": inv.User, "id": inv.ID, "code": inv.Code, "expires_at": inv.Expires}
+					return e.output(out, fmt.Sprintf("on the new device, within %d minutes, run:\n\n    mimictl link -user %s -device NAME -code %s\n\n(to cancel it: mimictl cancel-invite %s)\n",
+						int(time.Until(inv.Expires).Round(time.Minute).Minutes()), id.User, inv.Code, inv.ID))
 				}))
 			}
 		},
@@ -180,12 +180,13 @@ see on your own new device: the approved device reads your rooms.`,
 
 func devicesCommand() *command {
 	return &command{
-		name: "devices", summary: "list this user's devices and those waiting for approval",
+		name: "devices", summary: "list this user's devices, those waiting for approval, and open invitations",
 		help: `Lists the devices of this profile's user as the provider knows them (how
 and when each was added; this device is marked), then the devices waiting
-for approval and until when. Approve a waiting device with 'mimictl approve
-CODE' (the code the new device shows); revoke one with 'mimictl revoke
-DEVICE'.`,
+for approval and until when, then the open device invitations (their ids,
+not their codes). Approve a waiting device with 'mimictl approve CODE'
+(the code the new device shows); revoke one with 'mimictl revoke DEVICE';
+cancel an invitation with 'mimictl cancel-invite ID'.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, e *env, args []string) error {
 				if err := wantArgs("devices", args, 0, 0); err != nil {
@@ -216,7 +217,40 @@ DEVICE'.`,
 							return err
 						}
 					}
+					invs, err := s.api.Invitations(ctx)
+					if err != nil {
+						return err
+					}
+					for _, inv := range invs {
+						out := map[string]any{"invitation": inv.ID, "inviter": inv.Inviter, "expires_at": inv.Expires}
+						if err := e.output(out, fmt.Sprintf("invitation %s by %s, open until %s\n", inv.ID, inv.Inviter, inv.Expires.Local().Format(time.TimeOnly))); err != nil {
+							return err
+						}
+					}
 					return nil
+				}))
+			}
+		},
+	}
+}
+
+func cancelInviteCommand() *command {
+	return &command{
+		name: "cancel-invite", synopsis: "ID", summary: "cancel an open device invitation of this user",
+		help: `Cancels the open device invitation ID of this profile's user ('mimictl
+devices' lists them; 'mimictl invite-device' prints the id of the one it
+makes): its code then adds no device. Any device of the user may cancel
+any of the user's invitations.`,
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, e *env, args []string) error {
+				if err := wantArgs("cancel-invite", args, 1, 1); err != nil {
+					return err
+				}
+				return explain(e.readProfile(ctx, func(s *session) error {
+					if err := s.api.CancelInvitation(ctx, args[0]); err != nil {
+						return err
+					}
+					return e.output(map[string]string{"cancelled": args[0]}, fmt.Sprintf("cancelled invitation %s\n", args[0]))
 				}))
 			}
 		},

@@ -77,6 +77,24 @@ func TestDeviceCommands(t *testing.T) {
 		t.Fatalf("link -code: %s", out)
 	}
 	cli(0, "-profile", "tv", "whoami")
+	// An invitation the user thinks better of: listed by id, cancelled,
+	// and its code then adds nothing.
+	inv = cli(0, append(laptop, "invite-device")...)
+	code = regexp.MustCompile(`-code ([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})`).FindStringSubmatch(inv)
+	id := regexp.MustCompile(`mimictl cancel-invite ([0-9a-f]{32})`).FindStringSubmatch(inv)
+	if code == nil || id == nil {
+		t.Fatalf("invite-device printed no code or id:\n%s", inv)
+	}
+	if out := cli(0, append(phone, "devices")...); !strings.Contains(out, "invitation "+id[1]+" by mimi://a.example/u/alice/d/cli") {
+		t.Fatalf("devices does not list the open invitation %s:\n%s", id[1], out)
+	}
+	if out := cli(0, append(phone, "cancel-invite", id[1])...); !strings.Contains(out, "cancelled invitation "+id[1]) {
+		t.Fatalf("cancel-invite: %s", out)
+	}
+	cli(1, append(phone, "cancel-invite", id[1])...)
+	if out := cli(1, "-profile", "tv2", "link", "-server", w.a.ClientURL, "-ca", w.caFile, "-user", "alice", "-device", "tv2", "-keys", "1", "-code", code[1]); !strings.Contains(out, "HTTP 404") {
+		t.Fatalf("link with a cancelled invitation's code: %s", out)
+	}
 	out := cli(0, append(laptop, "devices")...)
 	for _, want := range []string{"alice/d/cli", "registered", "(this device)", "alice/d/phone", "password", "alice/d/tablet", "linked", "alice/d/tv", "invited"} {
 		if !strings.Contains(out, want) {

@@ -66,6 +66,7 @@ func commands() []*command {
 		approveCommand(),
 		devicesCommand(),
 		revokeCommand(),
+		cancelInviteCommand(),
 		passwordCommand(),
 		whoamiCommand(),
 		publishKeysCommand(),

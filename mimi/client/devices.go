@@ -162,8 +162,13 @@ func (u *User) WaitLinked(ctx context.Context, req *LinkRequest, interval time.D
 // its user.
 type DeviceInvitation struct {
 	User proto.URI
-	// Code is what the user types on the new device (XXXX-XXXX-XXXX).
+	// ID names the invitation, to cancel it (CancelInvitation).
+	ID string
+	// Code is what the user types on the new device (XXXX-XXXX-XXXX);
+	// empty in the list of open invitations (Invitations).
 	Code string
+	// Inviter is the device that made it (in the list only).
+	Inviter proto.URI
 	// Expires is when the invitation lapses unused.
 	Expires time.Time
 }
@@ -174,13 +179,45 @@ type DeviceInvitation struct {
 func (u *User) InviteDevice(ctx context.Context) (*DeviceInvitation, error) {
 	var out struct {
 		User      string `json:"user"`
+		ID        string `json:"id"`
 		Code      string `json:"code"`
 		ExpiresIn int    `json:"expires_in"`
 	}
 	if err := u.do(ctx, apiCall{op: "invite device", method: http.MethodPost, path: "/v1/devices/invite", out: &out}); err != nil {
 		return nil, err
 	}
-	return &DeviceInvitation{User: proto.URI(out.User), Code: out.Code, Expires: u.cfg.Now().Add(time.Duration(out.ExpiresIn) * time.Second)}, nil
+	return &DeviceInvitation{User: proto.URI(out.User), ID: out.ID, Code: out.Code, Expires: u.cfg.Now().Add(time.Duration(out.ExpiresIn) * time.Second)}, nil
+}
+
+// Invitations lists the user's open device invitations, oldest first
+// (GET /v1/devices/invitations); their codes are not shown again.
+func (u *User) Invitations(ctx context.Context) ([]DeviceInvitation, error) {
+	var out struct {
+		Invitations []struct {
+			ID        string    `json:"id"`
+			Inviter   string    `json:"inviter"`
+			ExpiresAt time.Time `json:"expires_at"`
+		} `json:"invitations"`
+	}
+	if err := u.do(ctx, apiCall{op: "invitations", method: http.MethodGet, path: "/v1/devices/invitations", out: &out}); err != nil {
+		return nil, err
+	}
+	var user proto.URI
+	if c, err := u.Client(); err == nil {
+		user, _ = c.UserOf()
+	}
+	var invs []DeviceInvitation
+	for _, in := range out.Invitations {
+		invs = append(invs, DeviceInvitation{User: user, ID: in.ID, Inviter: proto.URI(in.Inviter), Expires: in.ExpiresAt})
+	}
+	return invs, nil
+}
+
+// CancelInvitation cancels one of the user's open device invitations by
+// its id (DELETE /v1/devices/invitations/{id}); one that is not open is a
+// 404 StatusError.
+func (u *User) CancelInvitation(ctx context.Context, id string) error {
+	return u.do(ctx, apiCall{op: "cancel invitation", method: http.MethodDelete, path: "/v1/devices/invitations/" + url.PathEscape(id)})
 }
 
 // RedeemInvite adds device to the existing user with the code of an
