@@ -73,22 +73,13 @@ func (c Config) Digest() string {
 	}
 	var w wire.Writer
 	w.Opaque([]byte(c.Domain))
-	w.Uint8(boolByte(c.RequireConsent))
-	for _, n := range []int64{int64(c.MaxVector), int64(c.InboxLimit), c.InboxBytes, int64(c.Retention.MaxAge),
-		int64(c.Retention.RoomEntries), c.Retention.RoomBytes, c.Retention.TotalBytes, int64(c.MaxSubscriptions),
-		int64(c.OutboxLimit), c.OutboxBytes, c.OutboxTotalBytes, int64(c.ReportLimit), int64(c.DedupWindow)} {
-		w.Uint64(uint64(n))
-	}
+	w.Uint64(uint64(c.MaxVector))
+	c.Bounds.encode(&w)
+	w.Uint64(uint64(c.ReportLimit))
+	w.Uint64(c.DedupWindow)
 	b, _ := w.Bytes()
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
-}
-
-func boolByte(b bool) uint8 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func (c Config) withDefaults() Config {

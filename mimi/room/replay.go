@@ -76,7 +76,8 @@ func (m *recentMessages) decode(r *wire.Reader) {
 		r.Uint64(&s)
 		m.sums = append(m.sums, s)
 	})
-	if len(m.sums) > RecentMessageLimit || (int(next) != 0 && int(next) >= len(m.sums)) || (int(next) != 0 && len(m.sums) < RecentMessageLimit) {
+	// The ring position moves only once the ring is full.
+	if len(m.sums) > RecentMessageLimit || next != 0 && (len(m.sums) < RecentMessageLimit || next >= RecentMessageLimit) {
 		r.Failf("recent messages: %d digests, ring position %d", len(m.sums), next)
 	}
 	m.next = int(next)
