@@ -313,15 +313,16 @@ func newToken(client proto.URI, secret []byte) (string, []byte) {
 
 // parseToken returns the client a token claims to be.
 func parseToken(token string) (proto.URI, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || parts[0] != tokenPrefix {
+	prefix, rest, _ := strings.Cut(token, ".")
+	clientPart, secretPart, ok := strings.Cut(rest, ".")
+	if prefix != tokenPrefix || !ok || strings.Contains(secretPart, ".") {
 		return "", errors.New("not a mimi1 token")
 	}
-	uri, err := base64.RawURLEncoding.DecodeString(parts[1])
+	uri, err := base64.RawURLEncoding.DecodeString(clientPart)
 	if err != nil {
 		return "", errors.New("the token's client part is not base64url")
 	}
-	if secret, err := base64.RawURLEncoding.DecodeString(parts[2]); err != nil || len(secret) != 32 {
+	if secret, err := base64.RawURLEncoding.DecodeString(secretPart); err != nil || len(secret) != 32 {
 		return "", errors.New("the token's secret is not 32 base64url bytes")
 	}
 	client := proto.URI(uri)

@@ -125,6 +125,7 @@ func TestTokenAuthentication(t *testing.T) {
 		{"an empty token", "Bearer "},
 		{"not a mimi1 token", "Bearer abc.def.ghi"},
 		{"a token without secret", "Bearer " + parts[0] + "." + parts[1]},
+		{"a token with a fourth part", "Bearer " + alice.token + ".x"},
 		{"a token of an unknown client", "Bearer mimi1." + base64.RawURLEncoding.EncodeToString([]byte("mimi://a.example/u/eve/d/x")) + "." + parts[2]},
 		{"another client's secret", "Bearer " + forged},
 		{"a token naming a room", "Bearer mimi1." + base64.RawURLEncoding.EncodeToString([]byte("mimi://a.example/r/x")) + "." + parts[2]},

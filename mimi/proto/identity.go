@@ -70,7 +70,9 @@ func validDomain(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	for rest, more := s, true; more; {
+		var label string
+		label, rest, more = strings.Cut(rest, ".")
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
@@ -83,13 +85,24 @@ func validDomain(s string) bool {
 	return true
 }
 
+// maxURIParts is one more than the segments of the longest identifier
+// (a client: domain/u/NAME/d/DEVICE), so a longer path is seen as one.
+const maxURIParts = 6
+
 // Parse parses a MIMI identifier URI.
 func (u URI) Parse() (Identifier, error) {
 	rest, ok := strings.CutPrefix(string(u), "mimi://")
 	if !ok {
 		return Identifier{}, fmt.Errorf("identifier %q: scheme is not mimi://", u)
 	}
-	parts := strings.Split(rest, "/")
+	// Split on "/" into a fixed array: Parse runs on every request's
+	// identifiers, and strings.Split would allocate each time.
+	var buf [maxURIParts]string
+	n := 0
+	for more := true; more && n < maxURIParts; n++ {
+		buf[n], rest, more = strings.Cut(rest, "/")
+	}
+	parts := buf[:n]
 	if !validDomain(parts[0]) {
 		return Identifier{}, fmt.Errorf("identifier %q: invalid domain %q", u, parts[0])
 	}
@@ -148,10 +161,13 @@ func (u URI) UserOf() (URI, error) {
 	if err != nil {
 		return "", err
 	}
-	if id.Kind != KindUser && id.Kind != KindClient {
-		return "", fmt.Errorf("identifier %q names a room, not a user or client", u)
+	switch id.Kind {
+	case KindUser:
+		return u, nil // Parse took exactly mimi://DOMAIN/u/NAME
+	case KindClient:
+		return UserURI(id.Domain, id.User), nil
 	}
-	return UserURI(id.Domain, id.User), nil
+	return "", fmt.Errorf("identifier %q names a room, not a user or client", u)
 }
 
 // Domain returns the provider domain of the URI.
