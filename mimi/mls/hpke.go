@@ -4,9 +4,12 @@ import (
 	"crypto/hkdf"
 	"crypto/hpke"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
+	"hash"
 
+	"github.com/cloudflare/circl/dh/x25519"
 	circlhpke "github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem"
 )
@@ -138,6 +141,52 @@ func (h stdHPKE) validPublicKey(publicKey []byte) bool {
 	return err == nil
 }
 
+// x25519HPKE is crypto/hpke's DHKEM(X25519, HKDF-SHA256) with key pairs
+// made here: crypto/ecdh computes an X25519 public key with the generic
+// Montgomery ladder, and circl's fixed-base ladder (a table of multiples of
+// the base point) takes less than half its time. A commit makes two key
+// pairs (the committer's new leaf and the GroupInfo's external key) and a
+// member processing one derives one per node of the path, so this is most
+// of the curve arithmetic of a commit that is not a signature. Keys are
+// serialized as crypto/hpke serializes them (RFC 9180 7.1.2: the private
+// key clamped); encryption and decryption stay crypto/hpke's.
+type x25519HPKE struct{ stdHPKE }
+
+// x25519KEMSuiteID is RFC 9180's suite_id for DHKEM(X25519, HKDF-SHA256).
+const x25519KEMSuiteID = "KEM\x00\x20"
+
+// keyPair clamps a private key and computes its public key.
+func (x25519HPKE) keyPair(sk []byte) ([]byte, []byte, error) {
+	if len(sk) != x25519.Size {
+		return nil, nil, fmt.Errorf("X25519 private key of %d bytes", len(sk))
+	}
+	var priv, pub x25519.Key
+	copy(priv[:], sk)
+	x25519.KeyGen(&pub, &priv)
+	priv[0] &= 248
+	priv[31] = priv[31]&127 | 64
+	return priv[:], pub[:], nil
+}
+
+func (h x25519HPKE) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
+	sk, err := dhkemSecretKey(sha256.New, x25519KEMSuiteID, ikm, x25519.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h.keyPair(sk)
+}
+
+func (h x25519HPKE) generate() ([]byte, []byte, error) {
+	sk := make([]byte, x25519.Size)
+	_, _ = rand.Read(sk) // never fails (crypto/rand)
+	return h.keyPair(sk)
+}
+
+func (h x25519HPKE) publicKey(privateKey []byte) ([]byte, error) {
+	_, pub, err := h.keyPair(privateKey)
+	return pub, err
+}
+
 // x448HPKE is DHKEM(X448, HKDF-SHA512) with HKDF-SHA512 from circl, for the
 // suites the standard library cannot serve (4 and 6).
 type x448HPKE struct {
@@ -243,19 +292,23 @@ func (h x448HPKE) exportReceiver(privateKey, enc, exporterContext []byte, length
 // x448KEMSuiteID is RFC 9180's suite_id for DHKEM(X448, HKDF-SHA512).
 const x448KEMSuiteID = "KEM\x00\x21"
 
+// dhkemSecretKey is the private half of RFC 9180 DeriveKeyPair for the
+// Montgomery curves (X25519, X448): LabeledExtract("", "dkp_prk", ikm),
+// then LabeledExpand(dkp_prk, "sk", "", nsk). The curve clamps the scalar.
+func dhkemSecretKey(newHash func() hash.Hash, suiteID string, ikm []byte, nsk int) ([]byte, error) {
+	label := func(l string) []byte { return []byte("HPKE-v1" + suiteID + l) }
+	prk, err := hkdf.Extract(newHash, append(label("dkp_prk"), ikm...), nil)
+	if err != nil {
+		return nil, err
+	}
+	info := append([]byte{byte(nsk >> 8), byte(nsk)}, label("sk")...)
+	return hkdf.Expand(newHash, prk, string(info), nsk)
+}
+
 // deriveKeyPair implements RFC 9180 DeriveKeyPair for X448 itself: circl's
 // accepts only 56-byte seeds, while MLS derives from Nh = 64-byte secrets.
 func (h x448HPKE) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
-	// LabeledExtract("", "dkp_prk", ikm), then LabeledExpand(dkp_prk, "sk",
-	// "", Nsk); X448 clamps inside the scalar multiplication.
-	label := func(l string) []byte { return []byte("HPKE-v1" + x448KEMSuiteID + l) }
-	prk, err := hkdf.Extract(sha512.New, append(label("dkp_prk"), ikm...), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	nsk := h.scheme().PrivateKeySize()
-	info := append([]byte{byte(nsk >> 8), byte(nsk)}, label("sk")...)
-	sk, err := hkdf.Expand(sha512.New, prk, string(info), nsk)
+	sk, err := dhkemSecretKey(sha512.New, x448KEMSuiteID, ikm, h.scheme().PrivateKeySize())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -294,8 +347,9 @@ func (h x448HPKE) validPublicKey(publicKey []byte) bool {
 	return err == nil
 }
 
-// Both implementations serve the interface.
+// The implementations serve the interface.
 var (
 	_ hpkeScheme = stdHPKE{}
+	_ hpkeScheme = x25519HPKE{}
 	_ hpkeScheme = x448HPKE{}
 )

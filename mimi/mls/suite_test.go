@@ -373,3 +373,45 @@ func BenchmarkSuite(b *testing.B) {
 		})
 	}
 }
+
+// TestX25519KeysMatchCryptoHPKE holds the X25519 key pairs made with
+// circl's fixed-base ladder to crypto/hpke's, byte for byte: derived from
+// random secrets of many lengths, generated, and the public key of random
+// (unclamped) private keys; a wrong-length private key is refused by both.
+func TestX25519KeysMatchCryptoHPKE(t *testing.T) {
+	for _, c := range []CipherSuite{MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519} {
+		fast, ok := mustSuite(c).hpke.(x25519HPKE)
+		if !ok {
+			t.Fatalf("%s does not make its keys with x25519HPKE", c)
+		}
+		std := fast.stdHPKE
+		for i := range 2000 {
+			ikm := make([]byte, i%97)
+			_, _ = rand.Read(ikm)
+			priv, pub := must2(fast.deriveKeyPair(ikm))
+			wantPriv, wantPub := must2(std.deriveKeyPair(ikm))
+			if !bytes.Equal(priv, wantPriv) || !bytes.Equal(pub, wantPub) {
+				t.Fatalf("DeriveKeyPair(%x) = %x, %x; crypto/hpke %x, %x", ikm, priv, pub, wantPriv, wantPub)
+			}
+			raw := make([]byte, 32)
+			_, _ = rand.Read(raw)
+			if got, want := must(fast.publicKey(raw)), must(std.publicKey(raw)); !bytes.Equal(got, want) {
+				t.Fatalf("public key of %x = %x; crypto/hpke %x", raw, got, want)
+			}
+			gp, gpub := must2(fast.generate())
+			if want := must(std.publicKey(gp)); !bytes.Equal(gpub, want) {
+				t.Fatalf("generated %x with public key %x; crypto/hpke says %x", gp, gpub, want)
+			}
+			if gp[0]&7 != 0 || gp[31]&0xc0 != 0x40 {
+				t.Fatalf("generated private key %x is not clamped as RFC 9180 serializes it", gp)
+			}
+		}
+		for _, n := range []int{0, 31, 33} {
+			_, errFast := fast.publicKey(make([]byte, n))
+			_, errStd := std.publicKey(make([]byte, n))
+			if errFast == nil || errStd == nil {
+				t.Fatalf("a %d-byte private key: %v, crypto/hpke %v; want both refused", n, errFast, errStd)
+			}
+		}
+	}
+}
