@@ -4,12 +4,10 @@ import (
 	"crypto/hkdf"
 	"crypto/hpke"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
 	"hash"
 
-	"github.com/cloudflare/circl/dh/x25519"
 	circlhpke "github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem"
 )
@@ -42,11 +40,17 @@ type stdHPKE struct {
 	aead hpke.AEAD
 	// scalarLen is the private scalar length of a NIST curve, 0 for X25519.
 	scalarLen int
+	// loadPrivate, when set, loads serialized private keys instead of
+	// kem.NewPrivateKey (x25519.go).
+	loadPrivate func([]byte) (hpke.PrivateKey, error)
 }
 
 // privateKey loads a serialized private key. NIST-curve scalars that an
 // encoder shortened by dropping leading zero bytes are restored.
 func (h stdHPKE) privateKey(b []byte) (hpke.PrivateKey, error) {
+	if h.loadPrivate != nil {
+		return h.loadPrivate(b)
+	}
 	if len(b) < h.scalarLen {
 		b = append(make([]byte, h.scalarLen-len(b)), b...)
 	}
@@ -139,52 +143,6 @@ func (h stdHPKE) publicKey(privateKey []byte) ([]byte, error) {
 func (h stdHPKE) validPublicKey(publicKey []byte) bool {
 	_, err := h.kem.NewPublicKey(publicKey)
 	return err == nil
-}
-
-// x25519HPKE is crypto/hpke's DHKEM(X25519, HKDF-SHA256) with key pairs
-// made here: crypto/ecdh computes an X25519 public key with the generic
-// Montgomery ladder, and circl's fixed-base ladder (a table of multiples of
-// the base point) takes less than half its time. A commit makes two key
-// pairs (the committer's new leaf and the GroupInfo's external key) and a
-// member processing one derives one per node of the path, so this is most
-// of the curve arithmetic of a commit that is not a signature. Keys are
-// serialized as crypto/hpke serializes them (RFC 9180 7.1.2: the private
-// key clamped); encryption and decryption stay crypto/hpke's.
-type x25519HPKE struct{ stdHPKE }
-
-// x25519KEMSuiteID is RFC 9180's suite_id for DHKEM(X25519, HKDF-SHA256).
-const x25519KEMSuiteID = "KEM\x00\x20"
-
-// keyPair clamps a private key and computes its public key.
-func (x25519HPKE) keyPair(sk []byte) ([]byte, []byte, error) {
-	if len(sk) != x25519.Size {
-		return nil, nil, fmt.Errorf("X25519 private key of %d bytes", len(sk))
-	}
-	var priv, pub x25519.Key
-	copy(priv[:], sk)
-	x25519.KeyGen(&pub, &priv)
-	priv[0] &= 248
-	priv[31] = priv[31]&127 | 64
-	return priv[:], pub[:], nil
-}
-
-func (h x25519HPKE) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
-	sk, err := dhkemSecretKey(sha256.New, x25519KEMSuiteID, ikm, x25519.Size)
-	if err != nil {
-		return nil, nil, err
-	}
-	return h.keyPair(sk)
-}
-
-func (h x25519HPKE) generate() ([]byte, []byte, error) {
-	sk := make([]byte, x25519.Size)
-	_, _ = rand.Read(sk) // never fails (crypto/rand)
-	return h.keyPair(sk)
-}
-
-func (h x25519HPKE) publicKey(privateKey []byte) ([]byte, error) {
-	_, pub, err := h.keyPair(privateKey)
-	return pub, err
 }
 
 // x448HPKE is DHKEM(X448, HKDF-SHA512) with HKDF-SHA512 from circl, for the
