@@ -9,6 +9,7 @@ var accountCommandNames = map[CommandType]string{
 	CmdCreateUser: "createUser", CmdAddDevice: "addDevice", CmdRequestLink: "requestLink", CmdApproveLink: "approveLink",
 	CmdSetPassword: "setPassword", CmdRevokeDevice: "revokeDevice", CmdSuspendUser: "suspendUser", CmdMintInvite: "mintInvite",
 	CmdInviteDevice: "inviteDevice", CmdRedeemInvite: "redeemInvite", CmdCancelInvite: "cancelInvite",
+	CmdPasswordFailure: "passwordFailure",
 }
 
 // CreateUserBody creates a local user with its first device. The user must

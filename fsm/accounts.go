@@ -70,6 +70,9 @@ type accounts struct {
 	linkSeq []string                // link ids, oldest first
 	invites map[string]uint64       // code hash -> expiry (ms)
 	invSeq  []string                // code hashes, oldest first
+	// failTAT is each user's password-failure schedule (passwordguard.go),
+	// while it lies in the future; its own snapshot record.
+	failTAT map[proto.URI]uint64
 	// looks maps a user name's skeleton (lookAlike) to the user that has
 	// it. Derived: rebuilt from the users when a snapshot is read.
 	looks map[string]proto.URI
@@ -103,7 +106,7 @@ func (l *pendingLink) invitation() bool { return len(l.tokenHash) == 0 }
 
 func newAccounts() accounts {
 	return accounts{users: map[proto.URI]*account{}, devices: map[proto.URI]deviceInfo{}, links: map[string]*pendingLink{},
-		invites: map[string]uint64{}, looks: map[string]proto.URI{}}
+		invites: map[string]uint64{}, looks: map[string]proto.URI{}, failTAT: map[proto.URI]uint64{}}
 }
 
 func (a *accounts) account(u proto.URI) *account {
@@ -651,7 +654,7 @@ func (s *State) mintInvite(b *MintInviteBody, at uint64) *Result {
 // for other types.
 func (s *State) dispatchAccounts(c *Command) (res *Result, ok bool) {
 	mv := s.maxVector()
-	if c.Type < CmdCreateUser || c.Type > CmdCancelInvite {
+	if !accountCommand(c.Type) {
 		return nil, false
 	}
 	if c.Peer != "" {
@@ -678,9 +681,18 @@ func (s *State) dispatchAccounts(c *Command) (res *Result, ok bool) {
 		return run(c, mv, func(b *InviteDeviceBody) *Result { return s.inviteDevice(b, c.AcceptedAt) }), true
 	case CmdCancelInvite:
 		return run(c, mv, func(b *CancelInviteBody) *Result { return s.cancelInvite(b, c.AcceptedAt) }), true
-	default: // CmdRedeemInvite
+	case CmdRedeemInvite:
 		return run(c, mv, func(b *RedeemInviteBody) *Result { return s.redeemInvite(b, c.AcceptedAt) }), true
+	default: // CmdPasswordFailure
+		return run(c, mv, func(b *PasswordFailureBody) *Result { return s.passwordFailure(b, c.AcceptedAt) }), true
 	}
+}
+
+// accountCommand reports whether t is one of the account commands
+// (accountCommandNames), all local only.
+func accountCommand(t CommandType) bool {
+	_, ok := accountCommandNames[t]
+	return ok
 }
 
 // run decodes a command's body and applies fn to it.
@@ -744,6 +756,9 @@ type Credential struct {
 	PasswordHash []byte
 	Generation   uint64
 	Suspended    bool
+	// PasswordRetryAt is when (ms) a password may next be tried for the
+	// user, cluster-wide (passwordguard.go); 0: at once.
+	PasswordRetryAt uint64
 }
 
 // UserCredential returns a local user's credential; ok is false when there
@@ -756,7 +771,8 @@ func (s *State) UserCredential(user proto.URI) (Credential, bool) {
 	if acc == nil {
 		return Credential{}, true
 	}
-	return Credential{PasswordHash: bytes.Clone(acc.passwordHash), Generation: acc.credGen, Suspended: acc.suspended}, true
+	return Credential{PasswordHash: bytes.Clone(acc.passwordHash), Generation: acc.credGen, Suspended: acc.suspended,
+		PasswordRetryAt: s.acct.passwordRetryAt(user)}, true
 }
 
 // Suspended reports whether a local user is suspended.

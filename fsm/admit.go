@@ -68,6 +68,8 @@ func (s *State) AdmitProposal(p *Proposal) *Result {
 	case *RedeemInviteBody:
 		_, r := s.findInvitation(b, s.lastAt)
 		return r
+	case *PasswordFailureBody:
+		return s.checkPasswordFailure(b)
 	}
 	return nil
 }
@@ -75,7 +77,7 @@ func (s *State) AdmitProposal(p *Proposal) *Result {
 // localOnly reports whether only the provider's own clients (or the
 // provider itself) may send commands of type t.
 func localOnly(t CommandType) bool {
-	if t >= CmdCreateUser && t <= CmdCancelInvite { // accounts.go
+	if accountCommand(t) {
 		return true
 	}
 	switch t {

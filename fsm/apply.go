@@ -169,6 +169,7 @@ func (s *State) dispatch(c *Command) *Result {
 	case CmdPrune:
 		s.keys.Prune(c.AcceptedAt / 1000)
 		s.sweepLogs(c.AcceptedAt)
+		s.acct.prunePasswordFailures(c.AcceptedAt)
 		return success(nil)
 	case CmdHubKey:
 		b, r := body[HubKeyBody](c, mv)

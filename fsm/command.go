@@ -32,7 +32,7 @@ const (
 	CmdRemoveClients     CommandType = 16 // remove clients from rooms with the hub's own proposals
 	CmdSetBounds         CommandType = 17 // set the state bounds every node applies the log with (bounds.go)
 
-	// Accounts (accounts.go): 20-29.
+	// Accounts (accounts.go): 20-39.
 	CmdCreateUser   CommandType = 20 // a new local user with its first device
 	CmdAddDevice    CommandType = 21 // a device added with the account's password
 	CmdRequestLink  CommandType = 22 // a new device asks an existing one for approval
@@ -44,6 +44,8 @@ const (
 	CmdInviteDevice CommandType = 28 // an existing device invites a new device of its user
 	CmdRedeemInvite CommandType = 29 // a new device redeems its user's device invitation
 	CmdCancelInvite CommandType = 30 // a device cancels an open device invitation of its user
+	// 31 is kept free.
+	CmdPasswordFailure CommandType = 32 // a wrong password was tried for a user (passwordguard.go)
 
 	// Throughput (proposal.go): 40-49.
 	CmdBatch         CommandType = 40 // several commands in one entry, applied in order

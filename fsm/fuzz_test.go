@@ -40,6 +40,7 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	n.apply(CmdRequestLink, nil, "", &RequestLinkBody{LinkID: bytes.Repeat([]byte{2}, 16), Client: proto.ClientURI("a.example", "carol", "z"), CodeHash: tokenHash("code2"), TokenHash: tokenHash("z")})
 	n.apply(CmdAddDevice, nil, "", &AddDeviceBody{Client: proto.ClientURI("a.example", "carol", "w"), TokenHash: tokenHash("w"), CredentialGen: 1})
 	n.apply(CmdMintInvite, nil, "", &MintInviteBody{CodeHash: tokenHash("invite"), ExpiresAt: n.now + 60_000})
+	n.apply(CmdPasswordFailure, nil, "", &PasswordFailureBody{User: proto.UserURI("a.example", "carol")})
 	n.apply(CmdInviteDevice, nil, "", &InviteDeviceBody{InviteID: bytes.Repeat([]byte{3}, 16), Inviter: proto.ClientURI("a.example", "carol", "x"), CodeHash: tokenHash("dev1")})
 	n.apply(CmdRedeemInvite, nil, "", &RedeemInviteBody{Client: proto.ClientURI("a.example", "carol", "v"), CodeHash: tokenHash("dev1"), TokenHash: tokenHash("v")})
 	n.apply(CmdInviteDevice, nil, "", &InviteDeviceBody{InviteID: bytes.Repeat([]byte{4}, 16), Inviter: proto.ClientURI("a.example", "carol", "x"), CodeHash: tokenHash("dev2")})

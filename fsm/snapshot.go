@@ -51,6 +51,9 @@ const (
 	recAccount byte = 15 // the accounts: passwords, devices, links, invites (accounts.go)
 	recPayload byte = 16 // an outbox item's data shared by several items (format 4), before the queues
 	recBounds  byte = 17 // the replicated state bounds, once set (bounds.go)
+	// recPasswordFailures holds the users' password-failure schedules
+	// that lie in the future (passwordguard.go), when there are any.
+	recPasswordFailures byte = 18
 )
 
 // sectionRank orders the sections: by tag, but the payloads, which the
@@ -87,6 +90,7 @@ type view struct {
 	hubSecret       []byte
 	accounts        []byte
 	bounds          *Bounds // nil: not replicated
+	failures        []userSchedule
 	users           []userView
 	clients         []clientView
 	streams         []streamView
@@ -168,6 +172,7 @@ func (s *State) capture() (*view, error) {
 		b := s.cfg.Bounds
 		v.bounds = &b
 	}
+	v.failures = s.acct.passwordFailures(s.lastAt)
 	for u, rec := range s.users {
 		v.users = append(v.users, userView{u, rec.profile})
 	}
@@ -318,6 +323,9 @@ func (v *view) persist(out io.Writer) error {
 	rw.record(recAccount, func(w *wire.Writer) { w.Raw(v.accounts) })
 	if v.bounds != nil {
 		rw.record(recBounds, func(w *wire.Writer) { v.bounds.encode(w) })
+	}
+	if len(v.failures) > 0 {
+		rw.record(recPasswordFailures, func(w *wire.Writer) { encodeSchedules(w, v.failures) })
 	}
 	rw.record(recEnd, func(*wire.Writer) {})
 	if rw.err != nil {
@@ -781,6 +789,8 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 			return fmt.Errorf("bounds record: %w", err)
 		}
 		s.useBounds(b)
+	case recPasswordFailures:
+		s.acct.decodeSchedules(r)
 	default:
 		return fmt.Errorf("unknown record %d", tag)
 	}

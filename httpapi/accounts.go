@@ -516,10 +516,8 @@ func (c *clientAPI) addDevice(w http.ResponseWriter, r *http.Request, _ *princip
 	if len(cred.PasswordHash) == 0 {
 		return fail(http.StatusForbidden, "%s has no password; link the device from an existing one", user)
 	}
-	if ok, err := c.passwords.verify(r.Context(), cred.PasswordHash, nd.Password); err != nil {
+	if err := c.verifyPassword(r, user, cred, nd.Password, "password"); err != nil {
 		return err
-	} else if !ok {
-		return fail(http.StatusForbidden, "wrong password for %s", user)
 	}
 	id, err := newDeviceRequestID(r, "add device", client, nd.TokenSecret)
 	if err != nil {
@@ -553,6 +551,30 @@ func (c *clientAPI) credential(r *http.Request, user proto.URI) (fsm.Credential,
 	return cred, err
 }
 
+// verifyPassword checks a password against the user's stored hash under
+// the cluster-wide password guard (fsm/passwordguard.go): an attempt the
+// user's schedule does not allow yet is refused (429, before any hashing),
+// and a wrong password is logged (CmdPasswordFailure) before it is
+// answered (403), so that no node lets more guesses through than the
+// schedule, whichever nodes they go to. A wrong password that could not
+// be logged is answered with why it could not, not as wrong.
+func (c *clientAPI) verifyPassword(r *http.Request, user proto.URI, cred fsm.Credential, password, what string) error {
+	if wait := time.UnixMilli(int64(cred.PasswordRetryAt)).Sub(c.cfg.Now()); cred.PasswordRetryAt > 0 && wait > 0 {
+		return limited("wrong passwords for "+string(user), wait)
+	}
+	if ok, err := c.passwords.verify(r.Context(), cred.PasswordHash, password); err != nil || ok {
+		return err
+	}
+	res, err := c.backend.Apply(r.Context(), fsm.CmdPasswordFailure, nil, "", &fsm.PasswordFailureBody{User: user})
+	if err != nil {
+		return err
+	}
+	if err := resultErr(res); err != nil {
+		return err
+	}
+	return fail(http.StatusForbidden, "wrong %s for %s", what, user)
+}
+
 // setPassword: PUT /v1/account/password. Changing an existing password
 // needs the current one.
 func (c *clientAPI) setPassword(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -577,10 +599,8 @@ func (c *clientAPI) setPassword(w http.ResponseWriter, r *http.Request, p *princ
 		if in.Current == "" {
 			return fail(http.StatusForbidden, "current_password is required to change the password")
 		}
-		if ok, err := c.passwords.verify(r.Context(), cred.PasswordHash, in.Current); err != nil {
+		if err := c.verifyPassword(r, p.user, cred, in.Current, "current_password"); err != nil {
 			return err
-		} else if !ok {
-			return fail(http.StatusForbidden, "wrong current_password")
 		}
 	}
 	hash, err := c.passwords.hash(r.Context(), in.Password)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -293,8 +294,8 @@ func TestAccountRateLimits(t *testing.T) {
 	// Password attempts are limited per account, whatever the address.
 	alice := e.register("alice", "phone")
 	want(t, e.apiDo(http.MethodPut, "/v1/account/password", alice.token, map[string]any{"password": "correct horse"}), http.StatusNoContent, "set password")
-	before = e.b.state(t)
 	wantJSONError(t, e.apiFrom("203.0.113.1:1", http.MethodPost, "/v1/devices", "", map[string]any{"user": "alice", "device": "t", "password": "guess one"}), http.StatusForbidden, kindNotAllowed, "guess 1")
+	before = e.b.state(t) // the wrong password is logged (the password guard)
 	wantJSONError(t, e.apiFrom("203.0.113.2:1", http.MethodPost, "/v1/devices", "", map[string]any{"user": "alice", "device": "t", "password": "correct horse"}), http.StatusTooManyRequests, kindLimit, "the account's budget is spent (the set password took one)")
 	if !bytes.Equal(before, e.b.state(t)) {
 		t.Fatal("refused password attempts changed the state")
@@ -303,6 +304,65 @@ func TestAccountRateLimits(t *testing.T) {
 	want(t, e.apiFrom("203.0.113.3:1", http.MethodPost, "/v1/devices/link", "", map[string]any{"user": "alice", "device": "l1"}), http.StatusAccepted, "link 1")
 	want(t, e.apiFrom("203.0.113.4:1", http.MethodPost, "/v1/devices/link", "", map[string]any{"user": "alice", "device": "l2"}), http.StatusAccepted, "link 2")
 	wantJSONError(t, e.apiFrom("203.0.113.5:1", http.MethodPost, "/v1/devices/link", "", map[string]any{"user": "alice", "device": "l3"}), http.StatusTooManyRequests, kindLimit, "link 3 for the same account")
+}
+
+// TestPasswordGuard: with the per-node limits off, wrong passwords (adding
+// a device, or the current one when changing it) are logged, and once the
+// user's replicated schedule is spent every attempt is refused with 429
+// and a Retry-After of about one interval, the right password too, before
+// it is checked, changing nothing; another user is not affected.
+func TestPasswordGuard(t *testing.T) {
+	var clock *fakeBackend
+	e := newEnv(t, "a.example", func(c *Config) {
+		c.RateLimits = NoRateLimits
+		c.Now = func() time.Time { return time.UnixMilli(int64(clock.now)) }
+	})
+	clock = e.b
+	alice := e.register("alice", "phone")
+	bob := e.register("bob", "phone")
+	for _, u := range []*member{alice, bob} {
+		want(t, e.apiDo(http.MethodPut, "/v1/account/password", u.token, map[string]any{"password": "correct horse"}), http.StatusNoContent, "set password")
+	}
+	logged := func() int {
+		var k int
+		e.b.read(func(s *fsm.State) {
+			cred, _ := s.UserCredential(alice.user)
+			if cred.PasswordRetryAt > 0 {
+				k++
+			}
+		})
+		return k
+	}
+	for i := range fsm.PasswordFailureBurst {
+		if i%2 == 0 {
+			wantJSONError(t, e.apiDo(http.MethodPost, "/v1/devices", "", map[string]any{"user": "alice", "device": "t", "password": fmt.Sprintf("guess %d", i)}), http.StatusForbidden, kindNotAllowed, "a wrong password")
+		} else {
+			wantJSONError(t, e.apiDo(http.MethodPut, "/v1/account/password", alice.token, map[string]any{"password": "new password", "current_password": fmt.Sprintf("guess %d", i)}), http.StatusForbidden, kindNotAllowed, "a wrong current_password")
+		}
+	}
+	if logged() != 1 {
+		t.Fatal("the wrong passwords were not logged")
+	}
+	before := e.b.state(t)
+	for _, c := range []struct {
+		name, method, path, token string
+		body                      map[string]any
+	}{
+		{"the right password", http.MethodPost, "/v1/devices", "", map[string]any{"user": "alice", "device": "t", "password": "correct horse"}},
+		{"another guess", http.MethodPost, "/v1/devices", "", map[string]any{"user": "alice", "device": "t", "password": "guess x"}},
+		{"the right current_password", http.MethodPut, "/v1/account/password", alice.token, map[string]any{"password": "new password", "current_password": "correct horse"}},
+	} {
+		rec := e.apiDo(c.method, c.path, c.token, c.body)
+		wantJSONError(t, rec, http.StatusTooManyRequests, kindLimit, c.name+" past the schedule")
+		interval := int(fsm.PasswordFailureInterval / 1000)
+		if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < interval-60 || ra > interval {
+			t.Fatalf("%s: Retry-After %q, want about %d s", c.name, rec.Header().Get("Retry-After"), interval)
+		}
+	}
+	if !bytes.Equal(before, e.b.state(t)) {
+		t.Fatal("attempts refused by the schedule changed the state")
+	}
+	want(t, e.apiDo(http.MethodPost, "/v1/devices", "", map[string]any{"user": "bob", "device": "t", "password": "correct horse"}), http.StatusCreated, "another user's password")
 }
 
 // TestSubscribeRemoteRoom checks a client follows a room hosted elsewhere

@@ -100,6 +100,10 @@ type Config struct {
 	// RateLimits bounds registration, device linking and password
 	// attempts per source address and per account (ratelimit.go).
 	RateLimits RateLimits
+	// Now is the clock a user's replicated password schedule is read
+	// against (fsm/passwordguard.go: the leaders stamp its times with
+	// theirs). Default time.Now; tests set the test backend's.
+	Now func() time.Time
 	// PasswordParams are argon2id's costs (default
 	// DefaultPasswordParams); PasswordConcurrency bounds the hashes
 	// computed at once (default DefaultPasswordConcurrency).
@@ -135,6 +139,9 @@ func (c Config) withDefaults(domain string) Config {
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.PeerIdentity == nil {
 		c.PeerIdentity = PeerFromTLS
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = DefaultMaxBody

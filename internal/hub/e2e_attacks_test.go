@@ -359,3 +359,33 @@ func TestRevocationOnEveryNode(t *testing.T) {
 		rawAPI(t, n, apiCall{method: "POST", path: "/v1/stream/ack", token: phone.Token(), body: map[string]any{"seq": 0}}).want(t, 401, "suspended, writing on "+n.Config.NodeID)
 	}
 }
+
+// TestPasswordGuessesAcrossNodes: a guesser who spreads wrong passwords
+// over every node of a 3-node cluster (the per-node rate limits off, as if
+// it had addresses enough) gets PasswordFailureBurst guesses in all, not
+// per node: then every node refuses every attempt, the right password
+// too, with 429 and a Retry-After of about one interval.
+func TestPasswordGuessesAcrossNodes(t *testing.T) {
+	cl := testutil.StartCluster(t, testutil.ClusterOptions{}, 3)
+	ctx := opCtx(t)
+	phone := cl.Leader(t).NewUser(t)
+	_, err := phone.RegisterWith(ctx, "alice", "phone", client.RegisterOptions{Password: "correct horse"})
+	must(t, err, "register")
+	guess := func(n *testutil.Provider, i int, password string) answer {
+		return rawAPI(t, n, apiCall{method: "POST", path: "/v1/devices", body: map[string]string{"user": "alice", "device": fmt.Sprintf("d%d", i), "password": password}})
+	}
+	for i := range int(fsm.PasswordFailureBurst) {
+		n := cl.Nodes[i%len(cl.Nodes)]
+		guess(n, i, fmt.Sprintf("guess %d", i)).want(t, 403, fmt.Sprintf("guess %d on %s", i, n.Config.NodeID))
+	}
+	interval := int(fsm.PasswordFailureInterval / 1000)
+	for _, n := range cl.Nodes {
+		for _, pw := range []string{"one guess more", "correct horse"} {
+			a := guess(n, 99, pw)
+			a.want(t, 429, fmt.Sprintf("%q past the schedule on %s", pw, n.Config.NodeID))
+			if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < interval-120 || ra > interval {
+				t.Fatalf("Retry-After %q on %s, want about %d s", a.header.Get("Retry-After"), n.Config.NodeID, interval)
+			}
+		}
+	}
+}
