@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"fmt"
-	"hash"
 
 	circlhpke "github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem"
@@ -40,17 +39,11 @@ type stdHPKE struct {
 	aead hpke.AEAD
 	// scalarLen is the private scalar length of a NIST curve, 0 for X25519.
 	scalarLen int
-	// loadPrivate, when set, loads serialized private keys instead of
-	// kem.NewPrivateKey (x25519.go).
-	loadPrivate func([]byte) (hpke.PrivateKey, error)
 }
 
 // privateKey loads a serialized private key. NIST-curve scalars that an
 // encoder shortened by dropping leading zero bytes are restored.
 func (h stdHPKE) privateKey(b []byte) (hpke.PrivateKey, error) {
-	if h.loadPrivate != nil {
-		return h.loadPrivate(b)
-	}
 	if len(b) < h.scalarLen {
 		b = append(make([]byte, h.scalarLen-len(b)), b...)
 	}
@@ -250,23 +243,19 @@ func (h x448HPKE) exportReceiver(privateKey, enc, exporterContext []byte, length
 // x448KEMSuiteID is RFC 9180's suite_id for DHKEM(X448, HKDF-SHA512).
 const x448KEMSuiteID = "KEM\x00\x21"
 
-// dhkemSecretKey is the private half of RFC 9180 DeriveKeyPair for the
-// Montgomery curves (X25519, X448): LabeledExtract("", "dkp_prk", ikm),
-// then LabeledExpand(dkp_prk, "sk", "", nsk). The curve clamps the scalar.
-func dhkemSecretKey(newHash func() hash.Hash, suiteID string, ikm []byte, nsk int) ([]byte, error) {
-	label := func(l string) []byte { return []byte("HPKE-v1" + suiteID + l) }
-	prk, err := hkdf.Extract(newHash, append(label("dkp_prk"), ikm...), nil)
-	if err != nil {
-		return nil, err
-	}
-	info := append([]byte{byte(nsk >> 8), byte(nsk)}, label("sk")...)
-	return hkdf.Expand(newHash, prk, string(info), nsk)
-}
-
 // deriveKeyPair implements RFC 9180 DeriveKeyPair for X448 itself: circl's
 // accepts only 56-byte seeds, while MLS derives from Nh = 64-byte secrets.
 func (h x448HPKE) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
-	sk, err := dhkemSecretKey(sha512.New, x448KEMSuiteID, ikm, h.scheme().PrivateKeySize())
+	// LabeledExtract("", "dkp_prk", ikm), then LabeledExpand(dkp_prk, "sk",
+	// "", Nsk); X448 clamps inside the scalar multiplication.
+	label := func(l string) []byte { return []byte("HPKE-v1" + x448KEMSuiteID + l) }
+	prk, err := hkdf.Extract(sha512.New, append(label("dkp_prk"), ikm...), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	nsk := h.scheme().PrivateKeySize()
+	info := append([]byte{byte(nsk >> 8), byte(nsk)}, label("sk")...)
+	sk, err := hkdf.Expand(sha512.New, prk, string(info), nsk)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -305,9 +294,8 @@ func (h x448HPKE) validPublicKey(publicKey []byte) bool {
 	return err == nil
 }
 
-// The implementations serve the interface.
+// Both implementations serve the interface.
 var (
 	_ hpkeScheme = stdHPKE{}
-	_ hpkeScheme = x25519HPKE{}
 	_ hpkeScheme = x448HPKE{}
 )

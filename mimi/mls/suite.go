@@ -107,7 +107,7 @@ func lookupSuite(c CipherSuite) *Suite {
 	switch c {
 	case MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519:
 		return &Suite{id: c, newHash: sha256.New, nh: 32, nk: 16, nn: 12,
-			hpke: newX25519HPKE(hpke.AES128GCM()),
+			hpke: stdHPKE{kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.AES128GCM()},
 			sig:  ed25519Scheme{}}
 	case MLS_128_DHKEMP256_AES128GCM_SHA256_P256:
 		return &Suite{id: c, newHash: sha256.New, nh: 32, nk: 16, nn: 12,
@@ -115,7 +115,7 @@ func lookupSuite(c CipherSuite) *Suite {
 			sig:  ecdsaScheme{curve: elliptic.P256(), hash: crypto.SHA256}}
 	case MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519:
 		return &Suite{id: c, newHash: sha256.New, nh: 32, nk: 32, nn: 12, chacha: true,
-			hpke: newX25519HPKE(hpke.ChaCha20Poly1305()),
+			hpke: stdHPKE{kem: hpke.DHKEM(ecdh.X25519()), kdf: hpke.HKDFSHA256(), aead: hpke.ChaCha20Poly1305()},
 			sig:  ed25519Scheme{}}
 	case MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448:
 		return &Suite{id: c, newHash: sha512.New, nh: 64, nk: 32, nn: 12,
