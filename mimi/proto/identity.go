@@ -102,7 +102,12 @@ func (u URI) Parse() (Identifier, error) {
 	for more := true; more && n < maxURIParts; n++ {
 		buf[n], rest, more = strings.Cut(rest, "/")
 	}
-	parts := buf[:n]
+	return identify(u, buf[:n])
+}
+
+// identify makes the identifier of u from its parts after the scheme,
+// split on "/" (at most maxURIParts: more are refused as too many).
+func identify(u URI, parts []string) (Identifier, error) {
 	if !validDomain(parts[0]) {
 		return Identifier{}, fmt.Errorf("identifier %q: invalid domain %q", u, parts[0])
 	}

@@ -6,45 +6,34 @@ import (
 	"testing"
 )
 
-// splitParse is Parse as it was written before it stopped allocating
-// (strings.Split): the reference TestParseMatchesSplit holds it to.
+// splitParse is Parse as it was before it stopped allocating: the parts
+// split with strings.Split (TestParseMatchesSplit holds Parse to it).
 func splitParse(u URI) (Identifier, bool) {
 	rest, ok := strings.CutPrefix(string(u), "mimi://")
 	if !ok {
 		return Identifier{}, false
 	}
-	parts := strings.Split(rest, "/")
-	dom := parts[0]
-	if dom == "" || len(dom) > 253 {
-		return Identifier{}, false
+	id, err := identify(u, strings.Split(rest, "/"))
+	return id, err == nil
+}
+
+// splitValidDomain is validDomain as it was before it stopped
+// allocating: the labels split with strings.Split.
+func splitValidDomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
 	}
-	for _, label := range strings.Split(dom, ".") {
+	for _, label := range strings.Split(s, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return Identifier{}, false
+			return false
 		}
 		for _, c := range []byte(label) {
 			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-				return Identifier{}, false
+				return false
 			}
 		}
 	}
-	id := Identifier{Domain: dom}
-	switch {
-	case len(parts) == 3 && parts[1] == "u":
-		id.Kind, id.User = KindUser, parts[2]
-	case len(parts) == 5 && parts[1] == "u" && parts[3] == "d":
-		id.Kind, id.User, id.Device = KindClient, parts[2], parts[4]
-	case len(parts) == 3 && parts[1] == "r":
-		id.Kind, id.Room = KindRoom, parts[2]
-	default:
-		return Identifier{}, false
-	}
-	for _, c := range parts[2:] {
-		if !validComponent(c) {
-			return Identifier{}, false
-		}
-	}
-	return id, true
+	return true
 }
 
 // randomURI builds identifiers from the pieces Parse branches on, so that
@@ -73,9 +62,9 @@ func randomSegment(rng *rand.Rand) string {
 	return b.String()
 }
 
-// TestParseMatchesSplit holds the allocation-free Parse to the split-based
-// one on random near-valid identifiers, and UserOf's shortcut for users to
-// the URI it builds for clients.
+// TestParseMatchesSplit holds the allocation-free Parse and validDomain to
+// the split-based ones on random near-valid identifiers and domains, and
+// UserOf's shortcut for users to the URI it builds for clients.
 func TestParseMatchesSplit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	valid := 0
@@ -88,6 +77,9 @@ func TestParseMatchesSplit(t *testing.T) {
 				s = strings.Replace(s, "%", randomSegment(rng), 1)
 			}
 			u = URI(s)
+		}
+		if dom := randomSegment(rng); validDomain(dom) != splitValidDomain(dom) {
+			t.Fatalf("validDomain(%q) = %v; split-based %v", dom, validDomain(dom), splitValidDomain(dom))
 		}
 		want, wantOK := splitParse(u)
 		got, err := u.Parse()
