@@ -73,13 +73,22 @@ func validDomain(s string) bool {
 	for rest, more := s, true; more; {
 		var label string
 		label, rest, more = strings.Cut(rest, ".")
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		if !validLabel(label) {
 			return false
 		}
-		for _, c := range []byte(label) {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-				return false
-			}
+	}
+	return true
+}
+
+// validLabel reports whether s is a DNS label: 1 to 63 lower-case letters,
+// digits and inner hyphens.
+func validLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
 		}
 	}
 	return true

@@ -18,19 +18,14 @@ func splitParse(u URI) (Identifier, bool) {
 }
 
 // splitValidDomain is validDomain as it was before it stopped
-// allocating: the labels split with strings.Split.
+// allocating: the labels split with strings.Split, each checked alike.
 func splitValidDomain(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
 	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		if !validLabel(label) {
 			return false
-		}
-		for _, c := range []byte(label) {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-				return false
-			}
 		}
 	}
 	return true
