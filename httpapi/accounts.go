@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -565,7 +566,10 @@ func (c *clientAPI) verifyPassword(r *http.Request, user proto.URI, cred fsm.Cre
 	if ok, err := c.passwords.verify(r.Context(), cred.PasswordHash, password); err != nil || ok {
 		return err
 	}
-	res, err := c.backend.Apply(r.Context(), fsm.CmdPasswordFailure, nil, "", &fsm.PasswordFailureBody{User: user})
+	// Logged even if the client goes away now: a guesser that hangs up
+	// once the hash is checked must not keep its wrong guess off the
+	// schedule (the backend's own deadline still bounds the wait).
+	res, err := c.backend.Apply(context.WithoutCancel(r.Context()), fsm.CmdPasswordFailure, nil, "", &fsm.PasswordFailureBody{User: user})
 	if err != nil {
 		return err
 	}

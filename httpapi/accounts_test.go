@@ -310,7 +310,8 @@ func TestAccountRateLimits(t *testing.T) {
 // a device, or the current one when changing it) are logged, and once the
 // user's replicated schedule is spent every attempt is refused with 429
 // and a Retry-After of about one interval, the right password too, before
-// it is checked, changing nothing; another user is not affected.
+// it is checked, changing nothing; another user is not affected. A wrong
+// password is logged whether or not the client waits for the answer.
 func TestPasswordGuard(t *testing.T) {
 	var clock *fakeBackend
 	e := newEnv(t, "a.example", func(c *Config) {
@@ -342,6 +343,12 @@ func TestPasswordGuard(t *testing.T) {
 	}
 	if logged() != 1 {
 		t.Fatal("the wrong passwords were not logged")
+	}
+	e.b.mu.Lock()
+	detached := e.b.detached[fsm.CmdPasswordFailure]
+	e.b.mu.Unlock()
+	if !detached {
+		t.Fatal("a wrong password is logged under the request's context: a guesser that hangs up once the hash is checked keeps it off the schedule")
 	}
 	before := e.b.state(t)
 	for _, c := range []struct {

@@ -43,6 +43,9 @@ type fakeBackend struct {
 	index   uint64            // the applied commands' count, as log index
 	lastCmd []byte            // the last command applied, as logged
 	reads   []bool            // the linearizable flag of every read, in order
+	// detached records, per command type, whether the last one was
+	// proposed under a context nothing can cancel (context.WithoutCancel).
+	detached map[fsm.CommandType]bool
 	// changedCalls, when set, receives a value (without blocking) every
 	// time Changed is called: a long poll is about to wait.
 	changedCalls chan struct{}
@@ -85,6 +88,10 @@ func (b *fakeBackend) Propose(ctx context.Context, p *fsm.Proposal) (*fsm.Result
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if b.detached == nil {
+		b.detached = map[fsm.CommandType]bool{}
+	}
+	b.detached[p.Type] = ctx.Done() == nil
 	b.now += 1000
 	if cmd, err = fsm.Stamp(cmd, b.now); err != nil {
 		return nil, err
