@@ -154,10 +154,7 @@ type PeerQueue struct {
 func (s *State) Outbox(limit int) []PeerQueue {
 	var out []PeerQueue
 	for _, d := range sortedKeys(s.outbox) {
-		q := s.outbox[d].q.items
-		if len(q) == 0 {
-			continue
-		}
+		q := s.outbox[d].q.items // never empty: an empty queue is forgotten
 		n := min(limit, len(q))
 		items := make([]OutItem, n)
 		for i := range n {
@@ -177,7 +174,7 @@ func (s *State) Outbox(limit int) []PeerQueue {
 // modifies them in place: callers must not either.
 func (s *State) OutboxAfter(domain string, after uint64, limit int) (items []OutItem, waiting bool) {
 	q, ok := s.outbox[domain]
-	if !ok || len(q.q.items) == 0 {
+	if !ok {
 		return nil, false
 	}
 	all := q.q.items
@@ -193,16 +190,10 @@ func (s *State) OutboxAfter(domain string, after uint64, limit int) (items []Out
 	return slices.Clone(all[i:min(len(all), i+limit)]), true
 }
 
-// OutboxDomains lists, sorted, the peers something waits for.
+// OutboxDomains lists, sorted, the peers something waits for: those
+// with a queue, as an empty queue is forgotten.
 func (s *State) OutboxDomains() []string {
-	var out []string
-	for d, q := range s.outbox {
-		if len(q.q.items) > 0 {
-			out = append(out, d)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return sortedKeys(s.outbox)
 }
 
 // PeerDepth describes one peer's outbox.
@@ -213,11 +204,14 @@ type PeerDepth struct {
 	// Oldest is the enqueue time (ms) of the oldest waiting item.
 	Oldest uint64
 	// Dropped counts items dropped undelivered because the queue, or all
-	// queues together, were full.
+	// queues together, were full, since the queue was made: a queue is
+	// forgotten when it empties, and its count joins
+	// Counts.OutboxDroppedGone.
 	Dropped uint64
 }
 
-// OutboxDepth describes every peer's outbox.
+// OutboxDepth describes every peer's outbox: only peers something waits
+// for have one.
 func (s *State) OutboxDepth() map[string]PeerDepth {
 	out := map[string]PeerDepth{}
 	for d, q := range s.outbox {
@@ -258,6 +252,11 @@ type Counts struct {
 	Rooms, Users, Clients, Streams, Reports int
 	OutboxItems                             int
 	OutboxBytes                             int64
+	// OutboxDroppedGone counts the items dropped undelivered (as
+	// PeerDepth.Dropped) from peers' queues that have since emptied and
+	// been forgotten: with every PeerDepth.Dropped it makes a count that
+	// never goes down.
+	OutboxDroppedGone uint64
 	// LogEntries and LogBytes are the room messages stored for local
 	// readers; InboxItems and InboxBytes the clients' inbox-only items.
 	LogEntries int
@@ -282,6 +281,7 @@ func (s *State) Counts() Counts {
 		c.OutboxItems += len(q.q.items)
 		c.OutboxBytes += q.bytes
 	}
+	c.OutboxDroppedGone = s.outDroppedGone
 	c.LogEntries, c.LogBytes = s.logStats()
 	c.RetentionDropped, c.RetentionDroppedBytes = s.retentionDropped, s.retentionDroppedBytes
 	for _, rec := range s.clients {

@@ -15,7 +15,7 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// Snapshot format 4 is a stream of records, so that a snapshot is written
+// Snapshot format 5 is a stream of records, so that a snapshot is written
 // and read piece by piece and no single vector holds a whole table: the
 // version byte, then records of a tag byte, a uint32 length and that many
 // bytes, in section order (sectionRank), keys ascending within a
@@ -23,18 +23,22 @@ import (
 // empty) closes it and nothing may follow. A new table is one more tag
 // and section (capture, persist, and a case in decodeRecord).
 const (
-	// stateVersion 4: fanout payloads shared by several peers' outbox
-	// items are stored once (recPayload) and items refer to them. Format
-	// 3 (every item with its own copy) and format 1 (the whole-state
-	// encoding of the first release) are still decoded; format 2 (the
-	// whole-state encoding with a hub section) existed only in
-	// development builds and is refused.
-	stateVersion   = 4
+	// stateVersion 5: outbox item ids are numbered state-wide (the
+	// header holds the next one and the drops of queues since
+	// forgotten) and a queue record, which only a non-empty queue has,
+	// holds no next id of its own. Format 4 (fanout payloads shared by
+	// several peers' outbox items stored once, recPayload, with a next
+	// id per queue), format 3 (every item with its own copy) and format
+	// 1 (the whole-state encoding of the first release) are still
+	// decoded; format 2 (the whole-state encoding with a hub section)
+	// existed only in development builds and is refused.
+	stateVersion   = 5
+	stateVersionV4 = 4
 	stateVersionV3 = 3
 	stateVersionV1 = 1
 
 	recEnd     byte = 0
-	recHeader  byte = 1  // domain, clock, next delivery seq
+	recHeader  byte = 1  // domain, clock, next delivery seq; next outbox item id, drops of forgotten queues (format 5)
 	recRoom    byte = 2  // a hosted room (room.Room encoding)
 	recKeys    byte = 3  // the key material store
 	recConsent byte = 4  // the consent book
@@ -49,7 +53,7 @@ const (
 	recDedup   byte = 13 // a remembered request id and its result
 	recHub     byte = 14 // the hub's external-sender secret (hubproposals.go)
 	recAccount byte = 15 // the accounts: passwords, devices, links, invites (accounts.go)
-	recPayload byte = 16 // an outbox item's data shared by several items (format 4), before the queues
+	recPayload byte = 16 // an outbox item's data shared by several items (format 4 on), before the queues
 	recBounds  byte = 17 // the replicated state bounds, once set (bounds.go)
 )
 
@@ -62,7 +66,7 @@ func sectionRank(tag byte) int {
 	return 2 * int(tag)
 }
 
-// Out item data forms (format 4).
+// Out item data forms (format 4 on).
 const (
 	itemDataInline  = 0 // opaque data follows
 	itemDataPayload = 1 // a uint32 index of a recPayload record follows
@@ -82,6 +86,8 @@ var parentOf = map[byte]byte{recInbox: recClient, recEntry: recStream, recOutIte
 type view struct {
 	domain          string
 	lastAt, nextSeq uint64
+	outNext         uint64
+	outDroppedGone  uint64
 	rooms           []roomView
 	keys, consent   []byte
 	hubSecret       []byte
@@ -125,9 +131,9 @@ type streamView struct {
 }
 
 type queueView struct {
-	domain        string
-	next, dropped uint64
-	items         []OutItem
+	domain  string
+	dropped uint64
+	items   []OutItem
 }
 
 // capture takes the view. Its cost is a pass over the tables' keys plus a
@@ -136,7 +142,8 @@ type queueView struct {
 // encoded here when a command since the last capture may have changed
 // them.
 func (s *State) capture() (*view, error) {
-	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, reports: s.reports.items, dedup: s.dedup.q.items,
+	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, outNext: s.outNext, outDroppedGone: s.outDroppedGone,
+		reports: s.reports.items, dedup: s.dedup.q.items,
 		rooms: make([]roomView, 0, len(s.rooms)), users: make([]userView, 0, len(s.users)), clients: make([]clientView, 0, len(s.clients)),
 		streams: make([]streamView, 0, len(s.streams)), queues: make([]queueView, 0, len(s.outbox))}
 	for id, rm := range s.rooms {
@@ -180,7 +187,7 @@ func (s *State) capture() (*view, error) {
 			entries: st.log.q.items, lostThrough: st.log.lostThrough, appends: st.log.appends, digests: st.digests.digests})
 	}
 	for d, q := range s.outbox {
-		v.queues = append(v.queues, queueView{domain: d, next: q.next, dropped: q.dropped, items: q.q.items})
+		v.queues = append(v.queues, queueView{domain: d, dropped: q.dropped, items: q.q.items})
 	}
 	return v, nil
 }
@@ -233,6 +240,8 @@ func (v *view) persist(out io.Writer) error {
 		w.Opaque([]byte(v.domain))
 		w.Uint64(v.lastAt)
 		w.Uint64(v.nextSeq)
+		w.Uint64(v.outNext)
+		w.Uint64(v.outDroppedGone)
 	})
 	slices.SortFunc(v.rooms, func(a, b roomView) int { return cmp.Compare(a.id, b.id) })
 	for _, r := range v.rooms {
@@ -295,7 +304,6 @@ func (v *view) persist(out io.Writer) error {
 	for _, q := range v.queues {
 		rw.record(recQueue, func(w *wire.Writer) {
 			w.Opaque([]byte(q.domain))
-			w.Uint64(q.next)
 			w.Uint64(q.dropped)
 		})
 		for i := range q.items {
@@ -357,7 +365,7 @@ func (v *view) sharedPayloads() (p struct {
 	return p
 }
 
-// encodeOutItem writes an outbox item (format 4): its data inline, or the
+// encodeOutItem writes an outbox item (format 4 on): its data inline, or the
 // index of the payload record holding it.
 func encodeOutItem(w *wire.Writer, it *OutItem, payloads map[*byte]uint32) {
 	w.Uint64(it.ID)
@@ -415,8 +423,8 @@ func decodeOutItem(r *wire.Reader, it *OutItem, payloads [][]byte) {
 	r.Uint64(&it.Enqueued)
 }
 
-// decodeState reads a snapshot (format 4 or 3, or the whole-state format 1
-// of earlier releases) into a fresh state for cfg, record by record.
+// decodeState reads a snapshot (format 5, 4 or 3, or the whole-state
+// format 1 of earlier releases) into a fresh state for cfg, record by record.
 func decodeState(cfg Config, r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	v, err := br.ReadByte()
@@ -424,7 +432,7 @@ func decodeState(cfg Config, r io.Reader) (*State, error) {
 		return nil, fmt.Errorf("read snapshot format: %w", err)
 	}
 	switch v {
-	case stateVersion, stateVersionV3:
+	case stateVersion, stateVersionV4, stateVersionV3:
 	case stateVersionV1:
 		data, err := io.ReadAll(br)
 		if err != nil {
@@ -432,7 +440,7 @@ func decodeState(cfg Config, r io.Reader) (*State, error) {
 		}
 		return decodeStateV1(cfg, data)
 	default:
-		return nil, fmt.Errorf("snapshot format %d, want %d (or %d or %d)", v, stateVersion, stateVersionV3, stateVersionV1)
+		return nil, fmt.Errorf("snapshot format %d, want %d (or %d, %d or %d)", v, stateVersion, stateVersionV4, stateVersionV3, stateVersionV1)
 	}
 	s, err := newState(cfg)
 	if err != nil {
@@ -510,13 +518,15 @@ type snapshotDecoder struct {
 	s       *State
 	version byte
 	seen    map[byte]bool
-	// payloads are the shared outbox data read so far (format 4).
+	// payloads are the shared outbox data read so far (format 4 on).
 	payloads [][]byte
 	section  byte // the last parent tag
 	last     []byte
 	client   *clientRecord
 	stream   *roomStream
 	queue    *outQueue
+	// queueNext is the queue's own next item id (formats 4 and 3).
+	queueNext uint64
 	// lastChild is the last child key (seq, ID) under the current parent.
 	lastChild uint64
 }
@@ -570,6 +580,10 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		r.Opaque(&domain)
 		r.Uint64(&s.lastAt)
 		r.Uint64(&s.nextSeq)
+		if d.version >= stateVersion {
+			r.Uint64(&s.outNext)
+			r.Uint64(&s.outDroppedGone)
+		}
 		if r.OK() && string(domain) != s.cfg.Domain {
 			return fmt.Errorf("the snapshot belongs to %s, this provider is %s", domain, s.cfg.Domain)
 		}
@@ -685,13 +699,19 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		var dom []byte
 		r.Opaque(&dom)
 		q := &outQueue{}
-		r.Uint64(&q.next)
+		d.queueNext = 0
+		if d.version < stateVersion {
+			// The queue numbered its own items: the state-wide numbering
+			// goes on past every queue's.
+			r.Uint64(&d.queueNext)
+			s.outNext = max(s.outNext, d.queueNext)
+		}
 		r.Uint64(&q.dropped)
 		key = bytes.Clone(dom)
 		d.queue = q
 		defer func() { s.outbox[string(dom)] = q }()
 	case recPayload:
-		if d.version < stateVersion {
+		if d.version < stateVersionV4 {
 			return fmt.Errorf("a payload record in a format %d snapshot", d.version)
 		}
 		var data []byte
@@ -720,8 +740,8 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		if err := d.childKey(it.ID); err != nil {
 			return err
 		}
-		if it.ID >= d.queue.next {
-			return fmt.Errorf("outbox item %d at or past the queue's next %d", it.ID, d.queue.next)
+		if next := d.itemIDBound(); it.ID >= next {
+			return fmt.Errorf("outbox item %d at or past the next id %d", it.ID, next)
 		}
 		d.queue.q.push(it)
 		d.queue.bytes += it.size()
@@ -790,6 +810,15 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 	return d.order(tag, key)
 }
 
+// itemIDBound is what every outbox item id read now must be below: the
+// queue's own next id before format 5, the state's after.
+func (d *snapshotDecoder) itemIDBound() uint64 {
+	if d.version < stateVersion {
+		return d.queueNext
+	}
+	return d.s.outNext
+}
+
 // finish checks the sections every snapshot has and rebuilds the derived
 // state.
 func (d *snapshotDecoder) finish() error {
@@ -807,6 +836,13 @@ func (d *snapshotDecoder) finish() error {
 	for _, st := range s.streams {
 		if n := len(st.log.q.items); n > 0 && st.log.q.items[n-1].seq >= max(s.nextSeq, 1) {
 			return fmt.Errorf("stream %s: a log entry is numbered past the next delivery seq", st.id)
+		}
+	}
+	if d.version >= stateVersion {
+		for _, dom := range sortedKeys(s.outbox) {
+			if len(s.outbox[dom].q.items) == 0 {
+				return fmt.Errorf("outbox %s: a queue with no items", dom)
+			}
 		}
 	}
 	for _, u := range sortedKeys(s.users) {

@@ -78,13 +78,21 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 		var d []byte
 		r.Opaque(&d)
 		q := &outQueue{}
-		r.Uint64(&q.next)
+		var next uint64
+		r.Uint64(&next)
 		r.VectorEach(func(r *wire.Reader) {
 			var it OutItem
 			it.DecodeTLS(r)
+			if n := len(q.q.items); r.OK() && n > 0 && q.q.items[n-1].ID >= it.ID {
+				r.Failf("outbox %s: item %d after %d", d, it.ID, q.q.items[n-1].ID)
+			}
 			q.q.push(it)
 			q.bytes += it.size()
+			next = max(next, it.ID+1)
 		})
+		// Each queue numbered its own items: the state-wide numbering
+		// goes on past every one of them.
+		s.outNext = max(s.outNext, next)
 		s.outbox[string(d)] = q
 	})
 	r.VectorEach(func(r *wire.Reader) {

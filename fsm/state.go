@@ -127,6 +127,15 @@ type State struct {
 	// nextSeq is the next delivery seq: stream items are numbered in one
 	// provider-wide order.
 	nextSeq uint64
+	// outNext is the next outbox item id (0 until the first item):
+	// ids are unique state-wide and never reused, so a queue forgotten
+	// when it emptied and made again later cannot be trimmed by a late
+	// delivery record meant for the old one.
+	outNext uint64
+	// outDroppedGone counts the items dropped undelivered from queues
+	// since forgotten (outQueue.dropped), so the drops summed over all
+	// peers never go down.
+	outDroppedGone uint64
 	// boundsSet says the state bounds in cfg came through the log
 	// (CmdSetBounds), not from this node's configuration.
 	boundsSet bool
