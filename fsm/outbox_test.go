@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 
@@ -309,5 +310,267 @@ func TestOutboxTotalDropsFromTheFurthestBehind(t *testing.T) {
 	// item of each other.
 	if lo, hi := slices.Min(dead), slices.Max(dead); hi-lo > 1 {
 		t.Errorf("the dead peers hold %d to %d items; dropping from the largest should even them out", lo, hi)
+	}
+}
+
+// TestOutboxForgetsDrainedDomains: a member who names ever more domains
+// leaves nothing behind once their items are delivered or dropped: no
+// queue record, no entry in the size order, and a snapshot whose size
+// does not depend on how many domains were ever queued to.
+func TestOutboxForgetsDrainedDomains(t *testing.T) {
+	const many = 10_000
+	item := func(i int) OutItem {
+		return OutItem{Kind: OutFanout, Room: "mimi://hub.example/r/r1", Seq: uint64(i + 1), Data: bytes.Repeat([]byte{7}, 100), Enqueued: 1000}
+	}
+	type result struct {
+		snapshot []byte
+		gone     uint64
+	}
+	for _, tc := range []struct {
+		name   string
+		bounds Bounds
+		// drain empties the queues of domains; it returns how many items
+		// it expects dropped.
+		drain func(s *State, domains []string) uint64
+	}{
+		{"delivered one record each", Bounds{}, func(s *State, domains []string) uint64 {
+			for _, d := range domains {
+				if s.deliveredTo(d, s.outNext) != 2 {
+					t.Fatalf("%s: not 2 items delivered", d)
+				}
+			}
+			return 0
+		}},
+		{"delivered in one record", Bounds{}, func(s *State, domains []string) uint64 {
+			var b DeliveredManyBody
+			for _, d := range domains {
+				b.Marks = append(b.Marks, DeliveredBody{Domain: d, UpTo: s.outNext})
+			}
+			if r := s.deliveredMany(&b); r.unchanged {
+				t.Fatal("the record changed nothing")
+			}
+			return 0
+		}},
+		{"dropped past the total, the rest delivered", Bounds{OutboxTotalBytes: 64 << 10}, func(s *State, domains []string) uint64 {
+			// Every domain still queued is delivered; the others' items
+			// were dropped by the total as the next domains came.
+			for _, d := range s.OutboxDomains() {
+				s.deliveredTo(d, s.outNext)
+			}
+			return uint64(2*len(domains)) - s.outDelivered(t)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(n int) result {
+				s, err := newState(Config{Domain: "hub.example", Bounds: tc.bounds})
+				if err != nil {
+					t.Fatal(err)
+				}
+				domains := make([]string, n)
+				for i := range domains {
+					domains[i] = fmt.Sprintf("made-up-%05d.example", i)
+					s.enqueue(domains[i], item(2*i))
+					s.enqueue(domains[i], item(2*i+1))
+				}
+				wantDropped := tc.drain(s, domains)
+				if len(s.outbox) != 0 || s.outHeap.Len() != 0 || s.outBytes != 0 || len(s.OutboxDepth()) != 0 {
+					t.Fatalf("%d domains: %d queues, %d in the size order, %d bytes left", n, len(s.outbox), s.outHeap.Len(), s.outBytes)
+				}
+				if s.outDroppedGone != wantDropped {
+					t.Fatalf("%d domains: forgotten queues dropped %d, want %d", n, s.outDroppedGone, wantDropped)
+				}
+				if s.outNext != uint64(2*n+1) {
+					t.Fatalf("%d domains: the next id is %d, want %d", n, s.outNext, 2*n+1)
+				}
+				snap := mustEncode(t, s)
+				if again := restoreState(t, s, s.cfg); len(again.outbox) != 0 || again.outNext != s.outNext || again.outDroppedGone != s.outDroppedGone {
+					t.Fatalf("%d domains: restored %d queues, next %d, dropped %d", n, len(again.outbox), again.outNext, again.outDroppedGone)
+				}
+				return result{snap, s.outDroppedGone}
+			}
+			few, all := run(10), run(many)
+			if len(few.snapshot) != len(all.snapshot) {
+				t.Fatalf("the snapshot holds %d bytes after 10 domains, %d after %d", len(few.snapshot), len(all.snapshot), many)
+			}
+			if tc.bounds.OutboxTotalBytes > 0 && all.gone == 0 {
+				t.Fatal("the total dropped nothing: the case checks nothing")
+			}
+		})
+	}
+}
+
+// outDelivered is a test hook: the items delivered so far are those
+// neither queued nor dropped.
+func (s *State) outDelivered(t *testing.T) uint64 {
+	t.Helper()
+	var queued, dropped uint64
+	for _, q := range s.outbox {
+		queued += uint64(len(q.q.items))
+		dropped += q.dropped
+	}
+	return s.outNext - 1 - queued - dropped - s.outDroppedGone
+}
+
+// TestLateDeliveryRecordForAForgottenQueue: a record meant for a queue
+// since forgotten (a late or repeated CmdDeliveredMany, in the log after
+// the queue emptied) does not trim the queue made again for the same
+// domain, however the old queue emptied and whether a snapshot restore,
+// of this format or of format 4 (one numbering per queue), came between.
+// With one numbering per queue the new items would be numbered from 1
+// again and the old record would drop them undelivered.
+func TestLateDeliveryRecordForAForgottenQueue(t *testing.T) {
+	item := func(seq int) OutItem {
+		return OutItem{Kind: OutFanout, Room: "mimi://a.example/r/r1", Seq: uint64(seq), Data: []byte{byte(seq)}, Enqueued: 5000}
+	}
+	fromV4 := func(t *testing.T) *State {
+		old, err := os.ReadFile("testdata/snapshot-v4-outbox.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(old))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name, domain string
+		// prepare leaves domain with no queue and returns the ids the old
+		// queue's items had.
+		prepare func(t *testing.T) (*State, []uint64)
+	}{
+		{"delivered", "c.example", func(t *testing.T) (*State, []uint64) {
+			s, _ := newState(Config{Domain: "a.example"})
+			for i := range 3 {
+				s.enqueue("c.example", item(i+1))
+			}
+			s.deliveredTo("c.example", 3)
+			return s, []uint64{1, 2, 3}
+		}},
+		{"delivered, then restored", "c.example", func(t *testing.T) (*State, []uint64) {
+			s, _ := newState(Config{Domain: "a.example"})
+			for i := range 3 {
+				s.enqueue("c.example", item(i+1))
+			}
+			s.deliveredTo("c.example", 3)
+			return restoreState(t, s, s.cfg), []uint64{1, 2, 3}
+		}},
+		{"dropped past the total", "c.example", func(t *testing.T) (*State, []uint64) {
+			// The total holds one item.
+			s, _ := newState(Config{Domain: "a.example", Bounds: Bounds{OutboxTotalBytes: outItemOverhead + 21 + 1}})
+			s.enqueue("c.example", item(1))
+			s.enqueue("c.example", item(2)) // c.example drops 1
+			s.enqueue("z.example", item(3)) // a tie: c.example, first by domain, drops 2
+			if _, ok := s.outbox["c.example"]; ok {
+				t.Fatalf("c.example still queued: %+v", s.OutboxDepth())
+			}
+			s.cfg.OutboxTotalBytes = 1 << 20 // room for the new queue
+			return s, []uint64{1, 2}
+		}},
+		{"a format 4 snapshot: an empty queue with its own numbering", "c.example", func(t *testing.T) (*State, []uint64) {
+			// c.example was queued items 1 and 2, both delivered.
+			return fromV4(t), []uint64{1, 2}
+		}},
+		{"a format 4 snapshot: an empty queue that dropped", "e.example", func(t *testing.T) (*State, []uint64) {
+			// e.example was queued 1 to 4, dropped 1, was delivered the rest.
+			return fromV4(t), []uint64{1, 2, 3, 4}
+		}},
+		{"a format 4 snapshot: a queue delivered after the restore", "b.example", func(t *testing.T) (*State, []uint64) {
+			s := fromV4(t)
+			s.deliveredTo("b.example", 5) // it holds 3 to 5
+			return s, []uint64{3, 4, 5}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, oldIDs := tc.prepare(t)
+			if _, ok := s.outbox[tc.domain]; ok {
+				t.Fatalf("%s still has a queue", tc.domain)
+			}
+			for _, id := range oldIDs {
+				if id >= s.outNext {
+					t.Fatalf("the next id %d is not past the old queue's id %d", s.outNext, id)
+				}
+			}
+			for i := range 3 {
+				s.enqueue(tc.domain, item(10+i))
+			}
+			before := mustEncode(t, s)
+			var marks []DeliveredBody
+			for _, id := range oldIDs {
+				marks = append(marks, DeliveredBody{Domain: tc.domain, UpTo: id})
+			}
+			if r := s.deliveredMany(&DeliveredManyBody{Marks: marks}); !r.unchanged {
+				t.Fatal("late records were not answered as unchanged")
+			}
+			for _, m := range marks {
+				if n := s.deliveredTo(m.Domain, m.UpTo); n != 0 {
+					t.Fatalf("a late record up to %d trimmed %d of the new queue's items", m.UpTo, n)
+				}
+			}
+			if !bytes.Equal(before, mustEncode(t, s)) {
+				t.Fatal("late records changed the state")
+			}
+			if items, _ := s.OutboxAfter(tc.domain, 0, 10); len(items) != 3 || items[0].Seq != 10 {
+				t.Fatalf("the new queue holds %+v", items)
+			}
+		})
+	}
+}
+
+// TestSnapshotVersion4OutboxRestores: a format 4 snapshot
+// (testdata/snapshot-v4-outbox.bin, written by the release before
+// state-wide ids, with 3 items a peer: b.example holds 3 to 5 and
+// dropped 2, c.example is empty after 1 and 2 were delivered, d.example
+// holds 4 and dropped 1, e.example is empty after dropping 1) restores with its empty queues forgotten and
+// their drops kept, the next id past every id it held, and encodes as
+// format 5, stably.
+func TestSnapshotVersion4OutboxRestores(t *testing.T) {
+	old, err := os.ReadFile("testdata/snapshot-v4-outbox.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old[0] != stateVersionV4 {
+		t.Fatalf("the file is format %d", old[0])
+	}
+	s, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.OutboxDomains(); !slices.Equal(got, []string{"b.example", "d.example"}) {
+		t.Fatalf("queues %v", got)
+	}
+	depth := s.OutboxDepth()
+	if b, d := depth["b.example"], depth["d.example"]; b.Items != 3 || b.Dropped != 2 || d.Items != 1 || d.Dropped != 1 {
+		t.Fatalf("depth %+v", depth)
+	}
+	if s.outDroppedGone != 1 || s.outNext != 6 || s.Counts().OutboxDroppedGone != 1 {
+		t.Fatalf("forgotten drops %d, next id %d; want 1 and 6", s.outDroppedGone, s.outNext)
+	}
+	enc := mustEncode(t, s)
+	if enc[0] != stateVersion {
+		t.Fatalf("a restored state encodes as format %d", enc[0])
+	}
+	again, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mustEncode(t, again), enc) {
+		t.Fatal("restore is not stable")
+	}
+	// Format 5 refuses what format 4 allowed: an empty queue, and an item
+	// numbered at or past the state's next id.
+	for name, bad := range map[string]func(s *State){
+		"an empty queue":        func(s *State) { s.outbox["z.example"] = &outQueue{domain: "z.example", dropped: 1} },
+		"an id past the next":   func(s *State) { s.outNext = 5 },
+		"no next id with items": func(s *State) { s.outNext = 0 },
+	} {
+		c, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(enc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad(c)
+		if _, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(mustEncode(t, c))); err == nil {
+			t.Errorf("%s: a format 5 snapshot restored", name)
+		}
 	}
 }
