@@ -313,16 +313,25 @@ func peerTotals(d *Delivery, peer string) PeerStats {
 	return st
 }
 
-// TestDeliveryForgetsDrainedPeers: once a peer's queue is delivered and
-// forgotten by the state, the worker keeps nothing for it either (no loop,
-// no stats; its counts join Forgotten), over several rounds of many peers,
-// so its memory is bounded by the peers something waits for. A peer
-// queued to again gets a loop again.
+// TestDeliveryForgetsDrainedPeers: once a peer's queue is delivered (and,
+// numbered state-wide, forgotten by the state), the worker keeps nothing
+// for it either (no loop, no stats; its counts join Forgotten), over
+// several rounds of many peers, so its memory is bounded by the peers
+// something waits for. A peer queued to again gets a loop again.
 func TestDeliveryForgetsDrainedPeers(t *testing.T) {
+	for _, wide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("state-wide=%v", wide), func(t *testing.T) { deliveryForgets(t, wide) })
+	}
+}
+
+func deliveryForgets(t *testing.T, wide bool) {
 	s := startStore(t)
 	ctx := ctxTimeout(t, 60*time.Second)
 	h := sha256.Sum256([]byte("tok"))
 	mustApply(t, s, fsm.CmdRegister, &fsm.RegisterBody{Client: proto.ClientURI("a.example", "alice", "phone"), TokenHash: h[:]})
+	if wide {
+		mustApply(t, s, fsm.CmdOutboxIDs, nil)
+	}
 	// One in three first attempts fails, so some peers have failures and
 	// back off before their queue empties.
 	sender := &fakeSender{fail: []error{errors.New("connection refused"), nil, nil, errors.New("connection refused")}, done: make(chan struct{}, 1)}
@@ -355,5 +364,14 @@ func TestDeliveryForgetsDrainedPeers(t *testing.T) {
 	}
 	if gone := d.Forgotten(); gone.Failures == 0 || len(d.Stats()) != 0 {
 		t.Fatalf("forgotten %+v, stats %v: want failures counted and no stats kept", gone, d.Stats())
+	}
+	var queues, items int
+	_ = s.Read(ctx, false, func(st *fsm.State) error {
+		c := st.Counts()
+		queues, items = len(st.OutboxDepth()), c.OutboxItems
+		return nil
+	})
+	if want := map[bool]int{false: 20, true: 0}[wide]; queues != want || items != 0 {
+		t.Fatalf("the state keeps %d queues (%d items), want %d", queues, items, want)
 	}
 }

@@ -187,6 +187,8 @@ func (s *State) dispatch(c *Command) *Result {
 			return r
 		}
 		return s.setBounds(b)
+	case CmdOutboxIDs:
+		return s.numberOutboxStateWide()
 	}
 	return refused(Invalid, "unknown command type %d", c.Type)
 }

@@ -60,6 +60,9 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	n.log = append(n.log, batch)
 	n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: batch})
 	n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{{Domain: "b.example", UpTo: 1}, {Domain: "c.example", UpTo: 3}}})
+	// The outbox numbered state-wide (format 5), then more records.
+	n.apply(CmdOutboxIDs, nil, "", nil)
+	n.apply(CmdDelivered, nil, "", &DeliveredBody{Domain: "b.example", UpTo: 2})
 	// Replicated bounds (a record of their own in the snapshot).
 	n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: (Config{}).withDefaults().Bounds})
 	return n.log, n.state()

@@ -74,10 +74,15 @@ func (it *OutItem) size() int64 {
 
 // outQueue is one peer's undelivered items, oldest first. Items only join
 // at the end and leave at the front (fifo), so a snapshot may keep a slice
-// of them. A queue exists only while it holds items: the state forgets it
-// the moment it empties (forgetIfEmpty), so the outbox keeps nothing for a
-// domain with nothing queued.
+// of them. Once the outbox is numbered state-wide (State.outWide), a
+// queue exists only while it holds items: the state forgets it the moment
+// it empties (outboxChanged), so the outbox keeps nothing for a domain
+// with nothing queued.
 type outQueue struct {
+	// next is the queue's own next item id while the outbox is numbered
+	// per queue (before CmdOutboxIDs), when an empty queue is kept for
+	// it; unused after.
+	next  uint64
 	q     fifo[OutItem]
 	bytes int64
 	// dropped counts items dropped undelivered because the queue, or all
@@ -124,23 +129,31 @@ func (q *outQueue) delivered(id uint64) int {
 }
 
 // enqueue queues an item for a peer, numbered with the next outbox item
-// id: ids are unique state-wide and never reused, so a delivery record
-// for a queue since forgotten cannot trim a later queue of the same
-// domain. Past the peer's own caps the queue drops its oldest; past
-// OutboxTotalBytes for all peers together, the largest queue does, which
-// is the peer furthest behind: memory stays bounded however many domains
-// that never answer a room names, and a live peer keeps its items while
-// it is not behind them all. A queue emptied by those drops is forgotten
-// at once; the heap's order decides which, so no map order does.
+// id: once the outbox is numbered state-wide, ids are unique and never
+// reused, so a delivery record for a queue since forgotten cannot trim a
+// later queue of the same domain (before, each queue numbers its own and
+// is kept once empty, as the previous release did). Past the peer's own
+// caps the queue drops its oldest; past OutboxTotalBytes for all peers
+// together, the largest queue does, which is the peer furthest behind:
+// memory stays bounded however many domains that never answer a room
+// names, and a live peer keeps its items while it is not behind them all.
+// A queue emptied by those drops is forgotten at once (once numbered
+// state-wide); the heap's order decides which, so no map order does.
 func (s *State) enqueue(domain string, it OutItem) {
 	q := s.outbox[domain]
 	if q == nil {
 		q = &outQueue{domain: domain, heapIndex: -1}
 		s.outbox[domain] = q
 	}
-	s.outNext = max(s.outNext, 1)
-	it.ID = s.outNext
-	s.outNext++
+	if s.outWide {
+		s.outNext = max(s.outNext, 1)
+		it.ID = s.outNext
+		s.outNext++
+	} else {
+		q.next = max(q.next, 1)
+		it.ID = q.next
+		q.next++
+	}
 	before := q.bytes
 	q.push(it, s.cfg.OutboxLimit, s.cfg.OutboxBytes)
 	s.outboxChanged(q, before)
@@ -168,12 +181,20 @@ func (s *State) deliveredTo(domain string, id uint64) int {
 }
 
 // outboxChanged keeps the total and the size order after q's bytes were
-// before, and forgets q once it is empty: it leaves the size order and
-// the outbox, and its drop count joins outDroppedGone, so the drops
-// summed over all peers never go down.
+// before, and once the outbox is numbered state-wide forgets q if it is
+// empty: it leaves the size order and the outbox, and its drop count
+// joins outDroppedGone, so the drops summed over all peers never go down.
 func (s *State) outboxChanged(q *outQueue, before int64) {
 	s.outBytes += q.bytes - before
 	s.outHeap.reposition(q)
+	if s.outWide {
+		s.forgetIfEmpty(q)
+	}
+}
+
+// forgetIfEmpty deletes q if it holds nothing, keeping its drops in
+// outDroppedGone.
+func (s *State) forgetIfEmpty(q *outQueue) {
 	if len(q.q.items) == 0 {
 		s.outDroppedGone += q.dropped
 		q.dropped = 0
@@ -181,21 +202,43 @@ func (s *State) outboxChanged(q *outQueue, before int64) {
 	}
 }
 
+// numberOutboxStateWide applies CmdOutboxIDs: from this entry on, outbox
+// item ids come from one state-wide counter, set past every id any queue
+// gave, and a queue that empties is forgotten, starting with those empty
+// now. It is a log entry, not a change of restore, so every replica
+// switches at the same index from the same state, whatever snapshot it
+// restored: replaying older entries numbers as the previous release did.
+// A second one changes nothing.
+func (s *State) numberOutboxStateWide() *Result {
+	if s.outWide {
+		return answerUnchanged(nil)
+	}
+	s.outNext = max(s.outNext, 1)
+	for _, d := range sortedKeys(s.outbox) {
+		q := s.outbox[d]
+		s.outNext = max(s.outNext, q.next)
+		if n := len(q.q.items); n > 0 {
+			s.outNext = max(s.outNext, q.q.items[n-1].ID+1)
+		}
+		q.next = 0
+		s.forgetIfEmpty(q)
+	}
+	s.outWide = true
+	return success(nil)
+}
+
+// OutboxStateWide reports whether outbox item ids are numbered state-wide
+// (CmdOutboxIDs applied): the leader proposes the command until they are.
+func (s *State) OutboxStateWide() bool { return s.outWide }
+
 // rebuildOutboxIndex recomputes the derived outbox bookkeeping after a
-// restore. An empty queue (which only snapshots of format 4 and before
-// hold) is forgotten as Apply would have, its drops counted in
-// outDroppedGone.
+// restore.
 func (s *State) rebuildOutboxIndex() {
 	s.outBytes = 0
 	all := make([]*outQueue, 0, len(s.outbox))
 	for _, d := range sortedKeys(s.outbox) {
 		q := s.outbox[d]
 		q.domain = d
-		if len(q.q.items) == 0 {
-			s.outDroppedGone += q.dropped
-			delete(s.outbox, d)
-			continue
-		}
 		s.outBytes += q.bytes
 		all = append(all, q)
 	}

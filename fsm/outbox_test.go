@@ -13,17 +13,21 @@ import (
 )
 
 // outboxModel is the outbox rules written the plain way: every peer's
-// queue as a list, the largest found by scanning all of them, ids from one
-// counter, and a queue deleted as soon as it is empty, its drops kept in
-// one count for all deleted queues.
+// queue as a list, the largest found by scanning all of them. Until the
+// switch (CmdOutboxIDs) each queue numbers its own items and stays once
+// empty; after it, ids come from one counter past every id given, and a
+// queue is deleted as soon as it is empty, its drops kept in one count
+// for all deleted queues.
 type outboxModel struct {
 	maxItems              int
 	maxBytes, totalBytes  int64
 	queues                map[string][]OutItem
 	dropped               map[string]uint64
-	next, droppedGone     uint64
+	lastID                map[string]uint64 // per queue, before the switch
+	wide                  bool
+	next, droppedGone     uint64 // after the switch: the last id given
 	sizeOf                func(*OutItem) int64
-	totalDropped, pushed  int
+	pushed                int
 	globalDrops, capDrops int
 	// forgotten counts queues deleted; recreated counts enqueues to a
 	// domain whose queue had been deleted.
@@ -47,9 +51,21 @@ func (m *outboxModel) total() int64 {
 	return n
 }
 
-// forgetIfEmpty deletes d's queue once it holds nothing.
+// maxID is the highest id any item was given.
+func (m *outboxModel) maxID() uint64 {
+	if m.wide {
+		return m.next
+	}
+	var n uint64
+	for _, id := range m.lastID {
+		n = max(n, id)
+	}
+	return n
+}
+
+// forgetIfEmpty deletes d's queue once it holds nothing, after the switch.
 func (m *outboxModel) forgetIfEmpty(d string) {
-	if q, ok := m.queues[d]; ok && len(q) == 0 {
+	if q, ok := m.queues[d]; ok && len(q) == 0 && m.wide {
 		m.droppedGone += m.dropped[d]
 		delete(m.dropped, d)
 		delete(m.queues, d)
@@ -57,9 +73,26 @@ func (m *outboxModel) forgetIfEmpty(d string) {
 	}
 }
 
+func (m *outboxModel) numberStateWide() {
+	if m.wide {
+		return
+	}
+	m.next = m.maxID()
+	m.wide = true
+	clear(m.lastID)
+	for _, d := range slices.Sorted(maps.Keys(m.queues)) {
+		m.forgetIfEmpty(d)
+	}
+}
+
 func (m *outboxModel) push(d string, it OutItem) {
-	m.next++
-	it.ID = m.next
+	if m.wide {
+		m.next++
+		it.ID = m.next
+	} else {
+		m.lastID[d]++
+		it.ID = m.lastID[d]
+	}
 	if _, ok := m.queues[d]; !ok && m.seen[d] {
 		m.recreated++
 	}
@@ -97,13 +130,26 @@ func (m *outboxModel) delivered(d string, id uint64) {
 	m.forgetIfEmpty(d)
 }
 
+// nonEmpty lists the domains with queued items, sorted.
+func (m *outboxModel) nonEmpty() []string {
+	var out []string
+	for _, d := range slices.Sorted(maps.Keys(m.queues)) {
+		if len(m.queues[d]) > 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // TestOutboxModel runs random enqueues, deliveries (single, several peers
-// in one record, and records with ids of queues long gone) and restores
-// against the model, with caps tight enough that both the per-peer caps
-// and the total drop items, and after every step checks the queues (only
-// non-empty ones exist), the drop counts, the total and the size order.
-// A twin state fed the same steps must encode to the same bytes: which
-// queues are deleted must not depend on map order.
+// in one record, and records with ids of queues long gone), snapshot
+// restores and, at a random step, the switch to state-wide numbering
+// (CmdOutboxIDs) against the model, with caps tight enough that both the
+// per-peer caps and the total drop items, and after every step checks
+// the queues (after the switch, only non-empty ones exist), the drop
+// counts, the total and the size order. A twin state fed the same steps
+// must encode to the same bytes: which queues are deleted must not depend
+// on map order.
 func TestOutboxModel(t *testing.T) {
 	var globalDrops, capDrops, forgotten, recreated int
 	for seed := range uint64(40) {
@@ -134,22 +180,30 @@ func runOutboxModel(t *testing.T, seed uint64) *outboxModel {
 		t.Fatal(err)
 	}
 	m := &outboxModel{maxItems: s.cfg.OutboxLimit, maxBytes: s.cfg.OutboxBytes, totalBytes: s.cfg.OutboxTotalBytes,
-		queues: map[string][]OutItem{}, dropped: map[string]uint64{}, seen: map[string]bool{}, sizeOf: (*OutItem).size}
+		queues: map[string][]OutItem{}, dropped: map[string]uint64{}, lastID: map[string]uint64{}, seen: map[string]bool{}, sizeOf: (*OutItem).size}
 	domains := make([]string, 1+rng.IntN(12))
 	for i := range domains {
 		domains[i] = fmt.Sprintf("peer%d.example", i)
 	}
+	switchAt := rng.IntN(200) // the first half of the seeds' steps run numbered per queue
 	// upTo picks a delivery mark for d: one of its items, or any id ever
 	// given (a late or repeated record, maybe for a queue since deleted).
 	upTo := func(d string) uint64 {
 		if q := m.queues[d]; len(q) > 0 && rng.IntN(3) > 0 {
 			return q[rng.IntN(len(q))].ID
 		}
-		return rng.Uint64N(m.next + 1)
+		return rng.Uint64N(m.maxID() + 1)
 	}
 	for step := range 400 {
 		d := domains[rng.IntN(len(domains))]
 		switch r := rng.IntN(20); {
+		case step == switchAt:
+			res := s.numberOutboxStateWide()
+			twin.numberOutboxStateWide()
+			m.numberStateWide()
+			if res.unchanged || !s.numberOutboxStateWide().unchanged {
+				t.Fatalf("step %d: the first switch answered unchanged %v, or the second did not", step, res.unchanged)
+			}
 		case r < 12:
 			it := OutItem{Kind: OutFanout, Room: proto.URI("mimi://hub.example/r/r1"), Seq: uint64(step + 1), Data: bytes.Repeat([]byte{byte(step)}, rng.IntN(200))}
 			s.enqueue(d, it)
@@ -204,8 +258,11 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 		t.Helper()
 		t.Fatalf("step %d: "+format, append([]any{step}, args...)...)
 	}
+	if s.outWide != m.wide {
+		fail("numbered state-wide: %v, the model %v", s.outWide, m.wide)
+	}
 	if len(s.outbox) != len(m.queues) {
-		fail("%d queues, the model has %d non-empty ones", len(s.outbox), len(m.queues))
+		fail("%d queues, the model has %d", len(s.outbox), len(m.queues))
 	}
 	var total int64
 	var dropped uint64
@@ -218,8 +275,11 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 		for _, it := range m.queues[d] {
 			want = append(want, it.ID)
 		}
-		if len(ids) == 0 || !slices.Equal(ids, want) {
+		if _, ok := m.queues[d]; !ok || !slices.Equal(ids, want) {
 			fail("%s holds %v, the model %v", d, ids, want)
+		}
+		if m.wide && len(ids) == 0 {
+			fail("%s is kept empty", d)
 		}
 		if q.dropped != m.dropped[d] {
 			fail("%s dropped %d, the model %d", d, q.dropped, m.dropped[d])
@@ -239,7 +299,7 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 	if all := dropped + s.outDroppedGone; all != uint64(m.globalDrops+m.capDrops) {
 		fail("%d drops counted in all, %d made", all, m.globalDrops+m.capDrops)
 	}
-	if m.next > 0 && s.outNext != m.next+1 {
+	if m.wide && s.outNext != m.next+1 {
 		fail("the next item id is %d, the model's %d", s.outNext, m.next+1)
 	}
 	if s.outBytes != total || total != m.total() {
@@ -248,8 +308,8 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 	if total > s.cfg.OutboxTotalBytes {
 		fail("total %d over the bound %d", total, s.cfg.OutboxTotalBytes)
 	}
-	// The size order: every queue in it once, at its index, no child
-	// larger than its parent.
+	// The size order: every non-empty queue in it once, at its index, no
+	// child larger than its parent.
 	for i, q := range s.outHeap.items {
 		if q.heapIndex != i || len(q.q.items) == 0 || s.outbox[q.domain] != q {
 			fail("the size order is inconsistent at %d (%s)", i, q.domain)
@@ -258,11 +318,12 @@ func checkOutbox(t *testing.T, step int, s *State, m *outboxModel) {
 			fail("%s is larger than its parent in the size order", q.domain)
 		}
 	}
-	if len(s.outbox) != s.outHeap.Len() {
-		fail("%d queues, %d in the size order", len(s.outbox), s.outHeap.Len())
+	want := m.nonEmpty()
+	if len(want) != s.outHeap.Len() {
+		fail("%d non-empty queues, %d in the size order", len(want), s.outHeap.Len())
 	}
-	if got := s.OutboxDomains(); !slices.Equal(got, slices.Sorted(maps.Keys(m.queues))) {
-		fail("OutboxDomains %v, the model %v", got, slices.Sorted(maps.Keys(m.queues)))
+	if got := s.OutboxDomains(); !slices.Equal(got, want) {
+		fail("OutboxDomains %v, the model %v", got, want)
 	}
 }
 
@@ -277,6 +338,7 @@ func TestOutboxTotalDropsFromTheFurthestBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.numberOutboxStateWide()
 	data := make([]byte, 1000)
 	for i := range 2000 {
 		it := OutItem{Kind: OutFanout, Room: "mimi://hub.example/r/r1", Seq: uint64(i + 1), Data: data}
@@ -366,6 +428,7 @@ func TestOutboxForgetsDrainedDomains(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				s.numberOutboxStateWide()
 				domains := make([]string, n)
 				for i := range domains {
 					domains[i] = fmt.Sprintf("made-up-%05d.example", i)
@@ -431,6 +494,7 @@ func TestLateDeliveryRecordForAForgottenQueue(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.numberOutboxStateWide() // as the first upgraded leader has it done
 		return s
 	}
 	for _, tc := range []struct {
@@ -440,7 +504,7 @@ func TestLateDeliveryRecordForAForgottenQueue(t *testing.T) {
 		prepare func(t *testing.T) (*State, []uint64)
 	}{
 		{"delivered", "c.example", func(t *testing.T) (*State, []uint64) {
-			s, _ := newState(Config{Domain: "a.example"})
+			s := wideState(t, Config{Domain: "a.example"})
 			for i := range 3 {
 				s.enqueue("c.example", item(i+1))
 			}
@@ -448,7 +512,7 @@ func TestLateDeliveryRecordForAForgottenQueue(t *testing.T) {
 			return s, []uint64{1, 2, 3}
 		}},
 		{"delivered, then restored", "c.example", func(t *testing.T) (*State, []uint64) {
-			s, _ := newState(Config{Domain: "a.example"})
+			s := wideState(t, Config{Domain: "a.example"})
 			for i := range 3 {
 				s.enqueue("c.example", item(i+1))
 			}
@@ -457,7 +521,7 @@ func TestLateDeliveryRecordForAForgottenQueue(t *testing.T) {
 		}},
 		{"dropped past the total", "c.example", func(t *testing.T) (*State, []uint64) {
 			// The total holds one item.
-			s, _ := newState(Config{Domain: "a.example", Bounds: Bounds{OutboxTotalBytes: outItemOverhead + 21 + 1}})
+			s := wideState(t, Config{Domain: "a.example", Bounds: Bounds{OutboxTotalBytes: outItemOverhead + 21 + 1}})
 			s.enqueue("c.example", item(1))
 			s.enqueue("c.example", item(2)) // c.example drops 1
 			s.enqueue("z.example", item(3)) // a tie: c.example, first by domain, drops 2
@@ -517,13 +581,29 @@ func TestLateDeliveryRecordForAForgottenQueue(t *testing.T) {
 	}
 }
 
+// wideState is a new state whose outbox is numbered state-wide, as every
+// state is once the leader has applied CmdOutboxIDs.
+func wideState(t *testing.T, cfg Config) *State {
+	t.Helper()
+	s, err := newState(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.numberOutboxStateWide(); r.Kind != OK || r.unchanged {
+		t.Fatalf("the switch: %+v", r)
+	}
+	return s
+}
+
 // TestSnapshotVersion4OutboxRestores: a format 4 snapshot
 // (testdata/snapshot-v4-outbox.bin, written by the release before
 // state-wide ids, with 3 items a peer: b.example holds 3 to 5 and
 // dropped 2, c.example is empty after 1 and 2 were delivered, d.example
-// holds 4 and dropped 1, e.example is empty after dropping 1) restores with its empty queues forgotten and
-// their drops kept, the next id past every id it held, and encodes as
-// format 5, stably.
+// holds 4 and dropped 1, e.example is empty after dropping 1) restores as
+// it was, numbered per queue, and encodes back to the same bytes; the
+// switch (CmdOutboxIDs) then forgets the empty queues, keeps their drops,
+// sets the next id past every id given, and the state encodes as format
+// 5, stably.
 func TestSnapshotVersion4OutboxRestores(t *testing.T) {
 	old, err := os.ReadFile("testdata/snapshot-v4-outbox.bin")
 	if err != nil {
@@ -536,8 +616,17 @@ func TestSnapshotVersion4OutboxRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.OutboxDomains(); !slices.Equal(got, []string{"b.example", "d.example"}) {
-		t.Fatalf("queues %v", got)
+	if !bytes.Equal(mustEncode(t, s), old) {
+		t.Fatal("a format 4 state does not encode back to its snapshot")
+	}
+	if got := s.OutboxDomains(); !slices.Equal(got, []string{"b.example", "d.example"}) || len(s.outbox) != 4 || s.OutboxStateWide() {
+		t.Fatalf("queues %v of %d, state-wide %v", got, len(s.outbox), s.OutboxStateWide())
+	}
+	if r := s.numberOutboxStateWide(); r.unchanged {
+		t.Fatal("the switch changed nothing")
+	}
+	if got := slices.Sorted(maps.Keys(s.outbox)); !slices.Equal(got, []string{"b.example", "d.example"}) {
+		t.Fatalf("queues %v after the switch", got)
 	}
 	depth := s.OutboxDepth()
 	if b, d := depth["b.example"], depth["d.example"]; b.Items != 3 || b.Dropped != 2 || d.Items != 1 || d.Dropped != 1 {
@@ -548,13 +637,13 @@ func TestSnapshotVersion4OutboxRestores(t *testing.T) {
 	}
 	enc := mustEncode(t, s)
 	if enc[0] != stateVersion {
-		t.Fatalf("a restored state encodes as format %d", enc[0])
+		t.Fatalf("the switched state encodes as format %d", enc[0])
 	}
 	again, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(enc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(mustEncode(t, again), enc) {
+	if !bytes.Equal(mustEncode(t, again), enc) || !again.OutboxStateWide() {
 		t.Fatal("restore is not stable")
 	}
 	// Format 5 refuses what format 4 allowed: an empty queue, and an item
@@ -571,6 +660,81 @@ func TestSnapshotVersion4OutboxRestores(t *testing.T) {
 		bad(c)
 		if _, err := decodeState(Config{Domain: "a.example"}, bytes.NewReader(mustEncode(t, c))); err == nil {
 			t.Errorf("%s: a format 5 snapshot restored", name)
+		}
+	}
+}
+
+// TestOutboxNumberingSwitchAgrees: replicas restore older snapshots at
+// different log indexes and replay the rest, and must still agree. The
+// switch to state-wide numbering is therefore a log entry (CmdOutboxIDs),
+// not a conversion on restore: a replica that restores a format 4
+// snapshot and replays per-queue entries before the switch numbers them as
+// the previous release did. For random logs with the switch somewhere,
+// every replica restoring a snapshot taken at any index (or none) and
+// replaying the log after it ends in the same state, byte for byte.
+func TestOutboxNumberingSwitchAgrees(t *testing.T) {
+	type op struct {
+		enqueue   string
+		item      OutItem
+		marks     []DeliveredBody
+		switchIDs bool
+	}
+	apply := func(s *State, o op) {
+		switch {
+		case o.switchIDs:
+			s.numberOutboxStateWide()
+		case o.enqueue != "":
+			s.enqueue(o.enqueue, o.item)
+		default:
+			s.deliveredMany(&DeliveredManyBody{Marks: o.marks})
+		}
+	}
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 31))
+		cfg := Config{Domain: "a.example", Bounds: Bounds{OutboxLimit: 2 + rng.IntN(6), OutboxTotalBytes: 600 + rng.Int64N(1200)}}
+		domains := []string{"b.example", "c.example", "d.example", "e.example"}
+		var log []op
+		const steps = 120
+		switchAt := 20 + rng.IntN(80)
+		for i := range steps {
+			switch {
+			case i == switchAt:
+				log = append(log, op{switchIDs: true})
+			case rng.IntN(3) > 0:
+				log = append(log, op{enqueue: domains[rng.IntN(len(domains))],
+					item: OutItem{Kind: OutFanout, Room: "mimi://a.example/r/r1", Seq: uint64(i + 1), Data: bytes.Repeat([]byte{byte(i)}, rng.IntN(100))}})
+			default:
+				// Marks as a leader writes them: up to an id of its own
+				// queue, or a stale one.
+				log = append(log, op{marks: []DeliveredBody{{Domain: domains[rng.IntN(len(domains))], UpTo: rng.Uint64N(40)}}})
+			}
+		}
+		// The reference replica applies the whole log; it snapshots after
+		// every entry, as any replica might have.
+		ref, err := newState(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps := [][]byte{mustEncode(t, ref)}
+		for _, o := range log {
+			apply(ref, o)
+			snaps = append(snaps, mustEncode(t, ref))
+		}
+		want := snaps[steps]
+		for k, snap := range snaps {
+			r, err := decodeState(cfg, bytes.NewReader(snap))
+			if err != nil {
+				t.Fatalf("seed %d: snapshot at %d: %v", seed, k, err)
+			}
+			if wantFormat := byte(stateVersionV4); k > switchAt && snap[0] != stateVersion || k <= switchAt && snap[0] != wantFormat {
+				t.Fatalf("seed %d: the snapshot at %d (switch at %d) is format %d", seed, k, switchAt, snap[0])
+			}
+			for _, o := range log[k:] {
+				apply(r, o)
+			}
+			if got := mustEncode(t, r); !bytes.Equal(got, want) {
+				t.Fatalf("seed %d: a replica restoring the snapshot at %d (switch at %d) ends elsewhere", seed, k, switchAt)
+			}
 		}
 	}
 }

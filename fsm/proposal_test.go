@@ -174,11 +174,28 @@ func TestCredentialCheckedInLogOrder(t *testing.T) {
 	n.refused(before, n.applyProposal(ghost, nil), Unauthenticated, "an unknown device")
 }
 
-// TestDeliveredMany: one entry records progress for several peers; a
-// queue it empties is forgotten; one that moves nothing (behind what is
-// queued, or for a peer with no queue) changes nothing and says so.
+// TestDeliveredMany: one entry records progress for several peers; once
+// the outbox is numbered state-wide (CmdOutboxIDs: local only, once, and
+// a repeat is answered before the log) a queue it empties is forgotten;
+// one that moves nothing (behind what is queued, or for a peer with no
+// queue) changes nothing and says so.
 func TestDeliveredMany(t *testing.T) {
 	n := fanoutState(t)
+	before := n.state()
+	if r := n.apply(CmdOutboxIDs, nil, "b.example", nil); r.Kind != NotAllowed || !bytes.Equal(before, n.state()) {
+		t.Fatalf("CmdOutboxIDs from a peer: %+v", r)
+	}
+	n.ok(n.apply(CmdOutboxIDs, nil, "", nil), "number the outbox state-wide")
+	before = n.state()
+	if r := n.apply(CmdOutboxIDs, nil, "", nil); r.Kind != OK || !r.unchanged || !bytes.Equal(before, n.state()) {
+		t.Fatalf("a second CmdOutboxIDs: %+v", r)
+	}
+	_ = n.f.Read(func(s *State) error {
+		if r := s.Admit(CmdOutboxIDs, nil, "", nil); r == nil || !r.unchanged {
+			t.Errorf("Admit of a second CmdOutboxIDs: %+v", r)
+		}
+		return nil
+	})
 	var d map[string]PeerDepth
 	ids := map[string][]uint64{}
 	read := func() {
@@ -279,23 +296,30 @@ func TestSnapshotSharesFanoutPayloads(t *testing.T) {
 			}
 		}
 	}
-	read(n.f)
-	shared("in memory")
-	enc := n.state()
-	if enc[0] != stateVersion {
-		t.Fatalf("format %d", enc[0])
-	}
-	if got := bytes.Count(enc, items["b.example"][1].Data); got != 1 {
-		t.Fatalf("the snapshot holds a shared message %d times", got)
-	}
-	restored, _ := New(n.cfg)
-	if err := restored.Restore(&memSink{*bytes.NewBuffer(enc)}); err != nil {
-		t.Fatal(err)
-	}
-	read(restored)
-	shared("restored")
-	if again, _ := restored.Encode(); !bytes.Equal(again, enc) {
-		t.Fatal("a restored format 4 snapshot encodes otherwise")
+	// Numbered per queue, the state encodes as format 4; numbered
+	// state-wide (CmdOutboxIDs), as format 5: both share payloads.
+	for _, format := range []byte{stateVersionV4, stateVersion} {
+		if format == stateVersion {
+			n.ok(n.apply(CmdOutboxIDs, nil, "", nil), "number the outbox state-wide")
+		}
+		read(n.f)
+		shared("in memory")
+		enc := n.state()
+		if enc[0] != format {
+			t.Fatalf("format %d, want %d", enc[0], format)
+		}
+		if got := bytes.Count(enc, items["b.example"][1].Data); got != 1 {
+			t.Fatalf("the snapshot holds a shared message %d times", got)
+		}
+		restored, _ := New(n.cfg)
+		if err := restored.Restore(&memSink{*bytes.NewBuffer(enc)}); err != nil {
+			t.Fatal(err)
+		}
+		read(restored)
+		shared("restored")
+		if again, _ := restored.Encode(); !bytes.Equal(again, enc) {
+			t.Fatalf("a restored format %d snapshot encodes otherwise", format)
+		}
 	}
 
 	old, err := os.ReadFile("testdata/snapshot-v3-fanout.bin")
@@ -316,7 +340,7 @@ func TestSnapshotSharesFanoutPayloads(t *testing.T) {
 	// Each item has its own copy after a format 3 restore, so the new
 	// encoding stores them inline; every other byte is the state's.
 	reenc, _ := fromV3.Encode()
-	if reenc[0] != stateVersion || !bytes.Equal(restoreEncode(t, n.cfg, reenc), reenc) {
+	if reenc[0] != stateVersionV4 || !bytes.Equal(restoreEncode(t, n.cfg, reenc), reenc) {
 		t.Fatal("a format 3 restore does not encode stably")
 	}
 }

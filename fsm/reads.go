@@ -154,7 +154,10 @@ type PeerQueue struct {
 func (s *State) Outbox(limit int) []PeerQueue {
 	var out []PeerQueue
 	for _, d := range sortedKeys(s.outbox) {
-		q := s.outbox[d].q.items // never empty: an empty queue is forgotten
+		q := s.outbox[d].q.items
+		if len(q) == 0 {
+			continue // kept while the outbox is numbered per queue
+		}
 		n := min(limit, len(q))
 		items := make([]OutItem, n)
 		for i := range n {
@@ -174,7 +177,7 @@ func (s *State) Outbox(limit int) []PeerQueue {
 // modifies them in place: callers must not either.
 func (s *State) OutboxAfter(domain string, after uint64, limit int) (items []OutItem, waiting bool) {
 	q, ok := s.outbox[domain]
-	if !ok {
+	if !ok || len(q.q.items) == 0 {
 		return nil, false
 	}
 	all := q.q.items
@@ -190,10 +193,16 @@ func (s *State) OutboxAfter(domain string, after uint64, limit int) (items []Out
 	return slices.Clone(all[i:min(len(all), i+limit)]), true
 }
 
-// OutboxDomains lists, sorted, the peers something waits for: those
-// with a queue, as an empty queue is forgotten.
+// OutboxDomains lists, sorted, the peers something waits for.
 func (s *State) OutboxDomains() []string {
-	return sortedKeys(s.outbox)
+	var out []string
+	for d, q := range s.outbox {
+		if len(q.q.items) > 0 {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // PeerDepth describes one peer's outbox.
@@ -210,8 +219,8 @@ type PeerDepth struct {
 	Dropped uint64
 }
 
-// OutboxDepth describes every peer's outbox: only peers something waits
-// for have one.
+// OutboxDepth describes every peer's outbox: once the outbox is numbered
+// state-wide (CmdOutboxIDs), only peers something waits for have one.
 func (s *State) OutboxDepth() map[string]PeerDepth {
 	out := map[string]PeerDepth{}
 	for d, q := range s.outbox {

@@ -26,9 +26,11 @@ const (
 	// stateVersion 5: outbox item ids are numbered state-wide (the
 	// header holds the next one and the drops of queues since
 	// forgotten) and a queue record, which only a non-empty queue has,
-	// holds no next id of its own. Format 4 (fanout payloads shared by
-	// several peers' outbox items stored once, recPayload, with a next
-	// id per queue), format 3 (every item with its own copy) and format
+	// holds no next id of its own. A state whose outbox is still
+	// numbered per queue (CmdOutboxIDs not yet applied) is written in
+	// format 4, as the previous release wrote it. Format 4 (fanout
+	// payloads shared by several peers' outbox items stored once,
+	// recPayload, with a next id per queue), format 3 (every item with its own copy) and format
 	// 1 (the whole-state encoding of the first release) are still
 	// decoded; format 2 (the whole-state encoding with a hub section)
 	// existed only in development builds and is refused.
@@ -86,6 +88,7 @@ var parentOf = map[byte]byte{recInbox: recClient, recEntry: recStream, recOutIte
 type view struct {
 	domain          string
 	lastAt, nextSeq uint64
+	outWide         bool
 	outNext         uint64
 	outDroppedGone  uint64
 	rooms           []roomView
@@ -131,9 +134,9 @@ type streamView struct {
 }
 
 type queueView struct {
-	domain  string
-	dropped uint64
-	items   []OutItem
+	domain        string
+	next, dropped uint64
+	items         []OutItem
 }
 
 // capture takes the view. Its cost is a pass over the tables' keys plus a
@@ -142,7 +145,7 @@ type queueView struct {
 // encoded here when a command since the last capture may have changed
 // them.
 func (s *State) capture() (*view, error) {
-	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, outNext: s.outNext, outDroppedGone: s.outDroppedGone,
+	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, outWide: s.outWide, outNext: s.outNext, outDroppedGone: s.outDroppedGone,
 		reports: s.reports.items, dedup: s.dedup.q.items,
 		rooms: make([]roomView, 0, len(s.rooms)), users: make([]userView, 0, len(s.users)), clients: make([]clientView, 0, len(s.clients)),
 		streams: make([]streamView, 0, len(s.streams)), queues: make([]queueView, 0, len(s.outbox))}
@@ -187,7 +190,7 @@ func (s *State) capture() (*view, error) {
 			entries: st.log.q.items, lostThrough: st.log.lostThrough, appends: st.log.appends, digests: st.digests.digests})
 	}
 	for d, q := range s.outbox {
-		v.queues = append(v.queues, queueView{domain: d, dropped: q.dropped, items: q.q.items})
+		v.queues = append(v.queues, queueView{domain: d, next: q.next, dropped: q.dropped, items: q.q.items})
 	}
 	return v, nil
 }
@@ -233,15 +236,21 @@ func (rw *recordWriter) record(tag byte, body func(w *wire.Writer)) {
 func (v *view) persist(out io.Writer) error {
 	bw := bufio.NewWriterSize(out, 256<<10)
 	rw := &recordWriter{out: bw}
-	if err := bw.WriteByte(stateVersion); err != nil {
+	version := byte(stateVersionV4)
+	if v.outWide {
+		version = stateVersion
+	}
+	if err := bw.WriteByte(version); err != nil {
 		return err
 	}
 	rw.record(recHeader, func(w *wire.Writer) {
 		w.Opaque([]byte(v.domain))
 		w.Uint64(v.lastAt)
 		w.Uint64(v.nextSeq)
-		w.Uint64(v.outNext)
-		w.Uint64(v.outDroppedGone)
+		if v.outWide {
+			w.Uint64(v.outNext)
+			w.Uint64(v.outDroppedGone)
+		}
 	})
 	slices.SortFunc(v.rooms, func(a, b roomView) int { return cmp.Compare(a.id, b.id) })
 	for _, r := range v.rooms {
@@ -304,6 +313,9 @@ func (v *view) persist(out io.Writer) error {
 	for _, q := range v.queues {
 		rw.record(recQueue, func(w *wire.Writer) {
 			w.Opaque([]byte(q.domain))
+			if !v.outWide {
+				w.Uint64(q.next)
+			}
 			w.Uint64(q.dropped)
 		})
 		for i := range q.items {
@@ -525,8 +537,6 @@ type snapshotDecoder struct {
 	client   *clientRecord
 	stream   *roomStream
 	queue    *outQueue
-	// queueNext is the queue's own next item id (formats 4 and 3).
-	queueNext uint64
 	// lastChild is the last child key (seq, ID) under the current parent.
 	lastChild uint64
 }
@@ -581,6 +591,7 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		r.Uint64(&s.lastAt)
 		r.Uint64(&s.nextSeq)
 		if d.version >= stateVersion {
+			s.outWide = true
 			r.Uint64(&s.outNext)
 			r.Uint64(&s.outDroppedGone)
 		}
@@ -699,12 +710,8 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		var dom []byte
 		r.Opaque(&dom)
 		q := &outQueue{}
-		d.queueNext = 0
 		if d.version < stateVersion {
-			// The queue numbered its own items: the state-wide numbering
-			// goes on past every queue's.
-			r.Uint64(&d.queueNext)
-			s.outNext = max(s.outNext, d.queueNext)
+			r.Uint64(&q.next) // numbered per queue
 		}
 		r.Uint64(&q.dropped)
 		key = bytes.Clone(dom)
@@ -814,7 +821,7 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 // queue's own next id before format 5, the state's after.
 func (d *snapshotDecoder) itemIDBound() uint64 {
 	if d.version < stateVersion {
-		return d.queueNext
+		return d.queue.next
 	}
 	return d.s.outNext
 }

@@ -85,8 +85,7 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 		var d []byte
 		r.Opaque(&d)
 		q := &outQueue{}
-		var next uint64
-		r.Uint64(&next)
+		r.Uint64(&q.next)
 		r.VectorEach(func(r *wire.Reader) {
 			var it OutItem
 			it.DecodeTLS(r)
@@ -95,11 +94,8 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 			}
 			q.q.push(it)
 			q.bytes += it.size()
-			next = max(next, it.ID+1)
+			q.next = max(q.next, it.ID+1)
 		})
-		// Each queue numbered its own items: the state-wide numbering
-		// goes on past every one of them.
-		s.outNext = max(s.outNext, next)
 		s.outbox[string(d)] = q
 	})
 	r.VectorEach(func(r *wire.Reader) {
