@@ -91,8 +91,13 @@ type Delivery struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
-	stats   map[string]*PeerStats
-	updated chan struct{} // closed and replaced when stats change
+	// stats holds the peers whose loop runs, so it is bounded by the
+	// peers something waits for; a loop that ends (its queue emptied and
+	// was forgotten, or this node stopped leading) adds its peer's counts
+	// to forgotten and drops them, so the sums never go down.
+	stats     map[string]*PeerStats
+	forgotten PeerStats
+	updated   chan struct{} // closed and replaced when stats change
 }
 
 // PeerStats describes delivery to one peer.
@@ -109,7 +114,8 @@ func NewDelivery(store *Store, sender Sender, cfg DeliveryConfig) *Delivery {
 	return &Delivery{store: store, sender: sender, cfg: cfg.withDefaults(), running: map[string]context.CancelFunc{}, stats: map[string]*PeerStats{}, updated: make(chan struct{})}
 }
 
-// Stats returns a copy of the per-peer delivery statistics.
+// Stats returns a copy of the delivery statistics of the peers whose loop
+// runs: those something waits for, while this node leads.
 func (d *Delivery) Stats() map[string]PeerStats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -118,6 +124,16 @@ func (d *Delivery) Stats() map[string]PeerStats {
 		out[p] = *s
 	}
 	return out
+}
+
+// Forgotten returns the counts (Delivered, Dropped, Failures) of the peers
+// whose loop has ended since this worker was made, summed: with Stats they
+// make counts that never go down, while Stats keeps nothing for a peer
+// nothing waits for.
+func (d *Delivery) Forgotten() PeerStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.forgotten
 }
 
 // Run delivers while this node leads, until ctx ends.
@@ -155,9 +171,7 @@ func (d *Delivery) lead(ctx context.Context) {
 			go func() {
 				defer wg.Done()
 				d.drain(pctx, p, rec)
-				d.mu.Lock()
-				delete(d.running, p)
-				d.mu.Unlock()
+				d.forget(p)
 				cancel()
 			}()
 		}
@@ -407,6 +421,22 @@ func (d *Delivery) record(ctx context.Context, rec *recorder) {
 		}
 		backoff = min(2*backoff, d.cfg.MaxBackoff)
 	}
+}
+
+// forget ends what the worker keeps for peer once its loop has returned:
+// the loop's place and the peer's stats, whose counts join forgotten.
+func (d *Delivery) forget(peer string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.running, peer)
+	if s, ok := d.stats[peer]; ok {
+		d.forgotten.Delivered += s.Delivered
+		d.forgotten.Dropped += s.Dropped
+		d.forgotten.Failures += s.Failures
+		delete(d.stats, peer)
+	}
+	close(d.updated)
+	d.updated = make(chan struct{})
 }
 
 func (d *Delivery) note(peer string, f func(*PeerStats)) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -168,7 +169,7 @@ func TestDeliveryRetriesThenDelivers(t *testing.T) {
 	}
 	waitStats(t, ctx, d, func(st PeerStats) bool { return st.Delivered == 1 })
 	waitOutbox(t, ctx, s, 0) // the delivery is recorded through Raft
-	st := d.Stats()["b.example"]
+	st := peerTotals(d, "b.example")
 	if sender.calls != 3 || st.Delivered != 1 || st.Failures != 2 || retryAfterCalls == 0 {
 		t.Fatalf("calls %d, stats %+v, Retry-After consulted %d times", sender.calls, st, retryAfterCalls)
 	}
@@ -189,7 +190,7 @@ func TestDeliveryDropsWhatAPeerRefusesForGood(t *testing.T) {
 	d := NewDelivery(s, sender, DeliveryConfig{MinBackoff: time.Millisecond, Logger: testLogger(t)})
 	go d.Run(ctx)
 	waitStats(t, ctx, d, func(st PeerStats) bool { return st.Delivered+st.Dropped == 2 })
-	st := d.Stats()["b.example"]
+	st := peerTotals(d, "b.example")
 	if st.Dropped != 1 || st.Delivered != 1 || len(sender.consent) != 1 || sender.consent[0].Target != proto.UserURI("b.example", "carl") {
 		t.Fatalf("stats %+v, delivered %+v", st, sender.consent)
 	}
@@ -280,18 +281,97 @@ func mustApply(t *testing.T, s *Store, typ fsm.CommandType, body wire.Encoder) {
 	}
 }
 
-// waitStats waits until b.example's stats satisfy ok.
+// waitStats waits until b.example's stats, with those of forgotten peers
+// (b.example is the only peer), satisfy ok.
 func waitStats(t *testing.T, ctx context.Context, d *Delivery, ok func(PeerStats) bool) {
 	t.Helper()
 	for {
 		changed := d.statsChanged()
-		if ok(d.Stats()["b.example"]) {
+		if ok(peerTotals(d, "b.example")) {
 			return
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			t.Fatalf("stats never got there: %+v", d.Stats()["b.example"])
+			t.Fatalf("stats never got there: %+v", peerTotals(d, "b.example"))
 		}
+	}
+}
+
+// peerTotals is peer's counts while its loop runs plus those of the
+// forgotten peers: the whole count when peer is the only one.
+func peerTotals(d *Delivery, peer string) PeerStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.forgotten
+	if s, ok := d.stats[peer]; ok {
+		st.Delivered += s.Delivered
+		st.Dropped += s.Dropped
+		st.Failures += s.Failures
+		st.LastError, st.RetryAt = s.LastError, s.RetryAt
+	}
+	return st
+}
+
+// TestDeliveryForgetsDrainedPeers: once a peer's queue is delivered (and,
+// numbered state-wide, forgotten by the state), the worker keeps nothing
+// for it either (no loop, no stats; its counts join Forgotten), over
+// several rounds of many peers, so its memory is bounded by the peers
+// something waits for. A peer queued to again gets a loop again.
+func TestDeliveryForgetsDrainedPeers(t *testing.T) {
+	for _, wide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("state-wide=%v", wide), func(t *testing.T) { deliveryForgets(t, wide) })
+	}
+}
+
+func deliveryForgets(t *testing.T, wide bool) {
+	s := startStore(t)
+	ctx := ctxTimeout(t, 60*time.Second)
+	h := sha256.Sum256([]byte("tok"))
+	mustApply(t, s, fsm.CmdRegister, &fsm.RegisterBody{Client: proto.ClientURI("a.example", "alice", "phone"), TokenHash: h[:]})
+	if wide {
+		mustApply(t, s, fsm.CmdOutboxIDs, nil)
+	}
+	// One in three first attempts fails, so some peers have failures and
+	// back off before their queue empties.
+	sender := &fakeSender{fail: []error{errors.New("connection refused"), nil, nil, errors.New("connection refused")}, done: make(chan struct{}, 1)}
+	d := NewDelivery(s, sender, DeliveryConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: testLogger(t)})
+	go d.Run(ctx)
+	var want uint64
+	for round, peers := range []int{20, 5, 20} {
+		for i := range peers {
+			target := proto.UserURI(fmt.Sprintf("p%02d.example", i), fmt.Sprintf("u%d", round))
+			mustApply(t, s, fsm.CmdConsent, &fsm.ConsentBody{Entry: proto.ConsentEntry{Operation: proto.ConsentRequest, Requester: proto.UserURI("a.example", "alice"), Target: target}})
+		}
+		want += uint64(peers)
+		for {
+			changed := d.statsChanged()
+			var queues int
+			_ = s.Read(ctx, false, func(st *fsm.State) error { queues = len(st.OutboxDomains()); return nil })
+			d.mu.Lock()
+			running, stats, gone := len(d.running), len(d.stats), d.forgotten
+			d.mu.Unlock()
+			if queues == 0 && running == 0 && stats == 0 && gone.Delivered == want {
+				break
+			}
+			select {
+			case <-changed:
+			case <-time.After(20 * time.Millisecond): // the state's changes do not wake this wait
+			case <-ctx.Done():
+				t.Fatalf("round %d: %d queues, %d loops, stats for %d peers, forgotten %+v; want none and %d delivered", round, queues, running, stats, gone, want)
+			}
+		}
+	}
+	if gone := d.Forgotten(); gone.Failures == 0 || len(d.Stats()) != 0 {
+		t.Fatalf("forgotten %+v, stats %v: want failures counted and no stats kept", gone, d.Stats())
+	}
+	var queues, items int
+	_ = s.Read(ctx, false, func(st *fsm.State) error {
+		c := st.Counts()
+		queues, items = len(st.OutboxDepth()), c.OutboxItems
+		return nil
+	})
+	if want := map[bool]int{false: 20, true: 0}[wide]; queues != want || items != 0 {
+		t.Fatalf("the state keeps %d queues (%d items), want %d", queues, items, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/internal/pause"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // DefaultPruneInterval is how often the leader prunes expired KeyPackages
@@ -14,7 +15,9 @@ const DefaultPruneInterval = 10 * time.Minute
 
 // RunMaintenance applies the FSM's housekeeping commands while this node
 // leads, until ctx ends: first its configured state bounds when the
-// replicated ones differ (imposeBounds), then every interval
+// replicated ones differ (imposeBounds) and the outbox's state-wide
+// numbering when the log has not switched to it yet (numberOutbox), then
+// every interval
 // (DefaultPruneInterval if zero) a prune of expired KeyPackages and
 // routes, stamped like any command with the leader's clock, so every
 // replica drops the same entries.
@@ -24,6 +27,7 @@ func (s *Store) RunMaintenance(ctx context.Context, interval time.Duration) {
 	}
 	s.node.whileLeading(ctx, func(ctx context.Context) {
 		s.imposeBounds(ctx)
+		s.numberOutbox(ctx)
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -58,26 +62,48 @@ func (s *Store) prune(ctx context.Context) {
 // configuration differs (Node.StateConfigMismatches).
 func (s *Store) imposeBounds(ctx context.Context) {
 	want := s.fsm.Config().Bounds
-	for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
+	var set bool
+	if s.applyUntil(ctx, "setting the state bounds", func(st *fsm.State) bool {
 		var have fsm.Bounds
-		var set bool
-		_ = s.fsm.Read(func(st *fsm.State) error { have, set = st.Bounds(); return nil })
-		if set && have == want {
-			return
+		have, set = st.Bounds()
+		return set && have == want
+	}, fsm.CmdSetBounds, &fsm.BoundsBody{Bounds: want}) {
+		s.node.log.Info("maintenance: the state bounds of every node are now this node's configuration", "were_replicated", set, "bounds", want)
+	}
+}
+
+// numberOutbox switches the outbox to state-wide item ids (CmdOutboxIDs)
+// if the log has not yet, retrying until it has or this node stops
+// leading: until then every replica numbers each queue's items and keeps
+// empty queues, as the previous release did (fsm/DESIGN.md "The outbox").
+func (s *Store) numberOutbox(ctx context.Context) {
+	if s.applyUntil(ctx, "numbering the outbox state-wide", (*fsm.State).OutboxStateWide, fsm.CmdOutboxIDs, nil) {
+		s.node.log.Info("maintenance: outbox items are numbered state-wide; empty queues are forgotten")
+	}
+}
+
+// applyUntil applies a command of type typ unless done already holds on
+// the state, retrying with backoff until it is applied or this node stops
+// leading; it reports whether it applied one.
+func (s *Store) applyUntil(ctx context.Context, what string, done func(*fsm.State) bool, typ fsm.CommandType, body wire.Encoder) bool {
+	for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
+		var ok bool
+		_ = s.fsm.Read(func(st *fsm.State) error { ok = done(st); return nil })
+		if ok {
+			return false
 		}
 		actx, cancel := context.WithTimeout(ctx, s.node.cfg.ApplyTimeout)
-		res, err := s.Apply(actx, fsm.CmdSetBounds, nil, "", &fsm.BoundsBody{Bounds: want})
+		res, err := s.Apply(actx, typ, nil, "", body)
 		cancel()
 		if err == nil {
 			err = res.Err()
 		}
 		if err == nil {
-			s.node.log.Info("maintenance: the state bounds of every node are now this node's configuration", "were_replicated", set, "bounds", want)
-			return
+			return true
 		}
-		s.node.log.Warn("maintenance: setting the state bounds", "err", err, "retry_in", backoff)
+		s.node.log.Warn("maintenance: "+what, "err", err, "retry_in", backoff)
 		if !pause.For(ctx, backoff) {
-			return
+			return false
 		}
 	}
 }

@@ -34,6 +34,9 @@ func (s *State) AdmitProposal(p *Proposal) *Result {
 	if localOnly(t) && peer != "" {
 		return refused(NotAllowed, "%s is for this provider's own clients, not for %s", t, peer)
 	}
+	if t == CmdOutboxIDs && s.outWide {
+		return answerUnchanged(nil)
+	}
 	switch b := body.(type) {
 	case *RoomBody:
 		return s.admitRoom(t, peer, b)
@@ -82,7 +85,7 @@ func localOnly(t CommandType) bool {
 	}
 	switch t {
 	case CmdRegister, CmdUploadKeyPackages, CmdCreateRoom, CmdRouteKeyPackages, CmdDelivered, CmdAck, CmdSubscribe, CmdPrune, CmdHubKey,
-		CmdSetBounds, CmdBatch, CmdDeliveredMany:
+		CmdSetBounds, CmdBatch, CmdDeliveredMany, CmdOutboxIDs:
 		return true
 	}
 	return false

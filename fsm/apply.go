@@ -146,8 +146,7 @@ func (s *State) dispatch(c *Command) *Result {
 		if r != nil {
 			return r
 		}
-		s.deliveredTo(b.Domain, b.UpTo)
-		return success(nil)
+		return s.deliveredMany(&DeliveredManyBody{Marks: []DeliveredBody{*b}})
 	case CmdDeliveredMany:
 		b, r := body[DeliveredManyBody](c, mv)
 		if r != nil {
@@ -189,6 +188,8 @@ func (s *State) dispatch(c *Command) *Result {
 			return r
 		}
 		return s.setBounds(b)
+	case CmdOutboxIDs:
+		return s.numberOutboxStateWide()
 	}
 	return refused(Invalid, "unknown command type %d", c.Type)
 }

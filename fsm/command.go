@@ -31,6 +31,7 @@ const (
 	CmdHubKey            CommandType = 15 // set the hub's external-sender secret, once
 	CmdRemoveClients     CommandType = 16 // remove clients from rooms with the hub's own proposals
 	CmdSetBounds         CommandType = 17 // set the state bounds every node applies the log with (bounds.go)
+	CmdOutboxIDs         CommandType = 31 // number outbox items state-wide and forget empty queues from here on (outbox.go)
 
 	// Accounts (accounts.go): 20-39.
 	CmdCreateUser   CommandType = 20 // a new local user with its first device
@@ -66,6 +67,8 @@ func (t CommandType) String() string {
 		return "batch"
 	case CmdDeliveredMany:
 		return "deliveredMany"
+	case CmdOutboxIDs:
+		return "outboxIDs"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }

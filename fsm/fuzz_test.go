@@ -2,7 +2,11 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -57,6 +61,9 @@ func fuzzScenario(tb testing.TB) (log [][]byte, snapshot []byte) {
 	n.log = append(n.log, batch)
 	n.f.Apply(&raft.Log{Type: raft.LogCommand, Data: batch})
 	n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{{Domain: "b.example", UpTo: 1}, {Domain: "c.example", UpTo: 3}}})
+	// The outbox numbered state-wide (format 5), then more records.
+	n.apply(CmdOutboxIDs, nil, "", nil)
+	n.apply(CmdDelivered, nil, "", &DeliveredBody{Domain: "b.example", UpTo: 2})
 	// Replicated bounds (a record of their own in the snapshot).
 	n.apply(CmdSetBounds, nil, "", &BoundsBody{Bounds: (Config{}).withDefaults().Bounds})
 	return n.log, n.state()
@@ -105,7 +112,11 @@ func FuzzApply(f *testing.F) {
 
 // FuzzRestore feeds arbitrary snapshots (a backup file, a snapshot sent by
 // the leader) to Restore: it must fail cleanly or restore a state that
-// encodes back to the same bytes.
+// encodes back to the same bytes. Besides the seeds added here,
+// testdata/fuzz/FuzzRestore keeps outbox states of format 4 (one
+// numbering per queue, empty queues kept) and format 5 (state-wide ids,
+// drops of forgotten queues), which TestFuzzRestoreSeeds keeps restoring,
+// and inputs the fuzzer found (bad-*), which must be refused.
 func FuzzRestore(f *testing.F) {
 	_, snap := fuzzScenario(f)
 	f.Add(snap)
@@ -142,4 +153,47 @@ func mustEncode(t *testing.T, s *State) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestFuzzRestoreSeeds: every file seed of FuzzRestore named for a format
+// (v5-*) is a snapshot that restores, so fuzzing starts from valid states
+// of each format, and every one named bad-* (an input the fuzzer found)
+// is refused.
+func TestFuzzRestoreSeeds(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzRestore", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	formats := map[byte]bool{}
+	for _, name := range files {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		quoted, ok := strings.CutPrefix(strings.TrimSpace(string(raw)), "go test fuzz v1\n[]byte(")
+		if !ok || !strings.HasSuffix(quoted, ")") {
+			t.Fatalf("%s: not a one-value corpus file", name)
+		}
+		data, err := strconv.Unquote(strings.TrimSuffix(quoted, ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_, err = decodeState(Config{Domain: "a.example"}, strings.NewReader(data))
+		switch base := filepath.Base(name); {
+		case strings.HasPrefix(base, "bad-"):
+			if err == nil {
+				t.Errorf("%s restored", name)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", name, err)
+		default:
+			if base[:2] != fmt.Sprintf("v%d", data[0]) {
+				t.Errorf("%s holds format %d", name, data[0])
+			}
+			formats[data[0]] = true
+		}
+	}
+	if !formats[stateVersion] || !formats[stateVersionV4] {
+		t.Fatalf("the seeds hold formats %v; want %d and %d", formats, stateVersion, stateVersionV4)
+	}
 }

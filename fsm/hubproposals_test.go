@@ -219,7 +219,7 @@ func TestSnapshotVersion1Restores(t *testing.T) {
 		t.Fatal(err)
 	}
 	enc, _ := f.Encode()
-	if enc[0] != stateVersion {
+	if enc[0] != stateVersionV4 { // its outbox numbered per queue until CmdOutboxIDs
 		t.Fatalf("saved as format %d", enc[0])
 	}
 	_ = f.Read(func(s *State) error {

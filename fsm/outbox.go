@@ -74,15 +74,22 @@ func (it *OutItem) size() int64 {
 
 // outQueue is one peer's undelivered items, oldest first. Items only join
 // at the end and leave at the front (fifo), so a snapshot may keep a slice
-// of them.
+// of them. Once the outbox is numbered state-wide (State.outWide), a
+// queue exists only while it holds items: the state forgets it the moment
+// it empties (outboxChanged), so the outbox keeps nothing for a domain
+// with nothing queued.
 type outQueue struct {
+	// next is the queue's own next item id while the outbox is numbered
+	// per queue (before CmdOutboxIDs), when an empty queue is kept for
+	// it; unused after.
 	next  uint64
 	q     fifo[OutItem]
 	bytes int64
 	// dropped counts items dropped undelivered because the queue, or all
 	// queues together, were full: a peer that stays away longer than the
 	// queue holds loses the oldest (it sees a gap in the room's hub
-	// sequence).
+	// sequence). It joins State.outDroppedGone when the queue is
+	// forgotten.
 	dropped uint64
 
 	// Derived, never encoded: the peer's domain and the queue's place in
@@ -94,11 +101,6 @@ type outQueue struct {
 // push appends an item, dropping the oldest beyond the caps (never the
 // newest).
 func (q *outQueue) push(it OutItem, maxItems int, maxBytes int64) {
-	if q.next == 0 {
-		q.next = 1
-	}
-	it.ID = q.next
-	q.next++
 	q.q.push(it)
 	q.bytes += it.size()
 	n := 0
@@ -126,16 +128,31 @@ func (q *outQueue) delivered(id uint64) int {
 	return n
 }
 
-// enqueue queues an item for a peer. Past the peer's own caps the queue
-// drops its oldest; past OutboxTotalBytes for all peers together, the
-// largest queue does, which is the peer furthest behind: memory stays
-// bounded however many domains that never answer a room names, and a
-// live peer keeps its items while it is not behind them all.
+// enqueue queues an item for a peer, numbered with the next outbox item
+// id: once the outbox is numbered state-wide, ids are unique and never
+// reused, so a delivery record for a queue since forgotten cannot trim a
+// later queue of the same domain (before, each queue numbers its own and
+// is kept once empty, as the previous release did). Past the peer's own
+// caps the queue drops its oldest; past OutboxTotalBytes for all peers
+// together, the largest queue does, which is the peer furthest behind:
+// memory stays bounded however many domains that never answer a room
+// names, and a live peer keeps its items while it is not behind them all.
+// A queue emptied by those drops is forgotten at once (once numbered
+// state-wide); the heap's order decides which, so no map order does.
 func (s *State) enqueue(domain string, it OutItem) {
 	q := s.outbox[domain]
 	if q == nil {
 		q = &outQueue{domain: domain, heapIndex: -1}
 		s.outbox[domain] = q
+	}
+	if s.outWide {
+		s.outNext = max(s.outNext, 1)
+		it.ID = s.outNext
+		s.outNext++
+	} else {
+		q.next = max(q.next, 1)
+		it.ID = q.next
+		q.next++
 	}
 	before := q.bytes
 	q.push(it, s.cfg.OutboxLimit, s.cfg.OutboxBytes)
@@ -148,7 +165,10 @@ func (s *State) enqueue(domain string, it OutItem) {
 	}
 }
 
-// deliveredTo drops a peer's items up to id and says how many left.
+// deliveredTo drops a peer's items up to id and says how many left. A
+// record for a domain with no queue, or for ids below its oldest, changes
+// nothing: ids are never reused, so such a record was meant for items
+// already gone.
 func (s *State) deliveredTo(domain string, id uint64) int {
 	q, ok := s.outbox[domain]
 	if !ok {
@@ -161,11 +181,55 @@ func (s *State) deliveredTo(domain string, id uint64) int {
 }
 
 // outboxChanged keeps the total and the size order after q's bytes were
-// before.
+// before, and once the outbox is numbered state-wide forgets q if it is
+// empty: it leaves the size order and the outbox, and its drop count
+// joins outDroppedGone, so the drops summed over all peers never go down.
 func (s *State) outboxChanged(q *outQueue, before int64) {
 	s.outBytes += q.bytes - before
 	s.outHeap.reposition(q)
+	if s.outWide {
+		s.forgetIfEmpty(q)
+	}
 }
+
+// forgetIfEmpty deletes q if it holds nothing, keeping its drops in
+// outDroppedGone.
+func (s *State) forgetIfEmpty(q *outQueue) {
+	if len(q.q.items) == 0 {
+		s.outDroppedGone += q.dropped
+		q.dropped = 0
+		delete(s.outbox, q.domain)
+	}
+}
+
+// numberOutboxStateWide applies CmdOutboxIDs: from this entry on, outbox
+// item ids come from one state-wide counter, set past every id any queue
+// gave, and a queue that empties is forgotten, starting with those empty
+// now. It is a log entry, not a change of restore, so every replica
+// switches at the same index from the same state, whatever snapshot it
+// restored: replaying older entries numbers as the previous release did.
+// A second one changes nothing.
+func (s *State) numberOutboxStateWide() *Result {
+	if s.outWide {
+		return answerUnchanged(nil)
+	}
+	s.outNext = max(s.outNext, 1)
+	for _, d := range sortedKeys(s.outbox) {
+		q := s.outbox[d]
+		s.outNext = max(s.outNext, q.next)
+		if n := len(q.q.items); n > 0 {
+			s.outNext = max(s.outNext, q.q.items[n-1].ID+1)
+		}
+		q.next = 0
+		s.forgetIfEmpty(q)
+	}
+	s.outWide = true
+	return success(nil)
+}
+
+// OutboxStateWide reports whether outbox item ids are numbered state-wide
+// (CmdOutboxIDs applied): the leader proposes the command until they are.
+func (s *State) OutboxStateWide() bool { return s.outWide }
 
 // rebuildOutboxIndex recomputes the derived outbox bookkeeping after a
 // restore.

@@ -220,8 +220,10 @@ func (b *DeliveredManyBody) DecodeTLS(r *wire.Reader) {
 	})
 }
 
-// delivered drops the outbox items the marks cover. A mark for a peer
-// with nothing queued, or behind what was recorded, changes nothing.
+// deliveredMany drops the outbox items the marks cover. A mark for a peer
+// with nothing queued, or behind what is queued, changes nothing (item ids
+// are never reused, so it was meant for items already gone); when no mark
+// changes anything the command is answered as unchanged.
 func (s *State) deliveredMany(b *DeliveredManyBody) *Result {
 	changed := false
 	for _, m := range b.Marks {

@@ -174,30 +174,66 @@ func TestCredentialCheckedInLogOrder(t *testing.T) {
 	n.refused(before, n.applyProposal(ghost, nil), Unauthenticated, "an unknown device")
 }
 
-// TestDeliveredMany: one entry records progress for several peers; one
-// that moves nothing changes nothing.
+// TestDeliveredMany: one entry records progress for several peers; once
+// the outbox is numbered state-wide (CmdOutboxIDs: local only, once, and
+// a repeat is answered before the log) a queue it empties is forgotten;
+// one that moves nothing (behind what is queued, or for a peer with no
+// queue) changes nothing and says so.
 func TestDeliveredMany(t *testing.T) {
 	n := fanoutState(t)
-	depth := func() map[string]PeerDepth {
-		var d map[string]PeerDepth
-		_ = n.f.Read(func(s *State) error { d = s.OutboxDepth(); return nil })
-		return d
+	before := n.state()
+	if r := n.apply(CmdOutboxIDs, nil, "b.example", nil); r.Kind != NotAllowed || !bytes.Equal(before, n.state()) {
+		t.Fatalf("CmdOutboxIDs from a peer: %+v", r)
 	}
-	if d := depth(); d["b.example"].Items != 4 || d["c.example"].Items != 4 {
+	n.ok(n.apply(CmdOutboxIDs, nil, "", nil), "number the outbox state-wide")
+	before = n.state()
+	if r := n.apply(CmdOutboxIDs, nil, "", nil); r.Kind != OK || !r.unchanged || !bytes.Equal(before, n.state()) {
+		t.Fatalf("a second CmdOutboxIDs: %+v", r)
+	}
+	_ = n.f.Read(func(s *State) error {
+		if r := s.Admit(CmdOutboxIDs, nil, "", nil); r == nil || !r.unchanged {
+			t.Errorf("Admit of a second CmdOutboxIDs: %+v", r)
+		}
+		return nil
+	})
+	var d map[string]PeerDepth
+	ids := map[string][]uint64{}
+	read := func() {
+		_ = n.f.Read(func(s *State) error {
+			d = s.OutboxDepth()
+			clear(ids)
+			for _, p := range s.OutboxDomains() {
+				items, _ := s.OutboxAfter(p, 0, 10)
+				for _, it := range items {
+					ids[p] = append(ids[p], it.ID)
+				}
+			}
+			return nil
+		})
+	}
+	read()
+	if d["b.example"].Items != 4 || d["c.example"].Items != 4 || len(ids["d.example"]) != 4 {
 		t.Fatalf("outbox %+v", d)
 	}
-	n.ok(n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{{Domain: "b.example", UpTo: 3}, {Domain: "c.example", UpTo: 4}, {Domain: "x.example", UpTo: 9}}}), "delivered")
-	if d := depth(); d["b.example"].Items != 1 || d["c.example"].Items != 0 || d["d.example"].Items != 4 {
+	b, c, dd := ids["b.example"], ids["c.example"], ids["d.example"]
+	n.ok(n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{{Domain: "b.example", UpTo: b[2]}, {Domain: "c.example", UpTo: c[3]}, {Domain: "x.example", UpTo: 9}}}), "delivered")
+	read()
+	if _, kept := d["c.example"]; kept || d["b.example"].Items != 1 || d["d.example"].Items != 4 {
 		t.Fatalf("after the record: %+v", d)
 	}
-	before := n.state()
-	if r := n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{{Domain: "b.example", UpTo: 2}}}); r.Kind != OK || !bytes.Equal(before, n.state()) {
-		t.Fatal("a record behind what was recorded changed the state")
+	for _, mark := range []DeliveredBody{{Domain: "b.example", UpTo: b[1]}, {Domain: "c.example", UpTo: c[3]}, {Domain: "x.example", UpTo: 1 << 40}} {
+		before := n.state()
+		if r := n.apply(CmdDeliveredMany, nil, "", &DeliveredManyBody{Marks: []DeliveredBody{mark}}); r.Kind != OK || !r.unchanged || !bytes.Equal(before, n.state()) {
+			t.Fatalf("a record that moves nothing (%+v): %+v, state changed %v", mark, r, !bytes.Equal(before, n.state()))
+		}
+		if r := n.apply(CmdDelivered, nil, "", &mark); r.Kind != OK || !r.unchanged || !bytes.Equal(before, n.state()) {
+			t.Fatalf("a single record that moves nothing (%+v): %+v, state changed %v", mark, r, !bytes.Equal(before, n.state()))
+		}
 	}
 	var items []OutItem
 	var waiting bool
-	_ = n.f.Read(func(s *State) error { items, waiting = s.OutboxAfter("d.example", 2, 10); return nil })
-	if !waiting || len(items) != 2 || items[0].ID != 3 {
+	_ = n.f.Read(func(s *State) error { items, waiting = s.OutboxAfter("d.example", dd[1], 10); return nil })
+	if !waiting || len(items) != 2 || items[0].ID != dd[2] {
 		t.Fatalf("OutboxAfter: %d items from %v, waiting %v", len(items), items, waiting)
 	}
 }
@@ -260,23 +296,30 @@ func TestSnapshotSharesFanoutPayloads(t *testing.T) {
 			}
 		}
 	}
-	read(n.f)
-	shared("in memory")
-	enc := n.state()
-	if enc[0] != stateVersion {
-		t.Fatalf("format %d", enc[0])
-	}
-	if got := bytes.Count(enc, items["b.example"][1].Data); got != 1 {
-		t.Fatalf("the snapshot holds a shared message %d times", got)
-	}
-	restored, _ := New(n.cfg)
-	if err := restored.Restore(&memSink{*bytes.NewBuffer(enc)}); err != nil {
-		t.Fatal(err)
-	}
-	read(restored)
-	shared("restored")
-	if again, _ := restored.Encode(); !bytes.Equal(again, enc) {
-		t.Fatal("a restored format 4 snapshot encodes otherwise")
+	// Numbered per queue, the state encodes as format 4; numbered
+	// state-wide (CmdOutboxIDs), as format 5: both share payloads.
+	for _, format := range []byte{stateVersionV4, stateVersion} {
+		if format == stateVersion {
+			n.ok(n.apply(CmdOutboxIDs, nil, "", nil), "number the outbox state-wide")
+		}
+		read(n.f)
+		shared("in memory")
+		enc := n.state()
+		if enc[0] != format {
+			t.Fatalf("format %d, want %d", enc[0], format)
+		}
+		if got := bytes.Count(enc, items["b.example"][1].Data); got != 1 {
+			t.Fatalf("the snapshot holds a shared message %d times", got)
+		}
+		restored, _ := New(n.cfg)
+		if err := restored.Restore(&memSink{*bytes.NewBuffer(enc)}); err != nil {
+			t.Fatal(err)
+		}
+		read(restored)
+		shared("restored")
+		if again, _ := restored.Encode(); !bytes.Equal(again, enc) {
+			t.Fatalf("a restored format %d snapshot encodes otherwise", format)
+		}
 	}
 
 	old, err := os.ReadFile("testdata/snapshot-v3-fanout.bin")
@@ -297,7 +340,7 @@ func TestSnapshotSharesFanoutPayloads(t *testing.T) {
 	// Each item has its own copy after a format 3 restore, so the new
 	// encoding stores them inline; every other byte is the state's.
 	reenc, _ := fromV3.Encode()
-	if reenc[0] != stateVersion || !bytes.Equal(restoreEncode(t, n.cfg, reenc), reenc) {
+	if reenc[0] != stateVersionV4 || !bytes.Equal(restoreEncode(t, n.cfg, reenc), reenc) {
 		t.Fatal("a format 3 restore does not encode stably")
 	}
 }

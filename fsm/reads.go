@@ -156,7 +156,7 @@ func (s *State) Outbox(limit int) []PeerQueue {
 	for _, d := range sortedKeys(s.outbox) {
 		q := s.outbox[d].q.items
 		if len(q) == 0 {
-			continue
+			continue // kept while the outbox is numbered per queue
 		}
 		n := min(limit, len(q))
 		items := make([]OutItem, n)
@@ -213,11 +213,14 @@ type PeerDepth struct {
 	// Oldest is the enqueue time (ms) of the oldest waiting item.
 	Oldest uint64
 	// Dropped counts items dropped undelivered because the queue, or all
-	// queues together, were full.
+	// queues together, were full, since the queue was made: a queue is
+	// forgotten when it empties, and its count joins
+	// Counts.OutboxDroppedGone.
 	Dropped uint64
 }
 
-// OutboxDepth describes every peer's outbox.
+// OutboxDepth describes every peer's outbox: once the outbox is numbered
+// state-wide (CmdOutboxIDs), only peers something waits for have one.
 func (s *State) OutboxDepth() map[string]PeerDepth {
 	out := map[string]PeerDepth{}
 	for d, q := range s.outbox {
@@ -258,6 +261,11 @@ type Counts struct {
 	Rooms, Users, Clients, Streams, Reports int
 	OutboxItems                             int
 	OutboxBytes                             int64
+	// OutboxDroppedGone counts the items dropped undelivered (as
+	// PeerDepth.Dropped) from peers' queues that have since emptied and
+	// been forgotten: with every PeerDepth.Dropped it makes a count that
+	// never goes down.
+	OutboxDroppedGone uint64
 	// LogEntries and LogBytes are the room messages stored for local
 	// readers; InboxItems and InboxBytes the clients' inbox-only items.
 	LogEntries int
@@ -282,6 +290,7 @@ func (s *State) Counts() Counts {
 		c.OutboxItems += len(q.q.items)
 		c.OutboxBytes += q.bytes
 	}
+	c.OutboxDroppedGone = s.outDroppedGone
 	c.LogEntries, c.LogBytes = s.logStats()
 	c.RetentionDropped, c.RetentionDroppedBytes = s.retentionDropped, s.retentionDroppedBytes
 	for _, rec := range s.clients {

@@ -15,7 +15,7 @@ import (
 	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
-// Snapshot format 4 is a stream of records, so that a snapshot is written
+// Snapshot format 5 is a stream of records, so that a snapshot is written
 // and read piece by piece and no single vector holds a whole table: the
 // version byte, then records of a tag byte, a uint32 length and that many
 // bytes, in section order (sectionRank), keys ascending within a
@@ -23,18 +23,24 @@ import (
 // empty) closes it and nothing may follow. A new table is one more tag
 // and section (capture, persist, and a case in decodeRecord).
 const (
-	// stateVersion 4: fanout payloads shared by several peers' outbox
-	// items are stored once (recPayload) and items refer to them. Format
-	// 3 (every item with its own copy) and format 1 (the whole-state
-	// encoding of the first release) are still decoded; format 2 (the
-	// whole-state encoding with a hub section) existed only in
-	// development builds and is refused.
-	stateVersion   = 4
+	// stateVersion 5: outbox item ids are numbered state-wide (the
+	// header holds the next one and the drops of queues since
+	// forgotten) and a queue record, which only a non-empty queue has,
+	// holds no next id of its own. A state whose outbox is still
+	// numbered per queue (CmdOutboxIDs not yet applied) is written in
+	// format 4, as the previous release wrote it. Format 4 (fanout
+	// payloads shared by several peers' outbox items stored once,
+	// recPayload, with a next id per queue), format 3 (every item with its own copy) and format
+	// 1 (the whole-state encoding of the first release) are still
+	// decoded; format 2 (the whole-state encoding with a hub section)
+	// existed only in development builds and is refused.
+	stateVersion   = 5
+	stateVersionV4 = 4
 	stateVersionV3 = 3
 	stateVersionV1 = 1
 
 	recEnd     byte = 0
-	recHeader  byte = 1  // domain, clock, next delivery seq
+	recHeader  byte = 1  // domain, clock, next delivery seq; next outbox item id, drops of forgotten queues (format 5)
 	recRoom    byte = 2  // a hosted room (room.Room encoding)
 	recKeys    byte = 3  // the key material store
 	recConsent byte = 4  // the consent book
@@ -49,7 +55,7 @@ const (
 	recDedup   byte = 13 // a remembered request id and its result
 	recHub     byte = 14 // the hub's external-sender secret (hubproposals.go)
 	recAccount byte = 15 // the accounts: passwords, devices, links, invites (accounts.go)
-	recPayload byte = 16 // an outbox item's data shared by several items (format 4), before the queues
+	recPayload byte = 16 // an outbox item's data shared by several items (format 4 on), before the queues
 	recBounds  byte = 17 // the replicated state bounds, once set (bounds.go)
 	// recPasswordFailures holds the users' password-failure schedules
 	// that lie in the future (passwordguard.go), when there are any.
@@ -65,7 +71,7 @@ func sectionRank(tag byte) int {
 	return 2 * int(tag)
 }
 
-// Out item data forms (format 4).
+// Out item data forms (format 4 on).
 const (
 	itemDataInline  = 0 // opaque data follows
 	itemDataPayload = 1 // a uint32 index of a recPayload record follows
@@ -85,6 +91,9 @@ var parentOf = map[byte]byte{recInbox: recClient, recEntry: recStream, recOutIte
 type view struct {
 	domain          string
 	lastAt, nextSeq uint64
+	outWide         bool
+	outNext         uint64
+	outDroppedGone  uint64
 	rooms           []roomView
 	keys, consent   []byte
 	hubSecret       []byte
@@ -140,7 +149,8 @@ type queueView struct {
 // encoded here when a command since the last capture may have changed
 // them.
 func (s *State) capture() (*view, error) {
-	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, reports: s.reports.items, dedup: s.dedup.q.items,
+	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, outWide: s.outWide, outNext: s.outNext, outDroppedGone: s.outDroppedGone,
+		reports: s.reports.items, dedup: s.dedup.q.items,
 		rooms: make([]roomView, 0, len(s.rooms)), users: make([]userView, 0, len(s.users)), clients: make([]clientView, 0, len(s.clients)),
 		streams: make([]streamView, 0, len(s.streams)), queues: make([]queueView, 0, len(s.outbox))}
 	for id, rm := range s.rooms {
@@ -231,13 +241,21 @@ func (rw *recordWriter) record(tag byte, body func(w *wire.Writer)) {
 func (v *view) persist(out io.Writer) error {
 	bw := bufio.NewWriterSize(out, 256<<10)
 	rw := &recordWriter{out: bw}
-	if err := bw.WriteByte(stateVersion); err != nil {
+	version := byte(stateVersionV4)
+	if v.outWide {
+		version = stateVersion
+	}
+	if err := bw.WriteByte(version); err != nil {
 		return err
 	}
 	rw.record(recHeader, func(w *wire.Writer) {
 		w.Opaque([]byte(v.domain))
 		w.Uint64(v.lastAt)
 		w.Uint64(v.nextSeq)
+		if v.outWide {
+			w.Uint64(v.outNext)
+			w.Uint64(v.outDroppedGone)
+		}
 	})
 	slices.SortFunc(v.rooms, func(a, b roomView) int { return cmp.Compare(a.id, b.id) })
 	for _, r := range v.rooms {
@@ -300,7 +318,9 @@ func (v *view) persist(out io.Writer) error {
 	for _, q := range v.queues {
 		rw.record(recQueue, func(w *wire.Writer) {
 			w.Opaque([]byte(q.domain))
-			w.Uint64(q.next)
+			if !v.outWide {
+				w.Uint64(q.next)
+			}
 			w.Uint64(q.dropped)
 		})
 		for i := range q.items {
@@ -365,7 +385,7 @@ func (v *view) sharedPayloads() (p struct {
 	return p
 }
 
-// encodeOutItem writes an outbox item (format 4): its data inline, or the
+// encodeOutItem writes an outbox item (format 4 on): its data inline, or the
 // index of the payload record holding it.
 func encodeOutItem(w *wire.Writer, it *OutItem, payloads map[*byte]uint32) {
 	w.Uint64(it.ID)
@@ -423,8 +443,8 @@ func decodeOutItem(r *wire.Reader, it *OutItem, payloads [][]byte) {
 	r.Uint64(&it.Enqueued)
 }
 
-// decodeState reads a snapshot (format 4 or 3, or the whole-state format 1
-// of earlier releases) into a fresh state for cfg, record by record.
+// decodeState reads a snapshot (format 5, 4 or 3, or the whole-state
+// format 1 of earlier releases) into a fresh state for cfg, record by record.
 func decodeState(cfg Config, r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	v, err := br.ReadByte()
@@ -432,7 +452,7 @@ func decodeState(cfg Config, r io.Reader) (*State, error) {
 		return nil, fmt.Errorf("read snapshot format: %w", err)
 	}
 	switch v {
-	case stateVersion, stateVersionV3:
+	case stateVersion, stateVersionV4, stateVersionV3:
 	case stateVersionV1:
 		data, err := io.ReadAll(br)
 		if err != nil {
@@ -440,7 +460,7 @@ func decodeState(cfg Config, r io.Reader) (*State, error) {
 		}
 		return decodeStateV1(cfg, data)
 	default:
-		return nil, fmt.Errorf("snapshot format %d, want %d (or %d or %d)", v, stateVersion, stateVersionV3, stateVersionV1)
+		return nil, fmt.Errorf("snapshot format %d, want %d (or %d, %d or %d)", v, stateVersion, stateVersionV4, stateVersionV3, stateVersionV1)
 	}
 	s, err := newState(cfg)
 	if err != nil {
@@ -518,7 +538,7 @@ type snapshotDecoder struct {
 	s       *State
 	version byte
 	seen    map[byte]bool
-	// payloads are the shared outbox data read so far (format 4).
+	// payloads are the shared outbox data read so far (format 4 on).
 	payloads [][]byte
 	section  byte // the last parent tag
 	last     []byte
@@ -578,6 +598,11 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		r.Opaque(&domain)
 		r.Uint64(&s.lastAt)
 		r.Uint64(&s.nextSeq)
+		if d.version >= stateVersion {
+			s.outWide = true
+			r.Uint64(&s.outNext)
+			r.Uint64(&s.outDroppedGone)
+		}
 		if r.OK() && string(domain) != s.cfg.Domain {
 			return fmt.Errorf("the snapshot belongs to %s, this provider is %s", domain, s.cfg.Domain)
 		}
@@ -693,13 +718,15 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		var dom []byte
 		r.Opaque(&dom)
 		q := &outQueue{}
-		r.Uint64(&q.next)
+		if d.version < stateVersion {
+			r.Uint64(&q.next) // numbered per queue
+		}
 		r.Uint64(&q.dropped)
 		key = bytes.Clone(dom)
 		d.queue = q
 		defer func() { s.outbox[string(dom)] = q }()
 	case recPayload:
-		if d.version < stateVersion {
+		if d.version < stateVersionV4 {
 			return fmt.Errorf("a payload record in a format %d snapshot", d.version)
 		}
 		var data []byte
@@ -728,8 +755,8 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		if err := d.childKey(it.ID); err != nil {
 			return err
 		}
-		if it.ID >= d.queue.next {
-			return fmt.Errorf("outbox item %d at or past the queue's next %d", it.ID, d.queue.next)
+		if next := d.itemIDBound(); it.ID >= next {
+			return fmt.Errorf("outbox item %d at or past the next id %d", it.ID, next)
 		}
 		d.queue.q.push(it)
 		d.queue.bytes += it.size()
@@ -800,6 +827,15 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 	return d.order(tag, key)
 }
 
+// itemIDBound is what every outbox item id read now must be below: the
+// queue's own next id before format 5, the state's after.
+func (d *snapshotDecoder) itemIDBound() uint64 {
+	if d.version < stateVersion {
+		return d.queue.next
+	}
+	return d.s.outNext
+}
+
 // finish checks the sections every snapshot has and rebuilds the derived
 // state.
 func (d *snapshotDecoder) finish() error {
@@ -817,6 +853,13 @@ func (d *snapshotDecoder) finish() error {
 	for _, st := range s.streams {
 		if n := len(st.log.q.items); n > 0 && st.log.q.items[n-1].seq >= max(s.nextSeq, 1) {
 			return fmt.Errorf("stream %s: a log entry is numbered past the next delivery seq", st.id)
+		}
+	}
+	if d.version >= stateVersion {
+		for _, dom := range sortedKeys(s.outbox) {
+			if len(s.outbox[dom].q.items) == 0 {
+				return fmt.Errorf("outbox %s: a queue with no items", dom)
+			}
 		}
 	}
 	for _, u := range sortedKeys(s.users) {

@@ -46,6 +46,10 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 		r.VectorEach(func(r *wire.Reader) {
 			var it Item
 			it.DecodeTLS(r)
+			// Later formats hold the same rule: seqs start at 1 and grow.
+			if n := len(rec.inbox.q.items); r.OK() && (it.Seq == 0 || n > 0 && rec.inbox.q.items[n-1].Seq >= it.Seq) {
+				r.Failf("client %s: inbox item %d out of order", c, it.Seq)
+			}
 			rec.inbox.q.push(it)
 			rec.inbox.bytes += it.size()
 		})
@@ -55,6 +59,9 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 			rec.cursor = max(rec.inbox.q.items[0].Seq, 1) - 1
 		}
 		s.nextSeq = max(s.nextSeq, next, 1)
+		if n := len(rec.inbox.q.items); n > 0 {
+			s.nextSeq = max(s.nextSeq, rec.inbox.q.items[n-1].Seq+1)
+		}
 		s.clients[c] = rec
 	})
 	type v1Stream struct {
@@ -82,8 +89,12 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 		r.VectorEach(func(r *wire.Reader) {
 			var it OutItem
 			it.DecodeTLS(r)
+			if n := len(q.q.items); r.OK() && (it.ID == 0 || n > 0 && q.q.items[n-1].ID >= it.ID) {
+				r.Failf("outbox %s: item %d out of order", d, it.ID)
+			}
 			q.q.push(it)
 			q.bytes += it.size()
+			q.next = max(q.next, it.ID+1)
 		})
 		s.outbox[string(d)] = q
 	})

@@ -127,6 +127,21 @@ type State struct {
 	// nextSeq is the next delivery seq: stream items are numbered in one
 	// provider-wide order.
 	nextSeq uint64
+	// outWide says outbox item ids are numbered state-wide and empty
+	// queues forgotten (CmdOutboxIDs, or a format 5 snapshot); before,
+	// each queue numbers its own items and is kept once empty, as the
+	// previous release did, so that replaying its entries gives its
+	// states.
+	outWide bool
+	// outNext is the next outbox item id once outWide (0 until the first
+	// item): ids are unique state-wide and never reused, so a queue
+	// forgotten when it emptied and made again later cannot be trimmed by
+	// a late delivery record meant for the old one.
+	outNext uint64
+	// outDroppedGone counts the items dropped undelivered from queues
+	// since forgotten (outQueue.dropped), so the drops summed over all
+	// peers never go down.
+	outDroppedGone uint64
 	// boundsSet says the state bounds in cfg came through the log
 	// (CmdSetBounds), not from this node's configuration.
 	boundsSet bool

@@ -40,6 +40,14 @@ import (
 //	mimi_fanout_failures_total{peer}           counter: failed delivery attempts
 //	mimi_fanout_queue_bytes{peer}              gauge: bytes of the items waiting for a peer provider
 //	mimi_fanout_overflow_total{peer}           counter: items dropped undelivered because the peer's queue, or all queues together, were full
+//
+// The fanout series name a peer only while something waits for it (its
+// queue exists; for the delivery counters, while this node's loop for it
+// runs): the state forgets a peer's queue once it empties, so a member who
+// names ever more domains cannot grow the label set. A forgotten peer's
+// counts move to the series with an empty peer label (peer=""), so each
+// counter summed over peers never goes down; a peer queued to again
+// starts from zero, which Prometheus reads as a counter reset.
 //	mimi_fanout_queue_bytes_limit              gauge: the bound on all peers' queue bytes together (-outbox-total-bytes)
 //	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
 //	mimi_stream_log_bytes_limit                gauge: the bound on those bytes (-log-bytes)
@@ -372,6 +380,7 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descStateMismatch, float64(len(h.node.StateConfigMismatches())))
 	gauge(descLogEntries, float64(counts.LogEntries))
 	gauge(descInboxBytes, float64(counts.InboxBytes))
+	counter(descQueueOverflow, counts.OutboxDroppedGone, forgottenPeer)
 	counter(descRetained, counts.RetentionDropped)
 	counter(descRetainedBytes, uint64(counts.RetentionDroppedBytes))
 	for server, l := range h.conns {
@@ -396,7 +405,15 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, s.Dropped, peer)
 		counter(descFailures, s.Failures, peer)
 	}
+	gone := h.delivery.Forgotten()
+	counter(descDelivered, gone.Delivered, forgottenPeer)
+	counter(descDropped, gone.Dropped, forgottenPeer)
+	counter(descFailures, gone.Failures, forgottenPeer)
 }
+
+// forgottenPeer is the peer label of the counts of peers forgotten since
+// (no domain is empty).
+const forgottenPeer = ""
 
 func boolValue(b bool) float64 {
 	if b {

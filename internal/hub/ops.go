@@ -100,8 +100,9 @@ type OpsStatus struct {
 	BoundsReplicated bool     `json:"bounds_replicated"`
 	// Counts are the replicated state's sizes (as applied on this node).
 	Counts OpsCounts `json:"counts"`
-	// Peers describes fanout to each peer provider: the replicated outbox
-	// and this node's delivery worker (which only runs on the leader).
+	// Peers describes fanout to each peer provider something waits for:
+	// the replicated outbox and this node's delivery worker (which only
+	// runs on the leader). A peer whose queue emptied is forgotten.
 	Peers map[string]OpsPeer `json:"peers"`
 	// LastAcceptedAt is the acceptance time of the last command applied;
 	// nil before the first.
@@ -148,6 +149,10 @@ type OpsCounts struct {
 	OutboxItems int `json:"outbox_items"`
 	// OutboxBytes is the size of what waits for peers.
 	OutboxBytes int64 `json:"outbox_bytes"`
+	// OutboxDroppedForgotten counts the items dropped undelivered
+	// (OpsPeer.Overflowed) from peers' queues that have since emptied:
+	// the state forgets such a queue, and Peers lists it no more.
+	OutboxDroppedForgotten uint64 `json:"outbox_dropped_forgotten"`
 	// LogEntries and LogBytes are the room messages stored for local
 	// readers (once per room, not per reader).
 	LogEntries int   `json:"log_entries"`
@@ -171,8 +176,9 @@ type OpsPeer struct {
 	// none waits.
 	OldestEnqueued *time.Time `json:"oldest_enqueued,omitempty"`
 	// Delivered, Dropped and Failures count this node's deliveries, items
-	// the peer refused for good, and failed attempts, since this node
-	// started leading.
+	// the peer refused for good, and failed attempts, since this node's
+	// delivery loop for the peer started (it ends when the queue empties
+	// or the node stops leading; the metrics keep the sums).
 	Delivered uint64 `json:"delivered"`
 	Dropped   uint64 `json:"dropped"`
 	Failures  uint64 `json:"failures"`
@@ -391,7 +397,7 @@ func (h *Hub) status() (OpsStatus, error) {
 	err := h.fsm.Read(func(s *fsm.State) error {
 		c := s.Counts()
 		out.Counts = OpsCounts{Rooms: c.Rooms, Users: c.Users, Clients: c.Clients, Streams: c.Streams, Reports: c.Reports, OutboxItems: c.OutboxItems,
-			OutboxBytes: c.OutboxBytes, LogEntries: c.LogEntries, LogBytes: c.LogBytes, InboxItems: c.InboxItems, InboxBytes: c.InboxBytes}
+			OutboxBytes: c.OutboxBytes, OutboxDroppedForgotten: c.OutboxDroppedGone, LogEntries: c.LogEntries, LogBytes: c.LogBytes, InboxItems: c.InboxItems, InboxBytes: c.InboxBytes}
 		depth = s.OutboxDepth()
 		_, out.BoundsReplicated = s.Bounds()
 		if at := s.LastAcceptedAt(); at > 0 {

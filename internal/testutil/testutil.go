@@ -239,19 +239,24 @@ func (p *Provider) Start(t testing.TB) {
 	p.hub = h
 }
 
-// waitBounds waits until h's state applies bounds set through the log,
-// which the leader proposes as it starts leading (fsm.Bounds), so that
-// entry does not land in the middle of a test's first steps.
+// waitBounds waits until h's state applies bounds set through the log
+// and numbers its outbox state-wide, the entries the leader proposes as
+// it starts leading (fsm.Bounds, fsm.CmdOutboxIDs), so that they do not
+// land in the middle of a test's first steps.
 func waitBounds(ctx context.Context, h *hub.Hub) error {
 	for {
-		var set bool
-		_ = h.Store().FSM().Read(func(s *fsm.State) error { _, set = s.Bounds(); return nil })
-		if set {
+		var set, wide bool
+		_ = h.Store().FSM().Read(func(s *fsm.State) error {
+			_, set = s.Bounds()
+			wide = s.OutboxStateWide()
+			return nil
+		})
+		if set && wide {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("testutil: the state bounds were not set through the log: %w", ctx.Err())
+			return fmt.Errorf("testutil: the state bounds set %v, the outbox numbered state-wide %v through the log: %w", set, wide, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
