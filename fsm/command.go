@@ -45,7 +45,7 @@ const (
 	CmdInviteDevice CommandType = 28 // an existing device invites a new device of its user
 	CmdRedeemInvite CommandType = 29 // a new device redeems its user's device invitation
 	CmdCancelInvite CommandType = 30 // a device cancels an open device invitation of its user
-	// 31 is kept free.
+	// 31 is CmdOutboxIDs, above.
 	CmdPasswordFailure CommandType = 32 // a wrong password was tried for a user (passwordguard.go)
 
 	// Throughput (proposal.go): 40-49.
