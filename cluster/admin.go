@@ -30,7 +30,11 @@ type ServerStatus struct {
 	// that is not (yet) in the Raft configuration.
 	Suffrage string       `json:"suffrage"`
 	Gossip   MemberStatus `json:"gossip,omitempty"`
-	Leader   bool         `json:"leader"`
+	// LogLevel is the command set the node's release applies, as it
+	// advertises it (fsm.LogLevel; 0 for a release before levels): a
+	// rolling upgrade is done when every server shows this release's.
+	LogLevel int  `json:"log_level"`
+	Leader   bool `json:"leader"`
 	// Info is the node's own report, nil if it did not answer (Error
 	// says why).
 	Info  *NodeInfo `json:"info,omitempty"`
@@ -74,7 +78,7 @@ func (n *Node) Status(ctx context.Context) (ClusterStatus, error) {
 				index[m.ID] = i
 				st.Servers = append(st.Servers, ServerStatus{ID: m.ID, RaftAddr: m.Meta.RaftAddr, Suffrage: "none"})
 			}
-			st.Servers[i].GossipAddr, st.Servers[i].Gossip = m.GossipAddr, m.Status
+			st.Servers[i].GossipAddr, st.Servers[i].Gossip, st.Servers[i].LogLevel = m.GossipAddr, m.Status, m.Meta.LogLevel
 		}
 	}
 	var wg sync.WaitGroup

@@ -138,6 +138,10 @@ type Config struct {
 	// whose digest differs from this node's. Empty: not compared.
 	StateDigest string
 
+	// olderRelease makes the node advertise no log level, as a node of a
+	// release before levels does (tests of the upgrade gate).
+	olderRelease bool
+
 	// MaxInFlight is how many log entries the leader has in flight (or a
 	// follower requests to the leader) before the commands that arrive
 	// wait and go together in the next one (propose.go).

@@ -116,6 +116,9 @@ type nodeMeta struct {
 	Leaving bool `json:"leaving,omitempty"`
 	// StateDigest is Config.StateDigest.
 	StateDigest string `json:"sd,omitempty"`
+	// LogLevel is the command set the node's release applies
+	// (fsm.LogLevel; 0 for a release before levels).
+	LogLevel int `json:"log,omitempty"`
 }
 
 // MemberStatus is a node's gossip status.
@@ -322,6 +325,23 @@ func (g *gossip) stateMismatches(self string) []string {
 			out = append(out, m.ID)
 		}
 	}
+	return out
+}
+
+// belowLogLevel lists, sorted, the servers (Raft IDs) whose advertised
+// log level is below level, or that gossip does not know.
+func (g *gossip) belowLogLevel(servers []string, level int) []string {
+	known := map[string]int{}
+	for _, m := range g.snapshot() {
+		known[m.ID] = m.Meta.LogLevel
+	}
+	var out []string
+	for _, id := range servers {
+		if l, ok := known[id]; !ok || l < level {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mimihub/mimi-hub/fsm"
@@ -67,7 +69,7 @@ func (s *Store) imposeBounds(ctx context.Context) {
 		var have fsm.Bounds
 		have, set = st.Bounds()
 		return set && have == want
-	}, fsm.CmdSetBounds, &fsm.BoundsBody{Bounds: want}) {
+	}, nil, fsm.CmdSetBounds, &fsm.BoundsBody{Bounds: want}) {
 		s.node.log.Info("maintenance: the state bounds of every node are now this node's configuration", "were_replicated", set, "bounds", want)
 	}
 }
@@ -76,27 +78,45 @@ func (s *Store) imposeBounds(ctx context.Context) {
 // if the log has not yet, retrying until it has or this node stops
 // leading: until then every replica numbers each queue's items and keeps
 // empty queues, as the previous release did (fsm/DESIGN.md "The outbox").
+// It waits until every server runs a release that applies the command
+// (fsm.LogLevelOutboxIDs): one that does not would refuse it and go on
+// numbering per queue, and, leading later, trim items by ids that mean
+// something else to the others.
 func (s *Store) numberOutbox(ctx context.Context) {
-	if s.applyUntil(ctx, "numbering the outbox state-wide", (*fsm.State).OutboxStateWide, fsm.CmdOutboxIDs, nil) {
+	ready := func() error {
+		below, err := s.node.serversBelowLogLevel(fsm.LogLevelOutboxIDs)
+		if err == nil && len(below) > 0 {
+			err = fmt.Errorf("waiting for %s to run a release that applies command %d (log level %d)", strings.Join(below, ", "), fsm.CmdOutboxIDs, fsm.LogLevelOutboxIDs)
+		}
+		return err
+	}
+	if s.applyUntil(ctx, "numbering the outbox state-wide", (*fsm.State).OutboxStateWide, ready, fsm.CmdOutboxIDs, nil) {
 		s.node.log.Info("maintenance: outbox items are numbered state-wide; empty queues are forgotten")
 	}
 }
 
 // applyUntil applies a command of type typ unless done already holds on
-// the state, retrying with backoff until it is applied or this node stops
-// leading; it reports whether it applied one.
-func (s *Store) applyUntil(ctx context.Context, what string, done func(*fsm.State) bool, typ fsm.CommandType, body wire.Encoder) bool {
+// the state, once ready (nil: at once) says nothing stands in the way,
+// retrying with backoff until it is applied or this node stops leading;
+// it reports whether it applied one.
+func (s *Store) applyUntil(ctx context.Context, what string, done func(*fsm.State) bool, ready func() error, typ fsm.CommandType, body wire.Encoder) bool {
 	for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
 		var ok bool
 		_ = s.fsm.Read(func(st *fsm.State) error { ok = done(st); return nil })
 		if ok {
 			return false
 		}
-		actx, cancel := context.WithTimeout(ctx, s.node.cfg.ApplyTimeout)
-		res, err := s.Apply(actx, typ, nil, "", body)
-		cancel()
+		var err error
+		if ready != nil {
+			err = ready()
+		}
 		if err == nil {
-			err = res.Err()
+			actx, cancel := context.WithTimeout(ctx, s.node.cfg.ApplyTimeout)
+			var res *fsm.Result
+			if res, err = s.Apply(actx, typ, nil, "", body); err == nil {
+				err = res.Err()
+			}
+			cancel()
 		}
 		if err == nil {
 			return true

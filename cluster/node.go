@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,18 +19,20 @@ import (
 // transport and internal channel, gossip, and the FSM it drives. Its
 // methods are safe for concurrent use.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	raft   *raft.Raft
-	st     *stores
-	fsm    *indexedFSM
-	addr   raft.ServerAddress
-	lead   *leadership
-	mux    *mux       // nil without TLS
-	rpc    *rpcClient // nil without TLS
-	rpcSrv *rpcServer // nil without TLS
-	gossip *gossip    // nil without gossip
-	trans  raft.Transport
+	cfg  Config
+	log  *slog.Logger
+	raft *raft.Raft
+	st   *stores
+	fsm  *indexedFSM
+	// logLevel is what the FSM says it applies (LogLeveled), advertised.
+	logLevel int
+	addr     raft.ServerAddress
+	lead     *leadership
+	mux      *mux       // nil without TLS
+	rpc      *rpcClient // nil without TLS
+	rpcSrv   *rpcServer // nil without TLS
+	gossip   *gossip    // nil without gossip
+	trans    raft.Transport
 
 	// readyTerm is the term in which this node, as leader, has applied its
 	// own noop entry, so its FSM holds everything committed before it
@@ -97,6 +100,9 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 		stopping: make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
+	if l, ok := fsm.(LogLeveled); ok && !cfg.olderRelease {
+		n.logLevel = l.LogLevel()
+	}
 	defer func() {
 		if err != nil {
 			n.closeNetwork()
@@ -149,7 +155,8 @@ func Start(ctx context.Context, cfg Config, fsm raft.FSM) (_ *Node, err error) {
 		}()
 	}
 	if cfg.Gossip != nil {
-		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID, StateDigest: cfg.StateDigest}
+		meta := nodeMeta{Version: 1, RaftAddr: string(n.addr), Expect: cfg.BootstrapExpect, HasState: hasState, ClusterID: clusterID, StateDigest: cfg.StateDigest,
+			LogLevel: n.logLevel}
 		keys, err := loadKeyring(cfg.DataDir, cfg.Gossip.Key, logger)
 		if err != nil {
 			n.raft.Shutdown().Error()
@@ -481,6 +488,38 @@ func (n *Node) StateConfigMismatches() []string {
 		return nil
 	}
 	return n.gossip.stateMismatches(n.cfg.NodeID)
+}
+
+// LogLeveled is what a state machine implements to say which command set
+// it applies (fsm.LogLevel); the node advertises it through gossip, 0 for
+// a state machine without it.
+type LogLeveled interface {
+	LogLevel() int
+}
+
+// serversBelowLogLevel returns the servers of the Raft configuration, voters
+// or not, that do not advertise log level level (fsm.LogLevel): the ones
+// still to be upgraded, or that gossip does not know. Without gossip only
+// a configuration of this node alone is known to be ready.
+func (n *Node) serversBelowLogLevel(level int) ([]string, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, n.translate("configuration", err)
+	}
+	var others []string
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) != n.cfg.NodeID {
+			others = append(others, string(s.ID))
+		}
+	}
+	if n.logLevel < level {
+		others = append(others, n.cfg.NodeID)
+	}
+	if n.gossip == nil {
+		slices.Sort(others)
+		return others, nil
+	}
+	return n.gossip.belowLogLevel(others, level), nil
 }
 
 // Leader returns the current leader's server ID and Raft address, or empty

@@ -53,6 +53,24 @@ const (
 	CmdDeliveredMany CommandType = 41 // outbox items delivered, for several peers at once
 )
 
+// LogLevel numbers the command set this release applies, for rolling
+// upgrades: a node advertises it (cluster gossip), and a leader proposes a
+// command that changes how every later entry is applied only once every
+// server of the Raft configuration advertises the level that brought it
+// (LogLevelOutboxIDs): a node of an older release refuses a command it
+// does not know and would go on applying the log by the old rules, its
+// state drifting from the others'. Releases before levels advertise none
+// (0); level 1 brought CmdOutboxIDs (31) and CmdPasswordFailure (32).
+const LogLevel = 1
+
+// LogLevelOutboxIDs is the level every server must advertise before a
+// leader proposes CmdOutboxIDs.
+const LogLevelOutboxIDs = 1
+
+// LogLevel says which command set this FSM applies (the package's
+// LogLevel), for the cluster to advertise (cluster.LogLeveled).
+func (f *FSM) LogLevel() int { return LogLevel }
+
 func (t CommandType) String() string {
 	names := [...]string{"", "register", "uploadKeyPackages", "createRoom", "updateRoom", "provisionalMessage", "reportAbuse",
 		"routeKeyPackages", "claimKeyMaterial", "consent", "fanout", "delivered", "ack", "subscribe", "prune", "hubKey", "removeClients", "setBounds"}

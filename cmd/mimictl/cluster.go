@@ -51,8 +51,11 @@ func clusterStatusCommand() *command {
 the node asked sees them, and each node's own report (asked over the
 cluster's internal channel; a node that does not answer within two
 seconds shows its error). SUFFRAGE is voter, nonvoter (a new node
-catching up before promotion) or none (seen by gossip only). -json
-prints the answer as it is.`,
+catching up before promotion) or none (seen by gossip only). LOG is the
+command set the node's release applies, as it advertises it (0 for a
+release before log levels): a rolling upgrade is done when every node
+shows the same, and some changes of the log wait for that. -json prints
+the answer as it is.`,
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &opsFlags{}
 			o.define(fs)
@@ -85,16 +88,18 @@ func printClusterStatus(e *env, st *cluster.ClusterStatus) error {
 	}
 	fmt.Fprintf(e.stdout, "%s, term %d (as %s sees it)\n\n", leader, st.Term, st.ReportedBy)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSUFFRAGE\tGOSSIP\tLEADER\tSTATE\tTERM\tCOMMIT\tAPPLIED\tLAST CONTACT\tRAFT ADDR")
+	fmt.Fprintln(tw, "NODE\tSUFFRAGE\tGOSSIP\tLOG\tLEADER\tSTATE\tTERM\tCOMMIT\tAPPLIED\tLAST CONTACT\tRAFT ADDR")
 	var problems []string
 	for _, s := range st.Servers {
 		mark := ""
 		if s.Leader {
 			mark = "*"
 		}
-		gossip := string(s.Gossip)
+		gossip, level := string(s.Gossip), "-"
 		if gossip == "" {
 			gossip = "-"
+		} else {
+			level = strconv.Itoa(s.LogLevel)
 		}
 		state, term, commit, applied, contact := "?", "-", "-", "-", "-"
 		if in := s.Info; in != nil {
@@ -105,7 +110,7 @@ func printClusterStatus(e *env, st *cluster.ClusterStatus) error {
 		if s.Error != "" {
 			problems = append(problems, fmt.Sprintf("%s: no report: %s", s.ID, sanitize(s.Error)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sanitize(s.ID), s.Suffrage, sanitize(gossip), mark, state, term, commit, applied, contact, sanitize(s.RaftAddr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sanitize(s.ID), s.Suffrage, sanitize(gossip), level, mark, state, term, commit, applied, contact, sanitize(s.RaftAddr))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mimihub/mimi-hub/cluster"
+	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/internal/hub"
 	"github.com/mimihub/mimi-hub/internal/testutil"
 )
@@ -52,14 +54,15 @@ func TestClusterCommands(t *testing.T) {
 		if !strings.Contains(out, "leader "+leader.Config.NodeID+" at ") || !strings.Contains(out, "(as "+followers[0].Config.NodeID+" sees it)") {
 			t.Errorf("status heading:\n%s", out)
 		}
-		if !hasRow(out, "NODE", "SUFFRAGE", "GOSSIP", "LEADER", "STATE", "TERM", "COMMIT", "APPLIED", "LAST", "CONTACT", "RAFT", "ADDR") {
+		if !hasRow(out, "NODE", "SUFFRAGE", "GOSSIP", "LOG", "LEADER", "STATE", "TERM", "COMMIT", "APPLIED", "LAST", "CONTACT", "RAFT", "ADDR") {
 			t.Errorf("status header:\n%s", out)
 		}
 		for _, p := range c.Nodes {
 			id := p.Config.NodeID
-			want := []string{id, "voter", "alive", "follower"}
+			level := strconv.Itoa(fsm.LogLevel)
+			want := []string{id, "voter", "alive", level, "follower"}
 			if p == leader {
-				want = []string{id, "voter", "alive", "*", "leader"}
+				want = []string{id, "voter", "alive", level, "*", "leader"}
 			}
 			if !hasRow(out, want...) {
 				t.Errorf("status lacks %q:\n%s", want, out)
