@@ -531,11 +531,12 @@ func (m *Member) roomExtensions(ctx context.Context, policy proto.BasePolicy) (m
 }
 
 // commit makes a commit of opts (plus the pending proposals an honest
-// member covers: room.CommitReferences, which puts first what the hub
-// queued), with external_pub in its GroupInfo, submits it, and merges it
-// once the hub accepts it or discards it when the hub refuses.
+// member covers: room.CommitReferencesWith, which puts first what the hub
+// queued and leaves out what would clash with opts' own proposals), with
+// external_pub in its GroupInfo, submits it, and merges it once the hub
+// accepts it or discards it when the hub refuses.
 func (m *Member) commit(ctx context.Context, r proto.URI, mr *memberRoom, op string, opts mls.CommitOptions) error {
-	opts.References = append(opts.References, room.CommitReferences(mr.group, m.cfg.MaxVector)...)
+	opts.References = append(opts.References, room.CommitReferencesWith(mr.group, opts.Proposals, m.cfg.MaxVector)...)
 	opts.GroupInfo.ExternalPub = true
 	b, err := mr.group.Commit(opts)
 	if err != nil {

@@ -278,7 +278,17 @@ func (r *Room) renewQueue(external bool, carried []departure, at uint64) []Effec
 // is left out, and so are the member's own Updates and SelfRemoves (MLS
 // forbids committing them).
 func CommitReferences(g *mls.Group, maxVector int) [][]byte {
-	return commitReferences(g, maxVector, true)
+	return commitReferences(g, nil, maxVector, true)
+}
+
+// CommitReferencesWith is CommitReferences for a commit that also carries
+// the member's own proposals by value: an optional pending proposal that
+// touches a leaf or user one of them touches is left out too (say, another
+// admin's pending Add of the user the member adds: both together would
+// name the user twice, and the hub would refuse the commit). What the hub
+// queued is covered whatever the member's proposals touch.
+func CommitReferencesWith(g *mls.Group, own []*mls.Proposal, maxVector int) [][]byte {
+	return commitReferences(g, own, maxVector, true)
 }
 
 // QueuedReferences returns only what the hub queues, from the proposals
@@ -287,26 +297,29 @@ func CommitReferences(g *mls.Group, maxVector int) [][]byte {
 // invariant in DESIGN.md); a member whose commit of CommitReferences was
 // refused because of another pending proposal can fall back to it.
 func QueuedReferences(g *mls.Group, maxVector int) [][]byte {
-	return commitReferences(g, maxVector, false)
+	return commitReferences(g, nil, maxVector, false)
 }
 
-func commitReferences(g *mls.Group, maxVector int, optional bool) [][]byte {
+func commitReferences(g *mls.Group, own []*mls.Proposal, maxVector int, optional bool) [][]byte {
 	if maxVector == 0 {
 		maxVector = Config{}.maxVector()
 	}
 	me := g.MyLeaf()
 	leaves := map[mls.LeafIndex]bool{me: true}
 	users := map[proto.URI]bool{}
-	fits := func(t touches) bool {
-		if t.hasLeaf && leaves[t.leaf] || slices.ContainsFunc(t.users, func(u proto.URI) bool { return users[u] }) {
-			return false
-		}
+	mark := func(t touches) {
 		if t.hasLeaf {
 			leaves[t.leaf] = true
 		}
 		for _, u := range t.users {
 			users[u] = true
 		}
+	}
+	fits := func(t touches) bool {
+		if t.hasLeaf && leaves[t.leaf] || slices.ContainsFunc(t.users, func(u proto.URI) bool { return users[u] }) {
+			return false
+		}
+		mark(t)
 		return true
 	}
 	pending := g.PendingProposals()
@@ -316,6 +329,13 @@ func commitReferences(g *mls.Group, maxVector int, optional bool) [][]byte {
 		passes = append(passes, false)
 	}
 	for _, mandatory := range passes {
+		if !mandatory {
+			// The queue is in; now what the member's own proposals touch
+			// is taken before any optional proposal.
+			for _, p := range own {
+				mark(touchesOf(mls.MemberSender(me), p, maxVector))
+			}
+		}
 		for _, pp := range pending {
 			if pp.Sender == mls.MemberSender(me) && (pp.Proposal.Type == mls.ProposalUpdate || pp.Proposal.Type == mls.ProposalSelfRemove) {
 				continue

@@ -355,6 +355,37 @@ func TestProposalRules(t *testing.T) {
 	w.must(w.say(erin, "thanks"), "Erin speaks")
 }
 
+// TestCommitReferencesLeaveOutOwnTouches: admin Cathy's pending proposal
+// adds Erin; Alice then adds Erin herself. Covering Cathy's proposal as
+// well would name Erin twice, and the hub refuses the commit (Alice could
+// not add Erin until someone else committed); CommitReferencesWith leaves
+// the patch out, and Alice's commit goes through. The hub's own queued proposals
+// are covered whatever Alice's touch.
+func TestCommitReferencesLeaveOutOwnTouches(t *testing.T) {
+	w := newSeedWorld(t)
+	erin := w.newClient("d.example", "erin", "phone")
+	erin2 := w.newClient("d.example", "erin", "laptop")
+	w.must(w.propose(w.cathy1, plp([]proto.UserRoles{{User: erin.user, Roles: roles(proto.RoleRegularUser)}}, nil), mls.AddProposal(erin.kp.KeyPackage)), "Cathy proposes Erin")
+	own := append([]*mls.Proposal{plp([]proto.UserRoles{{User: erin2.user, Roles: roles(proto.RoleRegularUser)}}, nil)}, adds(erin2)...)
+	// Cathy's patch names Erin and is left out; her Add of Erin's phone
+	// names no user and stays (Erin joins with both clients).
+	if got, with := len(CommitReferences(w.alice1.group, 0)), len(CommitReferencesWith(w.alice1.group, own, 0)); got != 2 || with != 1 {
+		t.Fatalf("references: %d without Alice's own proposals, %d with them; want 2 and 1", got, with)
+	}
+	before := w.state()
+	w.refused(before, w.commit(w.alice1, mls.CommitOptions{Proposals: own, References: CommitReferences(w.alice1.group, 0)}), proto.UpdateInvalidProposal, "Alice adds Erin covering Cathy's Add of Erin too")
+	w.must(w.commit(w.alice1, mls.CommitOptions{Proposals: own, References: CommitReferencesWith(w.alice1.group, own, 0)}, erin, erin2), "Alice adds Erin, leaving Cathy's patch out")
+	w.must(w.say(erin2, "hello"), "Erin speaks")
+
+	// What the hub queued is covered even when it touches the same user.
+	w = newSeedWorld(t)
+	w.must(w.propose(w.doug1, mls.SelfRemoveProposal()), "Doug leaves")
+	own = []*mls.Proposal{plp(nil, []proto.UserRoles{{User: w.doug1.user, Roles: roles(proto.RoleAdmin)}})}
+	if queued, with := QueuedReferences(w.alice1.group, 0), CommitReferencesWith(w.alice1.group, own, 0); len(queued) == 0 || len(with) < len(queued) {
+		t.Fatalf("the queue holds %d references and the commit covers %d: it must cover them all", len(queued), len(with))
+	}
+}
+
 func TestCreateRefusals(t *testing.T) {
 	w := newWorld(t)
 	alice, bob := w.newClient("a.example", "alice", "phone"), w.newClient("b.example", "bob", "phone")
