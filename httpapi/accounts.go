@@ -387,7 +387,11 @@ func (c *clientAPI) inviteDevice(w http.ResponseWriter, r *http.Request, p *prin
 	_, _ = rand.Read(id)
 	code := newCode(deviceInviteLen)
 	// No request id: a retry draws a new code rather than answer the
-	// first one's success with a code nobody stored.
+	// first one's success with a code nobody stored. A code made again
+	// from the request (under a secret of the replicated state) would let
+	// whoever reads a backup redeem the open invitations; the state keeps
+	// only the code's hash. The extra invitation a retry leaves is listed
+	// and cancelled like any other (GET, DELETE /v1/devices/invitations).
 	if _, err := c.apply(r, p, "", fsm.CmdInviteDevice, &fsm.InviteDeviceBody{InviteID: id, Inviter: p.client, CodeHash: codeHash(code)}); err != nil {
 		return err
 	}
