@@ -40,6 +40,7 @@ import (
 //	mimi_fanout_failures_total{peer}           counter: failed delivery attempts
 //	mimi_fanout_queue_bytes{peer}              gauge: bytes of the items waiting for a peer provider
 //	mimi_fanout_overflow_total{peer}           counter: items dropped undelivered because the peer's queue, or all queues together, were full
+//	mimi_fanout_queue_bytes_limit              gauge: the bound on all peers' queue bytes together (-outbox-total-bytes)
 //
 // The fanout series name a peer only while something waits for it (its
 // queue exists; for the delivery counters, while this node's loop for it
@@ -48,7 +49,7 @@ import (
 // counts move to the series with an empty peer label (peer=""), so each
 // counter summed over peers never goes down; a peer queued to again
 // starts from zero, which Prometheus reads as a counter reset.
-//	mimi_fanout_queue_bytes_limit              gauge: the bound on all peers' queue bytes together (-outbox-total-bytes)
+//
 //	mimi_stream_log_entries, _bytes            gauge: room messages stored for local readers (once per room)
 //	mimi_stream_log_bytes_limit                gauge: the bound on those bytes (-log-bytes)
 //	mimi_stream_inbox_bytes                    gauge: the clients' unacknowledged Welcomes and consent items
