@@ -35,6 +35,7 @@ const (
 	DefaultPromoteAfter       = 5 * time.Second
 	DefaultMaxPromoteLag      = 256
 	DefaultMaxInFlight        = 2
+	DefaultMaxForwards        = 16
 	// DefaultMaxEntrySize bounds one log entry: the largest API body
 	// (16 MiB) and the command around it, far below the 1 GiB a snapshot
 	// record may hold.
@@ -142,10 +143,18 @@ type Config struct {
 	// release before levels does (tests of the upgrade gate).
 	olderRelease bool
 
-	// MaxInFlight is how many log entries the leader has in flight (or a
-	// follower requests to the leader) before the commands that arrive
-	// wait and go together in the next one (propose.go).
+	// MaxInFlight is how many log entries the leader has in flight before
+	// the commands that arrive wait and go together in the next one
+	// (propose.go).
 	MaxInFlight int
+	// MaxForwards is how many requests a follower has in flight to the
+	// leader with forwarded writes before the writes that arrive wait and
+	// go together in the next one. It is larger than MaxInFlight: a write
+	// that waits here waits for an earlier request's whole trip (the
+	// leader's queue and a Raft round), while one forwarded at once joins
+	// the leader's next entry anyway, so this bound is about how many
+	// requests a follower may hold open, not about batching.
+	MaxForwards int
 
 	// Raft timing. Tests shorten these; production keeps the defaults.
 	HeartbeatTimeout   time.Duration
@@ -211,6 +220,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ApplyTimeout, DefaultApplyTimeout)
 	setDefault(&c.MaxEntrySize, DefaultMaxEntrySize)
 	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.MaxForwards, DefaultMaxForwards)
 	setDefault(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	setDefault(&c.ElectionTimeout, DefaultElectionTimeout)
 	setDefault(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)

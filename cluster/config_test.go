@@ -27,7 +27,7 @@ func TestConfigDefaults(t *testing.T) {
 		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
 		StoreOpenTimeout: 2 * time.Second, TransportTimeout: 10 * time.Second, TransportMaxPool: 3,
 		LeaderWait: 5 * time.Second, ReconcileInterval: time.Second, DeadServerRemoveAfter: 15 * time.Minute,
-		PromoteAfter: 5 * time.Second, MaxPromoteLag: 256, MinVoters: 1, MaxInFlight: 2,
+		PromoteAfter: 5 * time.Second, MaxPromoteLag: 256, MinVoters: 1, MaxInFlight: 2, MaxForwards: 16,
 	}
 	c.Logger, c.Observer = nil, nil
 	if !reflect.DeepEqual(c, want) {

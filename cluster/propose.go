@@ -19,9 +19,9 @@ import (
 //   - on the leader, commands that arrive while Config.MaxInFlight entries
 //     are in flight become one fsm.CmdBatch entry: one log write, one
 //     replication, one FSM call for all of them;
-//   - on a follower, writes that arrive while MaxInFlight requests to the
-//     leader are in flight go to the leader in one internal request, whose
-//     commands the leader puts into its own queue together.
+//   - on a follower, writes that arrive while Config.MaxForwards requests
+//     to the leader are in flight go to the leader in one internal
+//     request, whose commands the leader puts into its own queue together.
 //
 // At low load nothing waits: a command is proposed (or forwarded) as soon
 // as it arrives.

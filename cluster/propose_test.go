@@ -187,6 +187,58 @@ func TestConcurrentWritesShareEntries(t *testing.T) {
 	}
 }
 
+// TestFollowerForwardsAtOnce: while the leader holds its entries, writes
+// through a follower do not wait there for an earlier request's answer:
+// up to MaxForwards of them are in flight to the leader at once (with the
+// leader's own bound, 2, the others waited at the follower for a whole
+// Raft round), and each is applied once the leader goes on.
+func TestFollowerForwardsAtOnce(t *testing.T) {
+	c := newTestCluster(t)
+	c.startN(3)
+	l, f := c.leader(), c.follower()
+	const writers = 8
+	if f.cfg.withDefaults().MaxForwards < writers {
+		t.Fatalf("the default MaxForwards is below the %d writers this test sends", writers)
+	}
+	release := make(chan struct{})
+	l.store.leader.mu.Lock()
+	propose := l.store.leader.flush
+	l.store.leader.flush = func(b []*proposal) {
+		<-release
+		propose(b)
+	}
+	l.store.leader.mu.Unlock()
+
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			h := sha256.Sum256(fmt.Appendf(nil, "fwd%d", i))
+			res, err := f.store.Apply(ctxTimeout(t, testWait), fsm.CmdRegister, fmt.Appendf(nil, "fwd-%d", i), "",
+				&fsm.RegisterBody{Client: proto.ClientURI("a.example", fmt.Sprintf("fwd%d", i), "phone"), TokenHash: h[:]})
+			if err == nil {
+				err = res.Err()
+			}
+			errs <- err
+		}()
+	}
+	c.waitFor("every write forwarded to the leader", func() bool {
+		f.store.forward.mu.Lock()
+		defer f.store.forward.mu.Unlock()
+		return f.store.forward.inflight == writers && len(f.store.forward.queue) == 0
+	})
+	close(release)
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range writers {
+		if !hasClient(t, l.store, proto.ClientURI("a.example", fmt.Sprintf("fwd%d", i), "phone"), true) {
+			t.Fatalf("write %d is not applied", i)
+		}
+	}
+}
+
 // TestDeliveryRecordsAllPeersTogether: items for many peers are delivered
 // per peer, and their delivery is recorded in far fewer entries than
 // peers (CmdDeliveredMany), until nothing waits.

@@ -34,7 +34,7 @@ type Store struct {
 func NewStore(node *Node, f *fsm.FSM, domain string) *Store {
 	s := &Store{node: node, fsm: f, domain: domain, now: time.Now}
 	s.leader = batcher{limit: node.cfg.MaxInFlight, flush: s.proposeBatch}
-	s.forward = batcher{limit: node.cfg.MaxInFlight, flush: s.forwardBatch}
+	s.forward = batcher{limit: node.cfg.MaxForwards, flush: s.forwardBatch}
 	node.handleRPC(rpcApply, http.HandlerFunc(s.serveForwarded))
 	node.handleRPC(rpcApplyBatch, http.HandlerFunc(s.serveForwardedBatch))
 	return s
