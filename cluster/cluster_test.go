@@ -82,7 +82,14 @@ func (c *testCluster) config(id string, expect int) Config {
 // start starts a node with cfg (from config, possibly modified).
 func (c *testCluster) start(cfg Config) *clusterNode {
 	c.t.Helper()
-	f, err := fsm.New(fsm.Config{Domain: "a.example"})
+	return c.startState(cfg, fsm.Config{Domain: "a.example"})
+}
+
+// startState starts a node with cfg whose state machine has the
+// configuration fc.
+func (c *testCluster) startState(cfg Config, fc fsm.Config) *clusterNode {
+	c.t.Helper()
+	f, err := fsm.New(fc)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -331,13 +331,27 @@ func (g *gossip) stateMismatches(self string) []string {
 // belowLogLevel lists, sorted, the servers (Raft IDs) whose advertised
 // log level is below level, or that gossip does not know.
 func (g *gossip) belowLogLevel(servers []string, level int) []string {
-	known := map[string]int{}
+	return g.notAdvertising(servers, func(m nodeMeta) bool { return m.LogLevel >= level })
+}
+
+// digestOtherwise lists, sorted, the servers (Raft IDs) that do not
+// advertise the state digest digest: configured otherwise, advertising
+// none, or unknown to gossip.
+func (g *gossip) digestOtherwise(servers []string, digest string) []string {
+	return g.notAdvertising(servers, func(m nodeMeta) bool { return m.StateDigest == digest })
+}
+
+// notAdvertising lists, sorted, the servers (Raft IDs) whose last known
+// metadata does not satisfy ok, or that gossip does not know. A failed
+// member counts by what it advertised last: it may come back as it was.
+func (g *gossip) notAdvertising(servers []string, ok func(nodeMeta) bool) []string {
+	known := map[string]nodeMeta{}
 	for _, m := range g.snapshot() {
-		known[m.ID] = m.Meta.LogLevel
+		known[m.ID] = m.Meta
 	}
 	var out []string
 	for _, id := range servers {
-		if l, ok := known[id]; !ok || l < level {
+		if m, found := known[id]; !found || !ok(m) {
 			out = append(out, id)
 		}
 	}

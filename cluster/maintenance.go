@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mimihub/mimi-hub/fsm"
@@ -16,20 +17,22 @@ import (
 const DefaultPruneInterval = 10 * time.Minute
 
 // RunMaintenance applies the FSM's housekeeping commands while this node
-// leads, until ctx ends: first its configured state bounds when the
-// replicated ones differ (imposeBounds) and the outbox's state-wide
-// numbering when the log has not switched to it yet (numberOutbox), then
-// every interval
-// (DefaultPruneInterval if zero) a prune of expired KeyPackages and
-// routes, stamped like any command with the leader's clock, so every
-// replica drops the same entries.
+// leads, until ctx ends: its configured state bounds when the replicated
+// ones differ and the cluster agrees (setBounds), the outbox's state-wide
+// numbering when the log has not switched to it yet (numberOutbox), and
+// every interval (DefaultPruneInterval if zero) a prune of expired
+// KeyPackages and routes, stamped like any command with the leader's
+// clock, so every replica drops the same entries. The first two wait for
+// the other nodes, maybe for long, so they run beside the prunes.
 func (s *Store) RunMaintenance(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultPruneInterval
 	}
 	s.node.whileLeading(ctx, func(ctx context.Context) {
-		s.imposeBounds(ctx)
-		s.numberOutbox(ctx)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { s.setBounds(ctx) })
+		wg.Go(func() { s.numberOutbox(ctx) })
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -56,21 +59,35 @@ func (s *Store) prune(ctx context.Context) {
 	}
 }
 
-// imposeBounds makes this node's configured state bounds the replicated
-// ones when they differ or were never set, retrying until it has or this
-// node stops leading: the leader's configuration decides, and every
-// replica applies the log with the same bounds (fsm.Bounds). A node
-// configured otherwise applies them too, and gossip reports that its
-// configuration differs (Node.StateConfigMismatches).
-func (s *Store) imposeBounds(ctx context.Context) {
+// setBounds makes this node's configured state bounds the replicated ones
+// (every replica applies the log with them: fsm.Bounds) when they differ,
+// retrying until it has or this node stops leading. The first bounds are
+// the first leader's configuration. A change waits until every server of
+// the Raft configuration advertises this node's state configuration
+// (Node.serversConfiguredOtherwise), so a node configured otherwise by
+// mistake never imposes its values by winning an election: the bounds
+// change once the last node of a rolling restart runs the new values,
+// whichever node leads. Until then gossip reports the difference
+// (Node.StateConfigMismatches) and the leader logs whom it waits for.
+func (s *Store) setBounds(ctx context.Context) {
 	want := s.fsm.Config().Bounds
 	var set bool
+	agreed := func() error {
+		if !set {
+			return nil
+		}
+		others, err := s.node.serversConfiguredOtherwise()
+		if err == nil && len(others) > 0 {
+			err = fmt.Errorf("keeping the replicated bounds until every server is configured as this one: %s not known to be", strings.Join(others, ", "))
+		}
+		return err
+	}
 	if s.applyUntil(ctx, "setting the state bounds", func(st *fsm.State) bool {
 		var have fsm.Bounds
 		have, set = st.Bounds()
 		return set && have == want
-	}, nil, fsm.CmdSetBounds, &fsm.BoundsBody{Bounds: want}) {
-		s.node.log.Info("maintenance: the state bounds of every node are now this node's configuration", "were_replicated", set, "bounds", want)
+	}, agreed, fsm.CmdSetBounds, &fsm.BoundsBody{Bounds: want}) {
+		s.node.log.Info("maintenance: the replicated state bounds are now this node's configuration", "were_replicated", set, "bounds", want)
 	}
 }
 

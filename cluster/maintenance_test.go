@@ -99,6 +99,93 @@ func TestOutboxNumberingWaitsForEveryServer(t *testing.T) {
 	})
 }
 
+// TestBoundsChangeWhenEveryServerAgrees: the first leader's configured
+// state bounds become the replicated ones; a node configured otherwise
+// that wins an election later does not impose its own; once every server
+// runs the new values (a rolling restart), the leader sets them.
+func TestBoundsChangeWhenEveryServerAgrees(t *testing.T) {
+	base := fsm.Config{Domain: "a.example"}
+	odd := base
+	odd.InboxLimit = 17
+	c := newTestCluster(t)
+	cfgs := c.configs(3, nil)
+	states := map[string]fsm.Config{"n1": base, "n2": base, "n3": odd}
+	for _, cfg := range cfgs {
+		cfg.StateDigest = states[cfg.NodeID].Digest()
+		c.startState(cfg, states[cfg.NodeID])
+	}
+	if c.leader().id == "n3" {
+		transferTo(t, c, "n1")
+	}
+	everyNode := func(want fsm.Bounds, why string) {
+		t.Helper()
+		c.waitFor(why, func() bool {
+			for _, n := range c.nodes {
+				var b fsm.Bounds
+				var set bool
+				_ = n.fsm.Read(func(st *fsm.State) error { b, set = st.Bounds(); return nil })
+				if !set || b != want {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), testWait)
+	c.leader().store.setBounds(ctx) // none replicated yet: the leader's own
+	cancel()
+	baseBounds := c.nodes["n1"].fsm.Config().Bounds
+	everyNode(baseBounds, "every node to apply the first leader's bounds")
+
+	// n3 leads: its setBounds finds n1 and n2 configured otherwise, keeps
+	// the replicated bounds, and gives up when ctx ends.
+	transferTo(t, c, "n3")
+	c.waitFor("gossip to show n1 and n2 configured otherwise than n3", func() bool {
+		others, err := c.nodes["n3"].node.serversConfiguredOtherwise()
+		return err == nil && slices.Equal(others, []string{"n1", "n2"})
+	})
+	ctx, cancel = context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	c.nodes["n3"].store.setBounds(ctx)
+	cancel()
+	for _, n := range c.nodes {
+		var b fsm.Bounds
+		_ = n.fsm.Read(func(st *fsm.State) error { b, _ = st.Bounds(); return nil })
+		if b != baseBounds {
+			t.Fatalf("%s applies %+v after the odd node led, want the replicated %+v", n.id, b, baseBounds)
+		}
+	}
+
+	// The rolling restart: n1 and n2 come back with n3's values.
+	for _, id := range []string{"n1", "n2"} {
+		old := c.nodes[id]
+		if err := old.node.Shutdown(ctxTimeout(t, testWait)); err != nil {
+			t.Fatal(err)
+		}
+		delete(c.nodes, id)
+		cfg := old.cfg
+		cfg.StateDigest = odd.Digest()
+		c.startState(cfg, odd)
+	}
+	l := c.leader()
+	c.waitFor("gossip to show every server configured alike", func() bool {
+		others, err := l.node.serversConfiguredOtherwise()
+		return err == nil && len(others) == 0
+	})
+	ctx, cancel = context.WithTimeout(t.Context(), testWait)
+	defer cancel()
+	l.store.setBounds(ctx)
+	everyNode(c.nodes["n3"].fsm.Config().Bounds, "every node to apply the values every server now runs")
+}
+
+// transferTo moves leadership to the node id and waits until it leads.
+func transferTo(t *testing.T, c *testCluster, id string) {
+	t.Helper()
+	if err := c.leader().node.TransferLeadership(ctxTimeout(t, testWait), id); err != nil {
+		t.Fatalf("transfer leadership to %s: %v", id, err)
+	}
+	c.waitFor(id+" to lead", func() bool { return c.nodes[id].node.isReadyLeader() })
+}
+
 // TestBelowLogLevel: a server gossip does not know, or that advertises a
 // lower level, is behind; the others are not.
 func TestBelowLogLevel(t *testing.T) {

@@ -502,6 +502,40 @@ type LogLeveled interface {
 // still to be upgraded, or that gossip does not know. Without gossip only
 // a configuration of this node alone is known to be ready.
 func (n *Node) serversBelowLogLevel(level int) ([]string, error) {
+	others, err := n.otherServers()
+	if err != nil {
+		return nil, err
+	}
+	if n.logLevel < level {
+		others = append(others, n.cfg.NodeID)
+	}
+	if n.gossip == nil {
+		slices.Sort(others)
+		return others, nil
+	}
+	return n.gossip.belowLogLevel(others, level), nil
+}
+
+// serversConfiguredOtherwise returns the other servers of the Raft
+// configuration, voters or not, not known to share this node's state
+// machine configuration (Config.StateDigest): they advertise another
+// digest or none, or gossip does not know them. Without gossip or a
+// digest only a configuration of this node alone is known to agree.
+func (n *Node) serversConfiguredOtherwise() ([]string, error) {
+	others, err := n.otherServers()
+	if err != nil {
+		return nil, err
+	}
+	if n.gossip == nil || n.cfg.StateDigest == "" {
+		slices.Sort(others)
+		return others, nil
+	}
+	return n.gossip.digestOtherwise(others, n.cfg.StateDigest), nil
+}
+
+// otherServers returns the IDs of the Raft configuration's servers but
+// this node.
+func (n *Node) otherServers() ([]string, error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, n.translate("configuration", err)
@@ -512,14 +546,7 @@ func (n *Node) serversBelowLogLevel(level int) ([]string, error) {
 			others = append(others, string(s.ID))
 		}
 	}
-	if n.logLevel < level {
-		others = append(others, n.cfg.NodeID)
-	}
-	if n.gossip == nil {
-		slices.Sort(others)
-		return others, nil
-	}
-	return n.gossip.belowLogLevel(others, level), nil
+	return others, nil
 }
 
 // Leader returns the current leader's server ID and Raft address, or empty

@@ -315,7 +315,7 @@ var (
 	descInboxBytes    = prometheus.NewDesc("mimi_stream_inbox_bytes", "Bytes of the clients' unacknowledged inbox-only items (Welcomes, consent).", nil, nil)
 	descConns         = prometheus.NewDesc("mimi_http_connections", "Connections a listener (federation, client, ops) holds.", []string{"server"}, nil)
 	descConnsLimit    = prometheus.NewDesc("mimi_http_connections_limit", "Connections a listener (federation, client, ops) holds at most (-max-conns); more wait. Absent without a bound.", []string{"server"}, nil)
-	descStateMismatch = prometheus.NewDesc("mimi_state_config_mismatched_nodes", "Cluster nodes (gossip members not failed or gone) whose state machine configuration (the -retention, -log-bytes, -room-log-*, -inbox-*, -outbox-* and -max-subscriptions bounds, the domain, -require-consent) differs from this node's: each sets its own values through the log whenever it leads.", nil, nil)
+	descStateMismatch = prometheus.NewDesc("mimi_state_config_mismatched_nodes", "Cluster nodes (gossip members not failed or gone) whose state machine configuration (the -retention, -log-bytes, -room-log-*, -inbox-*, -outbox-* and -max-subscriptions bounds, the domain, -require-consent) differs from this node's: the replicated bounds change only once every node is configured alike.", nil, nil)
 	descNodeInfo      = prometheus.NewDesc("mimi_node_info", "Always 1; names this node's provider domain and Raft node id.", []string{"domain", "node_id"}, nil)
 )
 
