@@ -44,8 +44,8 @@ func TestMaintenancePrunesOnTheLeader(t *testing.T) {
 // TestOutboxNumberingWaitsForEveryServer: during a rolling upgrade, the
 // leader does not switch the outbox to state-wide ids while a server of
 // the configuration runs a release that would refuse the command (it
-// advertises no log level); once that server runs this release, it does,
-// on every node.
+// advertises no log level), and its maintenance prunes meanwhile; once
+// that server runs this release, it does, on every node.
 func TestOutboxNumberingWaitsForEveryServer(t *testing.T) {
 	c := newTestCluster(t)
 	cfgs := c.configs(3, nil)
@@ -72,6 +72,27 @@ func TestOutboxNumberingWaitsForEveryServer(t *testing.T) {
 			t.Fatalf("%s numbers the outbox state-wide while n3 runs the previous release", n.id)
 		}
 	}
+	// Meanwhile the leader's maintenance still prunes: the wait runs
+	// beside the prunes, not before them. (The bounds are set first, so
+	// that only a prune can move the clock.)
+	ctx, cancel = context.WithTimeout(t.Context(), testWait)
+	l.store.setBounds(ctx)
+	cancel()
+	var before uint64
+	_ = l.fsm.Read(func(st *fsm.State) error { before = st.LastAcceptedAt(); return nil })
+	ctx, cancel = context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.store.RunMaintenance(ctx, 10*time.Millisecond)
+	}()
+	c.waitFor("a prune while the switch waits for n3", func() bool {
+		var at uint64
+		_ = l.fsm.Read(func(st *fsm.State) error { at = st.LastAcceptedAt(); return nil })
+		return at > before && !wide(l)
+	})
+	cancel()
+	<-done
 	// n3 is upgraded (restarted as this release): the switch goes through.
 	old := c.nodes["n3"]
 	if err := old.node.Shutdown(ctxTimeout(t, testWait)); err != nil {
