@@ -49,6 +49,13 @@ type fakeAPI struct {
 	now         time.Time
 	hubKeys     *room.HubKeys
 	treeFetches int // Welcome trees served
+	// refuseCovering lists proposal references a commit may not cover:
+	// one that does is refused (invalidProposal) and changes nothing, as
+	// a hub with a rule the client cannot foresee would.
+	refuseCovering [][]byte
+	// refuseNext refuses that many commits whatever they cover.
+	refuseNext     int
+	refusedCommits int
 }
 
 type fakeClient struct {
@@ -608,7 +615,7 @@ func (f *fakeAPI) commit(w http.ResponseWriter, r *http.Request, c *fakeClient) 
 			writeErr(w, http.StatusBadRequest, "invalid", err.Error())
 			return
 		}
-		f.update(w, rm, &room.UpdateRoom{From: fakeDomain, Body: body})
+		f.commitUpdate(w, rm, body)
 		return
 	}
 	var in struct {
@@ -638,7 +645,23 @@ func (f *fakeAPI) commit(w http.ResponseWriter, r *http.Request, c *fakeClient) 
 	if in.RatchetTree != nil {
 		body.RatchetTree = proto.RatchetTreeOption{Representation: proto.TreeFull, Tree: in.RatchetTree}
 	}
-	f.update(w, rm, &room.UpdateRoom{From: fakeDomain, Body: body})
+	f.commitUpdate(w, rm, body)
+}
+
+// commitUpdate applies a commit, unless it covers a proposal in
+// refuseCovering.
+func (f *fakeAPI) commitUpdate(w http.ResponseWriter, rm *room.Room, body *proto.UpdateRoomRequest) {
+	refuse := f.refuseNext > 0
+	for _, p := range body.Message.Public.Content.Commit.Proposals {
+		refuse = refuse || p.Reference != nil && slices.ContainsFunc(f.refuseCovering, func(ref []byte) bool { return bytes.Equal(ref, p.Reference) })
+	}
+	if !refuse {
+		f.update(w, rm, &room.UpdateRoom{From: fakeDomain, Body: body})
+		return
+	}
+	f.refuseNext = max(f.refuseNext-1, 0)
+	f.refusedCommits++
+	writeJSON(w, http.StatusOK, map[string]any{"code": int(proto.UpdateInvalidProposal), "code_name": proto.UpdateInvalidProposal.String(), "description": "this hub refuses the commit"})
 }
 
 func (f *fakeAPI) proposals(w http.ResponseWriter, r *http.Request, c *fakeClient) {

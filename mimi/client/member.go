@@ -535,8 +535,34 @@ func (m *Member) roomExtensions(ctx context.Context, policy proto.BasePolicy) (m
 // queued and leaves out what would clash with opts' own proposals), with
 // external_pub in its GroupInfo, submits it, and merges it once the hub
 // accepts it or discards it when the hub refuses.
+//
+// When the hub refuses such a commit as invalid or not allowed and it
+// covered optional proposals (another member's Update, say), the commit is
+// made once more with only what the hub queued (room.QueuedReferences),
+// which an active member the queue does not remove can always commit: an
+// optional proposal the hub will not see committed with this one, for a
+// reason the member cannot foresee, does not block the member's own
+// change. The optional proposals stay pending for a later commit.
 func (m *Member) commit(ctx context.Context, r proto.URI, mr *memberRoom, op string, opts mls.CommitOptions) error {
-	opts.References = append(opts.References, room.CommitReferencesWith(mr.group, opts.Proposals, m.cfg.MaxVector)...)
+	given := slices.Clip(opts.References)
+	covered := room.CommitReferencesWith(mr.group, opts.Proposals, m.cfg.MaxVector)
+	opts.References = append(given, covered...)
+	err := m.commitOnce(ctx, r, mr, op, opts)
+	var refused *RefusedError
+	if !errors.As(err, &refused) || (refused.Code != proto.UpdateInvalidProposal && refused.Code != proto.UpdateNotAllowed) {
+		return err
+	}
+	queued := room.QueuedReferences(mr.group, m.cfg.MaxVector)
+	if len(queued) >= len(covered) {
+		return err // nothing optional was covered: the refusal is the commit's own
+	}
+	m.log.InfoContext(ctx, "commit refused while covering optional proposals; committing only the hub's queue", "room", string(r), "op", op, "code", refused.Code, "description", refused.Description)
+	opts.References = append(given, queued...)
+	return m.commitOnce(ctx, r, mr, op, opts)
+}
+
+// commitOnce makes one commit with opts and sends it.
+func (m *Member) commitOnce(ctx context.Context, r proto.URI, mr *memberRoom, op string, opts mls.CommitOptions) error {
 	opts.GroupInfo.ExternalPub = true
 	b, err := mr.group.Commit(opts)
 	if err != nil {

@@ -646,3 +646,60 @@ type lateWorld struct {
 	room              proto.URI
 	alice, bob, cathy *Member
 }
+
+// TestCommitFallsBackToTheQueue: a commit the hub refuses while it covers
+// an optional pending proposal (another member's Update, which this hub
+// will not see committed) is made again with only what the hub queued and
+// goes through; a refusal that no optional proposal can explain is not
+// retried.
+func TestCommitFallsBackToTheQueue(t *testing.T) {
+	f := newFakeAPI(t)
+	ctx := context.Background()
+	alice := newTestMember(t, f, "alice", "phone")
+	bob := newTestMember(t, f, "bob", "phone")
+	carol := newTestMember(t, f, "carol", "phone")
+	r, err := alice.CreateRoom(ctx, "r1", proto.DefaultPolicy())
+	must(t, err, "create")
+	must(t, alice.AddUsers(ctx, r, []proto.UserRoles{{User: bob.User(), Roles: []proto.Role{proto.RoleRegularUser}}}), "add bob")
+	syncOK(t, bob)
+
+	// Bob proposes an Update of his leaf by reference: optional.
+	bob.mu.Lock()
+	update, err := bob.rooms[r].group.ProposeUpdate()
+	bob.mu.Unlock()
+	must(t, err, "bob's update")
+	resp, err := bob.API().Propose(ctx, r, []*mls.Message{update})
+	if err != nil || resp.Code != proto.UpdateSuccess {
+		t.Fatalf("bob's proposal: %v %+v", err, resp)
+	}
+	syncOK(t, alice)
+	pending := alice.rooms[r].group.PendingProposals()
+	if len(pending) != 1 || len(room.QueuedReferences(alice.rooms[r].group, 0)) != 0 {
+		t.Fatalf("alice has %d pending proposals, want bob's optional one alone", len(pending))
+	}
+	f.mu.Lock()
+	f.refuseCovering = [][]byte{pending[0].Ref}
+	f.mu.Unlock()
+
+	// Alice adds Carol: covering Bob's Update is refused, the commit of
+	// her own proposals and the (empty) queue goes through.
+	must(t, alice.AddUsers(ctx, r, []proto.UserRoles{{User: carol.User(), Roles: []proto.Role{proto.RoleRegularUser}}}), "add carol")
+	if e, _ := alice.Epoch(r); e != 2 || f.refusedCommits != 1 {
+		t.Fatalf("alice at epoch %d after %d refused commits, want epoch 2 after 1", e, f.refusedCommits)
+	}
+	syncOK(t, carol)
+
+	// A refusal no optional proposal can explain (nothing optional is
+	// pending now) is answered as it is, without a second commit.
+	f.mu.Lock()
+	f.refuseCovering, f.refuseNext = nil, 1
+	f.mu.Unlock()
+	var refused *RefusedError
+	if err := alice.CommitPending(ctx, r); !errors.As(err, &refused) || refused.Code != proto.UpdateInvalidProposal {
+		t.Fatalf("a commit the hub refuses: %v", err)
+	}
+	if f.refusedCommits != 2 {
+		t.Fatalf("%d commits refused in all, want 2 (no second attempt)", f.refusedCommits)
+	}
+	must(t, alice.CommitPending(ctx, r), "the next commit")
+}
