@@ -19,11 +19,12 @@ const DefaultPruneInterval = 10 * time.Minute
 // RunMaintenance applies the FSM's housekeeping commands while this node
 // leads, until ctx ends: its configured state bounds when the replicated
 // ones differ and the cluster agrees (setBounds), the outbox's state-wide
-// numbering when the log has not switched to it yet (numberOutbox), and
+// numbering when the log has not switched to it yet (numberOutbox), this
+// release's rules when the log does not apply them yet (raiseLevel), and
 // every interval (DefaultPruneInterval if zero) a prune of expired
 // KeyPackages and routes, stamped like any command with the leader's
-// clock, so every replica drops the same entries. The first two wait for
-// the other nodes, maybe for long, so they run beside the prunes.
+// clock, so every replica drops the same entries. The first three wait
+// for the other nodes, maybe for long, so they run beside the prunes.
 func (s *Store) RunMaintenance(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultPruneInterval
@@ -33,6 +34,7 @@ func (s *Store) RunMaintenance(ctx context.Context, interval time.Duration) {
 		defer wg.Wait()
 		wg.Go(func() { s.setBounds(ctx) })
 		wg.Go(func() { s.numberOutbox(ctx) })
+		wg.Go(func() { s.raiseLevel(ctx) })
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -109,6 +111,25 @@ func (s *Store) numberOutbox(ctx context.Context) {
 	}
 	if s.applyUntil(ctx, "numbering the outbox state-wide", (*fsm.State).OutboxStateWide, ready, fsm.CmdOutboxIDs, nil) {
 		s.node.log.Info("maintenance: outbox items are numbered state-wide; empty queues are forgotten")
+	}
+}
+
+// raiseLevel makes the state apply the rules of this release's log level
+// (CmdLogLevel, fsm/levels.go) if it does not yet, retrying until it does
+// or this node stops leading. It waits until every server runs a release
+// that applies the command: one that does not would refuse it and go on
+// applying the log by the old rules, its state drifting from the others'.
+func (s *Store) raiseLevel(ctx context.Context) {
+	ready := func() error {
+		below, err := s.node.serversBelowLogLevel(fsm.LogLevel)
+		if err == nil && len(below) > 0 {
+			err = fmt.Errorf("waiting for %s to run a release of log level %d", strings.Join(below, ", "), fsm.LogLevel)
+		}
+		return err
+	}
+	raised := func(st *fsm.State) bool { return st.RulesLevel() >= fsm.LogLevel }
+	if s.applyUntil(ctx, "raising the log level", raised, ready, fsm.CmdLogLevel, &fsm.LogLevelBody{Level: fsm.LogLevel}) {
+		s.node.log.Info("maintenance: every node applies the rules of this release's log level", "level", fsm.LogLevel)
 	}
 }
 

@@ -24,16 +24,17 @@ func TestMaintenancePrunesOnTheLeader(t *testing.T) {
 	for {
 		var at uint64
 		var wide, bounds bool
+		var level int
 		_ = s.Read(ctx, false, func(st *fsm.State) error {
-			at, wide = st.LastAcceptedAt(), st.OutboxStateWide()
+			at, wide, level = st.LastAcceptedAt(), st.OutboxStateWide(), st.RulesLevel()
 			_, bounds = st.Bounds()
 			return nil
 		})
-		if at > 0 && wide && bounds {
+		if at > 0 && wide && bounds && level == fsm.LogLevel {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("clock %d, outbox numbered state-wide %v, bounds set %v", at, wide, bounds)
+			t.Fatalf("clock %d, outbox numbered state-wide %v, bounds set %v, log level %d", at, wide, bounds, level)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -42,10 +43,11 @@ func TestMaintenancePrunesOnTheLeader(t *testing.T) {
 }
 
 // TestOutboxNumberingWaitsForEveryServer: during a rolling upgrade, the
-// leader does not switch the outbox to state-wide ids while a server of
-// the configuration runs a release that would refuse the command (it
-// advertises no log level), and its maintenance prunes meanwhile; once
-// that server runs this release, it does, on every node.
+// leader neither switches the outbox to state-wide ids nor raises the
+// rules level while a server of the configuration runs a release that
+// would refuse the commands (it advertises no log level), and its
+// maintenance prunes meanwhile; once that server runs this release, it
+// does both, on every node.
 func TestOutboxNumberingWaitsForEveryServer(t *testing.T) {
 	c := newTestCluster(t)
 	cfgs := c.configs(3, nil)
@@ -63,13 +65,24 @@ func TestOutboxNumberingWaitsForEveryServer(t *testing.T) {
 		_ = n.fsm.Read(func(st *fsm.State) error { ok = st.OutboxStateWide(); return nil })
 		return ok
 	}
+	level := func(n *clusterNode) int {
+		var l int
+		_ = n.fsm.Read(func(st *fsm.State) error { l = st.RulesLevel(); return nil })
+		return l
+	}
 	// numberOutbox checks, finds n3 behind, and gives up when ctx ends.
 	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 	l.store.numberOutbox(ctx)
 	cancel()
+	ctx, cancel = context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	l.store.raiseLevel(ctx)
+	cancel()
 	for _, n := range c.nodes {
 		if wide(n) {
 			t.Fatalf("%s numbers the outbox state-wide while n3 runs the previous release", n.id)
+		}
+		if l := level(n); l != 0 {
+			t.Fatalf("%s applies the rules of log level %d while n3 runs the previous release", n.id, l)
 		}
 	}
 	// Meanwhile the leader's maintenance still prunes: the wait runs
@@ -110,9 +123,10 @@ func TestOutboxNumberingWaitsForEveryServer(t *testing.T) {
 	ctx, cancel = context.WithTimeout(t.Context(), testWait)
 	defer cancel()
 	l.store.numberOutbox(ctx)
-	c.waitFor("every node to number the outbox state-wide", func() bool {
+	l.store.raiseLevel(ctx)
+	c.waitFor("every node to number the outbox state-wide and apply this release's rules", func() bool {
 		for _, n := range c.nodes {
-			if !wide(n) {
+			if !wide(n) || level(n) != fsm.LogLevel {
 				return false
 			}
 		}

@@ -37,6 +37,9 @@ func (s *State) AdmitProposal(p *Proposal) *Result {
 	if t == CmdOutboxIDs && s.outWide {
 		return answerUnchanged(nil)
 	}
+	if b, ok := body.(*LogLevelBody); ok && t == CmdLogLevel {
+		return s.checkLevel(b)
+	}
 	switch b := body.(type) {
 	case *RoomBody:
 		return s.admitRoom(t, peer, b)
@@ -85,7 +88,7 @@ func localOnly(t CommandType) bool {
 	}
 	switch t {
 	case CmdRegister, CmdUploadKeyPackages, CmdCreateRoom, CmdRouteKeyPackages, CmdDelivered, CmdAck, CmdSubscribe, CmdPrune, CmdHubKey,
-		CmdSetBounds, CmdBatch, CmdDeliveredMany, CmdOutboxIDs:
+		CmdSetBounds, CmdBatch, CmdDeliveredMany, CmdOutboxIDs, CmdLogLevel:
 		return true
 	}
 	return false

@@ -190,6 +190,12 @@ func (s *State) dispatch(c *Command) *Result {
 		return s.setBounds(b)
 	case CmdOutboxIDs:
 		return s.numberOutboxStateWide()
+	case CmdLogLevel:
+		b, r := body[LogLevelBody](c, mv)
+		if r != nil {
+			return r
+		}
+		return s.raiseLevel(b)
 	}
 	return refused(Invalid, "unknown command type %d", c.Type)
 }
@@ -414,6 +420,7 @@ func (s *State) stream(id proto.URI, hub string) *roomStream {
 // (room.Frozen; checked by the fsm tests' apply helper).
 func (s *State) applyRoom(id proto.URI, rm *room.Room, req room.Request, at uint64) room.Outcome {
 	delete(s.frozen, id)
+	rm.SetRulesLevel(s.rules)
 	return rm.Apply(req, at)
 }
 

@@ -83,7 +83,11 @@ func newNodeWith(t testing.TB, cfg Config) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &node{t: t, cfg: cfg, f: f, now: t0}
+	n := &node{t: t, cfg: cfg, f: f, now: t0}
+	// The state applies this release's rules, as a cluster's leader makes
+	// it do first (cluster RunMaintenance); levels_test.go tests the rest.
+	n.ok(n.apply(CmdLogLevel, nil, "", &LogLevelBody{Level: LogLevel}), "raise the log level")
+	return n
 }
 
 func (n *node) bounds() (b Bounds, replicated bool) {

@@ -47,6 +47,7 @@ const (
 	CmdCancelInvite CommandType = 30 // a device cancels an open device invitation of its user
 	// 31 is CmdOutboxIDs, above.
 	CmdPasswordFailure CommandType = 32 // a wrong password was tried for a user (passwordguard.go)
+	CmdLogLevel        CommandType = 33 // apply the rules of a higher log level from here on (levels.go)
 
 	// Throughput (proposal.go): 40-49.
 	CmdBatch         CommandType = 40 // several commands in one entry, applied in order
@@ -60,8 +61,10 @@ const (
 // (LogLevelOutboxIDs): a node of an older release refuses a command it
 // does not know and would go on applying the log by the old rules, its
 // state drifting from the others'. Releases before levels advertise none
-// (0); level 1 brought CmdOutboxIDs (31) and CmdPasswordFailure (32).
-const LogLevel = 1
+// (0); level 1 brought CmdOutboxIDs (31) and CmdPasswordFailure (32);
+// level 2 brought CmdLogLevel (33) and the rules it turns on
+// (rulesHostileInputs, levels.go).
+const LogLevel = 2
 
 // LogLevelOutboxIDs is the level every server must advertise before a
 // leader proposes CmdOutboxIDs.
@@ -87,6 +90,8 @@ func (t CommandType) String() string {
 		return "deliveredMany"
 	case CmdOutboxIDs:
 		return "outboxIDs"
+	case CmdLogLevel:
+		return "logLevel"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }

@@ -30,12 +30,7 @@ type node struct {
 
 func newNode(t testing.TB, domain string) *node {
 	t.Helper()
-	cfg := Config{Domain: domain, Bounds: Bounds{InboxLimit: 50}}
-	f, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &node{t: t, cfg: cfg, f: f, now: t0}
+	return newNodeWith(t, Config{Domain: domain, Bounds: Bounds{InboxLimit: 50}})
 }
 
 // apply proposes a command as the leader would: stamped, logged, applied.

@@ -60,6 +60,8 @@ const (
 	// recPasswordFailures holds the users' password-failure schedules
 	// that lie in the future (passwordguard.go), when there are any.
 	recPasswordFailures byte = 18
+	// recLevel holds the state's rules level (levels.go), when above 0.
+	recLevel byte = 19
 )
 
 // sectionRank orders the sections: by tag, but the payloads, which the
@@ -92,6 +94,7 @@ type view struct {
 	domain          string
 	lastAt, nextSeq uint64
 	outWide         bool
+	rules           int
 	outNext         uint64
 	outDroppedGone  uint64
 	rooms           []roomView
@@ -149,7 +152,7 @@ type queueView struct {
 // encoded here when a command since the last capture may have changed
 // them.
 func (s *State) capture() (*view, error) {
-	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, outWide: s.outWide, outNext: s.outNext, outDroppedGone: s.outDroppedGone,
+	v := &view{domain: s.cfg.Domain, lastAt: s.lastAt, nextSeq: s.nextSeq, outWide: s.outWide, rules: s.rules, outNext: s.outNext, outDroppedGone: s.outDroppedGone,
 		reports: s.reports.items, dedup: s.dedup.q.items,
 		rooms: make([]roomView, 0, len(s.rooms)), users: make([]userView, 0, len(s.users)), clients: make([]clientView, 0, len(s.clients)),
 		streams: make([]streamView, 0, len(s.streams)), queues: make([]queueView, 0, len(s.outbox))}
@@ -346,6 +349,9 @@ func (v *view) persist(out io.Writer) error {
 	}
 	if len(v.failures) > 0 {
 		rw.record(recPasswordFailures, func(w *wire.Writer) { encodeSchedules(w, v.failures) })
+	}
+	if v.rules > 0 {
+		rw.record(recLevel, func(w *wire.Writer) { w.Uint8(uint8(v.rules)) })
 	}
 	rw.record(recEnd, func(*wire.Writer) {})
 	if rw.err != nil {
@@ -818,6 +824,13 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		s.useBounds(b)
 	case recPasswordFailures:
 		s.acct.decodeSchedules(r)
+	case recLevel:
+		var l uint8
+		r.Uint8(&l)
+		if r.OK() && (l == 0 || int(l) > LogLevel) {
+			return fmt.Errorf("the snapshot applies the rules of log level %d; this release knows 1 to %d", l, LogLevel)
+		}
+		s.rules = int(l)
 	default:
 		return fmt.Errorf("unknown record %d", tag)
 	}

@@ -133,6 +133,9 @@ type State struct {
 	// previous release did, so that replaying its entries gives its
 	// states.
 	outWide bool
+	// rules is the log level whose rules Apply follows (CmdLogLevel,
+	// levels.go): 0 until the first.
+	rules int
 	// outNext is the next outbox item id once outWide (0 until the first
 	// item): ids are unique state-wide and never reused, so a queue
 	// forgotten when it emptied and made again later cannot be trimmed by

@@ -239,24 +239,26 @@ func (p *Provider) Start(t testing.TB) {
 	p.hub = h
 }
 
-// waitBounds waits until h's state applies bounds set through the log
-// and numbers its outbox state-wide, the entries the leader proposes as
-// it starts leading (fsm.Bounds, fsm.CmdOutboxIDs), so that they do not
+// waitBounds waits until h's state applies bounds set through the log,
+// numbers its outbox state-wide and applies this release's rules, the
+// entries the leader proposes as it starts leading (fsm.Bounds,
+// fsm.CmdOutboxIDs, fsm.CmdLogLevel), so that they do not
 // land in the middle of a test's first steps.
 func waitBounds(ctx context.Context, h *hub.Hub) error {
 	for {
-		var set, wide bool
+		var set, wide, level bool
 		_ = h.Store().FSM().Read(func(s *fsm.State) error {
 			_, set = s.Bounds()
 			wide = s.OutboxStateWide()
+			level = s.RulesLevel() == fsm.LogLevel
 			return nil
 		})
-		if set && wide {
+		if set && wide && level {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("testutil: the state bounds set %v, the outbox numbered state-wide %v through the log: %w", set, wide, ctx.Err())
+			return fmt.Errorf("testutil: the state bounds set %v, the outbox numbered state-wide %v, this release's log level %v through the log: %w", set, wide, level, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

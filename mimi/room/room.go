@@ -78,6 +78,20 @@ func MLSConfig(maxVector int) mls.Config {
 	}
 }
 
+// RulesLevel is the newest level of rules the room engine applies, in
+// the numbering of the fsm's log levels: a rule brought by level n
+// applies while the room's level is n or above. New and restored rooms
+// apply it; a replicated embedding, whose replicas must apply an entry
+// already in the log by the rules it was logged under, sets the log's
+// level before each request (SetRulesLevel; fsm/levels.go).
+const RulesLevel = 2
+
+// SetRulesLevel makes the room apply the rules of level l and below.
+func (r *Room) SetRulesLevel(l int) { r.rules = l }
+
+// rulesAt reports whether the rules of level l apply.
+func (r *Room) rulesAt(l int) bool { return r.rules >= l }
+
 // Room is the hub's state of one room: its MLS group as a public-state
 // follower, its participant list, the proposals the next commit must cover,
 // and where Welcomes go. It is pure: no clock, randomness or I/O, so every
@@ -113,6 +127,11 @@ type Room struct {
 	// recent remembers the application messages accepted in the current
 	// epoch, to answer an exact replay (replay.go).
 	recent recentMessages
+
+	// rules is the level of rules the room applies requests with
+	// (RulesLevel unless its embedding says otherwise: SetRulesLevel);
+	// not encoded.
+	rules int
 
 	// Derived state, rebuilt on restore.
 	members   memberIndex
@@ -285,7 +304,7 @@ func Create(cfg Config, req CreateRequest, acceptedAt uint64) (*Room, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	r := &Room{cfg: cfg, id: req.Room, group: f}
+	r := &Room{cfg: cfg, id: req.Room, group: f, rules: RulesLevel}
 	if r.members, err = indexTree(f.Tree()); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -514,7 +533,7 @@ func Restore(cfg Config, state []byte) (*Room, error) {
 	if rd.OK() && (version < 1 || version > stateVersion) {
 		return nil, fmt.Errorf("restore room: state format %d, want %d (or 1 to 3)", version, stateVersion)
 	}
-	r := &Room{cfg: cfg}
+	r := &Room{cfg: cfg, rules: RulesLevel}
 	r.id.DecodeTLS(rd)
 	var group []byte
 	rd.Opaque(&group)
