@@ -335,48 +335,62 @@ func outgoingEntry(p parsed) proto.ConsentEntry {
 // exists. A nil error is the acknowledgement; it says nothing of what the
 // target will see.
 func (b *Book) ApplyRemote(fromDomain string, e proto.ConsentEntry) error {
+	_, err := b.ApplyRemoteNews(fromDomain, e)
+	return err
+}
+
+// ApplyRemoteNews is ApplyRemote that also reports whether the operation is
+// news for the local user: a request that was not pending (nor refused by
+// a revoke), or a grant for a scope the requester held none for. Only news
+// is worth a notice: a peer repeating a request or a grant (with other
+// KeyPackages) changes nothing the user has to decide or learn, so it must
+// not reach the user's inbox again.
+func (b *Book) ApplyRemoteNews(fromDomain string, e proto.ConsentEntry) (news bool, err error) {
 	p, err := b.parse(&e)
 	if err != nil {
-		return fmt.Errorf("consent: %s from %s: %w", e.Operation, fromDomain, err)
+		return false, fmt.Errorf("consent: %s from %s: %w", e.Operation, fromDomain, err)
 	}
 	wrap := func(err error) error {
 		return fmt.Errorf("consent: %s from %s (requester %s, target %s): %w", p.op, fromDomain, p.requester, p.target, err)
 	}
 	if fromDomain == b.domain {
-		return wrap(fmt.Errorf("%w: %s is this provider's own domain", ErrWrongPeer, fromDomain))
+		return false, wrap(fmt.Errorf("%w: %s is this provider's own domain", ErrWrongPeer, fromDomain))
 	}
 	switch p.op {
 	case proto.ConsentRequest, proto.ConsentCancel:
 		if p.reqDomain != fromDomain {
-			return wrap(fmt.Errorf("%w: only the requester's provider %s may send it", ErrWrongPeer, p.reqDomain))
+			return false, wrap(fmt.Errorf("%w: only the requester's provider %s may send it", ErrWrongPeer, p.reqDomain))
 		}
 		if p.tgtDomain != b.domain {
-			return wrap(fmt.Errorf("%w: target", ErrNotLocal))
+			return false, wrap(fmt.Errorf("%w: target", ErrNotLocal))
 		}
 		if p.op == proto.ConsentCancel {
 			b.pending.del(p.target, p.requester, p.scope)
-			return nil
+			return false, nil
 		}
+		_, was := b.pending.get(p.target, p.requester, p.scope)
 		if err := b.request(p); err != nil {
-			return wrap(err)
+			return false, wrap(err)
 		}
-		return nil
+		_, is := b.pending.get(p.target, p.requester, p.scope)
+		return is && !was, nil
 	default:
 		if p.tgtDomain != fromDomain {
-			return wrap(fmt.Errorf("%w: only the target's provider %s may send it", ErrWrongPeer, p.tgtDomain))
+			return false, wrap(fmt.Errorf("%w: only the target's provider %s may send it", ErrWrongPeer, p.tgtDomain))
 		}
 		if p.reqDomain != b.domain {
-			return wrap(fmt.Errorf("%w: requester", ErrNotLocal))
+			return false, wrap(fmt.Errorf("%w: requester", ErrNotLocal))
 		}
 		if p.op == proto.ConsentRevoke {
 			b.forgetGrant(p)
-			return nil
+			return false, nil
 		}
 		if err := b.checkReceive(p); err != nil {
-			return wrap(err)
+			return false, wrap(err)
 		}
+		_, was := b.received.get(p.requester, p.target, p.scope)
 		b.receive(p)
-		return nil
+		return !was, nil
 	}
 }
 
@@ -403,14 +417,59 @@ func (b *Book) request(p parsed) error {
 	if len(b.pending.pair(p.target, p.requester)) >= b.limits.MaxScopesPerPair {
 		return limitErr("too many pending requests between these users", b.limits.MaxScopesPerPair)
 	}
-	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
-		return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
-	}
 	if p.reqDomain != b.domain && b.peerRecords(p.reqDomain) >= b.limits.MaxRecordsPerPeer {
 		return limitErr("too many records for "+p.reqDomain, b.limits.MaxRecordsPerPeer)
 	}
+	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
+		// Full: one provider's users must not keep everyone else's from
+		// asking. The domain holding the most of the target's requests
+		// gives up one if it holds more than the requester's domain.
+		top, n, mine := b.topRequesterDomain(p.target, p.reqDomain)
+		if n <= mine {
+			return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
+		}
+		b.dropOnePending(p.target, top)
+	}
 	b.pending.put(p.target, p.requester, p.scope, struct{}{})
 	return nil
+}
+
+// topRequesterDomain returns the domain whose users hold the most pending
+// requests to target (the greatest name among equals), how many they hold,
+// and how many domain's users hold. The maps are only summed, so their
+// order cannot show.
+func (b *Book) topRequesterDomain(target proto.URI, domain string) (top string, n, mine int) {
+	per := make(map[string]int)
+	for requester, scopes := range b.pending.rows[target] {
+		d, _ := requester.Domain()
+		per[d] += len(scopes)
+	}
+	for d, c := range per {
+		if c > n || c == n && d > top {
+			top, n = d, c
+		}
+	}
+	return top, n, per[domain]
+}
+
+// dropOnePending drops the first (by requester, then scope) of the
+// requests to target made by users of domain.
+func (b *Book) dropOnePending(target proto.URI, domain string) {
+	var requester, scope proto.URI
+	found := false
+	for r, scopes := range b.pending.rows[target] {
+		if d, _ := r.Domain(); d != domain {
+			continue
+		}
+		for sc := range scopes {
+			if !found || compareKeys(target, r, sc, target, requester, scope) < 0 {
+				requester, scope, found = r, sc, true
+			}
+		}
+	}
+	if found {
+		b.pending.del(target, requester, scope)
+	}
 }
 
 // covering returns the decision that counts for scope (ConsentGrant or
