@@ -636,10 +636,13 @@ func (s *State) consentOp(c *Command, e *proto.ConsentEntry) *Result {
 	if s.keys.UserStatus(local) != keymaterial.UserActive {
 		return refused(NotFound, "no user %s here", local)
 	}
-	if err := s.consent.ApplyRemote(c.Peer, *e); err != nil {
+	news, err := s.consent.ApplyRemoteNews(c.Peer, *e)
+	if err != nil {
 		return refused(kindOfConsent(err), "%v", err)
 	}
-	s.notifyConsent(e, c.AcceptedAt)
+	if news {
+		s.notifyConsent(e, c.AcceptedAt)
+	}
 	return success(nil)
 }
 

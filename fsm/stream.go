@@ -78,17 +78,55 @@ type inbox struct {
 	lostThrough uint64
 }
 
-// push appends an item, dropping the oldest beyond the caps (never the
-// newest).
+// push appends an item, dropping beyond the caps (never the newest) the
+// oldest consent notices first, then the oldest items. A peer can send
+// its users' consent requests and grants at will, and the consent book
+// keeps what they announce (ConsentPending, ConsentReceived), while a
+// Welcome pushed out is a room the client never joins: notices must not
+// displace Welcomes.
 func (b *inbox) push(it Item, maxItems int, maxBytes int64) {
 	b.q.push(it)
 	b.bytes += it.size()
+	over := func(n int) bool { return n > 1 && (n > maxItems || b.bytes > maxBytes) }
+	if !over(len(b.q.items)) {
+		return
+	}
+	b.dropNotices(over)
 	n := 0
-	for items := b.q.items; len(items)-n > 1 && (len(items)-n > maxItems || b.bytes > maxBytes); n++ {
+	for items := b.q.items; over(len(items) - n); n++ {
 		b.lostThrough = max(b.lostThrough, items[n].Seq)
 		b.bytes -= items[n].size()
 	}
 	b.q.drop(n)
+}
+
+// dropNotices drops the oldest consent notices (never the newest item)
+// while over says the inbox holding n items is over its caps. The items
+// are copied, never edited in place (a snapshot may hold them).
+func (b *inbox) dropNotices(over func(n int) bool) {
+	items := b.q.items
+	front := 0 // notices at the front go without a copy
+	for ; front < len(items)-1 && items[front].Kind == ItemConsent && over(len(items)-front); front++ {
+		b.lostThrough = max(b.lostThrough, items[front].Seq)
+		b.bytes -= items[front].size()
+	}
+	b.q.drop(front)
+	items = b.q.items
+	if !over(len(items)) || !slices.ContainsFunc(items[:len(items)-1], func(it Item) bool { return it.Kind == ItemConsent }) {
+		return
+	}
+	keep := make([]Item, 0, len(items))
+	n := len(items)
+	for i, it := range items {
+		if i < len(items)-1 && it.Kind == ItemConsent && over(n) {
+			b.lostThrough = max(b.lostThrough, it.Seq)
+			b.bytes -= it.size()
+			n--
+			continue
+		}
+		keep = append(keep, it)
+	}
+	b.q.items, b.q.dropped = keep, 0
 }
 
 // ack drops items up to seq.
