@@ -439,7 +439,7 @@ func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage
 	}
 	if fm.Message.WireFormat == mls.WireWelcome {
 		for _, sec := range fm.Message.Welcome.Secrets {
-			client, ok := s.keys.RouteWelcome(sec.NewMember)
+			client, ok := s.keys.RouteWelcome(sec.NewMember, st.id)
 			if !ok {
 				continue
 			}
@@ -489,16 +489,16 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 	return success(nil)
 }
 
-// welcomesLocal reports whether a fanout batch holds a Welcome that
-// deliverLocal would hand to a local client.
-func (s *State) welcomesLocal(batch proto.FanoutBatch) bool {
+// welcomesLocal reports whether a fanout batch for room holds a Welcome
+// that deliverLocal would hand to a local client.
+func (s *State) welcomesLocal(room proto.URI, batch proto.FanoutBatch) bool {
 	for i := range batch {
 		m := batch[i].Message
 		if m == nil || m.WireFormat != mls.WireWelcome {
 			continue
 		}
 		for _, sec := range m.Welcome.Secrets {
-			if c, ok := s.keys.RouteWelcome(sec.NewMember); ok {
+			if c, ok := s.keys.RouteWelcome(sec.NewMember, room); ok {
 				if _, ok := s.clients[c]; ok {
 					return true
 				}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -78,4 +79,50 @@ func TestHostilePeerConsentFlood(t *testing.T) {
 			replay(t, n)
 		})
 	}
+}
+
+// TestHostilePeerWelcomeForAnotherRoom: a.example's hub claimed Bob's
+// KeyPackage for its room club. x.example, whose users are members of
+// club too, sees the KeyPackage in the commit that adds Bob and, before
+// a.example's Welcome reaches us, fans out a Welcome of its own naming
+// that KeyPackage for its room trap. A KeyPackage claimed for a room is
+// for that room's Welcome only: x's Welcome reaches nobody, Bob follows
+// no room of x's, and the Welcome of club still reaches him.
+func TestHostilePeerWelcomeForAnotherRoom(t *testing.T) {
+	n := newNode(t, "b.example")
+	bob := newMember(t, proto.ClientURI("b.example", "bob", "laptop"))
+	n.register(bob.uri, "t")
+	bobUser, _ := bob.uri.UserOf()
+	club, trap := proto.RoomURI("a.example", "club"), proto.RoomURI("x.example", "trap")
+	kp := bob.keyPackage(t, n.now)
+	n.ok(n.apply(CmdUploadKeyPackages, nil, "", &UploadBody{Client: bob.uri, KeyPackages: []*mls.Message{mls.NewKeyPackageMessage(kp.KeyPackage)}}), "upload")
+	n.ok(n.apply(CmdClaimKeyMaterial, nil, "a.example", &ClaimBody{Request: proto.KeyMaterialRequest{Protocol: proto.MLS10,
+		RequestingUser: proto.UserURI("a.example", "alice"), TargetUsers: []proto.URI{bobUser}, Room: club}}), "claim")
+	ref, _ := kp.KeyPackage.Ref()
+	welcome := func(tag byte) proto.FanoutBatch {
+		wl := &mls.Welcome{CipherSuite: kp.KeyPackage.CipherSuite,
+			Secrets:            []mls.EncryptedGroupSecrets{{NewMember: ref, EncryptedGroupSecrets: mls.HPKECiphertext{KEMOutput: []byte{tag}, Ciphertext: []byte{tag}}}},
+			EncryptedGroupInfo: []byte{tag}}
+		return proto.FanoutBatch{{Message: mls.NewWelcomeMessage(wl), Timestamp: 1}}
+	}
+	before := n.state()
+	r := n.apply(CmdFanout, nil, "x.example", &FanoutBody{Room: trap, FirstSeq: 1, Batch: welcome(1)})
+	if r.Kind != OK || !bytes.Equal(before, n.state()) {
+		t.Fatalf("x.example's Welcome for %s with a KeyPackage claimed for %s: %s, state changed %v", trap, club, r.Kind, !bytes.Equal(before, n.state()))
+	}
+	n.ok(n.apply(CmdFanout, nil, "a.example", &FanoutBody{Room: club, FirstSeq: 1, Batch: welcome(2)}), "a.example's Welcome")
+	items := n.stream(bob.uri, 0)
+	if len(items) != 1 || items[0].Kind != ItemWelcome || items[0].Room != club {
+		t.Fatalf("Bob's stream: %+v", items)
+	}
+	if subs := n.subscribers(trap); len(subs) != 0 {
+		t.Fatalf("Bob follows x.example's %s: %v", trap, subs)
+	}
+	replay(t, n)
+}
+
+func (n *node) subscribers(room proto.URI) []proto.URI {
+	var subs []proto.URI
+	_ = n.f.Read(func(s *State) error { subs = s.Subscribers(room); return nil })
+	return subs
 }

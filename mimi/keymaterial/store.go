@@ -129,6 +129,13 @@ type entry struct {
 type route struct {
 	client   proto.URI
 	notAfter uint64
+	// room is the room the KeyPackage was claimed for: only that room's
+	// Welcome may name it, so a peer that saw the KeyPackage in another
+	// room's commit cannot use it to welcome the client into a room of its
+	// own (and take the route the real Welcome needs). Empty for a claim
+	// that named no room and for last-resort KeyPackages, which every
+	// claim may get: any room.
+	room proto.URI
 }
 
 // NewStore returns an empty store for the provider of domain, which must be
@@ -500,10 +507,14 @@ func (s *Store) Prune(now uint64) PruneStats {
 }
 
 // RouteWelcome returns the client a KeyPackage this store handed out
-// belongs to, so a Welcome naming its KeyPackageRef can be delivered.
-func (s *Store) RouteWelcome(ref []byte) (client proto.URI, ok bool) {
+// belongs to, so that a Welcome into room naming its KeyPackageRef can be
+// delivered; ok is false when the KeyPackage was claimed for another room.
+func (s *Store) RouteWelcome(ref []byte, room proto.URI) (client proto.URI, ok bool) {
 	r, ok := s.routes[string(ref)]
-	return r.client, ok
+	if !ok || r.room != "" && r.room != room {
+		return "", false
+	}
+	return r.client, true
 }
 
 // ForgetRoute drops the route of ref, once its Welcome is delivered; the
