@@ -387,7 +387,7 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 		var data []byte
 		for _, rc := range e.To {
 			if rc.Domain == s.cfg.Domain {
-				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, e.Raw, rc.Exclude, at)
+				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, e.Raw, s.localExclude(rc.Exclude), at)
 				continue
 			}
 			if data == nil {
@@ -426,12 +426,29 @@ func fanoutEncoding(e *room.Effect) []byte {
 	return binary.BigEndian.AppendUint64(append(make([]byte, 0, len(e.Raw)+8), e.Raw...), e.Fanout.Timestamp)
 }
 
+// localExclude returns, sorted and once each, the clients of exclude (a
+// hub's Mimi-Exclude) that are this provider's: only they can be withheld
+// anything. A peer may send a header's worth of URIs; what each message
+// keeps, and what checking it costs, is bounded by the local clients, and
+// it is computed once per batch, not per message.
+func (s *State) localExclude(exclude []proto.URI) []proto.URI {
+	var out []proto.URI
+	for _, c := range exclude {
+		if _, ok := s.clients[c]; ok {
+			out = append(out, c)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // deliverLocal delivers one fanout message of a room to local clients at
 // time now: a Welcome into the inboxes of the clients whose KeyPackages it
 // names (who then follow the room), anything else once into the room's
-// log for the clients following it but the excluded. raw, when not nil,
-// is the message's encoding; it is copied (it may alias a whole log
-// entry, which the room's log must not keep alive).
+// log for the clients following it but the excluded (localExclude's
+// list, shared by the entries of a batch and never modified). raw, when
+// not nil, is the message's encoding; it is copied (it may alias a whole
+// log entry, which the room's log must not keep alive).
 func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, raw []byte, exclude []proto.URI, now uint64) {
 	data := bytes.Clone(raw)
 	if data == nil {
@@ -453,9 +470,7 @@ func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage
 			}
 		}
 	} else if st.deliverable(exclude) {
-		ex := slices.Clone(exclude)
-		slices.Sort(ex)
-		s.appendLog(st, logEntry{seq: s.takeSeq(), hubSeq: seq, at: fm.Timestamp, stored: now, data: data, exclude: slices.Compact(ex)})
+		s.appendLog(st, logEntry{seq: s.takeSeq(), hubSeq: seq, at: fm.Timestamp, stored: now, data: data, exclude: exclude})
 	}
 	st.lastSeq = max(st.lastSeq, seq)
 }
@@ -478,12 +493,13 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
 		st.gaps++
 	}
+	exclude := s.localExclude(b.Exclude)
 	for i := range b.Batch {
 		seq := b.FirstSeq + uint64(i)
 		if seq <= st.lastSeq {
 			continue // a redelivery
 		}
-		s.deliverLocal(st, seq, &b.Batch[i], nil, b.Exclude, c.AcceptedAt)
+		s.deliverLocal(st, seq, &b.Batch[i], nil, exclude, c.AcceptedAt)
 	}
 	s.dropIdleStream(st)
 	return success(nil)

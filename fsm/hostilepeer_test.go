@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
@@ -125,4 +126,94 @@ func (n *node) subscribers(room proto.URI) []proto.URI {
 	var subs []proto.URI
 	_ = n.f.Read(func(s *State) error { subs = s.Subscribers(room); return nil })
 	return subs
+}
+
+// hostileExclude is a Mimi-Exclude as long as a 64 KiB header allows:
+// client URIs of other providers, of nobody, and repeats.
+func hostileExclude() []proto.URI {
+	var ex []proto.URI
+	for i := 0; len(ex) < 2500; i++ {
+		ex = append(ex, proto.ClientURI("x.example", fmt.Sprint("u", i), "d"), proto.ClientURI("b.example", fmt.Sprint("nobody", i%50), "d"))
+	}
+	return ex
+}
+
+// followedRoom returns a follower provider (b.example) whose client Bob
+// follows x.example's room trap, and a batch of n of x's messages.
+func followedRoom(t testing.TB, n int) (*node, proto.URI, proto.URI, proto.FanoutBatch) {
+	prov := newNode(t, "b.example")
+	bob := proto.ClientURI("b.example", "bob", "laptop")
+	prov.register(bob, "t")
+	trap := proto.RoomURI("x.example", "trap")
+	prov.ok(prov.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: bob, Room: trap, Subscribe: true}), "subscribe")
+	x := newMember(t, proto.ClientURI("x.example", "mallory", "d"))
+	suite, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
+	g, err := mls.CreateGroup(suite, x.signer, mls.CreateOptions{GroupOptions: options(&prov.now), GroupID: []byte(trap),
+		Credential: mls.BasicCredential([]byte(x.uri)), Capabilities: caps, Lifetime: mls.Lifetime{NotBefore: prov.now/1000 - 60, NotAfter: prov.now/1000 + 86400}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := g.Encrypt([]byte("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := make(proto.FanoutBatch, n)
+	for i := range batch {
+		batch[i] = proto.FanoutMessage{Message: msg, Timestamp: uint64(i)}
+	}
+	return prov, bob, trap, batch
+}
+
+// TestHostilePeerExcludeList: x.example fans out to Bob's provider with a
+// Mimi-Exclude as long as a header may be. It names clients of other
+// providers, clients that do not exist and repeats: only this provider's
+// clients that follow the room can be withheld anything, so only they
+// are kept with each message (the list is checked once per batch, not
+// once per message), and what is stored stays bounded by the room's
+// followers, not by what the peer sends.
+func TestHostilePeerExcludeList(t *testing.T) {
+	prov, bob, trap, batch := followedRoom(t, 20)
+	carol := proto.ClientURI("b.example", "carol", "phone")
+	prov.register(carol, "t")
+	prov.ok(prov.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: carol, Room: trap, Subscribe: true}), "subscribe")
+	ex := append(hostileExclude(), carol, carol)
+	prov.ok(prov.apply(CmdFanout, nil, "x.example", &FanoutBody{Room: trap, FirstSeq: 1, Batch: batch, Exclude: ex}), "fanout")
+	_ = prov.f.Read(func(s *State) error {
+		st := s.streams[trap]
+		if len(st.log.q.items) != len(batch) {
+			t.Fatalf("%d log entries, want %d", len(st.log.q.items), len(batch))
+		}
+		for _, e := range st.log.q.items {
+			if !slices.Equal(e.exclude, []proto.URI{carol}) {
+				t.Fatalf("a log entry keeps %d excluded clients, want only %s", len(e.exclude), carol)
+			}
+		}
+		return nil
+	})
+	if got := len(prov.stream(bob, 0)); got != len(batch) {
+		t.Fatalf("Bob got %d messages, want %d", got, len(batch))
+	}
+	if got := len(prov.stream(carol, 0)); got != 0 {
+		t.Fatalf("excluded Carol got %d messages", got)
+	}
+	replay(t, prov)
+}
+
+// BenchmarkHostileExclude applies one fanout batch of 1,000 messages with
+// a 64 KiB Mimi-Exclude, beside the same batch without one.
+func BenchmarkHostileExclude(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		ex   []proto.URI
+	}{{"none", nil}, {"hostile", hostileExclude()}} {
+		b.Run(c.name, func(b *testing.B) {
+			prov, _, trap, batch := followedRoom(b, 1000)
+			prov.fast = true
+			seq := uint64(1)
+			for b.Loop() {
+				prov.ok(prov.apply(CmdFanout, nil, "x.example", &FanoutBody{Room: trap, FirstSeq: seq, Batch: batch, Exclude: c.ex}), "fanout")
+				seq += uint64(len(batch))
+			}
+		})
+	}
 }

@@ -305,11 +305,11 @@ func (s *State) sweepLogs(now uint64) {
 	}
 }
 
-// deliverable reports whether a message of st excluding exclude has a
-// reader here now.
+// deliverable reports whether a message of st excluding exclude (sorted,
+// localExclude) has a reader here now.
 func (st *roomStream) deliverable(exclude []proto.URI) bool {
 	for _, w := range st.subs {
-		if w.until == 0 && !slices.Contains(exclude, w.client) {
+		if _, excluded := slices.BinarySearch(exclude, w.client); w.until == 0 && !excluded {
 			return true
 		}
 	}
