@@ -349,8 +349,12 @@ func RequiredCapabilitiesOf(ext mls.Extensions) mls.RequiredCapabilities {
 	return requiredCapabilities(ext)
 }
 
-// checkCapabilities refuses a new leaf that lacks what the room requires.
+// checkCapabilities refuses a new leaf that lacks what the room requires,
+// or is larger than maxLeafNodeBytes.
 func (r *Room) checkCapabilities(leaf *mls.LeafNode, ext mls.Extensions) error {
+	if n := len(wire.MustMarshal(leaf)); n > maxLeafNodeBytes {
+		return invalid("the leaf node of %s is %d bytes; a room takes at most %d", leaf.Credential.Identity, n, maxLeafNodeBytes)
+	}
 	rc := requiredCapabilities(ext)
 	if err := rc.SatisfiedBy(&leaf.Capabilities); err != nil {
 		return invalid("%s cannot be in this room: %v", leaf.Credential.Identity, err)
