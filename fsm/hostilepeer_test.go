@@ -217,3 +217,68 @@ func BenchmarkHostileExclude(b *testing.B) {
 		})
 	}
 }
+
+// TestHostileHubLogShare: x.example hosts rooms that Bob follows (public
+// rooms he joined, or rooms he was welcomed into) and floods them, far past
+// the provider-wide cap on room logs. The cap trims the hub whose rooms
+// hold the most first, so the messages a.example and c.example sent Bob
+// while he is offline stay, however much x sends; only a hub holding the
+// most loses its oldest, and the cap holds.
+func TestHostileHubLogShare(t *testing.T) {
+	const total = 64 << 10
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 11))
+			cfg := Config{Domain: "b.example", Bounds: Bounds{InboxLimit: 50, Retention: Retention{MaxAge: 1 << 40, RoomEntries: 1 << 20, RoomBytes: total, TotalBytes: total}}}
+			f, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := &node{t: t, cfg: cfg, f: f, now: t0}
+			bob := proto.ClientURI("b.example", "bob", "laptop")
+			n.register(bob, "t")
+			rooms := map[string][]proto.URI{}
+			for _, hub := range []string{"a.example", "c.example", "x.example"} {
+				for i := range 4 {
+					r := proto.RoomURI(hub, fmt.Sprint("r", i))
+					rooms[hub] = append(rooms[hub], r)
+					n.ok(n.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: bob, Room: r, Subscribe: true}), "subscribe")
+				}
+			}
+			_, _, _, batch := followedRoom(t, 1)
+			seqs := map[proto.URI]uint64{}
+			sent := map[string]int{} // messages each honest hub sent
+			for step := range 600 {
+				hub := "x.example"
+				if rng.IntN(30) == 0 { // honest hubs send far less than a third of the cap
+					hub = []string{"a.example", "c.example"}[rng.IntN(2)]
+				}
+				r := rooms[hub][rng.IntN(4)]
+				k := 1 + rng.IntN(8)
+				b := make(proto.FanoutBatch, k)
+				for i := range b {
+					b[i] = batch[0]
+				}
+				n.ok(n.apply(CmdFanout, nil, hub, &FanoutBody{Room: r, FirstSeq: seqs[r] + 1, Batch: b}), "fanout")
+				seqs[r] += uint64(k)
+				if hub != "x.example" {
+					sent[hub] += k
+				}
+				got := map[string]int{}
+				for _, it := range n.stream(bob, 0) {
+					d, _ := it.Room.Domain()
+					got[d]++
+				}
+				for _, h := range []string{"a.example", "c.example"} {
+					if got[h] != sent[h] {
+						t.Fatalf("step %d: Bob holds %d of the %d messages %s sent (x.example holds %d)", step, got[h], sent[h], h, got["x.example"])
+					}
+				}
+				if err := n.f.Read(checkLogBounds); err != nil {
+					t.Fatalf("step %d: %v", step, err)
+				}
+			}
+			replay(t, n)
+		})
+	}
+}
