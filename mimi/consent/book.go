@@ -72,6 +72,12 @@ func DefaultLimits() Limits {
 	}
 }
 
+// maxGrantBytesPerPeer bounds the KeyPackages (their encodings) the book
+// keeps from the grants of one remote provider's users: a grant may carry
+// up to MaxKeyPackagesPerGrant of them in a 1 MiB request, and without a
+// byte bound MaxRecordsPerPeer unsolicited grants would keep 100 GB.
+const maxGrantBytesPerPeer = 16 << 20
+
 // maxLimit is the largest value a limit may take.
 const maxLimit = 1 << 24
 
@@ -123,8 +129,22 @@ func newBook(domain string, requireConsent bool, l Limits) *Book {
 		limits:         l,
 		pending:        newTable[struct{}](domain),
 		decisions:      newTable[proto.ConsentOperation](domain),
-		received:       newTable[[]*mls.Message](domain),
+		received:       newReceived(domain),
 	}
+}
+
+// newReceived returns the table of received grants, weighing each by its
+// KeyPackages' encodings (maxGrantBytesPerPeer).
+func newReceived(domain string) table[[]*mls.Message] {
+	t := newTable[[]*mls.Message](domain)
+	t.size = func(kps []*mls.Message) int64 {
+		var n int64
+		for _, m := range kps {
+			n += int64(len(wire.MustMarshal(m)))
+		}
+		return n
+	}
+	return t
 }
 
 // validDomain reports whether d is a domain MIMI identifiers accept.
@@ -533,6 +553,18 @@ func (b *Book) checkReceive(p parsed) error {
 		delta = 0
 	} else if len(g) >= b.limits.MaxScopesPerPair {
 		return limitErr("too many room grants from this target", b.limits.MaxScopesPerPair)
+	}
+	if p.tgtDomain != b.domain {
+		// The pair's grants this one replaces give their bytes back.
+		replaced := int64(0)
+		for sc, kps := range g {
+			if p.scope == anyRoom || sc == p.scope {
+				replaced += b.received.size(kps)
+			}
+		}
+		if n := b.received.bytes[p.tgtDomain] - replaced + b.received.size(p.keyPackages); n > maxGrantBytesPerPeer {
+			return limitErr(fmt.Sprintf("the grants of %s would keep %d bytes of KeyPackages", p.tgtDomain, n), maxGrantBytesPerPeer)
+		}
 	}
 	if delta <= 0 {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
 )
 
@@ -90,4 +91,59 @@ func TestApplyRemoteNews(t *testing.T) {
 	if news, err := b.ApplyRemoteNews(domC, entry(request, dave, alice, nil)); err != nil || news {
 		t.Fatalf("a request after a revoke: news %v, %v", news, err)
 	}
+}
+
+// bigKeyPackage is a KeyPackage of client carrying an extension of size
+// bytes.
+func bigKeyPackage(t testing.TB, client proto.URI, size int) *mls.Message {
+	t.Helper()
+	s, err := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := s.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := mls.NewKeyPackage(s, key, mls.KeyPackageOptions{
+		Credential: mls.BasicCredential([]byte(client)),
+		Lifetime:   mls.Lifetime{NotBefore: 1_700_000_000 - 3600, NotAfter: 1_700_000_000 + 86400},
+		Extensions: mls.Extensions{{Type: 0xF0AA, Data: make([]byte, size)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mls.NewKeyPackageMessage(b.KeyPackage)
+}
+
+// TestGrantBytesPerPeer: a hostile peer sends our user Alice unsolicited
+// grants from ever new users of its own, each with KeyPackages as large
+// as a request may carry. The KeyPackages the book keeps from one
+// provider are at most maxGrantBytesPerPeer (ErrLimit beyond, the book
+// unchanged), where 100,000 records of a megabyte each used to be kept;
+// another provider's grants are not affected, and a peer's bytes come
+// back when its grants go.
+func TestGrantBytesPerPeer(t *testing.T) {
+	b := testBook(t, true)
+	const size = 256 << 10
+	kp := func(d, user string) *mls.Message {
+		return bigKeyPackage(t, proto.ClientURI(d, user, "d"), size)
+	}
+	accepted := 0
+	var refused error
+	for i := range 2*maxGrantBytesPerPeer/size + 1 {
+		err := b.ApplyRemote("x.example", entry(grant, alice, proto.UserURI("x.example", fmt.Sprint("m", i)), nil, kp("x.example", fmt.Sprint("m", i))))
+		if err != nil {
+			refused = err
+			break
+		}
+		accepted++
+	}
+	if !errors.Is(refused, ErrLimit) || accepted*size > maxGrantBytesPerPeer {
+		t.Fatalf("%d grants of %d bytes accepted from one peer (at most %d bytes), then %v", accepted, size, maxGrantBytesPerPeer, refused)
+	}
+	must(t, b.ApplyRemote(domC, entry(grant, alice, dave, nil, kp(domC, "dave"))))
+	// Revoking frees the peer's share.
+	must(t, b.ApplyRemote("x.example", entry(revoke, alice, proto.UserURI("x.example", "m0"), nil)))
+	must(t, b.ApplyRemote("x.example", entry(grant, alice, proto.UserURI("x.example", "again"), nil, kp("x.example", "again"))))
 }
