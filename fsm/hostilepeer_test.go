@@ -9,6 +9,7 @@ import (
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // welcomeBob has hub claim one of bob's KeyPackages for room and fan out a
@@ -281,4 +282,22 @@ func TestHostileHubLogShare(t *testing.T) {
 			replay(t, n)
 		})
 	}
+}
+
+// TestRestoredAbuseReport: an abuse report restored from a snapshot is
+// the report that was kept. Its byte fields used to alias the decoder's
+// buffer, which the next record overwrote, so a node that installed a
+// snapshot held other reports than the others.
+func TestRestoredAbuseReport(t *testing.T) {
+	n := newNode(t, "a.example")
+	alice := newMember(t, proto.ClientURI("a.example", "alice", "phone"))
+	n.register(alice.uri, "t")
+	id := proto.RoomURI("a.example", "club")
+	n.createRoom(alice, id)
+	aliceUser, _ := alice.uri.UserOf()
+	for _, abuser := range []proto.URI{aliceUser, proto.UserURI("a.example", "someone-with-a-longer-name")} {
+		rep := &proto.AbuseReport{ReportingUser: aliceUser, AllegedAbuser: abuser, GroupID: []byte(id), Reason: proto.AbuseSpam, Note: "note"}
+		n.ok(n.apply(CmdReportAbuse, nil, "", &RoomBody{Room: id, Request: wire.MustMarshal(rep)}), "report")
+	}
+	replay(t, n)
 }
