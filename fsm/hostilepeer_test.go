@@ -284,6 +284,56 @@ func TestHostileHubLogShare(t *testing.T) {
 	}
 }
 
+// TestHostilePeerReportFlood: x.example, whose user Mallory is a
+// participant of a room hosted here, files abuse reports at its budget,
+// each as large as a request may be. The reports kept stay within their
+// bounds (ReportLimit, maxReportBytes), and the provider whose reports
+// weigh the most loses its oldest: the reports of Carol (c.example) and
+// of Alice (local) stay, where x.example used to push out everyone's.
+func TestHostilePeerReportFlood(t *testing.T) {
+	cfg := Config{Domain: "a.example", ReportLimit: 20}
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, cfg: cfg, f: f, now: t0, fast: true}
+	alice := newMember(t, proto.ClientURI("a.example", "alice", "phone"))
+	n.register(alice.uri, "t")
+	id := proto.RoomURI("a.example", "club")
+	n.createRoom(alice, id)
+	mallory, carol := proto.UserURI("x.example", "mallory"), proto.UserURI("c.example", "carol")
+	patch := &proto.ParticipantListPatch{AddUsers: []proto.UserRoles{{User: mallory, Roles: []proto.Role{proto.RoleRegularUser}}, {User: carol, Roles: []proto.Role{proto.RoleRegularUser}}}}
+	if _, resp := n.commit(alice, id, "", mls.CommitOptions{Proposals: []*mls.Proposal{patch.Proposal()}}); resp.Code != proto.UpdateSuccess {
+		t.Fatalf("patch: %s %s", resp.Code, resp.Description)
+	}
+	aliceUser, _ := alice.uri.UserOf()
+	report := func(peer string, by proto.URI, note int) {
+		t.Helper()
+		rep := &proto.AbuseReport{ReportingUser: by, AllegedAbuser: aliceUser, GroupID: []byte(id), Reason: proto.AbuseSpam, Note: string(make([]byte, note))}
+		n.ok(n.apply(CmdReportAbuse, nil, peer, &RoomBody{Room: id, Request: wire.MustMarshal(rep)}), "report by "+string(by))
+	}
+	report("c.example", carol, 10)
+	report("", aliceUser, 10)
+	for range 100 {
+		report("x.example", mallory, 900<<10)
+	}
+	report("c.example", carol, 10)
+	_ = n.f.Read(func(s *State) error {
+		by := map[string]int{}
+		for i := range s.reports.items {
+			by[reporterOf(&s.reports.items[i])]++
+		}
+		if by["c.example"] != 2 || by["a.example"] != 1 {
+			t.Fatalf("kept reports by provider: %v; Carol's 2 and Alice's 1 must stay", by)
+		}
+		if len(s.reports.items) > cfg.ReportLimit || s.reportBytes() > maxReportBytes {
+			t.Fatalf("%d reports, %d bytes kept: over the bounds", len(s.reports.items), s.reportBytes())
+		}
+		return nil
+	})
+	replay(t, n)
+}
+
 // TestRestoredAbuseReport: an abuse report restored from a snapshot is
 // the report that was kept. Its byte fields used to alias the decoder's
 // buffer, which the next record overwrote, so a node that installed a

@@ -228,7 +228,7 @@ func encodeReport(w *wire.Writer, r *room.Report) {
 func decodeReport(rd *wire.Reader, r *room.Report) {
 	r.Room.DecodeTLS(rd)
 	r.Body = new(proto.AbuseReport)
-	r.Body.DecodeTLS(rd)
+	r.Size = len(rd.Capture(r.Body.DecodeTLS))
 	rd.Uint64(&r.ReceivedAt)
 	var v uint32
 	rd.Uint32(&v)
