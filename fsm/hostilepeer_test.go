@@ -139,21 +139,30 @@ func hostileExclude() []proto.URI {
 	return ex
 }
 
-// followedRoom returns a follower provider (b.example) whose client Bob
-// follows x.example's room trap, and a batch of n of x's messages.
-func followedRoom(t testing.TB, n int) (*node, proto.URI, proto.URI, proto.FanoutBatch) {
+// followRemote returns a follower provider (b.example) whose client Bob
+// follows the room id hosted elsewhere, and the MLS group of the room's
+// creator hubClient there, to make the room's messages with.
+func followRemote(t testing.TB, id, hubClient proto.URI) (*node, proto.URI, *mls.Group) {
+	t.Helper()
 	prov := newNode(t, "b.example")
 	bob := proto.ClientURI("b.example", "bob", "laptop")
 	prov.register(bob, "t")
-	trap := proto.RoomURI("x.example", "trap")
-	prov.ok(prov.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: bob, Room: trap, Subscribe: true}), "subscribe")
-	x := newMember(t, proto.ClientURI("x.example", "mallory", "d"))
+	prov.ok(prov.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: bob, Room: id, Subscribe: true}), "subscribe")
+	m := newMember(t, hubClient)
 	suite, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
-	g, err := mls.CreateGroup(suite, x.signer, mls.CreateOptions{GroupOptions: options(&prov.now), GroupID: []byte(trap),
-		Credential: mls.BasicCredential([]byte(x.uri)), Capabilities: caps, Lifetime: mls.Lifetime{NotBefore: prov.now/1000 - 60, NotAfter: prov.now/1000 + 86400}})
+	g, err := mls.CreateGroup(suite, m.signer, mls.CreateOptions{GroupOptions: options(&prov.now), GroupID: []byte(id),
+		Credential: mls.BasicCredential([]byte(m.uri)), Capabilities: caps, Lifetime: mls.Lifetime{NotBefore: prov.now/1000 - 60, NotAfter: prov.now/1000 + 86400}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return prov, bob, g
+}
+
+// followedRoom returns a follower provider (b.example) whose client Bob
+// follows x.example's room trap, and a batch of n of x's messages.
+func followedRoom(t testing.TB, n int) (*node, proto.URI, proto.URI, proto.FanoutBatch) {
+	trap := proto.RoomURI("x.example", "trap")
+	prov, bob, g := followRemote(t, trap, proto.ClientURI("x.example", "mallory", "d"))
 	msg, err := g.Encrypt([]byte("x"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -297,10 +306,7 @@ func TestHostilePeerReportFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := &node{t: t, cfg: cfg, f: f, now: t0, fast: true}
-	alice := newMember(t, proto.ClientURI("a.example", "alice", "phone"))
-	n.register(alice.uri, "t")
-	id := proto.RoomURI("a.example", "club")
-	n.createRoom(alice, id)
+	alice, id := n.aliceRoom()
 	mallory, carol := proto.UserURI("x.example", "mallory"), proto.UserURI("c.example", "carol")
 	patch := &proto.ParticipantListPatch{AddUsers: []proto.UserRoles{{User: mallory, Roles: []proto.Role{proto.RoleRegularUser}}, {User: carol, Roles: []proto.Role{proto.RoleRegularUser}}}}
 	if _, resp := n.commit(alice, id, "", mls.CommitOptions{Proposals: []*mls.Proposal{patch.Proposal()}}); resp.Code != proto.UpdateSuccess {
@@ -340,14 +346,21 @@ func TestHostilePeerReportFlood(t *testing.T) {
 // snapshot held other reports than the others.
 func TestRestoredAbuseReport(t *testing.T) {
 	n := newNode(t, "a.example")
-	alice := newMember(t, proto.ClientURI("a.example", "alice", "phone"))
-	n.register(alice.uri, "t")
-	id := proto.RoomURI("a.example", "club")
-	n.createRoom(alice, id)
+	alice, id := n.aliceRoom()
 	aliceUser, _ := alice.uri.UserOf()
 	for _, abuser := range []proto.URI{aliceUser, proto.UserURI("a.example", "someone-with-a-longer-name")} {
 		rep := &proto.AbuseReport{ReportingUser: aliceUser, AllegedAbuser: abuser, GroupID: []byte(id), Reason: proto.AbuseSpam, Note: "note"}
 		n.ok(n.apply(CmdReportAbuse, nil, "", &RoomBody{Room: id, Request: wire.MustMarshal(rep)}), "report")
 	}
 	replay(t, n)
+}
+
+// aliceRoom has Alice (a.example) register and create the room club on n.
+func (n *node) aliceRoom() (*member, proto.URI) {
+	n.t.Helper()
+	alice := newMember(n.t, proto.ClientURI("a.example", "alice", "phone"))
+	n.register(alice.uri, "t")
+	id := proto.RoomURI("a.example", "club")
+	n.createRoom(alice, id)
+	return alice, id
 }

@@ -32,10 +32,7 @@ func openFinding(t *testing.T) {
 func TestOpenRelayedClaimRoutes(t *testing.T) {
 	openFinding(t)
 	n := newNode(t, "a.example")
-	alice := newMember(t, proto.ClientURI("a.example", "alice", "phone"))
-	n.register(alice.uri, "t")
-	id := proto.RoomURI("a.example", "club")
-	n.createRoom(alice, id)
+	_, id := n.aliceRoom()
 	size := func() int {
 		var b int
 		_ = n.f.Read(func(s *State) error { b = len(wire.MustMarshal(s.rooms[id])); return nil })

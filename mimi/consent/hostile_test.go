@@ -93,29 +93,6 @@ func TestApplyRemoteNews(t *testing.T) {
 	}
 }
 
-// bigKeyPackage is a KeyPackage of client carrying an extension of size
-// bytes.
-func bigKeyPackage(t testing.TB, client proto.URI, size int) *mls.Message {
-	t.Helper()
-	s, err := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := s.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := mls.NewKeyPackage(s, key, mls.KeyPackageOptions{
-		Credential: mls.BasicCredential([]byte(client)),
-		Lifetime:   mls.Lifetime{NotBefore: 1_700_000_000 - 3600, NotAfter: 1_700_000_000 + 86400},
-		Extensions: mls.Extensions{{Type: 0xF0AA, Data: make([]byte, size)}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mls.NewKeyPackageMessage(b.KeyPackage)
-}
-
 // TestGrantBytesPerPeer: a hostile peer sends our user Alice unsolicited
 // grants from ever new users of its own, each with KeyPackages as large
 // as a request may carry. The KeyPackages the book keeps from one
@@ -127,7 +104,7 @@ func TestGrantBytesPerPeer(t *testing.T) {
 	b := testBook(t, true)
 	const size = 256 << 10
 	kp := func(d, user string) *mls.Message {
-		return bigKeyPackage(t, proto.ClientURI(d, user, "d"), size)
+		return kpMessageWith(t, proto.ClientURI(d, user, "d"), mls.Extensions{{Type: 0xF0AA, Data: make([]byte, size)}})
 	}
 	accepted := 0
 	var refused error
