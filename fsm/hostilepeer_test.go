@@ -364,3 +364,38 @@ func (n *node) aliceRoom() (*member, proto.URI) {
 	n.createRoom(alice, id)
 	return alice, id
 }
+
+// TestInboxNoticesYieldToWelcomes: in an inbox over its caps consent
+// notices go first, the oldest first, and a notice never displaces a
+// Welcome, even the one just pushed; Welcomes displace each other, the
+// oldest first. Readers behind a dropped item are told of the gap.
+func TestInboxNoticesYieldToWelcomes(t *testing.T) {
+	var b inbox
+	seq := uint64(0)
+	push := func(k ItemKind) {
+		seq++
+		b.push(Item{Seq: seq, Kind: k, Data: []byte{1}}, 4, 1<<20)
+	}
+	kinds := func() (out []ItemKind) {
+		for _, it := range b.q.items {
+			out = append(out, it.Kind)
+		}
+		return out
+	}
+	push(ItemWelcome)
+	push(ItemConsent)
+	push(ItemWelcome)
+	push(ItemWelcome)
+	push(ItemWelcome) // the notice goes
+	if got := kinds(); !slices.Equal(got, []ItemKind{ItemWelcome, ItemWelcome, ItemWelcome, ItemWelcome}) || b.lostThrough != 2 {
+		t.Fatalf("inbox %v, lost through %d", got, b.lostThrough)
+	}
+	push(ItemConsent) // the new notice goes, not a Welcome
+	if got := kinds(); !slices.Equal(got, []ItemKind{ItemWelcome, ItemWelcome, ItemWelcome, ItemWelcome}) || b.lostThrough != 6 || b.q.items[0].Seq != 1 {
+		t.Fatalf("inbox %v from %d, lost through %d", got, b.q.items[0].Seq, b.lostThrough)
+	}
+	push(ItemWelcome) // the oldest Welcome goes
+	if b.q.items[0].Seq != 3 || len(b.q.items) != 4 || b.bytes != 4*(1+itemOverhead) {
+		t.Fatalf("inbox from %d, %d items, %d bytes", b.q.items[0].Seq, len(b.q.items), b.bytes)
+	}
+}

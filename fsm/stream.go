@@ -78,8 +78,9 @@ type inbox struct {
 	lostThrough uint64
 }
 
-// push appends an item, dropping beyond the caps (never the newest) the
-// oldest consent notices first, then the oldest items. A peer can send
+// push appends an item, dropping beyond the caps the oldest consent
+// notices first, then the new item if it is a notice, then the oldest
+// items (never the new one). A peer can send
 // its users' consent requests and grants at will, and the consent book
 // keeps what they announce (ConsentPending, ConsentReceived), while a
 // Welcome pushed out is a room the client never joins: notices must not
@@ -92,6 +93,15 @@ func (b *inbox) push(it Item, maxItems int, maxBytes int64) {
 		return
 	}
 	b.dropNotices(over)
+	if last := len(b.q.items) - 1; it.Kind == ItemConsent && over(last+1) {
+		// Only Welcomes are before it: the notice goes, not a Welcome. The
+		// list is clipped so that the next push copies it (a snapshot may
+		// hold the longer one).
+		b.lostThrough = max(b.lostThrough, it.Seq)
+		b.bytes -= it.size()
+		b.q.items = slices.Clip(b.q.items[:last])
+		return
+	}
 	n := 0
 	for items := b.q.items; over(len(items) - n); n++ {
 		b.lostThrough = max(b.lostThrough, items[n].Seq)
