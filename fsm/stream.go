@@ -80,11 +80,10 @@ type inbox struct {
 
 // push appends an item, dropping beyond the caps the oldest consent
 // notices first, then the new item if it is a notice, then the oldest
-// items (never the new one). A peer can send
-// its users' consent requests and grants at will, and the consent book
-// keeps what they announce (ConsentPending, ConsentReceived), while a
-// Welcome pushed out is a room the client never joins: notices must not
-// displace Welcomes.
+// items (never the new one). A peer can send its users' consent requests
+// and grants at will, and the consent book keeps what they announce
+// (ConsentPending, ConsentReceived), while a Welcome pushed out is a room
+// the client never joins: notices must not displace Welcomes.
 func (b *inbox) push(it Item, maxItems int, maxBytes int64) {
 	b.q.push(it)
 	b.bytes += it.size()
