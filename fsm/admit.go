@@ -135,7 +135,7 @@ func (s *State) admitFanout(peer string, b *FanoutBody) *Result {
 		return refused(NotAllowed, "this provider hosts %s", b.Room)
 	}
 	st, ok := s.streams[b.Room]
-	if !ok && !s.welcomesLocal(b.Batch) {
+	if !ok && !s.welcomesLocal(b.Room, b.Batch) {
 		return answerUnchanged(nil)
 	}
 	if !ok {

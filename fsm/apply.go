@@ -284,7 +284,8 @@ func (s *State) createRoom(b *CreateRoomBody, at uint64) *Result {
 		return refused(Conflict, "room %s exists", b.Room)
 	}
 	user, _ := b.Client.UserOf()
-	rm, err := room.Create(s.roomConfig(), room.CreateRequest{Room: b.Room, Creator: user, GroupInfo: b.GroupInfo.GroupInfo, Tree: b.Tree}, at)
+	rm, err := room.Create(s.roomConfig(), room.CreateRequest{Room: b.Room, Creator: user, GroupInfo: b.GroupInfo.GroupInfo, Tree: b.Tree,
+		RulesLevel: max(s.rules, 1)}, at) // level 1: the rules before any raise
 	if err != nil {
 		return refusedByRoom(err)
 	}
@@ -320,8 +321,7 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		return refusedByRoom(out.Err)
 	}
 	if out.Report != nil {
-		s.reports.push(*out.Report)
-		s.reports.drop(len(s.reports.items) - s.cfg.ReportLimit)
+		s.keepReport(*out.Report)
 		return success(nil)
 	}
 	if out.Response.Code != proto.UpdateSuccess && len(out.Effects) == 0 || out.Repeat {
@@ -393,7 +393,7 @@ func (s *State) dispatchEffects(id proto.URI, effects []room.Effect, at uint64) 
 		var data []byte
 		for _, rc := range e.To {
 			if rc.Domain == s.cfg.Domain {
-				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, e.Raw, rc.Exclude, at)
+				s.deliverLocal(s.stream(id, s.cfg.Domain), e.Seq, &e.Fanout, e.Raw, s.localExclude(rc.Exclude), at)
 				continue
 			}
 			if data == nil {
@@ -433,12 +433,32 @@ func fanoutEncoding(e *room.Effect) []byte {
 	return binary.BigEndian.AppendUint64(append(make([]byte, 0, len(e.Raw)+8), e.Raw...), e.Fanout.Timestamp)
 }
 
+// localExclude returns, sorted and once each, the clients of exclude (a
+// hub's Mimi-Exclude) that are this provider's: only they can be withheld
+// anything. A peer may send a header's worth of URIs; what each message
+// keeps, and what checking it costs, is bounded by the local clients, and
+// it is computed once per batch, not per message.
+//
+// Before level 2 (levels.go) the whole list is kept, sorted, as entries
+// logged then were applied.
+func (s *State) localExclude(exclude []proto.URI) []proto.URI {
+	var out []proto.URI
+	for _, c := range exclude {
+		if _, ok := s.clients[c]; ok || !s.rulesAt(rulesHostileInputs) {
+			out = append(out, c)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // deliverLocal delivers one fanout message of a room to local clients at
 // time now: a Welcome into the inboxes of the clients whose KeyPackages it
 // names (who then follow the room), anything else once into the room's
-// log for the clients following it but the excluded. raw, when not nil,
-// is the message's encoding; it is copied (it may alias a whole log
-// entry, which the room's log must not keep alive).
+// log for the clients following it but the excluded (localExclude's
+// list, shared by the entries of a batch and never modified). raw, when
+// not nil, is the message's encoding; it is copied (it may alias a whole
+// log entry, which the room's log must not keep alive).
 func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage, raw []byte, exclude []proto.URI, now uint64) {
 	data := bytes.Clone(raw)
 	if data == nil {
@@ -446,7 +466,7 @@ func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage
 	}
 	if fm.Message.WireFormat == mls.WireWelcome {
 		for _, sec := range fm.Message.Welcome.Secrets {
-			client, ok := s.keys.RouteWelcome(sec.NewMember)
+			client, ok := s.keys.RouteWelcome(sec.NewMember, st.id)
 			if !ok {
 				continue
 			}
@@ -460,9 +480,7 @@ func (s *State) deliverLocal(st *roomStream, seq uint64, fm *proto.FanoutMessage
 			}
 		}
 	} else if st.deliverable(exclude) {
-		ex := slices.Clone(exclude)
-		slices.Sort(ex)
-		s.appendLog(st, logEntry{seq: s.takeSeq(), hubSeq: seq, at: fm.Timestamp, stored: now, data: data, exclude: slices.Compact(ex)})
+		s.appendLog(st, logEntry{seq: s.takeSeq(), hubSeq: seq, at: fm.Timestamp, stored: now, data: data, exclude: exclude})
 	}
 	st.lastSeq = max(st.lastSeq, seq)
 }
@@ -485,27 +503,28 @@ func (s *State) fanout(c *Command, b *FanoutBody) *Result {
 	if st.lastSeq > 0 && b.FirstSeq > st.lastSeq+1 {
 		st.gaps++
 	}
+	exclude := s.localExclude(b.Exclude)
 	for i := range b.Batch {
 		seq := b.FirstSeq + uint64(i)
 		if seq <= st.lastSeq {
 			continue // a redelivery
 		}
-		s.deliverLocal(st, seq, &b.Batch[i], nil, b.Exclude, c.AcceptedAt)
+		s.deliverLocal(st, seq, &b.Batch[i], nil, exclude, c.AcceptedAt)
 	}
 	s.dropIdleStream(st)
 	return success(nil)
 }
 
-// welcomesLocal reports whether a fanout batch holds a Welcome that
-// deliverLocal would hand to a local client.
-func (s *State) welcomesLocal(batch proto.FanoutBatch) bool {
+// welcomesLocal reports whether a fanout batch for room holds a Welcome
+// that deliverLocal would hand to a local client.
+func (s *State) welcomesLocal(room proto.URI, batch proto.FanoutBatch) bool {
 	for i := range batch {
 		m := batch[i].Message
 		if m == nil || m.WireFormat != mls.WireWelcome {
 			continue
 		}
 		for _, sec := range m.Welcome.Secrets {
-			if c, ok := s.keys.RouteWelcome(sec.NewMember); ok {
+			if c, ok := s.keys.RouteWelcome(sec.NewMember, room); ok {
 				if _, ok := s.clients[c]; ok {
 					return true
 				}
@@ -643,10 +662,13 @@ func (s *State) consentOp(c *Command, e *proto.ConsentEntry) *Result {
 	if s.keys.UserStatus(local) != keymaterial.UserActive {
 		return refused(NotFound, "no user %s here", local)
 	}
-	if err := s.consent.ApplyRemote(c.Peer, *e); err != nil {
+	news, err := s.consent.ApplyRemoteNews(c.Peer, *e)
+	if err != nil {
 		return refused(kindOfConsent(err), "%v", err)
 	}
-	s.notifyConsent(e, c.AcceptedAt)
+	if news || !s.rulesAt(rulesHostileInputs) {
+		s.notifyConsent(e, c.AcceptedAt)
+	}
 	return success(nil)
 }
 
@@ -667,14 +689,27 @@ func (s *State) notifyConsent(e *proto.ConsentEntry, at uint64) {
 		return
 	}
 	data := wire.MustMarshal(e)
+	var room proto.URI
+	if e.Room != nil {
+		room = *e.Room
+	}
 	for _, c := range cs {
-		if rec, ok := s.clients[c]; ok {
-			var room proto.URI
-			if e.Room != nil {
-				room = *e.Room
-			}
-			rec.inbox.push(Item{Seq: s.takeSeq(), Kind: ItemConsent, Room: room, At: at, Data: data}, s.cfg.InboxLimit, s.cfg.InboxBytes)
+		rec, ok := s.clients[c]
+		if !ok {
+			continue
 		}
+		// Anyone may send a user consent operations, with no KeyPackage
+		// or room to spend, so a notice never pushes older items
+		// (Welcomes) out: from level 2 (levels.go) it goes only into an
+		// inbox less than half full, and is otherwise left out. The book
+		// keeps the request or grant itself (GET /v1/consent), so a
+		// notice left out loses nothing.
+		it := Item{Kind: ItemConsent, Room: room, At: at, Data: data}
+		if s.rulesAt(rulesHostileInputs) && !rec.inbox.fits(it.size(), s.cfg.InboxLimit/2, s.cfg.InboxBytes/2) {
+			continue
+		}
+		it.Seq = s.takeSeq()
+		rec.inbox.push(it, s.cfg.InboxLimit, s.cfg.InboxBytes)
 	}
 }
 

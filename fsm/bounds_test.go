@@ -84,10 +84,16 @@ func newNodeWith(t testing.TB, cfg Config) *node {
 		t.Fatal(err)
 	}
 	n := &node{t: t, cfg: cfg, f: f, now: t0}
-	// The state applies this release's rules, as a cluster's leader makes
-	// it do first (cluster RunMaintenance); levels_test.go tests the rest.
-	n.ok(n.apply(CmdLogLevel, nil, "", &LogLevelBody{Level: LogLevel}), "raise the log level")
+	n.raiseLevel()
 	return n
+}
+
+// raiseLevel makes n's state apply this release's rules, as a cluster's
+// leader makes it do first (cluster RunMaintenance); levels_test.go tests
+// the switch itself.
+func (n *node) raiseLevel() {
+	n.t.Helper()
+	n.ok(n.apply(CmdLogLevel, nil, "", &LogLevelBody{Level: LogLevel}), "raise the log level")
 }
 
 func (n *node) bounds() (b Bounds, replicated bool) {

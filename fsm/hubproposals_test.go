@@ -164,15 +164,8 @@ func TestRemoveClients(t *testing.T) {
 // seed: no Mimi-Sequence, messages in arrival order, a resent request
 // recognized by its messages' digests.
 func TestUnnumberedFanout(t *testing.T) {
-	prov := newNode(t, "b.example")
-	bob := proto.ClientURI("b.example", "bob", "laptop")
-	prov.register(bob, "t")
 	id := proto.RoomURI("seed.example", "r")
-	prov.ok(prov.apply(CmdSubscribe, nil, "", &SubscribeBody{Client: bob, Room: id, Subscribe: true}), "subscribe")
-	member := newMember(t, proto.ClientURI("seed.example", "s", "1"))
-	s, _ := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
-	g, _ := mls.CreateGroup(s, member.signer, mls.CreateOptions{GroupOptions: options(&prov.now), GroupID: []byte(id), Credential: mls.BasicCredential([]byte(member.uri)), Capabilities: caps,
-		Lifetime: mls.Lifetime{NotBefore: prov.now/1000 - 60, NotAfter: prov.now/1000 + 86400}})
+	prov, bob, g := followRemote(t, id, proto.ClientURI("seed.example", "s", "1"))
 	msg := func(text string) proto.FanoutMessage {
 		m, err := g.Encrypt([]byte(text), nil)
 		if err != nil {

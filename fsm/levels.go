@@ -41,8 +41,20 @@ func (s *State) raiseLevel(b *LogLevelBody) *Result {
 	if r := s.checkLevel(b); r != nil {
 		return r
 	}
-	s.rules = int(b.Level)
+	s.setRules(int(b.Level))
+	s.rebuildLogIndex()
 	return success(nil)
+}
+
+// setRules makes the state, and the parts of it that keep rules of their
+// own (the consent book, the key material store, the room-log order),
+// apply the rules of level l. Rooms get it before each request
+// (applyRoom). The room-log order is rebuilt by the caller.
+func (s *State) setRules(l int) {
+	s.rules = l
+	s.consent.SetRulesLevel(l)
+	s.keys.SetRulesLevel(l)
+	s.logs.perHub = s.rulesAt(rulesHostileInputs)
 }
 
 // checkLevel answers a CmdLogLevel that changes nothing or that this

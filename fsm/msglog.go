@@ -212,7 +212,7 @@ func (s *State) appendLog(st *roomStream, e logEntry) {
 	if len(st.subs) <= readTrimEveryEntry || st.log.appends >= readTrimEvery {
 		s.trimRead(st)
 	}
-	s.logs.reposition(st)
+	s.logs.place(st)
 	s.trimTotal(st)
 }
 
@@ -277,15 +277,23 @@ func (s *State) readPosition(st *roomStream) uint64 {
 }
 
 // trimTotal applies the provider-wide byte cap, dropping the oldest
-// entries of any room first, but never keep's newest.
+// entries of the hub whose rooms hold the most first (loghubs.go), but
+// never keep's newest.
 func (s *State) trimTotal(keep *roomStream) {
+	var held *hubLogs
 	for s.logBytes > s.cfg.Retention.TotalBytes && s.logs.Len() > 0 {
 		st := s.logs.top()
 		if st == keep && len(st.log.q.items) <= 1 {
-			return
+			// keep's hub holds only its newest entry (it is the newest of
+			// all): the next hub gives way.
+			held = s.logs.hold()
+			continue
 		}
 		s.dropRetained(st, 1, 0)
-		s.logs.reposition(st)
+		s.logs.place(st)
+	}
+	if held != nil {
+		s.logs.unhold(held)
 	}
 }
 
@@ -300,16 +308,16 @@ func (s *State) sweepLogs(now uint64) {
 			s.dropRetained(st, 1, read)
 		}
 		s.trimRead(st)
-		s.logs.reposition(st)
+		s.logs.place(st)
 		s.dropIdleStream(st)
 	}
 }
 
-// deliverable reports whether a message of st excluding exclude has a
-// reader here now.
+// deliverable reports whether a message of st excluding exclude (sorted,
+// localExclude) has a reader here now.
 func (st *roomStream) deliverable(exclude []proto.URI) bool {
 	for _, w := range st.subs {
-		if w.until == 0 && !slices.Contains(exclude, w.client) {
+		if _, excluded := slices.BinarySearch(exclude, w.client); w.until == 0 && !excluded {
 			return true
 		}
 	}

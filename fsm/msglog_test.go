@@ -130,6 +130,7 @@ func runLogModel(t *testing.T, seed uint64, tight bool) (gaps int) {
 	if n.f, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
+	n.raiseLevel()
 	var steps []string
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -352,7 +353,13 @@ func roundTrip(t *testing.T, f *FSM, cfg Config) *FSM {
 func checkLogBounds(s *State) error {
 	r := s.cfg.Retention
 	var total int64
+	nonEmpty := 0
+	perHub := map[string]int64{}
 	for id, st := range s.streams {
+		if len(st.log.q.items) > 0 {
+			nonEmpty++
+			perHub[st.hub] += st.log.bytes
+		}
 		var b int64
 		for i, e := range st.log.q.items {
 			b += e.size()
@@ -371,8 +378,16 @@ func checkLogBounds(s *State) error {
 	if total != s.logBytes {
 		return fmt.Errorf("%d log bytes counted, %d stored", s.logBytes, total)
 	}
-	if total > r.TotalBytes && s.logs.Len() > 1 {
+	if total > r.TotalBytes && nonEmpty > 1 {
 		return fmt.Errorf("%d log bytes over the total bound %d", total, r.TotalBytes)
+	}
+	if len(perHub) != len(s.logs.byHub) || s.logs.Len() != len(perHub) {
+		return fmt.Errorf("%d hubs with logs, %d indexed (%d ordered)", len(perHub), len(s.logs.byHub), s.logs.Len())
+	}
+	for hub, b := range perHub {
+		if g := s.logs.byHub[hub]; g == nil || g.bytes != b || g.streams.Len() == 0 {
+			return fmt.Errorf("hub %s: %d log bytes, %+v indexed", hub, b, g)
+		}
 	}
 	return nil
 }

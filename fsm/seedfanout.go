@@ -56,13 +56,14 @@ func (g *digestRing) add(d []byte) {
 // answered a batch of duplicates only): each new message gets the stream's
 // next number, duplicates are dropped.
 func (s *State) unnumberedFanout(st *roomStream, b *FanoutBody, now uint64) *Result {
+	exclude := s.localExclude(b.Exclude)
 	for i := range b.Batch {
 		d := fanoutDigest(&b.Batch[i])
 		if st.digests.has(d) {
 			continue
 		}
 		st.digests.add(d)
-		s.deliverLocal(st, st.lastSeq+1, &b.Batch[i], nil, b.Exclude, now)
+		s.deliverLocal(st, st.lastSeq+1, &b.Batch[i], nil, exclude, now)
 	}
 	return success(nil)
 }

@@ -768,7 +768,10 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		d.queue.bytes += it.size()
 		return nil
 	case recReport:
+		// The report's byte fields alias what they are read from, and b
+		// is the decoder's buffer, which the next record overwrites.
 		var rep room.Report
+		r = wire.NewReader(bytes.Clone(b))
 		decodeReport(r, &rep)
 		if err := r.Finish(); err != nil {
 			return fmt.Errorf("report: %w", err)
@@ -878,6 +881,7 @@ func (d *snapshotDecoder) finish() error {
 	for _, u := range sortedKeys(s.users) {
 		s.acct.noteUser(u)
 	}
+	s.setRules(s.rules)
 	s.rebuildLogIndex()
 	s.rebuildOutboxIndex()
 	return nil

@@ -39,7 +39,8 @@ type Retention struct {
 	// RoomEntries and RoomBytes bound one room's log.
 	RoomEntries int
 	RoomBytes   int64
-	// TotalBytes bounds all room logs together.
+	// TotalBytes bounds all room logs together: past it, the hub whose
+	// rooms hold the most loses its oldest (loghubs.go).
 	TotalBytes int64
 }
 
@@ -154,10 +155,10 @@ type State struct {
 
 	// Derived state, rebuilt on restore and never encoded.
 	hubKeys  *room.HubKeys
-	logs     indexHeap[*roomStream] // streams with non-empty logs, oldest entry first
-	logBytes int64                  // bytes of all room logs
-	outHeap  indexHeap[*outQueue]   // peers with undelivered items, largest queue first
-	outBytes int64                  // bytes of all outbox queues
+	logs     logIndex             // streams with non-empty logs, by hub (loghubs.go)
+	logBytes int64                // bytes of all room logs
+	outHeap  indexHeap[*outQueue] // peers with undelivered items, largest queue first
+	outBytes int64                // bytes of all outbox queues
 	// retentionDropped counts the room-log entries (and their bytes)
 	// retention dropped since this state was made: readers still behind
 	// lose them (a gap). Never encoded: a restore starts it again at
@@ -199,7 +200,7 @@ func newState(cfg Config) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &State{
+	s := &State{
 		cfg:     cfg,
 		rooms:   map[proto.URI]*room.Room{},
 		keys:    keys,
@@ -211,9 +212,11 @@ func newState(cfg Config) (*State, error) {
 		acct:    newAccounts(),
 		dedup:   dedupTable{index: map[string]int{}},
 		frozen:  map[proto.URI]*room.Room{},
-		logs:    newLogHeap(),
+		logs:    newLogIndex(),
 		outHeap: newOutHeap(),
-	}, nil
+	}
+	s.setRules(0) // until the log raises them (levels.go)
+	return s, nil
 }
 
 func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
@@ -230,7 +233,7 @@ func encodeReport(w *wire.Writer, r *room.Report) {
 func decodeReport(rd *wire.Reader, r *room.Report) {
 	r.Room.DecodeTLS(rd)
 	r.Body = new(proto.AbuseReport)
-	r.Body.DecodeTLS(rd)
+	r.Size = len(rd.Capture(r.Body.DecodeTLS))
 	rd.Uint64(&r.ReceivedAt)
 	var v uint32
 	rd.Uint32(&v)

@@ -91,6 +91,12 @@ func (b *inbox) push(it Item, maxItems int, maxBytes int64) {
 	b.q.drop(n)
 }
 
+// fits says whether one more item of size bytes keeps the inbox within
+// maxItems and maxBytes.
+func (b *inbox) fits(size int64, maxItems int, maxBytes int64) bool {
+	return len(b.q.items) < maxItems && b.bytes+size <= maxBytes
+}
+
 // ack drops items up to seq.
 func (b *inbox) ack(seq uint64) {
 	n := 0
@@ -128,8 +134,10 @@ type roomStream struct {
 	log  roomLog
 	// digests are the recent messages of unnumbered fanout (seedfanout.go).
 	digests digestRing
-	// heapIndex is the stream's position in State.logs (-1: empty log).
+	// heapIndex is the stream's position in its hub's logs (State.logs;
+	// -1: empty log), placed the log's bytes counted there.
 	heapIndex int
+	placed    int64
 }
 
 func newRoomStream(id proto.URI, hub string) *roomStream {
@@ -200,9 +208,10 @@ func (st *roomStream) window(c proto.URI) (subscription, bool) {
 	return st.subs[i], true
 }
 
-// newLogHeap orders the streams with non-empty logs by their oldest entry,
-// so the provider-wide byte cap drops the oldest message first. Every
-// entry has its own delivery seq, so the order has no ties.
+// newLogHeap orders one hub's streams with non-empty logs by their oldest
+// entry, so the provider-wide byte cap drops that hub's oldest message
+// first (loghubs.go). Every entry has its own delivery seq, so the order
+// has no ties.
 func newLogHeap() indexHeap[*roomStream] {
 	return indexHeap[*roomStream]{
 		less: func(a, b *roomStream) bool { return a.log.first() < b.log.first() },

@@ -61,7 +61,7 @@ func (f *federation) claimKeyMaterial(w http.ResponseWriter, r *http.Request, pe
 	if err != nil {
 		return relayFailure(err, domain)
 	}
-	if err := recordRoutes(r, f.backend, "peer:"+peer, req.Room, domain, resp); err != nil {
+	if err := recordRoutes(r, f.backend, "peer:"+peer, req.Room, domain, &req, resp); err != nil {
 		return err
 	}
 	return writeMIMI(w, http.StatusOK, resp)
@@ -117,9 +117,42 @@ func (f *federation) authorizeRelay(r *http.Request, peer, domain string, reques
 	})
 }
 
+// maxClaimedClients bounds the clients one user of another provider may
+// have in a relayed claim's answer (keymaterial's MaxClientsPerUser).
+const maxClaimedClients = 100
+
+// checkClaimAnswer checks that another provider's answer to a claim for a
+// room hosted here holds only what was claimed: each target user at most
+// once, and its own clients, each once, at most maxClaimedClients. Every
+// KeyPackage in it becomes a route in the room's replicated state, and the
+// provider answering may be the peer that asked for the relay.
+func checkClaimAnswer(req *proto.KeyMaterialRequest, resp *proto.KeyMaterialResponse, domain string) error {
+	users := map[proto.URI]bool{}
+	for _, u := range resp.Users {
+		if !slices.Contains(req.TargetUsers, u.User) || users[u.User] {
+			return fail(http.StatusBadGateway, "%s answered the claim for %q, not claimed or twice", domain, u.User)
+		}
+		users[u.User] = true
+		if len(u.Clients) > maxClaimedClients {
+			return fail(http.StatusBadGateway, "%s answered with %d clients of %s; at most %d are taken", domain, len(u.Clients), u.User, maxClaimedClients)
+		}
+		clients := map[proto.URI]bool{}
+		for _, c := range u.Clients {
+			if owner, err := c.Client.UserOf(); err != nil || owner != u.User || clients[c.Client] {
+				return fail(http.StatusBadGateway, "%s answered with client %q for %s: not its client, or twice", domain, c.Client, u.User)
+			}
+			clients[c.Client] = true
+		}
+	}
+	return nil
+}
+
 // recordRoutes tells the room which provider served each KeyPackage of a
 // relayed claim, so its Welcome goes there.
-func recordRoutes(r *http.Request, b Backend, principal string, roomID proto.URI, domain string, resp *proto.KeyMaterialResponse) error {
+func recordRoutes(r *http.Request, b Backend, principal string, roomID proto.URI, domain string, req *proto.KeyMaterialRequest, resp *proto.KeyMaterialResponse) error {
+	if err := checkClaimAnswer(req, resp, domain); err != nil {
+		return err
+	}
 	var routes []room.Route
 	for _, u := range resp.Users {
 		for _, c := range u.Clients {

@@ -106,7 +106,7 @@ func (c *clientAPI) claimKeyMaterial(w http.ResponseWriter, r *http.Request, p *
 			if resp, err = c.peers.ClaimKeyMaterial(r.Context(), d, d, req); err != nil {
 				return relayFailure(err, d)
 			}
-			err = recordRoutes(r, c.backend, string(p.client), roomID, d, resp)
+			err = recordRoutes(r, c.backend, string(p.client), roomID, d, req, resp)
 		case hub != "":
 			if resp, err = c.peers.ClaimKeyMaterial(r.Context(), hub, d, req); err != nil {
 				return relayFailure(err, hub)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
@@ -213,6 +214,45 @@ func TestRoomFlow(t *testing.T) {
 			}
 		})
 	}
+	// The relayed provider answers (c.example here; b.example may ask the
+	// hub to relay to a domain of its own) with more than was claimed: the
+	// hub records a route per KeyPackage in the room's replicated state, so
+	// an answer naming other users, other users' clients, a client twice
+	// or more clients than a user may have is refused (502), and nothing is
+	// routed.
+	daveMsg := mls.NewKeyPackageMessage(daveKP.KeyPackage)
+	ckm := func(c proto.URI) proto.ClientKeyMaterial {
+		return proto.ClientKeyMaterial{Status: proto.ClientSuccess, Client: c, KeyPackage: daveMsg}
+	}
+	many := make([]proto.ClientKeyMaterial, maxClaimedClients+1)
+	for i := range many {
+		many[i] = ckm(proto.ClientURI("c.example", "dave", fmt.Sprint("d", i)))
+	}
+	for _, c := range []struct {
+		name  string
+		users []proto.UserKeyMaterial
+	}{
+		{"a user not claimed", []proto.UserKeyMaterial{{Status: proto.UserSuccess, User: "mimi://c.example/u/eve", Clients: []proto.ClientKeyMaterial{ckm("mimi://c.example/u/eve/d/1")}}}},
+		{"a user twice", []proto.UserKeyMaterial{{Status: proto.UserSuccess, User: dave.user}, {Status: proto.UserSuccess, User: dave.user}}},
+		{"another user's client", []proto.UserKeyMaterial{{Status: proto.UserSuccess, User: dave.user, Clients: []proto.ClientKeyMaterial{ckm("mimi://c.example/u/eve/d/1")}}}},
+		{"a client twice", []proto.UserKeyMaterial{{Status: proto.UserSuccess, User: dave.user, Clients: []proto.ClientKeyMaterial{ckm(dave.uri), ckm(dave.uri)}}}},
+		{"too many clients", []proto.UserKeyMaterial{{Status: proto.UserSuccess, User: dave.user, Clients: many}}},
+	} {
+		t.Run("relayed answer refused/"+c.name, func(t *testing.T) {
+			e.peers.claim = func(string, string, *proto.KeyMaterialRequest) *proto.KeyMaterialResponse {
+				return &proto.KeyMaterialResponse{Protocol: proto.MLS10, Users: c.users}
+			}
+			routes := e.b.count(fsm.CmdRouteKeyPackages)
+			rec := e.fedDo(http.MethodPost, "/claimKeymaterial/c.example", "b.example", kmr(bob.user, id, dave.user))
+			want(t, rec, http.StatusBadGateway, c.name)
+			if e.b.count(fsm.CmdRouteKeyPackages) != routes {
+				t.Fatal("routes recorded for a refused answer")
+			}
+			e.peers.taken()
+		})
+	}
+	e.peers.claim = nil
+
 	// A protocol other than MLS 1.0 gets incompatibleProtocol, unrelayed.
 	other := kmr(bob.user, id, dave.user)
 	other[0] = 7

@@ -51,7 +51,11 @@ const (
 	DefaultMaxVector    = 64 << 20
 	DefaultMaxDownload  = 256 << 20
 	DefaultDirectoryTTL = 5 * time.Minute
-	maxDirectorySize    = 1 << 20
+	// maxDirectorySize bounds a directory (ten entries take about 1 KiB).
+	maxDirectorySize = 64 << 10
+	// maxCachedDirectories bounds the directory cache: the domains to look
+	// up come from peers too (a relayed claim names its target's domain).
+	maxCachedDirectories = 1024
 )
 
 // FederationConfig configures a Federation client.
@@ -692,10 +696,30 @@ func (f *Federation) lookup(ctx context.Context, peer string) (cachedDirectory, 
 	cd = cachedDirectory{base: base, dir: dir, expires: now.Add(f.cfg.DirectoryTTL)}
 	if f.cfg.DirectoryTTL > 0 {
 		f.mu.Lock()
+		if _, ok := f.dirs[peer]; !ok && len(f.dirs) >= maxCachedDirectories {
+			f.makeRoom(now)
+		}
 		f.dirs[peer] = cd
 		f.mu.Unlock()
 	}
 	return cd, nil
+}
+
+// makeRoom drops the expired directories, or if none has, the one that
+// expires first, so a new one fits in the cache. Called with f.mu held,
+// only when the cache is full.
+func (f *Federation) makeRoom(now time.Time) {
+	var first string
+	for d, cd := range f.dirs {
+		if !now.Before(cd.expires) {
+			delete(f.dirs, d)
+		} else if first == "" || cd.expires.Before(f.dirs[first].expires) {
+			first = d
+		}
+	}
+	if len(f.dirs) >= maxCachedDirectories {
+		delete(f.dirs, first)
+	}
 }
 
 // fetchDirectory GETs a peer's directory; nil means it has none (404).

@@ -72,6 +72,12 @@ func DefaultLimits() Limits {
 	}
 }
 
+// maxGrantBytesPerPeer bounds the KeyPackages (their encodings) the book
+// keeps from the grants of one remote provider's users: a grant may carry
+// up to MaxKeyPackagesPerGrant of them in a 1 MiB request, and without a
+// byte bound MaxRecordsPerPeer unsolicited grants would keep 100 GB.
+const maxGrantBytesPerPeer = 16 << 20
+
 // maxLimit is the largest value a limit may take.
 const maxLimit = 1 << 24
 
@@ -104,7 +110,25 @@ type Book struct {
 	// received: grants local requesters received (owner requester, other
 	// target), with their KeyPackages.
 	received table[[]*mls.Message]
+	// rules is the level of rules the book applies (SetRulesLevel); not
+	// encoded.
+	rules int
 }
+
+// RulesLevel is the newest level of rules the book applies, in the
+// numbering of the fsm's log levels; level 2 brought the sharing of a
+// full target's pending requests among providers and the byte bound on
+// each provider's grants (sharedLimits). A new book applies it; a
+// replicated embedding sets its log's level (SetRulesLevel), so that
+// entries logged before a rule apply by the rules of then.
+const RulesLevel = 2
+
+// sharedLimits is the level from which the limits are shared among
+// providers.
+const sharedLimits = 2
+
+// SetRulesLevel makes the book apply the rules of level l and below.
+func (b *Book) SetRulesLevel(l int) { b.rules = l }
 
 // NewBook returns an empty book for the provider of domain, which must be a
 // valid lowercase DNS name. requireConsent false models providers that
@@ -123,8 +147,23 @@ func newBook(domain string, requireConsent bool, l Limits) *Book {
 		limits:         l,
 		pending:        newTable[struct{}](domain),
 		decisions:      newTable[proto.ConsentOperation](domain),
-		received:       newTable[[]*mls.Message](domain),
+		received:       newReceived(domain),
+		rules:          RulesLevel,
 	}
+}
+
+// newReceived returns the table of received grants, weighing each by its
+// KeyPackages' encodings (maxGrantBytesPerPeer).
+func newReceived(domain string) table[[]*mls.Message] {
+	t := newTable[[]*mls.Message](domain)
+	t.size = func(kps []*mls.Message) int64 {
+		var n int64
+		for _, m := range kps {
+			n += int64(len(wire.MustMarshal(m)))
+		}
+		return n
+	}
+	return t
 }
 
 // validDomain reports whether d is a domain MIMI identifiers accept.
@@ -335,48 +374,62 @@ func outgoingEntry(p parsed) proto.ConsentEntry {
 // exists. A nil error is the acknowledgement; it says nothing of what the
 // target will see.
 func (b *Book) ApplyRemote(fromDomain string, e proto.ConsentEntry) error {
+	_, err := b.ApplyRemoteNews(fromDomain, e)
+	return err
+}
+
+// ApplyRemoteNews is ApplyRemote that also reports whether the operation is
+// news for the local user: a request that was not pending (nor refused by
+// a revoke), or a grant for a scope the requester held none for. Only news
+// is worth a notice: a peer repeating a request or a grant (with other
+// KeyPackages) changes nothing the user has to decide or learn, so it must
+// not reach the user's inbox again.
+func (b *Book) ApplyRemoteNews(fromDomain string, e proto.ConsentEntry) (news bool, err error) {
 	p, err := b.parse(&e)
 	if err != nil {
-		return fmt.Errorf("consent: %s from %s: %w", e.Operation, fromDomain, err)
+		return false, fmt.Errorf("consent: %s from %s: %w", e.Operation, fromDomain, err)
 	}
 	wrap := func(err error) error {
 		return fmt.Errorf("consent: %s from %s (requester %s, target %s): %w", p.op, fromDomain, p.requester, p.target, err)
 	}
 	if fromDomain == b.domain {
-		return wrap(fmt.Errorf("%w: %s is this provider's own domain", ErrWrongPeer, fromDomain))
+		return false, wrap(fmt.Errorf("%w: %s is this provider's own domain", ErrWrongPeer, fromDomain))
 	}
 	switch p.op {
 	case proto.ConsentRequest, proto.ConsentCancel:
 		if p.reqDomain != fromDomain {
-			return wrap(fmt.Errorf("%w: only the requester's provider %s may send it", ErrWrongPeer, p.reqDomain))
+			return false, wrap(fmt.Errorf("%w: only the requester's provider %s may send it", ErrWrongPeer, p.reqDomain))
 		}
 		if p.tgtDomain != b.domain {
-			return wrap(fmt.Errorf("%w: target", ErrNotLocal))
+			return false, wrap(fmt.Errorf("%w: target", ErrNotLocal))
 		}
 		if p.op == proto.ConsentCancel {
 			b.pending.del(p.target, p.requester, p.scope)
-			return nil
+			return false, nil
 		}
+		_, was := b.pending.get(p.target, p.requester, p.scope)
 		if err := b.request(p); err != nil {
-			return wrap(err)
+			return false, wrap(err)
 		}
-		return nil
+		_, is := b.pending.get(p.target, p.requester, p.scope)
+		return is && !was, nil
 	default:
 		if p.tgtDomain != fromDomain {
-			return wrap(fmt.Errorf("%w: only the target's provider %s may send it", ErrWrongPeer, p.tgtDomain))
+			return false, wrap(fmt.Errorf("%w: only the target's provider %s may send it", ErrWrongPeer, p.tgtDomain))
 		}
 		if p.reqDomain != b.domain {
-			return wrap(fmt.Errorf("%w: requester", ErrNotLocal))
+			return false, wrap(fmt.Errorf("%w: requester", ErrNotLocal))
 		}
 		if p.op == proto.ConsentRevoke {
 			b.forgetGrant(p)
-			return nil
+			return false, nil
 		}
 		if err := b.checkReceive(p); err != nil {
-			return wrap(err)
+			return false, wrap(err)
 		}
+		_, was := b.received.get(p.requester, p.target, p.scope)
 		b.receive(p)
-		return nil
+		return !was, nil
 	}
 }
 
@@ -403,14 +456,59 @@ func (b *Book) request(p parsed) error {
 	if len(b.pending.pair(p.target, p.requester)) >= b.limits.MaxScopesPerPair {
 		return limitErr("too many pending requests between these users", b.limits.MaxScopesPerPair)
 	}
-	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
-		return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
-	}
 	if p.reqDomain != b.domain && b.peerRecords(p.reqDomain) >= b.limits.MaxRecordsPerPeer {
 		return limitErr("too many records for "+p.reqDomain, b.limits.MaxRecordsPerPeer)
 	}
+	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
+		// Full: one provider's users must not keep everyone else's from
+		// asking. The domain holding the most of the target's requests
+		// gives up one if it holds more than the requester's domain.
+		top, n, mine := b.topRequesterDomain(p.target, p.reqDomain)
+		if n <= mine || b.rules < sharedLimits {
+			return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
+		}
+		b.dropOnePending(p.target, top)
+	}
 	b.pending.put(p.target, p.requester, p.scope, struct{}{})
 	return nil
+}
+
+// topRequesterDomain returns the domain whose users hold the most pending
+// requests to target (the greatest name among equals), how many they hold,
+// and how many domain's users hold. The maps are only summed, so their
+// order cannot show.
+func (b *Book) topRequesterDomain(target proto.URI, domain string) (top string, n, mine int) {
+	per := make(map[string]int)
+	for requester, scopes := range b.pending.rows[target] {
+		d, _ := requester.Domain()
+		per[d] += len(scopes)
+	}
+	for d, c := range per {
+		if c > n || c == n && d > top {
+			top, n = d, c
+		}
+	}
+	return top, n, per[domain]
+}
+
+// dropOnePending drops the first (by requester, then scope) of the
+// requests to target made by users of domain.
+func (b *Book) dropOnePending(target proto.URI, domain string) {
+	var requester, scope proto.URI
+	found := false
+	for r, scopes := range b.pending.rows[target] {
+		if d, _ := r.Domain(); d != domain {
+			continue
+		}
+		for sc := range scopes {
+			if !found || compareKeys(target, r, sc, target, requester, scope) < 0 {
+				requester, scope, found = r, sc, true
+			}
+		}
+	}
+	if found {
+		b.pending.del(target, requester, scope)
+	}
 }
 
 // covering returns the decision that counts for scope (ConsentGrant or
@@ -474,6 +572,18 @@ func (b *Book) checkReceive(p parsed) error {
 		delta = 0
 	} else if len(g) >= b.limits.MaxScopesPerPair {
 		return limitErr("too many room grants from this target", b.limits.MaxScopesPerPair)
+	}
+	if p.tgtDomain != b.domain && b.rules >= sharedLimits {
+		// The pair's grants this one replaces give their bytes back.
+		replaced := int64(0)
+		for sc, kps := range g {
+			if p.scope == anyRoom || sc == p.scope {
+				replaced += b.received.size(kps)
+			}
+		}
+		if n := b.received.bytes[p.tgtDomain] - replaced + b.received.size(p.keyPackages); n > maxGrantBytesPerPeer {
+			return limitErr(fmt.Sprintf("the grants of %s would keep %d bytes of KeyPackages", p.tgtDomain, n), maxGrantBytesPerPeer)
+		}
 	}
 	if delta <= 0 {
 		return nil

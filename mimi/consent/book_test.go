@@ -497,7 +497,7 @@ func TestLimits(t *testing.T) {
 		{"pending per target",
 			[]op{{domB, entry(request, carol, alice, nil)}, {domB, entry(request, cindy, alice, nil)}},
 			[]op{{domB, entry(request, carol, alice, nil)}, {"", entry(request, alice, carol, nil)}},
-			op{domC, entry(request, dave, alice, nil)}},
+			op{domB, entry(request, proto.UserURI(domB, "cora"), alice, nil)}},
 		{"pending scopes per pair",
 			[]op{{domB, entry(request, carol, alice, nil)}, {domB, entry(request, carol, alice, in(room1))}},
 			[]op{{domB, entry(request, carol, bob, in(room2))}},

@@ -52,6 +52,12 @@ func entry(op proto.ConsentOperation, requester, target proto.URI, room *proto.U
 // kpMessage returns a KeyPackage of client as an MLSMessage.
 func kpMessage(t testing.TB, client proto.URI) *mls.Message {
 	t.Helper()
+	return kpMessageWith(t, client, nil)
+}
+
+// kpMessageWith is kpMessage with the KeyPackage extensions ext.
+func kpMessageWith(t testing.TB, client proto.URI, ext mls.Extensions) *mls.Message {
+	t.Helper()
 	s, err := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.Suite()
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +69,7 @@ func kpMessage(t testing.TB, client proto.URI) *mls.Message {
 	b, err := mls.NewKeyPackage(s, key, mls.KeyPackageOptions{
 		Credential: mls.BasicCredential([]byte(client)),
 		Lifetime:   mls.Lifetime{NotBefore: 1_700_000_000 - 3600, NotAfter: 1_700_000_000 + 86400},
+		Extensions: ext,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,10 @@ type table[V any] struct {
 	rows   map[proto.URI]map[proto.URI]map[proto.URI]V
 	counts map[proto.URI]int // records per owner
 	peers  map[string]int    // records per remote domain of other
+	// size, when set, weighs a value; bytes sums the weights per remote
+	// domain of other.
+	size  func(V) int64
+	bytes map[string]int64
 }
 
 func newTable[V any](domain string) table[V] {
@@ -44,6 +48,18 @@ func newTable[V any](domain string) table[V] {
 		rows:   make(map[proto.URI]map[proto.URI]map[proto.URI]V),
 		counts: make(map[proto.URI]int),
 		peers:  make(map[string]int),
+		bytes:  make(map[string]int64),
+	}
+}
+
+// weigh adds delta times the weight of v to other's domain.
+func (t *table[V]) weigh(other proto.URI, v V, delta int64) {
+	p := t.peerOf(other)
+	if t.size == nil || p == "" {
+		return
+	}
+	if t.bytes[p] += delta * t.size(v); t.bytes[p] == 0 {
+		delete(t.bytes, p)
 	}
 }
 
@@ -107,18 +123,23 @@ func (t *table[V]) put(owner, other, scope proto.URI, v V) {
 		byScope = make(map[proto.URI]V)
 		byOther[other] = byScope
 	}
-	if _, ok := byScope[scope]; !ok {
+	if old, ok := byScope[scope]; !ok {
 		t.adjust(owner, other, 1)
+	} else {
+		t.weigh(other, old, -1)
 	}
+	t.weigh(other, v, 1)
 	byScope[scope] = v
 }
 
 // del removes one record, if present.
 func (t *table[V]) del(owner, other, scope proto.URI) {
 	byScope := t.rows[owner][other]
-	if _, ok := byScope[scope]; !ok {
+	old, ok := byScope[scope]
+	if !ok {
 		return
 	}
+	t.weigh(other, old, -1)
 	delete(byScope, scope)
 	t.adjust(owner, other, -1)
 	if len(byScope) == 0 {
@@ -129,6 +150,9 @@ func (t *table[V]) del(owner, other, scope proto.URI) {
 // delPair removes every record of (owner, other).
 func (t *table[V]) delPair(owner, other proto.URI) {
 	if n := len(t.rows[owner][other]); n > 0 {
+		for _, v := range t.rows[owner][other] {
+			t.weigh(other, v, -1)
+		}
 		t.adjust(owner, other, -n)
 		t.dropPair(owner, other)
 	}

@@ -101,7 +101,11 @@ func (s *Store) claimUser(req *proto.KeyMaterialRequest, target proto.URI, room 
 		if ckm.Status == proto.ClientSuccess {
 			succeeded++
 			notAfter := e.kp.LeafNode.Lifetime.NotAfter
-			s.routes[string(e.ref)] = route{client: c, notAfter: notAfter}
+			rt := route{client: c, notAfter: notAfter, room: req.Room}
+			if s.storedLastResort(e.ref) || s.rules < routesByRoom {
+				rt.room = "" // handed out to every claim (or before the rule): any room
+			}
+			s.routes[string(e.ref)] = rt
 			*claimed = append(*claimed, Claimed{Ref: append([]byte(nil), e.ref...), Client: c,
 				Requester: req.RequestingUser, Room: req.Room, ExpiresAt: notAfter})
 		}

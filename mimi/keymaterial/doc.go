@@ -6,6 +6,10 @@
 // claims for it report userDeleted), the KeyPackages each client uploaded,
 // and the routes from the KeyPackageRef of every KeyPackage it handed out to
 // the client that owns it, so the Welcome that follows can be delivered. A
+// KeyPackage claimed for a room routes only that room's Welcome (one
+// claimed with no room, or a last-resort one, any room's): whoever saw the
+// KeyPackage in the room's commit cannot welcome its client elsewhere with
+// it, nor use up the route the real Welcome needs. A
 // route goes once its Welcome is delivered (ForgetRoute) or its
 // KeyPackage's not_after has passed (Prune); a route to a last-resort
 // KeyPackage still in its pool stays until then, as more Welcomes may name

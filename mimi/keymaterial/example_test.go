@@ -58,7 +58,7 @@ func Example() {
 			fmt.Print(" ", c.Status)
 		}
 		for _, c := range claimed {
-			to, _ := store.RouteWelcome(c.Ref)
+			to, _ := store.RouteWelcome(c.Ref, c.Room)
 			fmt.Print(", Welcome goes to ", to)
 		}
 		fmt.Println()

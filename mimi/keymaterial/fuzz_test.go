@@ -56,7 +56,9 @@ func FuzzStore(f *testing.F) {
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite the seed corpus in testdata/fuzz")
 
 // TestWriteFuzzCorpus writes FuzzStore's seeds: snapshots of an empty store,
-// a populated one and one after claims and deletions.
+// a populated one, one after claims and deletions (the routes it holds
+// are for any room, as every snapshot before route rooms) and one with a
+// route bound to a room.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if !*updateCorpus {
 		t.Skip("run with -update-corpus to rewrite the seed corpus")
@@ -70,10 +72,15 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	script(t, used, scriptKPs(t))
 	upload(t, used, bobPhone, newKP(t, bobPhone))
 	claim(t, used, request(bob), testNow)
+	routed := newTestStore(t) // a route bound to the room it was claimed for
+	upload(t, routed, bobPhone, newKP(t, bobPhone))
+	forRoom := request(bob)
+	forRoom.Room = room1
+	claim(t, routed, forRoom, testNow)
 
 	dir := filepath.Join("testdata", "fuzz", "FuzzStore")
 	must(t, os.MkdirAll(dir, 0o755))
-	for name, s := range map[string]*Store{"empty": empty, "populated": populated, "used": used} {
+	for name, s := range map[string]*Store{"empty": empty, "populated": populated, "used": used, "routed": routed} {
 		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", snapshot(t, s))
 		must(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
 	}

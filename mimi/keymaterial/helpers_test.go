@@ -27,6 +27,7 @@ var (
 	bobPhone    = proto.ClientURI(dom, "bob", "phone")
 	carol       = proto.UserURI("b.example", "carol") // the requester
 	room1       = proto.RoomURI("hub.example", "room1")
+	room2       = proto.RoomURI("other.example", "room2")
 )
 
 type kpConfig struct {

@@ -36,12 +36,23 @@ import (
 //	} SpentRecord;
 //
 //	struct {
+//	    opaque ref<V>;               // a route's KeyPackageRef
+//	    IdentifierUri room;          // the room it was claimed for
+//	} RouteRoom;
+//
+//	struct {
 //	    opaque domain<V>;
 //	    uint32 limits[3];            // in the order of the Limits fields
 //	    UserRecord users<V>;         // ascending URI
 //	    RouteRecord routes<V>;       // ascending ref
 //	    SpentRecord spent<V>;        // ascending ref
+//	    RouteRoom route_rooms<V>;    // ascending ref; only when not empty
 //	} StoreSnapshot;
+//
+// route_rooms came later: it is written only when a route is bound to a
+// room, so a store without such routes encodes as before, and a snapshot
+// without it (every earlier one) decodes with routes for any room. A
+// release before it cannot restore a snapshot that has it.
 //
 // DecodeTLS rejects anything a live Store could not hold: records out of
 // order or repeated, identifiers that are not local or not under their
@@ -86,6 +97,20 @@ func (s *Store) EncodeTLS(w *wire.Writer) {
 			w.Uint64(s.spent[ref])
 		}
 	})
+	var bound []string
+	for _, ref := range slices.Sorted(maps.Keys(s.routes)) {
+		if s.routes[ref].room != "" {
+			bound = append(bound, ref)
+		}
+	}
+	if len(bound) > 0 {
+		w.Vector(func(w *wire.Writer) {
+			for _, ref := range bound {
+				w.Opaque([]byte(ref))
+				s.routes[ref].room.EncodeTLS(w)
+			}
+		})
+	}
 }
 
 func encodeClient(w *wire.Writer, c proto.URI, cl *client) {
@@ -199,8 +224,42 @@ func (s *Store) DecodeTLS(r *wire.Reader) {
 		}
 		ns.spent[string(ref)] = notAfter
 	})
+
+	if !r.Empty() {
+		decodeRouteRooms(r, ns)
+	}
 	if r.OK() {
 		*s = *ns
+	}
+}
+
+// decodeRouteRooms reads route_rooms into ns's routes: each names a route,
+// in ascending order, and a room; the list, when present, is not empty.
+func decodeRouteRooms(r *wire.Reader, ns *Store) {
+	var prevRef []byte
+	r.VectorEach(func(r *wire.Reader) {
+		var ref []byte
+		var room proto.URI
+		r.Opaque(&ref)
+		room.DecodeTLS(r)
+		if !r.OK() || !checkRef(r, "route room", ref, prevRef) {
+			return
+		}
+		prevRef = ref
+		rt, ok := ns.routes[string(ref)]
+		if !ok {
+			r.Failf("key material snapshot: a room for route %x, which does not exist", ref)
+			return
+		}
+		if id, err := room.Parse(); err != nil || id.Kind != proto.KindRoom {
+			r.Failf("key material snapshot: route %x: %q is not a room", ref, room)
+			return
+		}
+		rt.room = room
+		ns.routes[string(ref)] = rt
+	})
+	if r.OK() && prevRef == nil {
+		r.Failf("key material snapshot: an empty list of route rooms")
 	}
 }
 

@@ -84,6 +84,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	fresh := newKP(t, bobPhone)
 	upload(t, s, bobPhone, fresh)
 	claim(t, s, request(bob), testNow) // a live route and a handed-out record
+	upload(t, s, bobPhone, newKP(t, bobPhone))
+	forRoom := request(bob)
+	forRoom.Room = room1
+	_, bound := claim(t, s, forRoom, testNow) // a route bound to its room
 	enc := snapshot(t, s)
 
 	var back Store
@@ -111,9 +115,15 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("restored store diverged")
 	}
 	for _, c := range c1 {
-		if got, ok := back.RouteWelcome(c.Ref); !ok || got != c.Client {
+		if got, ok := back.RouteWelcome(c.Ref, c.Room); !ok || got != c.Client {
 			t.Fatalf("restored route %s %v", got, ok)
 		}
+	}
+	if got, ok := back.RouteWelcome(bound[0].Ref, room1); !ok || got != bobPhone {
+		t.Fatalf("restored route for %s: %s %v", room1, got, ok)
+	}
+	if _, ok := back.RouteWelcome(bound[0].Ref, room2); ok {
+		t.Fatalf("a restored route claimed for %s routes a Welcome into %s", room1, room2)
 	}
 	// Handed-out records survive a restore.
 	wantErr(t, back.Upload(bobPhone, []*mls.KeyPackage{fresh}, testNow), ErrDuplicateKeyPackage)

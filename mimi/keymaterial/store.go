@@ -107,7 +107,24 @@ type Store struct {
 	// spent holds the KeyPackageRefs of the regular KeyPackages handed
 	// out, with their not_after, so they are never stored again.
 	spent map[string]uint64
+	// rules is the level of rules the store applies (SetRulesLevel);
+	// not encoded.
+	rules int
 }
+
+// RulesLevel is the newest level of rules the store applies, in the
+// numbering of the fsm's log levels; level 2 brought routes bound to the
+// room a KeyPackage was claimed for (routesByRoom). A new store applies
+// it; a replicated embedding sets its log's level (SetRulesLevel), so
+// that entries logged before a rule apply by the rules of then.
+const RulesLevel = 2
+
+// routesByRoom is the level from which a route remembers its claim's
+// room.
+const routesByRoom = 2
+
+// SetRulesLevel makes the store apply the rules of level l and below.
+func (s *Store) SetRulesLevel(l int) { s.rules = l }
 
 type user struct {
 	deleted bool
@@ -129,6 +146,13 @@ type entry struct {
 type route struct {
 	client   proto.URI
 	notAfter uint64
+	// room is the room the KeyPackage was claimed for: only that room's
+	// Welcome may name it, so a peer that saw the KeyPackage in another
+	// room's commit cannot use it to welcome the client into a room of its
+	// own (and take the route the real Welcome needs). Empty for a claim
+	// that named no room and for last-resort KeyPackages, which every
+	// claim may get: any room.
+	room proto.URI
 }
 
 // NewStore returns an empty store for the provider of domain, which must be
@@ -148,6 +172,7 @@ func newStore(domain string, l Limits) *Store {
 		index:  make(map[string]proto.URI),
 		routes: make(map[string]route),
 		spent:  make(map[string]uint64),
+		rules:  RulesLevel,
 	}
 }
 
@@ -500,10 +525,14 @@ func (s *Store) Prune(now uint64) PruneStats {
 }
 
 // RouteWelcome returns the client a KeyPackage this store handed out
-// belongs to, so a Welcome naming its KeyPackageRef can be delivered.
-func (s *Store) RouteWelcome(ref []byte) (client proto.URI, ok bool) {
+// belongs to, so that a Welcome into room naming its KeyPackageRef can be
+// delivered; ok is false when the KeyPackage was claimed for another room.
+func (s *Store) RouteWelcome(ref []byte, room proto.URI) (client proto.URI, ok bool) {
 	r, ok := s.routes[string(ref)]
-	return r.client, ok
+	if !ok || r.room != "" && r.room != room {
+		return "", false
+	}
+	return r.client, true
 }
 
 // ForgetRoute drops the route of ref, once its Welcome is delivered; the

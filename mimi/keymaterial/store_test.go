@@ -250,30 +250,34 @@ func TestRoutes(t *testing.T) {
 	if !bytes.Equal(c.Ref, refOf(t, kp)) || c.Client != alicePhone || c.Requester != carol || c.Room != room1 || c.ExpiresAt != testNow+100 {
 		t.Fatalf("claimed %+v", c)
 	}
-	if got, ok := s.RouteWelcome(c.Ref); !ok || got != alicePhone {
+	if got, ok := s.RouteWelcome(c.Ref, room1); !ok || got != alicePhone {
 		t.Fatalf("route %q %v", got, ok)
 	}
-	if _, ok := s.RouteWelcome([]byte("nope")); ok {
+	// Claimed for room1: another room's Welcome may not name it.
+	if got, ok := s.RouteWelcome(c.Ref, room2); ok {
+		t.Fatalf("a KeyPackage claimed for %s routes a Welcome into %s to %s", room1, room2, got)
+	}
+	if _, ok := s.RouteWelcome([]byte("nope"), room1); ok {
 		t.Fatalf("route for an unknown ref")
 	}
 	s.ForgetRoute(c.Ref)
-	if _, ok := s.RouteWelcome(c.Ref); ok {
+	if _, ok := s.RouteWelcome(c.Ref, room1); ok {
 		t.Fatalf("route survived ForgetRoute")
 	}
 	s.ForgetRoute(c.Ref) // idempotent
 
 	// Removing the client or deleting the user drops its routes.
-	if _, ok := s.RouteWelcome(claimed[1].Ref); !ok {
+	if _, ok := s.RouteWelcome(claimed[1].Ref, room1); !ok {
 		t.Fatalf("bob's route missing")
 	}
 	must(t, s.DeleteUser(bob))
-	if _, ok := s.RouteWelcome(claimed[1].Ref); ok {
+	if _, ok := s.RouteWelcome(claimed[1].Ref, room1); ok {
 		t.Fatalf("route to a deleted user's client")
 	}
 	upload(t, s, alicePhone, newKP(t, alicePhone))
 	_, claimed = claim(t, s, request(alice), testNow)
 	must(t, s.RemoveClient(alicePhone))
-	if _, ok := s.RouteWelcome(claimed[0].Ref); ok {
+	if _, ok := s.RouteWelcome(claimed[0].Ref, ""); ok {
 		t.Fatalf("route to a removed client")
 	}
 }
@@ -294,7 +298,7 @@ func TestPrune(t *testing.T) {
 	if st := s.Prune(testNow + 101); st != (PruneStats{KeyPackages: 2, Routes: 1}) {
 		t.Fatalf("pruned %+v", st)
 	}
-	if _, ok := s.RouteWelcome(claimed[0].Ref); ok {
+	if _, ok := s.RouteWelcome(claimed[0].Ref, ""); ok {
 		t.Fatalf("route past not_after survived")
 	}
 	if c, _ := s.Count(alicePhone); c.KeyPackages != 1 || len(c.LastResort) != 0 {
@@ -312,6 +316,7 @@ func TestLastResortRoutes(t *testing.T) {
 	upload(t, s, bobPhone, lr)
 	req := request(bob)
 	req.LastResortAllowed = true
+	req.Room = room1 // handed out to every claim, it routes Welcomes of any room
 	_, first := claim(t, s, req, testNow)
 	_, second := claim(t, s, req, testNow)
 	if len(first) != 1 || len(second) != 1 || !bytes.Equal(first[0].Ref, second[0].Ref) {
@@ -319,13 +324,13 @@ func TestLastResortRoutes(t *testing.T) {
 	}
 	// The first Welcome is delivered; the second must still find its way.
 	s.ForgetRoute(first[0].Ref)
-	if got, ok := s.RouteWelcome(second[0].Ref); !ok || got != bobPhone {
+	if got, ok := s.RouteWelcome(second[0].Ref, room2); !ok || got != bobPhone {
 		t.Fatalf("route to a pooled last-resort KeyPackage forgotten")
 	}
 	// Once replaced it is handed out no more, and forgetting drops it.
 	upload(t, s, bobPhone, newKP(t, bobPhone, withLastResort()))
 	s.ForgetRoute(first[0].Ref)
-	if _, ok := s.RouteWelcome(first[0].Ref); ok {
+	if _, ok := s.RouteWelcome(first[0].Ref, room1); ok {
 		t.Fatalf("route to a replaced last-resort KeyPackage survived ForgetRoute")
 	}
 }

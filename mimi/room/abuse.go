@@ -6,6 +6,7 @@ import (
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // maxReportedMessages bounds the messages one abuse report carries.
@@ -28,6 +29,9 @@ type Report struct {
 	// disclosed keys and found signed by the alleged abuser's leaf. Only
 	// messages of the current epoch can be checked.
 	Verified int
+	// Size is the length of Body's encoding (what the report weighs where
+	// it is kept); it is not part of the report's encoding.
+	Size int
 }
 
 func (q *ReportAbuse) apply(r *Room, at uint64) Outcome {
@@ -50,7 +54,7 @@ func (q *ReportAbuse) apply(r *Room, at uint64) Outcome {
 	if len(b.Messages) > maxReportedMessages {
 		return Outcome{Err: fmt.Errorf("%w: %d messages in one report; at most %d", ErrInvalid, len(b.Messages), maxReportedMessages)}
 	}
-	rep := &Report{Room: r.id, Body: b, ReceivedAt: at}
+	rep := &Report{Room: r.id, Body: b, ReceivedAt: at, Size: len(wire.MustMarshal(b))}
 	abuser, ok := r.members.get(mls.LeafIndex(b.AllegedAbuserAt))
 	if ok && abuser.user == b.AllegedAbuser && b.Epoch == r.Epoch() {
 		for _, m := range b.Messages {

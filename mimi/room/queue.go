@@ -21,6 +21,21 @@ import (
 // refused for it (they are bounded by the members and participants).
 const maxOptionalPending = 256
 
+// maxOptionalPendingBytes bounds the bytes of the proposals an epoch holds
+// (their MLSMessage encodings) beyond which the hub refuses more optional
+// ones, as maxOptionalPending bounds their number: every proposal may be
+// as large as a request (16 MiB), and 256 of them would keep 4 GiB in
+// every node's state until someone commits. Departures are never refused
+// for it.
+const maxOptionalPendingBytes = 16 << 20
+
+// maxLeafNodeBytes bounds a leaf node the room takes in (an Add's, an
+// Update's, a path's, an external joiner's; its encoding). A leaf is a few
+// hundred bytes (an X.509 chain a few KiB), and RFC 9420 sets no bound:
+// without one a member could put 16 MiB into the tree, which every
+// GroupInfo, Welcome tree and snapshot of the room carries from then on.
+const maxLeafNodeBytes = 16 << 10
+
 // mustCommit is the queue's rule: the proposals sent by reference that the
 // next commit must cover. They are the departures (SelfRemoves, Removes, a
 // user's patch removing only itself) and the hub's own proposals. proposer

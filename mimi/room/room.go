@@ -2,6 +2,7 @@ package room
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -85,6 +86,10 @@ func MLSConfig(maxVector int) mls.Config {
 // already in the log by the rules it was logged under, sets the log's
 // level before each request (SetRulesLevel; fsm/levels.go).
 const RulesLevel = 2
+
+// rulesBoundedProposals is the level that brought the byte bounds on an
+// epoch's optional proposals and on a leaf node.
+const rulesBoundedProposals = 2
 
 // SetRulesLevel makes the room apply the rules of level l and below.
 func (r *Room) SetRulesLevel(l int) { r.rules = l }
@@ -272,6 +277,10 @@ type CreateRequest struct {
 	// client), with the external_pub extension; Tree its ratchet tree.
 	GroupInfo *mls.GroupInfo
 	Tree      []byte
+	// RulesLevel is the level of rules the room is made and then applies
+	// requests with (SetRulesLevel); levels start at 1, and 0 asks for
+	// the newest (RulesLevel).
+	RulesLevel int
 }
 
 // Create makes a room. The group must name the room (group id = room URI),
@@ -304,7 +313,7 @@ func Create(cfg Config, req CreateRequest, acceptedAt uint64) (*Room, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	r := &Room{cfg: cfg, id: req.Room, group: f, rules: RulesLevel}
+	r := &Room{cfg: cfg, id: req.Room, group: f, rules: cmp.Or(req.RulesLevel, RulesLevel)}
 	if r.members, err = indexTree(f.Tree()); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

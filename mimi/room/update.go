@@ -128,6 +128,11 @@ func (r *Room) proposals(from string, body *proto.UpdateRoomRequest, at uint64) 
 			sender = a.client
 			return nil
 		})
+		if err == nil && !queue && r.rulesAt(rulesBoundedProposals) {
+			if n := r.pendingBytes(); n > maxOptionalPendingBytes {
+				err = notAllowed("the room holds %d bytes of proposals this epoch (at most %d); commit them first", n, maxOptionalPendingBytes)
+			}
+		}
 		if err != nil {
 			r.group.TruncatePending(mark)
 			if len(r.queued) > queued {
@@ -145,6 +150,15 @@ func (r *Room) proposals(from string, body *proto.UpdateRoomRequest, at uint64) 
 		effects = append(effects, r.accept(m, at, r.recipients(sender)))
 	}
 	return Outcome{Response: proto.UpdateRoomResponse{Code: proto.UpdateSuccess}, Effects: effects}
+}
+
+// pendingBytes returns the size of the proposals the epoch holds.
+func (r *Room) pendingBytes() int {
+	n := 0
+	for _, m := range r.group.PendingMessages() {
+		n += len(m)
+	}
+	return n
 }
 
 // checkProposal applies room policy to a proposal sent by reference and
@@ -335,8 +349,12 @@ func RequiredCapabilitiesOf(ext mls.Extensions) mls.RequiredCapabilities {
 	return requiredCapabilities(ext)
 }
 
-// checkCapabilities refuses a new leaf that lacks what the room requires.
+// checkCapabilities refuses a new leaf that lacks what the room requires,
+// or is larger than maxLeafNodeBytes.
 func (r *Room) checkCapabilities(leaf *mls.LeafNode, ext mls.Extensions) error {
+	if n := len(wire.MustMarshal(leaf)); n > maxLeafNodeBytes && r.rulesAt(rulesBoundedProposals) {
+		return invalid("the leaf node of %s is %d bytes; a room takes at most %d", leaf.Credential.Identity, n, maxLeafNodeBytes)
+	}
 	rc := requiredCapabilities(ext)
 	if err := rc.SatisfiedBy(&leaf.Capabilities); err != nil {
 		return invalid("%s cannot be in this room: %v", leaf.Credential.Identity, err)
