@@ -660,13 +660,20 @@ func (s *State) notifyConsent(e *proto.ConsentEntry, at uint64) {
 		return
 	}
 	data := wire.MustMarshal(e)
+	var room proto.URI
+	if e.Room != nil {
+		room = *e.Room
+	}
 	for _, c := range cs {
-		if rec, ok := s.clients[c]; ok {
-			var room proto.URI
-			if e.Room != nil {
-				room = *e.Room
-			}
-			rec.inbox.push(Item{Seq: s.takeSeq(), Kind: ItemConsent, Room: room, At: at, Data: data}, s.cfg.InboxLimit, s.cfg.InboxBytes)
+		// Anyone may send a user consent operations, with no KeyPackage or
+		// room to spend, so a notice never pushes older items (Welcomes)
+		// out: it goes only into an inbox less than half full, and is
+		// otherwise left out. The book keeps the request or grant itself
+		// (GET /v1/consent), so a notice left out loses nothing.
+		it := Item{Kind: ItemConsent, Room: room, At: at, Data: data}
+		if rec, ok := s.clients[c]; ok && rec.inbox.fits(it.size(), s.cfg.InboxLimit/2, s.cfg.InboxBytes/2) {
+			it.Seq = s.takeSeq()
+			rec.inbox.push(it, s.cfg.InboxLimit, s.cfg.InboxBytes)
 		}
 	}
 }

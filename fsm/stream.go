@@ -91,6 +91,12 @@ func (b *inbox) push(it Item, maxItems int, maxBytes int64) {
 	b.q.drop(n)
 }
 
+// fits says whether one more item of size bytes keeps the inbox within
+// maxItems and maxBytes.
+func (b *inbox) fits(size int64, maxItems int, maxBytes int64) bool {
+	return len(b.q.items) < maxItems && b.bytes+size <= maxBytes
+}
+
 // ack drops items up to seq.
 func (b *inbox) ack(seq uint64) {
 	n := 0
