@@ -36,6 +36,8 @@ type clientAPI struct {
 	// passwords hashes and verifies account passwords (password.go).
 	passwords *passwordHasher
 	meter     *meter // per-client budgets
+	// polls bounds each client's waiting long polls (streampolls.go).
+	polls *streamPolls
 	// timer starts the stream's wait; tests replace it.
 	timer func(time.Duration) (<-chan time.Time, func() bool)
 }
@@ -109,6 +111,7 @@ func newClientAPI(cfg Config, backend Backend, peers Peers) *clientAPI {
 	c.limits = newRateLimiters(c.cfg.RateLimits, time.Now)
 	c.passwords = newPasswordHasher(c.cfg.PasswordParams, c.cfg.PasswordConcurrency)
 	c.meter = newMeter(c.cfg.ClientBudget, 0)
+	c.polls = newStreamPolls(c.cfg.MaxStreamPolls)
 	c.timer = func(d time.Duration) (<-chan time.Time, func() bool) {
 		t := time.NewTimer(d)
 		return t.C, t.Stop

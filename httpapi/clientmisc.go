@@ -412,6 +412,7 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 		gap     bool
 		last    uint64
 		timeout <-chan time.Time
+		ended   <-chan struct{} // a newer poll of this client took our place
 		expired = wait == 0
 	)
 	for {
@@ -430,6 +431,9 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 			break
 		}
 		if timeout == nil {
+			var done func()
+			ended, done = c.polls.wait(p.client)
+			defer done()
 			var stop func() bool
 			timeout, stop = c.timer(wait)
 			defer stop()
@@ -437,6 +441,8 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 		select {
 		case <-changed:
 		case <-timeout:
+			expired = true
+		case <-ended:
 			expired = true
 		case <-c.cfg.Draining:
 			expired = true
