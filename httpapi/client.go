@@ -461,6 +461,15 @@ func (c *clientAPI) decodeMessage(data []byte, want mls.WireFormat, what string)
 // tokenSecretSize is the size of a token's secret part.
 const tokenSecretSize = 32
 
+// Bounds of a user's profile (registration): replicated state kept while
+// the user exists and returned whole by identifier queries.
+const (
+	MaxProfileFields = 32
+	MaxProfileName   = 64
+	MaxProfileValue  = 1 << 10
+	MaxProfileBytes  = 4 << 10 // names and values together
+)
+
 type profileField struct {
 	Source string `json:"source"`
 	Name   string `json:"name"`
@@ -468,8 +477,18 @@ type profileField struct {
 }
 
 func fieldsFromJSON(in []profileField) ([]proto.ProfileField, error) {
+	if len(in) > MaxProfileFields {
+		return nil, fail(http.StatusBadRequest, "profile: %d fields, at most %d", len(in), MaxProfileFields)
+	}
 	var out []proto.ProfileField
+	total := 0
 	for i, f := range in {
+		if len(f.Name) > MaxProfileName || len(f.Value) > MaxProfileValue {
+			return nil, fail(http.StatusBadRequest, "profile[%d]: a name is at most %d bytes and a value at most %d", i, MaxProfileName, MaxProfileValue)
+		}
+		if total += len(f.Name) + len(f.Value); total > MaxProfileBytes {
+			return nil, fail(http.StatusBadRequest, "profile: over %d bytes of names and values", MaxProfileBytes)
+		}
 		var src proto.FieldSource
 		switch f.Source {
 		case "vcard":
