@@ -287,7 +287,10 @@ func searchType(name string) (proto.SearchIdentifierType, bool) {
 
 // identifiers: POST /v1/identifiers (identifierQuery), here or relayed to
 // the domain's provider.
-func (c *clientAPI) identifiers(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (c *clientAPI) identifiers(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := spend("identifier queries by this account", limitKey{c.limits.searchUser, string(p.user)}); err != nil {
+		return err
+	}
 	var in struct {
 		Domain string `json:"domain"`
 		Type   string `json:"type"`
