@@ -314,8 +314,7 @@ func (s *State) roomRequest(c *Command, b *RoomBody) *Result {
 		return refusedByRoom(out.Err)
 	}
 	if out.Report != nil {
-		s.reports.push(*out.Report)
-		s.reports.drop(len(s.reports.items) - s.cfg.ReportLimit)
+		s.keepReport(*out.Report)
 		return success(nil)
 	}
 	if out.Response.Code != proto.UpdateSuccess && len(out.Effects) == 0 || out.Repeat {

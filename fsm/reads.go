@@ -254,7 +254,13 @@ func (s *State) KeyPackages(client proto.URI) (keymaterial.ClientCount, error) {
 }
 
 // Reports returns the abuse reports kept, oldest first.
-func (s *State) Reports() []room.Report { return slices.Clone(s.reports.items) }
+func (s *State) Reports() []room.Report {
+	out := make([]room.Report, len(s.reports.items))
+	for i := range s.reports.items {
+		out[i] = s.reports.items[i].Report
+	}
+	return out
+}
 
 // Counts summarizes the state for operators.
 type Counts struct {

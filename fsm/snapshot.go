@@ -104,7 +104,7 @@ type view struct {
 	clients         []clientView
 	streams         []streamView
 	queues          []queueView
-	reports         []room.Report
+	reports         []keptReport
 	dedup           []dedupEntry
 }
 
@@ -328,7 +328,7 @@ func (v *view) persist(out io.Writer) error {
 		}
 	}
 	for i := range v.reports {
-		rw.record(recReport, func(w *wire.Writer) { encodeReport(w, &v.reports[i]) })
+		rw.record(recReport, func(w *wire.Writer) { encodeReport(w, &v.reports[i].Report) })
 	}
 	for _, e := range v.dedup {
 		rw.record(recDedup, func(w *wire.Writer) {
@@ -770,7 +770,7 @@ func (d *snapshotDecoder) record(tag byte, b []byte) error {
 		if err := d.order(tag, nil); err != nil {
 			return err
 		}
-		s.reports.push(rep)
+		s.restoreReport(rep)
 		return nil
 	case recDedup:
 		var id, res []byte

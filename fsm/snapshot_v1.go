@@ -101,7 +101,7 @@ func decodeStateV1(cfg Config, data []byte) (*State, error) {
 	r.VectorEach(func(r *wire.Reader) {
 		var rep room.Report
 		decodeReport(r, &rep)
-		s.reports.push(rep)
+		s.restoreReport(rep)
 	})
 	r.VectorEach(func(r *wire.Reader) {
 		var id, res []byte

@@ -58,6 +58,8 @@ const (
 	defaultReportLimit      = 10_000
 	defaultDedupWindow      = 10 * 60 * 1000
 	maxDedupEntries         = 200_000
+	// maxReportBytes bounds the encoded abuse reports kept, together.
+	maxReportBytes = 64 << 20
 )
 
 // Digest names everything in c that Apply depends on, defaults filled
@@ -118,9 +120,11 @@ type State struct {
 	clients map[proto.URI]*clientRecord
 	streams map[proto.URI]*roomStream // rooms local clients follow, hosted here or not
 	outbox  map[string]*outQueue      // per peer domain
-	reports fifo[room.Report]
-	acct    accounts // accounts.go
-	dedup   dedupTable
+	reports fifo[keptReport]          // reports.go
+	// reportBytes is the reports' size, derived.
+	reportBytes int64
+	acct        accounts // accounts.go
+	dedup       dedupTable
 	// lastAt is the latest acceptance time applied: the FSM's clock never
 	// runs backwards, even when a new leader's clock is behind the old one's.
 	lastAt uint64
