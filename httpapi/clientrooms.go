@@ -534,11 +534,16 @@ func (c *clientAPI) abuse(w http.ResponseWriter, r *http.Request, p *principal) 
 	var in struct {
 		Report []byte `json:"report"`
 	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+	// MaxBody, as the federation's reportAbuse: reports are kept in the
+	// state, and a larger one could not be relayed to a mimi-hub hub.
+	if err := readJSON(w, r, jsonLimit(c.cfg.MaxBody), &in); err != nil {
 		return err
 	}
 	if len(in.Report) == 0 {
 		return fail(http.StatusBadRequest, "report is required")
+	}
+	if int64(len(in.Report)) > c.cfg.MaxBody {
+		return fail(http.StatusRequestEntityTooLarge, "report: %d bytes, at most %d", len(in.Report), c.cfg.MaxBody)
 	}
 	var rep proto.AbuseReport
 	if err := decode(in.Report, &rep, c.cfg.MaxVector, "report"); err != nil {
