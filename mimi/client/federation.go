@@ -51,7 +51,9 @@ const (
 	DefaultMaxVector    = 64 << 20
 	DefaultMaxDownload  = 256 << 20
 	DefaultDirectoryTTL = 5 * time.Minute
-	maxDirectorySize    = 1 << 20
+	// DefaultMaxDirectories bounds the directories cached.
+	DefaultMaxDirectories = 10_000
+	maxDirectorySize      = 1 << 20
 )
 
 // FederationConfig configures a Federation client.
@@ -82,6 +84,12 @@ type FederationConfig struct {
 	// DirectoryTTL is how long a peer's directory (or its absence) is
 	// cached. Zero means DefaultDirectoryTTL; negative disables caching.
 	DirectoryTTL time.Duration
+	// MaxDirectories bounds the directories cached (zero:
+	// DefaultMaxDirectories). The domains contacted are named by the
+	// provider's clients, so a full cache first drops expired entries (a
+	// pass at most once a second), then caches nothing new until some
+	// expire; an uncached peer costs a directory fetch per request.
+	MaxDirectories int
 	// Logger receives a debug line per request; nil discards.
 	Logger *slog.Logger
 	// Now is the clock for the directory cache and Retry-After dates; nil
@@ -106,6 +114,8 @@ type Federation struct {
 
 	mu   sync.Mutex
 	dirs map[string]cachedDirectory
+	// swept is when the cache last dropped its expired entries.
+	swept time.Time
 }
 
 // cachedDirectory is a peer's directory, or its absence (dir nil: the peer
@@ -135,6 +145,9 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 	}
 	if cfg.DirectoryTTL == 0 {
 		cfg.DirectoryTTL = DefaultDirectoryTTL
+	}
+	if cfg.MaxDirectories <= 0 {
+		cfg.MaxDirectories = DefaultMaxDirectories
 	}
 	if cfg.Resolve == nil {
 		cfg.Resolve = func(domain string) (string, error) { return "https://" + domain, nil }
@@ -691,11 +704,30 @@ func (f *Federation) lookup(ctx context.Context, peer string) (cachedDirectory, 
 	}
 	cd = cachedDirectory{base: base, dir: dir, expires: now.Add(f.cfg.DirectoryTTL)}
 	if f.cfg.DirectoryTTL > 0 {
-		f.mu.Lock()
-		f.dirs[peer] = cd
-		f.mu.Unlock()
+		f.cache(peer, cd, now)
 	}
 	return cd, nil
+}
+
+// cache keeps cd for peer within MaxDirectories entries.
+func (f *Federation) cache(peer string, cd cachedDirectory, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.dirs[peer]; !ok && len(f.dirs) >= f.cfg.MaxDirectories {
+		if now.Sub(f.swept) < time.Second {
+			return
+		}
+		f.swept = now
+		for p, c := range f.dirs {
+			if !now.Before(c.expires) {
+				delete(f.dirs, p)
+			}
+		}
+		if len(f.dirs) >= f.cfg.MaxDirectories {
+			return
+		}
+	}
+	f.dirs[peer] = cd
 }
 
 // fetchDirectory GETs a peer's directory; nil means it has none (404).
