@@ -374,6 +374,11 @@ func (c *clientAPI) authenticate(r *http.Request, inLog bool) (*principal, error
 	return p, nil
 }
 
+// invalidToken is the answer to a token the state does not accept.
+func invalidToken() error {
+	return fail(http.StatusUnauthorized, "invalid token (unknown, revoked, or its user is suspended)")
+}
+
 // confirm checks p's token on a linearizable read, once per request.
 func (c *clientAPI) confirm(r *http.Request, p *principal) error {
 	if p.confirmed {
@@ -387,7 +392,7 @@ func (c *clientAPI) confirm(r *http.Request, p *principal) error {
 		return err
 	}
 	if !valid {
-		return fail(http.StatusUnauthorized, "invalid token (unknown, revoked, or its user is suspended)")
+		return invalidToken()
 	}
 	p.confirmed = true
 	return nil

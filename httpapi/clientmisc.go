@@ -421,6 +421,11 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 	for {
 		changed := c.backend.Changed() // before reading, so no change is missed
 		err := c.backend.Read(r.Context(), false, func(s *fsm.State) error {
+			// A poll may wait a minute: a device revoked or a user
+			// suspended meanwhile gets nothing that came after.
+			if !s.Authenticate(p.client, p.tokenHash) {
+				return invalidToken()
+			}
 			var ok bool
 			if items, gap, last, ok = s.Stream(p.client, after, int(limit)); !ok {
 				return fail(http.StatusNotFound, "no client %s", p.client)
