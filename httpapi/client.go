@@ -453,6 +453,9 @@ func (c *clientAPI) decodeMessage(data []byte, want mls.WireFormat, what string)
 	if len(data) == 0 {
 		return nil, fail(http.StatusBadRequest, "%s is required", what)
 	}
+	if want == mls.WireKeyPackage && len(data) > proto.MaxKeyPackageSize+4 { // the MLSMessage header: version, wire format
+		return nil, fail(http.StatusRequestEntityTooLarge, "%s: %d bytes, a KeyPackage is at most %d", what, len(data), proto.MaxKeyPackageSize)
+	}
 	m := new(mls.Message)
 	if err := decode(data, m, c.cfg.MaxVector, what); err != nil {
 		return nil, err

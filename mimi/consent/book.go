@@ -241,6 +241,9 @@ func checkKeyPackage(target proto.URI, m *mls.Message) (*mls.Message, error) {
 	if m == nil || m.WireFormat != mls.WireKeyPackage || m.KeyPackage == nil {
 		return nil, fmt.Errorf("not an MLSMessage holding a KeyPackage")
 	}
+	if n := len(wire.MustMarshal(m.KeyPackage)); n > proto.MaxKeyPackageSize {
+		return nil, fmt.Errorf("%d bytes, at most %d", n, proto.MaxKeyPackageSize)
+	}
 	cred := &m.KeyPackage.LeafNode.Credential
 	if cred.Type != mls.CredentialBasic {
 		return nil, fmt.Errorf("credential type 0x%04x is not basic", uint16(cred.Type))

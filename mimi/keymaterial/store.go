@@ -404,6 +404,9 @@ func newEntry(c proto.URI, kp *mls.KeyPackage, now uint64) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyPackage, err)
 	}
+	if len(enc) > proto.MaxKeyPackageSize {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidKeyPackage, len(enc), proto.MaxKeyPackageSize)
+	}
 	return decodeEntry(enc)
 }
 
