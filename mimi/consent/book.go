@@ -60,6 +60,12 @@ type Limits struct {
 	MaxKeyPackagesPerGrant int
 }
 
+// MaxGrantBytesPerTarget bounds the KeyPackage bytes kept with the grants
+// one user made to local requesters, which need not exist: without it
+// one user could keep its decisions' worth (10,000) of 1 MiB grants. (A
+// constant, not a Limit: the limits are in the snapshot.)
+const MaxGrantBytesPerTarget = 1 << 20
+
 // DefaultLimits returns the limits NewBook starts with.
 func DefaultLimits() Limits {
 	return Limits{
@@ -123,7 +129,7 @@ func newBook(domain string, requireConsent bool, l Limits) *Book {
 		limits:         l,
 		pending:        newTable[struct{}](domain),
 		decisions:      newTable[proto.ConsentOperation](domain),
-		received:       newTable[[]*mls.Message](domain),
+		received:       newWeighedTable(domain, keyPackageBytes),
 	}
 }
 
@@ -470,6 +476,18 @@ func (b *Book) decide(p parsed) error {
 // checkReceive checks that a grant for a local requester fits.
 func (b *Book) checkReceive(p parsed) error {
 	g := b.received.pair(p.requester, p.target)
+	if n := keyPackageBytes(p.keyPackages); n > 0 {
+		replaced := keyPackageBytes(g[p.scope])
+		if p.scope == anyRoom { // replaces the pair's room grants too
+			replaced = 0
+			for _, kps := range g {
+				replaced += keyPackageBytes(kps)
+			}
+		}
+		if b.received.weights[p.target]-replaced+n > MaxGrantBytesPerTarget {
+			return limitErr("too many KeyPackage bytes in the target's grants", MaxGrantBytesPerTarget)
+		}
+	}
 	delta := 1
 	if p.scope == anyRoom {
 		delta = 1 - len(g)
@@ -488,6 +506,16 @@ func (b *Book) checkReceive(p parsed) error {
 		return limitErr("too many records for "+p.tgtDomain, b.limits.MaxRecordsPerPeer)
 	}
 	return nil
+}
+
+// keyPackageBytes is what a grant's KeyPackages weigh against
+// MaxGrantBytesPerTarget: their encodings.
+func keyPackageBytes(kps []*mls.Message) int64 {
+	var n int64
+	for _, m := range kps {
+		n += int64(len(wire.MustMarshal(m.KeyPackage)))
+	}
+	return n
 }
 
 // receive records a grant for a local requester; checkReceive has passed.

@@ -36,6 +36,10 @@ type table[V any] struct {
 	rows   map[proto.URI]map[proto.URI]map[proto.URI]V
 	counts map[proto.URI]int // records per owner
 	peers  map[string]int    // records per remote domain of other
+	// weigh, when set, gives a record's weight, and weights holds the
+	// weights per other, so bounds on them are checked without scanning.
+	weigh   func(V) int64
+	weights map[proto.URI]int64
 }
 
 func newTable[V any](domain string) table[V] {
@@ -44,6 +48,24 @@ func newTable[V any](domain string) table[V] {
 		rows:   make(map[proto.URI]map[proto.URI]map[proto.URI]V),
 		counts: make(map[proto.URI]int),
 		peers:  make(map[string]int),
+	}
+}
+
+// newWeighedTable returns a table that keeps the weights of each other's
+// records.
+func newWeighedTable[V any](domain string, weigh func(V) int64) table[V] {
+	t := newTable[V](domain)
+	t.weigh, t.weights = weigh, make(map[proto.URI]int64)
+	return t
+}
+
+// addWeight adds v's weight, times sign, to other's.
+func (t *table[V]) addWeight(other proto.URI, v V, sign int64) {
+	if t.weigh == nil {
+		return
+	}
+	if t.weights[other] += sign * t.weigh(v); t.weights[other] == 0 {
+		delete(t.weights, other)
 	}
 }
 
@@ -107,18 +129,23 @@ func (t *table[V]) put(owner, other, scope proto.URI, v V) {
 		byScope = make(map[proto.URI]V)
 		byOther[other] = byScope
 	}
-	if _, ok := byScope[scope]; !ok {
+	if old, ok := byScope[scope]; !ok {
 		t.adjust(owner, other, 1)
+	} else {
+		t.addWeight(other, old, -1)
 	}
 	byScope[scope] = v
+	t.addWeight(other, v, 1)
 }
 
 // del removes one record, if present.
 func (t *table[V]) del(owner, other, scope proto.URI) {
 	byScope := t.rows[owner][other]
-	if _, ok := byScope[scope]; !ok {
+	old, ok := byScope[scope]
+	if !ok {
 		return
 	}
+	t.addWeight(other, old, -1)
 	delete(byScope, scope)
 	t.adjust(owner, other, -1)
 	if len(byScope) == 0 {
@@ -129,6 +156,9 @@ func (t *table[V]) del(owner, other, scope proto.URI) {
 // delPair removes every record of (owner, other).
 func (t *table[V]) delPair(owner, other proto.URI) {
 	if n := len(t.rows[owner][other]); n > 0 {
+		for _, v := range t.rows[owner][other] {
+			t.addWeight(other, v, -1)
+		}
 		t.adjust(owner, other, -n)
 		t.dropPair(owner, other)
 	}
