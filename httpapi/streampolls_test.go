@@ -24,23 +24,18 @@ func TestStreamPollsPerClient(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 5))
 			e := newEnv(t, "a.example", nil)
 			alice, mallory := e.register("alice", "phone"), e.register("mallory", "x")
-			waits := make(chan struct{}, 1)
-			never := make(chan time.Time)
-			e.api.timer = func(time.Duration) (<-chan time.Time, func() bool) {
-				waits <- struct{}{}
-				return never, func() bool { return true }
-			}
+			ft := installFakeTimer(e) // never fires
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			bound := e.api.cfg.MaxStreamPolls
 
 			aliceDone := streamAsync(e, ctx, alice, "wait=60")
-			waitFor(t, waits, "alice's poll to wait")
+			waitFor(t, ft.waits, "alice's poll to wait")
 			n := bound + 1 + rng.IntN(3*bound)
 			var polls []<-chan *httptest.ResponseRecorder
 			for i := range n {
 				polls = append(polls, streamAsync(e, ctx, mallory, "wait=60"))
-				waitFor(t, waits, fmt.Sprintf("mallory's poll %d to wait", i))
+				waitFor(t, ft.waits, fmt.Sprintf("mallory's poll %d to wait", i))
 			}
 			// The oldest n-bound answered, empty; the newest bound still wait.
 			for i, done := range polls[:n-bound] {

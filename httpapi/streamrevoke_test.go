@@ -36,17 +36,12 @@ func TestStreamEndsAtRevocation(t *testing.T) {
 			e := newEnv(t, "a.example", nil)
 			phone := e.register("alice", "phone")
 			laptop := e.link(phone, "laptop")
-			never := make(chan time.Time)
-			waits := make(chan struct{}, 1)
-			e.api.timer = func(time.Duration) (<-chan time.Time, func() bool) {
-				waits <- struct{}{}
-				return never, func() bool { return true }
-			}
+			ft := installFakeTimer(e) // never fires
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			after := e.stream(phone, 0).Last
 			done := streamAsync(e, ctx, phone, fmt.Sprintf("wait=60&after=%d", after))
-			waitFor(t, waits, "the poll to wait")
+			waitFor(t, ft.waits, "the poll to wait")
 			c.block(e, phone, laptop)
 			consent := wire.MustMarshal(&proto.ConsentEntry{Operation: proto.ConsentRequest, Requester: "mimi://b.example/u/bob", Target: phone.user})
 			e.fedDo(http.MethodPost, "/requestConsent/a.example", "b.example", consent) // may be refused for a suspended user
