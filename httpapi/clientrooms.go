@@ -43,6 +43,11 @@ func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) e
 	if !local {
 		return fail(http.StatusNotFound, "room %s is not hosted here; only its hub describes it", id)
 	}
+	// The answer lists every participant (up to 100,000): it costs the
+	// client's byte budget, as a tree does.
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	type participant struct {
 		User  string   `json:"user"`
 		Roles []string `json:"roles"`
@@ -85,7 +90,7 @@ func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, out)
+	chargeResponse(r, writeJSON(w, http.StatusOK, out))
 	return nil
 }
 
