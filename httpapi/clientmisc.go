@@ -291,6 +291,11 @@ func (c *clientAPI) identifiers(w http.ResponseWriter, r *http.Request, p *princ
 	if err := spend("identifier queries by this account", limitKey{c.limits.searchUser, string(p.user)}); err != nil {
 		return err
 	}
+	// The answer (another provider's: up to the federation client's
+	// limit) costs the client's byte budget, as a tree does.
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	var in struct {
 		Domain string `json:"domain"`
 		Type   string `json:"type"`
@@ -344,7 +349,7 @@ func (c *clientAPI) identifiers(w http.ResponseWriter, r *http.Request, p *princ
 	for _, pr := range resp.Profiles {
 		out.Profiles = append(out.Profiles, profile{URI: string(pr.URI), Fields: fieldsToJSON(pr.Fields)})
 	}
-	writeJSON(w, http.StatusOK, out)
+	chargeResponse(r, writeJSON(w, http.StatusOK, out))
 	return nil
 }
 

@@ -44,3 +44,29 @@ func TestIdentifierQueryRate(t *testing.T) {
 	}
 	want(t, e.fedDo(http.MethodPost, "/identifierQuery/a.example", "c.example", body), http.StatusOK, "another peer")
 }
+
+// TestIdentifierAnswersCostBudget: another provider's answer to a relayed
+// identifier query is whatever it sends (up to the federation client's
+// 64 MiB), re-encoded here as JSON for the client. A user relaying to a
+// provider it controls must pay for those answers as for a tree it
+// fetches: once its byte budget is in debt, 429 before the relay.
+func TestIdentifierAnswersCostBudget(t *testing.T) {
+	e := newEnv(t, "a.example", func(c *Config) {
+		c.ClientBudget = Budget{Requests: 1000, Bytes: 1024} // bursts of 8 KiB
+	})
+	mallory := e.register("mallory", "x")
+	big := &proto.IdentifierResponse{Code: proto.QuerySuccess}
+	for i := range 20 {
+		u := proto.UserURI("evil.example", fmt.Sprint("u", i))
+		big.URIs = append(big.URIs, u)
+		big.Profiles = append(big.Profiles, proto.UserProfile{URI: u, Fields: []proto.ProfileField{{Source: proto.FieldVCardField, Name: "FN", Value: make([]byte, 1024)}}})
+	}
+	e.peers.ident = big
+	query := map[string]any{"domain": "evil.example", "type": "partialName", "value": "u"}
+	want(t, e.apiDo(http.MethodPost, "/v1/identifiers", mallory.token, query), http.StatusOK, "a large relayed answer")
+	e.peers.taken()
+	wantJSONError(t, e.apiDo(http.MethodPost, "/v1/identifiers", mallory.token, query), http.StatusTooManyRequests, kindLimit, "the next, in debt")
+	if n := len(e.peers.taken()); n != 0 {
+		t.Fatal("a query refused for the budget was relayed")
+	}
+}
