@@ -3,6 +3,8 @@ package consent
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -412,14 +414,38 @@ func (b *Book) request(p parsed) error {
 	if len(b.pending.pair(p.target, p.requester)) >= b.limits.MaxScopesPerPair {
 		return limitErr("too many pending requests between these users", b.limits.MaxScopesPerPair)
 	}
+	// A full table makes room by dropping a request of the requester that
+	// holds the most, if it holds more than this one: anyone may request,
+	// so a few accounts with many room scopes must not keep everyone else
+	// from asking the target.
+	var displaced proto.URI
 	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
-		return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
+		displaced = b.largestRequester(p.target)
+		if len(b.pending.pair(p.target, displaced)) <= len(b.pending.pair(p.target, p.requester)) {
+			return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
+		}
 	}
 	if p.reqDomain != b.domain && b.peerRecords(p.reqDomain) >= b.limits.MaxRecordsPerPeer {
 		return limitErr("too many records for "+p.reqDomain, b.limits.MaxRecordsPerPeer)
 	}
+	if displaced != "" {
+		scopes := slices.Sorted(maps.Keys(b.pending.pair(p.target, displaced)))
+		b.pending.del(p.target, displaced, scopes[len(scopes)-1])
+	}
 	b.pending.put(p.target, p.requester, p.scope, struct{}{})
 	return nil
+}
+
+// largestRequester returns the requester with the most pending requests
+// to target (ties: the smallest URI, so every replica picks the same).
+func (b *Book) largestRequester(target proto.URI) proto.URI {
+	var best proto.URI
+	for r, scopes := range b.pending.rows[target] {
+		if n, m := len(scopes), len(b.pending.rows[target][best]); best == "" || n > m || n == m && r < best {
+			best = r
+		}
+	}
+	return best
 }
 
 // covering returns the decision that counts for scope (ConsentGrant or
