@@ -3,8 +3,6 @@ package consent
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -420,32 +418,16 @@ func (b *Book) request(p parsed) error {
 	// from asking the target.
 	var displaced proto.URI
 	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
-		displaced = b.largestRequester(p.target)
-		if len(b.pending.pair(p.target, displaced)) <= len(b.pending.pair(p.target, p.requester)) {
+		if displaced = b.pending.displaceable(p.target, p.requester); displaced == "" {
 			return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
 		}
 	}
 	if p.reqDomain != b.domain && b.peerRecords(p.reqDomain) >= b.limits.MaxRecordsPerPeer {
 		return limitErr("too many records for "+p.reqDomain, b.limits.MaxRecordsPerPeer)
 	}
-	if displaced != "" {
-		scopes := slices.Sorted(maps.Keys(b.pending.pair(p.target, displaced)))
-		b.pending.del(p.target, displaced, scopes[len(scopes)-1])
-	}
+	b.pending.dropOne(p.target, displaced)
 	b.pending.put(p.target, p.requester, p.scope, struct{}{})
 	return nil
-}
-
-// largestRequester returns the requester with the most pending requests
-// to target (ties: the smallest URI, so every replica picks the same).
-func (b *Book) largestRequester(target proto.URI) proto.URI {
-	var best proto.URI
-	for r, scopes := range b.pending.rows[target] {
-		if n, m := len(scopes), len(b.pending.rows[target][best]); best == "" || n > m || n == m && r < best {
-			best = r
-		}
-	}
-	return best
 }
 
 // covering returns the decision that counts for scope (ConsentGrant or
@@ -525,7 +507,7 @@ func (b *Book) checkReceive(p parsed) error {
 	if delta <= 0 {
 		return nil
 	}
-	if b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester {
+	if b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester && b.received.displaceable(p.requester, p.target) == "" {
 		return limitErr("too many grants received by the requester", b.limits.MaxGrantsPerRequester)
 	}
 	if p.tgtDomain != b.domain && b.peerRecords(p.tgtDomain) >= b.limits.MaxRecordsPerPeer {
@@ -549,6 +531,11 @@ func keyPackageBytes(kps []*mls.Message) int64 {
 func (b *Book) receive(p parsed) {
 	if p.scope == anyRoom {
 		b.received.delPair(p.requester, p.target)
+	}
+	if _, ok := b.received.get(p.requester, p.target, p.scope); !ok && b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester {
+		// Anyone may grant: a full table drops a grant of the target
+		// holding the most (checkReceive found it holds more).
+		b.received.dropOne(p.requester, b.received.displaceable(p.requester, p.target))
 	}
 	b.received.put(p.requester, p.target, p.scope, p.keyPackages)
 }

@@ -65,3 +65,54 @@ func TestPendingFloodKeepsOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestReceivedFloodKeepsOthers: the grants a requester received are
+// bounded too (MaxGrantsPerRequester), and anyone may grant. Hostile
+// accounts granting Alice many room scopes each must not keep her
+// friends' grants out: a full table drops a grant of the target holding
+// the most, if it holds more than the new target.
+func TestReceivedFloodKeepsOthers(t *testing.T) {
+	for seed := range uint64(5) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 4))
+			b := testBook(t, true)
+			limits := DefaultLimits()
+			limits.MaxGrantsPerRequester, limits.MaxScopesPerPair = 200, 20
+			must(t, b.SetLimits(limits))
+			honest := map[proto.URI]bool{}
+			for step := range 4 * limits.MaxGrantsPerRequester {
+				var err error
+				var target proto.URI
+				if rng.IntN(30) == 0 {
+					target = proto.UserURI(domB, fmt.Sprint("friend", step))
+					honest[target] = true
+					err = b.ApplyRemote(domB, entry(grant, alice, target, nil))
+				} else {
+					target = proto.UserURI(dom, fmt.Sprint("mallory", rng.IntN(15)))
+					_, err = b.ApplyLocal(entry(grant, alice, target, in(proto.RoomURI("hub.example", fmt.Sprint("r", rng.IntN(limits.MaxScopesPerPair))))))
+				}
+				switch {
+				case err == nil:
+				case honest[target]:
+					t.Fatalf("step %d: %s's grant refused: %v", step, target, err)
+				default:
+					wantErr(t, err, ErrLimit)
+				}
+			}
+			got, err := b.Received(alice)
+			must(t, err)
+			if len(got) > limits.MaxGrantsPerRequester {
+				t.Fatalf("%d grants received, the bound is %d", len(got), limits.MaxGrantsPerRequester)
+			}
+			kept := map[proto.URI]bool{}
+			for _, e := range got {
+				kept[e.Target] = true
+			}
+			for f := range honest {
+				if !kept[f] {
+					t.Errorf("%s's grant was pushed out by the flood", f)
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package consent
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -168,6 +169,36 @@ func (t *table[V]) dropPair(owner, other proto.URI) {
 	delete(t.rows[owner], other)
 	if len(t.rows[owner]) == 0 {
 		delete(t.rows, owner)
+	}
+}
+
+// displaceable returns the other holding the most records of owner (ties:
+// the smallest URI, so every replica picks the same), if it holds more
+// than newcomer; else "". A full table makes room for newcomer by
+// dropping one of its records (dropOne), so a few others with many
+// scopes each cannot keep everyone else out.
+func (t *table[V]) displaceable(owner, newcomer proto.URI) proto.URI {
+	var best proto.URI
+	for o, byScope := range t.rows[owner] {
+		if n, m := len(byScope), len(t.rows[owner][best]); best == "" || n > m || n == m && o < best {
+			best = o
+		}
+	}
+	if best == "" || len(t.rows[owner][best]) <= len(t.rows[owner][newcomer]) {
+		return ""
+	}
+	return best
+}
+
+// dropOne removes the record of (owner, other) with the largest scope
+// ("": nothing).
+func (t *table[V]) dropOne(owner, other proto.URI) {
+	if other == "" {
+		return
+	}
+	scopes := slices.Sorted(maps.Keys(t.rows[owner][other]))
+	if len(scopes) > 0 {
+		t.del(owner, other, scopes[len(scopes)-1])
 	}
 }
 
