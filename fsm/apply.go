@@ -78,6 +78,7 @@ func (s *State) maxVector() int {
 }
 
 func (s *State) dispatch(c *Command) *Result {
+	s.setAuditRules()
 	if r, ok := s.dispatchAccounts(c); ok {
 		return r
 	}
@@ -670,7 +671,7 @@ func (s *State) notifyConsent(e *proto.ConsentEntry, at uint64) {
 		// otherwise left out. The book keeps the request or grant itself
 		// (GET /v1/consent), so a notice left out loses nothing.
 		it := Item{Kind: ItemConsent, Room: room, At: at, Data: data}
-		if rec, ok := s.clients[c]; ok && rec.inbox.fits(it.size(), s.cfg.InboxLimit/2, s.cfg.InboxBytes/2) {
+		if rec, ok := s.clients[c]; ok && (!s.auditRules() || rec.inbox.fits(it.size(), s.cfg.InboxLimit/2, s.cfg.InboxBytes/2)) {
 			it.Seq = s.takeSeq()
 			rec.inbox.push(it, s.cfg.InboxLimit, s.cfg.InboxBytes)
 		}

@@ -30,6 +30,13 @@ func (s *State) restoreReport(rep room.Report) {
 // this way a flood displaces the flooder's own reports first.
 func (s *State) keepReport(rep room.Report) {
 	s.restoreReport(rep)
+	if !s.auditRules() { // the oldest report goes, whoever made it
+		for len(s.reports.items) > s.cfg.ReportLimit {
+			s.reportBytes -= s.reports.items[0].size
+			s.reports.drop(1)
+		}
+		return
+	}
 	for len(s.reports.items) > s.cfg.ReportLimit || s.reportBytes > maxReportBytes {
 		i := s.largestReporterOldest()
 		s.reportBytes -= s.reports.items[i].size

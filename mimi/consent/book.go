@@ -3,6 +3,7 @@ package consent
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -100,7 +101,12 @@ func (l Limits) validate() error {
 type Book struct {
 	domain         string
 	requireConsent bool
-	limits         Limits
+	// floodRules applies the bounds against floods by other users (the
+	// KeyPackage size, MaxGrantBytesPerTarget, displacement in full
+	// tables); a replicated embedding turns them off while it applies
+	// entries logged before them (SetFloodRules).
+	floodRules bool
+	limits     Limits
 	// pending: requests addressed to local targets (owner target, other
 	// requester).
 	pending table[struct{}]
@@ -126,6 +132,7 @@ func newBook(domain string, requireConsent bool, l Limits) *Book {
 	return &Book{
 		domain:         domain,
 		requireConsent: requireConsent,
+		floodRules:     true,
 		limits:         l,
 		pending:        newTable[struct{}](domain),
 		decisions:      newTable[proto.ConsentOperation](domain),
@@ -173,11 +180,21 @@ type parsed struct {
 // parse validates an entry on its own: the operation, the kinds of its
 // URIs, and the KeyPackages of a grant.
 func (b *Book) parse(e *proto.ConsentEntry) (parsed, error) {
-	return b.parseWith(e, b.limits.MaxKeyPackagesPerGrant)
+	maxSize := math.MaxInt
+	if b.floodRules {
+		maxSize = proto.MaxKeyPackageSize
+	}
+	return b.parseWith(e, b.limits.MaxKeyPackagesPerGrant, maxSize)
 }
 
+// SetFloodRules turns the bounds against floods by other users on or off
+// (on in a new book): a replicated embedding turns them off while it
+// applies entries logged before them, which replicas must apply as they
+// were (fsm: State.auditRules).
+func (b *Book) SetFloodRules(on bool) { b.floodRules = on }
+
 // parseWith is parse with maxKeyPackages KeyPackages allowed in a grant.
-func (b *Book) parseWith(e *proto.ConsentEntry, maxKeyPackages int) (parsed, error) {
+func (b *Book) parseWith(e *proto.ConsentEntry, maxKeyPackages, maxKeyPackageSize int) (parsed, error) {
 	p := parsed{op: e.Operation, requester: e.Requester, target: e.Target, scope: scopeOf(e.Room)}
 	if e.Operation > proto.ConsentRevoke {
 		return p, fmt.Errorf("%w: unknown operation %d", ErrInvalidEntry, e.Operation)
@@ -207,7 +224,7 @@ func (b *Book) parseWith(e *proto.ConsentEntry, maxKeyPackages int) (parsed, err
 		}
 		return p, nil
 	}
-	p.keyPackages, err = checkKeyPackages(e.Target, e.KeyPackages, maxKeyPackages)
+	p.keyPackages, err = checkKeyPackages(e.Target, e.KeyPackages, maxKeyPackages, maxKeyPackageSize)
 	return p, err
 }
 
@@ -228,13 +245,13 @@ func userDomain(u proto.URI) (string, error) {
 // credential names a client of target. It returns copies that share no
 // memory with the input. Signatures and lifetimes need the current time;
 // the receiving client checks them (KeyPackage.Validate) before use.
-func checkKeyPackages(target proto.URI, list []*mls.Message, max int) ([]*mls.Message, error) {
+func checkKeyPackages(target proto.URI, list []*mls.Message, max, maxSize int) ([]*mls.Message, error) {
 	if len(list) > max {
 		return nil, fmt.Errorf("%w: grant carries %d KeyPackages, at most %d allowed", ErrLimit, len(list), max)
 	}
 	var out []*mls.Message
 	for i, m := range list {
-		c, err := checkKeyPackage(target, m)
+		c, err := checkKeyPackage(target, m, maxSize)
 		if err != nil {
 			return nil, fmt.Errorf("%w: KeyPackage %d: %v", ErrInvalidEntry, i, err)
 		}
@@ -243,12 +260,12 @@ func checkKeyPackages(target proto.URI, list []*mls.Message, max int) ([]*mls.Me
 	return out, nil
 }
 
-func checkKeyPackage(target proto.URI, m *mls.Message) (*mls.Message, error) {
+func checkKeyPackage(target proto.URI, m *mls.Message, maxSize int) (*mls.Message, error) {
 	if m == nil || m.WireFormat != mls.WireKeyPackage || m.KeyPackage == nil {
 		return nil, fmt.Errorf("not an MLSMessage holding a KeyPackage")
 	}
-	if n := len(wire.MustMarshal(m.KeyPackage)); n > proto.MaxKeyPackageSize {
-		return nil, fmt.Errorf("%d bytes, at most %d", n, proto.MaxKeyPackageSize)
+	if n := len(wire.MustMarshal(m.KeyPackage)); n > maxSize {
+		return nil, fmt.Errorf("%d bytes, at most %d", n, maxSize)
 	}
 	cred := &m.KeyPackage.LeafNode.Credential
 	if cred.Type != mls.CredentialBasic {
@@ -418,7 +435,10 @@ func (b *Book) request(p parsed) error {
 	// from asking the target.
 	var displaced proto.URI
 	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
-		if displaced = b.pending.displaceable(p.target, p.requester); displaced == "" {
+		if b.floodRules {
+			displaced = b.pending.displaceable(p.target, p.requester)
+		}
+		if displaced == "" {
 			return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
 		}
 	}
@@ -484,7 +504,7 @@ func (b *Book) decide(p parsed) error {
 // checkReceive checks that a grant for a local requester fits.
 func (b *Book) checkReceive(p parsed) error {
 	g := b.received.pair(p.requester, p.target)
-	if n := keyPackageBytes(p.keyPackages); n > 0 {
+	if n := keyPackageBytes(p.keyPackages); n > 0 && b.floodRules {
 		replaced := keyPackageBytes(g[p.scope])
 		if p.scope == anyRoom { // replaces the pair's room grants too
 			replaced = 0
@@ -507,7 +527,7 @@ func (b *Book) checkReceive(p parsed) error {
 	if delta <= 0 {
 		return nil
 	}
-	if b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester && b.received.displaceable(p.requester, p.target) == "" {
+	if b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester && (!b.floodRules || b.received.displaceable(p.requester, p.target) == "") {
 		return limitErr("too many grants received by the requester", b.limits.MaxGrantsPerRequester)
 	}
 	if p.tgtDomain != b.domain && b.peerRecords(p.tgtDomain) >= b.limits.MaxRecordsPerPeer {

@@ -116,3 +116,23 @@ func TestReceivedFloodKeepsOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestFloodRulesOff: with the flood rules off (a replica applying an
+// entry logged before them), a full pending table refuses a newcomer, as
+// it did; with them on, the newcomer displaces the largest requester.
+func TestFloodRulesOff(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		b := testBook(t, true)
+		b.SetFloodRules(on)
+		must(t, b.SetLimits(Limits{MaxPendingPerTarget: 1, MaxScopesPerPair: 2, MaxDecisionsPerTarget: 2,
+			MaxGrantsPerRequester: 2, MaxRecordsPerPeer: 3, MaxKeyPackagesPerGrant: 1}))
+		_, err := b.ApplyLocal(entry(request, bob, alice, in(room1)))
+		must(t, err)
+		err = b.ApplyRemote(domB, entry(request, carol, alice, nil))
+		if on {
+			must(t, err)
+		} else {
+			wantErr(t, err, ErrLimit)
+		}
+	}
+}

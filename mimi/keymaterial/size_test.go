@@ -48,3 +48,15 @@ func TestKeyPackageSizeBound(t *testing.T) {
 		t.Fatalf("%d stored, %d refused: the sizes do not cover both sides", stored, refused)
 	}
 }
+
+// TestKeyPackageSizeBoundOff: with the bound off (a replica applying an
+// entry logged before it), a large KeyPackage is stored as it was then.
+func TestKeyPackageSizeBoundOff(t *testing.T) {
+	s := newTestStore(t)
+	s.SetKeyPackageSizeBound(false)
+	kp := newKP(t, alicePhone, func(c *kpConfig) {
+		c.opts.Extensions = mls.Extensions{{Type: 0xF0F0, Data: make([]byte, 2*proto.MaxKeyPackageSize)}}
+		c.opts.Capabilities.Extensions = []mls.ExtensionType{0xF0F0}
+	})
+	must(t, s.Upload(alicePhone, []*mls.KeyPackage{kp}, testNow))
+}

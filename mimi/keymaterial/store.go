@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
@@ -107,6 +108,10 @@ type Store struct {
 	// spent holds the KeyPackageRefs of the regular KeyPackages handed
 	// out, with their not_after, so they are never stored again.
 	spent map[string]uint64
+	// sizeBound applies proto.MaxKeyPackageSize to uploads (on unless a
+	// replicated embedding replays entries logged before the bound:
+	// SetKeyPackageSizeBound).
+	sizeBound bool
 }
 
 type user struct {
@@ -148,6 +153,8 @@ func newStore(domain string, l Limits) *Store {
 		index:  make(map[string]proto.URI),
 		routes: make(map[string]route),
 		spent:  make(map[string]uint64),
+
+		sizeBound: true,
 	}
 }
 
@@ -155,6 +162,12 @@ func validDomain(d string) bool {
 	got, err := proto.UserURI(d, "x").Domain()
 	return err == nil && got == d
 }
+
+// SetKeyPackageSizeBound turns the bound on uploaded KeyPackages'
+// size (proto.MaxKeyPackageSize) on or off. A replicated embedding turns
+// it off while it applies entries logged before the bound existed, which
+// replicas must apply as they were (fsm: State.auditRules).
+func (s *Store) SetKeyPackageSizeBound(on bool) { s.sizeBound = on }
 
 // Domain returns the provider domain the store belongs to.
 func (s *Store) Domain() string { return s.domain }
@@ -386,7 +399,7 @@ func (s *Store) Upload(c proto.URI, kps []*mls.KeyPackage, now uint64) error {
 
 // newEntry checks a KeyPackage for client c at now and returns a private
 // copy of it.
-func newEntry(c proto.URI, kp *mls.KeyPackage, now uint64) (*entry, error) {
+func newEntry(c proto.URI, kp *mls.KeyPackage, now uint64, maxSize int) (*entry, error) {
 	if kp == nil {
 		return nil, fmt.Errorf("%w: missing", ErrInvalidKeyPackage)
 	}
@@ -404,8 +417,8 @@ func newEntry(c proto.URI, kp *mls.KeyPackage, now uint64) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyPackage, err)
 	}
-	if len(enc) > proto.MaxKeyPackageSize {
-		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidKeyPackage, len(enc), proto.MaxKeyPackageSize)
+	if len(enc) > maxSize {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidKeyPackage, len(enc), maxSize)
 	}
 	return decodeEntry(enc)
 }
@@ -428,7 +441,11 @@ func decodeEntry(enc []byte) (*entry, error) {
 // or earlier in the same upload (seen); a last-resort KeyPackage's suite
 // must not be earlier in the upload (lastResort).
 func (s *Store) checkUpload(c proto.URI, kp *mls.KeyPackage, now uint64, seen map[string]int, lastResort map[mls.CipherSuite]int) (*entry, error) {
-	e, err := newEntry(c, kp, now)
+	maxSize := math.MaxInt
+	if s.sizeBound {
+		maxSize = proto.MaxKeyPackageSize
+	}
+	e, err := newEntry(c, kp, now, maxSize)
 	if err != nil {
 		return nil, err
 	}
