@@ -254,7 +254,9 @@ func (s *State) KeyPackages(client proto.URI) (keymaterial.ClientCount, error) {
 }
 
 // Reports returns the abuse reports kept, oldest first.
-func (s *State) Reports() []room.Report { return slices.Clone(s.reports.items) }
+func (s *State) Reports() []room.Report {
+	return slices.Clone(s.reports.items)
+}
 
 // Counts summarizes the state for operators.
 type Counts struct {
@@ -300,9 +302,16 @@ func (s *State) Counts() Counts {
 	return c
 }
 
+// MaxIdentifierMatches bounds the users an identifier query lists: a
+// search matching more is answered ambiguous, with none (refine it).
+const MaxIdentifierMatches = 100
+
 // IdentifierQuery searches local users' profiles (seed section 7.10).
 // Exact searches (handle, nick, email, phone, claims and vCard fields) are
-// ambiguous when several users match; name searches list every match.
+// ambiguous when several users match; name searches list up to
+// MaxIdentifierMatches matches (more are ambiguous). Every query is one
+// pass over the users, so the pass does no parsing or allocation for a
+// user that does not match.
 func (s *State) IdentifierQuery(q *proto.IdentifierRequest) *proto.IdentifierResponse {
 	value := strings.TrimSpace(q.Value)
 	if value == "" {
@@ -310,35 +319,35 @@ func (s *State) IdentifierQuery(q *proto.IdentifierRequest) *proto.IdentifierRes
 	}
 	lower := strings.ToLower(value)
 	exact := true
+	userPrefix := string(proto.UserURI(s.cfg.Domain, "")) // every user here is mimi://{domain}/u/{name}
+	lowerBytes := []byte(lower)
 	match := func(u proto.URI, rec *userRecord) bool {
-		id, _ := u.Parse()
-		has := func(source proto.FieldSource, names []string, eq func(string) bool) bool {
+		handle := strings.TrimPrefix(string(u), userPrefix)
+		has := func(source proto.FieldSource, names []string, eq func([]byte) bool) bool {
 			return slices.ContainsFunc(rec.profile, func(f proto.ProfileField) bool {
-				return f.Source == source && slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, f.Name) }) && eq(string(f.Value))
+				return f.Source == source && slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, f.Name) }) && eq(f.Value)
 			})
 		}
-		same := func(v string) bool { return strings.EqualFold(v, value) }
+		same := func(v []byte) bool { return bytes.EqualFold(v, []byte(value)) }
+		contains := func(v []byte) bool { return containsFold(v, lowerBytes) }
 		switch q.Type {
 		case proto.SearchHandle:
-			return strings.EqualFold(id.User, value)
+			return strings.EqualFold(handle, value)
 		case proto.SearchNick:
-			return has(proto.FieldVCardField, []string{"NICKNAME"}, same) || has(proto.FieldOIDCStdClaim, []string{"nickname", "preferred_username"}, same)
+			return has(proto.FieldVCardField, nickFields, same) || has(proto.FieldOIDCStdClaim, nickClaims, same)
 		case proto.SearchEmail:
-			return has(proto.FieldVCardField, []string{"EMAIL"}, same) || has(proto.FieldOIDCStdClaim, []string{"email"}, same)
+			return has(proto.FieldVCardField, emailFields, same) || has(proto.FieldOIDCStdClaim, emailClaims, same)
 		case proto.SearchPhone:
-			norm := func(v string) string { return strings.Map(phoneDigit, v) }
-			want := norm(value)
-			eq := func(v string) bool { return want != "" && norm(v) == want }
-			return has(proto.FieldVCardField, []string{"TEL"}, eq) || has(proto.FieldOIDCStdClaim, []string{"phone_number"}, eq)
+			norm := func(v []byte) string { return strings.Map(phoneDigit, string(v)) }
+			want := norm([]byte(value))
+			eq := func(v []byte) bool { return want != "" && norm(v) == want }
+			return has(proto.FieldVCardField, phoneFields, eq) || has(proto.FieldOIDCStdClaim, phoneClaims, eq)
 		case proto.SearchPartialName:
 			exact = false
-			contains := func(v string) bool { return strings.Contains(strings.ToLower(v), lower) }
-			return has(proto.FieldVCardField, []string{"FN", "N"}, contains) || has(proto.FieldOIDCStdClaim, []string{"name", "given_name", "family_name"}, contains)
+			return has(proto.FieldVCardField, nameFields, contains) || has(proto.FieldOIDCStdClaim, nameClaims, contains)
 		case proto.SearchWholeProfile:
 			exact = false
-			return strings.EqualFold(id.User, value) || slices.ContainsFunc(rec.profile, func(f proto.ProfileField) bool {
-				return strings.Contains(strings.ToLower(string(f.Value)), lower)
-			})
+			return strings.EqualFold(handle, value) || slices.ContainsFunc(rec.profile, func(f proto.ProfileField) bool { return contains(f.Value) })
 		case proto.SearchOIDCStdClaim:
 			return has(proto.FieldOIDCStdClaim, []string{q.Field}, same)
 		case proto.SearchVCardField:
@@ -349,24 +358,64 @@ func (s *State) IdentifierQuery(q *proto.IdentifierRequest) *proto.IdentifierRes
 	if (q.Type == proto.SearchOIDCStdClaim || q.Type == proto.SearchVCardField) && strings.TrimSpace(q.Field) == "" {
 		return &proto.IdentifierResponse{Code: proto.QueryUnsupportedField}
 	}
-	resp := &proto.IdentifierResponse{}
-	for _, u := range sortedKeys(s.users) {
-		if s.keys.UserStatus(u) != keymaterial.UserActive {
-			continue
-		}
-		if rec := s.users[u]; match(u, rec) {
-			resp.URIs = append(resp.URIs, u)
-			resp.Profiles = append(resp.Profiles, proto.UserProfile{URI: u, Fields: slices.Clone(rec.profile)})
+	// One pass in map order, stopping past the bound (no sort of every
+	// user per query); the matches alone are sorted.
+	var found []proto.URI
+	for u, rec := range s.users {
+		if match(u, rec) && s.keys.UserStatus(u) == keymaterial.UserActive {
+			if found = append(found, u); len(found) > MaxIdentifierMatches || exact && len(found) > 1 {
+				return &proto.IdentifierResponse{Code: proto.QueryAmbiguous}
+			}
 		}
 	}
-	switch {
-	case len(resp.URIs) == 0:
+	if len(found) == 0 {
 		return &proto.IdentifierResponse{Code: proto.QueryNotFound}
-	case exact && len(resp.URIs) > 1:
-		return &proto.IdentifierResponse{Code: proto.QueryAmbiguous}
 	}
-	resp.Code = proto.QuerySuccess
+	slices.Sort(found)
+	resp := &proto.IdentifierResponse{Code: proto.QuerySuccess, URIs: found}
+	for _, u := range found {
+		resp.Profiles = append(resp.Profiles, proto.UserProfile{URI: u, Fields: slices.Clone(s.users[u].profile)})
+	}
 	return resp
+}
+
+// The profile fields each search type looks at.
+var (
+	nickFields, nickClaims   = []string{"NICKNAME"}, []string{"nickname", "preferred_username"}
+	emailFields, emailClaims = []string{"EMAIL"}, []string{"email"}
+	phoneFields, phoneClaims = []string{"TEL"}, []string{"phone_number"}
+	nameFields, nameClaims   = []string{"FN", "N"}, []string{"name", "given_name", "family_name"}
+)
+
+// containsFold says whether v, lowercased, contains lower (itself
+// lowercase), with no allocation when both are ASCII.
+func containsFold(v, lower []byte) bool {
+	if !isASCII(v) || !isASCII(lower) {
+		return bytes.Contains(bytes.ToLower(v), lower)
+	}
+outer:
+	for i := 0; i+len(lower) <= len(v); i++ {
+		for j, c := range lower {
+			b := v[i+j]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if b != c {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func phoneDigit(r rune) rune {

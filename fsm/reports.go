@@ -3,6 +3,7 @@ package fsm
 import (
 	"slices"
 
+	"github.com/mimihub/mimi-hub/mimi/proto"
 	"github.com/mimihub/mimi-hub/mimi/room"
 )
 
@@ -12,10 +13,12 @@ import (
 const maxReportBytes = 64 << 20
 
 // keepReport stores an abuse report. Past ReportLimit or maxReportBytes
-// the reporting provider whose reports weigh the most loses its oldest
-// (the greatest domain among equals), never the report just stored: a
-// peer sending reports at its request budget cannot push out the reports
-// of other providers' users, nor those of this provider's own.
+// the reporting provider whose reports weigh the most (the greatest
+// domain among equals), and within it the reporting user whose reports
+// weigh the most (the greatest URI among equals), loses its oldest, never
+// the report just stored: a peer sending reports at its request budget
+// cannot push out the reports of other providers' users, nor a user
+// flooding from any provider those of others.
 //
 // Before level 2 (levels.go) only the number was bounded, oldest first.
 func (s *State) keepReport(rep room.Report) {
@@ -45,30 +48,43 @@ func reporterOf(r *room.Report) string {
 	return d
 }
 
-// heaviestReporter returns the provider whose kept reports, but for the
-// newest report, weigh the most.
-func (s *State) heaviestReporter() string {
-	items := s.reports.items
-	per := map[string]int64{}
-	for i := range items[:len(items)-1] {
-		per[reporterOf(&items[i])] += reportWeight(&items[i])
+// heaviestReporter returns the reporting user whose kept reports, but
+// for the newest report, weigh the most among those of the provider whose
+// kept reports weigh the most.
+func (s *State) heaviestReporter() proto.URI {
+	items := s.reports.items[:len(s.reports.items)-1]
+	perDomain := map[string]int64{}
+	for i := range items {
+		perDomain[reporterOf(&items[i])] += reportWeight(&items[i])
 	}
-	var top string
+	domain := heaviest(perDomain)
+	perUser := map[proto.URI]int64{}
+	for i := range items {
+		if reporterOf(&items[i]) == domain {
+			perUser[items[i].Body.ReportingUser] += reportWeight(&items[i])
+		}
+	}
+	return heaviest(perUser)
+}
+
+// heaviest returns the key with the greatest weight, the greatest key
+// among equals: the order the map is ranged in cannot show.
+func heaviest[K ~string](weights map[K]int64) K {
+	var top K
 	var most int64 = -1
-	for d, n := range per {
-		if n > most || n == most && d > top {
-			top, most = d, n
+	for k, n := range weights {
+		if n > most || n == most && k > top {
+			top, most = k, n
 		}
 	}
 	return top
 }
 
-// dropReport drops the oldest report of domain's users (never the newest
-// report). The list is copied, never edited in place: a snapshot may hold
-// it.
-func (s *State) dropReport(domain string) {
+// dropReport drops the oldest report of user (never the newest report).
+// The list is copied, never edited in place: a snapshot may hold it.
+func (s *State) dropReport(user proto.URI) {
 	items := s.reports.items
-	i := slices.IndexFunc(items[:len(items)-1], func(r room.Report) bool { return reporterOf(&r) == domain })
+	i := slices.IndexFunc(items[:len(items)-1], func(r room.Report) bool { return r.Body.ReportingUser == user })
 	switch {
 	case i < 0:
 		return

@@ -36,6 +36,8 @@ type clientAPI struct {
 	// passwords hashes and verifies account passwords (password.go).
 	passwords *passwordHasher
 	meter     *meter // per-client budgets
+	// polls bounds each client's waiting long polls (streampolls.go).
+	polls *streamPolls
 	// timer starts the stream's wait; tests replace it.
 	timer func(time.Duration) (<-chan time.Time, func() bool)
 }
@@ -109,6 +111,7 @@ func newClientAPI(cfg Config, backend Backend, peers Peers) *clientAPI {
 	c.limits = newRateLimiters(c.cfg.RateLimits, time.Now)
 	c.passwords = newPasswordHasher(c.cfg.PasswordParams, c.cfg.PasswordConcurrency)
 	c.meter = newMeter(c.cfg.ClientBudget, 0)
+	c.polls = newStreamPolls(c.cfg.MaxStreamPolls)
 	c.timer = func(d time.Duration) (<-chan time.Time, func() bool) {
 		t := time.NewTimer(d)
 		return t.C, t.Stop
@@ -371,6 +374,11 @@ func (c *clientAPI) authenticate(r *http.Request, inLog bool) (*principal, error
 	return p, nil
 }
 
+// invalidToken is the answer to a token the state does not accept.
+func invalidToken() error {
+	return fail(http.StatusUnauthorized, "invalid token (unknown, revoked, or its user is suspended)")
+}
+
 // confirm checks p's token on a linearizable read, once per request.
 func (c *clientAPI) confirm(r *http.Request, p *principal) error {
 	if p.confirmed {
@@ -384,7 +392,7 @@ func (c *clientAPI) confirm(r *http.Request, p *principal) error {
 		return err
 	}
 	if !valid {
-		return fail(http.StatusUnauthorized, "invalid token (unknown, revoked, or its user is suspended)")
+		return invalidToken()
 	}
 	p.confirmed = true
 	return nil
@@ -445,6 +453,9 @@ func (c *clientAPI) decodeMessage(data []byte, want mls.WireFormat, what string)
 	if len(data) == 0 {
 		return nil, fail(http.StatusBadRequest, "%s is required", what)
 	}
+	if want == mls.WireKeyPackage && len(data) > proto.MaxKeyPackageSize+4 { // the MLSMessage header: version, wire format
+		return nil, fail(http.StatusRequestEntityTooLarge, "%s: %d bytes, a KeyPackage is at most %d", what, len(data), proto.MaxKeyPackageSize)
+	}
 	m := new(mls.Message)
 	if err := decode(data, m, c.cfg.MaxVector, what); err != nil {
 		return nil, err
@@ -458,6 +469,15 @@ func (c *clientAPI) decodeMessage(data []byte, want mls.WireFormat, what string)
 // tokenSecretSize is the size of a token's secret part.
 const tokenSecretSize = 32
 
+// Bounds of a user's profile (registration): replicated state kept while
+// the user exists and returned whole by identifier queries.
+const (
+	MaxProfileFields = 32
+	MaxProfileName   = 64
+	MaxProfileValue  = 1 << 10
+	MaxProfileBytes  = 4 << 10 // names and values together
+)
+
 type profileField struct {
 	Source string `json:"source"`
 	Name   string `json:"name"`
@@ -465,8 +485,18 @@ type profileField struct {
 }
 
 func fieldsFromJSON(in []profileField) ([]proto.ProfileField, error) {
+	if len(in) > MaxProfileFields {
+		return nil, fail(http.StatusBadRequest, "profile: %d fields, at most %d", len(in), MaxProfileFields)
+	}
 	var out []proto.ProfileField
+	total := 0
 	for i, f := range in {
+		if len(f.Name) > MaxProfileName || len(f.Value) > MaxProfileValue {
+			return nil, fail(http.StatusBadRequest, "profile[%d]: a name is at most %d bytes and a value at most %d", i, MaxProfileName, MaxProfileValue)
+		}
+		if total += len(f.Name) + len(f.Value); total > MaxProfileBytes {
+			return nil, fail(http.StatusBadRequest, "profile: over %d bytes of names and values", MaxProfileBytes)
+		}
 		var src proto.FieldSource
 		switch f.Source {
 		case "vcard":

@@ -287,7 +287,15 @@ func searchType(name string) (proto.SearchIdentifierType, bool) {
 
 // identifiers: POST /v1/identifiers (identifierQuery), here or relayed to
 // the domain's provider.
-func (c *clientAPI) identifiers(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (c *clientAPI) identifiers(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := spend("identifier queries by this account", limitKey{c.limits.searchUser, string(p.user)}); err != nil {
+		return err
+	}
+	// The answer (another provider's: up to the federation client's
+	// limit) costs the client's byte budget, as a tree does.
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	var in struct {
 		Domain string `json:"domain"`
 		Type   string `json:"type"`
@@ -341,7 +349,7 @@ func (c *clientAPI) identifiers(w http.ResponseWriter, r *http.Request, _ *princ
 	for _, pr := range resp.Profiles {
 		out.Profiles = append(out.Profiles, profile{URI: string(pr.URI), Fields: fieldsToJSON(pr.Fields)})
 	}
-	writeJSON(w, http.StatusOK, out)
+	chargeResponse(r, writeJSON(w, http.StatusOK, out))
 	return nil
 }
 
@@ -412,11 +420,17 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 		gap     bool
 		last    uint64
 		timeout <-chan time.Time
+		ended   <-chan struct{} // a newer poll of this client took our place
 		expired = wait == 0
 	)
 	for {
 		changed := c.backend.Changed() // before reading, so no change is missed
 		err := c.backend.Read(r.Context(), false, func(s *fsm.State) error {
+			// A poll may wait a minute: a device revoked or a user
+			// suspended meanwhile gets nothing that came after.
+			if !s.Authenticate(p.client, p.tokenHash) {
+				return invalidToken()
+			}
 			var ok bool
 			if items, gap, last, ok = s.Stream(p.client, after, int(limit)); !ok {
 				return fail(http.StatusNotFound, "no client %s", p.client)
@@ -430,6 +444,9 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 			break
 		}
 		if timeout == nil {
+			var done func()
+			ended, done = c.polls.wait(p.client)
+			defer done()
 			var stop func() bool
 			timeout, stop = c.timer(wait)
 			defer stop()
@@ -437,6 +454,8 @@ func (c *clientAPI) stream(w http.ResponseWriter, r *http.Request, p *principal)
 		select {
 		case <-changed:
 		case <-timeout:
+			expired = true
+		case <-ended:
 			expired = true
 		case <-c.cfg.Draining:
 			expired = true

@@ -43,6 +43,11 @@ func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) e
 	if !local {
 		return fail(http.StatusNotFound, "room %s is not hosted here; only its hub describes it", id)
 	}
+	// The answer lists every participant (up to 100,000): it costs the
+	// client's byte budget, as a tree does.
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	type participant struct {
 		User  string   `json:"user"`
 		Roles []string `json:"roles"`
@@ -85,7 +90,7 @@ func (c *clientAPI) room(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, out)
+	chargeResponse(r, writeJSON(w, http.StatusOK, out))
 	return nil
 }
 
@@ -534,11 +539,16 @@ func (c *clientAPI) abuse(w http.ResponseWriter, r *http.Request, p *principal) 
 	var in struct {
 		Report []byte `json:"report"`
 	}
-	if err := readJSON(w, r, c.roomJSONLimit(), &in); err != nil {
+	// MaxBody, as the federation's reportAbuse: reports are kept in the
+	// state, and a larger one could not be relayed to a mimi-hub hub.
+	if err := readJSON(w, r, jsonLimit(c.cfg.MaxBody), &in); err != nil {
 		return err
 	}
 	if len(in.Report) == 0 {
 		return fail(http.StatusBadRequest, "report is required")
+	}
+	if int64(len(in.Report)) > c.cfg.MaxBody {
+		return fail(http.StatusRequestEntityTooLarge, "report: %d bytes, at most %d", len(in.Report), c.cfg.MaxBody)
 	}
 	var rep proto.AbuseReport
 	if err := decode(in.Report, &rep, c.cfg.MaxVector, "report"); err != nil {

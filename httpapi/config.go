@@ -70,6 +70,10 @@ type Config struct {
 	// MaxStreamWait caps the stream's wait parameter (default and at most
 	// 60s).
 	MaxStreamWait time.Duration
+	// MaxStreamPolls bounds the long polls one client keeps waiting on a
+	// node (default 4): a new one beyond it ends the client's oldest,
+	// which answers what it has.
+	MaxStreamPolls int
 	// Draining, when closed, ends waiting long polls at once (they answer
 	// what they have), so a server shutting down is not held up by them;
 	// the client polls again, elsewhere. Nil: never.
@@ -178,6 +182,9 @@ func (c Config) withDefaults(domain string) Config {
 	}
 	if c.MaxStreamWait <= 0 || c.MaxStreamWait > DefaultMaxStreamWait {
 		c.MaxStreamWait = DefaultMaxStreamWait
+	}
+	if c.MaxStreamPolls <= 0 {
+		c.MaxStreamPolls = DefaultMaxStreamPolls
 	}
 	if c.MaxDownload <= 0 {
 		c.MaxDownload = DefaultMaxDownload

@@ -186,8 +186,8 @@ func writeJSONError(log *slog.Logger, w http.ResponseWriter, r *http.Request, er
 	writeJSON(w, e.status, errorBody{Error: e.msg, Kind: kindOfStatus(e.status)})
 }
 
-// writeJSON writes v as the JSON response.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON writes v as the JSON response and returns its size.
+func writeJSON(w http.ResponseWriter, status int, v any) int {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
@@ -197,5 +197,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	n, _ := w.Write(append(b, '\n'))
+	return n
 }

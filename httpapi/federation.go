@@ -24,6 +24,8 @@ type federation struct {
 	domain  string
 	log     *slog.Logger
 	meter   *meter // per-peer budgets
+	// searches rate-limits identifier queries per peer.
+	searches *limiter
 }
 
 // fedHandler handles a federation request from the authenticated peer.
@@ -80,6 +82,8 @@ func NewFederation(cfg Config, backend Backend, peers Peers) http.Handler {
 	f := &federation{cfg: cfg.withDefaults(domain), backend: backend, peers: orNoPeers(peers), domain: domain}
 	f.log = f.cfg.Logger
 	f.meter = newMeter(f.cfg.PeerBudget, f.cfg.RoomFanout)
+	limits := f.cfg.RateLimits.withDefaults()
+	f.searches = newLimiter(limits.PeerSearch, limits.MaxKeys, time.Now)
 	textStatus := func(status int, msg string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeTextError(f.log, w, r, fail(status, "%s", msg))
@@ -367,8 +371,11 @@ func (f *federation) claimGroupInfo(w http.ResponseWriter, r *http.Request, peer
 }
 
 // identifierQuery: POST /identifierQuery/{domain} about local users.
-func (f *federation) identifierQuery(w http.ResponseWriter, r *http.Request, _ string) error {
+func (f *federation) identifierQuery(w http.ResponseWriter, r *http.Request, peer string) error {
 	if err := f.ourDomain(r, "domain"); err != nil {
+		return err
+	}
+	if err := spend("identifier queries by "+peer, limitKey{f.searches, peer}); err != nil {
 		return err
 	}
 	body, err := readBody(w, r, f.cfg.MaxBody)

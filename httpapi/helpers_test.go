@@ -682,3 +682,20 @@ func (b *fakeBackend) lastRead() bool {
 	defer b.mu.Unlock()
 	return b.reads[len(b.reads)-1]
 }
+
+// untilOverBudget sends fetch until it is refused for the sender's budget
+// (429 with Retry-After), every earlier answer having status; it fails if
+// 200 are not refused.
+func untilOverBudget(t *testing.T, what string, status int, fetch func() *httptest.ResponseRecorder) {
+	t.Helper()
+	for i := range 200 {
+		rec := fetch()
+		if i > 0 && rec.Code == http.StatusTooManyRequests && rec.Header().Get("Retry-After") != "" {
+			return
+		}
+		if rec.Code != status {
+			t.Fatalf("%s %d: HTTP %d %q, want %d", what, i, rec.Code, rec.Body, status)
+		}
+	}
+	t.Fatalf("%s: 200 answers, none refused for the budget", what)
+}

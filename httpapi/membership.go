@@ -8,6 +8,7 @@ import (
 	"github.com/mimihub/mimi-hub/fsm"
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
+	"github.com/mimihub/mimi-hub/mimi/wire"
 )
 
 // confirmMembership checks, before a client follows a room hosted
@@ -30,10 +31,20 @@ func (c *clientAPI) confirmMembership(r *http.Request, p *principal, id proto.UR
 	if following {
 		return nil
 	}
+	// The hub's answer (the GroupInfo and the whole tree) costs the client
+	// what fetching it itself would: otherwise a client asking again and
+	// again would spend this provider's budget at the hub for everyone.
+	if err := responseBudget(r); err != nil {
+		return err
+	}
 	hub, _ := id.Domain()
 	resp, err := c.peers.ClaimGroupInfo(r.Context(), id, &proto.GroupInfoRequest{Credential: mls.BasicCredential([]byte(p.client))})
 	if err != nil {
 		return relayFailure(err, hub)
+	}
+	chargeResponse(r, len(resp.RatchetTree.Tree))
+	if resp.GroupInfo != nil {
+		chargeResponse(r, len(wire.MustMarshal(resp.GroupInfo)))
 	}
 	if resp.Status != proto.GroupInfoSuccess || resp.GroupInfo == nil || resp.GroupInfo.GroupInfo == nil {
 		return fail(http.StatusForbidden, "%s is not a member of %s: its hub answered %s", p.client, id, resp.Status)

@@ -36,6 +36,11 @@ type RateLimits struct {
 	// per-account budget would let anyone spend the account's: that is
 	// what makes link requests blockable).
 	Redeem Rate
+	// Search: identifier queries per account on the client API, and
+	// PeerSearch per peer on the federation endpoint. Every query is a
+	// pass over the provider's users (fsm.State.IdentifierQuery), so the
+	// request budget alone would let one account keep a core busy.
+	Search, PeerSearch Rate
 	// MaxKeys bounds the keys each bucket table tracks; when it is full,
 	// buckets that refilled are forgotten (a sweep at most once a second),
 	// and new keys are refused (429) until there is room.
@@ -52,11 +57,17 @@ var (
 	// invitation's 10 minutes: with 5 open invitations of 59-bit codes,
 	// one guess in about 10^17 hits.
 	DefaultRedeemRate = Rate{Every: 30 * time.Second, Burst: 5}
+	// DefaultSearchRate allows a search per keystroke in a burst, then
+	// two a second; DefaultPeerSearchRate 50 a second per peer, for all of
+	// its users.
+	DefaultSearchRate     = Rate{Every: 500 * time.Millisecond, Burst: 20}
+	DefaultPeerSearchRate = Rate{Every: 20 * time.Millisecond, Burst: 200}
 )
 
 // NoRateLimits turns every account rate limit off: for load tests and
 // test networks that make many accounts from one address.
-var NoRateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: Rate{Burst: -1}, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}, Redeem: Rate{Burst: -1}}
+var NoRateLimits = RateLimits{Registration: Rate{Burst: -1}, Link: Rate{Burst: -1}, Password: Rate{Burst: -1}, Approve: Rate{Burst: -1}, Redeem: Rate{Burst: -1},
+	Search: Rate{Burst: -1}, PeerSearch: Rate{Burst: -1}}
 
 // DefaultRateKeys is RateLimits.MaxKeys's default.
 const DefaultRateKeys = 100_000
@@ -72,6 +83,8 @@ func (l RateLimits) withDefaults() RateLimits {
 	def(&l.Password, DefaultPasswordRate)
 	def(&l.Approve, DefaultApproveRate)
 	def(&l.Redeem, DefaultRedeemRate)
+	def(&l.Search, DefaultSearchRate)
+	def(&l.PeerSearch, DefaultPeerSearchRate)
 	if l.MaxKeys <= 0 {
 		l.MaxKeys = DefaultRateKeys
 	}
@@ -99,6 +112,7 @@ func limited(what string, retry time.Duration) error {
 // rateLimiters are the client API's limiters.
 type rateLimiters struct {
 	registerIP, linkIP, linkUser, passwordIP, passwordUser, approveUser, redeemIP *limiter
+	searchUser, searchPeer                                                        *limiter
 }
 
 func newRateLimiters(l RateLimits, now func() time.Time) *rateLimiters {
@@ -107,6 +121,7 @@ func newRateLimiters(l RateLimits, now func() time.Time) *rateLimiters {
 	return &rateLimiters{
 		registerIP: nl(l.Registration), linkIP: nl(l.Link), linkUser: nl(l.Link),
 		passwordIP: nl(l.Password), passwordUser: nl(l.Password), approveUser: nl(l.Approve), redeemIP: nl(l.Redeem),
+		searchUser: nl(l.Search), searchPeer: nl(l.PeerSearch),
 	}
 }
 

@@ -284,7 +284,7 @@ func options() []option {
 		stringOpt("asset-ca", "PEM roots that verify the asset hosts; default: the system roots", func(c *config) *string { return &c.AssetCA }),
 		stringOpt("registration-key", "secret clients must present to register a new user (default: open registration)", func(c *config) *string { return &c.RegistrationKey }),
 		stringOpt("registration", "who may create new users: open, key (needs -registration-key), invite (codes from 'mimictl users invite') or closed; default key with -registration-key, else open. Further devices of a user always need its approval or password", func(c *config) *string { return &c.Registration }),
-		boolOpt("no-account-rate-limits", "turn off the per-address and per-account limits on registration, device linking and password attempts (load tests only)", func(c *config) *bool { return &c.NoAccountLimits }),
+		boolOpt("no-account-rate-limits", "turn off the per-address and per-account limits on registration, device linking, password attempts and identifier queries (load tests only)", func(c *config) *bool { return &c.NoAccountLimits }),
 		{"admin-token", `bearer token of the operator API, the dashboard and pprof on -ops-addr (default: the token in -admin-token-file, generated on first start); "" runs without one, allowed only on a loopback -ops-addr`, func(c *config, v string) error {
 			c.AdminToken, c.AdminTokenSet = v, true
 			return nil

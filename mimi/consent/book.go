@@ -3,6 +3,7 @@ package consent
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -60,6 +61,12 @@ type Limits struct {
 	MaxKeyPackagesPerGrant int
 }
 
+// MaxGrantBytesPerTarget bounds the KeyPackage bytes kept with the grants
+// one user made to local requesters, which need not exist: without it
+// one user could keep its decisions' worth (10,000) of 1 MiB grants. (A
+// constant, not a Limit: the limits are in the snapshot.)
+const MaxGrantBytesPerTarget = 1 << 20
+
 // DefaultLimits returns the limits NewBook starts with.
 func DefaultLimits() Limits {
 	return Limits{
@@ -116,19 +123,21 @@ type Book struct {
 }
 
 // RulesLevel is the newest level of rules the book applies, in the
-// numbering of the fsm's log levels; level 2 brought the sharing of a
-// full target's pending requests among providers and the byte bound on
-// each provider's grants (sharedLimits). A new book applies it; a
-// replicated embedding sets its log's level (SetRulesLevel), so that
-// entries logged before a rule apply by the rules of then.
+// numbering of the fsm's log levels; level 2 brought the bounds against
+// floods by other users and other providers (floodRules). A new book
+// applies it; a replicated embedding sets its log's level
+// (SetRulesLevel), so that entries logged before a rule apply by the
+// rules of then.
 const RulesLevel = 2
-
-// sharedLimits is the level from which the limits are shared among
-// providers.
-const sharedLimits = 2
 
 // SetRulesLevel makes the book apply the rules of level l and below.
 func (b *Book) SetRulesLevel(l int) { b.rules = l }
+
+// floodRules reports whether the bounds against floods apply: the
+// KeyPackage size, the KeyPackage bytes of one target's and of one
+// provider's grants, and the sharing of full tables (a full target's
+// pending requests, a requester's grants) among providers and users.
+func (b *Book) floodRules() bool { return b.rules >= 2 }
 
 // NewBook returns an empty book for the provider of domain, which must be a
 // valid lowercase DNS name. requireConsent false models providers that
@@ -144,26 +153,12 @@ func newBook(domain string, requireConsent bool, l Limits) *Book {
 	return &Book{
 		domain:         domain,
 		requireConsent: requireConsent,
+		rules:          RulesLevel,
 		limits:         l,
 		pending:        newTable[struct{}](domain),
 		decisions:      newTable[proto.ConsentOperation](domain),
-		received:       newReceived(domain),
-		rules:          RulesLevel,
+		received:       newWeighedTable(domain, keyPackageBytes),
 	}
-}
-
-// newReceived returns the table of received grants, weighing each by its
-// KeyPackages' encodings (maxGrantBytesPerPeer).
-func newReceived(domain string) table[[]*mls.Message] {
-	t := newTable[[]*mls.Message](domain)
-	t.size = func(kps []*mls.Message) int64 {
-		var n int64
-		for _, m := range kps {
-			n += int64(len(wire.MustMarshal(m)))
-		}
-		return n
-	}
-	return t
 }
 
 // validDomain reports whether d is a domain MIMI identifiers accept.
@@ -206,11 +201,15 @@ type parsed struct {
 // parse validates an entry on its own: the operation, the kinds of its
 // URIs, and the KeyPackages of a grant.
 func (b *Book) parse(e *proto.ConsentEntry) (parsed, error) {
-	return b.parseWith(e, b.limits.MaxKeyPackagesPerGrant)
+	maxSize := math.MaxInt
+	if b.floodRules() {
+		maxSize = proto.MaxKeyPackageSize
+	}
+	return b.parseWith(e, b.limits.MaxKeyPackagesPerGrant, maxSize)
 }
 
 // parseWith is parse with maxKeyPackages KeyPackages allowed in a grant.
-func (b *Book) parseWith(e *proto.ConsentEntry, maxKeyPackages int) (parsed, error) {
+func (b *Book) parseWith(e *proto.ConsentEntry, maxKeyPackages, maxKeyPackageSize int) (parsed, error) {
 	p := parsed{op: e.Operation, requester: e.Requester, target: e.Target, scope: scopeOf(e.Room)}
 	if e.Operation > proto.ConsentRevoke {
 		return p, fmt.Errorf("%w: unknown operation %d", ErrInvalidEntry, e.Operation)
@@ -240,7 +239,7 @@ func (b *Book) parseWith(e *proto.ConsentEntry, maxKeyPackages int) (parsed, err
 		}
 		return p, nil
 	}
-	p.keyPackages, err = checkKeyPackages(e.Target, e.KeyPackages, maxKeyPackages)
+	p.keyPackages, err = checkKeyPackages(e.Target, e.KeyPackages, maxKeyPackages, maxKeyPackageSize)
 	return p, err
 }
 
@@ -261,13 +260,13 @@ func userDomain(u proto.URI) (string, error) {
 // credential names a client of target. It returns copies that share no
 // memory with the input. Signatures and lifetimes need the current time;
 // the receiving client checks them (KeyPackage.Validate) before use.
-func checkKeyPackages(target proto.URI, list []*mls.Message, max int) ([]*mls.Message, error) {
+func checkKeyPackages(target proto.URI, list []*mls.Message, max, maxSize int) ([]*mls.Message, error) {
 	if len(list) > max {
 		return nil, fmt.Errorf("%w: grant carries %d KeyPackages, at most %d allowed", ErrLimit, len(list), max)
 	}
 	var out []*mls.Message
 	for i, m := range list {
-		c, err := checkKeyPackage(target, m)
+		c, err := checkKeyPackage(target, m, maxSize)
 		if err != nil {
 			return nil, fmt.Errorf("%w: KeyPackage %d: %v", ErrInvalidEntry, i, err)
 		}
@@ -276,9 +275,12 @@ func checkKeyPackages(target proto.URI, list []*mls.Message, max int) ([]*mls.Me
 	return out, nil
 }
 
-func checkKeyPackage(target proto.URI, m *mls.Message) (*mls.Message, error) {
+func checkKeyPackage(target proto.URI, m *mls.Message, maxSize int) (*mls.Message, error) {
 	if m == nil || m.WireFormat != mls.WireKeyPackage || m.KeyPackage == nil {
 		return nil, fmt.Errorf("not an MLSMessage holding a KeyPackage")
+	}
+	if n := len(wire.MustMarshal(m.KeyPackage)); n > maxSize {
+		return nil, fmt.Errorf("%d bytes, at most %d", n, maxSize)
 	}
 	cred := &m.KeyPackage.LeafNode.Credential
 	if cred.Type != mls.CredentialBasic {
@@ -460,14 +462,22 @@ func (b *Book) request(p parsed) error {
 		return limitErr("too many records for "+p.reqDomain, b.limits.MaxRecordsPerPeer)
 	}
 	if b.pending.counts[p.target] >= b.limits.MaxPendingPerTarget {
-		// Full: one provider's users must not keep everyone else's from
-		// asking. The domain holding the most of the target's requests
-		// gives up one if it holds more than the requester's domain.
-		top, n, mine := b.topRequesterDomain(p.target, p.reqDomain)
-		if n <= mine || b.rules < sharedLimits {
+		// Full: anyone may request, so neither one provider's users nor a
+		// few accounts with many room scopes may keep everyone else from
+		// asking the target. The provider holding the most of the
+		// target's requests gives one up if it holds more than the
+		// requester's provider; else the requester holding the most does,
+		// if it holds more than this one.
+		if !b.floodRules() {
 			return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
 		}
-		b.dropOnePending(p.target, top)
+		if top, n, mine := b.topRequesterDomain(p.target, p.reqDomain); n > mine {
+			b.dropOnePending(p.target, top)
+		} else if d := b.pending.displaceable(p.target, p.requester); d != "" {
+			b.pending.dropOne(p.target, d)
+		} else {
+			return limitErr("too many pending requests for the target", b.limits.MaxPendingPerTarget)
+		}
 	}
 	b.pending.put(p.target, p.requester, p.scope, struct{}{})
 	return nil
@@ -565,6 +575,18 @@ func (b *Book) decide(p parsed) error {
 // checkReceive checks that a grant for a local requester fits.
 func (b *Book) checkReceive(p parsed) error {
 	g := b.received.pair(p.requester, p.target)
+	if n := keyPackageBytes(p.keyPackages); n > 0 && b.floodRules() {
+		replaced := keyPackageBytes(g[p.scope])
+		if p.scope == anyRoom { // replaces the pair's room grants too
+			replaced = 0
+			for _, kps := range g {
+				replaced += keyPackageBytes(kps)
+			}
+		}
+		if b.received.weights[p.target]-replaced+n > MaxGrantBytesPerTarget {
+			return limitErr("too many KeyPackage bytes in the target's grants", MaxGrantBytesPerTarget)
+		}
+	}
 	delta := 1
 	if p.scope == anyRoom {
 		delta = 1 - len(g)
@@ -573,7 +595,7 @@ func (b *Book) checkReceive(p parsed) error {
 	} else if len(g) >= b.limits.MaxScopesPerPair {
 		return limitErr("too many room grants from this target", b.limits.MaxScopesPerPair)
 	}
-	if p.tgtDomain != b.domain && b.rules >= sharedLimits {
+	if p.tgtDomain != b.domain && b.floodRules() {
 		// The pair's grants this one replaces give their bytes back.
 		replaced := int64(0)
 		for sc, kps := range g {
@@ -588,7 +610,7 @@ func (b *Book) checkReceive(p parsed) error {
 	if delta <= 0 {
 		return nil
 	}
-	if b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester {
+	if b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester && (!b.floodRules() || b.received.displaceable(p.requester, p.target) == "") {
 		return limitErr("too many grants received by the requester", b.limits.MaxGrantsPerRequester)
 	}
 	if p.tgtDomain != b.domain && b.peerRecords(p.tgtDomain) >= b.limits.MaxRecordsPerPeer {
@@ -597,11 +619,26 @@ func (b *Book) checkReceive(p parsed) error {
 	return nil
 }
 
+// keyPackageBytes is what a grant's KeyPackages weigh against
+// MaxGrantBytesPerTarget: their encodings.
+func keyPackageBytes(kps []*mls.Message) int64 {
+	var n int64
+	for _, m := range kps {
+		n += int64(len(wire.MustMarshal(m.KeyPackage)))
+	}
+	return n
+}
+
 // receive records a grant for a local requester; checkReceive has passed.
 // A grant for any room replaces the earlier grants of the same target.
 func (b *Book) receive(p parsed) {
 	if p.scope == anyRoom {
 		b.received.delPair(p.requester, p.target)
+	}
+	if _, ok := b.received.get(p.requester, p.target, p.scope); !ok && b.received.counts[p.requester] >= b.limits.MaxGrantsPerRequester {
+		// Anyone may grant: a full table drops a grant of the target
+		// holding the most (checkReceive found it holds more).
+		b.received.dropOne(p.requester, b.received.displaceable(p.requester, p.target))
 	}
 	b.received.put(p.requester, p.target, p.scope, p.keyPackages)
 }

@@ -497,7 +497,9 @@ func TestLimits(t *testing.T) {
 		{"pending per target",
 			[]op{{domB, entry(request, carol, alice, nil)}, {domB, entry(request, cindy, alice, nil)}},
 			[]op{{domB, entry(request, carol, alice, nil)}, {"", entry(request, alice, carol, nil)}},
-			op{domB, entry(request, proto.UserURI(domB, "cora"), alice, nil)}},
+			// A full table takes a request only from one holding fewer
+			// than the requester holding the most (TestPendingFloodKeepsOthers).
+			op{domB, entry(request, carol, alice, in(room1))}},
 		{"pending scopes per pair",
 			[]op{{domB, entry(request, carol, alice, nil)}, {domB, entry(request, carol, alice, in(room1))}},
 			[]op{{domB, entry(request, carol, bob, in(room2))}},
@@ -519,9 +521,11 @@ func TestLimits(t *testing.T) {
 			[]op{{domB, entry(grant, alice, carol, nil)}, {domB, entry(grant, bob, cindy, nil)}},
 			op{domB, entry(grant, alice, carol, in(room1))}},
 		{"grants per requester, local grant",
-			[]op{{domB, entry(grant, alice, carol, nil)}, {domC, entry(grant, alice, dave, nil)}},
+			[]op{{domB, entry(grant, alice, carol, nil)}, {"", entry(grant, alice, bob, nil)}},
 			nil,
-			op{"", entry(grant, alice, bob, nil)}},
+			// A full table takes a grant only from a target holding fewer
+			// than the one holding the most (TestReceivedFloodKeepsOthers).
+			op{"", entry(grant, alice, bob, in(room1))}},
 		{"records per peer",
 			[]op{{domB, entry(request, carol, alice, nil)}, {domB, entry(request, cindy, bob, nil)}, {domB, entry(grant, alice, carol, nil)}},
 			[]op{{domC, entry(request, dave, alice, nil)}, {domB, entry(grant, alice, carol, nil)}},

@@ -94,15 +94,15 @@ func TestApplyRemoteNews(t *testing.T) {
 }
 
 // TestGrantBytesPerPeer: a hostile peer sends our user Alice unsolicited
-// grants from ever new users of its own, each with KeyPackages as large
-// as a request may carry. The KeyPackages the book keeps from one
+// grants from ever new users of its own, each with a KeyPackage near the
+// size bound. The KeyPackages the book keeps from one
 // provider are at most maxGrantBytesPerPeer (ErrLimit beyond, the book
 // unchanged), where 100,000 records of a megabyte each used to be kept;
 // another provider's grants are not affected, and a peer's bytes come
 // back when its grants go.
 func TestGrantBytesPerPeer(t *testing.T) {
 	b := testBook(t, true)
-	const size = 256 << 10
+	const size = 48 << 10 // under proto.MaxKeyPackageSize with the rest
 	kp := func(d, user string) *mls.Message {
 		return kpMessageWith(t, proto.ClientURI(d, user, "d"), mls.Extensions{{Type: 0xF0AA, Data: make([]byte, size)}})
 	}

@@ -2,6 +2,7 @@ package consent
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -118,7 +119,7 @@ func readRecords(r *wire.Reader, nb *Book, what string, byRequester bool, add fu
 		if !r.OK() {
 			return
 		}
-		p, err := nb.parseWith(&e, maxLimit)
+		p, err := nb.parseWith(&e, maxLimit, math.MaxInt) // as kept, whatever today's bounds
 		if err != nil {
 			r.Failf("consent snapshot: %s: %v", what, err)
 			return

@@ -2,6 +2,7 @@ package consent
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/proto"
@@ -36,30 +37,47 @@ type table[V any] struct {
 	rows   map[proto.URI]map[proto.URI]map[proto.URI]V
 	counts map[proto.URI]int // records per owner
 	peers  map[string]int    // records per remote domain of other
-	// size, when set, weighs a value; bytes sums the weights per remote
-	// domain of other.
-	size  func(V) int64
-	bytes map[string]int64
+	// size, when set, weighs a record's value; bytes sums the weights
+	// per remote domain of other, and weights per other, so bounds on
+	// them are checked without scanning.
+	size    func(V) int64
+	bytes   map[string]int64
+	weights map[proto.URI]int64
 }
 
 func newTable[V any](domain string) table[V] {
 	return table[V]{
-		domain: domain,
-		rows:   make(map[proto.URI]map[proto.URI]map[proto.URI]V),
-		counts: make(map[proto.URI]int),
-		peers:  make(map[string]int),
-		bytes:  make(map[string]int64),
+		domain:  domain,
+		rows:    make(map[proto.URI]map[proto.URI]map[proto.URI]V),
+		counts:  make(map[proto.URI]int),
+		peers:   make(map[string]int),
+		bytes:   make(map[string]int64),
+		weights: make(map[proto.URI]int64),
 	}
 }
 
-// weigh adds delta times the weight of v to other's domain.
+// newWeighedTable returns a table that weighs each record's value with
+// size, per other and per other's remote domain.
+func newWeighedTable[V any](domain string, size func(V) int64) table[V] {
+	t := newTable[V](domain)
+	t.size = size
+	return t
+}
+
+// weigh adds delta times the weight of v to other's and to other's
+// remote domain's.
 func (t *table[V]) weigh(other proto.URI, v V, delta int64) {
-	p := t.peerOf(other)
-	if t.size == nil || p == "" {
+	if t.size == nil {
 		return
 	}
-	if t.bytes[p] += delta * t.size(v); t.bytes[p] == 0 {
-		delete(t.bytes, p)
+	w := delta * t.size(v)
+	if t.weights[other] += w; t.weights[other] == 0 {
+		delete(t.weights, other)
+	}
+	if p := t.peerOf(other); p != "" {
+		if t.bytes[p] += w; t.bytes[p] == 0 {
+			delete(t.bytes, p)
+		}
 	}
 }
 
@@ -162,6 +180,36 @@ func (t *table[V]) dropPair(owner, other proto.URI) {
 	delete(t.rows[owner], other)
 	if len(t.rows[owner]) == 0 {
 		delete(t.rows, owner)
+	}
+}
+
+// displaceable returns the other holding the most records of owner (ties:
+// the smallest URI, so every replica picks the same), if it holds more
+// than newcomer; else "". A full table makes room for newcomer by
+// dropping one of its records (dropOne), so a few others with many
+// scopes each cannot keep everyone else out.
+func (t *table[V]) displaceable(owner, newcomer proto.URI) proto.URI {
+	var best proto.URI
+	for o, byScope := range t.rows[owner] {
+		if n, m := len(byScope), len(t.rows[owner][best]); best == "" || n > m || n == m && o < best {
+			best = o
+		}
+	}
+	if best == "" || len(t.rows[owner][best]) <= len(t.rows[owner][newcomer]) {
+		return ""
+	}
+	return best
+}
+
+// dropOne removes the record of (owner, other) with the largest scope
+// ("": nothing).
+func (t *table[V]) dropOne(owner, other proto.URI) {
+	if other == "" {
+		return
+	}
+	scopes := slices.Sorted(maps.Keys(t.rows[owner][other]))
+	if len(scopes) > 0 {
+		t.del(owner, other, scopes[len(scopes)-1])
 	}
 }
 

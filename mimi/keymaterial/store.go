@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/mimihub/mimi-hub/mimi/mls"
@@ -114,14 +115,18 @@ type Store struct {
 
 // RulesLevel is the newest level of rules the store applies, in the
 // numbering of the fsm's log levels; level 2 brought routes bound to the
-// room a KeyPackage was claimed for (routesByRoom). A new store applies
+// room a KeyPackage was claimed for (routesByRoom) and the bound on a
+// KeyPackage's size (sizeBound). A new store applies
 // it; a replicated embedding sets its log's level (SetRulesLevel), so
 // that entries logged before a rule apply by the rules of then.
 const RulesLevel = 2
 
-// routesByRoom is the level from which a route remembers its claim's
-// room.
-const routesByRoom = 2
+// The levels from which a route remembers its claim's room, and an
+// uploaded KeyPackage is at most proto.MaxKeyPackageSize.
+const (
+	routesByRoom = 2
+	sizeBound    = 2
+)
 
 // SetRulesLevel makes the store apply the rules of level l and below.
 func (s *Store) SetRulesLevel(l int) { s.rules = l }
@@ -411,7 +416,7 @@ func (s *Store) Upload(c proto.URI, kps []*mls.KeyPackage, now uint64) error {
 
 // newEntry checks a KeyPackage for client c at now and returns a private
 // copy of it.
-func newEntry(c proto.URI, kp *mls.KeyPackage, now uint64) (*entry, error) {
+func newEntry(c proto.URI, kp *mls.KeyPackage, now uint64, maxSize int) (*entry, error) {
 	if kp == nil {
 		return nil, fmt.Errorf("%w: missing", ErrInvalidKeyPackage)
 	}
@@ -428,6 +433,9 @@ func newEntry(c proto.URI, kp *mls.KeyPackage, now uint64) (*entry, error) {
 	enc, err := wire.Marshal(kp)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyPackage, err)
+	}
+	if len(enc) > maxSize {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidKeyPackage, len(enc), maxSize)
 	}
 	return decodeEntry(enc)
 }
@@ -450,7 +458,11 @@ func decodeEntry(enc []byte) (*entry, error) {
 // or earlier in the same upload (seen); a last-resort KeyPackage's suite
 // must not be earlier in the upload (lastResort).
 func (s *Store) checkUpload(c proto.URI, kp *mls.KeyPackage, now uint64, seen map[string]int, lastResort map[mls.CipherSuite]int) (*entry, error) {
-	e, err := newEntry(c, kp, now)
+	maxSize := math.MaxInt
+	if s.rules >= sizeBound {
+		maxSize = proto.MaxKeyPackageSize
+	}
+	e, err := newEntry(c, kp, now, maxSize)
 	if err != nil {
 		return nil, err
 	}
