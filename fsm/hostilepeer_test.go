@@ -302,12 +302,8 @@ func TestHostileHubLogShare(t *testing.T) {
 // of Alice (local) stay, where x.example used to push out everyone's.
 func TestHostilePeerReportFlood(t *testing.T) {
 	cfg := Config{Domain: "a.example", ReportLimit: 20}
-	f, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &node{t: t, cfg: cfg, f: f, now: t0, fast: true}
-	n.raiseLevel()
+	n := newNodeWith(t, cfg)
+	n.fast = true
 	alice, id := n.aliceRoom()
 	mallory, carol := proto.UserURI("x.example", "mallory"), proto.UserURI("c.example", "carol")
 	patch := &proto.ParticipantListPatch{AddUsers: []proto.UserRoles{{User: mallory, Roles: []proto.Role{proto.RoleRegularUser}}, {User: carol, Roles: []proto.Role{proto.RoleRegularUser}}}}

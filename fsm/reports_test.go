@@ -22,12 +22,8 @@ func TestReportFloodKeepsOthers(t *testing.T) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 11))
 			cfg := Config{Domain: "a.example", ReportLimit: 20}
-			f, err := New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := &node{t: t, cfg: cfg, f: f, now: t0, fast: true}
-			n.raiseLevel()
+			n := newNodeWith(t, cfg)
+			n.fast = true
 			mallory := proto.UserURI("a.example", "mallory")
 			report := func(m *member, roomID proto.URI, note string) {
 				t.Helper()
