@@ -27,8 +27,13 @@ func (s *State) keepReport(rep room.Report) {
 		s.reports.drop(len(s.reports.items) - s.cfg.ReportLimit)
 		return
 	}
-	for len(s.reports.items) > 1 && (len(s.reports.items) > s.cfg.ReportLimit || s.reportBytes() > maxReportBytes) {
-		s.dropReport(s.heaviestReporter())
+	total := s.reportBytes()
+	for len(s.reports.items) > 1 && (len(s.reports.items) > s.cfg.ReportLimit || total > maxReportBytes) {
+		dropped, ok := s.dropReport(s.heaviestReporter())
+		if !ok {
+			return
+		}
+		total -= dropped
 	}
 }
 
@@ -80,17 +85,20 @@ func heaviest[K ~string](weights map[K]int64) K {
 	return top
 }
 
-// dropReport drops the oldest report of user (never the newest report).
-// The list is copied, never edited in place: a snapshot may hold it.
-func (s *State) dropReport(user proto.URI) {
+// dropReport drops the oldest report of user (never the newest report)
+// and returns its weight, or false when user has none. The list is
+// copied, never edited in place: a snapshot may hold it.
+func (s *State) dropReport(user proto.URI) (int64, bool) {
 	items := s.reports.items
 	i := slices.IndexFunc(items[:len(items)-1], func(r room.Report) bool { return r.Body.ReportingUser == user })
-	switch {
-	case i < 0:
-		return
-	case i == 0:
+	if i < 0 {
+		return 0, false
+	}
+	w := reportWeight(&items[i])
+	if i == 0 {
 		s.reports.drop(1)
-	default:
+	} else {
 		s.reports.items, s.reports.dropped = slices.Concat(items[:i], items[i+1:]), 0
 	}
+	return w, true
 }

@@ -137,7 +137,10 @@ func (b *Book) SetRulesLevel(l int) { b.rules = l }
 // KeyPackage size, the KeyPackage bytes of one target's and of one
 // provider's grants, and the sharing of full tables (a full target's
 // pending requests, a requester's grants) among providers and users.
-func (b *Book) floodRules() bool { return b.rules >= 2 }
+func (b *Book) floodRules() bool { return b.rules >= floodRulesLevel }
+
+// floodRulesLevel is the level that brought floodRules.
+const floodRulesLevel = 2
 
 // NewBook returns an empty book for the provider of domain, which must be a
 // valid lowercase DNS name. requireConsent false models providers that
